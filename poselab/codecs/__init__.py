@@ -1,0 +1,1 @@
+"""poselab.codecs"""
