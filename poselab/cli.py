@@ -1,0 +1,335 @@
+"""The ``poselab`` command: run chapters through papermill, open the lab, make data.
+
+    poselab run [CHAPTER ...] [--fast] [--out DIR] [-p name=value ...]
+    poselab lab [--port N] [--no-browser]
+    poselab list
+    poselab data synth --out DIR [--split val] [--n-images N] [--seed S]
+
+A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
+without its number (``hdm``). ``run`` writes the executed notebooks and a ``claims.json``
+ledger (list of ``{id, chapter, kind, value, paper, holds, verdict}``) into ``--out`` and exits
+non-zero when a chapter fails (naming the cell and the error) or a ``math`` claim does not hold.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHAPTER_PATTERN = re.compile(r"^(\d{2})_([A-Za-z0-9_]+)\.ipynb$")
+DEFAULT_OUT = "runs/latest"
+
+
+class CliError(Exception):
+    """An expected user error: printed as one line, exit code 2."""
+
+
+def labs_dir() -> Path:
+    """The chapters folder: env ``POSELAB_LABS``, else ``labs/`` of the checkout, else ./labs."""
+    env = os.environ.get("POSELAB_LABS")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parent.parent / "labs"
+    if checkout.is_dir():
+        return checkout
+    return Path.cwd() / "labs"
+
+
+def list_chapters(folder: Path | None = None) -> list[Path]:
+    folder = labs_dir() if folder is None else Path(folder)
+    if not folder.is_dir():
+        raise CliError(f"no chapters folder at {folder}; run from a poselab checkout or set "
+                       "POSELAB_LABS to the labs/ folder")
+    return sorted(p for p in folder.iterdir() if CHAPTER_PATTERN.match(p.name))
+
+
+def resolve_chapters(names: list[str], folder: Path | None = None) -> list[Path]:
+    """Map chapter names (number, stem, or stem without number) to notebook paths."""
+    chapters = list_chapters(folder)
+    if not names:
+        return chapters
+    by_key: dict[str, Path] = {}
+    for path in chapters:
+        number, rest = CHAPTER_PATTERN.match(path.name).groups()
+        for key in (number, str(int(number)), path.stem, rest):
+            by_key.setdefault(key.lower(), path)
+    resolved = []
+    for name in names:
+        key = name.lower().removesuffix(".ipynb")
+        key = Path(key).name
+        if key not in by_key:
+            available = ", ".join(p.stem for p in chapters) or "none"
+            raise CliError(f"unknown chapter {name!r}; available: {available}")
+        if by_key[key] not in resolved:
+            resolved.append(by_key[key])
+    return resolved
+
+
+def parse_value(text: str):
+    """Parse a ``-p`` value: Python literal (True, 3, 0.5, 'x', [1, 2]) or a plain string."""
+    if text in ("true", "false"):
+        return text == "true"
+    if text in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_parameters(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise CliError(f"parameter {item!r} must look like name=value")
+        name, value = item.split("=", 1)
+        name = name.strip()
+        if not name.isidentifier():
+            raise CliError(f"parameter name {name!r} is not a valid Python name")
+        params[name] = parse_value(value)
+    return params
+
+
+def declared_parameters(notebook: Path) -> dict[str, object]:
+    """Names and default values of the chapter's ``parameters`` cell (literal defaults only)."""
+    nb = json.loads(notebook.read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            defaults = {}
+            for node in ast.parse(source).body:
+                if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for target in targets:
+                        if isinstance(target, ast.Name):
+                            try:
+                                defaults[target.id] = ast.literal_eval(node.value)
+                            except ValueError:
+                                defaults[target.id] = None
+            return defaults
+    raise CliError(f"{notebook.name} has no cell tagged 'parameters'")
+
+
+def _type_ok(default, value) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def check_parameters(notebook: Path, params: dict) -> dict:
+    """Keep the parameters the chapter declares; reject unknown names and wrong types."""
+    declared = declared_parameters(notebook)
+    checked = {}
+    for name, value in params.items():
+        if name not in declared:
+            raise CliError(f"{notebook.stem} has no parameter {name!r}; its parameters: "
+                           + ", ".join(sorted(declared)))
+        default = declared[name]
+        if not _type_ok(default, value):
+            raise CliError(f"parameter {name!r} of {notebook.stem} expects "
+                           f"{type(default).__name__} (default {default!r}), got {value!r}")
+        checked[name] = value
+    return checked
+
+
+@dataclass
+class ChapterResult:
+    chapter: str
+    seconds: float
+    ok: bool
+    error: str = ""
+    claims: list = field(default_factory=list)
+
+
+def _execution_error(exc: Exception, output: Path) -> str:
+    """Name the failing cell and the error from papermill's exception / the output notebook."""
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    try:
+        nb = json.loads(output.read_text())
+        inserted = {"injected-parameters", "papermill-error-cell-tag"}
+        source_cells = [c for c in nb["cells"]
+                        if not inserted & set(c.get("metadata", {}).get("tags", []))]
+        for index, c in enumerate(source_cells, start=1):
+            if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
+                first = "".join(c["source"]).strip().splitlines()[:1]
+                where = f"cell {index} of {len(source_cells)}"
+                where += f" ({first[0][:60]!r})" if first else ""
+                break
+    except (OSError, ValueError, KeyError):
+        pass
+    return f"{where}: {ename}: {str(evalue).strip()[:500]}"
+
+
+def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
+                timeout: float | None = None) -> ChapterResult:
+    import papermill
+
+    params = dict(parameters)
+    declared = declared_parameters(notebook)
+    if fast:
+        params["fast"] = True
+    if "out_dir" in declared:
+        params["out_dir"] = str(out_dir.resolve())
+    params = check_parameters(notebook, params)
+    ledger = out_dir / "claims" / f"{notebook.stem}.json"
+    if ledger.exists():
+        ledger.unlink()  # our own artefact from an earlier run: stale claims must not count
+    output = out_dir / notebook.name
+    env_before = os.environ.get("POSELAB_OUT_DIR")
+    os.environ["POSELAB_OUT_DIR"] = str(out_dir.resolve())
+    start = time.perf_counter()
+    ok, error = True, ""
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=params, kernel_name="python3",
+            cwd=str(notebook.parent), progress_bar=False, log_output=False,
+            execution_timeout=timeout)
+    except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
+        ok, error = False, _execution_error(exc, output)
+    finally:
+        if env_before is None:
+            os.environ.pop("POSELAB_OUT_DIR", None)
+        else:
+            os.environ["POSELAB_OUT_DIR"] = env_before
+    seconds = time.perf_counter() - start
+    claims = json.loads(ledger.read_text()) if ledger.exists() else []
+    return ChapterResult(notebook.stem, seconds, ok, error, claims)
+
+
+def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
+        parameters: dict | None = None, timeout: float | None = None,
+        stream=None) -> int:
+    """Execute chapters; write ``out/claims.json``; return the exit code."""
+    stream = sys.stdout if stream is None else stream
+    chapters = resolve_chapters(names)
+    if not chapters:
+        raise CliError(f"no chapters found in {labs_dir()}")
+    parameters = parameters or {}
+    for notebook in chapters:  # reject bad parameters before running anything
+        check_parameters(notebook, {k: v for k, v in parameters.items()
+                                    if k in declared_parameters(notebook)})
+    unknown = [k for k in parameters if not any(k in declared_parameters(nb) for nb in chapters)]
+    if unknown:
+        raise CliError(f"no selected chapter has parameter(s) {', '.join(unknown)}")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for notebook in chapters:
+        mine = {k: v for k, v in parameters.items() if k in declared_parameters(notebook)}
+        print(f"running {notebook.stem}{' (fast)' if fast else ''} ...", file=stream, flush=True)
+        result = run_chapter(notebook, out_dir, mine, fast, timeout)
+        results.append(result)
+        status = "ok" if result.ok else "FAILED"
+        print(f"  {status} in {result.seconds:.1f} s, {len(result.claims)} claims", file=stream,
+              flush=True)
+        if not result.ok:
+            print(f"  {notebook.stem}: {result.error}", file=stream, flush=True)
+    # aggregate ledger: chapters of this run replace their earlier records, others are kept
+    aggregate_path = out_dir / "claims.json"
+    ran = {r.chapter for r in results}
+    aggregate = []
+    if aggregate_path.exists():
+        try:
+            aggregate = [c for c in json.loads(aggregate_path.read_text()) if c.get("chapter") not in ran]
+        except (ValueError, AttributeError):
+            aggregate = []
+    for r in results:
+        aggregate.extend(r.claims)
+    aggregate_path.write_text(json.dumps(aggregate, indent=2))
+    (out_dir / "timings.json").write_text(json.dumps(
+        {r.chapter: round(r.seconds, 2) for r in results}, indent=2))
+    failed_math = [c for r in results for c in r.claims if c["kind"] == "math" and not c["holds"]]
+    print("\nclaims:", file=stream)
+    for r in results:
+        for c in r.claims:
+            print(f"  {c['id']:50s} {c['kind']:9s} {c['verdict']}", file=stream)
+    code = 0
+    if failed_math:
+        print("math claims that do not hold: " + ", ".join(c["id"] for c in failed_math), file=stream)
+        code = 1
+    if any(not r.ok for r in results):
+        print("failed chapters: " + ", ".join(r.chapter for r in results if not r.ok), file=stream)
+        code = 1
+    print(f"executed notebooks and claims.json in {out_dir}", file=stream)
+    return code
+
+
+def lab(port: int | None = None, no_browser: bool = False) -> int:
+    folder = labs_dir()
+    if not folder.is_dir():
+        raise CliError(f"no chapters folder at {folder}")
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}"]
+    if port:
+        cmd.append(f"--ServerApp.port={port}")
+    if no_browser:
+        cmd.append("--no-browser")
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poselab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute chapters through papermill")
+    p_run.add_argument("chapters", nargs="*", help="numbers or names; all when omitted")
+    p_run.add_argument("--fast", action="store_true", help="CI mode: fast=True (≤ 60 s a chapter)")
+    p_run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p_run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                       help="chapter parameter, e.g. -p seed=1 -p data=synth")
+    p_run.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    p_lab = sub.add_parser("lab", help="open JupyterLab on the chapters")
+    p_lab.add_argument("--port", type=int, default=None)
+    p_lab.add_argument("--no-browser", action="store_true")
+    sub.add_parser("list", help="list chapters")
+    p_data = sub.add_parser("data", help="make datasets")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True)
+    p_synth = data_sub.add_parser("synth", help="generate the default synthetic dataset")
+    p_synth.add_argument("--root", default=None, help="cache folder (default: data/synth)")
+    p_synth.add_argument("--split", action="append", default=None, choices=["train", "val"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return run(args.chapters, fast=args.fast, out=args.out,
+                       parameters=parse_parameters(args.parameter), timeout=args.timeout)
+        if args.command == "lab":
+            return lab(args.port, args.no_browser)
+        if args.command == "list":
+            for path in list_chapters():
+                print(path.stem)
+            return 0
+        if args.command == "data" and args.data_command == "synth":
+            from poselab.data import synth
+            for split in args.split or ["train", "val"]:
+                print(synth.default_dataset(split, root=args.root))
+            return 0
+    except CliError as exc:
+        print(f"poselab: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Set up poselab in a project-local virtual environment and open the lab or run the tests.
+
+    python3 tasks.py lab      set up (if needed), make the default data, open JupyterLab on labs/
+    python3 tasks.py test     set up (if needed), run unit tests + every chapter (fast mode)
+    python3 tasks.py setup    only set up .venv
+    python3 tasks.py strip    remove outputs from labs/*.ipynb (before committing)
+
+Standard library only, Python >= 3.10. Torch is installed before the project: on the team's
+machines ``pip install torch==2.13.0`` takes the CPU wheel lying on disk, whereas a torch range
+installed first would pull a multi-GB CUDA build. Override with POSELAB_TORCH_SPEC (e.g.
+"torch==2.5.1") and POSELAB_TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".poselab-installed"
+TORCH_SPEC = os.environ.get("POSELAB_TORCH_SPEC", "torch==2.13.0")
+
+
+def sh(*cmd: str | Path, **kw) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def has_torch() -> bool:
+    return subprocess.run([str(PY), "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def setup() -> None:
+    if sys.version_info < (3, 10):
+        sys.exit(f"poselab needs Python >= 3.10 (this is {sys.version.split()[0]})")
+    if not PY.exists():
+        print(f"creating virtual environment {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == want and has_torch():
+        return
+    if not has_torch():
+        index = os.environ.get("POSELAB_TORCH_INDEX_URL")
+        sh(PY, "-m", "pip", "install", "--quiet", TORCH_SPEC, *(["--index-url", index] if index else []))
+    sh(PY, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")
+    STAMP.write_text(want)
+
+
+def strip() -> None:
+    for nb_path in sorted((ROOT / "labs").glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+            cell.get("metadata", {}).pop("execution", None)
+            cell.get("metadata", {}).pop("papermill", None)
+        nb.get("metadata", {}).pop("widgets", None)
+        nb.get("metadata", {}).pop("papermill", None)
+        nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    task = argv[1] if len(argv) > 1 else "help"
+    if task == "setup":
+        setup()
+    elif task == "lab":
+        setup()
+        sh(BIN / "poselab", "data", "synth")
+        sh(BIN / "poselab", "lab", *argv[2:])
+    elif task == "test":
+        setup()
+        sh(PY, "-m", "pytest", "-q", "tests", *argv[2:], cwd=ROOT)
+    elif task == "strip":
+        strip()
+    else:
+        print(__doc__)
+        return 0 if task == "help" else 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv))
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode or 1)
