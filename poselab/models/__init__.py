@@ -1,1 +1,11 @@
-"""poselab.models"""
+"""poselab.models — tiny CPU backbone, ResNet-18 SimpleBaseline, and the four heads.
+
+    from poselab.models import build_model
+    model = build_model(head="heatmap", input_size=(64, 48), backbone="tiny")
+"""
+from .backbones import BasicBlock, ResNet18Backbone, TinyBackbone
+from .heads import HeatmapHead, SARHead, SimCCHead
+from .pose_model import BACKBONES, HEADS, PoseModel, build_model, count_parameters
+
+__all__ = ["build_model", "PoseModel", "count_parameters", "HEADS", "BACKBONES",
+           "TinyBackbone", "ResNet18Backbone", "BasicBlock", "HeatmapHead", "SimCCHead", "SARHead"]

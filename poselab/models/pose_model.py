@@ -1,0 +1,104 @@
+"""``PoseModel`` (backbone + head) and the one factory :func:`build_model`."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..skeleton import NUM_KEYPOINTS
+from .backbones import ResNet18Backbone, TinyBackbone
+from .heads import HeatmapHead, SARHead, SimCCHead
+
+HEADS = ("heatmap", "integral", "simcc", "sar")
+BACKBONES = ("tiny", "resnet18")
+_MULTIPLE = {"tiny": 16, "resnet18": 4}
+
+
+class PoseModel(nn.Module):
+    """A top-down pose network: ``image (B, 3, H, W) → head output`` (see :mod:`.heads`).
+
+    Attributes: ``head_type``, ``backbone_name``, ``input_size`` (H, W), ``heatmap_size``
+    (H/4, W/4), ``num_keypoints`` and ``config`` (the :func:`build_model` keyword arguments, so a
+    checkpoint can rebuild the model).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, config: dict[str, Any]):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.config = dict(config)
+        self.head_type = config["head"]
+        self.backbone_name = config["backbone"]
+        self.input_size = tuple(config["input_size"])
+        self.heatmap_size = (self.input_size[0] // 4, self.input_size[1] // 4)
+        self.num_keypoints = config["num_keypoints"]
+
+    def forward(self, images: torch.Tensor):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        if tuple(images.shape[-2:]) != self.input_size and self.head_type == "simcc":
+            raise ValueError(f"the SimCC head was built for input_size={self.input_size} "
+                             f"but got images of size {tuple(images.shape[-2:])}; rebuild the "
+                             f"model with build_model(..., input_size={tuple(images.shape[-2:])})")
+        return self.head(self.backbone(images))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
+                backbone: str = "tiny", num_keypoints: int = NUM_KEYPOINTS,
+                simcc_split_ratio: float = 2.0, seed: int | None = None) -> PoseModel:
+    """Build a pose model.
+
+    Args:
+        head: "heatmap" | "integral" (same head; the loss reads it as soft-argmax logits) |
+            "simcc" | "sar".
+        input_size: (H, W) of the input crops, multiples of 16 for "tiny", of 4 for "resnet18".
+        backbone: "tiny" (~0.6 M params with a heatmap head, CPU minutes) or "resnet18"
+            (SimpleBaseline-style ResNet-18 + 3 deconvs, ~15.4 M, from scratch, for GPUs).
+        num_keypoints: K (17 for COCO).
+        simcc_split_ratio: k, SimCC bins per input pixel (MMPose default 2.0).
+        seed: if given, the weights are initialised under ``torch.manual_seed(seed)`` without
+            touching the global RNG state (so two ``build_model(seed=0)`` are identical).
+
+    Outputs (h, w = H/4, W/4): heatmap/integral → ``(B, K, h, w)``; simcc →
+    ``(x_logits (B, K, W·k), y_logits (B, K, H·k))``; sar → ``{"selector": (B, K, h, w),
+    "offsets": (B, K, 2, h, w)}``.
+    """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
+    try:
+        H, W = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size must be an (H, W) pair, got {input_size!r}") from None
+    m = _MULTIPLE[backbone]
+    if H <= 0 or W <= 0 or H % m or W % m:
+        raise ValueError(f"input_size {(H, W)} must be positive multiples of {m} for the "
+                         f"{backbone!r} backbone (e.g. (64, 48), (128, 96), (256, 192))")
+    if int(num_keypoints) < 1:
+        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    config = dict(head=head, input_size=(H, W), backbone=backbone, num_keypoints=int(num_keypoints),
+                  simcc_split_ratio=float(simcc_split_ratio))
+
+    def make() -> PoseModel:
+        net = TinyBackbone() if backbone == "tiny" else ResNet18Backbone()
+        hm = (H // 4, W // 4)
+        if head in ("heatmap", "integral"):
+            h = HeatmapHead(net.out_channels, num_keypoints)
+        elif head == "simcc":
+            h = SimCCHead(net.out_channels, num_keypoints, (H, W), hm, simcc_split_ratio)
+        else:
+            h = SARHead(net.out_channels, num_keypoints)
+        return PoseModel(net, h, config)
+
+    if seed is None:
+        return make()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return make()
