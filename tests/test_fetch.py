@@ -414,3 +414,20 @@ def test_cli_subprocess_exit_code_and_stderr(site, tmp_path):
                            "--out", str(tmp_path), "--max-images", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "positive integer" in proc.stderr
+
+
+def test_python_api_with_progress_bars(site, tmp_path, capsys):
+    from poselab.data.fetch import FetchError, fetch_coco
+
+    _, ids, names = expected_subset("val2017", 3)
+    with serve(site) as (url, state):
+        state.cut_once.add(f"val2017/{names[2]}")
+        rep = fetch_coco(tmp_path / "coco", "val2017", 3, base_url=url + "/", workers=1,
+                         progress=True)
+    assert (rep.n_images, rep.n_transferred, rep.n_present, rep.json_written) == (3, 3, 0, True)
+    assert rep.annotation_file == tmp_path / "coco" / "annotations" / "person_keypoints_val2017.json"
+    assert "val2017" in capsys.readouterr().err  # the tqdm bar went to stderr
+    with pytest.raises(FetchError, match="unknown split"):
+        fetch_coco(tmp_path / "x", "val2014")
+    with pytest.raises(FetchError, match="not an http"):
+        fetch_coco(tmp_path / "x", base_url="ftp://example.org")

@@ -444,9 +444,11 @@ def _bytes_bar(desc: str, progress: bool):
         if not progress:
             return
         if not holder:
-            holder.append(tqdm(desc=desc, unit="B", unit_scale=True, unit_divisor=1024))
-        holder[0].reset(total=total)
-        holder[0].update(already)
+            holder.append(tqdm(desc=desc, total=total, initial=already, unit="B",
+                               unit_scale=True, unit_divisor=1024))
+        else:
+            holder[0].reset(total=total)
+            holder[0].update(already)
 
     def on_bytes(n: int) -> None:
         if holder:
@@ -519,7 +521,8 @@ def _prepare_json(out_json: Path, subset: dict, force: bool) -> bool:
             existing.get("images"), list) else "?"
         raise FetchError(
             f"{out_json} exists and differs from the requested subset ({n_old} images there, "
-            f"{len(subset['images'])} requested); pass --force to overwrite it or choose another --out"
+            f"{len(subset['images'])} requested); pass --force to overwrite it (images already there "
+            "are reused) or choose another --out"
         )
     return True
 
