@@ -1,1 +1,2 @@
 """poselab.codecs"""
+from .hdm import subpixel_demanders, decode_four_pixel

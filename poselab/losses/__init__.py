@@ -1,1 +1,2 @@
 """poselab.losses"""
+from .transport import emd_loss
