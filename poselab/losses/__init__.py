@@ -1,2 +1,9 @@
-"""poselab.losses"""
+"""poselab.losses — one module per family; every loss is ``(prediction, target, weights, **hyper)``.
+
+Baselines: :func:`heatmap_mse_loss` (detection MSE), :func:`simcc_kl_loss` (SimCC KL),
+:func:`integral_l1_loss` (integral regression L1 + BCIR prior term, with :func:`step_schedule`).
+"""
+from .heatmap import HeatmapMSELoss, heatmap_mse_loss
+from .integral import IntegralL1Loss, integral_l1_loss, soft_argmax_2d, step_schedule
+from .simcc import SimCCKLLoss, simcc_kl_loss
 from .transport import emd_loss
