@@ -647,7 +647,7 @@ def fetch_coco(
         if _existing_image_ok(dest, im, force):
             return False
         url = f"{base_url}/{split}/{urllib.parse.quote(im['file_name'])}"
-        for attempt in range(2):  # a body that does not decode is downloaded once more
+        for _ in range(2):  # a body that does not decode is downloaded once more
             _download(url, dest, what="image", timeout=timeout)
             problem = _image_problem(dest, im.get("width"), im.get("height"))
             if problem is None:
