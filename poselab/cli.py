@@ -274,7 +274,7 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     return code
 
 
-def lab(port: int | None = None, no_browser: bool = False) -> int:
+def lab(port: int | None = None, no_browser: bool = False, extra: list[str] | None = None) -> int:
     folder = labs_dir()
     if not folder.is_dir():
         raise CliError(f"no chapters folder at {folder}")
@@ -283,6 +283,9 @@ def lab(port: int | None = None, no_browser: bool = False) -> int:
         cmd.append(f"--ServerApp.port={port}")
     if no_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines run as root
+    cmd.extend(extra or [])
     return subprocess.call(cmd)
 
 
@@ -299,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_lab = sub.add_parser("lab", help="open JupyterLab on the chapters")
     p_lab.add_argument("--port", type=int, default=None)
     p_lab.add_argument("--no-browser", action="store_true")
+    p_lab.add_argument("jupyter_args", nargs=argparse.REMAINDER,
+                       help="passed to jupyter lab, e.g. -- --ServerApp.token=abc")
     sub.add_parser("list", help="list chapters")
     p_data = sub.add_parser("data", help="make datasets")
     data_sub = p_data.add_subparsers(dest="data_command", required=True)
@@ -315,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(args.chapters, fast=args.fast, out=args.out,
                        parameters=parse_parameters(args.parameter), timeout=args.timeout)
         if args.command == "lab":
-            return lab(args.port, args.no_browser)
+            extra = [a for a in args.jupyter_args if a != "--"]
+            return lab(args.port, args.no_browser, extra)
         if args.command == "list":
             for path in list_chapters():
                 print(path.stem)

@@ -86,3 +86,39 @@ def test_user_errors_exit_2_with_one_line(labs, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "poselab.cli", "run", "0", "-p", "seed=abc",
                            "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "expects int" in proc.stderr
+
+
+def test_lab_command_serves_the_chapters(tmp_path):
+    """`poselab lab` starts JupyterLab with labs/ as its root: the contents API lists chapters."""
+    import os
+    import secrets
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(8)
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
+    env.pop("POSELAB_LABS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "poselab.cli", "lab", "--port", str(port), "--no-browser",
+                             "--", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        listing = None
+        while time.time() < deadline and listing is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token={token}", timeout=2) as r:
+                    listing = json.load(r)
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, "JupyterLab did not answer within 60 s"
+        names = {item["name"] for item in listing["content"]}
+        assert {p.name for p in cli.list_chapters()} <= names and names
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=5) as r:
+            assert r.status == 200 and b"JupyterLab" in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
