@@ -1,0 +1,396 @@
+"""The one training loop: :func:`fit` (AdamW + warm-up, gradient clipping, seeded, resumable)."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import default_collate
+
+from .callbacks import Callback
+from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .history import History
+
+__all__ = ["fit", "FitState", "resolve_device", "to_device", "lr_factor"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → cuda if available, else mps, else cpu; anything else → ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from exc
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) dict/list/tuple to ``device``; other values unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def lr_factor(step: int, warmup_steps: int, schedule: str, total_steps: int) -> float:
+    """Learning-rate multiplier at 0-based ``step``: linear warm-up from 1/warmup to 1 over
+    ``warmup_steps``, then constant (``schedule="constant"``) or cosine decay to 0 at
+    ``total_steps`` (``"cosine"``)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine" and total_steps > warmup_steps:
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+@dataclass
+class FitState:
+    """Everything a callback can read (and ``stop`` it can set)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    history: History
+    device: torch.device
+    settings: dict[str, Any]
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    epoch_finished: bool = False
+    stop: bool = False
+    last_loss: float = float("nan")
+    last_outputs: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        epoch, batch = (self.epoch + 1, 0) if self.epoch_finished else (self.epoch, self.batch_in_epoch)
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model_config": dict(getattr(self.model, "config", {}) or {}),
+                "step": int(self.step), "epoch": int(epoch), "batch_in_epoch": int(batch),
+                "history": self.history.to_dict(), "rng": torch.get_rng_state(),
+                "settings": dict(self.settings)}
+
+    def save_checkpoint(self, path: str | os.PathLike):
+        return save_checkpoint(path, self.checkpoint_payload())
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool,
+                   drop_last: bool) -> list[list[int]]:
+    """Index batches of one epoch; the order is a pure function of (seed, epoch)."""
+    if shuffle:
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        order = list(range(n))
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+class _DatasetBatches:
+    """Batches of a map-style dataset with a (seed, epoch)-determined order (exact resume)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, shuffle: bool, drop_last: bool,
+                 collate: Callable):
+        self.dataset, self.batch_size, self.seed = dataset, int(batch_size), int(seed)
+        self.shuffle, self.drop_last, self.collate = shuffle, drop_last, collate
+
+    def __len__(self) -> int:
+        return len(_epoch_batches(len(self.dataset), self.batch_size, 0, 0, False, self.drop_last))
+
+    def epoch(self, epoch: int, skip: int) -> Iterable:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        for idx in _epoch_batches(len(self.dataset), self.batch_size, self.seed, epoch,
+                                  self.shuffle, self.drop_last)[skip:]:
+            yield self.collate([self.dataset[i] for i in idx])
+
+
+class _LoaderBatches:
+    """Batches of a user DataLoader (resume skips already-seen batches by iterating them)."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int, skip: int) -> Iterable:
+        ds = getattr(self.loader, "dataset", None)
+        if hasattr(ds, "set_epoch"):
+            ds.set_epoch(epoch)
+        for i, batch in enumerate(self.loader):
+            if i >= skip:
+                yield batch
+
+
+def _batch_size_of(batch: Any) -> int:
+    if isinstance(batch, dict):
+        for key in ("image", "images", "input"):
+            if isinstance(batch.get(key), torch.Tensor):
+                return int(batch[key].shape[0])
+        batch = next((v for v in batch.values() if isinstance(v, torch.Tensor)), None)
+    if isinstance(batch, (list, tuple)) and batch:
+        batch = batch[0]
+    return int(batch.shape[0]) if isinstance(batch, torch.Tensor) and batch.dim() else 0
+
+
+def _model_input(batch: Any) -> torch.Tensor:
+    if isinstance(batch, dict):
+        if "image" not in batch:
+            raise ValueError(f"a batch dict needs an 'image' entry (B, 3, H, W); got keys {sorted(batch)}")
+        return batch["image"]
+    if isinstance(batch, (list, tuple)):
+        return batch[0]
+    return batch
+
+
+def _split_loss(value: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    if isinstance(value, dict):
+        if "loss" not in value:
+            raise ValueError("a loss_fn returning a dict must include the total under 'loss'")
+        terms = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+                 for k, v in value.items() if k != "loss"}
+        value = value["loss"]
+    else:
+        terms = {}
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar tensor (or a dict with 'loss'), got "
+                         f"{type(value).__name__} {getattr(value, 'shape', '')}")
+    return value.reshape(()), terms
+
+
+def _scalar_metrics(metrics: Any) -> dict[str, float]:
+    if not isinstance(metrics, dict):
+        raise ValueError(f"val callable must return a dict of metrics, got {type(metrics).__name__}")
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+        elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+            out[str(k)] = float(v.item())
+    return out
+
+
+def _validate(model, loss_fn, val, batches_fn, device) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    try:
+        if callable(val) and not isinstance(val, (Dataset, DataLoader)):
+            return _scalar_metrics(val(model))
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for batch in batches_fn():
+                batch = to_device(batch, device)
+                bs = _batch_size_of(batch)
+                loss, _ = _split_loss(loss_fn(model(_model_input(batch)), batch))
+                total += float(loss) * bs
+                n += bs
+        return {"val_loss": total / max(n, 1)}
+    finally:
+        model.train(was_training)
+
+
+def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=None, *,
+        epochs: int | None = None, max_steps: int | None = None, batch_size: int = 32,
+        lr: float = 1e-3, weight_decay: float = 1e-4, warmup_steps: int = 50,
+        schedule: str = "constant", grad_clip: float | None = 1.0,
+        callbacks: Sequence[Callback] = (), device: str | torch.device = "auto", seed: int = 0,
+        resume_from: str | os.PathLike | None = None, val_every: int = 1, shuffle: bool = True,
+        drop_last: bool = True, collate_fn: Callable | None = None) -> History:
+    """Train ``model`` with AdamW; returns a :class:`History`.
+
+    Args:
+        model: any ``nn.Module`` taking ``batch["image"]`` (e.g. :func:`poselab.models.build_model`).
+        loss_fn: ``loss_fn(outputs, batch) -> scalar tensor`` (or ``{"loss": total, name: term}``
+            to log extra terms). ``batch`` is the collated dict already on the device, plus
+            ``batch["step"]`` and ``batch["epoch"]`` (ints) for schedules such as BCIR's λ(t).
+        train: a map-style ``Dataset`` (fit batches it; order = f(seed, epoch), resume is exact) or
+            a ``DataLoader`` (used as is; resume re-iterates the seen batches of the current epoch,
+            exact only if the loader's order depends on the epoch alone).
+        val: None; a callable ``val(model) -> dict`` of metrics (e.g. a
+            :func:`poselab.train.evaluate` closure); or a Dataset/DataLoader → mean ``val_loss``.
+            Run every ``val_every`` epochs and at the end of training.
+        epochs, max_steps: stop after ``epochs`` epochs or ``max_steps`` optimiser steps,
+            whichever comes first (at least one must be given).
+        batch_size, shuffle, drop_last, collate_fn: batching of a Dataset ``train``.
+        lr, weight_decay: AdamW (β = 0.9, 0.999).
+        warmup_steps: linear warm-up length (a fixed number, so a resumed run follows the same
+            schedule); ``schedule`` = "constant" after warm-up or "cosine" (decays to 0 at the
+            planned total of steps; resume with the same epochs/max_steps).
+        grad_clip: max global gradient norm (None = no clipping).
+        callbacks: e.g. ``[ProgressBar(), Checkpoint("ckpt.pt"), LiveCurves()]``.
+        device: "auto" (cuda → mps → cpu) or a device string.
+        seed: ``torch.manual_seed(seed)`` at the start and the batch order; the same seed and the
+            same initial weights give identical losses on CPU. Thread count is left to the caller.
+        resume_from: a checkpoint written by :class:`~poselab.train.callbacks.Checkpoint`; the
+            model's and optimiser's states, position, history and RNG are restored and training
+            continues to ``epochs``/``max_steps``. Missing file → FileNotFoundError; a file that is
+            not a poselab checkpoint or does not fit the model → ValueError.
+
+    Raises FloatingPointError when the loss becomes NaN/Inf (with the step; lower ``lr``).
+    """
+    if epochs is None and max_steps is None:
+        raise ValueError("give epochs=..., max_steps=... or both")
+    if epochs is not None and int(epochs) < 0 or max_steps is not None and int(max_steps) < 0:
+        raise ValueError(f"epochs and max_steps must be >= 0, got {epochs}, {max_steps}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if not callable(loss_fn):
+        raise ValueError("loss_fn must be callable: loss_fn(outputs, batch) -> scalar tensor")
+    dev = resolve_device(device)
+    collate = collate_fn or default_collate
+    if isinstance(train, DataLoader):
+        batches = _LoaderBatches(train)
+    elif isinstance(train, Dataset) or (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
+        if int(batch_size) <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        batches = _DatasetBatches(train, batch_size, seed, shuffle, drop_last, collate)
+    else:
+        raise ValueError(f"train must be a Dataset or a DataLoader, got {type(train).__name__}")
+    steps_per_epoch = len(batches)
+    if steps_per_epoch == 0:
+        raise ValueError("the training set yields no batch (empty dataset?)")
+    if val is not None and not callable(val) and isinstance(val, Dataset):
+        val_batches = _DatasetBatches(val, batch_size, seed, False, False, collate)
+        val_iter = lambda: val_batches.epoch(0, 0)  # noqa: E731
+    elif isinstance(val, DataLoader):
+        val_iter = lambda: iter(val)  # noqa: E731
+    else:
+        val_iter = None
+    if epochs is None:
+        epochs = math.ceil(int(max_steps) / steps_per_epoch)
+    total_steps = int(epochs) * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, int(max_steps))
+
+    torch.manual_seed(int(seed))
+    model.to(dev)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
+    settings = {"seed": int(seed), "batch_size": int(batch_size), "lr": float(lr),
+                "weight_decay": float(weight_decay), "warmup_steps": int(warmup_steps),
+                "schedule": schedule, "total_steps": int(total_steps),
+                "grad_clip": None if grad_clip is None else float(grad_clip)}
+    history = History()
+    state = FitState(model=model, optimizer=optimizer, history=history, device=dev,
+                     settings=settings, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        load_model_state(model, ckpt["model"], resume_from)
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ValueError(f"optimizer state in {resume_from} does not fit this model: {exc}") from exc
+        saved = ckpt["settings"]
+        for key in ("warmup_steps", "schedule", "seed", "batch_size"):
+            if key in saved:
+                settings[key] = saved[key]
+        if schedule == "cosine" and "total_steps" in saved:
+            settings["total_steps"] = saved["total_steps"]
+        state.history = history = History.from_dict(ckpt["history"])
+        state.step, state.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+        state.batch_in_epoch = int(ckpt["batch_in_epoch"])
+        torch.set_rng_state(ckpt["rng"])
+        if isinstance(batches, _DatasetBatches):
+            batches.seed, batches.batch_size = int(settings["seed"]), int(settings["batch_size"])
+        model.to(dev)
+        model.train()
+
+    sched_total = int(settings["total_steps"]) if settings["schedule"] == "cosine" else total_steps
+    for cb in callbacks:
+        cb.on_fit_start(state)
+
+    def run_validation() -> None:
+        if val is None:
+            return
+        metrics = _validate(model, loss_fn, val, val_iter, dev)
+        history.val.append({"epoch": state.epoch, "step": state.step, **metrics})
+        for cb in callbacks:
+            cb.on_validation_end(state)
+
+    last_val_step = history.val[-1]["step"] if history.val else -1
+    start_epoch, skip = state.epoch, state.batch_in_epoch
+    for epoch in range(start_epoch, int(epochs)):
+        if state.step >= total_steps or state.stop:
+            break
+        state.epoch, state.epoch_finished = epoch, False
+        state.batch_in_epoch = skip if epoch == start_epoch else 0
+        t_data = time.perf_counter()
+        for batch in batches.epoch(epoch, state.batch_in_epoch):
+            if state.step >= total_steps or state.stop:
+                break
+            batch = to_device(batch, dev)
+            if isinstance(batch, dict):
+                batch["step"], batch["epoch"] = state.step, epoch
+            data_time = time.perf_counter() - t_data
+            t0 = time.perf_counter()
+            lr_now = float(lr) * lr_factor(state.step, int(settings["warmup_steps"]),
+                                           settings["schedule"], sched_total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            outputs = model(_model_input(batch))
+            loss, terms = _split_loss(loss_fn(outputs, batch))
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(f"loss is {float(loss)} at step {state.step} (epoch {epoch}); "
+                                         f"lower lr (now {lr_now:g}) or check the targets")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+            optimizer.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            step_time = time.perf_counter() - t0
+            state.step += 1
+            state.batch_in_epoch += 1
+            state.last_loss = float(loss.detach())
+            state.last_outputs = outputs
+            history.losses.append(state.last_loss)
+            history.step_times.append(step_time)
+            history.data_times.append(data_time)
+            history.lrs.append(lr_now)
+            history.epochs.append(epoch)
+            history.batch_sizes.append(_batch_size_of(batch))
+            for k, v in terms.items():
+                history.terms.setdefault(k, []).append(v)
+            for cb in callbacks:
+                cb.on_step_end(state)
+            t_data = time.perf_counter()
+        else:
+            # the epoch ran to completion
+            if (epoch + 1) % max(1, int(val_every)) == 0 or state.step >= total_steps:
+                run_validation()
+                last_val_step = state.step
+            state.epoch_finished = True
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            continue
+        break  # stopped inside the epoch (max_steps or a callback)
+    if last_val_step != state.step and val is not None and state.step > 0:
+        if not history.val or history.val[-1]["step"] != state.step:
+            run_validation()
+    state.last_outputs = None
+    for cb in callbacks:
+        cb.on_fit_end(state)
+    model.eval()
+    return history
