@@ -220,3 +220,22 @@ def test_oks_explorer_callbacks():
     assert ex.state()["oks"] > before
     with pytest.raises(ValueError, match="area"):
         OKSExplorer(gt, area=0.0)
+
+
+def test_image_trace_encodes_pixels():
+    import base64
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    trace = vb.image_trace(small)
+    head, data = trace.source.split(",", 1)
+    assert head == "data:image/png;base64"
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+    np.testing.assert_array_equal(decoded, small)  # PNG: lossless
+    big = np.full((300, 400, 3), 128, dtype=np.uint8)
+    assert vb.image_trace(big).source.startswith("data:image/jpeg;base64,")
+    with pytest.raises(ValueError, match="uint8"):
+        vb.image_trace(small.astype(float))

@@ -5,6 +5,8 @@ y axis pointing down), so keypoints in image pixels land on the right pixels.
 """
 from __future__ import annotations
 
+import base64
+import io
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +19,30 @@ PALETTE = ("#00c853", "#ff1744", "#2979ff", "#ffab00", "#d500f9", "#00e5ff", "#f
            "#76ff03")
 _TRANSPARENT_HOT = [[0.0, "rgba(255,255,0,0)"], [0.15, "rgba(255,200,0,0.35)"],
                     [0.6, "rgba(255,80,0,0.75)"], [1.0, "rgba(255,0,0,0.95)"]]
+
+
+def image_trace(image, name: str = "image") -> go.Image:
+    """An RGB image as a ``go.Image`` trace, sent as an encoded picture (``source``), not as a
+    JSON array of pixel values: PNG up to 256×256 pixels, JPEG (quality 90) above, which keeps
+    saved notebooks and widget state small. Pixel (i, j) is centred at x = j, y = i.
+
+    Args:
+        image: (H, W, 3) uint8 array or a PIL image.
+    """
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0..255), got {arr.dtype}")
+    small = arr.shape[0] * arr.shape[1] <= 256 * 256
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buffer, format="PNG" if small else "JPEG",
+                                                     **({} if small else {"quality": 90}))
+    mime = "png" if small else "jpeg"
+    source = f"data:image/{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return go.Image(source=source, x0=0, dx=1, y0=0, dy=1, hoverinfo="skip", name=name)
 
 
 def _keypoints(kp, name: str) -> np.ndarray:
@@ -89,9 +115,7 @@ def pose_figure(image=None, poses: Sequence = (), names: Sequence[str] | None = 
     size = None
     if image is not None:
         arr = np.asarray(image)
-        if arr.ndim != 3 or arr.shape[2] != 3:
-            raise ValueError(f"image must be (H, W, 3), got {arr.shape}")
-        fig.add_trace(go.Image(z=arr, hoverinfo="skip", name="image"))
+        fig.add_trace(image_trace(arr, "image"))
         size = arr.shape[:2]
     for i, kp in enumerate(poses):
         name = names[i] if names is not None else f"person {i + 1}"
@@ -131,7 +155,7 @@ def heatmap_overlay_figure(image, heatmaps, keypoints=None, title: str = "",
     if heat.ndim != 3:
         raise ValueError(f"heatmaps must be (K, h, w) or (h, w), got {heat.shape}")
     sy, sx = arr.shape[0] / heat.shape[1], arr.shape[1] / heat.shape[2]
-    fig = go.Figure(go.Image(z=arr, hoverinfo="skip", name="crop"))
+    fig = go.Figure(image_trace(arr, "crop"))
     fig.add_trace(go.Heatmap(z=heat.max(axis=0), x0=0.5 * sx - 0.5, dx=sx, y0=0.5 * sy - 0.5,
                              dy=sy, colorscale=_TRANSPARENT_HOT, zmin=0, zmax=1, showscale=False,
                              name="max over joints",
