@@ -88,13 +88,16 @@ def sar_top_m(selector_logits, offsets, m: int = 1, gamma: float = 0.0):
         raise ValueError(f"m must be in [1, H*W={H * W}], got {m}")
     if not 0.0 <= float(gamma) <= 1.0:
         raise ValueError(f"gamma is a threshold on sigmoid scores and must lie in [0, 1], got {gamma!r}")
-    c = torch.sigmoid(s).reshape(*s.shape[:-2], H * W)
-    pts = sar_cell_points(o).reshape(*s.shape[:-2], H * W, 2)
-    if c.numel() == 0:
-        z = c.new_zeros(*c.shape[:-1], m)
+    logit = s.reshape(*s.shape[:-2], H * W)
+    if logit.numel() == 0:
+        z = logit.new_zeros(*logit.shape[:-1], m)
         return z[..., None].expand(*z.shape, 2).clone(), z, z.bool()
-    top_c, idx = c.topk(m, dim=-1)
-    top_p = pts.gather(-2, idx[..., None].expand(*idx.shape, 2))
+    # sigmoid is monotonic: rank the logits, then transform only the m selected ones
+    top_s, idx = logit.max(-1, keepdim=True) if m == 1 else logit.topk(m, dim=-1)
+    top_c = torch.sigmoid(top_s)
+    off = o.reshape(*o.shape[:-2], H * W).gather(-1, idx.unsqueeze(-2).expand(*idx.shape[:-1], 2, m))
+    centre = torch.stack([idx % W, torch.div(idx, W, rounding_mode="floor")], -1).to(o.dtype)
+    top_p = centre + off.transpose(-1, -2)  # K_t = p_t + offset_t (Eq. 5)
     return top_p, top_c, top_c >= float(gamma)
 
 
