@@ -313,3 +313,28 @@ def test_roundtrip_quantisation_bounds_are_tight():
 def test_roundtrip_unknown_name():
     with pytest.raises(ValueError, match="unknown codec"):
         codecs.roundtrip_max_error("nope")
+
+
+@pytest.mark.parametrize("k", [1.0, 3.0])
+def test_simcc_other_split_ratios_roundtrip(k):
+    rng = np.random.default_rng(6)
+    codec = SimCCCodec((32, 24), split_ratio=k, sigma=4.0)
+    kp = rng.uniform(0, 1, size=(50, 2)) * [23, 31]
+    t = codec(kp)
+    c, _ = codec.decode(t["target_x"], t["target_y"])
+    err = np.abs(c.numpy() - kp).max()
+    assert err <= 1 / (2 * k) + 1e-5 and err > 0.8 / (2 * k)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 6), st.integers(1, 6), st.floats(0, 1), st.integers(0, 10 ** 6))
+def test_sar_decode_always_finite_and_in_hull(m_req, H, W, gamma, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, H, W, generator=g) * 20
+    offsets = torch.randn(2, 3, 2, H, W, generator=g)
+    m = min(m_req, H * W)
+    pts, c, keep = sar_top_m(logits, offsets, m=m, gamma=gamma)
+    coords, scores = decode_sar(logits, offsets, m=m, gamma=gamma)
+    assert torch.isfinite(coords).all() and ((scores >= 0) & (scores <= 1)).all()
+    # a weighted mean of the selected points lies within their bounding box
+    assert (coords >= pts.amin(-2) - 1e-5).all() and (coords <= pts.amax(-2) + 1e-5).all()
