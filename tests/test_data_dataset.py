@@ -159,6 +159,11 @@ def test_empty_dataset_and_missing_image(tiny, tmp_path):
     path, _ = tiny
     with pytest.raises(DatasetError, match="no person"):
         TopDownDataset(path, min_keypoints=17)
+    empty = tmp_path / "annotations" / "person_keypoints_empty.json"
+    empty.parent.mkdir(exist_ok=True)
+    empty.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(DatasetError, match="no person"):
+        TopDownDataset(empty)
     ds = TopDownDataset(path, image_root=tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="elsewhere"):
         ds[0]

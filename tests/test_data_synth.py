@@ -33,6 +33,12 @@ def test_same_seed_identical_bytes_different_seed_differs(tmp_path):
     assert (tmp_path / "a" / "val" / "000000000001.jpg").is_file()
 
 
+def test_workers_do_not_change_output(tmp_path):
+    synth.generate(tmp_path / "a", 20, seed=2, workers=1)
+    synth.generate(tmp_path / "b", 20, seed=2, workers=2)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
 def test_prefix_property(tmp_path):
     small = json.loads(synth.generate(tmp_path / "s", 3, seed=1).read_text())
     big = json.loads(synth.generate(tmp_path / "b", 5, seed=1).read_text())

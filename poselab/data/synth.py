@@ -60,6 +60,7 @@ images is a prefix of one of ``m > n`` images with the same seed and controls.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -464,8 +465,33 @@ def _flat(kp) -> list:
 # Public API
 
 
+def _render_chunk(args):
+    """Worker: render images ``indices`` and return their JPEG bytes and annotations."""
+    seed, indices, ctrl = args
+    out = []
+    for index in indices:
+        image, anns = _render_image(seed, index, ctrl)
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", **_JPEG)
+        out.append((index, buf.getvalue(), anns))
+    return out
+
+
+def _rendered(seed, n_images, ctrl, workers, chunk=16):
+    """Yield ``(index, jpeg bytes, annotations)`` in index order (optionally from processes)."""
+    chunks = [range(i, min(i + chunk, n_images)) for i in range(0, n_images, chunk)]
+    if workers <= 1 or n_images <= chunk:
+        for c in chunks:
+            yield from _render_chunk((seed, c, ctrl))
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(_render_chunk, [(seed, c, ctrl) for c in chunks]):
+            yield from result
+
+
 def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str = "train",
-             progress: bool = False, **controls) -> Path:
+             progress: bool = False, workers: int = 1, **controls) -> Path:
     """Write a COCO-format folder of generated people; return the json path.
 
     Args:
@@ -476,6 +502,7 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
         seed: random seed (same seed and controls → byte-identical files).
         split: split name used in the file names.
         progress: show a tqdm progress bar.
+        workers: processes rendering in parallel (the output does not depend on it).
         **controls: any of :data:`DEFAULT_CONTROLS` (see the module docstring).
     """
     if int(n_images) < 1:
@@ -491,15 +518,14 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
     img_dir.mkdir(parents=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    iterator = range(int(n_images))
+    iterator = _rendered(seed, int(n_images), ctrl, max(1, int(workers)))
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc=f"generating {split}", unit="img")
-    for index in iterator:
+        iterator = tqdm(iterator, total=int(n_images), desc=f"generating {split}", unit="img")
+    for index, jpeg, anns in iterator:
         image_id = index + 1
-        image, anns = _render_image(seed, index, ctrl)
         name = f"{image_id:012d}.jpg"
-        image.save(img_dir / name, format="JPEG", **_JPEG)
+        (img_dir / name).write_bytes(jpeg)
         h, w = ctrl["image_size"]
         images.append({"id": image_id, "file_name": name, "height": h, "width": w, "license": 1})
         for ann in anns:
@@ -587,7 +613,8 @@ def default_dataset(split: str = "train", n_images: int | None = None,
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
     try:
-        generate(tmp, n, spec["seed"], split=name, progress=progress)
+        generate(tmp, n, spec["seed"], split=name, progress=progress,
+                 workers=min(4, os.cpu_count() or 1))
         (tmp / "annotations" / spec_path.name).write_text(json.dumps(spec))
         if complete():  # another process finished meanwhile
             return json_path
