@@ -53,6 +53,10 @@ _RT_SETTINGS = {
     "sar": ("SAR with ideal outputs: selector peaked at the nearest cell, offsets = keypoint - "
             "cell centre", 0.0),
 }
+# Measured maxima (n = 5000, seeds 0-2, float32; torch 2.13 CPU): gaussian_argmax 0.49999,
+# gaussian_quarter 0.49999, unbiased_quarter 0.24999, unbiased_dark 2.9e-6, unbiased_dark_blur
+# 7.7e-3, dot_argmax 0.49999, simcc 0.24999 input px, integral_compensated 3.4e-3 (uncompensated
+# soft-argmax on the same maps: ~1.2 px), sar 2.9e-6.
 ROUNDTRIP_BOUNDS_PX: dict[str, float] = {
     "gaussian_argmax": 0.5 + 1e-5,
     "gaussian_quarter": 0.5 + 1e-5,
