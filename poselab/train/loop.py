@@ -351,7 +351,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             outputs = model(_model_input(batch))
             loss, terms = _split_loss(loss_fn(outputs, batch))
             if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(f"loss is {float(loss)} at step {state.step} (epoch {epoch}); "
+                raise FloatingPointError(f"loss is {float(loss.detach())} at step {state.step} (epoch {epoch}); "
                                          f"lower lr (now {lr_now:g}) or check the targets")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
