@@ -24,7 +24,6 @@ pixels get weight 0. MMPose's ``debias`` uses ``C/(C-1)`` with C summed over the
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 
