@@ -82,8 +82,9 @@ def skeleton_traces(keypoints, name: str = "pose", color: str = PALETTE[0], dash
 
 
 def _image_layout(fig: go.Figure, height: int, image_size=None, title: str = "") -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=height,
+                      margin=dict(l=10, r=10, t=60 if title else 40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     fig.update_xaxes(showgrid=False, zeroline=False, visible=False)
     fig.update_yaxes(showgrid=False, zeroline=False, visible=False, scaleanchor="x")
     if image_size is not None:
@@ -129,6 +130,8 @@ def pose_figure(image=None, poses: Sequence = (), names: Sequence[str] | None = 
                                  mode="lines", line=dict(color=color, dash="dot", width=1),
                                  name=f"box {i + 1}", showlegend=False, hoverinfo="skip"))
     _image_layout(fig, height, size, title)
+    if len(poses) > 4:  # a legend of many persons hides the picture; hover names them instead
+        fig.update_layout(showlegend=False)
     if zoom_to is not None:
         x, y, w, h = (float(v) for v in zoom_to)
         pad = 0.3 * max(w, h)
@@ -180,8 +183,8 @@ def joint_heatmaps_figure(heatmaps, joints: Sequence[int], names: Sequence[str] 
         fig.add_trace(go.Heatmap(z=heat[j], colorscale="Viridis", zmin=0, zmax=1,
                                  showscale=c == len(joints), name=names[j]), row=1, col=c)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{c if c > 1 else ''}",
-                         showticklabels=False, row=1, col=c)
-        fig.update_xaxes(showticklabels=False, row=1, col=c)
+                         showticklabels=False, showgrid=False, constrain="domain", row=1, col=c)
+        fig.update_xaxes(showticklabels=False, showgrid=False, constrain="domain", row=1, col=c)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
@@ -207,7 +210,7 @@ def ks_bars_figure(ks, visible, oks_value: float, names: Sequence[str] = KEYPOIN
 
 
 def _oks_title(oks_value: float) -> str:
-    return f"OKS = {oks_value:.3f} (mean KS over labelled joints; grey = unlabelled, ignored)"
+    return f"OKS = {oks_value:.3f}  (grey: unlabelled joints, not counted)"
 
 
 def ks_curves_figure(distances, ks, joints: Sequence[int], names: Sequence[str] = KEYPOINT_NAMES,

@@ -52,9 +52,8 @@ class OKSExplorer:
                                 continuous_update=True)
         self.scale = w.FloatSlider(value=round(s, 1), min=round(s / 4, 1), max=round(4 * s, 1),
                                    step=0.5, description="scale s (px)")
-        pred = self.prediction()
         self.pose_fig = go.FigureWidget(pose_figure(
-            image, [self.gt, pred], names=["ground truth", "prediction"],
+            image, [self.gt, self._drawn_prediction()], names=["ground truth", "prediction"],
             colors=["#00c853", "#ff1744"], dashes=["solid", "dash"], zoom_to=bbox,
             title="ground truth (green) and prediction (red)"))
         self._pred_traces = (len(self.pose_fig.data) - 2, len(self.pose_fig.data) - 1)
@@ -70,6 +69,11 @@ class OKSExplorer:
     def prediction(self) -> np.ndarray:
         """(K, 2) current prediction = starting prediction + per-joint offsets."""
         return self.base + self.offsets
+
+    def _drawn_prediction(self) -> np.ndarray:
+        # (K, 3): only joints labelled in the ground truth are drawn (the others do not count,
+        # and an unlabelled COCO joint sits at (0, 0)).
+        return np.concatenate([self.prediction(), 2.0 * (self.gt[:, 2:] > 0)], axis=1)
 
     def state(self) -> dict:
         """KS per joint, visibility and OKS of the current prediction at the slider's scale."""
@@ -92,7 +96,7 @@ class OKSExplorer:
     def refresh(self) -> dict:
         """Redraw the prediction and the KS bars; returns :meth:`state`."""
         info = self.state()
-        limbs, joints = skeleton_traces(self.prediction())
+        limbs, joints = skeleton_traces(self._drawn_prediction())
         with self.pose_fig.batch_update():
             self.pose_fig.data[self._pred_traces[0]].update(x=limbs.x, y=limbs.y)
             self.pose_fig.data[self._pred_traces[1]].update(x=joints.x, y=joints.y)
