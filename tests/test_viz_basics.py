@@ -84,6 +84,10 @@ def test_perturb_and_rank():
     assert evals["good"]["AP"] >= evals["reversed"]["AP"] - 1e-12
     for ev in evals.values():  # same keypoints, only scores differ
         np.testing.assert_allclose(ev["max_oks"], quality, atol=1e-12)
+    # the per-threshold AP in the figure's legend is pycocotools' AP75
+    fig = vb.precision_recall_figure(evals, threshold_index=5)
+    for trace, ev in zip(fig.data, evals.values()):
+        assert f"AP@0.75={ev['AP75']:.3f}" in trace.name
     with pytest.raises(ValueError, match="ordering"):
         ab.ap_by_ranking(gt, results, quality, orderings=("best",))
     with pytest.raises(ValueError, match="one value per result"):
@@ -188,6 +192,7 @@ def test_ks_and_pr_figures():
     ev = {"AP": 0.5, "precision": np.ones((10, 101)), "recall_thresholds": np.linspace(0, 1, 101)}
     pr = vb.precision_recall_figure({"good": ev, "bad": {**ev, "AP": 0.1}}, threshold_index=5)
     assert len(pr.data) == 2 and "AP=0.100" in pr.data[1].name and "0.75" in pr.layout.title.text
+    assert "AP@0.75=1.000" in pr.data[0].name
 
 
 # ---------------------------------------------------------------- widget

@@ -240,15 +240,17 @@ def precision_recall_figure(evals: dict, threshold_index: int = 0, title: str = 
 
     Args:
         evals: ``{label: coco_keypoint_eval(...) dict}``.
-        threshold_index: which OKS threshold's curve (0 → OKS 0.50, 5 → 0.75).
+        threshold_index: which OKS threshold's curve (0 → OKS 0.50, 5 → 0.75). The legend gives
+            each run's AP and its AP at that threshold (mean of the curve's 101 points).
     """
     fig = go.Figure()
+    thr = 0.5 + 0.05 * threshold_index
     for i, (label, ev) in enumerate(evals.items()):
         prec = np.asarray(ev["precision"])[threshold_index]
+        # AP at this threshold is the mean of the 101 interpolated precisions
         fig.add_trace(go.Scatter(x=ev["recall_thresholds"], y=prec, mode="lines",
-                                 name=f"{label} (AP={ev['AP']:.3f})",
+                                 name=f"{label} (AP={ev['AP']:.3f}, AP@{thr:.2f}={prec.mean():.3f})",
                                  line=dict(color=PALETTE[i % len(PALETTE)], shape="hv")))
-    thr = 0.5 + 0.05 * threshold_index
     fig.update_layout(title=title or f"precision–recall at OKS {thr:.2f}", height=height,
                       xaxis=dict(title="recall", range=[0, 1]),
                       yaxis=dict(title="precision", range=[0, 1.02]),
