@@ -190,3 +190,14 @@ def test_bad_gt():
         coco_keypoint_eval(42, [])
     with pytest.raises(ValueError, match="list of dicts"):
         coco_keypoint_eval(toy_gt(), {"image_id": 1})
+
+
+def test_numpy_keypoints_and_ids_accepted():
+    gt = toy_gt()
+    a = np.array(gt["annotations"][0]["keypoints"]).reshape(17, 3)
+    as_list = [det(1, a[:, :2] + 2.0, 0.9)]
+    as_array = [{**as_list[0], "image_id": np.int64(1), "keypoints": np.asarray(as_list[0]["keypoints"])}]
+    one, two = coco_keypoint_eval(gt, as_list), coco_keypoint_eval(gt, as_array)
+    assert one["AP"] == two["AP"] and one["matched_oks"] == two["matched_oks"]
+    assert one["matched_oks"][0] == pytest.approx(naive_oks(a[:, :2] + 2.0, a[:, :2], 10000.0),
+                                                  abs=1e-12)
