@@ -38,11 +38,15 @@ def main(argv: list[str] | None = None) -> int:
                    default=d["background_clutter"])
     p.add_argument("--noise-std", type=float, nargs=2, metavar=("MIN", "MAX"),
                    default=d["noise_std"])
+    p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing <out>/<split>/ folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     start = time.perf_counter()
     try:
         path = generate(a.out, a.n_images, a.seed, split=a.split, progress=not a.quiet,
+                        workers=a.workers, overwrite=a.overwrite,
                         image_size=tuple(a.image_size),
                         persons_per_image=tuple(a.persons_per_image),
                         scale_range=tuple(a.scale_range), occlusion_prob=a.occlusion_prob,
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                         pose_jitter_deg=a.pose_jitter_deg,
                         background_clutter=tuple(a.background_clutter),
                         noise_std=tuple(a.noise_std))
-    except ValueError as e:
+    except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{path}  ({time.perf_counter() - start:.1f} s)")

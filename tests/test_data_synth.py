@@ -160,6 +160,16 @@ def test_bad_controls(tmp_path, bad):
         synth.generate(tmp_path, 2, 0, **bad)
 
 
+def test_existing_folder_needs_overwrite(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "mine.jpg").write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        synth.generate(tmp_path, 1, 0)
+    assert (tmp_path / "train" / "mine.jpg").read_bytes() == b"precious"
+    synth.generate(tmp_path, 1, 0, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000000000001.jpg"]
+
+
 def test_bad_split_and_count(tmp_path):
     with pytest.raises(ValueError):
         synth.generate(tmp_path, 0, 0)

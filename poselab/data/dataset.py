@@ -149,7 +149,7 @@ class TopDownDataset(Dataset):
         kp = p.keypoints.copy()
         kp_true = None if p.keypoints_true is None else p.keypoints_true.copy()
         width = img.size[0]
-        m = affine_matrix(center, scale, self.input_size, rot) if not flipped else None
+        m = affine_matrix(center, scale, self.input_size, rot)  # image -> crop
         if flipped:
             # Crop the mirrored image: mirror the window centre, swap left/right joints.
             center = np.array([width - 1 - center[0], center[1]])

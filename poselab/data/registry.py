@@ -80,8 +80,4 @@ def resolve_dataset(data: str | os.PathLike, split: str = "val") -> Path:
     for candidate in tried:
         if candidate.is_file():
             return candidate
-    return _raise(tried)
-
-
-def _raise(tried: list[Path]) -> Path:
     raise _not_found(" or ".join(str(t) for t in tried))

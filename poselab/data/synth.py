@@ -491,18 +491,20 @@ def _rendered(seed, n_images, ctrl, workers, chunk=16):
 
 
 def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str = "train",
-             progress: bool = False, workers: int = 1, **controls) -> Path:
+             progress: bool = False, workers: int = 1, overwrite: bool = False,
+             **controls) -> Path:
     """Write a COCO-format folder of generated people; return the json path.
 
     Args:
         out_dir: dataset folder; writes ``<out_dir>/<split>/*.jpg`` and
-            ``<out_dir>/annotations/person_keypoints_<split>.json`` (other splits untouched;
-            an existing ``<out_dir>/<split>/`` is replaced).
+            ``<out_dir>/annotations/person_keypoints_<split>.json`` (other splits untouched).
         n_images: number of images (≥ 1); ≈ mean(persons_per_image) persons each.
         seed: random seed (same seed and controls → byte-identical files).
         split: split name used in the file names.
         progress: show a tqdm progress bar.
         workers: processes rendering in parallel (the output does not depend on it).
+        overwrite: replace an existing non-empty ``<out_dir>/<split>/`` (otherwise
+            ``FileExistsError``, so a real dataset folder is never deleted by mistake).
         **controls: any of :data:`DEFAULT_CONTROLS` (see the module docstring).
     """
     if int(n_images) < 1:
@@ -513,8 +515,13 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
     seed = int(seed)
     out = Path(out_dir)
     img_dir = out / split
-    if img_dir.exists():
+    if img_dir.exists() and any(img_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{img_dir} already exists and is not empty; pass "
+                                  "overwrite=True (--overwrite) to replace it or choose another out")
         shutil.rmtree(img_dir)
+    elif img_dir.exists():
+        img_dir.rmdir()
     img_dir.mkdir(parents=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
