@@ -254,3 +254,18 @@ def test_evaluate_with_oracle_heatmaps_scores_near_perfect(tiny_synth):
         assert np.abs(pred["coords"][i][vis] - kp[vis, :2]).max() <= 0.02 * scale + 1e-3
     # joints outside the crop / unlabelled get no heatmap, so AP is high but not always 1
     assert out["AP"] >= 0.8
+
+
+@pytest.mark.parametrize("head", ["integral", "simcc", "sar"])
+def test_evaluate_other_heads_run(tiny_synth, head):
+    out = evaluate(build_model(head, (64, 48), seed=0), tiny_synth, batch_size=8,
+                   return_predictions=False)
+    assert 0.0 <= out["AP"] <= 1.0 and math.isfinite(out["EPE_crop"]) and "predictions" not in out
+
+
+def test_fit_accepts_a_dataloader_and_is_deterministic():
+    from poselab.data import make_loader
+    ds = Toy()
+    h1 = fit(build_model("heatmap", SIZE, seed=0), mse, make_loader(ds, 8, True, seed=2), epochs=2)
+    h2 = fit(build_model("heatmap", SIZE, seed=0), mse, make_loader(ds, 8, True, seed=2), epochs=2)
+    assert len(h1.losses) == 6 and h1.losses == h2.losses
