@@ -19,8 +19,9 @@ Numerics
   then two batched ``(N, HW, 4)`` mat-vec products. For very small ``reg``
   (``√2/reg`` beyond what the dtype represents) a full log-domain (log-sum-exp) loop is used.
 * **Batched** over all ``B·K`` problems (chunked to bound memory), no Python loop over joints.
-* **Stopping:** at most ``n_iters`` iterations; earlier when the L1 error of the supplier marginal,
-  ``Σ_i |Σ_j P_ij − a_i|``, is ≤ ``tol`` for every problem. With ``reg = 1`` this takes ~10–30
+* **Stopping:** at most ``n_iters`` iterations; earlier when, for every problem, the plan with
+  exact supplier marginals (``P = a_i π_{j|i}``, the plan whose cost is returned) misses the
+  demander marginals by at most ``tol`` in L1, ``Σ_j |Σ_i P_ij − d_j| ≤ tol``. With ``reg = 1`` this takes ~10–30
   iterations, so the paper's 1000 is a cap that is never reached.
 * **Gradient: implicit differentiation at the fixed point** (not autograd through the
   iterations, not the envelope/dual-potential gradient — the latter is the gradient of the
@@ -44,142 +45,199 @@ import math
 
 import torch
 
-from ..codecs.hdm import naive_demanders, subpixel_demanders
+from ..codecs.hdm import CORNER_OFFSETS, naive_demanders, subpixel_demanders
 
-__all__ = ["emd_loss", "hdm_transport", "entropic_transport_cost", "cell_costs", "EmdLoss"]
+__all__ = ["emd_loss", "hdm_transport", "cell_costs", "EmdLoss"]
 
-_MAX_CHUNK_ELEMENTS = 1 << 23  # ≈ 8 M entries of the (N, HW, M) kernel per chunk
+_MAX_CHUNK_ELEMENTS = 1 << 19  # kernel entries per chunk: keeps a chunk's planes in cache
+
+
+def _distance_plane(keypoints: torch.Tensor, heatmap_size: tuple[int, int]) -> torch.Tensor:
+    """``D[n, r, c] = ‖(c − 1, r − 1) − floor(kp_n)‖`` on an (H+1)×(W+1) grid starting at −1."""
+    H, W = heatmap_size
+    base = torch.floor(keypoints)
+    dt, dev = keypoints.dtype, keypoints.device
+    dx2 = (torch.arange(-1, W, dtype=dt, device=dev) - base[:, 0, None]) ** 2  # (N, W+1)
+    dy2 = (torch.arange(-1, H, dtype=dt, device=dev) - base[:, 1, None]) ** 2  # (N, H+1)
+    return (dy2[:, :, None] + dx2[:, None, :]).sqrt_()
+
+
+def _corner_planes(plane: torch.Tensor, heatmap_size: tuple[int, int]) -> torch.Tensor:
+    """Stack the four shifted H×W windows of an (N, H+1, W+1) plane into (N, 4, H*W).
+
+    Corner ``(cx, cy)`` of the cell sees pixel ``(h, w)`` at offset ``(w − cx, h − cy)`` from
+    ``floor(kp)``, i.e. at ``plane[h + 1 − cy, w + 1 − cx]``.
+    """
+    H, W = heatmap_size
+    views = [plane[:, 1 - cy:H + 1 - cy, 1 - cx:W + 1 - cx] for cx, cy in CORNER_OFFSETS]
+    return torch.stack(views, dim=1).reshape(plane.shape[0], 4, H * W)
 
 
 def cell_costs(keypoints: torch.Tensor, heatmap_size: tuple[int, int]) -> torch.Tensor:
     """Euclidean costs from every pixel centre to the four cell corners around each keypoint.
 
-    ``C[n, i, c] = ‖pixel_i − (floor(kp_n) + corner_c)‖₂`` in heatmap pixels (HDM §3.2, cost
-    function), pixels in row-major order, corners in :data:`poselab.codecs.hdm.CORNER_OFFSETS`
-    order. Built from separable squared offsets (``dx² (N, W, 2)`` + ``dy² (N, H, 2)``), i.e. one
-    add and one sqrt per entry — the costs depend only on integer offsets.
+    ``C[n, c, i] = ‖pixel_i − (floor(kp_n) + corner_c)‖₂`` in heatmap pixels (HDM §3.2, cost
+    function), corners in :data:`poselab.codecs.hdm.CORNER_OFFSETS` order, pixels in row-major
+    order. The costs depend only on integer offsets from ``floor(kp)``: one (H+1)×(W+1) distance
+    plane per keypoint holds all of them, and the four corner maps are shifted windows of it.
 
     Args:
         keypoints: ``(N, 2)`` finite ``(x, y)``.
         heatmap_size: ``(H, W)``.
     Returns:
-        ``(N, H*W, 4)`` tensor with the dtype of ``keypoints``.
+        ``(N, 4, H*W)`` tensor with the dtype of ``keypoints``.
     """
-    H, W = heatmap_size
-    base = torch.floor(keypoints)  # (N, 2)
-    dt, dev = keypoints.dtype, keypoints.device
-    cols = torch.arange(W, dtype=dt, device=dev)
-    rows = torch.arange(H, dtype=dt, device=dev)
-    corner = torch.arange(2, dtype=dt, device=dev)
-    dx2 = (cols[None, :, None] - base[:, 0, None, None] - corner) ** 2  # (N, W, 2)
-    dy2 = (rows[None, :, None] - base[:, 1, None, None] - corner) ** 2  # (N, H, 2)
-    # (N, H, W, cy, cx) -> corner index cy*2 + cx matches CORNER_OFFSETS ((0,0),(1,0),(0,1),(1,1))
-    c2 = dy2[:, :, None, :, None] + dx2[:, None, :, None, :]
-    return c2.sqrt().reshape(keypoints.shape[0], H * W, 4)
+    return _corner_planes(_distance_plane(keypoints, heatmap_size), heatmap_size)
 
 
-def _use_scaling(costs: torch.Tensor, reg: float) -> bool:
-    """True when the row-stabilised kernel cannot underflow in this dtype."""
-    spread = float((costs - costs.amin(dim=-1, keepdim=True)).amax()) if costs.numel() else 0.0
-    limit = 80.0 if costs.dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
-    return spread / reg < limit
+def _kernel_planes(points, size, reg):
+    """Costs (n, 4, P) and a Sinkhorn kernel (n, 4, P) equal to ``exp(-C/ε)`` up to a positive
+    factor per pixel (which the row scaling absorbs exactly).
+
+    If ``exp(-max C/ε)`` is representable in the dtype, the kernel is ``exp(-D/ε)`` computed once
+    on the distance plane and shifted like the costs (one exp per pixel). Otherwise it is the
+    row-stabilised ``exp(-(C − min_j C)/ε) ∈ [e^{-√2/ε}, 1]`` (four exps per pixel), which never
+    underflows for the four cell corners.
+    """
+    plane = _distance_plane(points, size)
+    costs = _corner_planes(plane, size)
+    limit = 80.0 if plane.dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
+    if plane.numel() and float(plane.amax()) / reg < limit:
+        kernel = _corner_planes(torch.exp(plane * (-1.0 / reg)), size)
+    else:
+        kernel = torch.exp((costs.amin(dim=1, keepdim=True) - costs).mul_(1.0 / reg))
+    return costs, kernel
 
 
-def _row_error(u, kv, a):
-    return float((u * kv - a).abs().sum(dim=1).max()) if a.numel() else 0.0
+def _planes_dot(planes, coef):
+    """Σ_j planes[:, j, :] * coef[:, j, None] for planes (n, M, P), coef (n, M) -> (n, P)."""
+    return torch.bmm(coef.unsqueeze(1), planes).squeeze(1)
+
+
+def _stable(reg: float, dtype: torch.dtype) -> bool:
+    """The row-stabilised kernel exp(-(C - min_j C)/ε) ≥ e^{-√2/ε} is representable."""
+    limit = 80.0 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
+    return math.sqrt(2.0) / reg < limit
+
+
+def _sinkhorn_scaling(a, kernel, b, n_iters, tol):
+    """Sinkhorn matrix scaling with a kernel from :func:`_kernel_planes`.
+
+    a (n, P), kernel (n, M, P), b (n, M). Each iteration makes the rows exact
+    (``u = a / K v``) and then the columns (``v = b / Kᵀu``); before the column update the
+    demander-marginal L1 error of the row-exact plan, ``Σ_j |v_j (Kᵀu)_j − b_j|``, is checked
+    against ``tol`` (4 numbers per problem, so the check is free). Returns (v (n, M),
+    iterations, error); the row-exact plan is ``P_ij = a_i K_ji v_j / Σ_k K_ki v_k``.
+    """
+    kernel_t = kernel.transpose(1, 2).contiguous()  # (n, P, M) for a fast uᵀK
+    v = torch.ones_like(b)
+    it, err = 0, float("inf")
+    while True:
+        u = a / torch.bmm(v.unsqueeze(1), kernel).squeeze(1)
+        col = torch.bmm(u.unsqueeze(1), kernel_t).squeeze(1)  # (n, M)
+        err = float((v * col - b).abs().sum(1).max()) if b.numel() else 0.0
+        if it >= n_iters or err <= tol:
+            return v, it, err
+        v = b / col
+        it += 1
+
+
+def _sinkhorn_log(a, costs, b, reg, n_iters, tol):
+    """Full log-domain Sinkhorn (for ε so small that even the stabilised kernel underflows),
+    same iteration and stopping rule as :func:`_sinkhorn_scaling`. Returns (g (n, M), the
+    demanders' log-potential, iterations, error); ``π_{j|i} = softmax_j(g_j − C_ji/ε)``.
+    """
+    log_k = -costs / reg  # (n, M, P)
+    log_b = torch.where(b > 0, b.log(), torch.full_like(b, -math.inf))
+    g = torch.zeros_like(b)
+    it, err = 0, float("inf")
+    while True:
+        log_pi = torch.log_softmax(log_k + g[:, :, None], dim=1)  # row-exact plan / a
+        col = (a[:, None, :] * log_pi.exp()).sum(-1)  # demander marginal of the row-exact plan
+        err = float((col - b).abs().sum(1).max()) if b.numel() else 0.0
+        if it >= n_iters or err <= tol:
+            return g, it, err
+        g = torch.where(b > 0, g + log_b - col.log(), torch.full_like(g, -math.inf))
+        it += 1
+
+
+def _conditional_plan(state, points, size, reg, stable):
+    """(π (n, M, P), costs (n, M, P)) from the solver state (v if stable, else g)."""
+    if stable:
+        costs, kernel = _kernel_planes(points, size, reg)
+        kv = _planes_dot(kernel, state)
+        return kernel.mul_(state[:, :, None]).div_(kv[:, None, :]), costs
+    costs = cell_costs(points, size)
+    return torch.softmax(state[:, :, None] - costs / reg, dim=1), costs
+
+
+def _chunks(n: int, per_problem: int):
+    step = max(1, _MAX_CHUNK_ELEMENTS // max(1, per_problem))
+    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
 
 
 @torch.no_grad()
-def _solve_chunk(a, costs, b, reg, n_iters, tol):
-    """Sinkhorn on one chunk: returns (π (n, HW, M), iterations, error).
-
-    ``π_{j|i} = P_ij / a_i`` is the row-conditional plan (defined also where ``a_i = 0``); the
-    returned plan ``a_i π_{j|i}`` has exact supplier marginals, like POT's final u-update.
-    ``iterations`` counts completed (u, v) updates; ``error`` is the supplier-marginal L1 error
-    of the last (u, v) pair, max over problems.
-    """
-    it = 0
-    err = float("inf")
-    if _use_scaling(costs, reg):
-        kernel = torch.exp(-(costs - costs.amin(dim=-1, keepdim=True)) / reg)  # in [e^{-√2/ε}, 1]
-        kernel_t = kernel.transpose(1, 2)
-        v = torch.ones_like(b)
-        u = None
-        while it < n_iters:
-            kv = torch.bmm(kernel, v.unsqueeze(-1)).squeeze(-1)  # (n, HW)
-            if u is not None and tol > 0:
-                err = _row_error(u, kv, a)
-                if err <= tol:
-                    break
-            u = a / kv
-            v = b / torch.bmm(kernel_t, u.unsqueeze(-1)).squeeze(-1)
-            it += 1
-        kv = torch.bmm(kernel, v.unsqueeze(-1)).squeeze(-1)
-        err = _row_error(u, kv, a)
-        return kernel * (v[:, None, :] / kv[..., None]), it, err
-    # full log domain (tiny reg): f, g are the dual potentials divided by ε
-    log_k = -costs / reg
-    log_a = torch.where(a > 0, a.log(), torch.full_like(a, -math.inf))
-    log_b = torch.where(b > 0, b.log(), torch.full_like(b, -math.inf))
-    g = torch.zeros_like(b)
-    f = None
-    while it < n_iters:
-        lse = torch.logsumexp(log_k + g[:, None, :], dim=-1)  # (n, HW)
-        if f is not None and tol > 0:
-            err = _row_error(torch.exp(f), torch.exp(lse), a)
-            if err <= tol:
-                break
-        f = log_a - lse
-        g = log_b - torch.logsumexp(log_k + f[:, :, None], dim=1)
-        it += 1
-    logits = log_k + g[:, None, :]
-    err = _row_error(torch.exp(f), torch.exp(torch.logsumexp(logits, dim=-1)), a)
-    return torch.softmax(logits, dim=-1), it, err
+def _forward(a, points, b, size, reg, n_iters, tol):
+    """Solve all problems chunk by chunk. Returns (cost (N,), state (N, M), iterations, error)."""
+    H, W = size
+    stable = _stable(reg, a.dtype)
+    cost = a.new_zeros(a.shape[0])
+    state = b.new_zeros(b.shape)
+    its, err = 0, 0.0
+    for sl in _chunks(a.shape[0], 4 * H * W):
+        if stable:
+            costs, kernel = _kernel_planes(points[sl], size, reg)
+            v, it, e = _sinkhorn_scaling(a[sl], kernel, b[sl], n_iters, tol)
+            r = a[sl] / torch.bmm(v.unsqueeze(1), kernel).squeeze(1)
+            # ⟨C, P⟩ = Σ_j v_j Σ_i K_ji C_ji r_i  (P_ij = r_i K_ji v_j)
+            cost[sl] = (torch.linalg.vecdot(kernel.mul_(costs), r.unsqueeze(1)) * v).sum(1)
+            state[sl] = v
+        else:
+            costs = cell_costs(points[sl], size)
+            g, it, e = _sinkhorn_log(a[sl], costs, b[sl], reg, n_iters, tol)
+            pi = torch.softmax(g[:, :, None] - costs / reg, dim=1)
+            cost[sl] = (a[sl] * (pi * costs).sum(1)).sum(1)
+            state[sl] = g
+        its, err = max(its, it), max(err, e)
+    return cost, state, its, err
 
 
-def _solve(a, costs, b, reg, n_iters, tol):
-    n, hw, m = costs.shape
-    step = max(1, _MAX_CHUNK_ELEMENTS // max(1, hw * m))
-    pis, its, errs = [], [], []
-    for s in range(0, n, step):
-        pi, it, err = _solve_chunk(a[s:s + step], costs[s:s + step], b[s:s + step], reg, n_iters, tol)
-        pis.append(pi), its.append(it), errs.append(err)
-    if not pis:
-        return costs.new_zeros(costs.shape), 0, 0.0
-    return torch.cat(pis), max(its), max(errs)
-
-
-def _implicit_grad(a, costs, pi):
-    """∂⟨C, P⟩/∂a at the Sinkhorn fixed point (see module docstring). Shapes (n, HW[, M])."""
-    dt = a.dtype
-    a64, c64, p64 = a.double(), costs.double(), pi.double()
-    rho = (p64 * c64).sum(-1)  # (n, HW)
-    ap = a64[..., None] * p64  # = plan P
-    beta = ap.sum(1)  # (n, M)
-    mat = torch.diag_embed(beta) - torch.einsum("nij,nik->njk", ap, p64)
-    w = (ap * (c64 - rho[..., None])).sum(1)
-    dead = beta <= 1e-300
-    mat = mat + 1.0 + torch.diag_embed(dead.double())
-    z = torch.linalg.solve(mat, w.unsqueeze(-1)).squeeze(-1)  # (n, M)
-    grad = rho - torch.bmm(p64, z.unsqueeze(-1)).squeeze(-1)
-    return grad.to(dt)
+@torch.no_grad()
+def _backward(a, points, state, size, reg):
+    """∂⟨C, P⟩/∂a at the fixed point (module docstring), chunk by chunk. Returns (N, P)."""
+    stable = _stable(reg, a.dtype)
+    grad = torch.empty_like(a)
+    for sl in _chunks(a.shape[0], 4 * size[0] * size[1]):
+        ac = a[sl]
+        pi, costs = _conditional_plan(state[sl], points[sl], size, reg, stable)  # (n, M, P)
+        pc = pi * costs
+        rho = pc.sum(1)  # ρ_i = Σ_j π_ij C_ij
+        beta = torch.linalg.vecdot(pi, ac.unsqueeze(1))  # column marginals of P = a π
+        gram = torch.bmm(pi * ac[:, None, :], pi.transpose(1, 2))  # Σ_i a_i π_i π_iᵀ
+        w = torch.linalg.vecdot(pc, ac.unsqueeze(1)) - torch.linalg.vecdot(pi, (ac * rho).unsqueeze(1))
+        mat = torch.diag_embed(beta.double()) - gram.double() + 1.0
+        mat = mat + torch.diag_embed((beta <= 0).double())  # demanders without mass (naive)
+        z = torch.linalg.solve(mat, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
+        grad[sl] = rho - _planes_dot(pi, z)
+    return grad
 
 
 class _EntropicCost(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, costs, b, reg, n_iters, tol):
-        pi, it, err = _solve(a.detach(), costs.detach(), b.detach(), reg, n_iters, tol)
-        ctx.save_for_backward(a, costs, pi)
+    def forward(ctx, a, points, b, size, reg, n_iters, tol):
+        cost, state, it, err = _forward(a.detach(), points, b, size, reg, n_iters, tol)
+        ctx.save_for_backward(a, points, state)
+        ctx.size, ctx.reg = size, reg
         ctx.info = (it, err)
-        return (a[..., None] * pi * costs).sum(dim=(1, 2))
+        return cost
 
     @staticmethod
     def backward(ctx, grad_out):
-        a, costs, pi = ctx.saved_tensors
+        a, points, state = ctx.saved_tensors
         grad_a = None
         if ctx.needs_input_grad[0]:
-            grad_a = grad_out[:, None] * _implicit_grad(a, costs, pi)
-        return grad_a, None, None, None, None, None
+            grad_a = grad_out[:, None] * _backward(a.detach(), points, state, ctx.size, ctx.reg)
+        return grad_a, None, None, None, None, None, None
 
 
 def _check_solver_args(reg, n_iters, tol):
@@ -192,24 +250,6 @@ def _check_solver_args(reg, n_iters, tol):
     if not (tol >= 0):
         raise ValueError(f"tol must be ≥ 0 (0 runs exactly n_iters iterations), got {tol!r}")
     return reg, int(n_iters), tol
-
-
-def entropic_transport_cost(suppliers, costs, demand, reg=1.0, n_iters=1000, tol=1e-6):
-    """Batched ``⟨C, P_reg⟩`` of entropic OT (Cuturi 2013; HDM Eq. 2) with implicit gradient.
-
-    Args:
-        suppliers: ``(N, n)`` non-negative, each row summing to 1 (gradient flows to it).
-        costs: ``(N, n, m)`` non-negative costs (no gradient).
-        demand: ``(N, m)`` non-negative, rows summing to 1 (no gradient).
-    Returns:
-        ``(N,)`` transport costs (entropy not included), as POT's ``ot.sinkhorn2``.
-    """
-    reg, n_iters, tol = _check_solver_args(reg, n_iters, tol)
-    if suppliers.ndim != 2 or costs.ndim != 3 or demand.ndim != 2 or \
-            costs.shape[:2] != suppliers.shape or costs.shape[::2] != demand.shape:
-        raise ValueError(f"expected suppliers (N, n), costs (N, n, m), demand (N, m); got "
-                         f"{tuple(suppliers.shape)}, {tuple(costs.shape)}, {tuple(demand.shape)}")
-    return _EntropicCost.apply(suppliers, costs.detach(), demand.detach(), reg, n_iters, tol)
 
 
 def _prepare(heatmaps, keypoints, visible, demanders):
@@ -262,7 +302,7 @@ def emd_loss(heatmaps, keypoints, visible, reg=1.0, n_iters=1000, tol=1e-6, dema
         visible: ``(B, K)`` COCO visibility; joints with ``v <= 0`` or non-finite keypoints give 0.
         reg: entropic regularisation ε (heatmap pixels), > 0.
         n_iters: maximum number of Sinkhorn iterations (a cap).
-        tol: stop once every problem's supplier-marginal L1 error is ≤ tol (0: run n_iters).
+        tol: stop once every problem's demander-marginal L1 error is ≤ tol (0: run n_iters).
         demanders: ``"subpixel"`` (Eq. 4) or ``"naive"`` (Fig. 2a, Table 4).
         reduction: ``"mean"`` over labelled joints (0 if none), ``"sum"`` (Eq. 5) or ``"none"``
             → ``(B, K)`` per-joint costs.
@@ -284,8 +324,7 @@ def emd_loss(heatmaps, keypoints, visible, reg=1.0, n_iters=1000, tol=1e-6, dema
         maps = heatmaps.reshape(B * K, H * W).index_select(0, idx)
         points = kp.reshape(B * K, 2).index_select(0, idx)
         _, masses = (subpixel_demanders if demanders == "subpixel" else naive_demanders)(points)
-        costs = cell_costs(points, (H, W))
-        cost = _EntropicCost.apply(_suppliers(maps), costs, masses, reg, n_iters, tol)
+        cost = _EntropicCost.apply(_suppliers(maps), points, masses, (H, W), reg, n_iters, tol)
         per_joint = per_joint.index_put((idx,), cost)
     per_joint = per_joint.reshape(B, K)
     if reduction == "none":
@@ -303,7 +342,8 @@ def hdm_transport(heatmaps, keypoints, visible=None, reg=1.0, n_iters=1000, tol=
     Args: as :func:`emd_loss`; ``visible=None`` means all joints labelled.
     Returns a dict with ``suppliers (B, K, H, W)``, ``positions (B, K, 4, 2)``,
     ``masses (B, K, 4)``, ``plan (B, K, H, W, 4)`` (P_reg, zero for unlabelled joints),
-    ``cost (B, K)``, ``iterations`` (max over problems) and ``marginal_error`` (max L1).
+    ``cost (B, K)``, ``iterations`` (max over chunks) and ``marginal_error`` (max demander-marginal
+    L1 error).
     """
     reg, n_iters, tol = _check_solver_args(reg, n_iters, tol)
     if visible is None and isinstance(heatmaps, torch.Tensor) and heatmaps.ndim == 4:
@@ -311,15 +351,14 @@ def hdm_transport(heatmaps, keypoints, visible=None, reg=1.0, n_iters=1000, tol=
     kp, valid = _prepare(heatmaps, keypoints, visible, demanders)
     B, K, H, W = heatmaps.shape
     a = _suppliers(heatmaps.reshape(B * K, H * W))
-    positions, masses = (subpixel_demanders if demanders == "subpixel" else naive_demanders)(
-        kp.reshape(B * K, 2))
-    costs = cell_costs(kp.reshape(B * K, 2), (H, W))
-    pi, it, err = _solve(a, costs, masses, reg, n_iters, tol)
-    plan = a[..., None] * pi * valid.reshape(-1, 1, 1)
+    points = kp.reshape(B * K, 2)
+    positions, masses = (subpixel_demanders if demanders == "subpixel" else naive_demanders)(points)
+    cost, state, it, err = _forward(a, points, masses, (H, W), reg, n_iters, tol)
+    pi, _ = _conditional_plan(state, points, (H, W), reg, _stable(reg, a.dtype))
+    plan = (a[:, None, :] * pi).transpose(1, 2) * valid.reshape(-1, 1, 1)
     return {"suppliers": a.reshape(B, K, H, W), "positions": positions.reshape(B, K, 4, 2),
             "masses": masses.reshape(B, K, 4), "plan": plan.reshape(B, K, H, W, 4),
-            "cost": (plan * costs).sum((1, 2)).reshape(B, K), "iterations": it,
-            "marginal_error": err}
+            "cost": cost.reshape(B, K) * valid, "iterations": it, "marginal_error": err}
 
 
 class EmdLoss(torch.nn.Module):
