@@ -1,0 +1,142 @@
+"""HDM EMD loss vs POT / an independent numpy solver, gradient, edge cases."""
+import numpy as np
+import pytest
+import torch
+
+from poselab.analysis.hdm import reference_sinkhorn_cost
+from poselab.losses import emd_loss
+from poselab.losses import transport
+from poselab.losses.transport import hdm_transport
+
+ot = pytest.importorskip("ot")
+
+
+def _pot_cost(hm, kp, reg=1.0):
+    H, W = hm.shape
+    a = np.maximum(hm, 0).ravel()
+    a = a / a.sum()
+    x, y = kp
+    corners = np.array([[np.floor(x) + dx, np.floor(y) + dy] for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1))])
+    b = (1 - np.abs(x - corners[:, 0])) * (1 - np.abs(y - corners[:, 1]))
+    yy, xx = np.mgrid[0:H, 0:W]
+    pix = np.stack([xx.ravel(), yy.ravel()], 1).astype(float)
+    M = np.sqrt(((pix[:, None] - corners[None]) ** 2).sum(-1))
+    return float(ot.sinkhorn2(a, b, M, reg, numItermax=100000, stopThr=1e-12, method="sinkhorn_log"))
+
+
+@pytest.mark.parametrize("size", [(16, 12), (96, 72)])
+def test_matches_pot_float64_including_corners(size):
+    H, W = size
+    rng = np.random.default_rng(0)
+    hm = rng.random((1, 4, H, W)) - 0.2
+    kp = np.array([[[0.0, 0.0], [W - 1.0, H - 1.0], [0.3, H - 1.2],
+                    [rng.uniform(0, W - 1), rng.uniform(0, H - 1)]]])
+    got = emd_loss(torch.as_tensor(hm), torch.as_tensor(kp), torch.ones(1, 4), tol=1e-11,
+                   reduction="none").numpy()
+    for k in range(4):
+        ref = _pot_cost(hm[0, k], kp[0, k])
+        assert abs(got[0, k] - ref) / ref <= 1e-7
+
+
+def test_independent_numpy_reference_agrees():
+    rng = np.random.default_rng(3)
+    hm = rng.random((7, 5)) - 0.3
+    kp = (2.7, 4.1)
+    got = float(emd_loss(torch.as_tensor(hm)[None, None], torch.tensor([[kp]], dtype=torch.float64),
+                         torch.ones(1, 1), tol=1e-12))
+    assert abs(got - reference_sinkhorn_cost(hm, kp)) / got < 1e-8
+
+
+def test_float32_corner_keypoints_96x72_finite_and_close():
+    H, W = 96, 72
+    hm = torch.zeros(1, 2, H, W)
+    hm[0, 0, H - 1, W - 1] = 1.0  # mass in the far corner, keypoint in the other corner
+    hm[0, 1, 0, 0] = 1.0
+    kp = torch.tensor([[[0.0, 0.0], [W - 1.0, H - 1.0]]])
+    hm.requires_grad_(True)
+    out = emd_loss(hm, kp, torch.ones(1, 2), reduction="none")
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(hm.grad).all()
+    expected = np.hypot(H - 1, W - 1)  # all mass one pixel, demander at the opposite corner
+    assert np.allclose(out.detach().numpy(), expected, rtol=1e-5)
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(0)
+    hm = (torch.rand(2, 2, 6, 5, dtype=torch.float64) + 0.05).requires_grad_(True)
+    kp = torch.tensor([[[1.3, 2.7], [0.0, 4.5]], [[3.9, 0.2], [2.5, 2.5]]], dtype=torch.float64)
+    vis = torch.ones(2, 2)
+    for demanders in ("subpixel", "naive"):
+        fn = lambda h: emd_loss(h, kp, vis, tol=1e-13, demanders=demanders, reduction="sum")  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (hm,), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_gradcheck_log_domain_path(monkeypatch):
+    monkeypatch.setattr(transport, "_stable", lambda reg, dtype: False)
+    torch.manual_seed(1)
+    hm = (torch.rand(1, 2, 5, 4, dtype=torch.float64) + 0.05).requires_grad_(True)
+    kp = torch.tensor([[[1.3, 2.7], [0.4, 3.5]]], dtype=torch.float64)
+    fn = lambda h: emd_loss(h, kp, torch.ones(1, 2), tol=1e-13, reduction="sum")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (hm,), eps=1e-6, atol=1e-6, rtol=1e-4)
+    ref = _pot_cost(hm.detach().numpy()[0, 0], (1.3, 2.7))
+    assert abs(float(emd_loss(hm.detach(), kp, torch.ones(1, 2), tol=1e-12, reduction="none")[0, 0]) - ref) < 1e-8
+
+
+def test_zero_mass_gives_uniform_supplier_cost_and_zero_grad():
+    H, W = 4, 3
+    hm = (-torch.ones(1, 1, H, W, dtype=torch.float64)).requires_grad_(True)
+    kp = torch.tensor([[[1.0, 2.0]]], dtype=torch.float64)  # integer keypoint: one demander
+    out = emd_loss(hm, kp, torch.ones(1, 1), tol=1e-12)
+    out.backward()
+    yy, xx = np.mgrid[0:H, 0:W]
+    expected = np.hypot(xx - 1.0, yy - 2.0).mean()  # all mass must go to the single demander
+    assert abs(float(out.detach()) - expected) < 1e-9
+    assert float(hm.grad.abs().max()) == 0.0
+
+
+def test_invisible_joints_and_reductions():
+    torch.manual_seed(0)
+    hm = torch.rand(2, 3, 8, 6, requires_grad=True)
+    kp = torch.rand(2, 3, 2) * 5
+    kp[1, 2] = float("nan")
+    vis = torch.tensor([[2, 0, 1], [2, 2, 2]])
+    none = emd_loss(hm, kp, vis, reduction="none")
+    assert none.shape == (2, 3) and none[0, 1] == 0 and none[1, 2] == 0
+    valid = torch.tensor([[1, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    assert torch.allclose(emd_loss(hm, kp, vis, reduction="sum"), none.sum())
+    assert torch.allclose(emd_loss(hm, kp, vis, reduction="mean"), none[valid].mean())
+    emd_loss(hm, kp, vis).backward()
+    assert float(hm.grad[0, 1].abs().max()) == 0.0 and float(hm.grad[1, 2].abs().max()) == 0.0
+    assert float(emd_loss(hm, kp, torch.zeros(2, 3))) == 0.0
+
+
+def test_n_iters_and_tol_behaviour():
+    torch.manual_seed(0)
+    hm = torch.rand(2, 3, 16, 12, dtype=torch.float64)
+    kp = torch.rand(2, 3, 2, dtype=torch.float64) * 10
+    vis = torch.ones(2, 3)
+    info = hdm_transport(hm, kp, vis, tol=1e-6)
+    assert info["marginal_error"] <= 1e-6 and info["iterations"] < 100
+    assert hdm_transport(hm, kp, vis, n_iters=3, tol=0.0)["iterations"] == 3
+    # past convergence more iterations change nothing
+    a = emd_loss(hm, kp, vis, n_iters=1000, tol=0.0, reduction="none")
+    b = emd_loss(hm, kp, vis, n_iters=1500, tol=0.0, reduction="none")
+    assert float((a - b).abs().max()) <= 1e-12
+    # a loose tolerance is honoured (error reported ≤ tol) and close to the converged value
+    c = emd_loss(hm, kp, vis, tol=1e-3, reduction="none")
+    assert float((c - a).abs().max()) < 1e-1
+    plan = hdm_transport(hm, kp, vis, tol=1e-10)["plan"]
+    assert torch.allclose(plan.sum(-1), hm / hm.sum((-2, -1), keepdim=True), atol=1e-10)
+
+
+def test_bad_arguments_raise():
+    hm = torch.rand(1, 1, 4, 4)
+    kp = torch.zeros(1, 1, 2)
+    vis = torch.ones(1, 1)
+    for kwargs in ({"reg": 0.0}, {"n_iters": 0}, {"tol": -1.0}, {"demanders": "x"}, {"reduction": "avg"}):
+        with pytest.raises(ValueError):
+            emd_loss(hm, kp, vis, **kwargs)
+    with pytest.raises(ValueError):
+        emd_loss(hm, torch.zeros(1, 2, 2), vis)
+    with pytest.raises(ValueError):
+        emd_loss(hm * float("nan"), kp, vis)
