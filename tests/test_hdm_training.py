@@ -1,0 +1,218 @@
+"""Tests for poselab.analysis.hdm_training (MSE vs EMD training helpers) and
+poselab.analysis.hdm.heatmap_compactness, against naive float64 loops and closed forms."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from poselab.analysis import hdm_training as T
+from poselab.analysis.hdm import heatmap_compactness
+from poselab.losses import emd_loss
+
+INPUT, HM = (64, 48), (16, 12)
+
+
+def _to_hm(xy):  # independent: stride 4, pixel centres at integers
+    return (np.asarray(xy, dtype=np.float64) + 0.5) / 4.0 - 0.5
+
+
+def _to_input(xy):
+    return (np.asarray(xy, dtype=np.float64) + 0.5) * 4.0 - 0.5
+
+
+def _bilinear(kp, size=HM):
+    H, W = size
+    m = np.zeros((H, W))
+    x0, y0 = math.floor(kp[0]), math.floor(kp[1])
+    fx, fy = kp[0] - x0, kp[1] - y0
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
+                      (1, 1, fx * fy)):
+        m[y0 + dy, x0 + dx] += w
+    return m
+
+
+# ----------------------------------------------------------------------------- codec
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 10.99), st.floats(0.0, 14.99), st.floats(0.01, 100.0))
+def test_four_pixel_codec_inverts_bilinear_maps_any_scale(x, y, scale):
+    m = _bilinear((x, y)) * scale
+    coords, scores = T.FourPixelCodec(INPUT, HM).decode(torch.as_tensor(m)[None, None])
+    np.testing.assert_allclose(coords[0, 0].numpy(), _to_input((x, y)), atol=1e-4)
+    assert abs(float(scores[0, 0]) - 1.0) < 1e-5  # all mass inside the square
+
+
+def test_four_pixel_codec_score_is_mass_share_and_zero_without_mass():
+    m = np.zeros(HM)
+    m[3, 4] = m[3, 5] = 1.0
+    m[10, 2] = 2.0  # the square around (4..5, 3) holds 2 of 4, the one at (2, 10) also 2 of 4
+    m[12, 9] = 1.0  # total 5
+    _, s = T.FourPixelCodec(INPUT, HM).decode(torch.as_tensor(m)[None, None])
+    assert abs(float(s[0, 0]) - 2.0 / 5.0) < 1e-6
+    _, s0 = T.FourPixelCodec(INPUT, HM).decode(-torch.ones(1, 2, *HM))
+    assert torch.all(s0 == 0) and torch.isfinite(s0).all()
+    with pytest.raises(ValueError):
+        T.FourPixelCodec(INPUT, HM).decode(torch.zeros(HM))
+
+
+def test_codec_for_choices():
+    assert T.codec_for("mse", INPUT).decoder == "quarter"
+    assert isinstance(T.codec_for("emd", INPUT), T.FourPixelCodec)
+    with pytest.raises(ValueError, match="loss must be"):
+        T.codec_for("l1", INPUT)
+
+
+# ----------------------------------------------------------------------------- losses
+def test_emd_visibility_matches_loop():
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(-3, 18, size=(4, 17, 2))
+    w = (rng.random((4, 17)) > 0.3).astype(np.float32)
+    got = T.emd_visibility(torch.as_tensor(kp), torch.as_tensor(w), HM).numpy()
+    for b in range(4):
+        for k in range(17):
+            inside = -0.5 <= kp[b, k, 0] < HM[1] - 0.5 and -0.5 <= kp[b, k, 1] < HM[0] - 0.5
+            assert got[b, k] == float(w[b, k] > 0 and inside)
+
+
+def test_make_loss_fn_emd_and_mse_match_direct_computation():
+    rng = np.random.default_rng(1)
+    out = torch.as_tensor(rng.random((2, 3, *HM)) - 0.2)
+    kp_in = rng.uniform(0, 47, size=(2, 3, 2))
+    kp_in[0, 1] = (200.0, 10.0)  # outside the crop: must be ignored
+    w = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    batch = {"keypoints": torch.as_tensor(kp_in), "weights": w,
+             "target": torch.as_tensor(rng.random((2, 3, *HM)))}
+    got = T.make_loss_fn("emd", INPUT)(out, batch)
+    kp_hm = torch.as_tensor(_to_hm(kp_in))
+    kp_hm[0, 1] = 0.0  # placeholder for the ignored joint
+    per = emd_loss(out, kp_hm, torch.ones(2, 3), reduction="none")
+    want = (per[0, 0] + per[1].sum()) / 4  # joints used: (0,0), (1,0), (1,1), (1,2)
+    assert abs(float(got) - float(want)) < 1e-6
+    mse = T.make_loss_fn("mse", INPUT)(out, batch)
+    ref = (((out - batch["target"]) ** 2).mean((-2, -1)) * w).mean()  # MMPose: mean over B·K·H·W
+    assert abs(float(mse) - float(ref)) < 1e-9
+    with pytest.raises(ValueError):
+        T.make_loss_fn("kl", INPUT)
+
+
+# ----------------------------------------------------------------------------- compactness
+def _peak_loop(h, r):
+    h = np.maximum(h, 0)
+    s = h / h.sum()
+    H, W = h.shape
+    i, j = np.unravel_index(np.argmax(s), s.shape)
+    mass = mx = my = 0.0
+    for a in range(H):
+        for b in range(W):
+            mx += s[a, b] * b
+            my += s[a, b] * a
+            if (a - i) ** 2 + (b - j) ** 2 <= r * r:
+                mass += s[a, b]
+    var = sum(s[a, b] * ((b - mx) ** 2 + (a - my) ** 2) for a in range(H) for b in range(W))
+    return mass, math.sqrt(var)
+
+
+def test_peak_compactness_matches_loop_and_closed_forms():
+    rng = np.random.default_rng(2)
+    maps = rng.random((5, *HM)) - 0.4
+    got = T.peak_compactness(maps, radius=1.5)
+    for n in range(5):
+        m, s = _peak_loop(maps[n], 1.5)
+        assert abs(got["peak_mass"][n] - m) < 1e-12 and abs(got["spread"][n] - s) < 1e-12
+    dot = np.zeros(HM)
+    dot[4, 7] = 3.0
+    two = np.zeros(HM)
+    two[4, 3] = two[4, 5] = 1.0  # two equal dots 2 px apart: spread 1, half the mass near the peak
+    res = T.peak_compactness(np.stack([dot, two, -np.ones(HM)]))
+    assert len(res["spread"]) == 2  # the all-negative map is dropped
+    np.testing.assert_allclose(res["peak_mass"], [1.0, 0.5], atol=1e-12)
+    np.testing.assert_allclose(res["spread"], [0.0, 1.0], atol=1e-12)
+    with pytest.raises(ValueError):
+        T.peak_compactness(np.ones(5))
+
+
+def test_heatmap_compactness_matches_loop():
+    rng = np.random.default_rng(3)
+    maps = rng.random((2, 3, *HM)) - 0.3
+    kp = rng.uniform(0, 11, size=(2, 3, 2))
+    vis = np.array([[1, 0, 2], [2, 2, 0]])
+    got = heatmap_compactness(maps, kp, vis)
+    rows = [(b, k) for b in range(2) for k in range(3) if vis[b, k] > 0]
+    assert len(got["radius"]) == len(rows)
+    for n, (b, k) in enumerate(rows):
+        h = np.maximum(maps[b, k], 0)
+        s = h / h.sum()
+        r2 = mass = 0.0
+        for a in range(HM[0]):
+            for c in range(HM[1]):
+                d2 = (c - kp[b, k, 0]) ** 2 + (a - kp[b, k, 1]) ** 2
+                r2 += s[a, c] * d2
+                mass += s[a, c] * (d2 <= 2.25)
+        assert abs(got["radius"][n] - math.sqrt(r2)) < 1e-12
+        assert abs(got["mass_r1"][n] - mass) < 1e-12
+        assert got["half_max_area"][n] == sum(1 for v in h.ravel() if v >= 0.5 * h.max())
+    dot = np.zeros((1, *HM))
+    dot[0, 5, 6] = 1.0
+    assert heatmap_compactness(dot, [[6.0, 5.0]])["radius"][0] == 0.0
+
+
+# ----------------------------------------------------------------------------- data + training
+def _coco(tmp_path, persons_per_image):
+    images, anns, aid = [], [], 1
+    for i, n in enumerate(persons_per_image, start=1):
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64})
+        for _ in range(n):
+            anns.append({"id": aid, "image_id": i, "num_keypoints": 3, "iscrowd": 0,
+                         "category_id": 1, "bbox": [0, 0, 10, 10], "keypoints": [0] * 51})
+            aid += 1
+    p = tmp_path / "annotations" / "person_keypoints_val.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"images": images, "annotations": anns,
+                             "categories": [{"id": 1, "name": "person"}]}))
+    return p
+
+
+def test_subset_annotations_keeps_whole_images(tmp_path):
+    src = _coco(tmp_path, [2, 1, 3, 2])
+    out, root = T.subset_annotations(src, 4, tmp_path / "sub.json", image_root=tmp_path / "imgs")
+    d = json.loads(out.read_text())
+    assert [im["id"] for im in d["images"]] == [1, 2]  # 2 + 1 = 3; adding 3 more would exceed 4
+    assert len(d["annotations"]) == 3 and root == tmp_path / "imgs"
+    out1, _ = T.subset_annotations(src, 1, tmp_path / "sub1.json")  # at least one image
+    assert len(json.loads(out1.read_text())["images"]) == 1
+    with pytest.raises(ValueError):
+        T.subset_annotations(src, 0, tmp_path / "x.json")
+
+
+class _Toy(torch.utils.data.Dataset):
+    def __init__(self, n=8):
+        g = torch.Generator().manual_seed(0)
+        self.items = []
+        for _ in range(n):
+            kp = torch.rand(17, 2, generator=g) * torch.tensor([40.0, 56.0]) + 4
+            enc = T.codec_for("mse", INPUT).encode(kp, torch.full((17,), 2.0))
+            self.items.append({"image": torch.randn(3, *INPUT, generator=g), "keypoints": kp,
+                               "visible": torch.full((17,), 2.0), **enc})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+@pytest.mark.parametrize("loss", T.LOSSES)
+def test_train_heatmap_model_runs_and_is_seeded(loss):
+    ds = _Toy()
+    m1, h1 = T.train_heatmap_model(loss, ds, max_steps=2, batch_size=4, seed=3)
+    _, h2 = T.train_heatmap_model(loss, ds, max_steps=2, batch_size=4, seed=3)
+    assert h1.steps == 2 and all(np.isfinite(h1.losses)) and h1.losses == h2.losses
+    pred = T.predict_heatmaps(m1, ds, batch_size=3)
+    assert pred["heatmaps"].shape == (8, 17, *HM) and pred["keypoints"].shape == (8, 17, 2)
+
+
+def test_summarize():
+    assert T.summarize([1.0, 3.0]) == f"2.000 ± {math.sqrt(2):.3f} (n=2)"
+    assert T.summarize([0.5]) == "0.500 ± 0.000 (n=1)"
