@@ -75,7 +75,7 @@ def test_coco_structure_and_label_semantics(generated):
         np.testing.assert_array_equal(kp[inside, :2], kt[inside, :2])  # sigma_true = 0
         x, y, bw, bh = a["bbox"]
         assert bw > 0 and bh > 0 and x >= -0.5 and y >= -0.5 and x + bw <= w - 0.5 + 1e-6
-        assert 0 < a["area"] <= bw * bh + 1e-6
+        assert 0 < a["area"] <= synth.AREA_SCALE * bw * bh + 1e-6
         # joint centres lie on the drawn silhouette, hence inside its tight box
         vis = kt[inside]
         assert (vis[:, 0] >= x - 0.51).all() and (vis[:, 0] <= x + bw + 0.01).all()
