@@ -216,3 +216,21 @@ def test_train_heatmap_model_runs_and_is_seeded(loss):
 def test_summarize():
     assert T.summarize([1.0, 3.0]) == f"2.000 ± {math.sqrt(2):.3f} (n=2)"
     assert T.summarize([0.5]) == "0.500 ± 0.000 (n=1)"
+
+
+class _Dead(torch.nn.Module):
+    head_type, input_size = "heatmap", INPUT
+
+    def forward(self, images):
+        return -torch.ones(len(images), 17, *HM)
+
+
+def test_evaluate_heatmap_model_reports_dead_maps(tmp_path):
+    from poselab import data as pdata
+    src = pdata.default_dataset("val", n_images=40, progress=False)
+    sub, root = T.subset_annotations(src, 6, tmp_path / "val6.json")
+    ev = T.make_evaluator(sub, root, INPUT)
+    r = T.evaluate_heatmap_model(_Dead(), "emd", ev, input_size=INPUT)
+    assert r["dead_fraction"] == 1.0 and math.isnan(r["peak_mass"]) and math.isnan(r["spread"])
+    assert 1 <= r["n_persons"] <= 6 and np.isfinite(r["EPE_crop"]) and r["AP"] == 0.0
+    assert T.peak_compactness(-np.ones((2, *HM)))["peak_mass"].shape == (0,)

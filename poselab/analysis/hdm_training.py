@@ -24,7 +24,8 @@ from ..losses import emd_loss, heatmap_mse_loss
 from .hdm import heatmap_compactness
 
 __all__ = ["LOSSES", "FourPixelCodec", "codec_for", "emd_visibility", "make_loss_fn",
-           "peak_compactness", "predict_heatmaps", "train_heatmap_model", "evaluate_heatmap_model",
+           "peak_compactness", "predict_heatmaps", "train_heatmap_model", "make_evaluator",
+           "evaluate_heatmap_model",
            "subset_annotations", "summarize"]
 
 LOSSES = ("mse", "emd")
@@ -111,6 +112,8 @@ def peak_compactness(heatmaps, radius: float = 1.5) -> dict[str, np.ndarray]:
     h = h.reshape(-1, H, W)
     total = h.sum((1, 2))
     h = h[total > 0] / total[total > 0, None, None]
+    if len(h) == 0:
+        return {"peak_mass": np.zeros(0), "spread": np.zeros(0)}
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
     flat = h.reshape(len(h), -1).argmax(1)
     py, px = flat // W, flat % W
@@ -187,18 +190,34 @@ def subset_annotations(ann_json, max_persons: int, out_path, image_root=None) ->
     return out_path, root
 
 
-def evaluate_heatmap_model(model, loss: str, ann_json, image_root=None, input_size=(64, 48),
-                           sigma: float = 2.0, device="cpu") -> dict[str, Any]:
+def make_evaluator(ann_json, image_root=None, input_size=(64, 48), device="cpu"):
+    """A :class:`poselab.train.Evaluator` (heatmap head, no predictions returned) whose crops are
+    built and preloaded once; pass it to :func:`evaluate_heatmap_model` for every model."""
+    from ..train import Evaluator
+    ev = Evaluator(ann_json, image_root, head="heatmap", input_size=tuple(input_size),
+                   device=device, return_predictions=False)
+    ds = ev.dataset(tuple(input_size))
+    if hasattr(ds, "preload"):
+        ds.preload()
+    return ev
+
+
+def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sigma: float = 2.0,
+                           device="cpu") -> dict[str, Any]:
     """AP/EPE with the method's decoder (:func:`codec_for`) plus heatmap compactness.
 
-    Returns the :class:`poselab.train.Evaluator` metrics and ``peak_mass``, ``spread``
-    (:func:`peak_compactness`, means over maps) and ``radius_to_gt`` (RMS distance of the
-    mass from the GT keypoint, :func:`poselab.analysis.hdm.heatmap_compactness`, mean over joints
-    labelled and inside the map), all in heatmap px.
+    ``evaluator``: from :func:`make_evaluator` (or a COCO json path, then one is made).
+    Returns the Evaluator metrics and ``peak_mass``, ``spread`` (:func:`peak_compactness`, means
+    over maps with positive mass; NaN if none), ``radius_to_gt`` (RMS distance of the mass from
+    the GT keypoint, :func:`poselab.analysis.hdm.heatmap_compactness`, mean over joints labelled
+    and inside the map), all in heatmap px, and ``dead_fraction`` = share of those maps with no
+    positive value (Eq. 3's ReLU gives them no gradient).
     """
-    from ..train import Evaluator
-    ev = Evaluator(ann_json, image_root, head="heatmap", codec=codec_for(loss, input_size, sigma),
-                   input_size=tuple(input_size), device=device, return_predictions=False)
+    import copy
+    if isinstance(evaluator, (str, Path)):
+        evaluator = make_evaluator(evaluator, None, input_size, device)
+    ev = copy.copy(evaluator)  # shares the preloaded crops
+    ev.codec, ev.return_predictions = codec_for(loss, input_size, sigma), False
     metrics = ev(model)
     pred = predict_heatmaps(model, ev.dataset(tuple(input_size)), device=device)
     hm_size = pred["heatmaps"].shape[-2:]
@@ -207,8 +226,13 @@ def evaluate_heatmap_model(model, loss: str, ann_json, image_root=None, input_si
     used = pred["heatmaps"][vis > 0]
     pc = peak_compactness(used)
     gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis)
-    metrics.update(peak_mass=float(pc["peak_mass"].mean()), spread=float(pc["spread"].mean()),
-                   radius_to_gt=float(gt["radius"].mean()))
+
+    def mean(a):
+        return float(a.mean()) if a.size else float("nan")
+
+    metrics.update(peak_mass=mean(pc["peak_mass"]), spread=mean(pc["spread"]),
+                   radius_to_gt=mean(gt["radius"]),
+                   dead_fraction=mean((used.reshape(len(used), -1).max(1) <= 0).astype(float)))
     return metrics
 
 
