@@ -140,3 +140,85 @@ def test_bad_arguments_raise():
         emd_loss(hm, torch.zeros(1, 2, 2), vis)
     with pytest.raises(ValueError):
         emd_loss(hm * float("nan"), kp, vis)
+
+
+@pytest.mark.parametrize("demanders", ["subpixel", "naive"])
+def test_newton_solver_matches_sinkhorn_value_and_gradient(demanders):
+    torch.manual_seed(4)
+    H, W = 20, 15
+    hm = torch.randn(2, 5, H, W, dtype=torch.float64)
+    # corners, an integer keypoint (zero-mass demanders), a nearly integer one (tiny mass)
+    kp = torch.tensor([[[0.0, 0.0], [W - 1.0, H - 1.0], [3.0, 7.0], [5.0 + 1e-9, 2.5], [9.3, 11.8]],
+                       [[0.2, H - 1.0], [W - 1.0, 0.7], [1.5, 1.5], [7.7, 3.1], [12.9, 18.2]]],
+                      dtype=torch.float64)
+    hm[1, 4] = -1.0  # no positive mass: uniform suppliers, zero gradient
+    vis = torch.ones(2, 5)
+    out = {}
+    for solver in ("newton", "sinkhorn"):
+        h = hm.clone().requires_grad_(True)
+        val = emd_loss(h, kp, vis, tol=1e-12, demanders=demanders, solver=solver, reduction="none")
+        (val * torch.arange(1.0, 11.0, dtype=torch.float64).reshape(2, 5)).sum().backward()
+        out[solver] = (val.detach(), h.grad)
+    assert torch.allclose(out["newton"][0], out["sinkhorn"][0], rtol=1e-10, atol=0)
+    assert torch.allclose(out["newton"][1], out["sinkhorn"][1], rtol=1e-7, atol=1e-12)
+    assert float(out["newton"][1][1, 4].abs().max()) == 0.0
+    info = hdm_transport(hm, kp, vis, tol=1e-12, demanders=demanders, solver="newton")
+    assert info["marginal_error"] <= 1e-12 and info["iterations"] <= 12
+
+
+def test_newton_needs_few_iterations_and_agrees_with_pot():
+    rng = np.random.default_rng(5)
+    H, W = 64, 48
+    kp = np.array([[rng.uniform(0, W - 1), rng.uniform(0, H - 1)] for _ in range(3)])
+    yy, xx = np.mgrid[0:H, 0:W]
+    hm = np.stack([np.exp(-((xx - x - 1.5) ** 2 + (yy - y + 2.0) ** 2) / 8) for x, y in kp])
+    hm = hm + 0.05 * rng.standard_normal(hm.shape)
+    info = hdm_transport(torch.as_tensor(hm)[None], torch.as_tensor(kp)[None], tol=1e-10,
+                         solver="newton")
+    assert info["iterations"] <= 8 and info["marginal_error"] <= 1e-10
+    for k in range(3):
+        ref = _pot_cost(hm[k], kp[k])
+        assert abs(float(info["cost"][0, k]) - ref) / ref <= 1e-8
+
+
+def test_newton_float32_unreachable_tol_stays_finite_and_bounded():
+    torch.manual_seed(6)
+    hm = torch.rand(1, 3, 96, 72)
+    kp = torch.tensor([[[0.0, 0.0], [71.0, 95.0], [30.4, 50.6]]])
+    h = hm.clone().requires_grad_(True)
+    val = emd_loss(h, kp, torch.ones(1, 3), tol=1e-15, n_iters=40, solver="newton", reduction="none")
+    val.sum().backward()
+    ref = emd_loss(hm.double(), kp.double(), torch.ones(1, 3), tol=1e-12, solver="sinkhorn",
+                   reduction="none")
+    assert torch.isfinite(val).all() and torch.isfinite(h.grad).all()
+    assert torch.allclose(val.double(), ref, rtol=1e-4)
+    info = hdm_transport(hm, kp, tol=1e-15, n_iters=40, solver="newton")
+    assert info["iterations"] <= 40 and info["marginal_error"] < 1e-4
+
+
+def test_solver_argument_validated():
+    with pytest.raises(ValueError, match="solver"):
+        emd_loss(torch.rand(1, 1, 4, 4), torch.zeros(1, 1, 2), torch.ones(1, 1), solver="lbfgs")
+
+
+def test_newton_stall_falls_back_to_sinkhorn(monkeypatch):
+    """Force a 'stall' after one Newton iteration: the Sinkhorn continuation must still reach tol
+    and give the same value and gradient as plain Sinkhorn."""
+    original = transport._newton_scaling
+
+    def stalling(a, kernel, b, n_iters, tol, warm=3):
+        v, s, mat, it, err, _ = original(a, kernel, b, 1, 0.0, warm=0)
+        return v, s, mat, it, err, True
+
+    torch.manual_seed(7)
+    hm = torch.rand(1, 3, 12, 9, dtype=torch.float64)
+    kp = torch.tensor([[[0.0, 0.0], [4.3, 7.6], [8.0, 2.2]]], dtype=torch.float64)
+    ref_h = hm.clone().requires_grad_(True)
+    ref = emd_loss(ref_h, kp, torch.ones(1, 3), tol=1e-12, solver="sinkhorn", reduction="sum")
+    ref.backward()
+    monkeypatch.setattr(transport, "_newton_scaling", stalling)
+    h = hm.clone().requires_grad_(True)
+    got = emd_loss(h, kp, torch.ones(1, 3), tol=1e-12, solver="newton", reduction="sum")
+    got.backward()
+    assert abs(float(got) - float(ref)) < 1e-11
+    assert torch.allclose(h.grad, ref_h.grad, rtol=1e-7, atol=1e-12)
