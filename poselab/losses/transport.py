@@ -179,7 +179,8 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
     round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``), where no solver
     can do better and the (reported) error is accepted.
 
-    Returns (v (n, M), s (n, P), M (n, M, M), iterations, error, stalled).
+    Evaluations that meet the stopping rule skip the Jacobian (one cheap mat-vec pass for the
+    marginals instead). Returns (v (n, M), s (n, P), iterations, error, stalled).
     """
     active = b > 0
     v = active.to(a.dtype)
@@ -191,16 +192,18 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
         v = b / col
         v = v / v.amax(1, keepdim=True)
         it += 1
-    sqrt_a = a.sqrt()
+    sqrt_a = a.sqrt() if n_iters > it else None
     log_b = torch.where(active, b, torch.ones_like(b)).log()
     best, stall = float("inf"), 0
     while True:
-        s, gram, col = _newton_eval(kernel, v, sqrt_a)
+        s = _planes_dot(kernel, v)  # (n, P), > 0: every kernel entry is > 0 and max v = 1
+        col = v * torch.linalg.vecdot(kernel, (a / s).unsqueeze(1))  # Σ_i a_i π_{j|i}
         err = float((col - b).abs().sum(1).max()) if b.numel() else 0.0
         stall = stall + 1 if err >= best else 0
         best = min(best, err)
         if err <= tol or it >= n_iters or stall >= 3:
-            return v, s, torch.diag_embed(col) - gram, it, err, err > tol and stall >= 3
+            return v, s, it, err, err > tol and stall >= 3
+        gram = _gram(kernel, v, s, sqrt_a)
         safe_col = torch.where(active, col, torch.ones_like(col)).clamp_min(torch.finfo(a.dtype).tiny)
         r = torch.where(active, col * (log_b - safe_col.log()), torch.zeros_like(col))
         r = r - col * r.sum(1, keepdim=True)
@@ -229,38 +232,37 @@ def _kernel_and_weighted(points, size, reg):
     return kernel, costs.mul_(kernel)
 
 
-def _newton_eval(kernel, v, sqrt_a):
-    """s = vᵀK (n, P), gram = Σ_i a_i π_i π_iᵀ (n, M, M), col = Σ_i a_i π_i (n, M)."""
-    s = _planes_dot(kernel, v)  # (n, P), > 0: every kernel entry is > 0 and max v = 1
+def _gram(kernel, v, s, sqrt_a):
+    """Σ_i a_i π_i π_iᵀ (n, M, M) with π_{j|i} = K_ji v_j / s_i; its row sums are the demander
+    marginals (Σ_k π_{k|i} = 1)."""
     z = kernel * v[:, :, None]
     z.mul_((sqrt_a / s)[:, None, :])  # z_ji = π_{j|i} √a_i ∈ [0, 1]
-    gram = torch.bmm(z, z.transpose(1, 2))
-    return s, gram, gram.sum(2)  # Σ_k π_{k|i} = 1  ⇒  row sums of the gram matrix = marginals
+    return torch.bmm(z, z.transpose(1, 2))
 
 
 def _newton_chunk(a, points, b, size, reg, n_iters, tol, need_grad):
     """Solve one chunk with Newton (Sinkhorn fallback on a stall); cost, v, grad in one place.
 
     The gradient (module docstring) is computed here, while the planes are in cache, from the
-    ``s = vᵀK`` and ``M`` of the last Newton evaluation, with read-only passes over ``K`` and
+    ``s = vᵀK`` of the last Newton evaluation and ``M`` at the solution, with read-only passes over ``K`` and
     ``K ∘ C``: ``ρ_i = (vᵀ(K∘C))_i / s_i``, ``w_j = v_j Σ_i (K∘C − K ρ)_ji a_i / s_i``,
     ``∂/∂a_i = ρ_i − (Σ_j K_ji v_j z_j) / s_i``. Returns (cost (n,), v (n, M), grad (n, P) or
     None, iterations, error).
     """
     kernel, kc = _kernel_and_weighted(points, size, reg)
-    v, s, mat, it, err, stalled = _newton_scaling(a, kernel, b, n_iters, tol)
+    v, s, it, err, stalled = _newton_scaling(a, kernel, b, n_iters, tol)
     if stalled and it < n_iters and err > math.sqrt(torch.finfo(a.dtype).eps):
         v, more, err = _sinkhorn_scaling(a, kernel, b, n_iters - it, tol, v0=v)
         it += more
-        s, gram, col = _newton_eval(kernel, v, a.sqrt())
-        mat = torch.diag_embed(col) - gram
+        s = _planes_dot(kernel, v)
     rho = _planes_dot(kc, v).div_(s)  # ρ_i = Σ_j π_ij C_ij
     cost = (a * rho).sum(1)
     grad = None
     if need_grad:
         q = a / s
         w = v * (torch.linalg.vecdot(kc, q.unsqueeze(1)) - torch.linalg.vecdot(kernel, (q * rho).unsqueeze(1)))
-        full = mat.double() + 1.0 + torch.diag_embed((b <= 0).double())
+        gram = _gram(kernel, v, s, a.sqrt()).double()
+        full = torch.diag_embed(gram.sum(2)) - gram + 1.0 + torch.diag_embed((b <= 0).double())
         zz = torch.linalg.solve(full, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
         grad = rho - _planes_dot(kernel, v * zz).div_(s)
     return cost, v, grad, it, err
