@@ -495,6 +495,8 @@ def emd_loss(heatmaps, keypoints, visible, reg=1.0, n_iters=1000, tol=1e-6, dema
         if idx.numel() < B * K:  # copy only if some joints are unlabelled
             maps, points = maps.index_select(0, idx), points.index_select(0, idx)
         _, masses = (subpixel_demanders if demanders == "subpixel" else naive_demanders)(points)
+        if not torch.is_grad_enabled():  # e.g. evaluation under no_grad: skip the gradient work
+            maps = maps.detach()
         cost = _EntropicCost.apply(maps, points, masses, (H, W), reg, n_iters, tol, solver)
         per_joint = per_joint.index_put((idx,), cost)
     per_joint = per_joint.reshape(B, K)
