@@ -195,8 +195,12 @@ def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
     if ledger.exists():
         ledger.unlink()  # our own artefact from an earlier run: stale claims must not count
     output = out_dir / notebook.name
-    env_before = os.environ.get("POSELAB_OUT_DIR")
+    env_before = {k: os.environ.get(k) for k in ("POSELAB_OUT_DIR", "OMP_NUM_THREADS")}
     os.environ["POSELAB_OUT_DIR"] = str(out_dir.resolve())
+    if fast and env_before["OMP_NUM_THREADS"] is None:
+        # fast (CI) runs use one CPU thread in the kernel: on a 2-core machine with anything else
+        # running, torch's 2-thread ops were measured 10-30x slower; 1 thread costs ~1.4x at most
+        os.environ["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
     ok, error = True, ""
     try:
@@ -207,10 +211,11 @@ def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
     except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
         ok, error = False, _execution_error(exc, output)
     finally:
-        if env_before is None:
-            os.environ.pop("POSELAB_OUT_DIR", None)
-        else:
-            os.environ["POSELAB_OUT_DIR"] = env_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - start
     claims = json.loads(ledger.read_text()) if ledger.exists() else []
     return ChapterResult(notebook.stem, seconds, ok, error, claims)
