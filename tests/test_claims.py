@@ -22,10 +22,11 @@ def test_record_writes_ledger_after_each_record(tmp_path):
 
 def test_rerecording_replaces_and_nonfinite_values_stay_valid_json(tmp_path):
     claims.start("99_demo", out_dir=tmp_path)
-    claims.record("demo.a", value=float("nan"), paper="", kind="math", holds=False)
+    nan, inf = float("nan"), float("inf")
+    claims.record("demo.a", value=nan, paper="", kind="math", holds=nan < 1)
     claims.record("demo.a", value=1.0, paper="", kind="math", holds=1.0 > 0)
     assert [r["value"] for r in claims.records()] == [1.0]
-    claims.record("demo.b", value=float("inf"), paper="", kind="math", holds=False)
+    claims.record("demo.b", value=inf, paper="", kind="math", holds=inf < 1)
     assert json.loads((tmp_path / "claims" / "99_demo.json").read_text())[1]["value"] == "inf"
 
 
@@ -33,7 +34,7 @@ def test_rerecording_replaces_and_nonfinite_values_stay_valid_json(tmp_path):
                                  dict(claim_id="has space"), dict(claim_id="")])
 def test_invalid_records_are_refused(bad):
     claims.start("99_demo")
-    kw = dict(claim_id="demo.x", value=1, paper="", kind="math", holds=True is not False)
+    kw = dict(claim_id="demo.x", value=1, paper="", kind="math", holds=1 < 2)
     kw.update(bad)
     with pytest.raises(claims.ClaimError):
         claims.record(kw.pop("claim_id"), **kw)
