@@ -221,6 +221,12 @@ def encode_dot(keypoints, visible=None, heatmap_size: Sequence[int] = (64, 48),
 
 
 # ----------------------------------------------------------------------------- decoders
+def _flat_maps(heatmaps):
+    """Checked ``(..., H, W)`` maps -> (maps, leading shape, ``(N, H, W)`` view)."""
+    h = _check_maps(heatmaps, "heatmaps")
+    return h, h.shape[:-2], h.reshape(-1, *h.shape[-2:])
+
+
 def _argmax2d(maps: torch.Tensor):
     """``maps (N, H, W)`` -> ``(x (N,) long, y (N,) long, value (N,))`` of the first maximum."""
     N, H, W = maps.shape
@@ -244,9 +250,8 @@ def decode_argmax(heatmaps, refine: str | None = "quarter"):
     """
     if refine not in ("quarter", None):
         raise ValueError(f"refine must be 'quarter' or None, got {refine!r}")
-    h = _check_maps(heatmaps, "heatmaps")
-    lead, (H, W) = h.shape[:-2], h.shape[-2:]
-    maps = h.reshape(-1, H, W)
+    h, lead, maps = _flat_maps(heatmaps)
+    H, W = maps.shape[-2:]
     if maps.shape[0] == 0:
         return (torch.zeros(*lead, 2, dtype=torch.float32, device=h.device),
                 torch.zeros(lead, dtype=torch.float32, device=h.device))
@@ -326,9 +331,8 @@ def decode_dark(heatmaps, kernel: int | None = 11, eps: float = 1e-10):
     """
     if kernel is not None and (int(kernel) != kernel or kernel < 1 or kernel % 2 == 0):
         raise ValueError(f"kernel must be an odd positive int or None, got {kernel!r}")
-    h = _check_maps(heatmaps, "heatmaps")
-    lead, (H, W) = h.shape[:-2], h.shape[-2:]
-    maps = h.reshape(-1, H, W)
+    h, lead, maps = _flat_maps(heatmaps)
+    H, W = maps.shape[-2:]
     if maps.shape[0] == 0:
         return (torch.zeros(*lead, 2, dtype=torch.float32, device=h.device),
                 torch.zeros(lead, dtype=torch.float32, device=h.device))
