@@ -227,6 +227,12 @@ def _flat_maps(heatmaps):
     return h, h.shape[:-2], h.reshape(-1, *h.shape[-2:])
 
 
+def _no_keypoints(lead, device):
+    """Decoders' result for an empty batch: ``(coords (*lead, 2), scores lead)`` zeros."""
+    return (torch.zeros(*lead, 2, dtype=torch.float32, device=device),
+            torch.zeros(lead, dtype=torch.float32, device=device))
+
+
 def _argmax2d(maps: torch.Tensor):
     """``maps (N, H, W)`` -> ``(x (N,) long, y (N,) long, value (N,))`` of the first maximum."""
     N, H, W = maps.shape
@@ -253,8 +259,7 @@ def decode_argmax(heatmaps, refine: str | None = "quarter"):
     h, lead, maps = _flat_maps(heatmaps)
     H, W = maps.shape[-2:]
     if maps.shape[0] == 0:
-        return (torch.zeros(*lead, 2, dtype=torch.float32, device=h.device),
-                torch.zeros(lead, dtype=torch.float32, device=h.device))
+        return _no_keypoints(lead, h.device)
     x, y, val = _argmax2d(maps)
     coords = torch.stack([x, y], -1).to(torch.float32)
     if refine == "quarter":
@@ -334,8 +339,7 @@ def decode_dark(heatmaps, kernel: int | None = 11, eps: float = 1e-10):
     h, lead, maps = _flat_maps(heatmaps)
     H, W = maps.shape[-2:]
     if maps.shape[0] == 0:
-        return (torch.zeros(*lead, 2, dtype=torch.float32, device=h.device),
-                torch.zeros(lead, dtype=torch.float32, device=h.device))
+        return _no_keypoints(lead, h.device)
     x, y, val = _argmax2d(maps)
     coords = torch.stack([x, y], -1).to(torch.float64)
     if H >= 3 and W >= 3:
