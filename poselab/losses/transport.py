@@ -162,48 +162,144 @@ def _sinkhorn_scaling(a, kernel, b, n_iters, tol, v0=None):
         it += 1
 
 
+def _support(a):
+    """Pixels with supplier mass, left-aligned per row: ``idx (n, m)`` or ``None``.
+
+    ``m`` is the largest support in the chunk; rows with a smaller support are padded with the
+    out-of-range pixel index ``P``. Pixels with ``a_i = 0`` carry no mass: they do not enter the
+    marginals, the cost or — through ``relu'`` — the gradient, so the problems are solved on the
+    support only (a noisy prediction has about half its pixels ≤ 0). ``None`` when every map of
+    the chunk is fully positive.
+    """
+    n, P = a.shape
+    pos = a > 0
+    counts = pos.sum(1)
+    m = int(counts.max()) if n else 0
+    if m == P and bool((counts == P).all()):
+        return None
+    rank = torch.where(pos, pos.cumsum(1) - 1, torch.full_like(counts[:, None], m))
+    idx = torch.full((n, m + 1), P, dtype=torch.long, device=a.device)
+    idx.scatter_(1, rank, torch.arange(P, device=a.device).expand(n, P))
+    return idx[:, :m]
+
+
+def _distance_source(points, size):
+    """Distances for every (pixel − corner − floor(kp)) offset of a chunk, flattened.
+
+    Returns ``(D (L,), off (n,), tx)`` such that the cost from pixel ``(h, w)`` to corner
+    ``(cx, cy)`` of problem ``n`` is ``D[off_n + (h − cy)·tx + (w − cx)]``. The costs depend only
+    on integer offsets (:func:`cell_costs`), so when the keypoints of the chunk span a small
+    range one shared offset table serves all problems (one sqrt per offset instead of one
+    (H+1)×(W+1) plane per problem); otherwise (few problems, or keypoints far apart, e.g. far
+    outside the map) the per-problem planes of :func:`_distance_plane` are used.
+    """
+    H, W = size
+    n = points.shape[0]
+    dt, dev = points.dtype, points.device
+    base = torch.floor(points)
+    lo, hi = base.amin(0), base.amax(0)
+    tx, ty = float(hi[0] - lo[0]) + W + 1, float(hi[1] - lo[1]) + H + 1
+    if tx * ty <= n * (H + 1) * (W + 1):
+        tx, ty = int(tx), int(ty)
+        dx = torch.arange(tx, dtype=dt, device=dev) - (hi[0] + 1)
+        dy = torch.arange(ty, dtype=dt, device=dev) - (hi[1] + 1)
+        table = (dy[:, None] ** 2 + dx[None, :] ** 2).sqrt_().reshape(-1)
+        off = ((hi[1] + 1 - base[:, 1]) * tx + (hi[0] + 1 - base[:, 0])).long()
+        return table, off, tx
+    plane = _distance_plane(points, size)
+    step = (H + 1) * (W + 1)
+    return plane.reshape(-1), torch.arange(n, device=dev) * step + (W + 2), W + 1
+
+
+def _gathered_kernels(points, size, reg, idx):
+    """``K`` and ``K∘C``, each ``(n, 4, m)``, at the pixels ``idx`` (``None``: all pixels).
+
+    ``K_ji`` is ``exp(-C_ji/ε)`` (up to a positive factor per pixel, which the row scaling
+    absorbs) and ``C_ji`` the Euclidean cost from pixel ``i`` to corner ``j`` of the keypoint's
+    cell, read out of :func:`_distance_source` (one exp per table entry) when
+    ``exp(-max C/ε)`` is representable, else the row-stabilised ``exp(-(C − min_j C)/ε)`` (four
+    exps per pixel, never underflows).
+    """
+    H, W = size
+    n = points.shape[0]
+    dev = points.device
+    dist, off, tx = _distance_source(points, size)
+    pixels = torch.arange(H * W + 1, device=dev)
+    pixels = torch.div(pixels, W, rounding_mode="floor").mul_(tx).add_(pixels % W)
+    pixels[-1] = 0  # the padding index P reads pixel (0, 0): finite, never used (a = 0 there)
+    pix = pixels[:-1].expand(n, H * W) if idx is None else pixels.take(idx)
+    rel = pix.add(off[:, None])
+    corner = torch.tensor([cy * tx + cx for cx, cy in CORNER_OFFSETS], device=dev)
+    index = (rel[:, None, :] - corner[None, :, None]).reshape(-1)
+    m = rel.shape[1]
+    limit = 80.0 if dist.dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
+    if dist.numel() and float(dist.amax()) / reg < limit:
+        e = torch.exp(dist * (-1.0 / reg))
+        kernel = e.index_select(0, index).reshape(n, 4, m)
+        return kernel, e.mul_(dist).index_select(0, index).reshape(n, 4, m)
+    costs = dist.index_select(0, index).reshape(n, 4, m)
+    kernel = torch.exp((costs.amin(dim=1, keepdim=True) - costs).mul_(1.0 / reg))
+    return kernel, costs.mul_(kernel)
+
+
+def _rows_dot(planes, x):
+    """Σ_i planes[:, j, i] x[:, i] for planes (n, M, P), x (n, P) -> (n, M).
+
+    Written as ``xᵀ planesᵀ``: on the CPU this orientation of the batched product is several
+    times faster than ``planes @ x`` for long rows."""
+    return torch.bmm(x.unsqueeze(1), planes.transpose(1, 2)).squeeze(1)
+
+
+def _evaluate(a, kernel, v):
+    """One Newton evaluation at the demander scaling ``v`` (n, M).
+
+    ``s_i = Σ_j K_ji v_j`` (row normaliser, ``π_{j|i} = K_ji v_j / s_i``) and
+    ``G = K diag(a/s²) Kᵀ`` (n, M, M), from which the demander marginals ``col = v ∘ G v`` and
+    the Gram matrix ``Σ_i a_i π_i π_iᵀ = (v vᵀ) ∘ G`` follow without further passes over ``K``.
+    Returns (s, G, col).
+    """
+    s = _planes_dot(kernel, v)  # > 0: every kernel entry is > 0 and max v = 1
+    gk = torch.bmm(kernel, (kernel * (a / (s * s)).unsqueeze(1)).transpose(1, 2))
+    col = v * torch.bmm(gk, v.unsqueeze(2)).squeeze(2)
+    return s, gk, col
+
+
 def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
     """Newton's method on the 4-variable demander dual (module docstring, *Solver*).
 
-    a (n, P), kernel (n, M, P) from :func:`_kernel_planes`, b (n, M). The state is the demander
+    a (n, P), kernel (n, M, P) (:func:`_gathered_kernels`), b (n, M). The state is the demander
     scaling ``v = exp(g)`` (``v_j = 0`` for demanders without mass, max ``v`` = 1 as the gauge);
-    the supplier side is always exact, ``π_{j|i} = K_ji v_j / s_i``, ``s_i = Σ_k K_ki v_k``. One
-    iteration = one evaluation of the demander marginals ``col_j = Σ_i a_i π_{j|i}`` and of
-    ``M = diag(col) − Σ_i a_i π_i π_iᵀ`` (the Jacobian ``∂col/∂g``), then the log-residual Newton
-    step ``(M + 11ᵀ) Δ = r − col·Σ_j r_j``, ``r = col ∘ log(b / col)``, ``v ← v ∘ exp(Δ)``.
-    The first ``warm`` iterations are Sinkhorn column updates (cheaper per pass; Newton's
-    quadratic convergence pays off once the error is ~1e-3). Stops at the same rule as
-    :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤ tol`` for every
-    problem) or after ``n_iters`` steps; if the error stops decreasing for 3 steps, returns with
-    ``stalled=True``: the caller continues with Sinkhorn unless the error is already at the
-    round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``), where no solver
-    can do better and the (reported) error is accepted.
+    the supplier side is always exact. One iteration = one :func:`_evaluate` (the marginals
+    ``col`` and the Jacobian ``M = diag(col) − Σ_i a_i π_i π_iᵀ`` of ``col`` in ``g``), then the
+    log-residual Newton step ``(M + 11ᵀ) Δ = r − col·Σ_j r_j``, ``r = col ∘ log(b / col)``,
+    ``v ← v ∘ exp(Δ)``. The first ``warm`` iterations are Sinkhorn column updates (two mat-vec
+    passes each, vs about four for an evaluation; they bring the error to ~1e-3, where Newton
+    needs 1–2 steps). Stops at the rule of :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤
+    tol`` for every problem) or after ``n_iters`` steps; if the error stops decreasing for 3
+    steps, returns with ``stalled=True``: the caller continues with Sinkhorn unless the error is
+    already at the round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``).
 
-    Evaluations that meet the stopping rule skip the Jacobian (one cheap mat-vec pass for the
-    marginals instead). Returns (v (n, M), s (n, P), iterations, error, stalled).
+    Returns (v (n, M), iterations, error, stalled, evaluation at v: (s, G, col)).
     """
     active = b > 0
     v = active.to(a.dtype)
     it = 0
-    # warm start: a few Sinkhorn column updates (two cheap mat-vec passes each, vs ~five plane
-    # passes per Newton evaluation) bring the error from ~1 to ~1e-3, where Newton needs 1–2 steps
     for _ in range(min(warm, n_iters)):
-        col = torch.linalg.vecdot(kernel, (a / _planes_dot(kernel, v)).unsqueeze(1))
+        col = _rows_dot(kernel, a / _planes_dot(kernel, v))
         v = b / col
         v = v / v.amax(1, keepdim=True)
         it += 1
-    sqrt_a = a.sqrt() if n_iters > it else None
     log_b = torch.where(active, b, torch.ones_like(b)).log()
     best, stall = float("inf"), 0
     while True:
-        s = _planes_dot(kernel, v)  # (n, P), > 0: every kernel entry is > 0 and max v = 1
-        col = v * torch.linalg.vecdot(kernel, (a / s).unsqueeze(1))  # Σ_i a_i π_{j|i}
+        ev = _evaluate(a, kernel, v)
+        col = ev[2]
         err = float((col - b).abs().sum(1).max()) if b.numel() else 0.0
         stall = stall + 1 if err >= best else 0
         best = min(best, err)
         if err <= tol or it >= n_iters or stall >= 3:
-            return v, s, it, err, err > tol and stall >= 3
-        gram = _gram(kernel, v, s, sqrt_a)
+            return v, it, err, err > tol and stall >= 3, ev
+        gram = ev[1] * v[:, :, None] * v[:, None, :]
         safe_col = torch.where(active, col, torch.ones_like(col)).clamp_min(torch.finfo(a.dtype).tiny)
         r = torch.where(active, col * (log_b - safe_col.log()), torch.zeros_like(col))
         r = r - col * r.sum(1, keepdim=True)
@@ -217,54 +313,42 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
         it += 1
 
 
-def _kernel_and_weighted(points, size, reg):
-    """The kernel of :func:`_kernel_planes` and the kernel times the costs, ``K ∘ C`` (n, 4, P).
+def _newton_chunk(maps, points, b, size, reg, n_iters, tol, need_grad):
+    """Solve one chunk with Newton (Sinkhorn fallback on a stall): cost, v, gradient.
 
-    For the plane kernel ``exp(-D/ε)`` both are shifted windows of (H+1)×(W+1) planes, so the
-    costs themselves are never materialised."""
-    plane = _distance_plane(points, size)
-    limit = 80.0 if plane.dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
-    if plane.numel() and float(plane.amax()) / reg < limit:
-        e = torch.exp(plane * (-1.0 / reg))
-        return _corner_planes(e, size), _corner_planes(e.mul_(plane), size)
-    costs = _corner_planes(plane, size)
-    kernel = torch.exp((costs.amin(dim=1, keepdim=True) - costs).mul_(1.0 / reg))
-    return kernel, costs.mul_(kernel)
-
-
-def _gram(kernel, v, s, sqrt_a):
-    """Σ_i a_i π_i π_iᵀ (n, M, M) with π_{j|i} = K_ji v_j / s_i; its row sums are the demander
-    marginals (Σ_k π_{k|i} = 1)."""
-    z = kernel * v[:, :, None]
-    z.mul_((sqrt_a / s)[:, None, :])  # z_ji = π_{j|i} √a_i ∈ [0, 1]
-    return torch.bmm(z, z.transpose(1, 2))
-
-
-def _newton_chunk(a, points, b, size, reg, n_iters, tol, need_grad):
-    """Solve one chunk with Newton (Sinkhorn fallback on a stall); cost, v, grad in one place.
-
-    The gradient (module docstring) is computed here, while the planes are in cache, from the
-    ``s = vᵀK`` of the last Newton evaluation and ``M`` at the solution, with read-only passes over ``K`` and
-    ``K ∘ C``: ``ρ_i = (vᵀ(K∘C))_i / s_i``, ``w_j = v_j Σ_i (K∘C − K ρ)_ji a_i / s_i``,
-    ``∂/∂a_i = ρ_i − (Σ_j K_ji v_j z_j) / s_i``. Returns (cost (n,), v (n, M), grad (n, P) or
-    None, iterations, error).
+    From the raw heatmap rows ``maps`` (n, P): suppliers (Eq. 3), then the problems are solved
+    on the supplier support (:func:`_support`). After the solve, from the final evaluation
+    ``(s, G)``: ``ρ_i = (Σ_j v_j (K∘C)_ji) / s_i`` (one pass), the cost ``Σ_i a_i ρ_i``, the
+    right-hand side of the implicit gradient ``w = v ∘ ((K∘C) q − K (q ∘ ρ))`` with
+    ``q = a/s`` (two passes), its matrix ``M = diag(col) − (v vᵀ) ∘ G``, ``∂cost/∂a_i = ρ_i −
+    (Σ_j K_ji v_j z_j) / s_i`` with ``(M + 11ᵀ) z = w`` (one pass), chained through Eq. 3 on the
+    support (:func:`_suppliers_vjp`) and scattered back. Returns (cost (n,), v (n, M),
+    ∂cost/∂maps (n, P) or None, iterations, error).
     """
-    kernel, kc = _kernel_and_weighted(points, size, reg)
-    v, s, it, err, stalled = _newton_scaling(a, kernel, b, n_iters, tol)
+    a_full, total = _suppliers(maps, return_total=True)
+    idx = _support(a_full)
+    a = a_full if idx is None else torch.nn.functional.pad(a_full, (0, 1)).gather(1, idx)
+    kernel, kc = _gathered_kernels(points, size, reg, idx)
+    v, it, err, stalled, ev = _newton_scaling(a, kernel, b, n_iters, tol)
     if stalled and it < n_iters and err > math.sqrt(torch.finfo(a.dtype).eps):
         v, more, err = _sinkhorn_scaling(a, kernel, b, n_iters - it, tol, v0=v)
         it += more
-        s = _planes_dot(kernel, v)
-    rho = _planes_dot(kc, v).div_(s)  # ρ_i = Σ_j π_ij C_ij
+        ev = _evaluate(a, kernel, v)
+    s, gk, col = ev
+    rho = _planes_dot(kc, v).div_(s)  # ρ_i = Σ_j π_{j|i} C_ji
     cost = (a * rho).sum(1)
     grad = None
     if need_grad:
         q = a / s
-        w = v * (torch.linalg.vecdot(kc, q.unsqueeze(1)) - torch.linalg.vecdot(kernel, (q * rho).unsqueeze(1)))
-        gram = _gram(kernel, v, s, a.sqrt()).double()
-        full = torch.diag_embed(gram.sum(2)) - gram + 1.0 + torch.diag_embed((b <= 0).double())
-        zz = torch.linalg.solve(full, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
-        grad = rho - _planes_dot(kernel, v * zz).div_(s)
+        w = v * (_rows_dot(kc, q) - _rows_dot(kernel, q * rho))
+        gram = (gk * v[:, :, None] * v[:, None, :]).double()
+        full = torch.diag_embed(col.double()) - gram + 1.0 + torch.diag_embed((b <= 0).double())
+        z = torch.linalg.solve(full, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
+        g = _suppliers_vjp(a, rho.sub_(_planes_dot(kernel, v * z).div_(s)), total)
+        if idx is None:
+            grad = g
+        else:  # padded slots go to the extra column P, dropped
+            grad = g.new_zeros(g.shape[0], maps.shape[1] + 1).scatter_(1, idx, g)[:, :-1]
     return cost, v, grad, it, err
 
 
@@ -302,15 +386,14 @@ def _chunks(n: int, per_problem: int):
     return [slice(s, min(n, s + step)) for s in range(0, n, step)]
 
 
-def _suppliers_vjp(maps, a, grad_a):
+def _suppliers_vjp(a, grad_a, total):
     """Chain ∂cost/∂a through Eq. 3, ``a = relu(h)/Σ relu(h)``: ``∂cost/∂h_i = 1[h_i > 0]
-    (g_i − Σ_k a_k g_k) / Σ relu(h)``; 0 for maps without positive mass (uniform fallback, ReLU
-    flat). maps, a, grad_a (n, P) -> (n, P)."""
-    total = torch.relu(maps).sum(1, keepdim=True)
+    (g_i − Σ_k a_k g_k) / Σ relu(h)`` (``h_i > 0`` ⟺ ``a_i > 0``); 0 for maps without positive
+    mass (uniform fallback, ReLU flat). a, grad_a (n, P), total (n, 1) = Σ relu(h) -> (n, P)."""
     centred = grad_a - (a * grad_a).sum(1, keepdim=True)
     scale = torch.where(total > 0, 1.0 / torch.where(total > 0, total, torch.ones_like(total)),
                         torch.zeros_like(total))
-    return torch.where(maps > 0, centred * scale, torch.zeros_like(centred))
+    return torch.where(a > 0, centred.mul_(scale), torch.zeros((), dtype=a.dtype, device=a.device))
 
 
 @torch.no_grad()
@@ -329,12 +412,16 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
     grad = torch.empty_like(maps) if need_grad else None
     its, err = 0, 0.0
     for sl in _chunks(maps.shape[0], 4 * H * W):
-        a = _suppliers(maps[sl])
-        g = None
         if stable and solver == "newton":
-            c, v, g, it, e = _newton_chunk(a, points[sl], b[sl], size, reg, n_iters, tol, need_grad)
+            c, v, g, it, e = _newton_chunk(maps[sl], points[sl], b[sl], size, reg, n_iters, tol,
+                                           need_grad)
             cost[sl], state[sl] = c, v
-        elif stable:
+            if need_grad:
+                grad[sl] = g
+            its, err = max(its, it), max(err, e)
+            continue
+        a, total = _suppliers(maps[sl], return_total=True)
+        if stable:
             costs, kernel = _kernel_planes(points[sl], size, reg)
             v, it, e = _sinkhorn_scaling(a, kernel, b[sl], n_iters, tol)
             r = a / torch.bmm(v.unsqueeze(1), kernel).squeeze(1)
@@ -348,9 +435,7 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
             cost[sl] = (a * (pi * costs).sum(1)).sum(1)
             state[sl] = gg
         if need_grad:
-            if g is None:
-                g = _backward(a, points[sl], state[sl], size, reg)
-            grad[sl] = _suppliers_vjp(maps[sl], a, g)
+            grad[sl] = _suppliers_vjp(a, _backward(a, points[sl], state[sl], size, reg), total)
         its, err = max(its, it), max(err, e)
     return cost, state, its, err, grad
 
@@ -431,7 +516,9 @@ def _prepare(heatmaps, keypoints, visible, demanders):
     if demanders not in ("subpixel", "naive"):
         raise ValueError(f"demanders must be 'subpixel' (HDM Eq. 4) or 'naive' (Table 4 baseline), "
                          f"got {demanders!r}")
-    if heatmaps.numel() and not bool(torch.isfinite(heatmaps).all()):
+    # a finite sum implies finite entries (one cheap pass); only if it is not, look closer
+    if heatmaps.numel() and not (bool(torch.isfinite(heatmaps.detach().sum()))
+                                 or bool(torch.isfinite(heatmaps.detach()).all())):
         raise ValueError("heatmaps contain NaN/inf; the network output diverged (lower the learning "
                          "rate) — the transport loss needs finite predictions")
     kp = keypoints.detach().to(heatmaps.dtype)
@@ -441,15 +528,16 @@ def _prepare(heatmaps, keypoints, visible, demanders):
     return kp, valid
 
 
-def _suppliers(heatmaps_flat):
-    """Eq. 3 with a uniform fallback for maps without positive mass. (N, HW) -> (N, HW)."""
+def _suppliers(heatmaps_flat, return_total=False):
+    """Eq. 3 with a uniform fallback for maps without positive mass. (N, HW) -> (N, HW)
+    (and the positive mass Σ relu(h) (N, 1) if ``return_total``)."""
     mass = torch.relu(heatmaps_flat)
     total = mass.sum(dim=1, keepdim=True)
     empty = total <= 0
     mass.div_(torch.where(empty, torch.ones_like(total), total))
     if bool(empty.any()):
         mass[empty.squeeze(1)] = 1.0 / max(1, mass.shape[1])
-    return mass
+    return (mass, total) if return_total else mass
 
 
 def emd_loss(heatmaps, keypoints, visible, reg=1.0, n_iters=1000, tol=1e-6, demanders="subpixel",
