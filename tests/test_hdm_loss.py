@@ -222,3 +222,44 @@ def test_newton_stall_falls_back_to_sinkhorn(monkeypatch):
     got.backward()
     assert abs(float(got) - float(ref)) < 1e-11
     assert torch.allclose(h.grad, ref_h.grad, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["far_keypoints", "small_reg_float32", "mixed_support"])
+def test_newton_paths_agree_with_sinkhorn(case):
+    """The Newton path's own kernel construction (shared offset table or per-problem planes,
+    plane or row-stabilised exp, support compaction) against the Sinkhorn path's dense kernels."""
+    torch.manual_seed(8)
+    H, W = 18, 13
+    dtype = torch.float32 if case == "small_reg_float32" else torch.float64
+    hm = torch.randn(2, 4, H, W, dtype=torch.float64)
+    kp = torch.rand(2, 4, 2, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0], dtype=torch.float64)
+    reg = 1.0
+    if case == "far_keypoints":  # span too wide for one shared table: per-problem planes
+        kp[0, 0] = torch.tensor([400.3, -250.7])
+        kp[1, 3] = torch.tensor([-90.2, 700.9])
+    elif case == "small_reg_float32":  # exp(-max C/ε) underflows in float32: stabilised kernel
+        reg = 0.2
+        kp[0, 0] = torch.tensor([0.0, 0.0])
+        kp[1, 1] = torch.tensor([W - 1.0, H - 1.0])
+    else:  # one dense map, one empty map, one single-pixel support, the rest about half
+        hm[0, 0] = hm[0, 0].abs() + 0.1
+        hm[0, 1] = -1.0
+        hm[0, 2] = -1.0
+        hm[0, 2, 5, 7] = 2.0
+    vis = torch.ones(2, 4)
+    out = {}
+    for solver in ("newton", "sinkhorn"):
+        h = hm.to(dtype).clone().requires_grad_(True)
+        val = emd_loss(h, kp.to(dtype), vis, reg=reg, tol=1e-5 if dtype == torch.float32 else 1e-12,
+                       solver=solver, reduction="none")
+        (val * torch.arange(1.0, 9.0, dtype=dtype).reshape(2, 4)).sum().backward()
+        assert torch.isfinite(val).all() and torch.isfinite(h.grad).all()
+        out[solver] = (val.detach().double(), h.grad.double())
+    rtol, gtol = (1e-4, 1e-3) if dtype == torch.float32 else (1e-10, 1e-7)
+    assert torch.allclose(out["newton"][0], out["sinkhorn"][0], rtol=rtol, atol=0)
+    scale = float(out["sinkhorn"][1].abs().max())
+    assert float((out["newton"][1] - out["sinkhorn"][1]).abs().max()) <= gtol * scale
+    if case == "mixed_support":
+        assert float(out["newton"][1][0, 1].abs().max()) == 0.0  # empty map: no gradient
+        grad_single = out["newton"][1][0, 2]
+        assert float(grad_single.abs().sum()) == float(grad_single[5, 7].abs())  # only on the support
