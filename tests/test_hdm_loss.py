@@ -206,7 +206,7 @@ def test_newton_stall_falls_back_to_sinkhorn(monkeypatch):
     and give the same value and gradient as plain Sinkhorn."""
     original = transport._newton_scaling
 
-    def stalling(a, kernel, b, n_iters, tol, warm=3):
+    def stalling(a, kernel, b, n_iters, tol, warm=2):
         v, it, err, _, ev = original(a, kernel, b, 1, 0.0, warm=0)
         return v, it, err, True, ev
 

@@ -36,11 +36,12 @@ Numerics
   gradient below); one Newton step solves ``(M + 11ᵀ) Δ = r − col Σ_j r_j`` with the
   log-residual ``r = col ∘ log(d / col)`` (exact in the two limits where every pixel has the
   same ``π`` or every pixel one demander, quadratic near the solution) and sets ``g ← g + Δ``.
-  Three Sinkhorn column updates warm-start it; then 1–2 Newton steps reach ``tol = 1e-6``
+  Two Sinkhorn column updates from ``v = d / max d`` warm-start it (error ~2e-3); then 1–2
+  Newton steps reach ``tol = 1e-6``
   (each evaluation: ``s = vᵀK``, ``G = K diag(a/s²) Kᵀ``, from which ``col = v ∘ Gv`` and
   ``Σ_i a_i π_i π_iᵀ = (vvᵀ) ∘ G`` — about four passes over the ``(n, 4, m)`` kernel, vs two
-  per Sinkhorn iteration; Sinkhorn needs ~7 iterations for 1e-6 and ~14 for 1e-12, Newton 4
-  and 5 in all).
+  per Sinkhorn iteration; on the benchmark maps Sinkhorn needs ~7 iterations for 1e-6 and
+  ~14 for 1e-12, Newton 3 and 4 in all, warm-up included).
   Demanders with zero mass keep ``v_j = e^{g_j} = 0``. If round-off stops the error from
   decreasing the remaining iterations are Sinkhorn's, unless the error is already at the
   round-off floor (≤ √eps; float32 with a tiny ``tol``), where it stops and reports that error.
@@ -283,7 +284,7 @@ def _evaluate(a, kernel, v):
     return s, gk, col
 
 
-def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
+def _newton_scaling(a, kernel, b, n_iters, tol, warm=2):
     """Newton's method on the 4-variable demander dual (module docstring, *Solver*).
 
     a (n, P), kernel (n, M, P) (:func:`_gathered_kernels`), b (n, M). The state is the demander
@@ -291,9 +292,9 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
     the supplier side is always exact. One iteration = one :func:`_evaluate` (the marginals
     ``col`` and the Jacobian ``M = diag(col) − Σ_i a_i π_i π_iᵀ`` of ``col`` in ``g``), then the
     log-residual Newton step ``(M + 11ᵀ) Δ = r − col·Σ_j r_j``, ``r = col ∘ log(b / col)``,
-    ``v ← v ∘ exp(Δ)``. The first ``warm`` iterations are Sinkhorn column updates (two mat-vec
-    passes each, vs about four for an evaluation; they bring the error to ~1e-3, where Newton
-    needs 1–2 steps). Stops at the rule of :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤
+    ``v ← v ∘ exp(Δ)``. The first ``warm`` iterations are Sinkhorn column updates from
+    ``v = b / max b`` (two mat-vec passes each, vs about four for an evaluation; they bring the
+    error to ~2e-3, where Newton needs 1–2 steps). Stops at the rule of :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤
     tol`` for every problem) or after ``n_iters`` steps; if the error stops decreasing for 3
     steps, returns with ``stalled=True``: the caller continues with Sinkhorn unless the error is
     already at the round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``).
@@ -301,7 +302,7 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=3):
     Returns (v (n, M), iterations, error, stalled, evaluation at v: (s, G, col)).
     """
     active = b > 0
-    v = active.to(a.dtype)
+    v = b / b.amax(1, keepdim=True)  # start at the demander masses: ~4× smaller error than v = 1
     it = 0
     for _ in range(min(warm, n_iters)):
         col = _rows_dot(kernel, a / _planes_dot(kernel, v))
