@@ -160,12 +160,11 @@ def _sinkhorn_scaling(a, kernel, b, n_iters, tol, v0=None):
     against ``tol`` (4 numbers per problem, so the check is free). Returns (v (n, M),
     iterations, error); the row-exact plan is ``P_ij = a_i K_ji v_j / Σ_k K_ki v_k``.
     """
-    kernel_t = kernel.transpose(1, 2).contiguous()  # (n, P, M) for a fast uᵀK
     v = torch.ones_like(b) if v0 is None else v0.clone()
     it, err = 0, float("inf")
     while True:
-        u = a / torch.bmm(v.unsqueeze(1), kernel).squeeze(1)
-        col = torch.bmm(u.unsqueeze(1), kernel_t).squeeze(1)  # (n, M)
+        u = a / _planes_dot(kernel, v)
+        col = _rows_dot(kernel, u)  # (n, M)
         err = float((v * col - b).abs().sum(1).max()) if b.numel() else 0.0
         if it >= n_iters or err <= tol:
             return v, it, err
