@@ -445,7 +445,7 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
             v, it, e = _sinkhorn_scaling(a, kernel, b[sl], n_iters, tol)
             r = a / torch.bmm(v.unsqueeze(1), kernel).squeeze(1)
             # ⟨C, P⟩ = Σ_j v_j Σ_i K_ji C_ji r_i  (P_ij = r_i K_ji v_j)
-            cost[sl] = (torch.linalg.vecdot(kernel.mul_(costs), r.unsqueeze(1)) * v).sum(1)
+            cost[sl] = (_rows_dot(kernel.mul_(costs), r) * v).sum(1)
             state[sl] = v
         else:
             costs = cell_costs(points[sl], size)
@@ -470,9 +470,9 @@ def _backward(a, points, state, size, reg):
         pi, costs = _conditional_plan(state[sl], points[sl], size, reg, stable)  # (n, M, P)
         pc = pi * costs
         rho = pc.sum(1)  # ρ_i = Σ_j π_ij C_ij
-        beta = torch.linalg.vecdot(pi, ac.unsqueeze(1))  # column marginals of P = a π
+        beta = _rows_dot(pi, ac)  # column marginals of P = a π
         gram = torch.bmm(pi * ac[:, None, :], pi.transpose(1, 2))  # Σ_i a_i π_i π_iᵀ
-        w = torch.linalg.vecdot(pc, ac.unsqueeze(1)) - torch.linalg.vecdot(pi, (ac * rho).unsqueeze(1))
+        w = _rows_dot(pc, ac) - _rows_dot(pi, ac * rho)
         mat = torch.diag_embed(beta.double()) - gram.double() + 1.0
         mat = mat + torch.diag_embed((beta <= 0).double())  # demanders without mass (naive)
         z = torch.linalg.solve(mat, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
