@@ -234,3 +234,80 @@ def test_evaluate_heatmap_model_reports_dead_maps(tmp_path):
     assert r["dead_fraction"] == 1.0 and math.isnan(r["peak_mass"]) and math.isnan(r["spread"])
     assert 1 <= r["n_persons"] <= 6 and np.isfinite(r["EPE_crop"]) and r["AP"] == 0.0
     assert T.peak_compactness(-np.ones((2, *HM)))["peak_mass"].shape == (0,)
+
+
+# ----------------------------------------------------------------------------- EMD collapse
+def _suppliers(h):
+    r = torch.relu(h)
+    return r / r.sum(dim=(-2, -1), keepdim=True)
+
+
+def test_max_anchor_pins_the_maximum_and_loses_no_supplier_distribution():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(3, 17, *HM, generator=g, dtype=torch.float64) - 2.0
+    z[0, 0] = -torch.rand(HM, generator=g, dtype=torch.float64) - 0.1  # an all-negative map
+    out = T.MaxAnchor(1.0)(z)
+    assert torch.allclose(out.amax(dim=(-2, -1)), torch.ones(3, 17, dtype=torch.float64),
+                          atol=1e-12)
+    assert bool((out.flatten(-2) > 0).any(-1).all())  # every map keeps a positive pixel
+    assert T.dead_fraction(z.numpy()) > 0 and T.dead_fraction(out.numpy()) == 0.0
+    # scale invariance of Eq. 3: any map with a positive pixel, scaled to max 1, is its own anchor
+    pos = torch.rand(2, 4, *HM, generator=g, dtype=torch.float64) - 0.5
+    scaled = pos / pos.amax(dim=(-2, -1), keepdim=True)
+    assert torch.allclose(_suppliers(T.MaxAnchor(1.0)(scaled)), _suppliers(pos), atol=1e-12)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError):
+            T.MaxAnchor(bad)
+    with pytest.raises(ValueError):
+        T.MaxAnchor()(torch.zeros(5))
+
+
+def test_dead_fraction():
+    maps = np.zeros((4, *HM))
+    maps[1, 3, 2] = 1e-9
+    maps[2] -= 1.0
+    maps[3, 0, 0] = 2.0
+    assert T.dead_fraction(maps) == 0.5 and np.isnan(T.dead_fraction(np.zeros((0, *HM))))
+    with pytest.raises(ValueError):
+        T.dead_fraction(np.ones(3))
+
+
+def test_emd_loss_pushes_the_level_down_even_for_a_centred_blob():
+    # the mechanism behind the collapse: d loss / d (uniform shift of the map) > 0
+    yy, xx = torch.meshgrid(torch.arange(HM[0], dtype=torch.float64),
+                            torch.arange(HM[1], dtype=torch.float64), indexing="ij")
+    kp = torch.tensor([[[5.3, 7.6]]], dtype=torch.float64)
+    blob = torch.exp(-((xx - 5.3) ** 2 + (yy - 7.6) ** 2) / 2.0)
+    for background in (0.0, 0.1):
+        h = (blob + background)[None, None].clone().requires_grad_(True)
+        emd_loss(h, kp, torch.ones(1, 1)).backward()
+        assert float(h.grad.sum()) > 0
+    one = torch.full((1, 1, *HM), -1.0, dtype=torch.float64)
+    one[0, 0, 1, 1] = 0.5  # a single positive pixel, far from the keypoint: no gradient at all
+    one.requires_grad_(True)
+    emd_loss(one, kp, torch.ones(1, 1)).backward()
+    assert float(one.grad.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("max_anchor", ["auto", None])
+def test_short_emd_training_collapses_only_without_the_max_anchor(max_anchor):
+    """Seeded 24-step EMD training on 16 toy crops: the plain head's maps go ReLU-dead, the
+    default (max-anchored) recipe keeps every map alive and lowers the loss."""
+    ds = _Toy(16)
+    model, hist = T.train_heatmap_model("emd", ds, max_steps=24, batch_size=8, seed=0,
+                                        max_anchor=max_anchor)
+    dead = T.dead_fraction(T.predict_heatmaps(model, ds, batch_size=16)["heatmaps"])
+    if max_anchor is None:
+        assert dead > 0.5
+    else:
+        assert dead == 0.0 and hist.final_loss(4) < 0.97 * hist.losses[0]
+
+
+def test_build_heatmap_model_anchor_choices():
+    assert isinstance(T.build_heatmap_model("emd").head[1], T.MaxAnchor)
+    assert not isinstance(T.build_heatmap_model("mse").head, torch.nn.Sequential)
+    assert not isinstance(T.build_heatmap_model("emd", max_anchor=None).head, torch.nn.Sequential)
+    assert T.build_heatmap_model("mse", max_anchor=2.0).head[1].value == 2.0
+    for bad in ({"loss": "l1"}, {"loss": "emd", "max_anchor": "max"}, {"loss": "emd", "max_anchor": 0}):
+        with pytest.raises(ValueError):
+            T.build_heatmap_model(**bad)
