@@ -332,7 +332,7 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=2):
         it += 1
 
 
-def _newton_chunk(maps, points, b, size, reg, n_iters, tol, need_grad):
+def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None):
     """Solve one chunk with Newton (Sinkhorn fallback on a stall): cost, v, gradient.
 
     From the raw heatmap rows ``maps`` (n, P): suppliers (Eq. 3), then the problems are solved
@@ -341,8 +341,9 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, need_grad):
     right-hand side of the implicit gradient ``w = v ∘ ((K∘C) q − K (q ∘ ρ))`` with
     ``q = a/s`` (two passes), its matrix ``M = diag(col) − (v vᵀ) ∘ G``, ``∂cost/∂a_i = ρ_i −
     (Σ_j K_ji v_j z_j) / s_i`` with ``(M + 11ᵀ) z = w`` (one pass), chained through Eq. 3 on the
-    support (:func:`_suppliers_vjp`) and scattered back. Returns (cost (n,), v (n, M),
-    ∂cost/∂maps (n, P) or None, iterations, error).
+    support (:func:`_suppliers_vjp`) and scattered into ``grad_out`` ((n, P + 1), the last
+    column takes the padding; no gradient if ``None``). Returns (cost (n,), v (n, M),
+    iterations, error).
     """
     a_full, total = _suppliers(maps, return_total=True)
     idx, a = _support(a_full)
@@ -355,8 +356,7 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, need_grad):
     s, gk, col = ev
     rho = _planes_dot(kc, v).div_(s)  # ρ_i = Σ_j π_{j|i} C_ji
     cost = (a * rho).sum(1)
-    grad = None
-    if need_grad:
+    if grad_out is not None:
         q = a / s
         w = v * (_rows_dot(kc, q) - _rows_dot(kernel, q * rho))
         gram = (gk * v[:, :, None] * v[:, None, :]).double()
@@ -364,10 +364,10 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, need_grad):
         z = torch.linalg.solve(full, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
         g = _suppliers_vjp(a, rho.sub_(_planes_dot(kernel, v * z).div_(s)), total)
         if idx is None:
-            grad = g
+            grad_out[:, :-1] = g
         else:  # padded slots go to the extra column P, dropped by the caller
-            grad = g.new_zeros(g.shape[0], maps.shape[1] + 1).scatter_(1, idx, g)
-    return cost, v, grad, it, err
+            grad_out.zero_().scatter_(1, idx, g)
+    return cost, v, it, err
 
 
 def _sinkhorn_log(a, costs, b, reg, n_iters, tol):
@@ -432,11 +432,9 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
     its, err = 0, 0.0
     for sl in _chunks(maps.shape[0], 4 * H * W):
         if stable and solver == "newton":
-            c, v, g, it, e = _newton_chunk(maps[sl], points[sl], b[sl], size, reg, n_iters, tol,
-                                           need_grad)
+            c, v, it, e = _newton_chunk(maps[sl], points[sl], b[sl], size, reg, n_iters, tol,
+                                        grad[sl] if need_grad else None)
             cost[sl], state[sl] = c, v
-            if need_grad:
-                grad[sl, :g.shape[1]] = g
             its, err = max(its, it), max(err, e)
             continue
         a, total = _suppliers(maps[sl], return_total=True)
