@@ -24,7 +24,12 @@ people keep the body size of a standing person of the same scale.
 drawn as shaded limbs (thick round-capped strokes with a highlight stripe), a torso polygon, neck,
 head with hair, eyes, nose and ears. The person's **left** side is drawn in a darker shade
 (×0.78) of its clothing colours, so left and right can be told apart from the image (in photos the
-face and body do that). Persons are drawn back to front in order of increasing size.
+face and body do that). This cue is a convention, not a mirror-symmetric fact: a horizontal flip
+(with left/right labels swapped, as flip augmentation does) makes the *right* side the darker one,
+so flip augmentation on these images contradicts the cue half of the time (the poses are already
+mirrored with probability 1/2 above, drawn consistently). Chapter 01 measured it: training with
+``flip_prob=0.5`` swapped twice as many joints left/right as ``flip_prob=0``.
+Persons are drawn back to front in order of increasing size.
 a light box blur (radius ``U(0, 0.8)``, skipped below 0.25) and grey pixel noise of std
 ``U(noise_std)`` finish the image; JPEG quality 92, 4:4:4.
 
