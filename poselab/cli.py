@@ -291,6 +291,9 @@ def lab(port: int | None = None, no_browser: bool = False, extra: list[str] | No
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI machines run as root
     cmd.extend(extra or [])
+    sys.stdout.flush()
+    if os.name == "posix":  # become JupyterLab: signals (Ctrl-C, terminate) reach the server itself
+        os.execv(cmd[0], cmd)
     return subprocess.call(cmd)
 
 

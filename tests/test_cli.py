@@ -104,7 +104,8 @@ def test_lab_command_serves_the_chapters(tmp_path):
     env.pop("POSELAB_LABS", None)
     proc = subprocess.Popen([sys.executable, "-m", "poselab.cli", "lab", "--port", str(port), "--no-browser",
                              "--", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.time() + 60
         listing = None
@@ -121,4 +122,28 @@ def test_lab_command_serves_the_chapters(tmp_path):
             assert r.status == 200 and b"JupyterLab" in r.read()
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        leftover = _session_alive(proc.pid)
+        try:  # nothing of the session may outlive the test
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+    assert not leftover, "a process of `poselab lab` (JupyterLab) outlived terminate()"
+
+
+def _session_alive(sid: int) -> bool:
+    """Any process left in session ``sid`` (Linux /proc; False where /proc is missing)."""
+    import os
+    from pathlib import Path
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            return True
+    return False
