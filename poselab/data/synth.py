@@ -88,14 +88,14 @@ from poselab.skeleton import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEG
 __all__ = ["generate", "default_dataset", "default_root", "DEFAULT_CONTROLS", "DEFAULT_SEEDS",
            "DEFAULT_N_IMAGES", "GENERATOR_VERSION", "AREA_SCALE"]
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 #: OKS area = AREA_SCALE × silhouette pixels (module docstring).
 AREA_SCALE = 1.25
 
 #: Controls of :func:`generate` and their defaults (also what :func:`default_dataset` uses).
 DEFAULT_CONTROLS: dict = {
     "image_size": (256, 320),        # (H, W) of every image
-    "persons_per_image": (1, 3),     # inclusive range, uniform
+    "persons_per_image": (1, 2),     # inclusive range, uniform (calibration: chapter 01)
     "scale_range": (0.3, 0.85),      # body height / image height, uniform
     "occlusion_prob": 0.15,          # per person: one occluder over one of its joints
     "truncation_prob": 0.1,          # per person: pushed partly across a border
@@ -106,8 +106,8 @@ DEFAULT_CONTROLS: dict = {
 }
 #: Seeds of :func:`default_dataset` per split (train and val differ).
 DEFAULT_SEEDS = {"train": 1, "val": 2}
-#: Images of :func:`default_dataset` per split (≈ 2 persons per image).
-DEFAULT_N_IMAGES = {"train": 1000, "val": 250}
+#: Images of :func:`default_dataset` per split (≈ 1.5 persons per image: ≈ 2 000 / 500 persons).
+DEFAULT_N_IMAGES = {"train": 1333, "val": 333}
 
 _JPEG = {"quality": 92, "subsampling": 0, "optimize": False}
 _BODY_HEIGHT_TORSOS = 3.3
@@ -601,7 +601,7 @@ def default_dataset(split: str = "train", n_images: int | None = None,
     """The cached default generated dataset of ``split``; generated on first use.
 
     Uses :data:`DEFAULT_CONTROLS`, seed ``DEFAULT_SEEDS[split]`` (train 1, val 2) and
-    ``DEFAULT_N_IMAGES[split]`` images (train 1000, val 250; ≈ 2 persons each) unless
+    ``DEFAULT_N_IMAGES[split]`` images (train 1333, val 333; ≈ 1.5 persons each) unless
     ``n_images`` is given, in which case the split is stored as ``<split>-n<n_images>``.
     The folder is :func:`default_root`. Generation writes into a temporary folder beside it and
     moves the images, then a spec file, then the json (last) into place; the dataset counts as
