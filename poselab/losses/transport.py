@@ -173,13 +173,15 @@ def _sinkhorn_scaling(a, kernel, b, n_iters, tol, v0=None):
 
 
 def _support(a):
-    """The pixels with supplier mass, left-aligned per row: ``(idx (n, m), a_support (n, m))``.
+    """Compaction of each row to the pixels with supplier mass: ``(slot (n, P), a_support (n, m))``.
 
-    ``m`` is the largest support in the chunk; rows with a smaller support are padded with the
-    out-of-range pixel index ``P`` and mass 0. Pixels with ``a_i = 0`` carry no mass: they do
-    not enter the marginals, the cost or — through ``relu'`` — the gradient, so the problems are
-    solved on the support only (a noisy prediction has about half its pixels ≤ 0).
-    ``(None, a)`` when every map of the chunk is fully positive.
+    ``slot[r, i]`` is the column of pixel ``i`` in the compacted row ``r`` (positive pixels
+    left-aligned in pixel order) or ``m`` for pixels without mass; ``m`` is the largest support
+    in the chunk and shorter rows are padded with mass 0. Pixels with ``a_i = 0`` carry no mass:
+    they do not enter the marginals, the cost or — through ``relu'`` — the gradient, so the
+    problems are solved on the support only (a noisy prediction has about half its pixels ≤ 0).
+    Scatter with ``slot`` into ``m + 1`` columns to compact, gather with it to expand (column
+    ``m`` holding 0). ``(None, a)`` when every map of the chunk is fully positive.
     """
     n, P = a.shape
     pos = a > 0
@@ -187,13 +189,9 @@ def _support(a):
     m = int(counts.max()) if n else 0
     if m == P and bool((counts == P).all()):
         return None, a
-    # slot of every positive pixel in its row; the others go to the dropped column m
-    # (arithmetic, not torch.where: several times faster on the CPU here)
-    rank = pos.cumsum(1).sub_(m + 1).mul_(pos).add_(m)
-    idx = torch.full((n, m + 1), P, dtype=torch.long, device=a.device)
-    idx.scatter_(1, rank, torch.arange(P, device=a.device).expand(n, P))
-    mass = a.new_zeros(n, m + 1).scatter_(1, rank, a)
-    return idx[:, :m], mass[:, :m]
+    # arithmetic, not torch.where: several times faster on the CPU here
+    slot = pos.cumsum(1).sub_(m + 1).mul_(pos).add_(m)
+    return slot, a.new_zeros(n, m + 1).scatter_(1, slot, a)[:, :m]
 
 
 def _distance_source(points, size):
@@ -229,8 +227,9 @@ def _index_dtype(size: int) -> torch.dtype:
     return torch.int32 if size < 2**31 - 1 else torch.long
 
 
-def _gathered_kernels(points, size, reg, idx):
-    """``K`` and ``K∘C``, each ``(n, 4, m)``, at the pixels ``idx`` (``None``: all pixels).
+def _gathered_kernels(points, size, reg, slot=None, m=None):
+    """``K`` and ``K∘C``, each ``(n, 4, m)``, on the compacted support ``slot`` of
+    :func:`_support` (``None``: all pixels).
 
     ``K_ji`` is ``exp(-C_ji/ε)`` (up to a positive factor per pixel, which the row scaling
     absorbs) and ``C_ji`` the Euclidean cost from pixel ``i`` to corner ``j`` of the keypoint's
@@ -243,11 +242,11 @@ def _gathered_kernels(points, size, reg, idx):
     dev = points.device
     dist, off, tx = _distance_source(points, size)
     itype = _index_dtype(dist.numel() + (H + 1) * tx)
-    pixels = torch.arange(H * W + 1, device=dev, dtype=itype)
-    pixels = torch.div(pixels, W, rounding_mode="floor").mul_(tx).add_(pixels % W)
-    pixels[-1] = 0  # the padding index P reads pixel (0, 0): finite, never used (a = 0 there)
-    pix = pixels[:-1].expand(n, H * W) if idx is None else pixels.take(idx)
-    rel = pix.add(off.to(itype)[:, None])
+    pixels = torch.arange(H * W, device=dev, dtype=itype)
+    pixels = torch.div(pixels, W, rounding_mode="floor").mul_(tx).add_(pixels % W).expand(n, H * W)
+    if slot is not None:  # padding reads pixel (0, 0): finite, never used (a = 0 there)
+        pixels = pixels.new_zeros(n, m + 1).scatter_(1, slot, pixels)[:, :m]
+    rel = pixels.add(off.to(itype)[:, None])
     corner = torch.tensor([cy * tx + cx for cx, cy in CORNER_OFFSETS], device=dev, dtype=itype)
     index = (rel[:, None, :] - corner[None, :, None]).reshape(-1)
     m = rel.shape[1]
@@ -341,13 +340,12 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None):
     right-hand side of the implicit gradient ``w = v ∘ ((K∘C) q − K (q ∘ ρ))`` with
     ``q = a/s`` (two passes), its matrix ``M = diag(col) − (v vᵀ) ∘ G``, ``∂cost/∂a_i = ρ_i −
     (Σ_j K_ji v_j z_j) / s_i`` with ``(M + 11ᵀ) z = w`` (one pass), chained through Eq. 3 on the
-    support (:func:`_suppliers_vjp`) and scattered into ``grad_out`` ((n, P + 1), the last
-    column takes the padding; no gradient if ``None``). Returns (cost (n,), v (n, M),
-    iterations, error).
+    support (:func:`_suppliers_vjp`) and expanded into ``grad_out`` ((n, P); no gradient if
+    ``None``). Returns (cost (n,), v (n, M), iterations, error).
     """
     a_full, total = _suppliers(maps, return_total=True)
-    idx, a = _support(a_full)
-    kernel, kc = _gathered_kernels(points, size, reg, idx)
+    slot, a = _support(a_full)
+    kernel, kc = _gathered_kernels(points, size, reg, slot, a.shape[1])
     v, it, err, stalled, ev = _newton_scaling(a, kernel, b, n_iters, tol)
     if stalled and it < n_iters and err > math.sqrt(torch.finfo(a.dtype).eps):
         v, more, err = _sinkhorn_scaling(a, kernel, b, n_iters - it, tol, v0=v)
@@ -363,10 +361,10 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None):
         full = torch.diag_embed(col.double()) - gram + 1.0 + torch.diag_embed((b <= 0).double())
         z = torch.linalg.solve(full, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
         g = _suppliers_vjp(a, rho.sub_(_planes_dot(kernel, v * z).div_(s)), total)
-        if idx is None:
-            grad_out[:, :-1] = g
-        else:  # padded slots go to the extra column P, dropped by the caller
-            grad_out.zero_().scatter_(1, idx, g)
+        if slot is None:
+            grad_out.copy_(g)
+        else:  # pixels without mass read the zero column m
+            torch.gather(torch.nn.functional.pad(g, (0, 1)), 1, slot, out=grad_out)
     return cost, v, it, err
 
 
@@ -427,8 +425,7 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
     stable = _stable(reg, maps.dtype)
     cost = maps.new_zeros(maps.shape[0])
     state = b.new_zeros(b.shape)
-    # one spare column: the Newton chunks scatter their padding there
-    grad = maps.new_empty(maps.shape[0], maps.shape[1] + 1) if need_grad else None
+    grad = torch.empty_like(maps) if need_grad else None
     its, err = 0, 0.0
     for sl in _chunks(maps.shape[0], 4 * H * W):
         if stable and solver == "newton":
@@ -452,9 +449,9 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
             cost[sl] = (a * (pi * costs).sum(1)).sum(1)
             state[sl] = gg
         if need_grad:
-            grad[sl, :-1] = _suppliers_vjp(a, _backward(a, points[sl], state[sl], size, reg), total)
+            grad[sl] = _suppliers_vjp(a, _backward(a, points[sl], state[sl], size, reg), total)
         its, err = max(its, it), max(err, e)
-    return cost, state, its, err, None if grad is None else grad[:, :-1]
+    return cost, state, its, err, grad
 
 
 @torch.no_grad()
