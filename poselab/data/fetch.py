@@ -527,6 +527,15 @@ def _prepare_json(out_json: Path, subset: dict, force: bool) -> bool:
     return True
 
 
+def _prepare_output(out: Path, split: str, subset: dict, force: bool) -> tuple[bool, Path]:
+    """Check the output json (:func:`_prepare_json`) and make the image folder ``out/<split>``.
+    Returns (whether the json must be written, the image folder)."""
+    write_json = _prepare_json(out / "annotations" / f"person_keypoints_{split}.json", subset, force)
+    image_dir = out / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    return write_json, image_dir
+
+
 def _run_images(
     images: list[dict],
     task: Callable[[dict], bool],
@@ -637,10 +646,7 @@ def fetch_coco(
     _check_out(out)
     src_json = _annotation_json(out, split, base_url, timeout, progress)
     subset = select_subset(_load_json(src_json, "extracted annotation json"), max_images)
-    out_json = out / "annotations" / f"person_keypoints_{split}.json"
-    write_json = _prepare_json(out_json, subset, force)
-    image_dir = out / split
-    image_dir.mkdir(parents=True, exist_ok=True)
+    write_json, image_dir = _prepare_output(out, split, subset, force)
 
     def task(im: dict) -> bool:
         dest = image_dir / im["file_name"]
@@ -686,10 +692,7 @@ def build_from_dir(
     if out.exists() and out.resolve() == src.resolve():
         raise FetchError("--from-dir and --out are the same folder; choose another --out")
     subset = select_subset(_load_json(src_json, "annotation json"), max_images)
-    out_json = out / "annotations" / f"person_keypoints_{split}.json"
-    write_json = _prepare_json(out_json, subset, force)
-    image_dir = out / split
-    image_dir.mkdir(parents=True, exist_ok=True)
+    write_json, image_dir = _prepare_output(out, split, subset, force)
 
     def task(im: dict) -> bool:
         dest = image_dir / im["file_name"]
