@@ -292,10 +292,11 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=2):
     log-residual Newton step ``(M + 11ᵀ) Δ = r − col·Σ_j r_j``, ``r = col ∘ log(b / col)``,
     ``v ← v ∘ exp(Δ)``. The first ``warm`` iterations are Sinkhorn column updates from
     ``v = b / max b`` (two mat-vec passes each, vs about four for an evaluation; they bring the
-    error to ~2e-3, where Newton needs 1–2 steps). Stops at the rule of :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤
-    tol`` for every problem) or after ``n_iters`` steps; if the error stops decreasing for 3
-    steps, returns with ``stalled=True``: the caller continues with Sinkhorn unless the error is
-    already at the round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``).
+    error to ~2e-3, where Newton needs 1–2 steps). Stops at the rule of
+    :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤ tol`` for every problem) or after
+    ``n_iters`` steps; if the error stops decreasing for 3 steps, returns with
+    ``stalled=True``: the caller continues with Sinkhorn unless the error is already at the
+    round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``).
 
     Returns (v (n, M), iterations, error, stalled, evaluation at v: (s, G, col)).
     """
