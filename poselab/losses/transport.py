@@ -132,8 +132,7 @@ def _kernel_planes(points, size, reg):
     """
     plane = _distance_plane(points, size)
     costs = _corner_planes(plane, size)
-    limit = 80.0 if plane.dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
-    if plane.numel() and float(plane.amax()) / reg < limit:
+    if plane.numel() and float(plane.amax()) / reg < _exp_limit(plane.dtype):
         kernel = _corner_planes(torch.exp(plane * (-1.0 / reg)), size)
     else:
         kernel = torch.exp((costs.amin(dim=1, keepdim=True) - costs).mul_(1.0 / reg))
@@ -145,10 +144,15 @@ def _planes_dot(planes, coef):
     return torch.bmm(coef.unsqueeze(1), planes).squeeze(1)
 
 
+def _exp_limit(dtype: torch.dtype) -> float:
+    """Largest x for which exp(-x) is used directly: above float32 / float64 underflow (the
+    half-precision dtypes share the float32 bound)."""
+    return 80.0 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
+
+
 def _stable(reg: float, dtype: torch.dtype) -> bool:
     """The row-stabilised kernel exp(-(C - min_j C)/ε) ≥ e^{-√2/ε} is representable."""
-    limit = 80.0 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
-    return math.sqrt(2.0) / reg < limit
+    return math.sqrt(2.0) / reg < _exp_limit(dtype)
 
 
 def _sinkhorn_scaling(a, kernel, b, n_iters, tol, v0=None):
@@ -250,8 +254,7 @@ def _gathered_kernels(points, size, reg, slot=None, m=None):
     corner = torch.tensor([cy * tx + cx for cx, cy in CORNER_OFFSETS], device=dev, dtype=itype)
     index = (rel[:, None, :] - corner[None, :, None]).reshape(-1)
     m = rel.shape[1]
-    limit = 80.0 if dist.dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
-    if dist.numel() and float(dist.amax()) / reg < limit:
+    if dist.numel() and float(dist.amax()) / reg < _exp_limit(dist.dtype):
         e = torch.exp(dist * (-1.0 / reg))
         kernel = e.index_select(0, index).reshape(n, 4, m)
         return kernel, e.mul_(dist).index_select(0, index).reshape(n, 4, m)
