@@ -1,0 +1,1 @@
+"""Recipes of the bcir chapter (registered on import of poselab.experiments)."""

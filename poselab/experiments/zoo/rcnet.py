@@ -1,0 +1,1 @@
+"""Recipes of the rcnet chapter (registered on import of poselab.experiments)."""

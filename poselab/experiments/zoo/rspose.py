@@ -1,0 +1,1 @@
+"""Recipes of the rspose chapter (registered on import of poselab.experiments)."""

@@ -1,0 +1,1 @@
+"""Recipes of the sar chapter (registered on import of poselab.experiments)."""
