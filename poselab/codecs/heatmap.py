@@ -24,87 +24,16 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ._checks import (_as_tensor, _check_maps, _check_sigma, _keypoints_and_visibility,  # noqa: F401
+                      _size2)
 
 __all__ = [
     "heatmap_stride", "input_to_heatmap", "heatmap_to_input",
     "encode_gaussian", "encode_dot", "decode_argmax", "decode_dark", "HeatmapCodec",
 ]
-
-
-# ----------------------------------------------------------------------------- small helpers
-def _as_tensor(x, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Convert a numpy array / list / tensor to a tensor (floating unless ``dtype`` says)."""
-    if isinstance(x, torch.Tensor):
-        t = x
-    elif isinstance(x, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(x))
-    else:
-        try:
-            t = torch.as_tensor(x)
-        except Exception as exc:  # pragma: no cover - message path
-            raise ValueError(f"{name} must be a tensor or array, got {type(x).__name__}") from exc
-    if dtype is not None:
-        t = t.to(dtype)
-    elif not t.is_floating_point():
-        t = t.to(torch.float32)
-    return t
-
-
-def _size2(size: Sequence[int], name: str) -> tuple[int, int]:
-    """Validate an ``(H, W)`` size tuple of positive ints."""
-    try:
-        h, w = (int(size[0]), int(size[1]))
-        ok = len(size) == 2 and h == size[0] and w == size[1]
-    except Exception:
-        ok = False
-    if not ok or h <= 0 or w <= 0:
-        raise ValueError(f"{name} must be an (H, W) pair of positive ints, got {size!r}")
-    return h, w
-
-
-def _keypoints_and_visibility(keypoints, visible, dtype=torch.float32):
-    """Return ``(kp (..., K, 2), valid (..., K) bool)`` with non-finite keypoints replaced by 0.
-
-    ``visible`` follows COCO (v > 0 counts as labelled); ``None`` means all labelled.
-    A joint with a NaN/Inf coordinate is invalid (weight 0) whatever its visibility.
-    """
-    kp = _as_tensor(keypoints, "keypoints")
-    if kp.ndim < 2 or kp.shape[-1] != 2:
-        raise ValueError(f"keypoints must have shape (..., K, 2), got {tuple(kp.shape)}")
-    kp = kp.to(dtype)
-    finite = torch.isfinite(kp).all(-1)
-    if visible is None:
-        vis = torch.ones(kp.shape[:-1], dtype=torch.bool, device=kp.device)
-    else:
-        v = _as_tensor(visible, "visible")
-        if tuple(v.shape) != tuple(kp.shape[:-1]):
-            raise ValueError(f"visible must have shape {tuple(kp.shape[:-1])} (keypoints without the "
-                             f"last axis), got {tuple(v.shape)}")
-        v = v.to(kp.device)
-        vis = torch.nan_to_num(v.to(torch.float32), nan=0.0) > 0
-    valid = finite & vis
-    kp = torch.where(finite[..., None], kp, torch.zeros((), dtype=dtype, device=kp.device))
-    return kp, valid
-
-
-def _check_maps(maps, name: str, min_dims: int = 2) -> torch.Tensor:
-    t = _as_tensor(maps, name)
-    if t.ndim < min_dims:
-        raise ValueError(f"{name} must have at least {min_dims} dims (..., H, W), got {tuple(t.shape)}")
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or Inf; check the network output (e.g. a diverged "
-                         "loss) before decoding")
-    return t
-
-
-def _check_sigma(sigma) -> float:
-    s = float(sigma)
-    if not math.isfinite(s) or s <= 0:
-        raise ValueError(f"sigma must be a positive finite number (heatmap px), got {sigma!r}")
-    return s
 
 
 # ----------------------------------------------------------------------------- scale helpers

@@ -1,73 +1,15 @@
 """Heatmap regression loss (the MSE "detection" baseline of SimpleBaseline / HRNet / ViTPose).
 
-Also holds the small input checks shared by the baseline losses (:mod:`.simcc`, :mod:`.integral`):
-every loss follows ``(prediction, target, weights, **hyper) -> tensor`` with ``reduction=``,
-raises ``ValueError`` naming the tensor on NaN/Inf, returns a zero that still carries a graph on an
-empty batch, and returns exactly 0 (finite, with grad) when every weight is 0.
+The input checks shared by every loss live in :mod:`._checks` (re-exported here for older imports).
 """
 from __future__ import annotations
 
 import torch
 
+from ._checks import (REDUCTIONS, check_reduction, check_same_shape, check_tensor,  # noqa: F401
+                      check_weights, empty_loss, reduce_per_keypoint)
+
 __all__ = ["heatmap_mse_loss", "HeatmapMSELoss"]
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def check_tensor(t, name: str, ndim: int | None = None, last: int | None = None) -> torch.Tensor:
-    """Return ``t`` if it is a finite floating tensor of the right rank, else raise ValueError."""
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise ValueError(f"{name} must be a floating tensor, got dtype {t.dtype}; use .float()")
-    if ndim is not None and t.dim() != ndim:
-        raise ValueError(f"{name} must have {ndim} dims, got shape {tuple(t.shape)}")
-    if last is not None and t.shape[-1] != last:
-        raise ValueError(f"{name} must have last dim {last}, got shape {tuple(t.shape)}")
-    if t.numel() and not bool(torch.isfinite(t.detach()).all()):
-        raise ValueError(f"{name} contains NaN or Inf; check the network output / the target "
-                         "encoding (invisible joints must get finite targets and weight 0)")
-    return t
-
-
-def check_weights(weights, shape: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
-    """Keypoint weights ``(B, K)`` (None → all ones), finite and non-negative."""
-    if weights is None:
-        return torch.ones(shape, dtype=like.dtype, device=like.device)
-    w = check_tensor(weights.to(like.dtype) if isinstance(weights, torch.Tensor) and
-                     not weights.is_floating_point() else weights, "weights")
-    if tuple(w.shape) != tuple(shape):
-        raise ValueError(f"weights must have shape (B, K) = {tuple(shape)}, got {tuple(w.shape)}")
-    if w.numel() and bool((w < 0).any()):
-        raise ValueError("weights must be >= 0 (0 = ignore the joint)")
-    return w.to(like.dtype)
-
-
-def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{name_b} must have the shape of {name_a} {tuple(a.shape)}, "
-                         f"got {tuple(b.shape)}")
-
-
-def check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-
-
-def empty_loss(prediction: torch.Tensor, reduction: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """Loss of an empty batch: 0 (or an empty tensor for ``reduction="none"``) tied to the graph."""
-    zero = prediction.sum() * 0.0
-    if reduction == "none":
-        return zero.expand(shape) if 0 in shape else zero
-    return zero
-
-
-def reduce_per_keypoint(per_kp: torch.Tensor, reduction: str, denominator: float) -> torch.Tensor:
-    """Reduce weighted per-keypoint losses ``(B, K)``: sum/denominator, sum, or as-is."""
-    if reduction == "none":
-        return per_kp
-    total = per_kp.sum()
-    return total if reduction == "sum" else total / denominator
 
 
 def heatmap_mse_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
