@@ -102,14 +102,16 @@ class Evaluator:
     """A reusable :func:`evaluate` (the val crops are built and their images decoded once).
 
     ``Evaluator(ann_json, ...)(model) -> dict``; pass it as ``fit(..., val=evaluator)``.
+    ``score_fn(keypoint_scores (N, K)) -> (N,)`` replaces the default instance-score rule.
     """
 
     def __init__(self, ann_json, image_root=None, head: str | None = None, codec=None,
                  input_size: tuple[int, int] | None = None, batch_size: int = 64,
                  device: str | torch.device = "auto", score_threshold: float = 0.2,
                  results_json: str | os.PathLike | None = None, return_predictions: bool = True,
-                 max_persons: int | None = None):
+                 max_persons: int | None = None, score_fn=None):
         self.ann_json, self.image_root = Path(ann_json), image_root
+        self.score_fn = score_fn  # instance-score rule: (N, K) keypoint scores -> (N,)
         self.head, self.codec, self.input_size = head, codec, input_size
         self.batch_size, self.device, self.score_threshold = batch_size, device, score_threshold
         self.results_json, self.return_predictions = results_json, return_predictions
@@ -141,7 +143,10 @@ class Evaluator:
         gt_img = np.asarray(crop_to_image(p["keypoints_crop"].astype(np.float64), p["center"],
                                           p["scale"], input_size))
         kscores = p["scores"].astype(np.float64)
-        inst = instance_scores(kscores, 1.0, self.score_threshold)
+        if self.score_fn is None:
+            inst = instance_scores(kscores, 1.0, self.score_threshold)
+        else:
+            inst = np.asarray(self.score_fn(kscores), dtype=np.float64).reshape(len(kscores))
         results = []
         for i in range(len(inst)):
             kp = np.concatenate([coords_img[i], kscores[i][:, None]], axis=1).reshape(-1)
