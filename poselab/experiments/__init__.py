@@ -1,0 +1,27 @@
+"""poselab.experiments — the one way every chapter trains, caches and compares.
+
+- :mod:`.registry`: :class:`Recipe` (frozen: head, codec, loss + hyper-parameters, score rule,
+  model, backbone, optimiser) and the registries it names; :data:`RECIPES`.
+- :mod:`.presets`: ``fast`` (CI), ``default`` (a student's run, ≤ 60 s of training per run on
+  2 CPU cores), ``full`` (the calibrated scale).
+- :mod:`.runner`: :func:`run_recipe` (train, evaluate exactly with pycocotools, cache) and
+  :func:`compare` (recipes × seeds → one table).
+- :mod:`.cache`: the disk cache, keyed by everything that changes a result.
+- :mod:`.zoo`: the recipes each paper chapter registers.
+
+    from poselab.experiments import compare
+    table = compare(["mse", "emd"], seeds=(0, 1, 2), preset="default")
+"""
+from .registry import (CODECS, LOSSES, MODELS, RECIPES, SCORES, Geometry, Recipe, get_recipe,
+                       register_codec, register_loss, register_model, register_recipe,
+                       register_score)
+from .presets import PRESETS, Preset, get_preset
+from .runner import (GENERATED_VAL, REAL_SAMPLE, ComparisonTable, RunResult, compare,
+                     resolve_run_data, run_recipe)
+from . import builtin  # noqa: F401  (registers mse, emd and the shared parts)
+from . import zoo  # noqa: F401  (registers the paper chapters' recipes)
+
+__all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec", "register_loss",
+           "register_score", "register_model", "get_recipe", "CODECS", "LOSSES", "SCORES",
+           "MODELS", "Preset", "PRESETS", "get_preset", "run_recipe", "compare", "RunResult",
+           "ComparisonTable", "resolve_run_data", "GENERATED_VAL", "REAL_SAMPLE"]

@@ -1,0 +1,99 @@
+"""Presets: named training budgets. A chapter's code is the same under every preset.
+
+- ``fast``: CI (seconds): a few dozen steps on a small generated subset. Every empirical verdict
+  of a fast run is "inconclusive" (:mod:`poselab.claims`).
+- ``default``: a student's run: one run trains ≤ 60 s on 2 CPU cores, so a chapter comparing
+  2–4 recipes × 3 seeds finishes in ≤ 10 min.
+- ``full``: the calibrated scale: hours on a CPU, minutes on a GPU.
+
+``preset.replace(input_size=(128, 128))`` varies a field (the cache key covers every field).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Preset", "PRESETS", "get_preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A training budget.
+
+    Attributes:
+        name: ``fast`` / ``default`` / ``full`` or your own.
+        input_size: crop ``(H, W)``.
+        heatmap_stride: input px per output-map px (4: SimpleBaseline; 2: one more decoder stage).
+        epochs: passes over the training persons (``max_steps`` caps them when given).
+        max_steps: optimiser-step cap (None: epochs decide).
+        batch_size: training batch size.
+        n_train, n_val: generated images per split (None: the default sets of 1333 / 333).
+        val_every: validate every this many epochs (None: only at the end).
+        schedule: learning rate after warm-up, ``"cosine"`` or ``"constant"``.
+        backbone: overrides the recipe's backbone (None: keep it).
+        lr_scale: multiplies the recipe's learning rate.
+        flip_prob: horizontal-flip augmentation on generated data (0: a flip contradicts the
+            generator's left-is-darker cue; real COCO training data uses 0.5).
+    """
+
+    name: str
+    input_size: tuple[int, int] = (64, 48)
+    heatmap_stride: int = 4
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 32
+    n_train: int | None = None
+    n_val: int | None = None
+    val_every: int | None = None
+    schedule: str = "cosine"
+    backbone: str | None = None
+    lr_scale: float = 1.0
+    flip_prob: float = 0.0
+
+    def __post_init__(self):
+        h, w = (int(v) for v in self.input_size)
+        object.__setattr__(self, "input_size", (h, w))
+        if h % (4 * self.heatmap_stride) or w % (4 * self.heatmap_stride) or h <= 0 or w <= 0:
+            raise ValueError(f"preset {self.name!r}: input_size {self.input_size} must be positive "
+                             f"multiples of 16 with heatmap_stride {self.heatmap_stride}")
+        if self.heatmap_stride not in (1, 2, 4):
+            raise ValueError(f"preset {self.name!r}: heatmap_stride must be 1, 2 or 4")
+        if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
+            raise ValueError(f"preset {self.name!r}: epochs and max_steps must be >= 1")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"preset {self.name!r}: schedule must be 'cosine' or 'constant'")
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return (self.input_size[0] // self.heatmap_stride, self.input_size[1] // self.heatmap_stride)
+
+    def replace(self, **changes) -> "Preset":
+        """A copy with fields changed; keep the name or give a new one (both are in the key)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"Preset has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset("fast", input_size=(64, 48), heatmap_stride=4, epochs=100, max_steps=40,
+                   batch_size=16, n_train=150, n_val=40),
+    "default": Preset("default", input_size=(64, 48), heatmap_stride=4, epochs=10,
+                      batch_size=32, val_every=2),
+    "full": Preset("full", input_size=(128, 96), heatmap_stride=4, epochs=60, batch_size=32,
+                   val_every=5),
+}
+
+
+def get_preset(preset: "Preset | str") -> Preset:
+    """A :class:`Preset` or the named one of :data:`PRESETS`."""
+    if isinstance(preset, Preset):
+        return preset
+    if isinstance(preset, str) and preset in PRESETS:
+        return PRESETS[preset]
+    raise KeyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)} or pass a Preset")

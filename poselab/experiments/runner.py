@@ -1,0 +1,443 @@
+"""Run a recipe under a preset — train, evaluate, cache — and compare recipes over seeds.
+
+    from poselab.experiments import run_recipe, compare
+    result = run_recipe("mse", preset="default", seed=0)      # trains, or loads from the cache
+    result.metrics["generated val"]["AP"]
+    table = compare(["mse", "emd"], seeds=(0, 1, 2))           # renders as a table in a notebook
+
+Evaluation is exact: keypoint AP/AR through pycocotools (:func:`poselab.metrics.coco_keypoint_eval`)
+on generated val and, when present, on the real COCO sample; EPE and PCK@0.2 over labelled joints;
+Spearman and pairwise ranking accuracy between each person's instance score and the OKS
+pycocotools matched it with (OKS 0 when unmatched at 0.5).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from .cache import entry_dir, file_sha256, run_key, source_digest
+from .presets import Preset, get_preset
+from .registry import CODECS, LOSSES, MODELS, SCORES, Geometry, Recipe, get_recipe
+
+__all__ = ["RunResult", "run_recipe", "compare", "ComparisonTable", "resolve_run_data",
+           "METRIC_KEYS", "GENERATED_VAL", "REAL_SAMPLE"]
+
+GENERATED_VAL = "generated val"
+REAL_SAMPLE = "real COCO sample"
+METRIC_KEYS = ("AP", "AP50", "AP75", "AR", "EPE", "EPE_crop", "PCK@0.2", "spearman",
+               "ranking_accuracy", "n_persons")
+_PREDICTION_KEYS = ("coords", "scores", "instance_scores", "matched_oks", "keypoints", "visible",
+                    "image_id", "ann_id", "bbox", "coords_crop", "keypoints_crop")
+
+
+@dataclass
+class RunResult:
+    """What one run produced (also ``result.json`` in its cache folder).
+
+    Attributes:
+        recipe, preset, seed, data: what ran (``config`` holds the full recipe and preset).
+        metrics: ``{set name: {AP, AP50, AP75, AR, EPE, EPE_crop, PCK@0.2, spearman,
+            ranking_accuracy, n_persons}}`` — sets ``"generated val"`` (or ``"val"`` for a COCO
+            folder) and ``"real COCO sample"`` when present.
+        history: the training record (:meth:`training_history` gives a ``History``).
+        seconds_per_step: median wall time of a step, data included (first two skipped).
+        train_seconds: wall time of the training steps (data + forward + backward + update;
+            validation excluded).
+        peak_memory_mb: CUDA peak allocation on a GPU; on a CPU the process's peak RSS.
+        weights_path: the saved ``state_dict``.
+        key: the cache key; cached: True when this call loaded it instead of training.
+    """
+
+    recipe: str
+    preset: str
+    seed: int
+    data: str
+    metrics: dict[str, dict[str, float]]
+    history: dict[str, Any]
+    seconds_per_step: float
+    train_seconds: float
+    peak_memory_mb: float
+    weights_path: str
+    key: str
+    device: str
+    created: str
+    config: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.weights_path).parent
+
+    def training_history(self):
+        from poselab.train.history import History
+        return History.from_dict(self.history)
+
+    def recipe_object(self) -> Recipe:
+        return Recipe(**self.config["recipe"])
+
+    def geometry(self) -> Geometry:
+        g = self.config["geometry"]
+        return Geometry(tuple(g["input_size"]), tuple(g["heatmap_size"]), int(g["num_keypoints"]))
+
+    def codec(self):
+        recipe = self.recipe_object()
+        return CODECS.lookup(recipe.codec, recipe.name)(self.geometry(), **dict(recipe.codec_params))
+
+    def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The trained model (eval mode) rebuilt from the recipe and loaded from the weights."""
+        recipe = self.recipe_object()
+        model = MODELS.lookup(recipe.model, recipe.name)(recipe, self.geometry(), self.seed)
+        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        return model.to(device).eval()
+
+    def predictions(self, set_name: str = GENERATED_VAL) -> dict[str, np.ndarray]:
+        """Per-person arrays of one evaluation set: ``coords`` (N, K, 2) image px, ``scores``
+        (N, K), ``instance_scores`` (N,), ``matched_oks`` (N,), ``keypoints`` (GT, image px),
+        ``visible``, ``image_id``, ``ann_id``, ``bbox``, ``coords_crop``, ``keypoints_crop``."""
+        path = self.folder / f"predictions_{_slug(set_name)}.npz"
+        if not path.is_file():
+            raise KeyError(f"no predictions for set {set_name!r}; sets: {sorted(self.metrics)}")
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("cached")
+        return d
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "RunResult":
+        d = json.loads((Path(folder) / "result.json").read_text())
+        d["weights_path"] = str(Path(folder) / "weights.pt")
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}},
+                   cached=True)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def resolve_run_data(data: str | os.PathLike, preset: Preset,
+                     progress: bool = False) -> tuple[Path, dict[str, Path]]:
+    """``(train json, {evaluation set name: json})`` for ``data`` under ``preset``.
+
+    ``"synth"``: the default generated sets (``preset.n_train`` / ``n_val`` images), evaluated
+    on ``"generated val"``; a COCO folder or json (e.g. made by ``data_scripts/fetch_coco.py``):
+    its ``train`` and ``val`` splits, evaluated on ``"val"``. The real COCO sample
+    (:func:`poselab.data.find_coco_sample`) is added as ``"real COCO sample"`` when present.
+    """
+    from poselab import data as pdata
+    if isinstance(data, str) and data == "synth":
+        train = pdata.default_dataset("train", n_images=preset.n_train, progress=progress)
+        sets = {GENERATED_VAL: pdata.default_dataset("val", n_images=preset.n_val, progress=progress)}
+    else:
+        if not isinstance(data, (str, os.PathLike)) or str(data) == "":
+            raise ValueError(f"data must be 'synth' or a COCO folder / json path, got {data!r}")
+        train = pdata.resolve_dataset(data, "train")
+        sets = {"val": pdata.resolve_dataset(data, "val")}
+    sample = pdata.find_coco_sample()
+    if sample is not None:
+        real = pdata.resolve_dataset(sample, "val")
+        if all(Path(real).resolve() != Path(p).resolve() for p in sets.values()):
+            sets[REAL_SAMPLE] = real
+    return Path(train), {k: Path(v) for k, v in sets.items()}
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 1024 if sys.platform != "darwin" else rss / 2 ** 20
+    except (ImportError, OSError):
+        return float("nan")
+
+
+def _ranking_metrics(instance: np.ndarray, oks: np.ndarray) -> dict[str, float]:
+    from poselab.metrics import ranking_accuracy, spearman
+    if instance.size < 2 or np.ptp(instance) == 0 or np.ptp(oks) == 0:
+        return {"spearman": float("nan"), "ranking_accuracy": float("nan")}
+    return {"spearman": float(spearman(instance, oks)),
+            "ranking_accuracy": float(ranking_accuracy(instance, oks))}
+
+
+def _evaluate(evaluator, model) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    out = evaluator(model)
+    pred = out.pop("predictions")
+    metrics = {k: float(out[k]) for k in METRIC_KEYS if k in out}
+    inst = np.asarray(pred["instance_scores"], dtype=np.float64)
+    oks = np.asarray(pred["matched_oks"], dtype=np.float64)
+    metrics.update(_ranking_metrics(inst, oks))
+    metrics["n_persons"] = float(out.get("n_persons", len(inst)))
+    arrays = {k: np.asarray(pred[k]) for k in _PREDICTION_KEYS if k in pred and pred[k] is not None}
+    return metrics, arrays
+
+
+def _train_set(recipe: Recipe, preset: Preset, train_json: Path, codec, seed: int, synthetic: bool):
+    from poselab.data import TopDownDataset
+    ds = TopDownDataset(train_json, input_size=preset.input_size, train=True, target_fn=codec,
+                        seed=seed, flip_prob=preset.flip_prob if synthetic else 0.5)
+    ds.preload()
+    return ds
+
+
+def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: Preset | str = "default",
+               seed: int = 0, device: str | torch.device = "auto", callbacks: Sequence = (),
+               cache: bool = True) -> RunResult:
+    """Train ``recipe`` under ``preset`` (or load the cached run) and evaluate it.
+
+    Args:
+        recipe: a :class:`Recipe` or a registered name (``poselab recipes``).
+        data: ``"synth"`` (generated people) or a COCO folder / json with train and val splits.
+        preset: ``"fast"`` / ``"default"`` / ``"full"`` or a :class:`Preset`.
+        seed: weights initialisation, batch order and augmentation.
+        device: ``"auto"`` (cuda → mps → cpu) or a device string.
+        callbacks: :mod:`poselab.train.callbacks` objects (progress bars, live curves).
+        cache: False trains again and overwrites the cached entry of this key.
+
+    Returns:
+        :class:`RunResult` (``cached=True`` when loaded from disk).
+    """
+    from poselab.data.synth import GENERATOR_VERSION
+    from poselab.train import Evaluator, fit, resolve_device
+
+    recipe = get_recipe(recipe)
+    preset = get_preset(preset)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    seed = int(seed)
+    dev = resolve_device(device)
+    if preset.backbone is not None:
+        recipe = recipe.replace(backbone=preset.backbone)
+    for registry, name in ((CODECS, recipe.codec), (LOSSES, recipe.loss), (MODELS, recipe.model),
+                           (SCORES, recipe.score)):
+        registry.lookup(name, recipe.name)
+    synthetic = isinstance(data, str) and data == "synth"
+    train_json, eval_sets = resolve_run_data(data, preset)
+    geometry = Geometry(preset.input_size, preset.heatmap_size)
+    config = {"recipe": recipe.to_dict(), "preset": preset.to_dict(), "seed": seed,
+              "geometry": {"input_size": list(geometry.input_size),
+                           "heatmap_size": list(geometry.heatmap_size),
+                           "num_keypoints": geometry.num_keypoints},
+              "data": {"name": str(data), "train": file_sha256(train_json),
+                       "eval": {k: file_sha256(v) for k, v in eval_sets.items()},
+                       "generator_version": GENERATOR_VERSION if synthetic else None},
+              "poselab_version": __version__, "source_digest": source_digest()}
+    key = run_key(config)
+    folder = entry_dir(recipe.name, key)
+    if cache and (folder / "result.json").is_file() and (folder / "weights.pt").is_file():
+        try:
+            return RunResult.load(folder)
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # unreadable entry: train again and replace it
+
+    codec = CODECS[recipe.codec](geometry, **dict(recipe.codec_params))
+    loss_fn = LOSSES[recipe.loss](geometry, **dict(recipe.loss_params))
+    score_fn = SCORES[recipe.score]
+    model = MODELS[recipe.model](recipe, geometry, seed)
+    train_set = _train_set(recipe, preset, train_json, codec, seed, synthetic)
+    evaluators = {name: Evaluator(path, head=recipe.head, codec=codec, input_size=preset.input_size,
+                                  device=dev, score_fn=score_fn) for name, path in eval_sets.items()}
+    first_set = next(iter(evaluators.values()))
+    val_cb = None
+    if preset.val_every:
+        val_eval = Evaluator(first_set.ann_json, head=recipe.head, codec=codec,
+                             input_size=preset.input_size, device=dev, score_fn=score_fn,
+                             return_predictions=False)
+        val_eval._datasets = first_set._datasets  # share the decoded val crops
+        val_cb = val_eval
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    history = fit(model, loss_fn, train_set, val=val_cb, epochs=preset.epochs,
+                  max_steps=preset.max_steps, batch_size=preset.batch_size,
+                  lr=recipe.lr * preset.lr_scale, weight_decay=recipe.weight_decay,
+                  warmup_steps=recipe.warmup_steps, schedule=preset.schedule,
+                  grad_clip=recipe.grad_clip, callbacks=list(callbacks), device=dev, seed=seed,
+                  val_every=preset.val_every or preset.epochs + 1)
+    step_times = np.asarray(history.step_times) + np.asarray(history.data_times)
+    metrics, arrays = {}, {}
+    for name, ev in evaluators.items():
+        metrics[name], arrays[name] = _evaluate(ev, model)
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        torch.save(model.state_dict(), tmp / "weights.pt")
+        for name, arr in arrays.items():
+            np.savez_compressed(tmp / f"predictions_{_slug(name)}.npz", **arr)
+        result = RunResult(
+            recipe=recipe.name, preset=preset.name, seed=seed, data=str(data), metrics=metrics,
+            history=history.to_dict(),
+            seconds_per_step=float(np.median(step_times[2:] if step_times.size > 4 else step_times))
+            if step_times.size else float("nan"),
+            train_seconds=float(step_times.sum()), peak_memory_mb=_peak_memory_mb(dev),
+            weights_path=str(folder / "weights.pt"), key=key, device=str(dev),
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            config={**config, "machine": platform.platform(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()})
+        (tmp / "result.json").write_text(json.dumps(_jsonable(result.to_dict()), indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class ComparisonTable:
+    """Results of :func:`compare`: one row per (recipe, seed, evaluation set).
+
+    ``values(recipe, metric, set)`` → per-seed list; ``summary(set)`` → rows of mean ± std;
+    ``to_markdown()``; in a notebook it renders as an HTML table; ``figure(metric)`` plots the
+    per-seed points with mean ± std.
+    """
+
+    def __init__(self, results: list[RunResult]):
+        self.results = list(results)
+
+    @property
+    def recipes(self) -> list[str]:
+        return list(dict.fromkeys(r.recipe for r in self.results))
+
+    @property
+    def sets(self) -> list[str]:
+        return list(dict.fromkeys(s for r in self.results for s in r.metrics))
+
+    def result(self, recipe: str, seed: int) -> RunResult:
+        for r in self.results:
+            if r.recipe == recipe and r.seed == seed:
+                return r
+        raise KeyError(f"no run of {recipe!r} with seed {seed}")
+
+    def values(self, recipe: str, metric: str, set_name: str = GENERATED_VAL) -> list[float]:
+        if recipe not in self.recipes:
+            raise KeyError(f"no recipe {recipe!r} in this table; recipes: {self.recipes}")
+        out = []
+        for r in self.results:
+            if r.recipe == recipe:
+                if metric in ("train_seconds", "seconds_per_step", "peak_memory_mb"):
+                    out.append(float(getattr(r, metric)))
+                else:
+                    value = r.metrics.get(set_name, {}).get(metric)
+                    out.append(float("nan") if value is None else float(value))
+        return out
+
+    def summary(self, set_name: str = GENERATED_VAL,
+                metrics: Sequence[str] = ("AP", "AP50", "AP75", "AR", "EPE_crop", "PCK@0.2",
+                                          "spearman", "ranking_accuracy", "seconds_per_step")) -> list[dict]:
+        rows = []
+        for recipe in self.recipes:
+            row: dict[str, Any] = {"recipe": recipe, "seeds": len(self.values(recipe, "AP", set_name))}
+            for m in metrics:
+                v = np.asarray(self.values(recipe, m, set_name), dtype=np.float64)
+                v = v[np.isfinite(v)]
+                row[m] = (float(v.mean()) if v.size else float("nan"),
+                          float(v.std(ddof=1)) if v.size > 1 else 0.0)
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _cell(value) -> str:
+        if isinstance(value, tuple):
+            mean, std = value
+            if not math.isfinite(mean):
+                return "—"
+            return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+        return str(value)
+
+    def to_markdown(self) -> str:
+        parts = []
+        for set_name in self.sets:
+            rows = self.summary(set_name)
+            if not rows:
+                continue
+            heads = list(rows[0])
+            parts.append(f"**{set_name}** (mean ± std over seeds)\n")
+            parts.append("| " + " | ".join(heads) + " |")
+            parts.append("|" + "---|" * len(heads))
+            parts += ["| " + " | ".join(self._cell(r[h]) for h in heads) + " |" for r in rows]
+            parts.append("")
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        import html
+        out = []
+        for set_name in self.sets:
+            rows = self.summary(set_name)
+            if not rows:
+                continue
+            heads = list(rows[0])
+            out.append(f"<p><b>{html.escape(set_name)}</b> (mean ± std over seeds)</p>"
+                       "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+                       + "</tr></thead><tbody>")
+            for r in rows:
+                out.append("<tr>" + "".join(f"<td>{html.escape(self._cell(r[h]))}</td>" for h in heads)
+                           + "</tr>")
+            out.append("</tbody></table>")
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return self.to_markdown()
+
+    def figure(self, metric: str = "AP", set_name: str = GENERATED_VAL, title: str | None = None):
+        """Per-seed points and mean ± std per recipe (:func:`poselab.viz.experiments.seed_figure`)."""
+        from poselab.viz.experiments import seed_figure
+        return seed_figure({r: self.values(r, metric, set_name) for r in self.recipes},
+                           metric=metric, title=title or f"{metric} on {set_name}")
+
+
+def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
+            data: str | os.PathLike = "synth", preset: Preset | str = "default",
+            device: str | torch.device = "auto", cache: bool = True, progress: bool = True,
+            callbacks: Sequence = ()) -> ComparisonTable:
+    """Run every recipe with every seed (:func:`run_recipe`, cached) and return one table.
+
+    ``progress`` prints one line per run (trained or loaded, time, AP) so a long comparison is
+    never silent.
+    """
+    recipes = [get_recipe(r) for r in recipes]
+    seeds = list(seeds)
+    if not recipes or not seeds:
+        raise ValueError("compare needs at least one recipe and one seed")
+    results = []
+    for seed in seeds:
+        for recipe in recipes:
+            t0 = time.perf_counter()
+            res = run_recipe(recipe, data=data, preset=preset, seed=seed, device=device,
+                             callbacks=callbacks, cache=cache)
+            results.append(res)
+            if progress:
+                first = next(iter(res.metrics))
+                how = "from the cache" if res.cached else f"trained in {res.train_seconds:.0f} s"
+                print(f"{recipe.name:>16s} seed {seed}: {how} ({time.perf_counter() - t0:.1f} s); "
+                      f"{first} AP {res.metrics[first].get('AP', float('nan')):.3f}", flush=True)
+    return ComparisonTable(results)

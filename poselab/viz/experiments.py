@@ -1,0 +1,50 @@
+"""Figures of the experiments engine: per-seed comparisons and learning curves."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = ["seed_figure", "learning_curves_figure"]
+
+
+def seed_figure(values: Mapping[str, Sequence[float]], metric: str = "AP", title: str = "",
+                width: int = 640, height: int = 360) -> go.Figure:
+    """One column per recipe: every seed's value as a point, the mean as a bar with ± std.
+
+    ``values``: recipe name → per-seed values (NaN values are left out of the mean).
+    """
+    fig = go.Figure()
+    names = list(values)
+    for i, name in enumerate(names):
+        v = np.asarray(values[name], dtype=np.float64)
+        ok = v[np.isfinite(v)]
+        mean = float(ok.mean()) if ok.size else float("nan")
+        std = float(ok.std(ddof=1)) if ok.size > 1 else 0.0
+        fig.add_bar(x=[name], y=[mean], error_y=dict(type="data", array=[std], visible=True),
+                    marker_color="rgba(99,110,250,0.35)", name=f"{name} mean ± std",
+                    showlegend=False, hovertemplate=f"{name}: mean %{{y:.3f}} ± {std:.3f}<extra></extra>")
+        fig.add_scatter(x=[name] * ok.size, y=ok, mode="markers", marker=dict(size=9, color="black"),
+                        name=f"{name} seeds", showlegend=False,
+                        hovertemplate=f"{name}: %{{y:.3f}}<extra>one seed</extra>")
+    fig.update_layout(title=title or metric, yaxis_title=metric, width=width, height=height,
+                      margin=dict(l=60, r=20, t=50, b=60), bargap=0.5)
+    return fig
+
+
+def learning_curves_figure(histories: Mapping[str, object], metric: str = "AP",
+                           width: int = 820, height: int = 360) -> go.Figure:
+    """Validation ``metric`` against training seconds for several runs (``name → History``)."""
+    fig = go.Figure()
+    for name, hist in histories.items():
+        t = np.cumsum(np.asarray(hist.step_times) + np.asarray(hist.data_times))
+        steps, vals = hist.val_metric(metric)
+        if not steps:
+            continue
+        x = [float(t[min(s, len(t)) - 1]) if len(t) else 0.0 for s in steps]
+        fig.add_scatter(x=x, y=vals, mode="lines+markers", name=name)
+    fig.update_layout(xaxis_title="training seconds", yaxis_title=metric, width=width,
+                      height=height, margin=dict(l=60, r=20, t=40, b=50),
+                      yaxis=dict(rangemode="tozero"))
+    return fig
