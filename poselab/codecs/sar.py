@@ -29,7 +29,8 @@ import torch
 from .heatmap import (_as_tensor, _check_maps, _check_sigma, _keypoints_and_visibility, _size2,
                       encode_gaussian, heatmap_to_input, input_to_heatmap)
 
-__all__ = ["sar_cell_centres", "sar_cell_points", "sar_top_m", "decode_sar", "SARCodec"]
+__all__ = ["sar_cell_centres", "sar_cell_points", "sar_flatten_outputs", "sar_top_m", "decode_sar",
+           "SARCodec"]
 
 
 def sar_cell_centres(grid_size: Sequence[int], input_size: Sequence[int] | None = None,
@@ -70,6 +71,20 @@ def sar_cell_points(offsets) -> torch.Tensor:
     H, W = o.shape[-2:]
     p = sar_cell_centres((H, W), dtype=o.dtype, device=o.device)
     return o.movedim(-3, -1) + p
+
+
+def sar_flatten_outputs(selector_logits, offsets) -> tuple[torch.Tensor, torch.Tensor]:
+    """A SAR head's maps as the per-cell lists the loss reads (SAR Eq. 5–6).
+
+    Args: selector_logits ``(B, K, H, W)``; offsets ``(B, K, 2, H, W)`` heatmap px.
+    Returns: ``(coords (B, K, T, 2) = p_t + offset_t in heatmap px, logits (B, K, T))`` with
+    ``T = H·W`` cells in row-major order (cell ``t = i·W + j``), as :func:`poselab.losses.sar_loss`
+    takes them.
+    """
+    s, o = _check_sar_outputs(selector_logits, offsets)
+    H, W = s.shape[-2:]
+    coords = sar_cell_points(o)
+    return coords.reshape(*coords.shape[:-3], H * W, 2), s.reshape(*s.shape[:-2], H * W)
 
 
 def sar_top_m(selector_logits, offsets, m: int = 1, gamma: float = 0.0):

@@ -7,3 +7,4 @@ from .heatmap import HeatmapMSELoss, heatmap_mse_loss
 from .integral import IntegralL1Loss, integral_l1_loss, soft_argmax_2d, step_schedule
 from .simcc import SimCCKLLoss, simcc_kl_loss
 from .transport import emd_loss
+from .sar import SARLoss, sar_log_weights, sar_loss, sar_multi_target_loss, sar_quality
