@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_synth = data_sub.add_parser("synth", help="generate the default synthetic dataset")
     p_synth.add_argument("--root", default=None, help="cache folder (default: data/synth)")
     p_synth.add_argument("--split", action="append", default=None, choices=["train", "val"])
+    from poselab.experiments.cli import add_parsers
+    add_parsers(sub)  # train, recipes, results
     return parser
 
 
@@ -334,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             for path in list_chapters():
                 print(path.stem)
             return 0
+        if args.command in ("train", "recipes", "results"):
+            from poselab.experiments.cli import dispatch
+            return dispatch(args)
         if args.command == "data" and args.data_command == "synth":
             from poselab.data import synth
             for split in args.split or ["train", "val"]:

@@ -1,0 +1,154 @@
+"""``poselab train``, ``poselab recipes`` and ``poselab results`` (hooked into :mod:`poselab.cli`).
+
+    poselab train RECIPE [--preset P] [--seed N ...] [--data D] [--device D] [--out DIR]
+                         [--no-cache] [--record FILE]
+    poselab recipes
+    poselab results [--recipe NAME]
+    poselab results verify FILE [--seed N ...] [--tol T]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_parsers", "dispatch"]
+
+_SHOWN = ("AP", "AP50", "AP75", "AR", "EPE", "EPE_crop", "PCK@0.2", "spearman", "ranking_accuracy")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="train a recipe (poselab recipes lists them), cached")
+    p.add_argument("recipe", help="registered recipe name, e.g. mse")
+    p.add_argument("--preset", default="default", help="fast | default | full (default: default)")
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default 0)")
+    p.add_argument("--data", default="synth", help="'synth' or a COCO folder/json (default synth)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    p.add_argument("--out", default=None, help="folder for result.json (default runs/train/RECIPE-PRESET)")
+    p.add_argument("--no-cache", action="store_true", help="train again even if a cached run exists")
+    p.add_argument("--record", default=None, metavar="FILE",
+                   help="also write a run record with provenance (e.g. results/mse_full.json)")
+    sub.add_parser("recipes", help="list the registered recipes")
+    r = sub.add_parser("results", help="list cached runs, or verify a recorded run: results verify FILE")
+    r.add_argument("action", nargs="?", choices=["list", "verify"], default="list")
+    r.add_argument("file", nargs="?", default=None, help="record to verify (results/*.json)")
+    r.add_argument("--recipe", default=None, help="only runs of this recipe")
+    r.add_argument("--seed", type=int, nargs="+", default=None, help="verify only these seeds")
+    r.add_argument("--tol", type=float, default=1e-6, help="allowed |recorded - now| (default 1e-6)")
+
+
+def _error(message: str):
+    from poselab.cli import CliError
+    return CliError(message)
+
+
+def _metrics_lines(result) -> list[str]:
+    lines = [f"{'set':20s}" + "".join(f"{k:>17s}" for k in _SHOWN)]
+    for name, m in result.metrics.items():
+        lines.append(f"{name:20s}" + "".join(
+            f"{m[k]:17.4f}" if isinstance(m.get(k), float) else f"{'—':>17s}" for k in _SHOWN))
+    return lines
+
+
+def _train(args) -> int:
+    from . import get_preset, get_recipe, run_recipe
+    from .records import write_record
+    from .runner import _jsonable
+    try:
+        recipe = get_recipe(args.recipe)
+        preset = get_preset(args.preset)
+    except KeyError as exc:
+        raise _error(exc.args[0]) from None
+    if any(s < 0 for s in args.seed):
+        raise _error(f"--seed takes integers >= 0, got {args.seed}")
+    out = Path(args.out or f"runs/train/{recipe.name}-{preset.name}")
+    if out.exists() and not out.is_dir():
+        raise _error(f"--out {out} is a file; pass a folder")
+    t0 = time.perf_counter()
+    results = []
+    for seed in args.seed:
+        try:
+            res = run_recipe(recipe, data=args.data, preset=preset, seed=seed, device=args.device,
+                             cache=not args.no_cache)
+        except (ValueError, FileNotFoundError) as exc:
+            raise _error(str(exc)) from None
+        results.append(res)
+        how = "loaded from the cache" if res.cached else f"trained {res.train_seconds:.1f} s"
+        print(f"{recipe.name} · preset {preset.name} · seed {seed}: {how} "
+              f"({res.seconds_per_step * 1000:.0f} ms/step); weights {res.weights_path}")
+        print("\n".join(_metrics_lines(res)))
+    out.mkdir(parents=True, exist_ok=True)
+    if len(results) == 1:
+        payload = _jsonable(results[0].to_dict())
+    else:
+        for res in results:
+            (out / f"seed{res.seed}").mkdir(exist_ok=True)
+            (out / f"seed{res.seed}" / "result.json").write_text(json.dumps(_jsonable(res.to_dict()), indent=1))
+        sets = list(results[0].metrics)
+        payload = {"recipe": recipe.name, "preset": preset.name, "seeds": args.seed,
+                   "metrics": {s: {k: sum(r.metrics[s][k] for r in results) / len(results)
+                                   for k in results[0].metrics[s]} for s in sets},
+                   "metrics_are": "means over seeds; per-seed results in seed<N>/result.json",
+                   "train_seconds": sum(r.train_seconds for r in results),
+                   "runs": [_jsonable(r.to_dict()) for r in results]}
+    (out / "result.json").write_text(json.dumps(payload, indent=1))
+    print(f"wrote {out / 'result.json'}")
+    if args.record:
+        command = "poselab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        print(f"wrote record {write_record(args.record, results, command, time.perf_counter() - t0)}")
+    return 0
+
+
+def _recipes() -> int:
+    from . import RECIPES
+    print(f"{'recipe':22s} {'head':9s} {'codec':12s} {'loss':18s} paper")
+    for name, r in sorted(RECIPES.items()):
+        print(f"{name:22s} {r.head:9s} {r.codec:12s} {r.loss:18s} {r.paper}")
+    return 0
+
+
+def _results(args) -> int:
+    from .cache import cache_root, list_entries
+    from .records import load_record, record_status, verify_record
+    if args.action == "verify":
+        if not args.file:
+            raise _error("results verify needs a record file, e.g. poselab results verify results/mse_full.json")
+        try:
+            rec = load_record(args.file)
+            print(f"record {args.file}: {record_status(rec)}")
+            rows = verify_record(args.file, seeds=args.seed, tol=args.tol)
+        except (ValueError, FileNotFoundError) as exc:
+            raise _error(str(exc)) from None
+        for r in rows:
+            print(f"{r['recipe']:14s} seed {r['seed']} {r['set']:18s} {r['metric']:9s} "
+                  f"recorded {r['recorded']} now {r['now']} |diff| {r['abs_diff']:.2e} "
+                  f"{'ok' if r['match'] else 'DIFFERS'}")
+        return 0 if all(r["match"] for r in rows) else 1
+    if args.file:
+        raise _error("results lists cached runs; to check a record use: poselab results verify FILE")
+    entries = [e for e in list_entries() if args.recipe in (None, e.get("recipe"))]
+    if not entries:
+        print(f"no cached runs under {cache_root()}")
+        return 0
+    print(f"{'recipe':16s} {'preset':8s} {'seed':>4s} {'AP':>7s} {'train s':>8s} {'created':26s} path")
+    for e in entries:
+        first = next(iter(e.get("metrics", {}).values()), {})
+        ap = first.get("AP")
+        print(f"{e.get('recipe', '?'):16s} {e.get('preset', '?'):8s} {e.get('seed', -1):4d} "
+              f"{ap if ap is None else format(ap, '7.3f'):>7} {e.get('train_seconds', 0):8.1f} "
+              f"{e.get('created', ''):26s} {e['path']}")
+    return 0
+
+
+def dispatch(args: argparse.Namespace) -> int | None:
+    """Run the command if it is one of ours; None otherwise."""
+    if args.command == "train":
+        return _train(args)
+    if args.command == "recipes":
+        return _recipes()
+    if args.command == "results":
+        return _results(args)
+    return None

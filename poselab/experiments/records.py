@@ -1,0 +1,132 @@
+"""Recorded runs: ledgers of real runs with provenance, kept in ``results/`` and re-checkable.
+
+A record is a JSON file::
+
+    {"kind": "poselab-run-record", "command": "poselab train mse --preset full --seed 0 1 2 ...",
+     "commit": "<git sha>", "dirty": false, "date": "2026-11-24T12:00:00+00:00",
+     "machine": "...", "device": "cpu", "threads": 1, "wall_seconds": 1234.5,
+     "source_digest": "...", "runs": [<RunResult dict>, ...]}
+
+``verify_record(path)`` re-runs every run of a record (same recipe, preset, seed and data; no
+cache) and compares the metrics; :func:`record_status` says whether the record is older than
+the code it depends on (its ``source_digest`` differs from the package's now).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .cache import source_digest
+from .presets import Preset
+from .registry import Recipe
+from .runner import RunResult, _jsonable, run_recipe
+
+__all__ = ["write_record", "load_record", "record_status", "verify_record", "record_results"]
+
+KIND = "poselab-run-record"
+_REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def write_record(path: str | os.PathLike, results: Sequence[RunResult], command: str,
+                 wall_seconds: float) -> Path:
+    """Write a record of ``results`` (runs that actually ran) with provenance to ``path``."""
+    if not results:
+        raise ValueError("a record needs at least one run")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rec = {"kind": KIND, "command": command, "commit": _git("rev-parse", "HEAD"),
+           "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
+           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
+           "device": results[0].device, "threads": torch.get_num_threads(),
+           "wall_seconds": float(wall_seconds), "source_digest": source_digest(),
+           "runs": [_jsonable(r.to_dict()) for r in results]}
+    path.write_text(json.dumps(rec, indent=1) + "\n")
+    return path
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a record; a file that is not one raises ``ValueError`` naming it."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no record at {path}; records live in results/ "
+                                "(poselab results lists cached runs)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable JSON record: {exc}") from None
+    if not isinstance(rec, dict) or rec.get("kind") != KIND or not isinstance(rec.get("runs"), list):
+        raise ValueError(f"{path} is not a poselab run record (expected kind {KIND!r} and a "
+                         "list of runs)")
+    return rec
+
+
+def record_status(rec: dict[str, Any]) -> str:
+    """``"current"`` when the record's source digest equals the package's now, else a label
+    saying the record is older than the code it depends on."""
+    if rec.get("source_digest") == source_digest():
+        return "current"
+    return (f"recorded at commit {str(rec.get('commit'))[:10]} on {str(rec.get('date'))[:10]}; "
+            "the code has changed since (re-run with poselab results verify)")
+
+
+def _preset_of(run: dict[str, Any]) -> Preset:
+    fields = dict(run["config"]["preset"])
+    fields["input_size"] = tuple(fields["input_size"])
+    return Preset(**fields)
+
+
+def verify_record(path: str | os.PathLike, *, seeds: Iterable[int] | None = None,
+                  metrics: Sequence[str] = ("AP", "EPE_crop"), tol: float = 1e-6,
+                  device: str = "auto") -> list[dict[str, Any]]:
+    """Re-run the runs of a record (``seeds`` selects some) and compare ``metrics`` per set.
+
+    Returns one row per (run, set, metric): ``recorded``, ``now``, ``abs_diff``, ``match``
+    (``abs_diff <= tol``). Training is deterministic on one CPU, so a match is expected
+    there; another device or thread count may differ by round-off.
+    """
+    rec = load_record(path)
+    wanted = None if seeds is None else {int(s) for s in seeds}
+    rows = []
+    for run in rec["runs"]:
+        if wanted is not None and int(run["seed"]) not in wanted:
+            continue
+        recipe = Recipe(**run["config"]["recipe"])
+        now = run_recipe(recipe, data=run["data"], preset=_preset_of(run), seed=int(run["seed"]),
+                         device=device, cache=False)
+        for set_name, values in run["metrics"].items():
+            for m in metrics:
+                a, b = values.get(m), now.metrics.get(set_name, {}).get(m)
+                ok = a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+                diff = abs(a - b) if ok else float("nan")
+                rows.append({"recipe": recipe.name, "seed": int(run["seed"]), "set": set_name,
+                             "metric": m, "recorded": a, "now": b, "abs_diff": diff,
+                             "match": bool(ok and diff <= tol)})
+    if not rows:
+        raise ValueError(f"nothing to verify in {path} (seeds {sorted(wanted or [])} not in it)")
+    return rows
+
+
+def record_results(path: str | os.PathLike) -> tuple[list[RunResult], dict[str, Any]]:
+    """The runs of a record as :class:`RunResult` objects (no weights) and the provenance."""
+    rec = load_record(path)
+    fields = set(RunResult.__dataclass_fields__)
+    runs = [RunResult(**{k: v for k, v in r.items() if k in fields}) for r in rec["runs"]]
+    return runs, {k: v for k, v in rec.items() if k != "runs"}
+
