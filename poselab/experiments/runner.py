@@ -125,6 +125,8 @@ class RunResult:
     def load(cls, folder: str | os.PathLike) -> "RunResult":
         d = json.loads((Path(folder) / "result.json").read_text())
         d["weights_path"] = str(Path(folder) / "weights.pt")
+        d["metrics"] = {name: {k: float("nan") if v is None else v for k, v in m.items()}
+                        for name, m in d["metrics"].items()}  # JSON null = NaN (undefined)
         return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}},
                    cached=True)
 

@@ -1,0 +1,227 @@
+"""poselab.experiments: registry rules, the cache (hits, misses, never stale), results, CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from poselab import experiments as ex
+from poselab.data import find_coco_sample
+
+TINY = ex.Preset("tiny-test", input_size=(64, 48), epochs=5, max_steps=3, batch_size=8,
+                 n_train=12, n_val=6)
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    # the package source is fixed for a test session (other edits would change the key)
+    monkeypatch.setattr("poselab.experiments.runner.source_digest", lambda: "test-digest")
+    torch.set_num_threads(1)
+
+
+def test_register_recipe_refuses_a_taken_name():
+    with pytest.raises(ValueError, match="already registered"):
+        ex.register_recipe(ex.RECIPES["mse"])
+    with pytest.raises(ValueError, match="already registered"):
+        ex.register_loss("mse", lambda g: None)
+
+
+def test_recipe_validation_names_the_field():
+    with pytest.raises(ValueError, match="head"):
+        ex.Recipe(name="x", head="nope", codec="gaussian", loss="mse")
+    with pytest.raises(ValueError, match="lr"):
+        ex.Recipe(name="x", head="heatmap", codec="gaussian", loss="mse", lr=float("nan"))
+    with pytest.raises(ValueError, match="name"):
+        ex.Recipe(name="a b", head="heatmap", codec="gaussian", loss="mse")
+    with pytest.raises(TypeError, match="no field"):
+        ex.RECIPES["mse"].replace(sigma=3)
+
+
+def test_recipe_is_frozen_and_its_params_too():
+    r = ex.RECIPES["mse"]
+    with pytest.raises(Exception):
+        r.lr = 1.0
+    with pytest.raises(TypeError):
+        r.codec_params["sigma"] = 5.0
+
+
+def test_unknown_names_say_what_is_registered():
+    with pytest.raises(KeyError, match="registered recipes"):
+        ex.get_recipe("no-such-recipe")
+    with pytest.raises(KeyError, match="preset"):
+        ex.get_preset("warp-speed")
+    bad = ex.RECIPES["mse"].replace(name="bad-loss", loss="not-a-loss")
+    with pytest.raises(KeyError, match="not-a-loss"):
+        ex.run_recipe(bad, preset=TINY)
+
+
+def test_preset_checks_sizes():
+    with pytest.raises(ValueError, match="multiples"):
+        ex.Preset("x", input_size=(60, 48))
+    assert ex.PRESETS["default"].replace(input_size=(128, 96)).heatmap_size[0] == 128 // ex.PRESETS["default"].heatmap_stride
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    import os
+    old = os.environ.get("POSELAB_CACHE_DIR")
+    os.environ["POSELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("shared-cache"))
+    torch.set_num_threads(1)
+    mp = pytest.MonkeyPatch()
+    mp.setattr("poselab.experiments.runner.source_digest", lambda: "test-digest")
+    try:
+        yield ex.run_recipe("mse", preset=TINY, seed=0, device="cpu"), os.environ["POSELAB_CACHE_DIR"]
+    finally:
+        mp.undo()
+        if old is None:
+            os.environ.pop("POSELAB_CACHE_DIR", None)
+        else:
+            os.environ["POSELAB_CACHE_DIR"] = old
+
+
+def test_run_result_holds_every_metric(first_run):
+    res, _ = first_run
+    assert not res.cached
+    assert ex.GENERATED_VAL in res.metrics
+    for key in ("AP", "AP50", "AP75", "AR", "EPE", "PCK@0.2", "spearman", "ranking_accuracy"):
+        assert key in res.metrics[ex.GENERATED_VAL]
+    assert 0.0 <= res.metrics[ex.GENERATED_VAL]["AP"] <= 1.0
+    assert res.training_history().steps == 3
+    assert res.train_seconds > 0 and res.seconds_per_step > 0
+    assert math.isclose(res.train_seconds, sum(res.history["step_times"]) + sum(res.history["data_times"]))
+
+
+def test_cache_hit_returns_the_same_result_without_training(first_run, monkeypatch):
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    calls = []
+    monkeypatch.setattr("poselab.train.fit", lambda *a, **k: calls.append(1))
+    again = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu")
+    assert again.cached and not calls
+    np.testing.assert_equal(again.metrics, res.metrics)
+    assert again.key == res.key
+
+
+def test_changed_hyper_parameter_misses_the_cache(first_run, monkeypatch):
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    other = ex.RECIPES["mse"].replace(codec_params={"sigma": 3.0, "decoder": "quarter"})
+    run = ex.run_recipe(other, preset=TINY, seed=0, device="cpu")
+    assert not run.cached and run.key != res.key
+    # and a changed seed or preset field too
+    assert ex.run_recipe("mse", preset=TINY.replace(batch_size=4), seed=0, device="cpu").key != res.key
+
+
+def test_changed_source_misses_the_cache(first_run, monkeypatch):
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    monkeypatch.setattr("poselab.experiments.runner.source_digest", lambda: "edited-code")
+    run = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu")
+    assert not run.cached and run.key != res.key
+
+
+def test_no_cache_retrains_and_is_deterministic(first_run, monkeypatch):
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    run = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu", cache=False)
+    assert not run.cached
+    assert run.history["losses"] == res.history["losses"]
+    np.testing.assert_equal(run.metrics, res.metrics)
+
+
+def test_saved_weights_reproduce_the_predictions(first_run):
+    res, _ = first_run
+    model = res.model()
+    pred = res.predictions(ex.GENERATED_VAL)
+    from poselab.train import Evaluator
+    ev = Evaluator(res.config["data"] and ex.resolve_run_data("synth", TINY)[1][ex.GENERATED_VAL],
+                   head="heatmap", codec=res.codec(), input_size=TINY.input_size, device="cpu")
+    again = ev(model)
+    np.testing.assert_allclose(again["predictions"]["coords"], pred["coords"], atol=1e-5)
+    with pytest.raises(KeyError, match="sets"):
+        res.predictions("no such set")
+
+
+def test_comparison_table(first_run, monkeypatch):
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    table = ex.compare(["mse"], seeds=[0], preset=TINY, device="cpu", progress=False)
+    assert table.values("mse", "AP") == [res.metrics[ex.GENERATED_VAL]["AP"]]
+    md = table.to_markdown()
+    assert "| recipe |" in md and "mse" in md
+    assert "<table>" in table._repr_html_()
+    with pytest.raises(KeyError):
+        table.values("emd", "AP")
+    fig = table.figure("AP")
+    assert fig.layout.width <= 900
+
+
+@pytest.mark.skipif(find_coco_sample() is None, reason="the real COCO sample is not beside the checkout")
+def test_a_real_coco_folder_goes_through_the_same_path():
+    folder = find_coco_sample()
+    res = ex.run_recipe("mse", data=str(folder), preset=TINY.replace(max_steps=2), seed=0, device="cpu")
+    assert "val" in res.metrics and ex.REAL_SAMPLE not in res.metrics  # the sample is the val set
+    assert res.metrics["val"]["n_persons"] > 0
+    assert res.config["data"]["generator_version"] is None
+
+
+def test_cli_train_writes_result_json_and_lists_runs(tmp_path, capsys):
+    from poselab.cli import main
+    out = tmp_path / "out"
+    assert main(["train", "mse", "--preset", "fast", "--seed", "0", "--out", str(out)]) == 0
+    data = json.loads((out / "result.json").read_text())
+    assert data["recipe"] == "mse" and data["train_seconds"] > 0
+    assert ex.GENERATED_VAL in data["metrics"] and "AP" in data["metrics"][ex.GENERATED_VAL]
+    capsys.readouterr()
+    assert main(["results"]) == 0
+    assert "mse" in capsys.readouterr().out
+    assert main(["recipes"]) == 0
+    assert "emd" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from poselab.cli import main
+    assert main(["train", "no-such-recipe"]) == 2
+    assert "registered recipes" in capsys.readouterr().err
+    afile = tmp_path / "f.txt"
+    afile.write_text("x")
+    assert main(["train", "mse", "--preset", "fast", "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["results", "verify", str(afile)]) == 2
+    assert "not a readable JSON record" in capsys.readouterr().err
+
+
+def test_record_and_verify(tmp_path, capsys):
+    from poselab.cli import main
+    from poselab.experiments.records import load_record, record_status
+    rec = tmp_path / "rec.json"
+    assert main(["train", "mse", "--preset", "fast", "--out", str(tmp_path / "o"), "--record", str(rec)]) == 0
+    data = load_record(rec)
+    assert data["runs"][0]["seed"] == 0 and data["commit"] and data["wall_seconds"] > 0
+    assert record_status(data) == "current"
+    capsys.readouterr()
+    assert main(["results", "verify", str(rec)]) == 0
+    assert "DIFFERS" not in capsys.readouterr().out
+    # a tampered record fails verification
+    data["runs"][0]["metrics"][ex.GENERATED_VAL]["EPE_crop"] += 0.5
+    rec.write_text(json.dumps(data))
+    assert main(["results", "verify", str(rec)]) == 1
+
+
+def test_source_digest_covers_code_but_not_presentation(tmp_path, monkeypatch):
+    from poselab.experiments import cache
+    pkg = tmp_path / "pkg"
+    (pkg / "losses").mkdir(parents=True)
+    (pkg / "viz").mkdir()
+    (pkg / "losses" / "l.py").write_text("A = 1\n")
+    (pkg / "viz" / "v.py").write_text("B = 1\n")
+    monkeypatch.setattr(cache, "_PACKAGE", pkg)
+    d0 = cache.source_digest()
+    (pkg / "viz" / "v.py").write_text("B = 2\n")
+    assert cache.source_digest() == d0
+    (pkg / "losses" / "l.py").write_text("A = 2\n")
+    assert cache.source_digest() != d0
