@@ -24,7 +24,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -36,6 +36,8 @@ __all__ = ["PersonInstance", "load_persons", "read_image", "read_coco_json", "sp
            "default_image_root"]
 
 _SPLIT_RE = re.compile(r"^person_keypoints_(?P<split>.+)\.json$")
+#: A box larger than this many times its image (or this far outside it) is refused as corrupt.
+_MAX_BOX_FACTOR = 10
 
 
 @dataclass
@@ -111,12 +113,73 @@ def read_coco_json(ann_json: str | Path) -> dict:
         if not isinstance(img, dict) or not {"id", "file_name", "height", "width"} <= img.keys():
             raise DatasetError(f"{ann_json}: images[{i}] needs id, file_name, height and width, "
                                f"got {img!r:.200}")
+        _check_id(img["id"], ann_json, f"images[{i}] 'id'")
+        for key in ("height", "width"):
+            value = img[key]
+            if _as_int(value) is None or value < 1:
+                raise DatasetError(f"{ann_json}: images[{i}] (id {img['id']}) '{key}' must be a "
+                                   f"positive integer (pixels), got {value!r:.60}")
+        _check_file_name(img["file_name"], ann_json, i)
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or not {"id", "image_id", "bbox"} <= ann.keys():
             raise DatasetError(f"{ann_json}: annotations[{i}] needs id, image_id and bbox, "
                                f"got {ann!r:.200}")
+        ann.setdefault("category_id", 1)  # no category: a person (pycocotools needs the key)
+        _check_id(ann["id"], ann_json, f"annotations[{i}] 'id'")
+        _check_id(ann["image_id"], ann_json, f"annotations[{i}] (id {ann['id']}) 'image_id'")
+        for key in ("area", "iscrowd", "category_id", "num_keypoints"):
+            value = ann.get(key, 0)
+            if value is None and key == "area":
+                continue  # a null area falls back to the box area (module docstring)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise DatasetError(f"{ann_json}: annotations[{i}] (id {ann['id']}) '{key}' must be "
+                                   f"a number, got {value!r:.60}")
+    _check_unique([img["id"] for img in data["images"]], ann_json, "image")
+    _check_unique([ann["id"] for ann in data["annotations"]], ann_json, "annotation")
     data.setdefault("categories", [{"id": 1, "name": "person"}])
     return data
+
+
+def _as_int(value) -> int | None:
+    """``value`` as an int when it is an integral number (not a bool, string or 1.7), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    if not np.isfinite(value) or int(value) != value:
+        return None
+    return int(value)
+
+
+def _check_id(value, ann_json, what: str) -> None:
+    if _as_int(value) is None:
+        raise DatasetError(f"{ann_json}: {what} must be an integer id, got {value!r:.60}; COCO ids "
+                           "are integers (the file is not a valid COCO keypoint file)")
+
+
+def _check_unique(ids: list, ann_json, kind: str) -> None:
+    seen: set = set()
+    dup: list = []
+    for i in ids:
+        if i in seen and i not in dup:
+            dup.append(i)
+        seen.add(i)
+    if dup:
+        shown = ", ".join(map(str, dup[:10])) + (" ..." if len(dup) > 10 else "")
+        raise DatasetError(f"{ann_json}: duplicate {kind} id(s) {shown} ({len(dup)} id(s) used more "
+                           f"than once); every {kind} needs its own id — fix the file (renumber "
+                           "them) or regenerate it")
+
+
+def _check_file_name(name, ann_json, index: int) -> None:
+    """An image ``file_name`` must be a relative path that stays inside the image root."""
+    ok = isinstance(name, str) and name.strip() != "" and "\x00" not in name
+    if ok:
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        ok = (not PurePosixPath(name.replace("\\", "/")).is_absolute()
+              and not re.match(r"^[A-Za-z]:", name) and ".." not in parts)
+    if not ok:
+        raise DatasetError(f"{ann_json}: images[{index}] file_name {name!r:.80} must be a file name "
+                           "relative to the image folder (no absolute path, no '..'); the file "
+                           "is not a valid COCO keypoint file")
 
 
 def _as_keypoints(values, ann_json, ann_id, name) -> np.ndarray:
@@ -182,6 +245,14 @@ def load_persons(ann_json: str | Path, image_root: str | Path | None = None,
         if img is None:
             raise DatasetError(f"{ann_json}: annotation {ann_id} names image_id "
                                f"{ann['image_id']} which is not in 'images'")
+        height, width = int(img["height"]), int(img["width"])
+        if (bbox[2] > _MAX_BOX_FACTOR * width or bbox[3] > _MAX_BOX_FACTOR * height
+                or bbox[0] + bbox[2] < -_MAX_BOX_FACTOR * width or bbox[0] > _MAX_BOX_FACTOR * width
+                or bbox[1] + bbox[3] < -_MAX_BOX_FACTOR * height
+                or bbox[1] > _MAX_BOX_FACTOR * height):
+            raise DatasetError(f"{ann_json}: annotation {ann_id} bbox {bbox.tolist()} lies far "
+                               f"outside its {width}x{height} image (more than {_MAX_BOX_FACTOR}x "
+                               "the image size); the annotation is corrupt — fix or remove it")
         area = float(ann.get("area", 0.0) or 0.0)
         if not np.isfinite(area) or area <= 0:
             area = float(bbox[2] * bbox[3])
@@ -189,22 +260,58 @@ def load_persons(ann_json: str | Path, image_root: str | Path | None = None,
         persons.append(PersonInstance(
             image_id=int(ann["image_id"]), ann_id=int(ann_id),
             image_path=root / img["file_name"],
-            image_size=(int(img["height"]), int(img["width"])),
+            image_size=(height, width),
             bbox=bbox, keypoints=kp, area=area,
             keypoints_true=None if kp_true is None else _as_keypoints(
                 kp_true, ann_json, ann_id, "keypoints_true")))
     return persons
 
 
-def read_image(path: str | Path) -> Image.Image:
+def read_image(path: str | Path, expected_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode an image file to an RGB ``PIL.Image`` (fully loaded, file closed).
 
-    Raises ``FileNotFoundError`` naming the path when the file is missing.
+    16-bit images (PNG ``I;16`` / ``I`` modes) are scaled to 8 bits (``v / 257``) instead of
+    being clipped to white; float images (``F``) are read as 0..255.
+
+    Args:
+        path: the image file.
+        expected_size: ``(H, W)`` the annotations give for the image; a file of another size
+            raises (the keypoints would not fit the pixels).
+    Raises:
+        FileNotFoundError: the file is missing (naming the path).
+        DatasetError: the file does not decode (truncated, not an image) or its size differs
+            from ``expected_size``; the message names the path and says what to do.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} is missing (listed in the annotations); "
                                 "check image_root or fetch/generate the dataset again")
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB") if im.mode != "RGB" else im.copy()
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = _to_rgb(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"image file {path} cannot be decoded ({type(e).__name__}: {e}); the "
+                           "file is damaged or truncated — download or generate it again") from None
+    if expected_size is not None:
+        h, w = int(expected_size[0]), int(expected_size[1])
+        if rgb.size != (w, h):
+            raise DatasetError(f"image file {path} is {rgb.size[0]}x{rgb.size[1]} (WxH) but the "
+                               f"annotations say {w}x{h}; the keypoints would not match the pixels "
+                               "— fix the json's width/height or use the right image")
+    return rgb
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        sixteen = im.mode.startswith("I;16") or im.format == "PNG" or arr.max(initial=0) > 255
+        scale = 257.0 if sixteen else 1.0  # 16-bit PNGs open as "I": 0..65535
+        grey = np.clip(np.rint(arr / scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=2), "RGB")
+    if im.mode == "F":
+        grey = np.clip(np.rint(np.nan_to_num(np.asarray(im, dtype=np.float64))), 0, 255)
+        return Image.fromarray(np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2), "RGB")
+    return im.convert("RGB")

@@ -13,6 +13,7 @@ crops are made on the fly.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -22,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from poselab.data.coco import PersonInstance, load_persons, read_image
 from poselab.data.errors import DatasetError
-from poselab.data.transforms import (BBOX_PADDING, _compose, affine_matrix, apply_affine,
-                                     bbox_to_center_scale, flip_matrix, warp_image)
+from poselab.data.transforms import (BBOX_PADDING, _compose, _size_hw, affine_matrix,
+                                     apply_affine, bbox_to_center_scale, flip_matrix, warp_image)
 from poselab.skeleton import FLIP_INDEX
 
 __all__ = ["TopDownDataset", "make_loader", "IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image"]
@@ -75,15 +76,23 @@ class TopDownDataset(Dataset):
                  flip_prob: float = 0.5, scale_jitter: float = 0.25, rotation: float = 30,
                  target_fn: Callable | None = None, seed: int = 0, cache_images: bool = True,
                  min_keypoints: int = 1, padding: float = BBOX_PADDING):
-        h, w = (int(input_size[0]), int(input_size[1]))
-        if h <= 0 or w <= 0 or len(input_size) != 2:
-            raise ValueError(f"input_size must be (H, W) positive ints, got {input_size!r}")
+        h, w = _size_hw(input_size, "input_size")
+        flip_prob = _number(flip_prob, "flip_prob")
+        scale_jitter = _number(scale_jitter, "scale_jitter")
+        rotation = _number(rotation, "rotation")
+        padding = _number(padding, "padding")
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
         if not 0.0 <= scale_jitter < 1.0:
             raise ValueError(f"scale_jitter must be in [0, 1), got {scale_jitter}")
-        if rotation < 0:
-            raise ValueError(f"rotation must be >= 0 degrees, got {rotation}")
+        if not 0.0 <= rotation <= 180.0:
+            raise ValueError(f"rotation must be in [0, 180] degrees, got {rotation}")
+        if not 0.0 < padding <= 10.0:
+            raise ValueError(f"padding must be in (0, 10] (box enlargement, 1.25 by default), "
+                             f"got {padding}")
+        if target_fn is not None and not callable(target_fn):
+            raise ValueError(f"target_fn must be callable (e.g. a codec), got "
+                             f"{type(target_fn).__name__}")
         self.ann_json = Path(ann_json)
         self.persons: list[PersonInstance] = load_persons(ann_json, image_root, min_keypoints)
         if not self.persons:
@@ -110,10 +119,11 @@ class TopDownDataset(Dataset):
 
     def image(self, index: int):
         """The decoded RGB image of item ``index`` (cached when ``cache_images``)."""
-        path = self.persons[index].image_path
+        person = self.persons[index]
+        path = person.image_path
         img = self._cache.get(path)
         if img is None:
-            img = read_image(path)
+            img = read_image(path, expected_size=person.image_size)
             if self.cache_images:
                 self._cache[path] = img
         return img
@@ -193,6 +203,17 @@ class TopDownDataset(Dataset):
                                  f"{sorted(clash)}; rename them")
             item.update(extra)
         return item
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a finite float (bools and strings refused), else a ValueError naming it."""
+    try:
+        ok = not isinstance(value, (bool, str)) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _worker_init(worker_id: int) -> None:

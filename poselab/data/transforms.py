@@ -36,12 +36,15 @@ __all__ = [
 
 #: Default enlargement of the person box before cropping (HRNet / SimpleBaseline use 1.25).
 BBOX_PADDING = 1.25
+#: Largest zoom (window px per output px, or its inverse) :func:`affine_matrix` accepts; beyond it
+#: the matrix is numerically singular and the crop meaningless.
+_MAX_ZOOM = 1e5
 
 
 def _size_hw(size: Sequence[int], name: str) -> tuple[int, int]:
     try:
         h, w = (int(size[0]), int(size[1]))
-        if len(size) != 2:
+        if len(size) != 2 or isinstance(size, str) or h != size[0] or w != size[1]:
             raise TypeError
     except (TypeError, ValueError, IndexError):
         raise ValueError(f"{name} must be a (H, W) pair of positive ints, got {size!r}") from None
@@ -107,6 +110,17 @@ def affine_matrix(center, scale, output_size, rotation_deg: float = 0.0, inverse
         raise ValueError(f"center must be finite and scale finite and > 0, got center={c.tolist()}, "
                          f"scale={s.tolist()}")
     out_h, out_w = _size_hw(output_size, "output_size")
+    try:
+        rotation_ok = not isinstance(rotation_deg, (bool, str)) and np.isfinite(float(rotation_deg))
+    except (TypeError, ValueError):
+        rotation_ok = False
+    if not rotation_ok:
+        raise ValueError(f"rotation_deg must be a finite number of degrees, got {rotation_deg!r}")
+    ratio = max(s[0] / out_w, s[1] / out_h, out_w / s[0], out_h / s[1])
+    if ratio > _MAX_ZOOM:
+        raise ValueError(f"the crop window {s.tolist()} (w, h) px cannot be mapped to an output of "
+                         f"{out_h}x{out_w} (H x W): a zoom of {ratio:.3g}x exceeds {_MAX_ZOOM:g}x; "
+                         "check the bbox/scale (a corrupt annotation?)")
     theta = np.deg2rad(float(rotation_deg))
     cos, sin = np.cos(theta), np.sin(theta)
     rot = np.array([[cos, -sin], [sin, cos]], dtype=np.float64)
@@ -188,7 +202,8 @@ def warp_image(image, matrix, output_size, fill=(0, 0, 0)):
     a = m[:, :2]
     det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
     if abs(det) < 1e-12:
-        raise ValueError("matrix is singular; check that scale > 0")
+        raise ValueError(f"matrix is singular (determinant {det:.3g}): the crop window is far "
+                         "larger than the output; check the bbox / scale passed to affine_matrix")
     a_inv = np.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
     t_inv = -a_inv @ m[:, 2]
     # PIL: src_edge = A · dst_edge + c, with edge = centre + 0.5 on both sides.
