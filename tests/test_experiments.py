@@ -225,3 +225,12 @@ def test_source_digest_covers_code_but_not_presentation(tmp_path, monkeypatch):
     assert cache.source_digest() == d0
     (pkg / "losses" / "l.py").write_text("A = 2\n")
     assert cache.source_digest() != d0
+
+
+def test_data_stream_hash_is_shared_across_recipes_and_changes_with_the_seed(first_run, monkeypatch):
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    other = ex.run_recipe(ex.RECIPES["mse"].replace(name="mse-sigma3", codec_params={"sigma": 3.0}),
+                          preset=TINY, seed=0, device="cpu")
+    assert other.data_stream_sha256 == res.data_stream_sha256
+    assert ex.run_recipe("mse", preset=TINY, seed=1, device="cpu").data_stream_sha256 != res.data_stream_sha256

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -60,6 +61,8 @@ class RunResult:
             validation excluded).
         peak_memory_mb: CUDA peak allocation on a GPU; on a CPU the process's peak RSS.
         weights_path: the saved ``state_dict``.
+        data_stream_sha256: sha256 of every training batch's images, keypoints and visibility
+            in the order the model saw them (equal for recipes that saw identical inputs).
         key: the cache key; cached: True when this call loaded it instead of training.
     """
 
@@ -73,6 +76,7 @@ class RunResult:
     train_seconds: float
     peak_memory_mb: float
     weights_path: str
+    data_stream_sha256: str
     key: str
     device: str
     created: str
@@ -267,7 +271,14 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
         val_cb = val_eval
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    history = fit(model, loss_fn, train_set, val=val_cb, epochs=preset.epochs,
+    stream = hashlib.sha256()
+
+    def hashed_loss(outputs, batch):  # the data stream every recipe of a preset/seed sees
+        for name in ("image", "keypoints", "visible"):
+            stream.update(batch[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return loss_fn(outputs, batch)
+
+    history = fit(model, hashed_loss, train_set, val=val_cb, epochs=preset.epochs,
                   max_steps=preset.max_steps, batch_size=preset.batch_size,
                   lr=recipe.lr * preset.lr_scale, weight_decay=recipe.weight_decay,
                   warmup_steps=recipe.warmup_steps, schedule=preset.schedule,
@@ -290,7 +301,8 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
             seconds_per_step=float(np.median(step_times[2:] if step_times.size > 4 else step_times))
             if step_times.size else float("nan"),
             train_seconds=float(step_times.sum()), peak_memory_mb=_peak_memory_mb(dev),
-            weights_path=str(folder / "weights.pt"), key=key, device=str(dev),
+            weights_path=str(folder / "weights.pt"), data_stream_sha256=stream.hexdigest(),
+            key=key, device=str(dev),
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             config={**config, "machine": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()})
