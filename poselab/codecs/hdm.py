@@ -103,6 +103,9 @@ def decode_four_pixel(heatmaps: torch.Tensor, return_scores: bool = False):
         heatmaps: ``(..., H, W)`` with ``H, W ≥ 2``.
         return_scores: also return the best square's sum ``(...)`` (a confidence).
 
+    Raises:
+        ValueError: fewer than 2 dims, a map smaller than 2×2, or any NaN/Inf value.
+
     Returns:
         coords ``(..., 2)`` as ``(x, y)`` in heatmap pixels (same dtype as ``heatmaps``), and
         the scores if requested. Ties pick the first square in row-major order.
@@ -112,6 +115,11 @@ def decode_four_pixel(heatmaps: torch.Tensor, return_scores: bool = False):
         raise ValueError(f"heatmaps must have shape (..., H, W), got {tuple(heatmaps.shape)}")
     if not heatmaps.is_floating_point():
         heatmaps = heatmaps.to(torch.get_default_dtype())
+    if heatmaps.numel() and not bool(torch.isfinite(heatmaps).all()):
+        # a NaN would otherwise give a finite location with a NaN score (a silent NaN)
+        bad = int((~torch.isfinite(heatmaps)).sum())
+        raise ValueError(f"heatmaps contain {bad} NaN/Inf value(s); four-pixel decoding needs "
+                         "finite maps (check the network output, e.g. a diverged loss)")
     H, W = heatmaps.shape[-2:]
     if H < 2 or W < 2:
         raise ValueError(f"four-pixel decoding needs heatmaps of at least 2×2, got {H}×{W}")

@@ -44,13 +44,21 @@ def heatmap_stride(input_size: Sequence[int], heatmap_size: Sequence[int]) -> tu
     return wi / wh, hi / hh
 
 
+def _xy(xy) -> torch.Tensor:
+    t = _as_tensor(xy, "xy")
+    if t.ndim < 1 or t.shape[-1] != 2:
+        raise ValueError(f"keypoints must have shape (..., 2) holding (x, y), got {tuple(t.shape)}; "
+                         "pass keypoints[..., :2] (without the visibility column)")
+    return t
+
+
 def input_to_heatmap(xy, input_size: Sequence[int], heatmap_size: Sequence[int]) -> torch.Tensor:
     """Map ``(..., 2)`` input-pixel coordinates to heatmap pixels: ``(x + 0.5) / s - 0.5``.
 
     Pixel-centre convention (module docstring); exact inverse of :func:`heatmap_to_input`.
     NaN/Inf pass through unchanged.
     """
-    t = _as_tensor(xy, "xy")
+    t = _xy(xy)
     sx, sy = heatmap_stride(input_size, heatmap_size)
     s = torch.tensor([sx, sy], dtype=t.dtype, device=t.device)
     return (t + 0.5) / s - 0.5
@@ -58,7 +66,7 @@ def input_to_heatmap(xy, input_size: Sequence[int], heatmap_size: Sequence[int])
 
 def heatmap_to_input(xy, input_size: Sequence[int], heatmap_size: Sequence[int]) -> torch.Tensor:
     """Map ``(..., 2)`` heatmap-pixel coordinates to input pixels: ``(x + 0.5) * s - 0.5``."""
-    t = _as_tensor(xy, "xy")
+    t = _xy(xy)
     sx, sy = heatmap_stride(input_size, heatmap_size)
     s = torch.tensor([sx, sy], dtype=t.dtype, device=t.device)
     return (t + 0.5) * s - 0.5

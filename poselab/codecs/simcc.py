@@ -27,6 +27,9 @@ __all__ = ["simcc_bins", "encode_simcc", "decode_simcc", "positives", "SimCCCode
            "POSITIVE_THRESHOLD_3SIGMA"]
 
 POSITIVE_THRESHOLD_3SIGMA = math.exp(-0.5 * 9.0)
+#: Largest number of bins per axis :func:`simcc_bins` accepts (guards against a runaway
+#: split_ratio allocating gigabytes).
+MAX_BINS = 1 << 16
 
 
 def _check_split(split_ratio) -> float:
@@ -40,7 +43,12 @@ def simcc_bins(input_size: Sequence[int], split_ratio: float = 2.0) -> tuple[int
     """Number of bins ``(L_x, L_y) = (round(W·k), round(H·k))`` for an ``(H, W)`` input."""
     H, W = _size2(input_size, "input_size")
     k = _check_split(split_ratio)
-    return int(round(W * k)), int(round(H * k))
+    bins = int(round(W * k)), int(round(H * k))
+    if min(bins) < 1 or max(bins) > MAX_BINS:
+        raise ValueError(f"split_ratio {split_ratio!r} gives {bins[0]}×{bins[1]} bins for input_size "
+                         f"{(H, W)}; choose split_ratio so that each axis has 1 to {MAX_BINS} bins "
+                         "(SimCC uses 2 or 3)")
+    return bins
 
 
 def encode_simcc(keypoints, visible=None, input_size: Sequence[int] = (256, 192),
@@ -106,6 +114,9 @@ def decode_simcc(simcc_x, simcc_y, split_ratio: float = 2.0, score: str = "softm
     if sx.shape[:-1] != sy.shape[:-1]:
         raise ValueError(f"simcc_x {tuple(sx.shape)} and simcc_y {tuple(sy.shape)} must share "
                          "their leading (..., K) dims")
+    if (sx.shape[-1] == 0 or sy.shape[-1] == 0) and sx.shape[:-1].numel() > 0:
+        raise ValueError(f"simcc_x {tuple(sx.shape)} and simcc_y {tuple(sy.shape)} need at least one "
+                         "bin per axis")
     if sx.numel() == 0 or sy.numel() == 0:
         return (torch.zeros(*sx.shape[:-1], 2, device=sx.device),
                 torch.zeros(sx.shape[:-1], device=sx.device))
