@@ -1,0 +1,519 @@
+"""Ranking-based heatmap losses of RSPose (Keles et al., 2025): Spatial Rank, Spatial Sort,
+Instance-Sort, and their weighted sum (Eq. 14).
+
+Every loss is a set of independent *ranking problems*. For the spatial losses one problem is one
+visible ``(b, k)`` heatmap (2-D, ``H·W`` pixels) or one SimCC axis vector (1-D, ``L`` bins); for
+Instance-Sort one problem is one keypoint type, ranking the heatmap maxima of the ``B`` persons in
+the batch. Within a problem, positives are ``P = {label > positive_threshold}`` and negatives the
+rest. Scores are compared through the smoothed step (RS loss, Oksuz et al. 2021)
+
+    H(x) = clamp(x / (2δ) + 0.5, 0, 1),      x_ij = s_j − s_i,
+
+and a positive counts itself with ``H(0) = 0.5`` (as the RS reference does).
+
+Optimisation — the error-driven update (RSPose App. A; AP-Loss, Chen et al.; RS loss)
+--------------------------------------------------------------------------------------
+The exact derivative of a ranking error is zero almost everywhere, so each loss is a
+``torch.autograd.Function`` whose backward returns the *error-driven update* instead:
+
+* ranking (Eq. 5–6): positive ``i`` gets ``−ℓ_R(i)``, each negative ``j`` gets
+  ``+ℓ_R(i)·H(s_j − s_i)/FP(i)`` (only when ``FP(i) > 1e-10``);
+* sorting (Eq. 7–9, 10–13): positive ``i`` gets ``−(ℓ_S − ℓ*_S)(i)``, each positive ``j`` with a
+  lower label gets its share ``H(s_j − s_i)·(ℓ_S − ℓ*_S)(i)/Σ_{y_m<y_i} H(s_m − s_i)`` (only when
+  that sum exceeds 1e-10);
+* every problem's update is divided by its number of positives ``|P|``.
+
+Each Function returns one loss *per problem*; the reduction (mean over the problems that have
+positives, by default) is plain autograd, and the backward multiplies the stored update by the
+incoming gradient — so a coefficient on a loss scales its update. (In the RS reference the
+rank and sort gradients are stored together and the incoming gradient of the sort loss is
+dropped: a weight on the sort loss does nothing. Here rank and sort are separate outputs with
+separate updates, and decoupled δ's, RSPose §6.2.) Problems without positives give loss 0 and
+update 0, never an error.
+
+Vectorisation
+-------------
+``H`` is piecewise linear, so a sum ``Σ_m w_m H(k_m − q)`` over keys ``k`` is, after one sort of the
+keys, two binary searches (``q ± δ``) and prefix sums of ``w`` and ``w·k`` — ``O((N + Q) log N)``
+for ``Q`` queries instead of ``O(N·Q)``. That gives ``FP(i)`` (positives against the sorted
+negatives), ``rank⁺(i)``, and the update of every negative (pixels against the sorted
+positives). Only the sorting *target* (Eq. 9) needs the label comparison ``[y_j ≥ y_i]``, done
+densely on the ``|P|×|P|`` positive pairs. Everything is batched over all problems (chunked to
+bound memory) in float64 (float32 on MPS, which has no float64); no Python loop over positives,
+pixels or channels.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ._checks import check_reduction, check_tensor, check_weights
+
+__all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
+           "instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
+           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50"]
+
+EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
+_CHUNK_ELEMENTS = 1 << 21  # rows per chunk: rows·max(N, P²) <= this
+
+# RSPose Table E.8 (COCO): δ and coefficient per loss.
+RSPOSE_VITPOSE_B = dict(rank_delta=0.4, sort_delta=1.5, instance_delta=3.0,
+                        rank_weight=1.0, sort_weight=2.0, instance_weight=0.25)
+RSPOSE_SIMCC_R50 = dict(rank_delta=0.4, sort_delta=0.2, rank_weight=1.0, sort_weight=0.25,
+                        instance_weight=0.0)
+
+
+def smoothed_step(x: torch.Tensor, delta: float) -> torch.Tensor:
+    """The smoothed step ``H(x) = clamp(x/(2δ) + 0.5, 0, 1)`` of the RS loss (RSPose Eq. 6's H).
+
+    Example:
+        >>> smoothed_step(torch.tensor([-1.0, 0.0, 0.2, 1.0]), delta=0.4)
+        tensor([0.0000, 0.5000, 0.7500, 1.0000])
+    """
+    return torch.clamp(x / (2.0 * delta) + 0.5, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_delta(delta, name: str) -> float:
+    try:
+        d = float(delta)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {delta!r}") from None
+    if not math.isfinite(d) or d <= 0:
+        raise ValueError(f"{name} must be a positive finite number (the half-width of the "
+                         f"smoothed step, in score units), got {delta!r}")
+    return d
+
+
+def _check_number(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def _work_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _check_maps(scores, labels, visible, name_scores: str = "scores"):
+    check_tensor(scores, name_scores)
+    if scores.dim() < 3:
+        raise ValueError(f"{name_scores} must have shape (B, K, *S) with at least one spatial dim "
+                         f"(2-D heatmaps (B, K, H, W) or SimCC vectors (B, K, L)), got "
+                         f"{tuple(scores.shape)}")
+    check_tensor(labels, "labels")
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels must have the shape of {name_scores} {tuple(scores.shape)}, got "
+                         f"{tuple(labels.shape)}")
+    B, K = scores.shape[:2]
+    vis = check_weights(visible, (B, K), scores)
+    return vis
+
+
+# ----------------------------------------------------------------------------- the core
+def _prefix(sorted_keys: torch.Tensor, weights: torch.Tensor):
+    """Prefix sums ``(R, M+1)`` of ``w`` and ``w·k`` (first column 0) for sorted keys ``(R, M)``."""
+    zero = torch.zeros_like(weights[:, :1])
+    cw = torch.cat([zero, weights.cumsum(1)], 1)
+    cwk = torch.cat([zero, (weights * sorted_keys).cumsum(1)], 1)
+    return cw, cwk
+
+
+def _step_sums(sorted_keys, cw, cwk, queries, delta: float, above: bool) -> torch.Tensor:
+    """``Σ_m w_m H(k_m − q)`` (``above=True``) or ``Σ_m w_m H(q − k_m)`` per query ``q``.
+
+    ``sorted_keys (R, M)`` ascending, ``cw, cwk`` from :func:`_prefix`, ``queries (R, Q)``.
+    Keys at or below ``q − δ`` have ``H(k − q) = 0``, at or above ``q + δ`` have 1, and in between
+    ``(k − q + δ)/(2δ)`` — a window found by two binary searches and summed by prefix sums.
+    """
+    q = queries.contiguous()
+    lo = torch.searchsorted(sorted_keys, q - delta, right=True)
+    hi = torch.searchsorted(sorted_keys, q + delta, right=False)
+    w_lo, w_hi = cw.gather(1, lo), cw.gather(1, hi)
+    mid_w = w_hi - w_lo
+    mid_wk = cwk.gather(1, hi) - cwk.gather(1, lo)
+    if above:
+        return (cw[:, -1:] - w_hi) + (mid_wk - (q - delta) * mid_w) / (2.0 * delta)
+    return w_lo + ((q + delta) * mid_w - mid_wk) / (2.0 * delta)
+
+
+def _rank_sort_rows(s, y, pos, rank_delta: float, sort_delta: float, do_rank: bool,
+                    do_sort: bool, need_grad: bool):
+    """Per-row losses and error-driven updates for rows that all have ≥ 1 positive.
+
+    ``s, y`` ``(R, N)`` work dtype, ``pos`` ``(R, N)`` bool. Returns ``(rank (R,), sort (R,),
+    grad_rank (R, N) | None, grad_sort (R, N) | None)``.
+    """
+    R, N = s.shape
+    s = s - s.amax(1, keepdim=True)  # shift invariance; keeps prefix sums small
+    count = pos.sum(1)
+    P = int(count.max())
+    # positives first (stable), padded to P per row
+    pidx = torch.argsort((~pos).to(torch.int8), dim=1, stable=True)[:, :P]
+    pvalid = torch.arange(P, device=s.device)[None, :] < count[:, None]
+    sp = s.gather(1, pidx)
+    yp = y.gather(1, pidx)
+    inv_count = 1.0 / count.to(s.dtype)
+    # padded positives get a very low score: every smoothed step against them is 0
+    low = torch.finfo(s.dtype).min / 4
+    sp = torch.where(pvalid, sp, torch.full_like(sp, low))
+    sp_sorted, perm = torch.sort(sp, 1)
+    zeros_rn = None
+    rank = sort = g_rank = g_sort = None
+    if do_rank:
+        s_sorted, order = torch.sort(s, 1)
+        negw = (~pos).gather(1, order).to(s.dtype)
+        cw, cwk = _prefix(s_sorted, negw)
+        fp = _step_sums(s_sorted, cw, cwk, sp, rank_delta, above=True)          # FP(i)
+        pw = pvalid.gather(1, perm).to(s.dtype)
+        pcw, pcwk = _prefix(sp_sorted, pw)
+        rank_pos = _step_sums(sp_sorted, pcw, pcwk, sp, rank_delta, above=True)  # rank⁺(i)
+        fp = fp * pvalid
+        err = torch.where(pvalid, fp / (rank_pos + fp), torch.zeros_like(fp))   # ℓ_R(i), Eq. 6
+        rank = err.sum(1) * inv_count                                            # Eq. 5
+        if need_grad:
+            act = (fp > EPS) & pvalid
+            zeros_rn = torch.zeros_like(s)
+            g_rank = zeros_rn.clone()
+            g_rank.scatter_(1, pidx, torch.where(act, -err, torch.zeros_like(err)))
+            c = torch.where(act, err / torch.where(act, fp, torch.ones_like(fp)), torch.zeros_like(fp))
+            ccw, ccwk = _prefix(sp_sorted, c.gather(1, perm))
+            # each negative j: Σ_i c_i H(s_j − s_i)
+            share = _step_sums(sp_sorted, ccw, ccwk, s, rank_delta, above=False)
+            g_rank = (g_rank + share * (~pos)) * inv_count[:, None]
+    if do_sort:
+        # dense |P|×|P|: rows i, columns j; H(s_j − s_i) with δ_sort
+        hs = (sp[:, None, :] - sp[:, :, None]).mul_(0.5 / sort_delta).add_(0.5).clamp_(0.0, 1.0)
+        one_minus = (1.0 - yp) * pvalid
+        ge = yp[:, None, :] >= yp[:, :, None]
+        a = hs * ge
+        rank_pos_s = hs.sum(2)
+        cur = torch.bmm(hs, one_minus[:, :, None])[..., 0] / rank_pos_s                # Eq. 8
+        a_sum = a.sum(2)
+        target = torch.bmm(a, one_minus[:, :, None])[..., 0] / a_sum                   # Eq. 9
+        err = torch.where(pvalid, cur - target, torch.zeros_like(cur))
+        sort = err.sum(1) * inv_count                                                  # Eq. 7
+        if need_grad:
+            hs.sub_(a)  # the mis-sorted pairs M_ij = H(s_j − s_i)[y_j < y_i]
+            denom = hs.sum(2)
+            act = (denom > EPS) & pvalid
+            f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)),
+                            torch.zeros_like(err))
+            gp = torch.bmm(f[:, None, :], hs)[:, 0, :] - torch.where(act, err, torch.zeros_like(err))
+            g_sort = torch.zeros_like(s) if zeros_rn is None else zeros_rn.clone()
+            g_sort.scatter_(1, pidx, gp * pvalid)
+            g_sort = g_sort * inv_count[:, None]
+    return rank, sort, g_rank, g_sort
+
+
+def _rank_sort(s, y, pos, rank_delta, sort_delta, do_rank, do_sort, need_grad):
+    """Chunked over rows; rows without positives get zeros. Returns work-dtype tensors."""
+    R, N = s.shape
+    rank = s.new_zeros(R)
+    sort = s.new_zeros(R)
+    g_rank = s.new_zeros(R, N) if (need_grad and do_rank) else None
+    g_sort = s.new_zeros(R, N) if (need_grad and do_sort) else None
+    count = pos.sum(1)
+    rows = torch.nonzero(count > 0).flatten()
+    if rows.numel() == 0:
+        return rank, sort, g_rank, g_sort
+    # rows sorted by their number of positives, so chunks pad little; chunks bound memory
+    rows = rows[torch.argsort(count[rows])]
+    p_max = int(count[rows[-1]])
+    per_chunk = max(1, _CHUNK_ELEMENTS // max(N, p_max * p_max if do_sort else p_max))
+    for start in range(0, len(rows), per_chunk):
+        stop = start + per_chunk
+        idx = rows[start:stop]
+        r, so, gr, gs = _rank_sort_rows(s[idx], y[idx], pos[idx], rank_delta, sort_delta,
+                                        do_rank, do_sort, need_grad)
+        if do_rank:
+            rank[idx] = r
+            if gr is not None:
+                g_rank[idx] = gr
+        if do_sort:
+            sort[idx] = so
+            if gs is not None:
+                g_sort[idx] = gs
+    return rank, sort, g_rank, g_sort
+
+
+class _RankSortFunction(torch.autograd.Function):
+    """Per-row (rank, sort) losses ``(R,)`` of scores ``(R, N)`` with the error-driven backward."""
+
+    @staticmethod
+    def forward(ctx, scores, labels, pos, rank_delta, sort_delta, do_rank, do_sort):
+        work = _work_dtype(scores.device)
+        need_grad = bool(ctx.needs_input_grad[0])
+        with torch.no_grad():
+            rank, sort, g_rank, g_sort = _rank_sort(
+                scores.detach().to(work), labels.detach().to(work), pos, rank_delta, sort_delta,
+                do_rank, do_sort, need_grad)
+        ctx.g_rank = None if g_rank is None else g_rank.to(scores.dtype)
+        ctx.g_sort = None if g_sort is None else g_sort.to(scores.dtype)
+        return rank.to(scores.dtype), sort.to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_rank, grad_sort):
+        grad = None
+        if ctx.g_rank is not None and grad_rank is not None:
+            grad = ctx.g_rank * grad_rank[:, None]
+        if ctx.g_sort is not None and grad_sort is not None:
+            part = ctx.g_sort * grad_sort[:, None]
+            grad = part if grad is None else grad + part
+        ctx.g_rank = ctx.g_sort = None
+        return grad, None, None, None, None, None, None
+
+
+def _reduce(per_problem: torch.Tensor, active: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return per_problem
+    total = per_problem.sum()
+    if reduction == "sum":
+        return total
+    return total / active.sum().clamp_min(1).to(per_problem.dtype)
+
+
+def _spatial(scores, labels, visible, rank_delta, sort_delta, positive_threshold, do_rank,
+             do_sort, reduction):
+    check_reduction(reduction)
+    vis = _check_maps(scores, labels, visible)
+    thr = _check_number(positive_threshold, "positive_threshold")
+    B, K = scores.shape[:2]
+    n = math.prod(scores.shape[2:])
+    flat = scores.reshape(B * K, n)
+    lab = labels.reshape(B * K, n)
+    pos = (lab.detach() > thr) & (vis.detach().reshape(B * K, 1) > 0)
+    rank, sort = _RankSortFunction.apply(flat, lab, pos, rank_delta, sort_delta, do_rank, do_sort)
+    active = pos.any(1).reshape(B, K)
+    return rank.reshape(B, K), sort.reshape(B, K), active
+
+
+def spatial_rank_loss(scores: torch.Tensor, labels: torch.Tensor,
+                      visible: torch.Tensor | None = None, delta: float = 0.4,
+                      positive_threshold: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+    """Spatial Rank loss (RSPose Eq. 5–6): rank every positive pixel above every negative one.
+
+        ℓ_R(i) = FP(i) / (rank⁺(i) + FP(i)),   FP(i) = Σ_{j∈N} H(s_j − s_i),
+        rank⁺(i) = Σ_{j∈P} H(s_j − s_i)  (self included, H(0) = 0.5),
+        L_problem = 1/|P| Σ_{i∈P} ℓ_R(i)        (target ℓ*_R = 0),
+
+    one problem per visible ``(b, k)`` map with positives; backward is the error-driven update
+    (module docstring). Scores are raw network outputs (logits / heatmap values; δ is in their
+    units).
+
+    Args:
+        scores: ``(B, K, *S)`` predicted heatmaps ``(B, K, H, W)`` or SimCC vectors ``(B, K, L)``.
+        labels: ``(B, K, *S)`` target labels; positives are ``labels > positive_threshold``.
+        visible: ``(B, K)``; a map is a problem only where ``visible > 0`` (None = all).
+        delta: half-width δ of the smoothed step (Table E.8: 0.4).
+        positive_threshold: labels above it are positives (0: the whole truncated Gaussian window;
+            SimCC labels are untruncated — pass e.g. ``codecs.POSITIVE_THRESHOLD_3SIGMA``).
+        reduction: "mean" over problems with positives, "sum", or "none" → ``(B, K)`` (0 where a
+            map has no positive).
+
+    Example:
+        >>> scores = torch.zeros(1, 1, 4, 4, requires_grad=True)
+        >>> labels = torch.zeros(1, 1, 4, 4); labels[0, 0, 1, 2] = 1.0
+        >>> loss = spatial_rank_loss(scores, labels)     # all tied: FP = 15·0.5, rank⁺ = 0.5
+        >>> round(loss.item(), 4)
+        0.9375
+        >>> loss.backward(); round(scores.grad.sum().item(), 12)   # balanced: Σpos = −Σneg
+        0.0
+    """
+    d = _check_delta(delta, "delta")
+    rank, _, active = _spatial(scores, labels, visible, d, d, positive_threshold, True, False,
+                               reduction)
+    return _reduce(rank, active, reduction)
+
+
+def spatial_sort_loss(scores: torch.Tensor, labels: torch.Tensor,
+                      visible: torch.Tensor | None = None, delta: float = 1.5,
+                      positive_threshold: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+    """Spatial Sort loss (RSPose Eq. 7–9): order the positives by their (smoothed) labels.
+
+        ℓ_S(i)  = Σ_{j∈P} H(s_j − s_i)(1 − y_j) / Σ_{j∈P} H(s_j − s_i)                 (Eq. 8)
+        ℓ*_S(i) = Σ_{j∈P, y_j≥y_i} H(s_j − s_i)(1 − y_j) / Σ_{j∈P, y_j≥y_i} H(s_j − s_i) (Eq. 9)
+        L_problem = 1/|P| Σ_{i∈P} (ℓ_S(i) − ℓ*_S(i))                                     (Eq. 7)
+
+    Labels should lie in [0, 1] (peak-1 Gaussians). Backward: positive ``i`` gets
+    ``−(ℓ_S − ℓ*_S)(i)``, the positives with a lower label above it share ``+(ℓ_S − ℓ*_S)(i)``
+    in proportion to ``H(s_j − s_i)``. Arguments as :func:`spatial_rank_loss` (Table E.8: δ 1.5).
+
+    Example:
+        >>> scores = torch.tensor([[[0.0, 1.0, 2.0]]], requires_grad=True)
+        >>> labels = torch.tensor([[[1.0, 0.5, 0.2]]])   # the best label has the lowest score
+        >>> spatial_sort_loss(scores, labels, delta=0.1).item() > 0
+        True
+    """
+    d = _check_delta(delta, "delta")
+    _, sort, active = _spatial(scores, labels, visible, d, d, positive_threshold, False, True,
+                               reduction)
+    return _reduce(sort, active, reduction)
+
+
+def spatial_rank_sort_loss(scores: torch.Tensor, labels: torch.Tensor,
+                           visible: torch.Tensor | None = None, rank_delta: float = 0.4,
+                           sort_delta: float = 1.5, sort_weight: float = 2.0,
+                           positive_threshold: float = 0.0, reduction: str = "mean",
+                           return_terms: bool = False):
+    """Spatial RS loss ``L_S-Rank + λ₁ L_S-Sort`` (RSPose Eq. 14 without Instance-Sort), sharing
+    one pass over the positives; decoupled δ's (§6.2). Defaults: ViTPose-B, Table E.8.
+
+    ``return_terms=True`` returns ``{"loss", "spatial_rank", "spatial_sort"}``.
+
+    Example:
+        >>> scores = torch.randn(2, 3, 8, 6, requires_grad=True)
+        >>> labels = torch.rand(2, 3, 8, 6) * (torch.rand(2, 3, 8, 6) > 0.8)
+        >>> spatial_rank_sort_loss(scores, labels).backward()
+        >>> bool(torch.isfinite(scores.grad).all())
+        True
+    """
+    rd = _check_delta(rank_delta, "rank_delta")
+    sd = _check_delta(sort_delta, "sort_delta")
+    lam = _check_number(sort_weight, "sort_weight")
+    rank, sort, active = _spatial(scores, labels, visible, rd, sd, positive_threshold, True,
+                                  lam != 0.0 or return_terms, reduction)
+    r, s = _reduce(rank, active, reduction), _reduce(sort, active, reduction)
+    total = r + lam * s
+    if return_terms:
+        return {"loss": total, "spatial_rank": r, "spatial_sort": s}
+    return total
+
+
+# ----------------------------------------------------------------------------- Instance-Sort
+def instance_keypoint_similarity(heatmaps: torch.Tensor, keypoints: torch.Tensor,
+                                 areas: torch.Tensor, sigmas: Sequence[float] | None = None):
+    """Confidence and localisation quality of every heatmap (RSPose Eq. 11).
+
+    Confidence = the heatmap maximum; KS = ``exp(−d²/(2 s² κ²))`` with ``d`` the distance (heatmap
+    px) from the highest-confidence pixel to the keypoint, ``s² = area`` (heatmap px²) and
+    ``κ = 2σ_k`` (the COCO convention of :func:`poselab.metrics.keypoint_similarity`).
+
+    Returns ``(confidence (B, K) with grad, ks (B, K) detached)``.
+    """
+    B, K, H, W = heatmaps.shape
+    if sigmas is None:
+        from ..skeleton import OKS_SIGMAS
+        if K != len(OKS_SIGMAS):
+            raise ValueError(f"heatmaps have K = {K} channels; pass sigmas (K,) for non-COCO joints")
+        sigmas = OKS_SIGMAS
+    sig = torch.tensor(np.array(sigmas, dtype=np.float64), device=heatmaps.device)
+    if sig.shape != (K,) or not bool(torch.isfinite(sig).all()) or bool((sig <= 0).any()):
+        raise ValueError(f"sigmas must be K = {K} positive finite numbers, got shape {tuple(sig.shape)}")
+    conf, idx = heatmaps.reshape(B, K, H * W).max(-1)
+    with torch.no_grad():
+        px = torch.stack([idx % W, torch.div(idx, W, rounding_mode="floor")], -1).to(torch.float64)
+        d2 = (px - keypoints.detach().to(torch.float64)).square().sum(-1)
+        kappa2 = (2.0 * sig) ** 2
+        ks = torch.exp(-d2 / (2.0 * areas.detach().to(torch.float64)[:, None] * kappa2[None, :]))
+    return conf, ks.to(heatmaps.dtype)
+
+
+def instance_sort_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor,
+                       visible: torch.Tensor | None, areas: torch.Tensor, delta: float = 3.0,
+                       sigmas: Sequence[float] | None = None,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Instance-Sort loss (RSPose Eq. 10–13): sort the persons of the batch, per keypoint type,
+    so that a heatmap maximum (confidence) is higher where the keypoint is better localised.
+
+        conf_b = max heatmap_bk,  KS_b = exp(−d_b²/(2 s_b² κ_k²))                      (Eq. 11)
+        ℓ_IS(b)  = Σ_{c∈I} H(conf_c − conf_b)(1 − KS_c) / Σ_{c∈I} H(conf_c − conf_b)    (Eq. 12)
+        ℓ*_IS(b) = same over {c : KS_c ≥ KS_b}                                          (Eq. 13)
+        L_k = 1/|I_k| Σ_{b∈I_k} (ℓ_IS(b) − ℓ*_IS(b))                                    (Eq. 10)
+
+    ``I_k`` = persons with ``visible[b, k] > 0``. The error-driven update of the sort loss is applied
+    to ``conf``, i.e. to the arg-max pixel of each heatmap; KS is a (detached) target.
+
+    Args:
+        heatmaps: ``(B, K, H, W)`` predictions.
+        keypoints: ``(B, K, 2)`` ground truth ``(x, y)`` in heatmap px.
+        visible: ``(B, K)`` (None = all).
+        areas: ``(B,)`` person areas in heatmap px² (the COCO ``area`` / stride²).
+        delta: δ of the smoothed step (Table E.8: 3.0 for ViTPose-B).
+        sigmas: ``(K,)`` COCO keypoint σ's (default :data:`poselab.skeleton.OKS_SIGMAS`, K = 17).
+        reduction: "mean" over keypoint types with ≥ 1 person, "sum", or "none" → ``(K,)``.
+
+    Example:
+        >>> hm = torch.zeros(3, 17, 8, 6); hm[:, :, 4, 3] = torch.tensor([3.0, 2.0, 1.0])[:, None]
+        >>> kp = torch.full((3, 17, 2), 3.0); kp[0, :, 0] = 0.0   # person 0: worst KS, top score
+        >>> loss = instance_sort_loss(hm.requires_grad_(), kp, None, torch.full((3,), 40.0))
+        >>> loss.item() > 0
+        True
+    """
+    check_reduction(reduction)
+    d = _check_delta(delta, "delta")
+    check_tensor(heatmaps, "heatmaps", ndim=4)
+    check_tensor(keypoints, "keypoints", ndim=3, last=2)
+    B, K = heatmaps.shape[:2]
+    if tuple(keypoints.shape[:2]) != (B, K):
+        raise ValueError(f"keypoints must have shape (B, K, 2) = ({B}, {K}, 2), got "
+                         f"{tuple(keypoints.shape)}")
+    vis = check_weights(visible, (B, K), heatmaps)
+    check_tensor(areas, "areas", ndim=1)
+    if areas.shape[0] != B:
+        raise ValueError(f"areas must have shape (B,) = ({B},), got {tuple(areas.shape)}")
+    if B and bool((areas.detach()[vis.detach().amax(1) > 0] <= 0).any()):
+        raise ValueError("areas must be > 0 (heatmap px²) for every person with a visible joint")
+    if B == 0 or K == 0 or heatmaps.shape[2] * heatmaps.shape[3] == 0:
+        zero = heatmaps.sum() * 0.0
+        return zero.expand(K) if reduction == "none" else zero
+    conf, ks = instance_keypoint_similarity(heatmaps, keypoints, areas.clamp_min(1e-12), sigmas)
+    pos = (vis.detach() > 0).t().contiguous()                               # (K, B)
+    _, sort = _RankSortFunction.apply(conf.t().contiguous(), ks.t().contiguous(), pos, d, d,
+                                      False, True)
+    return _reduce(sort, pos.any(1), reduction)
+
+
+# ----------------------------------------------------------------------------- Eq. 14
+def rspose_loss(scores: torch.Tensor, labels: torch.Tensor, visible: torch.Tensor | None = None,
+                keypoints: torch.Tensor | None = None, areas: torch.Tensor | None = None,
+                rank_delta: float = 0.4, sort_delta: float = 1.5, instance_delta: float = 3.0,
+                rank_weight: float = 1.0, sort_weight: float = 2.0, instance_weight: float = 0.25,
+                positive_threshold: float = 0.0, sigmas: Sequence[float] | None = None,
+                return_terms: bool = False):
+    """RSPose total loss (Eq. 14): ``w_R L_S-Rank + λ₁ L_S-Sort + λ₂ L_I-Sort``.
+
+    Defaults are the ViTPose-B row of Table E.8 (δ 0.4 / 1.5 / 3.0, coefficients 1 / 2 / 0.25).
+    Instance-Sort needs 2-D heatmaps, ``keypoints (B, K, 2)`` in heatmap px and ``areas (B,)`` in
+    heatmap px²; with ``instance_weight=0`` (or no keypoints) it is skipped. Each term has its own
+    error-driven update, so each coefficient scales its own term's update.
+
+    Returns a scalar, or with ``return_terms=True`` ``{"loss", "spatial_rank", "spatial_sort",
+    "instance_sort"}``.
+
+    Example:
+        >>> hm = torch.randn(2, 17, 16, 12, requires_grad=True)
+        >>> from poselab.codecs import encode_gaussian
+        >>> kp = torch.rand(2, 17, 2) * 10 + 1
+        >>> labels, vis = encode_gaussian(kp, None, (16, 12), sigma=2.0)
+        >>> out = rspose_loss(hm, labels, vis, kp, torch.full((2,), 100.0), return_terms=True)
+        >>> sorted(out)
+        ['instance_sort', 'loss', 'spatial_rank', 'spatial_sort']
+    """
+    wr = _check_number(rank_weight, "rank_weight")
+    lam2 = _check_number(instance_weight, "instance_weight")
+    terms = spatial_rank_sort_loss(scores, labels, visible, rank_delta, sort_delta, sort_weight,
+                                   positive_threshold, "mean", return_terms=True)
+    total = wr * terms["spatial_rank"] + _check_number(sort_weight, "sort_weight") * terms["spatial_sort"]
+    use_is = lam2 != 0.0 and keypoints is not None
+    if lam2 != 0.0 and keypoints is None:
+        raise ValueError("instance_weight != 0 needs keypoints (B, K, 2) heatmap px and areas (B,); "
+                         "pass them or set instance_weight=0")
+    if use_is:
+        if areas is None:
+            raise ValueError("Instance-Sort needs areas (B,) in heatmap px² (COCO area / stride²)")
+        inst = instance_sort_loss(scores, keypoints, visible, areas, instance_delta, sigmas)
+        total = total + lam2 * inst
+    else:
+        inst = scores.sum() * 0.0
+    if return_terms:
+        return {"loss": total, "spatial_rank": terms["spatial_rank"],
+                "spatial_sort": terms["spatial_sort"], "instance_sort": inst}
+    return total

@@ -1,0 +1,350 @@
+"""RSPose ranking losses: the vectorised losses against a naive per-positive loop (written here,
+float64 numpy, following the RS reference's loop), dtypes at the paper's sizes, edge cases, the
+rank balance, and that each coefficient scales its own update."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from poselab.codecs import POSITIVE_THRESHOLD_3SIGMA, encode_gaussian, encode_simcc
+from poselab.losses import ranking
+from poselab.losses.ranking import (instance_sort_loss, rspose_loss, spatial_rank_loss,
+                                    spatial_rank_sort_loss, spatial_sort_loss)
+from poselab.skeleton import OKS_SIGMAS
+
+EPS = 1e-10
+
+
+def _H(x, delta):
+    return np.clip(x / (2 * delta) + 0.5, 0.0, 1.0)
+
+
+def naive_problem(s, y, pos, rank_delta, sort_delta):
+    """One ranking problem, one positive at a time (RS reference loop). Returns
+    (rank loss, sort loss, rank update (N,), sort update (N,))."""
+    s, y = np.asarray(s, np.float64), np.asarray(y, np.float64)
+    P = np.flatnonzero(pos)
+    Nn = np.flatnonzero(~pos)
+    g_r, g_s = np.zeros(len(s)), np.zeros(len(s))
+    lr, ls = [], []
+    for i in P[np.argsort(s[P], kind="stable")]:
+        h_neg = _H(s[Nn] - s[i], rank_delta)
+        fp = h_neg.sum()
+        rank_pos = _H(s[P] - s[i], rank_delta).sum()
+        l_r = fp / (rank_pos + fp)
+        hs = _H(s[P] - s[i], sort_delta)
+        cur = (hs * (1 - y[P])).sum() / hs.sum()
+        ge = y[P] >= y[i]
+        tgt = (hs * ge * (1 - y[P])).sum() / (hs * ge).sum()
+        e = cur - tgt
+        lr.append(l_r)
+        ls.append(e)
+        if fp > EPS:
+            g_r[i] -= l_r
+            g_r[Nn] += h_neg * l_r / fp
+        m = hs * (~ge)
+        if m.sum() > EPS:
+            g_s[i] -= e
+            g_s[P] += m * e / m.sum()
+    n = len(P)
+    return np.mean(lr), np.mean(ls), g_r / n, g_s / n
+
+
+def naive_spatial(scores, labels, visible, rank_delta, sort_delta, thr=0.0):
+    """Mean over the problems with positives; updates divided by that number."""
+    B, K = scores.shape[:2]
+    s = scores.detach().double().reshape(B, K, -1).numpy()
+    y = labels.detach().double().reshape(B, K, -1).numpy()
+    v = visible.detach().double().numpy()
+    g_r, g_s = np.zeros_like(s), np.zeros_like(s)
+    lr, ls = [], []
+    for b in range(B):
+        for k in range(K):
+            pos = (y[b, k] > thr) & (v[b, k] > 0)
+            if not pos.any():
+                continue
+            a, c, gr, gs = naive_problem(s[b, k], y[b, k], pos, rank_delta, sort_delta)
+            lr.append(a), ls.append(c)
+            g_r[b, k], g_s[b, k] = gr, gs
+    n = max(len(lr), 1)
+    return (sum(lr) / n, sum(ls) / n, (g_r / n).reshape(scores.shape),
+            (g_s / n).reshape(scores.shape))
+
+
+def naive_instance(heatmaps, keypoints, visible, areas, delta):
+    B, K, H, W = heatmaps.shape
+    hm = heatmaps.detach().double().reshape(B, K, -1).numpy()
+    conf, idx = hm.max(-1), hm.argmax(-1)
+    px = np.stack([idx % W, idx // W], -1).astype(np.float64)
+    d2 = ((px - keypoints.double().numpy()) ** 2).sum(-1)
+    ks = np.exp(-d2 / (2 * areas.double().numpy()[:, None] * (2 * OKS_SIGMAS[None]) ** 2))
+    g = np.zeros((B, K, H * W))
+    losses = []
+    for k in range(K):
+        pos = visible[:, k].numpy() > 0
+        if not pos.any():
+            continue
+        _, l_s, _, g_s = naive_problem(conf[:, k], ks[:, k], pos, delta, delta)
+        losses.append(l_s)
+        g[np.arange(B), k, idx[:, k]] = g_s
+    n = max(len(losses), 1)
+    return sum(losses) / n, (g / n).reshape(B, K, H, W)
+
+
+def gaussian_problem(B=2, K=3, size=(64, 48), sigma=2.0, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    H, W = size
+    kp = torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0])
+    labels, vis = encode_gaussian(kp, None, size, sigma=sigma, dtype=torch.float64)
+    # a prediction with structure: a shifted, noisy blob (ties, overlaps, mis-sorts)
+    shift = torch.randint(-3, 4, (B, K, 2), generator=g).double()
+    blob, _ = encode_gaussian(kp + shift, None, size, sigma=sigma * 1.5, dtype=torch.float64)
+    scores = 2.0 * blob + 0.3 * torch.randn(B, K, H, W, generator=g, dtype=torch.float64)
+    return scores.to(dtype), labels.to(dtype), vis.to(dtype), kp
+
+
+def _grad(fn, scores, *args, **kw):
+    x = scores.detach().clone().requires_grad_(True)
+    loss = fn(x, *args, **kw)
+    loss.backward()
+    return loss.detach(), x.grad
+
+
+# ----------------------------------------------------------------------------- vs the loop
+@pytest.mark.parametrize("deltas", [(0.4, 1.5), (0.5, 0.5), (0.05, 3.0)])
+def test_spatial_matches_naive_loop_2d(deltas):
+    rd, sd = deltas
+    scores, labels, vis, _ = gaussian_problem(B=2, K=3, seed=1)
+    vis[1, 2] = 0  # an invisible joint is not a problem
+    ref_r, ref_s, ref_gr, ref_gs = naive_spatial(scores, labels, vis, rd, sd)
+    loss, grad = _grad(spatial_rank_loss, scores, labels, vis, delta=rd)
+    assert abs(loss.item() - ref_r) <= 1e-9
+    assert (grad.numpy() - ref_gr).__abs__().max() <= 1e-9
+    loss, grad = _grad(spatial_sort_loss, scores, labels, vis, delta=sd)
+    assert abs(loss.item() - ref_s) <= 1e-9
+    assert np.abs(grad.numpy() - ref_gs).max() <= 1e-9
+    assert np.abs(ref_gs).max() > 1e-4 and np.abs(ref_gr).max() > 1e-4  # not a vacuous check
+
+
+def test_spatial_matches_naive_loop_simcc_sizes():
+    g = torch.Generator().manual_seed(3)
+    kp = torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * torch.tensor([191.0, 255.0])
+    lx, ly, w = encode_simcc(kp, None, (256, 192), split_ratio=2.0, sigma=6.0)
+    for lab in (lx.double(), ly.double()):
+        scores = 3 * torch.roll(lab, 5, -1) + 0.5 * torch.randn(lab.shape, generator=g, dtype=torch.float64)
+        for thr in (POSITIVE_THRESHOLD_3SIGMA, 0.0):
+            ref_r, ref_s, ref_gr, ref_gs = naive_spatial(scores, lab, w.double(), 0.4, 0.2, thr)
+            out = spatial_rank_sort_loss(scores.clone().requires_grad_(True), lab, w, 0.4, 0.2,
+                                         sort_weight=1.0, positive_threshold=thr,
+                                         return_terms=True)
+            assert abs(out["spatial_rank"].item() - ref_r) <= 1e-9
+            assert abs(out["spatial_sort"].item() - ref_s) <= 1e-9
+            x = scores.clone().requires_grad_(True)
+            spatial_rank_sort_loss(x, lab, w, 0.4, 0.2, sort_weight=1.0,
+                                   positive_threshold=thr).backward()
+            assert np.abs(x.grad.numpy() - (ref_gr + ref_gs)).max() <= 1e-9
+
+
+def test_instance_sort_matches_naive_loop():
+    g = torch.Generator().manual_seed(5)
+    B, K, H, W = 8, 17, 64, 48
+    hm = torch.randn(B, K, H, W, generator=g, dtype=torch.float64)
+    kp = torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0])
+    vis = (torch.rand(B, K, generator=g) > 0.2).double()
+    areas = torch.rand(B, generator=g, dtype=torch.float64) * 600 + 100
+    ref, ref_g = naive_instance(hm, kp, vis, areas, 3.0)
+    loss, grad = _grad(instance_sort_loss, hm, kp, vis, areas, delta=3.0)
+    assert abs(loss.item() - ref) <= 1e-9
+    assert np.abs(grad.numpy() - ref_g).max() <= 1e-9
+    assert np.abs(ref_g).max() > 1e-4
+
+
+def test_chunking_gives_the_same_result(monkeypatch):
+    scores, labels, vis, _ = gaussian_problem(B=3, K=4, seed=2)
+    full = _grad(spatial_rank_sort_loss, scores, labels, vis)
+    monkeypatch.setattr(ranking, "_CHUNK_ELEMENTS", 1)  # one row per chunk
+    chunked = _grad(spatial_rank_sort_loss, scores, labels, vis)
+    assert torch.allclose(full[0], chunked[0], atol=1e-12, rtol=0)
+    assert torch.allclose(full[1], chunked[1], atol=1e-12, rtol=0)
+
+
+# ----------------------------------------------------------------------------- dtypes, sizes
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-2),
+                                       (torch.bfloat16, 5e-2)])
+def test_dtypes_at_paper_sizes(dtype, tol):
+    scores, labels, vis, kp = gaussian_problem(B=4, K=17, seed=4)
+    areas = torch.full((4,), 300.0, dtype=torch.float64)
+    ref = rspose_loss(scores, labels, vis, kp, areas, return_terms=True)
+    x = scores.to(dtype).requires_grad_(True)
+    out = rspose_loss(x, labels.to(dtype), vis.to(dtype), kp.to(dtype), areas.to(dtype),
+                      return_terms=True)
+    out["loss"].backward()
+    assert x.grad.dtype == dtype and bool(torch.isfinite(x.grad).all())
+    for k in ("spatial_rank", "spatial_sort", "loss"):
+        assert out[k].dtype == dtype and math.isfinite(out[k].item())
+        assert abs(out[k].item() - ref[k].item()) <= tol * max(1.0, abs(ref[k].item())), k
+    # against float64 on the *same rounded* inputs, the gradient agrees to output rounding
+    xr = x.detach().double().requires_grad_(True)
+    rspose_loss(xr, labels.to(dtype).double(), vis.double(), kp.to(dtype).double(),
+                areas.to(dtype).double()).backward()
+    scale = xr.grad.abs().max().item()
+    assert (x.grad.double() - xr.grad).abs().max().item() <= 1e-2 * scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_dtypes_simcc_sizes(dtype):
+    g = torch.Generator().manual_seed(7)
+    kp = torch.rand(4, 17, 2, generator=g) * torch.tensor([191.0, 255.0])
+    lx, _, w = encode_simcc(kp, None, (256, 192))
+    scores = (4 * torch.roll(lx, 3, -1) + torch.randn(lx.shape, generator=g))
+    ref = spatial_rank_sort_loss(scores.double(), lx.double(), w.double(), 0.4, 0.2, 0.25,
+                                 POSITIVE_THRESHOLD_3SIGMA)
+    x = scores.to(dtype).requires_grad_(True)
+    loss = spatial_rank_sort_loss(x, lx.to(dtype), w.to(dtype), 0.4, 0.2, 0.25,
+                                  POSITIVE_THRESHOLD_3SIGMA)
+    loss.backward()
+    assert bool(torch.isfinite(x.grad).all()) and math.isfinite(loss.item())
+    assert abs(loss.item() - ref.item()) <= (1e-5 if dtype == torch.float32 else 5e-2)
+
+
+# ----------------------------------------------------------------------------- edge cases
+def test_no_positives_zero_loss_zero_gradient():
+    x = torch.randn(2, 3, 16, 12, requires_grad=True)
+    labels = torch.zeros(2, 3, 16, 12)
+    out = rspose_loss(x, labels, torch.ones(2, 3), torch.rand(2, 3, 2) * 10,
+                      torch.full((2,), 50.0), instance_weight=0.0, return_terms=True)
+    out["loss"].backward()
+    assert out["loss"].item() == 0.0 and bool((x.grad == 0).all())
+    # labels present but nothing visible
+    y = torch.rand(2, 3, 16, 12)
+    x.grad = None
+    spatial_rank_sort_loss(x, y, torch.zeros(2, 3)).backward()
+    assert bool((x.grad == 0).all())
+    x.grad = None
+    instance_sort_loss(x, torch.rand(2, 3, 2), torch.zeros(2, 3), torch.ones(2),
+                       sigmas=[0.1] * 3).backward()
+    assert bool((x.grad == 0).all())
+    # empty batch
+    e = torch.zeros(0, 17, 8, 6, requires_grad=True)
+    assert spatial_rank_loss(e, torch.zeros(0, 17, 8, 6), torch.zeros(0, 17)).item() == 0.0
+
+
+def test_all_tied_scores_closed_form():
+    # one positive among N tied pixels: FP = (N-1)/2, rank⁺ = 1/2 -> ℓ_R = (N-1)/N
+    x = torch.zeros(1, 1, 8, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(1, 1, 8, 6, dtype=torch.float64)
+    y[0, 0, 3, 2] = 1
+    loss = spatial_rank_loss(x, y)
+    loss.backward()
+    assert abs(loss.item() - 47 / 48) <= 1e-12
+    assert abs(x.grad[0, 0, 3, 2].item() + 47 / 48) <= 1e-12
+    assert abs(x.grad.sum().item()) <= 1e-12
+
+
+def test_perfect_ranking_has_zero_loss_and_a_counter_case():
+    _, labels, vis, _ = gaussian_problem(B=1, K=2, size=(16, 12), seed=0)
+    # scores = dense rank of the label: distinct labels 1 apart, positives ≥ 5 above negatives
+    levels = torch.unique(labels, sorted=True, return_inverse=True)[1].double()
+    good = levels + (labels > 0) * 5.0
+    assert spatial_rank_loss(good, labels, vis).item() == 0.0
+    assert spatial_sort_loss(good, labels, vis, delta=0.4).item() <= 1e-12
+    bad = -good
+    assert spatial_rank_loss(bad, labels, vis).item() > 0.5
+    assert spatial_sort_loss(bad, labels, vis, delta=0.4).item() > 0.1
+
+
+def test_bad_inputs_raise_clear_errors():
+    x = torch.randn(2, 3, 8, 6)
+    y = torch.rand(2, 3, 8, 6)
+    with pytest.raises(ValueError, match="delta"):
+        spatial_rank_loss(x, y, delta=0.0)
+    with pytest.raises(ValueError, match="labels must have the shape"):
+        spatial_rank_loss(x, y[..., :5])
+    with pytest.raises(ValueError, match="NaN"):
+        spatial_sort_loss(x * float("nan"), y)
+    with pytest.raises(ValueError, match=r"\(B, K, \*S\)"):
+        spatial_rank_loss(x[0, 0], y[0, 0])
+    with pytest.raises(ValueError, match="weights must have shape"):
+        spatial_rank_loss(x, y, torch.ones(3))
+    with pytest.raises(ValueError, match="reduction"):
+        spatial_rank_loss(x, y, reduction="avg")
+    with pytest.raises(ValueError, match="sigmas"):
+        instance_sort_loss(x, torch.rand(2, 3, 2), None, torch.ones(2))
+    with pytest.raises(ValueError, match="areas must be > 0"):
+        instance_sort_loss(x, torch.rand(2, 3, 2), None, torch.zeros(2), sigmas=[0.1] * 3)
+    with pytest.raises(ValueError, match="keypoints"):
+        rspose_loss(x, y, None, instance_weight=0.25)
+    with pytest.raises(ValueError, match="positive_threshold"):
+        spatial_rank_loss(x, y, positive_threshold=float("nan"))
+
+
+def test_reductions():
+    scores, labels, vis, _ = gaussian_problem(B=2, K=3, size=(16, 12), seed=6)
+    vis[0, 0] = 0
+    per = spatial_rank_loss(scores, labels, vis, reduction="none")
+    assert per.shape == (2, 3) and per[0, 0].item() == 0.0
+    assert torch.allclose(spatial_rank_loss(scores, labels, vis, reduction="sum"), per.sum())
+    assert torch.allclose(spatial_rank_loss(scores, labels, vis), per.sum() / 5)
+
+
+# ----------------------------------------------------------------------------- the update
+def test_rank_update_is_balanced_and_mse_is_not():
+    scores, labels, vis, _ = gaussian_problem(B=2, K=17, seed=8)
+    _, g = _grad(spatial_rank_loss, scores, labels, vis)
+    pos = labels > 0
+    s_pos, s_neg = g[pos].sum().item(), g[~pos].sum().item()
+    assert s_pos < 0 < s_neg
+    assert abs(s_pos + s_neg) / abs(g[pos]).sum().item() <= 1e-12
+    # counter-case: the MSE gradient is not balanced
+    g_mse = 2 * (scores - labels)
+    assert abs(g_mse[pos].sum() + g_mse[~pos].sum()) / g_mse[pos].abs().sum() > 0.1
+
+
+def test_coefficient_scales_its_own_update():
+    scores, labels, vis, kp = gaussian_problem(B=4, K=17, size=(32, 24), seed=9)
+    areas = torch.full((4,), 150.0, dtype=torch.float64)
+    kw = dict(visible=vis, keypoints=kp, areas=areas)
+    _, g0 = _grad(rspose_loss, scores, labels, sort_weight=0.0, instance_weight=0.0, **kw)
+    _, g1 = _grad(rspose_loss, scores, labels, sort_weight=1.0, instance_weight=0.0, **kw)
+    _, g3 = _grad(rspose_loss, scores, labels, sort_weight=3.0, instance_weight=0.0, **kw)
+    _, gi = _grad(rspose_loss, scores, labels, sort_weight=0.0, instance_weight=2.0, **kw)
+    sort_part = g1 - g0
+    assert sort_part.abs().max() > 1e-4            # the sort coefficient does something
+    assert torch.allclose(g3 - g0, 3 * sort_part, atol=1e-12)
+    _, g_is = _grad(instance_sort_loss, scores, kp, vis, areas)
+    assert g_is.abs().max() > 1e-4
+    assert torch.allclose(gi - g0, 2 * g_is, atol=1e-12)
+    _, g_half = _grad(lambda x, *a: 0.5 * spatial_rank_loss(x, *a), scores, labels, vis)
+    _, g_rank = _grad(spatial_rank_loss, scores, labels, vis)
+    assert torch.allclose(g_half, 0.5 * g_rank, atol=1e-15)
+
+
+def test_descending_the_update_ranks_and_sorts_free_heatmaps():
+    _, labels, vis, _ = gaussian_problem(B=2, K=4, size=(16, 12), seed=10)
+    x = (0.1 * torch.randn(labels.shape, generator=torch.Generator().manual_seed(0),
+                           dtype=torch.float64)).requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=50.0)
+    first = None
+    for _ in range(200):
+        opt.zero_grad()
+        loss = spatial_rank_sort_loss(x, labels, vis, 0.4, 0.4, sort_weight=1.0)
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.2 * first
+    assert spatial_rank_loss(x, labels, vis).item() < 0.05
+
+
+def test_instance_sort_ordering_counter_case():
+    B, K = 6, 17
+    hm = torch.zeros(B, K, 16, 12)
+    kp = torch.full((B, K, 2), 6.0)
+    kp[:, :, 0] = 6.0 + torch.arange(B, dtype=torch.float32)[:, None]  # person b off by b px
+    areas = torch.full((B,), 100.0)
+    aligned = hm.clone()
+    aligned[:, :, 6, 6] = (10.0 * (B - torch.arange(B, dtype=torch.float32)))[:, None]
+    reversed_ = hm.clone()
+    reversed_[:, :, 6, 6] = (10.0 * torch.arange(B, dtype=torch.float32))[:, None]
+    assert instance_sort_loss(aligned, kp, None, areas, delta=3.0).item() <= 1e-7
+    assert instance_sort_loss(reversed_, kp, None, areas, delta=3.0).item() > 0.1
