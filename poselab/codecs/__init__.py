@@ -28,6 +28,7 @@ import torch
 from .heatmap import (HeatmapCodec, decode_argmax, decode_dark, encode_dot, encode_gaussian,
                       heatmap_stride, heatmap_to_input, input_to_heatmap)
 from .integral import IntegralCodec, compensate_softargmax_bias, soft_argmax
+from .integral import compensated_soft_argmax, softmax_log_normalizer, spatial_softmax
 from .sar import SARCodec, decode_sar, sar_cell_centres, sar_cell_points, sar_top_m
 from .simcc import (POSITIVE_THRESHOLD_3SIGMA, SimCCCodec, decode_simcc, encode_simcc, positives,
                     simcc_bins)
@@ -135,6 +136,7 @@ __all__ = [
     "simcc_bins", "encode_simcc", "decode_simcc", "positives", "POSITIVE_THRESHOLD_3SIGMA",
     "SimCCCodec",
     "soft_argmax", "compensate_softargmax_bias", "IntegralCodec",
+    "spatial_softmax", "softmax_log_normalizer", "compensated_soft_argmax",
     "sar_cell_centres", "sar_cell_points", "sar_top_m", "decode_sar", "SARCodec",
     "subpixel_demanders", "decode_four_pixel",
     "ROUNDTRIP_BOUNDS_PX", "ROUNDTRIP_UNITS", "roundtrip_max_error",

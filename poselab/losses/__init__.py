@@ -12,3 +12,5 @@ from .sar import SARLoss, sar_log_weights, sar_loss, sar_multi_target_loss, sar_
 from .confidence_ranking import (CONFIDENCE_RANKING_LOSSES, approx_ndcg_loss, ap_rank_loss,
                                  crps_rank_loss, dr_loss, gaussian_rank_loss, lambdarank_loss,
                                  laplacian_rank_loss, neural_ndcg_loss, ranknet_loss)
+from .ranking import (instance_sort_loss, rspose_loss, spatial_rank_loss, spatial_rank_sort_loss,
+                      spatial_sort_loss)

@@ -1,32 +1,39 @@
-"""Integral pose regression loss: L1 on soft-argmax coordinates, with BCIR's Gaussian prior term.
+"""Integral pose regression losses: L1 on soft-argmax coordinates, the heatmap-shrinkage
+regulariser and the BCIR loss (Gu, Yang, Mi, Yao, "Bias-Compensated Integral Regression for
+Human Pose Estimation", TPAMI 2023).
 
 Integral regression (Sun et al. 2018) decodes a heatmap by softmax + expectation (BCIR Eq. 3)
-and trains with an L1 loss on the coordinates (BCIR Eq. 5). BCIR (Eq. 21) adds the detection
-loss on the same raw heatmap, ``λ(t)·L_de`` with a step schedule λ(t) = 1 for t < T_o, else 0.
+and trains with an L1 loss on the coordinates (BCIR Eq. 5). BCIR
+
+- compensates the soft-argmax's pull toward the map centre (Eq. 18 / 38,
+  :func:`poselab.codecs.compensate_softargmax_bias`) and puts the compensated point in the L1
+  loss (Eq. 20);
+- adds the detection loss on the same raw heatmap, ``λ(t)·L_de`` (Eq. 4, Eq. 21), with a step
+  schedule λ(t) = 1 for t < T_o, else 0 (:func:`step_schedule`).
+
+The regulariser of §4.4 (Eq. 15) penalises sharp peaks of the normalised heatmap
+(:func:`laplacian_shrinkage_regularizer`).
+
+All coordinates are heatmap pixels, pixel-centre convention (pixel (i, j) has centre x=j, y=i).
 """
 from __future__ import annotations
 
-import torch
+import math
 
-from .heatmap import (check_reduction, check_same_shape, check_tensor, check_weights, empty_loss,
+import torch
+import torch.nn.functional as F
+
+from ..codecs.heatmap import encode_gaussian
+from ..codecs.integral import _check_beta, _soft_argmax_unchecked, soft_argmax
+from ._checks import (check_reduction, check_same_shape, check_tensor, check_weights, empty_loss,
                       reduce_per_keypoint)
 
-__all__ = ["integral_l1_loss", "soft_argmax_2d", "step_schedule", "IntegralL1Loss"]
+__all__ = ["integral_l1_loss", "soft_argmax_2d", "step_schedule", "IntegralL1Loss",
+           "laplacian_shrinkage_regularizer", "bcir_loss"]
 
-
-def soft_argmax_2d(heatmaps: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """Soft-argmax (BCIR Eq. 3): ``Σ_p p · softmax(β·ĥ)_p`` over the pixel-centre grid.
-
-    ``heatmaps (..., H, W)`` → coordinates ``(..., 2)`` as (x, y) in heatmap pixels (pixel
-    (i, j) has centre x=j, y=i; no bias compensation).
-    """
-    H, W = heatmaps.shape[-2:]
-    prob = torch.softmax(heatmaps.flatten(-2) * beta, dim=-1).unflatten(-1, (H, W))
-    xs = torch.arange(W, dtype=heatmaps.dtype, device=heatmaps.device)
-    ys = torch.arange(H, dtype=heatmaps.dtype, device=heatmaps.device)
-    x = (prob.sum(-2) * xs).sum(-1)
-    y = (prob.sum(-1) * ys).sum(-1)
-    return torch.stack([x, y], dim=-1)
+#: Older name of :func:`poselab.codecs.soft_argmax` (one soft-argmax in poselab). Note the
+#: default β is the paper's 10 (the old function defaulted to 1).
+soft_argmax_2d = soft_argmax
 
 
 def step_schedule(t: float, t_off: float, value: float = 1.0) -> float:
@@ -34,6 +41,10 @@ def step_schedule(t: float, t_off: float, value: float = 1.0) -> float:
 
     ``t`` and ``t_off`` are in the same unit (epochs in the paper: T_o = 120 for SBL; steps here
     when that is what the training loop counts).
+
+    Example:
+        >>> [step_schedule(t, 2) for t in range(4)]
+        [1.0, 1.0, 0.0, 0.0]
     """
     return float(value) if t < t_off else 0.0
 
@@ -49,19 +60,26 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
         L = 1/(B·K) · Σ_{b,k} ℓ_bk                                      (reduction="mean")
 
     Coordinates are in heatmap pixels (pixel-centre convention). The prior term compares the
-    **raw** heatmap ĥ (not its softmax) with the Gaussian target h, summed over pixels as in
-    Eq. 4; λ comes from :func:`step_schedule`.
+    **raw** heatmap ĥ (not its softmax) with the given target h, summed over pixels as in
+    Eq. 4; λ comes from :func:`step_schedule`. (:func:`bcir_loss` builds the Gaussian target and
+    adds the bias compensation.)
 
     Args:
         prediction: heatmap logits ``(B, K, H, W)`` or already-decoded coordinates ``(B, K, 2)``.
         target: ground-truth coordinates ``(B, K, 2)`` in heatmap pixels (finite; give invisible
             joints any finite value and weight 0).
         weights: ``(B, K)`` keypoint weights; None = all ones.
-        beta: softmax inverse temperature β of Eq. 3 (BCIR default 10; ignored for coordinates).
-        prior_heatmaps: ``(B, K, H, W)`` Gaussian target heatmaps for the prior term, or None.
+        beta: softmax scale β > 0 of Eq. 3 (BCIR default 10; ignored for coordinates).
+        prior_heatmaps: ``(B, K, H, W)`` target heatmaps for the prior term, or None.
         prior_weight: λ(t) ≥ 0; the prior term is skipped when it is 0 or ``prior_heatmaps`` is
             None.
         reduction: "mean", "sum" or "none" → ``(B, K)``.
+
+    Example:
+        >>> hm = torch.zeros(1, 1, 5, 7)
+        >>> hm[0, 0, 1, 2] = 10.0
+        >>> float(integral_l1_loss(hm, torch.tensor([[[2.0, 1.0]]]), beta=10.0)) < 1e-6
+        True
     """
     check_reduction(reduction)
     check_tensor(prediction, "prediction")
@@ -77,12 +95,8 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     if tuple(target.shape[:2]) != (B, K):
         raise ValueError(f"target must have shape (B, K, 2) = {(B, K, 2)}, got {tuple(target.shape)}")
     w = check_weights(weights, (B, K), prediction)
-    beta = float(beta)
-    if not (beta > 0 and beta < float("inf")):
-        raise ValueError(f"beta must be a positive finite number, got {beta}")
-    lam = float(prior_weight)
-    if not (lam >= 0 and lam < float("inf")):
-        raise ValueError(f"prior_weight must be a finite number >= 0, got {prior_weight}")
+    beta = _check_beta(beta, allow_zero=False)
+    lam = _check_prior_weight(prior_weight)
     use_prior = prior_heatmaps is not None and lam > 0
     if use_prior:
         if heatmaps is None:
@@ -92,11 +106,151 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
         check_same_shape(heatmaps, prior_heatmaps, "prediction", "prior_heatmaps")
     if B == 0 or K == 0:
         return empty_loss(prediction, reduction, (B, K))
-    coords = soft_argmax_2d(heatmaps, beta) if heatmaps is not None else prediction
+    coords = _soft_argmax_unchecked(heatmaps, beta) if heatmaps is not None else prediction
     per_kp = (coords - target.to(coords.dtype)).abs().sum(-1)
     if use_prior:
         per_kp = per_kp + lam * (heatmaps - prior_heatmaps.to(heatmaps.dtype)).square().sum((-2, -1))
     return reduce_per_keypoint(per_kp * w, reduction, B * K)
+
+
+def _check_prior_weight(prior_weight) -> float:
+    lam = float(prior_weight)
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise ValueError(f"prior_weight must be a finite number >= 0 (λ(t) of BCIR Eq. 21, e.g. "
+                         f"step_schedule(epoch, T_o)), got {prior_weight!r}")
+    return lam
+
+
+def laplacian_shrinkage_regularizer(probabilities: torch.Tensor, tau: float,
+                                    weights: torch.Tensor | None = None,
+                                    reduction: str = "mean") -> torch.Tensor:
+    """Heatmap-shrinkage regulariser (BCIR §4.4, Eq. 15).
+
+        ∇²h̃ = 4·h̃(i, j) − h̃(i−1, j) − h̃(i+1, j) − h̃(i, j−1) − h̃(i, j+1)   (3×3 Laplacian)
+        ℓ_bk = w_bk · Σ_p ( |∇²h̃_p − τ| + ∇²h̃_p − τ ) = w_bk · Σ_p 2·max(∇²h̃_p − τ, 0)
+        L = 1/(B·K) · Σ_{b,k} ℓ_bk                                  (reduction="mean")
+
+    Sign convention: the filter has +4 at the centre, so a sharp peak gives a large positive
+    value — the "large values" Eq. 15 penalises; values below τ cost nothing. The map is padded by
+    replicating its border, so a flat map costs 0 everywhere. A one-pixel peak of mass 1 gives
+    ∇²h̃ = 4; a normalised Gaussian of σ = 2 px about 0.019 at its centre, so τ between the two
+    sets how localized a map may get.
+
+    Args:
+        probabilities: ``(B, K, H, W)`` normalised heatmaps h̃ (e.g.
+            :func:`poselab.codecs.spatial_softmax`), finite.
+        tau: threshold τ (finite; same unit as h̃).
+        weights: ``(B, K)`` keypoint weights; None = all ones.
+        reduction: "mean", "sum" or "none" → ``(B, K)``.
+    Returns:
+        the loss (scalar, or ``(B, K)`` for "none").
+
+    Example:
+        >>> peak = torch.zeros(1, 1, 5, 5); peak[0, 0, 2, 2] = 1.0
+        >>> float(laplacian_shrinkage_regularizer(peak, tau=0.5))   # 2 * (4 - 0.5)
+        7.0
+        >>> float(laplacian_shrinkage_regularizer(torch.full((1, 1, 5, 5), 0.04), tau=0.0))
+        0.0
+    """
+    check_reduction(reduction)
+    check_tensor(probabilities, "probabilities", ndim=4)
+    t = float(tau)
+    if not math.isfinite(t):
+        raise ValueError(f"tau must be a finite number (the Laplacian threshold τ of BCIR Eq. 15), "
+                         f"got {tau!r}")
+    B, K, H, W = probabilities.shape
+    w = check_weights(weights, (B, K), probabilities)
+    if probabilities.numel() == 0:
+        return empty_loss(probabilities, reduction, (B, K))
+    p = F.pad(probabilities.reshape(B * K, 1, H, W), (1, 1, 1, 1), mode="replicate")
+    lap = (4 * p[..., 1:-1, 1:-1] - p[..., :-2, 1:-1] - p[..., 2:, 1:-1]
+           - p[..., 1:-1, :-2] - p[..., 1:-1, 2:])
+    per_kp = 2 * torch.relu(lap - t).reshape(B, K, H * W).sum(-1)
+    return reduce_per_keypoint(per_kp * w, reduction, B * K)
+
+
+def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor | None = None,
+              beta: float = 10.0, prior_weight: float = 1.0, sigma: float = 2.0,
+              compensate: bool = True, reduction: str = "mean", return_terms: bool = False):
+    """BCIR loss (Eq. 21): L1 on the bias-compensated soft-argmax + λ(t) · Gaussian prior.
+
+        Ĵ_r  = soft-argmax(β · ĥ)                                         (Eq. 3)
+        Ĵ_ro = C/(C − n) · Ĵ_r − n/(C − n) · centre,  C = Σ_p e^{β ĥ_p}   (Eq. 18 / 38)
+        ℓ_bk = w_bk · ( ‖Ĵ_ro − J‖₁  +  λ(t) · Σ_p (G_σ(p; J) − ĥ_p)² )  (Eq. 20, Eq. 4, Eq. 21)
+        L    = 1/(B·K) · Σ_{b,k} ℓ_bk                                    (reduction="mean")
+
+    ``G_σ(p; J) = exp(−‖p − J‖² / 2σ²)`` is the detection target with peak 1 at the sub-pixel
+    keypoint (unbiased encoding, whole map), compared with the **raw** heatmap as in Eq. 4. λ(t)
+    is :func:`step_schedule` (1 before T_o, 0 after). Maps without localized support (C ≤ n) are
+    left uncompensated (see :func:`poselab.codecs.compensate_softargmax_bias`).
+
+    Ablations of Table 6 are parameter choices: ``compensate=False, prior_weight=0`` is plain
+    IPR (Eq. 5); ``compensate=False, prior_weight=λ`` is IPR + L_de; ``compensate=True,
+    prior_weight=0`` is "de-bias" only.
+
+    Args:
+        heatmaps: ``(B, K, H, W)`` logits ĥ, finite.
+        keypoints: ``(B, K, 2)`` ground truth (x, y) in heatmap pixels; non-finite entries are
+            allowed only for joints that are not visible.
+        visible: ``(B, K)`` COCO visibility or 0/1 weights: a joint counts where ``visible > 0``
+            and its keypoint is finite; None = all.
+        beta: softmax scale β > 0 (paper default 10).
+        prior_weight: λ(t) >= 0.
+        sigma: σ of the Gaussian prior, heatmap px (paper: 2).
+        compensate: use the bias-compensated point (Eq. 20) instead of Ĵ_r (Eq. 5).
+        reduction: "mean", "sum" or "none" → ``(B, K)``.
+        return_terms: return ``{"loss", "l1", "prior"}`` (each reduced the same way).
+
+    Example:
+        >>> hm = torch.zeros(1, 1, 9, 11, requires_grad=True)
+        >>> loss = bcir_loss(hm, torch.tensor([[[3.0, 2.0]]]), torch.ones(1, 1), prior_weight=1.0)
+        >>> loss.backward(); bool(hm.grad[0, 0, 2, 3] < 0)   # raise the ground-truth pixel
+        True
+    """
+    check_reduction(reduction)
+    check_tensor(heatmaps, "heatmaps", ndim=4)
+    if not isinstance(keypoints, torch.Tensor) or keypoints.dim() != 3 or keypoints.shape[-1] != 2:
+        raise ValueError("keypoints must be a (B, K, 2) tensor of (x, y) heatmap px, got "
+                         f"{getattr(keypoints, 'shape', type(keypoints).__name__)}")
+    B, K, H, W = heatmaps.shape
+    if tuple(keypoints.shape[:2]) != (B, K):
+        raise ValueError(f"keypoints must have shape (B, K, 2) = {(B, K, 2)} to match heatmaps, "
+                         f"got {tuple(keypoints.shape)}")
+    if visible is None:
+        vis = torch.ones((B, K), dtype=heatmaps.dtype, device=heatmaps.device)
+    else:
+        if not isinstance(visible, torch.Tensor) or tuple(visible.shape) != (B, K):
+            raise ValueError(f"visible must be a (B, K) = {(B, K)} tensor (COCO v or 0/1 weights), got "
+                             f"{getattr(visible, 'shape', type(visible).__name__)}")
+        if visible.is_floating_point() and visible.numel() and not bool(torch.isfinite(visible).all()):
+            raise ValueError("visible contains NaN or Inf; pass COCO v (0, 1, 2) or 0/1 weights")
+        vis = (visible > 0).to(heatmaps.dtype)
+    kp = keypoints.to(heatmaps.dtype)
+    finite = torch.isfinite(kp).all(-1)
+    if bool(((vis > 0) & ~finite).any()):
+        raise ValueError("keypoints contains NaN or Inf for a visible joint; mark it visible = 0")
+    w = vis * finite.to(vis.dtype)
+    kp = torch.where(finite[..., None], kp, torch.zeros_like(kp))
+    beta = _check_beta(beta, allow_zero=False)
+    lam = _check_prior_weight(prior_weight)
+    if not (math.isfinite(float(sigma)) and float(sigma) > 0):
+        raise ValueError(f"sigma must be a positive finite number (heatmap px), got {sigma!r}")
+    if heatmaps.numel() == 0:
+        zero = empty_loss(heatmaps, reduction, (B, K))
+        return {"loss": zero, "l1": zero, "prior": zero} if return_terms else zero
+    coords = _soft_argmax_unchecked(heatmaps, beta, compensate=compensate)
+    l1 = (coords - kp).abs().sum(-1) * w
+    if lam > 0:
+        target, _ = encode_gaussian(kp.detach(), w.detach() > 0, (H, W), float(sigma), unbiased=True,
+                                    dtype=torch.float64 if heatmaps.dtype == torch.float64 else torch.float32)
+        prior = (heatmaps - target.to(heatmaps.dtype)).square().sum((-2, -1)) * w
+    else:
+        prior = torch.zeros_like(l1)
+    total = l1 + lam * prior
+    if not return_terms:
+        return reduce_per_keypoint(total, reduction, B * K)
+    return {name: reduce_per_keypoint(v, reduction, B * K)
+            for name, v in (("loss", total), ("l1", l1), ("prior", prior))}
 
 
 class IntegralL1Loss(torch.nn.Module):
