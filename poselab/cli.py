@@ -1,6 +1,6 @@
 """The ``poselab`` command: run chapters through papermill, open the lab, make data.
 
-    poselab run [CHAPTER ...] [--fast] [--out DIR] [-p name=value ...]
+    poselab run [CHAPTER ... | --all] [--fast] [--out DIR] [-p name=value ...]
     poselab lab [--port N] [--no-browser]
     poselab list
     poselab data synth --out DIR [--split val] [--n-images N] [--seed S]
@@ -275,6 +275,11 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     if any(not r.ok for r in results):
         print("failed chapters: " + ", ".join(r.chapter for r in results if not r.ok), file=stream)
         code = 1
+    from poselab import scorecard
+    card = scorecard.summary(aggregate)
+    md, _ = scorecard.write_scorecard(aggregate, out_dir)
+    print(f"scorecard: {card['claims']} claims; " + "; ".join(
+        f"{paper} {n}" for paper, n in card["per_paper"].items()) + f" -> {md}", file=stream)
     print(f"executed notebooks and claims.json in {out_dir}", file=stream)
     return code
 
@@ -302,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute chapters through papermill")
     p_run.add_argument("chapters", nargs="*", help="numbers or names; all when omitted")
+    p_run.add_argument("--all", action="store_true", help="every chapter (the same as naming none)")
     p_run.add_argument("--fast", action="store_true", help="CI mode: fast=True (≤ 60 s a chapter)")
     p_run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p_run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
@@ -327,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
+            if args.all and args.chapters:
+                raise CliError("give chapter names or --all, not both")
             return run(args.chapters, fast=args.fast, out=args.out,
                        parameters=parse_parameters(args.parameter), timeout=args.timeout)
         if args.command == "lab":

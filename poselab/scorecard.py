@@ -1,0 +1,183 @@
+"""The replication scorecard: every chapter's claims, grouped by paper, with our verdicts.
+
+Reads the claim ledgers a run wrote (``<out>/claims.json`` from ``poselab run``, or the
+per-chapter ``<out>/claims/<chapter>.json``) and renders one table per paper: claim id, what
+the paper says, our measured value, kind, verdict, preset and seeds, and for empirical claims
+that were not reproduced the stated reason. :func:`write_scorecard` writes ``scorecard.md`` and
+``scorecard.json`` beside the ledger.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
+           "write_scorecard", "ScorecardView", "verdict_figure"]
+
+#: claim-id prefix → the paper (or part of the lab) it belongs to, in display order
+PAPERS: dict[str, str] = {
+    "basics": "COCO keypoint evaluation (chapter 00)",
+    "engine": "training engine and codecs (chapter 01)",
+    "rspose": "RSPose — ranking losses (chapter 02)",
+    "rcnet": "RCNet — confidence ranking (chapter 03)",
+    "hdm": "HDM — heatmap distribution matching (chapter 04)",
+    "sar": "SAR — spatial-aware regression (chapter 05)",
+    "bcir": "BCIR — bias-compensated integral regression (chapter 06)",
+    "arena": "the loss arena (chapter 07)",
+}
+_OTHER = "other"
+
+
+def paper_of(claim_id: str) -> str:
+    """The :data:`PAPERS` key of a claim id (its first dotted part), or ``"other"``."""
+    prefix = str(claim_id).split(".", 1)[0]
+    return prefix if prefix in PAPERS else _OTHER
+
+
+def load_ledger(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Claim records from a ledger file, or from a run folder (``claims.json``, else
+    ``claims/*.json``). A file that is not a list of claim records raises ``ValueError``."""
+    path = Path(path)
+    if path.is_dir():
+        agg = path / "claims.json"
+        files = [agg] if agg.is_file() else sorted((path / "claims").glob("*.json"))
+        if not files:
+            raise FileNotFoundError(f"no claims.json or claims/*.json in {path}; run "
+                                    f"poselab run --fast --out {path} first")
+        return [r for f in files for r in load_ledger(f)]
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no claim ledger at {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable JSON claim ledger: {exc}") from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "id" in r and "kind" in r
+                                             for r in data):
+        raise ValueError(f"{path} is not a claim ledger (a list of {{id, kind, ...}} records)")
+    return data
+
+
+def _evidence_text(rec: Mapping[str, Any]) -> str:
+    ev = rec.get("evidence") or {}
+    if not isinstance(ev, Mapping) or not ev:
+        return ""
+    seeds = ev.get("seeds")
+    parts = [f"preset {ev.get('preset')}" if ev.get("preset") else "",
+             f"seeds {list(seeds)}" if seeds is not None else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _value_text(value: Any, limit: int = 80) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def scorecard(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by paper (keys in :data:`PAPERS` order, then ``"other"``); each row has
+    ``id, chapter, paper_says, ours, kind, verdict, evidence, reason``. A claim recorded twice
+    (e.g. two runs) keeps the last record."""
+    by_id: dict[str, Mapping[str, Any]] = {}
+    for r in records:
+        by_id[str(r["id"])] = r
+    groups: dict[str, list[dict[str, Any]]] = {k: [] for k in [*PAPERS, _OTHER]}
+    for cid, r in by_id.items():
+        reason = r.get("reason") or ""
+        if not reason and r.get("kind") == "empirical" and r.get("verdict") != "reproduced":
+            reason = r.get("note") or ""
+        groups[paper_of(cid)].append({
+            "id": cid, "chapter": r.get("chapter"), "paper_says": r.get("paper", ""),
+            "ours": r.get("value"), "kind": r.get("kind"), "verdict": r.get("verdict"),
+            "evidence": _evidence_text(r), "reason": reason})
+    return {k: sorted(v, key=lambda row: row["id"]) for k, v in groups.items() if v}
+
+
+def summary(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts per paper and verdict, the total, and the math claims that fail."""
+    card = scorecard(records)
+    per_paper = {k: dict(Counter(row["verdict"] for row in rows)) for k, rows in card.items()}
+    failing = [row["id"] for rows in card.values() for row in rows
+               if row["kind"] == "math" and row["verdict"] != "holds"]
+    return {"claims": sum(len(v) for v in card.values()),
+            "per_paper": {k: len(v) for k, v in card.items()},
+            "verdicts": per_paper, "math_failing": failing}
+
+
+def to_markdown(records: Iterable[Mapping[str, Any]]) -> str:
+    """The scorecard as Markdown: one table per paper."""
+    card = scorecard(records)
+    lines = []
+    for key, rows in card.items():
+        lines += [f"### {PAPERS.get(key, 'other claims')}", "",
+                  "| claim | paper says | ours | kind | verdict | preset, seeds | reason |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            cells = [row["id"], row["paper_says"], _value_text(row["ours"]), row["kind"],
+                     row["verdict"], row["evidence"], row["reason"]]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ")
+                                            for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_scorecard(records: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``scorecard.md`` and ``scorecard.json`` into ``out_dir``; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "scorecard.md", out / "scorecard.json"
+    md.write_text("# Replication scorecard\n\n" + to_markdown(records))
+    js.write_text(json.dumps({"summary": summary(records), "papers": scorecard(records)},
+                             indent=1, default=str))
+    return md, js
+
+
+class ScorecardView:
+    """Notebook rendering of a scorecard (HTML tables, one per paper)."""
+
+    def __init__(self, records: Iterable[Mapping[str, Any]], papers: Sequence[str] | None = None):
+        self.records = list(records)
+        self.papers = papers
+
+    def _repr_html_(self) -> str:
+        out = []
+        for key, rows in scorecard(self.records).items():
+            if self.papers is not None and key not in self.papers:
+                continue
+            out.append(f"<h4>{html.escape(PAPERS.get(key, 'other claims'))}</h4><table><thead><tr>"
+                       + "".join(f"<th>{h}</th>" for h in ("claim", "paper says", "ours", "kind",
+                                                            "verdict", "preset, seeds", "reason"))
+                       + "</tr></thead><tbody>")
+            for row in rows:
+                cells = [row["id"], row["paper_says"], _value_text(row["ours"], 60), row["kind"],
+                         row["verdict"], row["evidence"], row["reason"]]
+                out.append("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>"
+                                            for c in cells) + "</tr>")
+            out.append("</tbody></table>")
+        return "".join(out)
+
+    def _repr_markdown_(self) -> str:
+        return to_markdown(self.records)
+
+
+def verdict_figure(records: Iterable[Mapping[str, Any]], width: int = 820, height: int = 380):
+    """Stacked bars: per paper, how many claims hold / reproduce / are inconclusive / fail."""
+    import plotly.graph_objects as go
+    card = scorecard(records)
+    order = ["holds", "reproduced", "inconclusive", "not reproduced", "fails"]
+    colours = {"holds": "#2ca02c", "reproduced": "#98df8a", "inconclusive": "#c7c7c7",
+               "not reproduced": "#ff9896", "fails": "#d62728"}
+    papers = list(card)
+    fig = go.Figure()
+    for verdict in order:
+        counts = [sum(1 for row in card[p] if str(row["verdict"]).startswith(verdict)
+                      and not (verdict == "reproduced" and str(row["verdict"]).startswith("not")))
+                  for p in papers]
+        fig.add_bar(name=verdict, x=papers, y=counts, marker_color=colours[verdict])
+    fig.update_layout(barmode="stack", width=width, height=height, yaxis_title="claims",
+                      title="claims per paper and verdict", margin=dict(l=50, r=20, t=50, b=60))
+    return fig

@@ -1,0 +1,70 @@
+"""poselab.scorecard: grouping by paper, summaries, files, and ledgers that are not ledgers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from poselab import scorecard
+
+RECORDS = [
+    {"id": "hdm.emd.matches_reference", "chapter": "04_hdm", "kind": "math", "value": 3e-15,
+     "paper": "HDM Eq. 2", "holds": True, "verdict": "holds"},
+    {"id": "hdm.training.emd_vs_mse", "chapter": "04_hdm", "kind": "empirical", "value": {"a": 1},
+     "paper": "HDM Table 1", "holds": False, "verdict": "not reproduced",
+     "reason": "EMD behind by 0.5 px", "evidence": {"preset": "default", "seeds": [0, 1, 2]}},
+    {"id": "rspose.imbalance.dot_2d_ratio", "chapter": "02_rspose", "kind": "math", "value": 3071,
+     "paper": "RSPose Table 1", "holds": False, "verdict": "fails"},
+    {"id": "weird.claim", "chapter": "x", "kind": "math", "value": 1, "paper": "", "holds": True,
+     "verdict": "holds"},
+]
+
+
+def test_groups_by_paper_in_display_order():
+    card = scorecard.scorecard(RECORDS)
+    assert list(card) == ["rspose", "hdm", "other"]
+    row = card["hdm"][1]
+    assert row["id"] == "hdm.training.emd_vs_mse" and row["evidence"] == "preset default, seeds [0, 1, 2]"
+    assert row["reason"] == "EMD behind by 0.5 px"
+
+
+def test_summary_counts_and_lists_failing_math():
+    s = scorecard.summary(RECORDS)
+    assert s["claims"] == 4 and s["per_paper"] == {"rspose": 1, "hdm": 2, "other": 1}
+    assert s["math_failing"] == ["rspose.imbalance.dot_2d_ratio"]
+
+
+def test_a_repeated_claim_keeps_the_last_record():
+    later = dict(RECORDS[2], holds=True, verdict="holds")
+    assert scorecard.summary(RECORDS + [later])["math_failing"] == []
+
+
+def test_files_and_rendering(tmp_path):
+    md, js = scorecard.write_scorecard(RECORDS, tmp_path)
+    text = md.read_text()
+    assert "| hdm.training.emd_vs_mse |" in text and "HDM —" in text
+    assert json.loads(js.read_text())["summary"]["claims"] == 4
+    assert "<table>" in scorecard.ScorecardView(RECORDS)._repr_html_()
+    fig = scorecard.verdict_figure(RECORDS)
+    fails = [t for t in fig.data if t.name == "fails"][0]
+    assert list(fails.y) == [1, 0, 0]  # rspose, hdm, other
+    nr = [t for t in fig.data if t.name == "not reproduced"][0]
+    rep = [t for t in fig.data if t.name == "reproduced"][0]
+    assert list(nr.y) == [0, 1, 0] and list(rep.y) == [0, 0, 0]
+
+
+def test_load_ledger_from_folder_and_bad_files(tmp_path):
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "04_hdm.json").write_text(json.dumps(RECORDS[:2]))
+    assert len(scorecard.load_ledger(tmp_path)) == 2
+    (tmp_path / "claims.json").write_text(json.dumps(RECORDS))
+    assert len(scorecard.load_ledger(tmp_path)) == 4
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": 1}')
+    with pytest.raises(ValueError, match="not a claim ledger"):
+        scorecard.load_ledger(bad)
+    bad.write_text("{oops")
+    with pytest.raises(ValueError, match="readable JSON"):
+        scorecard.load_ledger(bad)
+    with pytest.raises(FileNotFoundError, match="poselab run"):
+        scorecard.load_ledger(tmp_path / "empty")  if (tmp_path / "empty").mkdir() is None else None
