@@ -1,0 +1,311 @@
+"""Pure functions behind the SAR chapter (Spatial-Aware Regression, Wang & Zhang, CVPR 2024).
+
+Arrays in, numbers out:
+
+- :func:`cell_field` — one joint's grid: every cell's prior ``p_t``, regressed point ``K_t``
+  (Eq. 5), score ``c_t`` and weight ``w_t`` (Eq. 6, 9) — Fig. 1–2 on one image.
+- :func:`fit_toy` / :func:`optimum_cases` — the two optimum cases of §3.2 (Eq. 10) on a toy grid
+  of free parameters whose cells can move their point by at most ``reach`` px; with the closed-form
+  loss floor when the selector is frozen.
+- :func:`normalization_study` — one-step softmax vs two-step (Eq. 9) when the number of targets
+  on the map varies: the scores a fixed threshold γ (Eq. 11) sees.
+- :func:`degenerate_check` — a 1×1 map is global regression (§3.3).
+- :func:`quantization_floor` — decoding error of exact targets per output stride: heatmap argmax
+  (+ quarter shift) vs SAR's continuous output (Fig. 4's mechanism, without training).
+- :func:`match_detections` — recall/precision of multi-instance detections (§4.3).
+
+Coordinates: ``(x, y)`` in heatmap px, pixel centres at integers (DEVELOPERS.md).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..codecs.heatmap import HeatmapCodec, heatmap_to_input
+from ..codecs.sar import SARCodec, decode_sar, sar_cell_centres
+from ..losses.sar import sar_log_weights, sar_loss, sar_multi_target_loss
+
+__all__ = ["cell_field", "fit_toy", "reach_floor", "optimum_cases", "DEFAULT_TARGETS",
+           "normalization_study", "degenerate_check", "quantization_floor", "match_detections"]
+
+
+def cell_field(selector_logits, offsets, input_size: Sequence[int] | None = None) -> dict:
+    """One joint's SAR grid as flat arrays (SAR Eq. 5, 6, 9).
+
+    Args:
+        selector_logits: ``(h, w)`` logits ``s_t``; offsets: ``(2, h, w)`` heatmap px.
+        input_size: ``(H, W)``; if given, ``centres`` and ``points`` are converted to input px.
+    Returns:
+        ``{"centres" (T, 2), "points" (T, 2), "c" (T,) = σ(s), "w" (T,) = c/Σc,
+        "best" (index of the max-c cell)}`` as float64 numpy, ``T = h·w`` row-major.
+    """
+    s = torch.as_tensor(np.asarray(selector_logits, dtype=np.float64))
+    o = torch.as_tensor(np.asarray(offsets, dtype=np.float64))
+    if s.ndim != 2 or tuple(o.shape) != (2,) + tuple(s.shape):
+        raise ValueError(f"selector_logits must be (h, w) and offsets (2, h, w); got "
+                         f"{tuple(s.shape)} and {tuple(o.shape)}")
+    h, w = s.shape
+    centres = sar_cell_centres((h, w), dtype=torch.float64)
+    points = centres + o.permute(1, 2, 0)
+    if input_size is not None:
+        centres = heatmap_to_input(centres, input_size, (h, w))
+        points = heatmap_to_input(points, input_size, (h, w))
+    c = torch.sigmoid(s).reshape(-1)
+    return {"centres": centres.reshape(-1, 2).numpy(), "points": points.reshape(-1, 2).numpy(),
+            "c": c.numpy(), "w": (c / c.sum()).numpy(), "best": int(torch.argmax(c))}
+
+
+def _as_targets(targets) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(targets, dtype=np.float64))
+    if t.ndim == 1:
+        t = t[None]
+    if t.ndim != 2 or t.shape[-1] != 2 or t.shape[0] == 0 or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"targets must be finite (x, y) points, shape (N, 2), got {tuple(t.shape)}")
+    return t
+
+
+def fit_toy(targets, grid: Sequence[int] = (8, 8), reach: float = 0.5, steps: int = 400,
+            lr: float = 0.3, lam: float = 16.0, normalization: str = "two_step",
+            freeze_selector: bool = False, prior: float = 0.01) -> dict:
+    """Minimise the SAR objective over free per-cell parameters (SAR Eq. 7–10 on a toy).
+
+    Cell ``t`` outputs ``K_t = p_t + reach · tanh(u_t / reach)`` (per axis: it can move its point at most
+    ``reach`` heatmap px from its centre — a regressor of limited range) and a free logit ``s_t``
+    (initialised at the official prior: ``σ(s) = prior``). Adam with a cosine-decayed ``lr``,
+    float64, deterministic (``u = 0`` at the start). With several targets the loss is
+    :func:`poselab.losses.sar_multi_target_loss` (``eps = 0``: the pure Eq. 7).
+
+    Returns ``{"loss" (steps,), "points" (T, 2), "c" (T,), "w" (T,), "r" (N, T),
+    "final_loss", "grid", "reach", "targets" (N, 2), "normalization"}`` (numpy).
+    """
+    tg = _as_targets(targets)
+    h, w = (int(grid[0]), int(grid[1]))
+    if h < 1 or w < 1:
+        raise ValueError(f"grid must be (h, w) >= 1, got {grid!r}")
+    if not (reach > 0 and math.isfinite(reach)):
+        raise ValueError(f"reach must be a positive number of heatmap px, got {reach!r}")
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    T, N = h * w, tg.shape[0]
+    centres = sar_cell_centres((h, w), dtype=torch.float64).reshape(T, 2)
+    u = torch.zeros(T, 2, dtype=torch.float64, requires_grad=True)
+    s = torch.full((T,), math.log(prior / (1 - prior)), dtype=torch.float64, requires_grad=True)
+    params = [u] if freeze_selector else [u, s]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
+    losses = np.empty(steps)
+
+    def objective():
+        pts = centres + reach * torch.tanh(u / reach)
+        return sar_multi_target_loss(pts[None, None], s[None, None], tg[None, None], None, lam,
+                                     (w, h), normalization=normalization, eps=0.0), pts
+
+    for i in range(steps):
+        opt.zero_grad()
+        loss, _ = objective()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses[i] = float(loss.detach())
+    with torch.no_grad():
+        loss, pts = objective()
+        lw = sar_log_weights(s, normalization)
+        d = ((pts[None] - tg[:, None]).abs() / torch.tensor([w, h], dtype=torch.float64)).sum(-1)
+    return {"loss": losses, "final_loss": float(loss), "points": pts.numpy(),
+            "c": torch.sigmoid(s).detach().numpy() if normalization == "two_step" else lw.exp().numpy(),
+            "w": lw.exp().numpy(), "r": torch.exp(-lam * d).numpy(), "grid": (h, w), "reach": reach,
+            "targets": tg.numpy(), "normalization": normalization}
+
+
+def reach_floor(target, grid: Sequence[int] = (8, 8), reach: float = 0.5, lam: float = 16.0) -> float:
+    """Closed form: the SAR loss infimum with a *uniform* selector (w_t = 1/T) and cells of limited
+    reach: every cell moves as close as it can, ``r_t = exp(−λ Σ_axis max(0, |Δ| − reach)/size)``,
+    and ``L = −log(mean_t r_t)``. Positive unless every cell can reach the target."""
+    tg = _as_targets(target)[0].numpy()
+    h, w = grid
+    c = sar_cell_centres((h, w), dtype=torch.float64).reshape(-1, 2).numpy()
+    gap = np.maximum(0.0, np.abs(c - tg) - reach) / np.array([w, h], dtype=np.float64)
+    return float(-np.log(np.mean(np.exp(-lam * gap.sum(-1)))))
+
+
+def optimum_cases(target=(3.3, 4.2), grid: Sequence[int] = (8, 8), few_reach: float = 0.5,
+                  steps: int = 400, lam: float = 16.0) -> dict:
+    """The two optimum cases of SAR §3.2 (Eq. 10) on one toy target.
+
+    - ``"all"``: every cell can reach the target (reach = the map's size) → all ``r_t → 1``,
+      the loss → 0 whatever the weights — shown with the selector frozen at its uniform prior
+      (with a free selector the optimiser also concentrates w on the first cells to arrive, and
+      the others stop being pulled: then only a few cells end at r ≈ 1);
+    - ``"few"``: cells move at most ``few_reach`` px → only the cells near the target can reach
+      it; the loss → 0 only because the selector puts its weight on them (``w_s → 0`` elsewhere);
+    - ``"few_frozen"``: the same with the selector frozen at its uniform prior: the loss stops at
+      the closed-form floor :func:`reach_floor` — the counter-case that shows the selector is
+      what makes case 2 work.
+
+    Returns ``{case: fit_toy(...) result + "reachable" (cells that can reach), "weight_on_reachable"
+    (Σ w over them), "cells_r_gt_0.99"}`` and ``"floor"`` (closed form for ``few_frozen``).
+    """
+    h, w = grid
+    tg = _as_targets(target)
+    out = {}
+    for name, reach, frozen in (("all", float(max(h, w)), True), ("few", few_reach, False),
+                                ("few_frozen", few_reach, True)):
+        res = fit_toy(tg, grid, reach, steps, lam=lam, freeze_selector=frozen)
+        centres = sar_cell_centres((h, w), dtype=torch.float64).reshape(-1, 2).numpy()
+        reachable = np.all(np.abs(centres - tg.numpy()[0]) < reach, axis=-1)
+        res.update(reachable=reachable, weight_on_reachable=float(res["w"][reachable].sum()),
+                   cells_r_gt_099=int((res["r"][0] > 0.99).sum()))
+        out[name] = res
+    out["floor"] = reach_floor(tg, grid, few_reach, lam)
+    return out
+
+
+# well-separated sub-pixel targets on a 12×12 grid, each within 0.3 px (per axis) of one cell
+# centre, so with reach 0.5 exactly one cell can reach each of them
+DEFAULT_TARGETS = ((2.2, 2.3), (8.8, 2.8), (2.7, 8.8), (8.3, 8.2), (5.8, 5.3), (10.2, 5.7))
+
+
+def normalization_study(counts: Sequence[int] = (1, 2, 3, 4, 5), gamma: float = 0.3,
+                        grid: Sequence[int] = (12, 12), reach: float = 0.5, steps: int = 400,
+                        targets=DEFAULT_TARGETS, lam: float = 16.0, match_px: float = 0.5) -> dict:
+    """One-step softmax vs two-step normalisation as the number of targets grows (SAR §3.2, Eq. 9, 11).
+
+    For each ``n`` in ``counts`` the first ``n`` of ``targets`` share the map; :func:`fit_toy`
+    minimises the multi-target objective under each normalisation. Then, per target, the score a
+    decoder thresholds at the cell that reaches it (the cell whose point is nearest): the
+    sigmoid ``c_t`` (two-step) or the weight ``w_t`` (softmax; for two-step ``w_t`` is reported
+    too). Eq. 11 with a fixed γ then keeps the cells with score ≥ γ; recall = share of targets
+    with a kept point within ``match_px``.
+
+    Returns ``{"counts", "gamma", "log_n" (the loss infimum log n),
+    "<normalization>": {"score" (len(counts),) mean over targets, "score_min", "weight" (mean
+    w_t), "recall", "final_loss"}}``.
+    """
+    counts = [int(n) for n in counts]
+    tg_all = _as_targets(targets)
+    if not counts or min(counts) < 1 or max(counts) > tg_all.shape[0]:
+        raise ValueError(f"counts must lie in [1, {tg_all.shape[0]}] (number of targets given)")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma!r}")
+    out = {"counts": np.array(counts), "gamma": float(gamma), "log_n": np.log(counts)}
+    for norm in ("two_step", "softmax"):
+        rows = {"score": [], "score_min": [], "weight": [], "recall": [], "final_loss": []}
+        for n in counts:
+            tg = tg_all[:n]
+            res = fit_toy(tg, grid, reach, steps, lam=lam, normalization=norm)
+            pts = res["points"]
+            d = np.abs(pts[None] - tg.numpy()[:, None]).max(-1)       # (n, T) L∞ px
+            nearest = d.argmin(-1)
+            score = res["c"][nearest]
+            kept = res["c"] >= gamma
+            hit = np.array([np.any(kept & (d[i] <= match_px)) for i in range(n)])
+            rows["score"].append(float(score.mean()))
+            rows["score_min"].append(float(score.min()))
+            rows["weight"].append(float(res["w"][nearest].mean()))
+            rows["recall"].append(float(hit.mean()))
+            rows["final_loss"].append(res["final_loss"])
+        out[norm] = {k: np.array(v) for k, v in rows.items()}
+    return out
+
+
+def degenerate_check(n: int = 512, map_size: Sequence[int] = (1, 1), lam: float = 16.0,
+                     seed: int = 0) -> dict:
+    """SAR on a 1×1 map is global regression (SAR §3.3).
+
+    With one cell the weight is 1 whatever the selector says, so (``eps = 0``) the loss is
+    ``λ · (|Δx|/W + |Δy|/H)`` — λ times the normalised L1 regression loss — with the same gradient,
+    and decoding returns ``p + offset``, the regressed point. ``map_size=(h, w)`` other than 1×1
+    is the counter-case (the weights then matter and the equality breaks).
+
+    Returns ``{"loss_max_abs_diff", "grad_max_abs_diff", "decode_max_abs_diff"}`` over ``n``
+    random joints (float64; the 1×1 "map" covers a W×H = 48×64 px region).
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    h, w = (int(map_size[0]), int(map_size[1]))
+    W, H = 48.0, 64.0
+    T = h * w
+    coords = (torch.rand(n, 1, T, 2, generator=g, dtype=torch.float64) * torch.tensor([W, H])
+              ).requires_grad_(True)
+    logits = torch.randn(n, 1, T, generator=g, dtype=torch.float64) * 4
+    target = torch.rand(n, 1, 2, generator=g, dtype=torch.float64) * torch.tensor([W, H])
+    sar = sar_loss(coords, logits, target, None, lam, (W, H), reduction="none", eps=0.0)
+    (g_sar,) = torch.autograd.grad(sar.sum(), coords)
+    point = coords.mean(2)    # the regression output: the cell's point (T = 1), else the mean
+    reg = lam * ((point - target).abs() / torch.tensor([W, H], dtype=torch.float64)).sum(-1)
+    (g_reg,) = torch.autograd.grad(reg.sum(), coords)
+    # decoding: offsets relative to the cell centre(s) of an h×w grid
+    centres = sar_cell_centres((h, w), dtype=torch.float64).reshape(T, 2)
+    offsets = (coords.detach()[:, 0] - centres).reshape(n, 1, h, w, 2).permute(0, 1, 4, 2, 3)
+    dec, _ = decode_sar(logits.reshape(n, 1, h, w), offsets)
+    return {"loss_max_abs_diff": float((sar - reg).abs().max()),
+            "grad_max_abs_diff": float((g_sar - g_reg).abs().max()),
+            "decode_max_abs_diff": float((dec - point.detach()).abs().max())}
+
+
+def quantization_floor(strides: Sequence[int] = (1, 2, 4, 8, 16), input_size: Sequence[int] = (64, 48),
+                       n: int = 2000, seed: int = 0, sigma_input_px: float = 8.0) -> dict:
+    """Decoding error of *exact* targets per output stride, in input px (the mechanism of SAR
+    Fig. 4 and Table 2, without any training).
+
+    Heatmap: the MSRA Gaussian target (σ = ``sigma_input_px``/stride heatmap px, at least 1)
+    decoded by argmax + quarter-pixel shift. SAR: ideal outputs (selector peaked at the nearest
+    cell, offset = keypoint − cell centre) decoded by Eq. 11 with m = 1 — continuous, so its error
+    is float round-off at every stride.
+
+    Returns ``{"strides", "heatmap_epe" (mean Euclidean error), "heatmap_max", "sar_epe", "sar_max"}``.
+    """
+    rng = np.random.default_rng(int(seed))
+    H, W = (int(input_size[0]), int(input_size[1]))
+    kp = torch.as_tensor(rng.uniform([0, 0], [W - 1, H - 1], size=(n, 1, 2)), dtype=torch.float32)
+    rows = {"heatmap_epe": [], "heatmap_max": [], "sar_epe": [], "sar_max": []}
+    for s in strides:
+        if H % s or W % s:
+            raise ValueError(f"stride {s} does not divide input_size {(H, W)}")
+        hm = (H // s, W // s)
+        codec = HeatmapCodec((H, W), hm, sigma=max(1.0, sigma_input_px / s), decoder="quarter")
+        got, _ = codec.decode(codec.encode(kp)["target"])
+        e = (got.double() - kp.double()).norm(dim=-1)
+        rows["heatmap_epe"].append(float(e.mean()))
+        rows["heatmap_max"].append(float(e.max()))
+        sar = SARCodec((H, W), hm)
+        t = sar.encode(kp)["target"]                                   # heatmap px
+        centres = sar_cell_centres(hm, dtype=torch.float32)
+        offsets = (t[..., None, None, :] - centres).movedim(-1, -3)   # (n, 1, 2, h, w)
+        near = torch.floor(t + 0.5).long().clamp_min(0)
+        near[..., 0].clamp_(max=hm[1] - 1)
+        near[..., 1].clamp_(max=hm[0] - 1)
+        logits = torch.full((n, 1) + hm, -10.0)
+        logits.view(n, -1)[torch.arange(n), near[:, 0, 1] * hm[1] + near[:, 0, 0]] = 10.0
+        got_s, _ = sar.decode(logits, offsets)
+        e_s = (got_s.double() - kp.double()).norm(dim=-1)
+        rows["sar_epe"].append(float(e_s.mean()))
+        rows["sar_max"].append(float(e_s.max()))
+    return {"strides": np.array(list(strides)), **{k: np.array(v) for k, v in rows.items()}}
+
+
+def match_detections(detections, truths, radius: float) -> dict:
+    """Greedy one-to-one matching of detected points to true points within ``radius`` px.
+
+    Args: detections ``(D, 2)`` sorted by decreasing score (earlier ones match first); truths
+    ``(G, 2)``. Returns ``{"tp", "fp", "fn", "recall", "precision"}`` (recall 1 and precision 1
+    by convention when there is nothing to find / nothing was found).
+    """
+    det = np.asarray(detections, dtype=np.float64).reshape(-1, 2)
+    gt = np.asarray(truths, dtype=np.float64).reshape(-1, 2)
+    free = np.ones(len(gt), dtype=bool)
+    tp = 0
+    for p in det:
+        if not free.any():
+            break
+        d = np.where(free, np.linalg.norm(gt - p, axis=-1), np.inf)
+        j = int(np.argmin(d))
+        if d[j] <= radius:
+            free[j] = False
+            tp += 1
+    fp, fn = len(det) - tp, len(gt) - tp
+    return {"tp": tp, "fp": fp, "fn": fn, "recall": tp / len(gt) if len(gt) else 1.0,
+            "precision": tp / len(det) if len(det) else 1.0}

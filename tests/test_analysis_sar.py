@@ -1,0 +1,105 @@
+"""poselab.analysis.sar: the SAR chapter's toys, checked against closed forms and counter-cases."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from poselab.analysis import sar as A
+
+
+def test_cell_field_matches_loop():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(3, 4))
+    o = rng.normal(size=(2, 3, 4))
+    f = A.cell_field(s, o)
+    for i in range(3):
+        for j in range(4):
+            t = i * 4 + j
+            assert f["centres"][t].tolist() == [j, i]
+            np.testing.assert_allclose(f["points"][t], [j + o[0, i, j], i + o[1, i, j]])
+            assert f["c"][t] == pytest.approx(1 / (1 + math.exp(-s[i, j])))
+    assert f["w"].sum() == pytest.approx(1.0) and f["best"] == int(np.argmax(s))
+    g = A.cell_field(s, o, input_size=(12, 16))  # stride 4: x_in = (x + 0.5) * 4 - 0.5
+    np.testing.assert_allclose(g["points"], (f["points"] + 0.5) * 4 - 0.5)
+    with pytest.raises(ValueError, match="offsets"):
+        A.cell_field(s, o[:1])
+
+
+def test_reach_floor_closed_form_against_loop():
+    tgt, grid, reach, lam = (3.3, 4.2), (8, 8), 0.5, 16.0
+    vals = []
+    for i in range(8):
+        for j in range(8):
+            gx = max(0.0, abs(j - tgt[0]) - reach) / 8
+            gy = max(0.0, abs(i - tgt[1]) - reach) / 8
+            vals.append(math.exp(-lam * (gx + gy)))
+    assert A.reach_floor(tgt, grid, reach, lam) == pytest.approx(-math.log(sum(vals) / 64), rel=1e-12)
+    assert A.reach_floor(tgt, grid, 10.0, lam) == pytest.approx(0.0, abs=1e-12)  # everyone reaches
+
+
+def test_optimum_cases_reach_zero_and_frozen_selector_does_not():
+    oc = A.optimum_cases(steps=400)
+    assert oc["all"]["final_loss"] < 0.01 and oc["few"]["final_loss"] < 0.01
+    assert oc["few"]["reachable"].sum() == 1 and oc["few"]["weight_on_reachable"] > 0.99
+    assert oc["all"]["cells_r_gt_099"] > 16  # case 1: many cells regress the target well
+    # counter-case: frozen uniform selector cannot go below the closed-form floor (> 2.8)
+    assert oc["few_frozen"]["final_loss"] >= oc["floor"] - 1e-9
+    assert oc["few_frozen"]["final_loss"] == pytest.approx(oc["floor"], abs=1e-2)
+    assert oc["floor"] > 2.5
+    assert np.all(np.diff(oc["few"]["loss"][-50:]) <= 1e-9)  # settled: non-increasing at the end
+
+
+def test_fit_toy_bad_input():
+    with pytest.raises(ValueError, match="targets"):
+        A.fit_toy([[np.nan, 1.0]])
+    with pytest.raises(ValueError, match="reach"):
+        A.fit_toy([(1.0, 1.0)], reach=0)
+    with pytest.raises(ValueError, match="steps"):
+        A.fit_toy([(1.0, 1.0)], steps=0)
+
+
+def test_normalization_study_softmax_depends_on_count_sigmoid_does_not():
+    ns = A.normalization_study(counts=(1, 2, 4), gamma=0.3, steps=300)
+    soft, two = ns["softmax"], ns["two_step"]
+    # one-step: the selected cell's weight is about 1/n -> a fixed gamma = 0.3 loses targets at n = 4
+    assert np.all(np.diff(soft["score"]) < 0)
+    np.testing.assert_allclose(soft["score"], 1 / ns["counts"], atol=0.05)
+    assert soft["recall"][-1] == 0.0 and soft["recall"][0] == 1.0
+    # two-step: c stays high for every n, every target found
+    assert two["score_min"].min() > 0.9 and np.all(two["recall"] == 1.0)
+    # counter-case: the two-step *weights* w = c / sum c do fall like 1/n
+    np.testing.assert_allclose(two["weight"], 1 / ns["counts"], atol=0.1)
+    # both reach the multi-target infimum log n
+    np.testing.assert_allclose(soft["final_loss"], ns["log_n"], atol=0.02)
+    np.testing.assert_allclose(two["final_loss"], ns["log_n"], atol=0.05)
+    with pytest.raises(ValueError, match="counts"):
+        A.normalization_study(counts=(0,))
+
+
+def test_degenerate_to_regression_and_counter_case():
+    d = A.degenerate_check()
+    assert d["loss_max_abs_diff"] <= 1e-12 and d["grad_max_abs_diff"] <= 1e-12
+    assert d["decode_max_abs_diff"] <= 1e-9
+    bigger = A.degenerate_check(map_size=(2, 2))
+    assert bigger["loss_max_abs_diff"] > 1e-3  # a real map is not regression
+
+
+def test_quantization_floor_grows_with_stride_sar_does_not():
+    q = A.quantization_floor(strides=(1, 4, 16), n=500)
+    assert np.all(np.diff(q["heatmap_epe"]) > 0)
+    # argmax on a grid of spacing s: error up to s/2 per axis, mean ≈ 0.38 s (Euclidean, quarter shift helps a bit)
+    assert np.all(q["heatmap_max"] <= np.array([1, 4, 16]) * math.sqrt(2) / 2 + 1e-3)
+    assert np.all(q["heatmap_epe"] > 0.25 * np.array([1, 4, 16]))
+    assert np.all(q["sar_max"] < 1e-4)
+    with pytest.raises(ValueError, match="stride"):
+        A.quantization_floor(strides=(5,))
+
+
+def test_match_detections():
+    gt = [(0, 0), (10, 0)]
+    m = A.match_detections([(0.5, 0), (0.2, 0.1), (30, 30)], gt, radius=1.0)
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 2, 1)
+    assert m["recall"] == 0.5 and m["precision"] == pytest.approx(1 / 3)
+    assert A.match_detections(np.zeros((0, 2)), gt, 1.0)["recall"] == 0.0
+    assert A.match_detections([(10, 0.5)], np.zeros((0, 2)), 1.0)["recall"] == 1.0
