@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_synth.add_argument("--root", default=None, help="cache folder (default: data/synth)")
     p_synth.add_argument("--split", action="append", default=None, choices=["train", "val"])
     from poselab.experiments.cli import add_parsers
-    add_parsers(sub)  # train, recipes, results
+    add_parsers(sub)  # train, recipes, results, arena
     return parser
 
 
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in list_chapters():
                 print(path.stem)
             return 0
-        if args.command in ("train", "recipes", "results"):
+        if args.command in ("train", "recipes", "results", "arena"):
             from poselab.experiments.cli import dispatch
             return dispatch(args)
         if args.command == "data" and args.data_command == "synth":

@@ -234,3 +234,20 @@ def test_data_stream_hash_is_shared_across_recipes_and_changes_with_the_seed(fir
                           preset=TINY, seed=0, device="cpu")
     assert other.data_stream_sha256 == res.data_stream_sha256
     assert ex.run_recipe("mse", preset=TINY, seed=1, device="cpu").data_stream_sha256 != res.data_stream_sha256
+
+
+def test_arena_checks_identical_inputs_and_budget(first_run, monkeypatch, capsys):
+    from poselab.experiments.arena import run_arena
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    variant = ex.RECIPES["mse"].replace(name="mse-sigma3", codec_params={"sigma": 3.0})
+    arena = run_arena(["mse", variant], preset=TINY, device="cpu", progress=False)
+    assert arena.same_inputs and arena.same_budget
+    assert arena.best() in ("mse", "mse-sigma3")
+    assert "seconds_per_step" in arena.to_markdown()
+    # a different seed for one recipe breaks the identical-inputs check
+    other = ex.run_recipe("mse", preset=TINY, seed=1, device="cpu")
+    from poselab.experiments.arena import Arena
+    mixed = Arena(ex.ComparisonTable([arena.table.results[0], other]), TINY)
+    mixed.table.results[1].seed = 0
+    assert not mixed.same_inputs

@@ -3,6 +3,7 @@
     poselab train RECIPE [--preset P] [--seed N ...] [--data D] [--device D] [--out DIR]
                          [--no-cache] [--record FILE]
     poselab recipes
+    poselab arena [--recipes R ...] [--seeds N ...] [--data D] [--preset P] [--device D] [--out DIR]
     poselab results [--recipe NAME]
     poselab results verify FILE [--seed N ...] [--tol T]
 """
@@ -32,6 +33,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--record", default=None, metavar="FILE",
                    help="also write a run record with provenance (e.g. results/mse_full.json)")
     sub.add_parser("recipes", help="list the registered recipes")
+    a = sub.add_parser("arena", help="every recipe on identical data, seeds and budget: one table")
+    a.add_argument("--recipes", nargs="+", default=None, help="recipe names (default: all registered)")
+    a.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    a.add_argument("--data", default="synth", help="'synth' or a COCO folder/json (default synth)")
+    a.add_argument("--preset", default="default", help="fast | default | full (default: default)")
+    a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    a.add_argument("--no-cache", action="store_true", help="train every recipe again")
+    a.add_argument("--out", default=None, help="also write arena.md and arena.json into this folder")
     r = sub.add_parser("results", help="list cached runs, or verify a recorded run: results verify FILE")
     r.add_argument("action", nargs="?", choices=["list", "verify"], default="list")
     r.add_argument("file", nargs="?", default=None, help="record to verify (results/*.json)")
@@ -143,12 +152,39 @@ def _results(args) -> int:
     return 0
 
 
+def _arena(args) -> int:
+    from .arena import run_arena
+    from .runner import _jsonable
+    try:
+        arena = run_arena(args.recipes, seeds=args.seeds, data=args.data, preset=args.preset,
+                          device=args.device, cache=not args.no_cache)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        raise _error(exc.args[0] if exc.args else str(exc)) from None
+    text = arena.to_markdown()
+    print(text)
+    print(f"same inputs for every recipe: {arena.same_inputs}; same step budget and backbone: "
+          f"{arena.same_budget}; best AP on generated data: {arena.best()}")
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise _error(f"--out {out} is a file; pass a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "arena.md").write_text(text)
+        (out / "arena.json").write_text(json.dumps(
+            {"same_inputs": arena.same_inputs, "same_budget": arena.same_budget,
+             "runs": [_jsonable(r.to_dict()) for r in arena.table.results]}, indent=1))
+        print(f"wrote {out / 'arena.md'} and arena.json")
+    return 0
+
+
 def dispatch(args: argparse.Namespace) -> int | None:
     """Run the command if it is one of ours; None otherwise."""
     if args.command == "train":
         return _train(args)
     if args.command == "recipes":
         return _recipes()
+    if args.command == "arena":
+        return _arena(args)
     if args.command == "results":
         return _results(args)
     return None

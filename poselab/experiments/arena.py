@@ -1,0 +1,88 @@
+"""The loss arena: every registered recipe on identical data, seeds, backbone and step budget.
+
+    from poselab.experiments.arena import run_arena
+    arena = run_arena(preset="default")          # all recipes of RECIPES, seed 0
+    arena.table                                  # ComparisonTable (renders in a notebook)
+    arena.same_inputs                            # every recipe saw byte-identical batches
+
+Each recipe goes through :func:`poselab.experiments.run_recipe`, so the cache makes re-running
+the arena instant and only recipes whose code or settings changed train again.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+from .presets import Preset, get_preset
+from .registry import RECIPES, Recipe, get_recipe
+from .runner import ComparisonTable, compare
+
+__all__ = ["Arena", "run_arena", "ARENA_METRICS"]
+
+ARENA_METRICS = ("AP", "AP50", "AP75", "AR", "EPE_crop", "PCK@0.2", "spearman", "ranking_accuracy",
+                 "seconds_per_step", "peak_memory_mb")
+
+
+@dataclass
+class Arena:
+    """The arena's results: the table, and the checks that make its comparison fair."""
+
+    table: ComparisonTable
+    preset: Preset
+
+    @property
+    def same_inputs(self) -> bool:
+        """Per seed, every recipe's training stream (images, keypoints, visibility) hashed equal."""
+        by_seed: dict[int, set[str]] = {}
+        for r in self.table.results:
+            by_seed.setdefault(r.seed, set()).add(r.data_stream_sha256)
+        return all(len(hashes) == 1 for hashes in by_seed.values())
+
+    @property
+    def same_budget(self) -> bool:
+        """Every run of a seed took the same number of optimiser steps on the same backbone."""
+        keys = {(r.seed, len(r.history["losses"]), r.config["recipe"]["backbone"])
+                for r in self.table.results}
+        return len(keys) == len({r.seed for r in self.table.results})
+
+    def best(self, metric: str = "AP", set_name: str = "generated val") -> str:
+        """The recipe with the highest mean ``metric``."""
+        rows = self.table.summary(set_name, (metric,))
+        return max(rows, key=lambda row: row[metric][0])["recipe"]
+
+    def to_markdown(self) -> str:
+        return "\n".join(f"**{s}**\n\n" + _markdown(self.table.summary(s, ARENA_METRICS))
+                         for s in self.table.sets)
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_()
+
+
+def _markdown(rows: list[dict]) -> str:
+    heads = list(rows[0])
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(ComparisonTable._cell(r[h]) for h in heads) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run_arena(recipes: Iterable[Recipe | str] | None = None, seeds: Sequence[int] = (0,),
+              data: str | os.PathLike = "synth", preset: Preset | str = "default",
+              device: str | torch.device = "auto", cache: bool = True, progress: bool = True,
+              backbone: str | None = None) -> Arena:
+    """Run ``recipes`` (default: every registered recipe) under one preset and backbone.
+
+    ``backbone`` (default: the preset's, else each recipe's — the built-in recipes all use
+    "tiny") is forced on every recipe so the comparison is like for like.
+    """
+    preset = get_preset(preset)
+    chosen = [get_recipe(r) for r in (RECIPES if recipes is None else recipes)]
+    if not chosen:
+        raise ValueError("the arena needs at least one recipe (poselab recipes lists them)")
+    backbone = backbone or preset.backbone or chosen[0].backbone
+    chosen = [r if r.backbone == backbone else r.replace(backbone=backbone) for r in chosen]
+    table = compare(chosen, seeds=seeds, data=data, preset=preset, device=device, cache=cache,
+                    progress=progress)
+    return Arena(table=table, preset=preset)
