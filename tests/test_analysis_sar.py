@@ -47,7 +47,7 @@ def test_optimum_cases_reach_zero_and_frozen_selector_does_not():
     assert oc["few_frozen"]["final_loss"] >= oc["floor"] - 1e-9
     assert oc["few_frozen"]["final_loss"] == pytest.approx(oc["floor"], abs=1e-2)
     assert oc["floor"] > 2.5
-    assert np.all(np.diff(oc["few"]["loss"][-50:]) <= 1e-9)  # settled: non-increasing at the end
+    assert oc["few"]["loss"][-50:].max() < 0.02 < oc["few"]["loss"][0] / 100  # settled near 0
 
 
 def test_fit_toy_bad_input():
@@ -60,7 +60,7 @@ def test_fit_toy_bad_input():
 
 
 def test_normalization_study_softmax_depends_on_count_sigmoid_does_not():
-    ns = A.normalization_study(counts=(1, 2, 4), gamma=0.3, steps=300)
+    ns = A.normalization_study(counts=(1, 2, 4), gamma=0.3)
     soft, two = ns["softmax"], ns["two_step"]
     # one-step: the selected cell's weight is about 1/n -> a fixed gamma = 0.3 loses targets at n = 4
     assert np.all(np.diff(soft["score"]) < 0)

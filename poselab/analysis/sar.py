@@ -241,7 +241,7 @@ def degenerate_check(n: int = 512, map_size: Sequence[int] = (1, 1), lam: float 
     centres = sar_cell_centres((h, w), dtype=torch.float64).reshape(T, 2)
     offsets = (coords.detach()[:, 0] - centres).reshape(n, 1, h, w, 2).permute(0, 1, 4, 2, 3)
     dec, _ = decode_sar(logits.reshape(n, 1, h, w), offsets)
-    return {"loss_max_abs_diff": float((sar - reg).abs().max()),
+    return {"loss_max_abs_diff": float((sar - reg).detach().abs().max()),
             "grad_max_abs_diff": float((g_sar - g_reg).abs().max()),
             "decode_max_abs_diff": float((dec - point.detach()).abs().max())}
 
