@@ -55,7 +55,53 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise ValueError(f"{path} is an incomplete poselab checkpoint (missing {missing})")
+    _check_fields(ckpt, path)
     return ckpt
+
+
+def _bad(path, what: str) -> ValueError:
+    return ValueError(f"{path} is a damaged or hand-edited poselab checkpoint: {what}; resume from "
+                      "another checkpoint or start a new run without resume_from")
+
+
+def _check_fields(ckpt: dict, path) -> None:
+    """Types and ranges of the entries :func:`poselab.train.fit` reads back (crafted files get a
+    ValueError naming the entry instead of a raw error deep inside torch)."""
+    for key in ("step", "epoch", "batch_in_epoch"):
+        value = ckpt[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _bad(path, f"{key!r} must be an int >= 0, got {value!r:.60}")
+    for key in ("model", "optimizer", "history", "settings"):
+        if not isinstance(ckpt[key], dict):
+            raise _bad(path, f"{key!r} must be a dict, got {type(ckpt[key]).__name__}")
+    bad_state = [k for k, v in ckpt["model"].items() if not isinstance(v, torch.Tensor)]
+    if bad_state:
+        raise _bad(path, f"model entries {bad_state[:3]} are not tensors")
+    rng = ckpt["rng"]
+    expected = torch.get_rng_state()
+    if (not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8
+            or rng.shape != expected.shape):
+        shape = tuple(rng.shape) if isinstance(rng, torch.Tensor) else type(rng).__name__
+        raise _bad(path, f"'rng' must be a uint8 tensor of shape {tuple(expected.shape)} "
+                         f"(torch.get_rng_state()), got {shape}")
+    history = ckpt["history"]
+    for key in ("losses", "step_times", "data_times", "lrs", "epochs", "batch_sizes"):
+        values = history.get(key, [])
+        if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise _bad(path, f"history[{key!r}] must be a list of numbers")
+    if not isinstance(history.get("terms", {}), dict) or not isinstance(history.get("val", []), list):
+        raise _bad(path, "history['terms'] must be a dict and history['val'] a list")
+    settings = ckpt["settings"]
+    for key, minimum in (("seed", None), ("batch_size", 1), ("warmup_steps", 0), ("total_steps", 0)):
+        value = settings.get(key, minimum or 0)
+        if isinstance(value, bool) or not isinstance(value, int) or (
+                minimum is not None and value < minimum):
+            floor = "" if minimum is None else f" >= {minimum}"
+            raise _bad(path, f"settings[{key!r}] must be an int{floor}, got {value!r:.60}")
+    if settings.get("schedule", "constant") not in ("constant", "cosine"):
+        raise _bad(path, f"settings['schedule'] must be 'constant' or 'cosine', got "
+                         f"{settings.get('schedule')!r:.60}")
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: str | os.PathLike = "checkpoint") -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -210,6 +211,55 @@ def _validate(model, loss_fn, val, batches_fn, device) -> dict[str, float]:
         model.train(was_training)
 
 
+def _whole(value, name: str, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; 1.7, "3", True and NaN are refused (never truncated)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        try:
+            ok = math.isfinite(float(value)) and float(value) == int(value)
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _finite(value, name: str, minimum: float) -> float:
+    """``value`` as a finite float >= ``minimum`` (bools and strings refused)."""
+    try:
+        ok = not isinstance(value, (bool, str)) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or float(value) < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int, epoch: int,
+                     loss: float, lr_now: float) -> None:
+    """Clip to ``grad_clip`` and raise before the optimiser step if a gradient is NaN/Inf.
+
+    A finite loss can still have a NaN gradient (e.g. ``sqrt`` at 0, ``log`` of 0 behind a
+    mask); stepping would write NaN weights (and a Checkpoint callback would save them over the
+    last good file), and the next step would blame the targets.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if not torch.isfinite(norm):
+        bad = next(name for name, p in model.named_parameters()
+                   if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
+        raise FloatingPointError(
+            f"the gradient is {float(norm)} at step {step} (epoch {epoch}) although the loss is "
+            f"finite ({loss:.6g}); first non-finite gradient: {bad}. The weights were not updated "
+            f"(checkpoints keep the last good state). Check the loss for operations whose "
+            f"derivative is infinite (sqrt or pow at 0, log of 0, division by a tiny norm), or "
+            f"lower lr (now {lr_now:g})")
+    if grad_clip is not None:
+        torch.nn.utils.clip_grads_with_norm_(params, float(grad_clip), norm)
+
+
 def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=None, *,
         epochs: int | None = None, max_steps: int | None = None, batch_size: int = 32,
         lr: float = 1e-3, weight_decay: float = 1e-4, warmup_steps: int = 50,
@@ -237,7 +287,9 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
         warmup_steps: linear warm-up length (a fixed number, so a resumed run follows the same
             schedule); ``schedule`` = "constant" after warm-up or "cosine" (decays to 0 at the
             planned total of steps; resume with the same epochs/max_steps).
-        grad_clip: max global gradient norm (None = no clipping).
+        grad_clip: max global gradient norm, > 0 (None = no clipping). Every step checks the
+            gradient norm: a NaN/Inf gradient raises FloatingPointError (naming the step and the
+            parameter) before the optimiser step, so no NaN weight is written.
         callbacks: e.g. ``[ProgressBar(), Checkpoint("ckpt.pt"), LiveCurves()]``.
         device: "auto" (cuda → mps → cpu) or a device string.
         seed: ``torch.manual_seed(seed)`` at the start and the batch order; the same seed and the
@@ -245,14 +297,28 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
         resume_from: a checkpoint written by :class:`~poselab.train.callbacks.Checkpoint`; the
             model's and optimiser's states, position, history and RNG are restored and training
             continues to ``epochs``/``max_steps``. Missing file → FileNotFoundError; a file that is
-            not a poselab checkpoint or does not fit the model → ValueError.
+            not a poselab checkpoint or does not fit the model → ValueError. Settings that shape
+            the run (seed, warmup_steps, schedule and, for a Dataset, batch_size) must equal the
+            checkpoint's: a different value raises ValueError naming both (it is not silently
+            replaced).
+
+    Counts (epochs, max_steps, batch_size, warmup_steps, val_every) must be whole numbers
+    (``epochs=1.7`` raises, it is not truncated); lr and weight_decay finite and >= 0.
 
     Raises FloatingPointError when the loss becomes NaN/Inf (with the step; lower ``lr``).
     """
     if epochs is None and max_steps is None:
         raise ValueError("give epochs=..., max_steps=... or both")
-    if epochs is not None and int(epochs) < 0 or max_steps is not None and int(max_steps) < 0:
-        raise ValueError(f"epochs and max_steps must be >= 0, got {epochs}, {max_steps}")
+    epochs = None if epochs is None else _whole(epochs, "epochs", 0)
+    max_steps = None if max_steps is None else _whole(max_steps, "max_steps", 0)
+    warmup_steps = _whole(warmup_steps, "warmup_steps", 0)
+    val_every = _whole(val_every, "val_every", 1)
+    lr = _finite(lr, "lr", 0.0)
+    weight_decay = _finite(weight_decay, "weight_decay", 0.0)
+    if grad_clip is not None and not _finite(grad_clip, "grad_clip", 0.0) > 0:
+        raise ValueError(f"grad_clip must be a positive max gradient norm or None (no clipping), "
+                         f"got {grad_clip!r}: 0 would stop learning and a negative value flips "
+                         "the gradients")
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     if not callable(loss_fn):
@@ -262,8 +328,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     if isinstance(train, DataLoader):
         batches = _LoaderBatches(train)
     elif isinstance(train, Dataset) or (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
-        if int(batch_size) <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        batch_size = _whole(batch_size, "batch_size", 1)
         batches = _DatasetBatches(train, batch_size, seed, shuffle, drop_last, collate)
     else:
         raise ValueError(f"train must be a Dataset or a DataLoader, got {type(train).__name__}")
@@ -302,9 +367,21 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
         except (ValueError, KeyError, RuntimeError) as exc:
             raise ValueError(f"optimizer state in {resume_from} does not fit this model: {exc}") from exc
         saved = ckpt["settings"]
-        for key in ("warmup_steps", "schedule", "seed", "batch_size"):
-            if key in saved:
-                settings[key] = saved[key]
+        # Refuse (not silently override) settings that shape the run: the batch order, the
+        # position inside an epoch and the lr schedule depend on them, so a resume with other
+        # values would be neither the old run nor a fresh one.
+        shaping = ("warmup_steps", "schedule", "seed")
+        shaping += ("batch_size",) if isinstance(batches, _DatasetBatches) else ()
+        differ = [f"{key}={saved[key]!r} (this call: {settings[key]!r})" for key in shaping
+                  if key in saved and saved[key] != settings[key]]
+        if differ:
+            raise ValueError(f"checkpoint {resume_from} was written with " + ", ".join(differ)
+                             + "; resume with the same values to continue that run exactly, or "
+                             "start a new run without resume_from")
+        if int(ckpt["batch_in_epoch"]) > steps_per_epoch:
+            raise ValueError(f"checkpoint {resume_from} stopped at batch {ckpt['batch_in_epoch']} "
+                             f"of an epoch, but this training set has {steps_per_epoch} batches per "
+                             "epoch; resume with the dataset (and batch size) it was written with")
         if schedule == "cosine" and "total_steps" in saved:
             settings["total_steps"] = saved["total_steps"]
         state.history = history = History.from_dict(ckpt["history"])
@@ -355,8 +432,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
                                          f"lower lr (now {lr_now:g}) or check the targets")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+            _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now)
             optimizer.step()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
