@@ -14,10 +14,17 @@ Numerics
   cell, so for every pixel ``i`` the costs ``C_ij`` differ from ``m_i = min_j C_ij`` by at most
   ``√2`` (triangle inequality). Absorbing ``exp(-m_i/ε)`` into the row potential (a log-domain
   change of variables) leaves the kernel ``K̃_ij = exp(-(C_ij - m_i)/ε) ∈ [e^{-√2/ε}, 1]``, which
-  never underflows, however far a pixel is from the keypoint (plain Sinkhorn with
-  ``exp(-C/ε)`` gives NaN in float32 on 96×72 maps with a corner keypoint). The iterations are
-  then two batched ``(N, HW, 4)`` mat-vec products. For very small ``reg``
-  (``√2/reg`` beyond what the dtype represents) a full log-domain (log-sum-exp) loop is used.
+  never underflows, however far a pixel is from the keypoint; with ``max v = 1`` the row sums
+  ``s_i = Σ_j K̃_ij v_j ≥ e^{-√2/ε}`` and their squares (Newton evaluation) do not either. The
+  Newton solver always uses it (gathered from per-offset tables, see below). The plain kernel
+  ``exp(-C/ε)`` is used by the Sinkhorn solver only where ``exp(-2 max C/ε)`` is a normal number
+  (float32: ``max C ≤ 43 ε``). (An earlier bound, ``max C < 80 ε`` in float32, let ``s²``
+  underflow ~52 px from the keypoint: NaN for 121 of 136 random joints at 64×48.) For very
+  small ``reg`` (``2√2/reg`` beyond what the dtype represents) a full log-domain (log-sum-exp)
+  loop is used.
+* **Dtypes.** float64 input is solved in float64, everything else in float32: float16 and
+  bfloat16 hold neither the marginal accuracy nor (bfloat16) integer pixel offsets beyond 256.
+  Loss and gradient come back in the input dtype; keypoints are used in the solve dtype.
 * **Batched** over all ``B·K`` problems (chunked to bound memory and stay in cache), no Python
   loop over joints. Each chunk goes from the raw heatmap rows to cost and gradient in one go.
 * **Support only** (Newton solver): pixels with ``relu(h_i) = 0`` carry no mass, so they enter
@@ -42,15 +49,17 @@ Numerics
   ``Σ_i a_i π_i π_iᵀ = (vvᵀ) ∘ G`` — about four passes over the ``(n, 4, m)`` kernel, vs two
   per Sinkhorn iteration; on the benchmark maps Sinkhorn needs ~7 iterations for 1e-6 and
   ~14 for 1e-12, Newton 3 and 4 in all, warm-up included).
-  Demanders with zero mass keep ``v_j = e^{g_j} = 0``. If round-off stops the error from
-  decreasing the remaining iterations are Sinkhorn's, unless the error is already at the
-  round-off floor (≤ √eps; float32 with a tiny ``tol``), where it stops and reports that error.
-  ``solver="sinkhorn"`` (and ``tol = 0``, so that ``n_iters`` is exactly the paper's Sinkhorn
-  iteration count) uses plain Sinkhorn scaling instead.
+  Demanders with zero mass keep ``v_j = e^{g_j} = 0``. If two Newton steps in a row fail to
+  halve the error (round-off: the error wobbles at a floor, 2e-7 – 1.5e-6 in float32 at 16×12 –
+  96×72 maps) it stops there when the error is ≤ 64 eps (7.6e-6 in float32), else the remaining
+  iterations are Sinkhorn's. ``solver="sinkhorn"`` (and ``tol = 0``, so that ``n_iters`` is
+  exactly the paper's Sinkhorn iteration count) uses plain Sinkhorn scaling instead.
 * **Stopping:** at most ``n_iters`` iterations; earlier when, for every problem, the plan with
   exact supplier marginals (``P = a_i π_{j|i}``, the plan whose cost is returned) misses the
-  demander marginals by at most ``tol`` in L1, ``Σ_j |Σ_i P_ij − d_j| ≤ tol``. With ``reg = 1``
-  Sinkhorn takes ~5–30 iterations, so the paper's 1000 is a cap that is never reached.
+  demander marginals by at most ``tol`` in L1, ``Σ_j |Σ_i P_ij − d_j| ≤ tol``, or when the error
+  sits at the dtype's round-off floor (no halving in 2 Newton / 10 Sinkhorn iterations at an
+  error ≤ 64 eps). With ``reg = 1`` Sinkhorn takes ~5–30 iterations, so the paper's 1000 is a
+  cap that is never reached; if it is, above ``tol > 0``, a ``UserWarning`` says so (as POT's).
 * **Gradient: implicit differentiation at the fixed point** (not autograd through the
   iterations, not the envelope/dual-potential gradient — the latter is the gradient of the
   *regularised* objective ``⟨C,P⟩ - ε h(P)``, not of the reported ``⟨C, P⟩``). Differentiating
@@ -73,6 +82,7 @@ Numerics
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -125,14 +135,15 @@ def _kernel_planes(points, size, reg):
     """Costs (n, 4, P) and a Sinkhorn kernel (n, 4, P) equal to ``exp(-C/ε)`` up to a positive
     factor per pixel (which the row scaling absorbs exactly).
 
-    If ``exp(-max C/ε)`` is representable in the dtype, the kernel is ``exp(-D/ε)`` computed once
-    on the distance plane and shifted like the costs (one exp per pixel). Otherwise it is the
-    row-stabilised ``exp(-(C − min_j C)/ε) ∈ [e^{-√2/ε}, 1]`` (four exps per pixel), which never
-    underflows for the four cell corners.
+    If :func:`_plain_kernel_ok` (``exp(-2 max C/ε)`` is a normal number of the dtype, so that
+    kernel entries, their products and the row sums ``Σ_j K_ji v_j`` stay far from underflow),
+    the kernel is ``exp(-D/ε)`` computed once on the distance plane and shifted like the costs
+    (one exp per pixel). Otherwise it is the row-stabilised ``exp(-(C − min_j C)/ε) ∈
+    [e^{-√2/ε}, 1]`` (four exps per pixel), which never underflows for the four cell corners.
     """
     plane = _distance_plane(points, size)
     costs = _corner_planes(plane, size)
-    if plane.numel() and float(plane.amax()) / reg < _exp_limit(plane.dtype):
+    if plane.numel() and _plain_kernel_ok(float(plane.amax()), reg, plane.dtype):
         kernel = _corner_planes(torch.exp(plane * (-1.0 / reg)), size)
     else:
         kernel = torch.exp((costs.amin(dim=1, keepdim=True) - costs).mul_(1.0 / reg))
@@ -145,14 +156,59 @@ def _planes_dot(planes, coef):
 
 
 def _exp_limit(dtype: torch.dtype) -> float:
-    """Largest x for which exp(-x) is used directly: above float32 / float64 underflow (the
-    half-precision dtypes share the float32 bound)."""
-    return 80.0 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 700.0
+    """``-log`` of the smallest normal number of ``dtype`` (87.3 in float32, 708.4 in float64):
+    ``exp(-x)`` is a normal number for ``x`` below it. The solvers run in float32 or float64
+    (half-precision inputs are solved in float32, see :func:`_compute_dtype`)."""
+    return -math.log(torch.finfo(dtype).tiny)
+
+
+def _plain_kernel_ok(max_cost: float, reg: float, dtype: torch.dtype) -> bool:
+    """The plain kernel ``exp(-C/ε)`` may be used: ``exp(-2 max C/ε)`` is normal, so a kernel
+    entry, the product of two entries (``s²`` in a Newton evaluation) and a row sum stay
+    representable. In float32 this allows ``max C ≤ 43 ε`` (a 32×24 map at ``ε = 1``), in
+    float64 ``354 ε``; beyond, the row-stabilised kernel is used. (The bound used to be
+    ``max C < 80 ε`` for float32: ``s²`` then underflowed ~52 px from the keypoint and the Newton
+    evaluation returned NaN, on 121 of 136 random joints at 64×48.)"""
+    return 2.0 * max_cost / reg < _exp_limit(dtype)
 
 
 def _stable(reg: float, dtype: torch.dtype) -> bool:
-    """The row-stabilised kernel exp(-(C - min_j C)/ε) ≥ e^{-√2/ε} is representable."""
-    return math.sqrt(2.0) / reg < _exp_limit(dtype)
+    """The row-stabilised kernel ``exp(-(C - min_j C)/ε) ≥ e^{-√2/ε}`` is usable: its entries
+    and their squares (a row sum ``s_i ≥ e^{-√2/ε}`` with ``max v = 1``, and ``s_i²``) are
+    normal numbers. Else the full log-domain solver runs (``ε < 0.033`` px in float32)."""
+    return 2.0 * math.sqrt(2.0) / reg < _exp_limit(dtype)
+
+
+class _Progress:
+    """Round-off stall detection shared by the solvers.
+
+    In floating point the demander-marginal error cannot fall below a floor set by round-off in
+    the sums over ``H·W`` pixels (measured in float32: 2e-7 – 8e-7 at 16×12 – 96×72 heatmaps,
+    i.e. 2–7 ``eps``; in float64 ~1e-15). Near that floor the error wobbles, so "no new best
+    for a few iterations" never fires reliably. Instead: the solver has *stalled* once the best
+    error of the last ``window`` iterations is no better than ``factor`` × the best error before
+    them (Newton converges quadratically: a working step cuts the error by orders of magnitude;
+    Sinkhorn with ``reg = 1`` by ~5× per iteration) and the error is at most ``floor``.
+    """
+
+    def __init__(self, window: int, floor: float = math.inf, factor: float = 0.5):
+        self.window, self.floor, self.factor = window, floor, factor
+        self.errors: list[float] = []
+
+    def stalled(self, err: float) -> bool:
+        self.errors.append(err)
+        if len(self.errors) <= self.window or err > self.floor:
+            return False
+        before = min(self.errors[:-self.window])
+        return min(self.errors[-self.window:]) > self.factor * before
+
+
+def _roundoff_floor(dtype: torch.dtype) -> float:
+    """Marginal error below which a solver that stopped improving is taken to be at its
+    round-off floor: ``64 eps`` (7.6e-6 in float32, 1.4e-14 in float64), 5× the largest float32
+    floor measured at 16×12 – 96×72 heatmaps (2e-7 – 1.5e-6). A stall above it is a solver
+    failure: Newton then continues with Sinkhorn, Sinkhorn runs on to its cap (and warns)."""
+    return 64.0 * torch.finfo(dtype).eps
 
 
 def _sinkhorn_scaling(a, kernel, b, n_iters, tol, v0=None):
@@ -161,34 +217,40 @@ def _sinkhorn_scaling(a, kernel, b, n_iters, tol, v0=None):
     a (n, P), kernel (n, M, P), b (n, M). Each iteration makes the rows exact
     (``u = a / K v``) and then the columns (``v = b / Kᵀu``); before the column update the
     demander-marginal L1 error of the row-exact plan, ``Σ_j |v_j (Kᵀu)_j − b_j|``, is checked
-    against ``tol`` (4 numbers per problem, so the check is free). Returns (v (n, M),
-    iterations, error); the row-exact plan is ``P_ij = a_i K_ji v_j / Σ_k K_ki v_k``.
+    against ``tol`` (4 numbers per problem, so the check is free). Stops at ``tol``, after
+    ``n_iters`` updates, or (``tol > 0``) when the error sits at its round-off floor
+    (:class:`_Progress`: no halving in 10 iterations at an error ≤ :func:`_roundoff_floor`).
+    Returns (v (n, M), iterations, error); the row-exact plan is
+    ``P_ij = a_i K_ji v_j / Σ_k K_ki v_k``.
     """
     v = torch.ones_like(b) if v0 is None else v0.clone()
+    progress = _Progress(10, _roundoff_floor(a.dtype))
     it, err = 0, float("inf")
     while True:
         u = a / _planes_dot(kernel, v)
         col = _rows_dot(kernel, u)  # (n, M)
         err = float((v * col - b).abs().sum(1).max()) if b.numel() else 0.0
-        if it >= n_iters or err <= tol:
+        if it >= n_iters or err <= tol or (tol > 0 and progress.stalled(err)):
             return v, it, err
         v = b / col
         it += 1
 
 
-def _support(a):
-    """Compaction of each row to the pixels with supplier mass: ``(slot (n, P), a_support (n, m))``.
+def _support(a, pos):
+    """Compaction of each row to its support: ``(slot (n, P), a_support (n, m))``.
 
-    ``slot[r, i]`` is the column of pixel ``i`` in the compacted row ``r`` (positive pixels
-    left-aligned in pixel order) or ``m`` for pixels without mass; ``m`` is the largest support
-    in the chunk and shorter rows are padded with mass 0. Pixels with ``a_i = 0`` carry no mass:
-    they do not enter the marginals, the cost or — through ``relu'`` — the gradient, so the
-    problems are solved on the support only (a noisy prediction has about half its pixels ≤ 0).
-    Scatter with ``slot`` into ``m + 1`` columns to compact, gather with it to expand (column
-    ``m`` holding 0). ``(None, a)`` when every map of the chunk is fully positive.
+    ``pos`` (n, P) bool marks the support: the pixels with ``h_i > 0`` (and every pixel of a map
+    without positive mass, whose suppliers are uniform). ``slot[r, i]`` is the column of pixel
+    ``i`` in the compacted row ``r`` (support pixels left-aligned in pixel order) or ``m`` for
+    the others; ``m`` is the largest support in the chunk and shorter rows are padded with mass
+    0. Pixels with ``h_i ≤ 0`` carry no mass: they do not enter the marginals, the cost or —
+    through ``relu'`` — the gradient, so the problems are solved on the support only (a noisy
+    prediction has about half its pixels ≤ 0). (The support is taken from ``h``, not from
+    ``a = relu(h)/Σ relu(h)``: a subnormal ``h_i > 0`` gives ``a_i = 0`` in float32 but still
+    has a gradient.) Scatter with ``slot`` into ``m + 1`` columns to compact, gather with it to
+    expand (column ``m`` holding 0). ``(None, a)`` when every map of the chunk is fully positive.
     """
     n, P = a.shape
-    pos = a > 0
     counts = pos.sum(1)
     m = int(counts.max()) if n else 0
     if m == P and bool((counts == P).all()):
@@ -235,32 +297,35 @@ def _gathered_kernels(points, size, reg, slot=None, m=None):
     """``K`` and ``K∘C``, each ``(n, 4, m)``, on the compacted support ``slot`` of
     :func:`_support` (``None``: all pixels).
 
-    ``K_ji`` is ``exp(-C_ji/ε)`` (up to a positive factor per pixel, which the row scaling
-    absorbs) and ``C_ji`` the Euclidean cost from pixel ``i`` to corner ``j`` of the keypoint's
-    cell, read out of :func:`_distance_source` (one exp per table entry) when
-    ``exp(-max C/ε)`` is representable, else the row-stabilised ``exp(-(C − min_j C)/ε)`` (four
-    exps per pixel, never underflows).
+    ``K_ji = exp(-(C_ji − min_k C_ki)/ε) ∈ [e^{-√2/ε}, 1]`` is the row-stabilised kernel (equal
+    to ``exp(-C_ji/ε)`` up to a positive factor per pixel, which the row scaling absorbs) and
+    ``C_ji`` the Euclidean cost from pixel ``i`` to corner ``j`` of the keypoint's cell. Both
+    depend only on the pixel's integer offset from ``floor(kp)``, so they are computed once per
+    offset of :func:`_distance_source` (four tables, one per corner: four exps per offset) and
+    gathered. With ``max v = 1`` the row sums ``s_i = Σ_j K_ji v_j ≥ e^{-√2/ε}`` and ``s_i²``
+    never underflow, at any distance from the keypoint and in any dtype.
     """
     H, W = size
     n = points.shape[0]
     dev = points.device
     dist, off, tx = _distance_source(points, size)
-    itype = _index_dtype(dist.numel() + (H + 1) * tx)
+    # corner j of the pixel at table position p reads dist[p - shift_j]; tables start at p = first
+    shifts = [cy * tx + cx for cx, cy in CORNER_OFFSETS]
+    first = max(shifts)
+    length = max(0, dist.numel() - first)
+    costs = torch.stack([dist[first - c:first - c + length] for c in shifts])  # (4, L)
+    table = torch.exp((costs.amin(0, keepdim=True) - costs).mul_(1.0 / reg))
+    itype = _index_dtype(4 * length)
     pixels = torch.arange(H * W, device=dev, dtype=itype)
     pixels = torch.div(pixels, W, rounding_mode="floor").mul_(tx).add_(pixels % W).expand(n, H * W)
     if slot is not None:  # padding reads pixel (0, 0): finite, never used (a = 0 there)
         pixels = pixels.new_zeros(n, m + 1).scatter_(1, slot, pixels)[:, :m]
-    rel = pixels.add(off.to(itype)[:, None])
-    corner = torch.tensor([cy * tx + cx for cx, cy in CORNER_OFFSETS], device=dev, dtype=itype)
-    index = (rel[:, None, :] - corner[None, :, None]).reshape(-1)
+    rel = pixels.add((off - first).to(itype)[:, None])
+    corner = torch.arange(4, device=dev, dtype=itype) * length
+    index = (rel[:, None, :] + corner[None, :, None]).reshape(-1)
     m = rel.shape[1]
-    if dist.numel() and float(dist.amax()) / reg < _exp_limit(dist.dtype):
-        e = torch.exp(dist * (-1.0 / reg))
-        kernel = e.index_select(0, index).reshape(n, 4, m)
-        return kernel, e.mul_(dist).index_select(0, index).reshape(n, 4, m)
-    costs = dist.index_select(0, index).reshape(n, 4, m)
-    kernel = torch.exp((costs.amin(dim=1, keepdim=True) - costs).mul_(1.0 / reg))
-    return kernel, costs.mul_(kernel)
+    kernel = table.reshape(-1).index_select(0, index).reshape(n, 4, m)
+    return kernel, costs.mul_(table).reshape(-1).index_select(0, index).reshape(n, 4, m)
 
 
 def _rows_dot(planes, x):
@@ -297,9 +362,11 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=2):
     ``v = b / max b`` (two mat-vec passes each, vs about four for an evaluation; they bring the
     error to ~2e-3, where Newton needs 1–2 steps). Stops at the rule of
     :func:`_sinkhorn_scaling` (``Σ_j |col_j − b_j| ≤ tol`` for every problem) or after
-    ``n_iters`` steps; if the error stops decreasing for 3 steps, returns with
-    ``stalled=True``: the caller continues with Sinkhorn unless the error is already at the
-    round-off floor (≤ √eps of the dtype, e.g. float32 with a tiny ``tol``).
+    ``n_iters`` steps; if two Newton steps in a row fail to halve the best error so far
+    (:class:`_Progress`; round-off makes the error wobble at its floor, so "no new best" alone
+    would not fire), returns with ``stalled=True``: the caller continues with Sinkhorn unless
+    the error is already at the round-off floor (≤ :func:`_roundoff_floor`, e.g. float32 with a
+    ``tol`` below its 2e-7 – 2e-6 floor).
 
     Returns (v (n, M), iterations, error, stalled, evaluation at v: (s, G, col)).
     """
@@ -312,15 +379,15 @@ def _newton_scaling(a, kernel, b, n_iters, tol, warm=2):
         v = v / v.amax(1, keepdim=True)
         it += 1
     log_b = torch.where(active, b, torch.ones_like(b)).log()
-    best, stall = float("inf"), 0
+    progress = _Progress(2)
     while True:
         ev = _evaluate(a, kernel, v)
         col = ev[2]
         err = float((col - b).abs().sum(1).max()) if b.numel() else 0.0
-        stall = stall + 1 if err >= best else 0
-        best = min(best, err)
-        if err <= tol or it >= n_iters or stall >= 3:
-            return v, it, err, err > tol and stall >= 3, ev
+        if err <= tol or it >= n_iters:
+            return v, it, err, False, ev
+        if progress.stalled(err):
+            return v, it, err, True, ev
         gram = ev[1] * v[:, :, None] * v[:, None, :]
         safe_col = torch.where(active, col, torch.ones_like(col)).clamp_min(torch.finfo(a.dtype).tiny)
         r = torch.where(active, col * (log_b - safe_col.log()), torch.zeros_like(col))
@@ -348,10 +415,10 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None):
     ``None``). Returns (cost (n,), v (n, M), iterations, error).
     """
     a_full, total = _suppliers(maps, return_total=True)
-    slot, a = _support(a_full)
+    slot, a = _support(a_full, (maps > 0) | (total <= 0))
     kernel, kc = _gathered_kernels(points, size, reg, slot, a.shape[1])
     v, it, err, stalled, ev = _newton_scaling(a, kernel, b, n_iters, tol)
-    if stalled and it < n_iters and err > math.sqrt(torch.finfo(a.dtype).eps):
+    if stalled and it < n_iters and err > _roundoff_floor(a.dtype):
         v, more, err = _sinkhorn_scaling(a, kernel, b, n_iters - it, tol, v0=v)
         it += more
         ev = _evaluate(a, kernel, v)
@@ -364,7 +431,7 @@ def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None):
         gram = (gk * v[:, :, None] * v[:, None, :]).double()
         full = torch.diag_embed(col.double()) - gram + 1.0 + torch.diag_embed((b <= 0).double())
         z = torch.linalg.solve(full, w.double().unsqueeze(-1)).squeeze(-1).to(a.dtype)
-        g = _suppliers_vjp(a, rho.sub_(_planes_dot(kernel, v * z).div_(s)), total)
+        g = _suppliers_vjp(a, rho.sub_(_planes_dot(kernel, v * z).div_(s)), total, None)
         if slot is None:
             grad_out.copy_(g)
         else:  # pixels without mass read the zero column m
@@ -380,12 +447,13 @@ def _sinkhorn_log(a, costs, b, reg, n_iters, tol):
     log_k = -costs / reg  # (n, M, P)
     log_b = torch.where(b > 0, b.log(), torch.full_like(b, -math.inf))
     g = torch.zeros_like(b)
+    progress = _Progress(10, _roundoff_floor(a.dtype))
     it, err = 0, float("inf")
     while True:
         log_pi = torch.log_softmax(log_k + g[:, :, None], dim=1)  # row-exact plan / a
         col = (a[:, None, :] * log_pi.exp()).sum(-1)  # demander marginal of the row-exact plan
         err = float((col - b).abs().sum(1).max()) if b.numel() else 0.0
-        if it >= n_iters or err <= tol:
+        if it >= n_iters or err <= tol or (tol > 0 and progress.stalled(err)):
             return g, it, err
         g = torch.where(b > 0, g + log_b - col.log(), torch.full_like(g, -math.inf))
         it += 1
@@ -406,14 +474,17 @@ def _chunks(n: int, per_problem: int):
     return [slice(s, min(n, s + step)) for s in range(0, n, step)]
 
 
-def _suppliers_vjp(a, grad_a, total):
+def _suppliers_vjp(a, grad_a, total, positive):
     """Chain ∂cost/∂a through Eq. 3, ``a = relu(h)/Σ relu(h)``: ``∂cost/∂h_i = 1[h_i > 0]
-    (g_i − Σ_k a_k g_k) / Σ relu(h)`` (``h_i > 0`` ⟺ ``a_i > 0``); 0 for maps without positive
-    mass (uniform fallback, ReLU flat). a, grad_a (n, P), total (n, 1) = Σ relu(h) -> (n, P)."""
+    (g_i − Σ_k a_k g_k) / Σ relu(h)``; 0 for maps without positive mass (uniform fallback, ReLU
+    flat). a, grad_a (n, P), total (n, 1) = Σ relu(h), positive (n, P) = ``1[h_i > 0]`` as a
+    float mask, or ``None`` on a compacted support (every column is a support pixel; the
+    expansion gives the others 0) -> (n, P)."""
     centred = grad_a - (a * grad_a).sum(1, keepdim=True)
     scale = torch.where(total > 0, 1.0 / torch.where(total > 0, total, torch.ones_like(total)),
                         torch.zeros_like(total))
-    return centred.mul_(scale).mul_(torch.sign(a))  # sign(a) = 1[a > 0] for a ≥ 0
+    centred.mul_(scale)
+    return centred if positive is None else centred.mul_(positive)
 
 
 @torch.no_grad()
@@ -430,13 +501,13 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
     cost = maps.new_zeros(maps.shape[0])
     state = b.new_zeros(b.shape)
     grad = torch.empty_like(maps) if need_grad else None
-    its, err = 0, 0.0
+    its, err, capped = 0, 0.0, False
     for sl in _chunks(maps.shape[0], 4 * H * W):
         if stable and solver == "newton":
             c, v, it, e = _newton_chunk(maps[sl], points[sl], b[sl], size, reg, n_iters, tol,
                                         grad[sl] if need_grad else None)
             cost[sl], state[sl] = c, v
-            its, err = max(its, it), max(err, e)
+            its, err, capped = max(its, it), max(err, e), capped or (it >= n_iters and e > tol)
             continue
         a, total = _suppliers(maps[sl], return_total=True)
         if stable:
@@ -453,8 +524,13 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
             cost[sl] = (a * (pi * costs).sum(1)).sum(1)
             state[sl] = gg
         if need_grad:
-            grad[sl] = _suppliers_vjp(a, _backward(a, points[sl], state[sl], size, reg), total)
-        its, err = max(its, it), max(err, e)
+            grad[sl] = _suppliers_vjp(a, _backward(a, points[sl], state[sl], size, reg), total,
+                                      (maps[sl] > 0).to(a.dtype))
+        its, err, capped = max(its, it), max(err, e), capped or (it >= n_iters and e > tol)
+    if capped and tol > 0:  # as POT's sinkhorn warns; tol = 0 asks for exactly n_iters iterations
+        warnings.warn(f"EMD transport: the {solver} solver reached its cap of n_iters={n_iters} "
+                      f"iterations with a demander-marginal error of {err:.2e} > tol={tol:g}; "
+                      f"raise n_iters, loosen tol or raise reg", UserWarning, stacklevel=4)
     return cost, state, its, err, grad
 
 
@@ -519,6 +595,17 @@ def _check_solver_args(reg, n_iters, tol):
     return reg, int(n_iters), tol
 
 
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the transport problems are solved in: float64 for float64 input, else float32.
+
+    Half precision (float16: 10 mantissa bits, smallest normal 6e-5; bfloat16: 7 bits) can hold
+    neither the kernel's dynamic range nor integer pixel offsets beyond 256 (bfloat16), nor a
+    marginal error of 1e-6; float16/bfloat16 heatmaps are therefore upcast (exactly) and solved
+    in float32, and the loss and its gradient are returned in the input dtype — as autocast
+    treats reductions and losses."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _prepare(heatmaps, keypoints, visible, demanders):
     if not isinstance(heatmaps, torch.Tensor) or heatmaps.ndim != 4 or not heatmaps.is_floating_point():
         raise ValueError("heatmaps must be a float tensor (B, K, H, W), got "
@@ -539,7 +626,7 @@ def _prepare(heatmaps, keypoints, visible, demanders):
                                  or bool(torch.isfinite(heatmaps.detach()).all())):
         raise ValueError("heatmaps contain NaN/inf; the network output diverged (lower the learning "
                          "rate) — the transport loss needs finite predictions")
-    kp = keypoints.detach().to(heatmaps.dtype)
+    kp = keypoints.detach().to(_compute_dtype(heatmaps.dtype))
     finite = torch.isfinite(kp).all(-1)
     valid = finite & (torch.nan_to_num(visible.to(torch.float32), nan=0.0) > 0)
     kp = torch.where(valid[..., None], kp, torch.zeros((), dtype=kp.dtype, device=kp.device))
@@ -593,18 +680,20 @@ def emd_loss(heatmaps, keypoints, visible, reg=1.0, n_iters=1000, tol=1e-6, dema
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     kp, valid = _prepare(heatmaps, keypoints, visible, demanders)
     B, K, H, W = heatmaps.shape
-    flat_valid = valid.reshape(-1)
-    idx = flat_valid.nonzero().squeeze(1)
+    flat = heatmaps.reshape(B * K, H * W)
+    idx = valid.reshape(-1).nonzero().squeeze(1)
     per_joint = heatmaps.new_zeros(B * K)
+    if not idx.numel() and flat.numel():  # no labelled joint: zeros connected to the input, so
+        per_joint = flat[:, 0] * 0.0      # that backward() works (and gives a zero gradient)
     if idx.numel():
-        maps, points = heatmaps.reshape(B * K, H * W), kp.reshape(B * K, 2)
+        maps, points = flat.to(kp.dtype), kp.reshape(B * K, 2)  # half precision: solved in float32
         if idx.numel() < B * K:  # copy only if some joints are unlabelled
             maps, points = maps.index_select(0, idx), points.index_select(0, idx)
         _, masses = (subpixel_demanders if demanders == "subpixel" else naive_demanders)(points)
         if not torch.is_grad_enabled():  # e.g. evaluation under no_grad: skip the gradient work
             maps = maps.detach()
         cost = _EntropicCost.apply(maps, points, masses, (H, W), reg, n_iters, tol, solver)
-        per_joint = per_joint.index_put((idx,), cost)
+        per_joint = per_joint.index_put((idx,), cost.to(per_joint.dtype))
     per_joint = per_joint.reshape(B, K)
     if reduction == "none":
         return per_joint
@@ -622,8 +711,11 @@ def hdm_transport(heatmaps, keypoints, visible=None, reg=1.0, n_iters=1000, tol=
     to ``"sinkhorn"`` here so that ``iterations`` counts Sinkhorn iterations (the paper's knob).
     Returns a dict with ``suppliers (B, K, H, W)``, ``positions (B, K, 4, 2)``,
     ``masses (B, K, 4)``, ``plan (B, K, H, W, 4)`` (P_reg, zero for unlabelled joints),
-    ``cost (B, K)``, ``iterations`` (max over chunks) and ``marginal_error`` (max demander-marginal
-    L1 error).
+    ``cost (B, K)``, ``iterations`` (max over chunks), ``marginal_error`` (max demander-marginal
+    L1 error) and ``stopped``: ``"tol"`` (every problem within ``tol``), ``"round-off"`` (the
+    error stopped decreasing at the dtype's round-off floor, above ``tol``) or ``"cap"``
+    (``n_iters`` reached above ``tol``; a ``UserWarning`` is issued when ``tol > 0``). Arrays
+    are float32 for half-precision input (the dtype the problems are solved in).
     """
     reg, n_iters, tol = _check_solver_args(reg, n_iters, tol)
     solver = _resolve_solver(solver, tol)
@@ -631,16 +723,18 @@ def hdm_transport(heatmaps, keypoints, visible=None, reg=1.0, n_iters=1000, tol=
         visible = torch.ones(heatmaps.shape[:2], device=heatmaps.device)
     kp, valid = _prepare(heatmaps, keypoints, visible, demanders)
     B, K, H, W = heatmaps.shape
-    maps = heatmaps.detach().reshape(B * K, H * W)
+    maps = heatmaps.detach().reshape(B * K, H * W).to(kp.dtype)
     a = _suppliers(maps)
     points = kp.reshape(B * K, 2)
     positions, masses = (subpixel_demanders if demanders == "subpixel" else naive_demanders)(points)
     cost, state, it, err, _ = _forward(maps, points, masses, (H, W), reg, n_iters, tol, solver)
     pi, _ = _conditional_plan(state, points, (H, W), reg, _stable(reg, a.dtype))
     plan = (a[:, None, :] * pi).transpose(1, 2) * valid.reshape(-1, 1, 1)
+    stopped = "tol" if err <= tol else ("cap" if it >= n_iters else "round-off")
     return {"suppliers": a.reshape(B, K, H, W), "positions": positions.reshape(B, K, 4, 2),
             "masses": masses.reshape(B, K, 4), "plan": plan.reshape(B, K, H, W, 4),
-            "cost": cost.reshape(B, K) * valid, "iterations": it, "marginal_error": err}
+            "cost": cost.reshape(B, K) * valid, "iterations": it, "marginal_error": err,
+            "stopped": stopped}
 
 
 class EmdLoss(torch.nn.Module):
