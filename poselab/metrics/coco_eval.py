@@ -33,20 +33,117 @@ def load_coco(gt_json, *, verbose: bool = False):
 
     if isinstance(gt_json, COCO):
         return gt_json
+    if isinstance(gt_json, dict):
+        dataset, source = copy.deepcopy(gt_json), "the ground-truth dict"
+    elif isinstance(gt_json, (str, os.PathLike)):
+        path = Path(gt_json)
+        if not path.is_file():
+            raise FileNotFoundError(f"no COCO annotation file at {path}; pass the path of a "
+                                    f"person_keypoints_*.json (or the loaded dict)")
+        try:
+            with open(path, "rb") as f:
+                dataset = json.loads(f.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not valid json ({exc}); the file is malformed or "
+                             "truncated — download or generate it again") from None
+        source = str(path)
+    else:
+        raise ValueError(f"gt_json must be a path, a COCO-format dict or a pycocotools COCO object, "
+                         f"got {type(gt_json).__name__}")
+    _check_ground_truth(dataset, source)
     with _quiet(verbose):
-        if isinstance(gt_json, dict):
-            coco = COCO()
-            coco.dataset = copy.deepcopy(gt_json)
-            coco.createIndex()
-            return coco
-        if isinstance(gt_json, (str, os.PathLike)):
-            path = Path(gt_json)
-            if not path.is_file():
-                raise FileNotFoundError(f"no COCO annotation file at {path}; pass the path of a "
-                                        f"person_keypoints_*.json (or the loaded dict)")
-            return COCO(str(path))
-    raise ValueError(f"gt_json must be a path, a COCO-format dict or a pycocotools COCO object, "
-                     f"got {type(gt_json).__name__}")
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+    return coco
+
+
+def _integer(value) -> int | None:
+    """An integral number as int (1.7, "1", True, NaN give None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    if not math.isfinite(value) or int(value) != value:
+        return None
+    return int(value)
+
+
+def _number(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _scalar(value):
+    """0-d numpy / torch values as Python numbers (other values unchanged)."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
+
+
+def _duplicates(ids: list) -> list:
+    seen, dup = set(), []
+    for i in ids:
+        if i in seen and i not in dup:
+            dup.append(i)
+        seen.add(i)
+    return dup
+
+
+def _check_ground_truth(dataset, source: str) -> None:
+    """Structure of a COCO keypoint ground truth, checked before pycocotools sees it.
+
+    Raises ValueError naming ``source`` and the offending entries for: a non-dict top level,
+    missing ``images``/``annotations`` lists, non-integer or duplicate image / annotation ids
+    (pycocotools would silently keep only the last of a duplicate), annotations without a
+    numeric ``area`` (the OKS scale) or ``bbox``, keypoints that are not 3·K numbers. Missing
+    ``iscrowd`` (0), ``num_keypoints`` (counted from the flags) and ``categories`` (person) are
+    filled in, as pycocotools needs them.
+    """
+    def fail(what: str) -> ValueError:
+        return ValueError(f"{source}: {what}; fix the ground truth (it is not a valid COCO keypoint "
+                          "file) or pass the right one")
+
+    if not isinstance(dataset, dict):
+        raise fail(f"top level must be a json object with 'images' and 'annotations', got "
+                   f"{type(dataset).__name__}")
+    for key in ("images", "annotations"):
+        if not isinstance(dataset.get(key), list):
+            raise fail(f"missing or non-list '{key}'")
+    cats = dataset.setdefault("categories", [{"id": 1, "name": "person"}])
+    if not isinstance(cats, list) or not all(isinstance(c, dict) and "id" in c for c in cats):
+        raise fail("'categories' must be a list of {id, name, keypoints} objects")
+    num_kpts = max((len(c["keypoints"]) for c in cats if isinstance(c.get("keypoints"), list)),
+                   default=17)
+    for i, img in enumerate(dataset["images"]):
+        if not isinstance(img, dict) or _integer(img.get("id")) is None:
+            raise fail(f"images[{i}] needs an integer 'id', got {img!r:.100}")
+    for i, ann in enumerate(dataset["annotations"]):
+        if not isinstance(ann, dict):
+            raise fail(f"annotations[{i}] must be an object, got {ann!r:.100}")
+        for key in ("id", "image_id", "category_id"):
+            if _integer(ann.get(key)) is None:
+                raise fail(f"annotations[{i}] needs an integer '{key}', got {ann.get(key)!r:.60}")
+        aid = ann["id"]
+        if "area" not in ann or not _number(ann["area"]):
+            raise fail(f"annotation {aid} has no numeric 'area' (the OKS scale; COCO uses the "
+                       f"segment area, e.g. set it to the box area w·h), got {ann.get('area')!r:.60}")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_number, bbox))):
+            raise fail(f"annotation {aid} needs a 'bbox' of 4 numbers [x, y, w, h], got {bbox!r:.60}")
+        kp = ann.get("keypoints")
+        if kp is None:
+            raise fail(f"annotation {aid} has no 'keypoints' (is this an instances_*.json rather "
+                       "than person_keypoints_*.json?)")
+        if not (isinstance(kp, list) and len(kp) == 3 * num_kpts and all(map(_number, kp))):
+            shown = len(kp) if isinstance(kp, list) else type(kp).__name__
+            raise fail(f"annotation {aid} 'keypoints' must be {3 * num_kpts} finite numbers "
+                       f"(x, y, v per joint), got {shown}")
+        ann.setdefault("num_keypoints", sum(1 for v in kp[2::3] if v > 0))
+        ann.setdefault("iscrowd", 0)
+    for kind, items in (("image", dataset["images"]), ("annotation", dataset["annotations"])):
+        dup = _duplicates([item["id"] for item in items])
+        if dup:
+            raise fail(f"duplicate {kind} id(s) {dup[:10]} ({len(dup)} used more than once; "
+                       "pycocotools would keep only the last of each)")
 
 
 def _clean_results(coco, results) -> list[dict]:
@@ -67,16 +164,26 @@ def _clean_results(coco, results) -> list[dict]:
         kp = r["keypoints"]
         if hasattr(kp, "detach"):
             kp = kp.detach().cpu().numpy()
-        kp = np.asarray(kp, dtype=np.float64).ravel()
+        try:
+            kp = np.asarray(kp, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ValueError(f"results[{i}]['keypoints'] must be numbers [x1, y1, v1, ...], got "
+                             f"{r['keypoints']!r:.80}") from None
         if num_kpts is not None and kp.size != 3 * num_kpts:
             raise ValueError(f"results[{i}]['keypoints'] has {kp.size} numbers; expected "
                              f"3 × {num_kpts} (x, y, v per joint, flat)")
         if not np.all(np.isfinite(kp)):
             raise ValueError(f"results[{i}]['keypoints'] contains NaN/inf; give every joint a "
                              f"finite (x, y) (COCO scores all 17 predicted joints)")
+        r = {k: _scalar(v) for k, v in r.items()}
+        if not _number(r["score"]):
+            raise ValueError(f"results[{i}]['score'] must be a finite number (the detection's "
+                             f"confidence), got {r['score']!r:.60}")
         score = float(r["score"])
-        if not math.isfinite(score):
-            raise ValueError(f"results[{i}]['score'] = {score} is not finite")
+        for key in ("image_id", "category_id"):
+            if _integer(r[key]) is None:
+                raise ValueError(f"results[{i}]['{key}'] must be an integer id, got {r[key]!r:.60} "
+                                 "(COCO ids are integers; 1.7 is not image 1)")
         image_id = int(r["image_id"])
         if image_id not in image_ids:
             unknown.append(image_id)
