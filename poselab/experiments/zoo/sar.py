@@ -1,1 +1,231 @@
-"""Recipes of the sar chapter (registered on import of poselab.experiments)."""
+"""Recipes of the SAR chapter (05; Wang & Zhang, CVPR 2024), registered on import.
+
+Recipes (all on the same tiny backbone, optimiser and data; the heatmap baseline is ``mse``):
+
+- ``sar`` — SAR head (per-cell offsets + selector, Eq. 5–6), the unified objective (Eq. 7–9,
+  λ = 16 on coordinates normalised by the map size, L1 distance, eps 1e-6 as the official code),
+  top-1 decoding (Eq. 11, m = 1), keypoint score = the selected cell's σ(s).
+- ``sar_regression`` — conventional regression (Eq. 3): global pooling → FC → K points, L1 loss on
+  normalised coordinates (= the SAR loss of a 1×1 map with λ = 1, eps 0; §3.3). Score 1.
+- ``sar_simcc`` — SimCC (Li et al., ECCV 2022) as in Table 2: split ratio 2, σ = 6 bins, KL loss.
+- ``sar_fg_fc`` — SAR's ``f^g + FC`` variant (Table 1): per-cell features from the pooled
+  feature by a grid-wise FC layer; same loss and decoding as ``sar``.
+
+:func:`at_stride` derives a recipe whose output grid is coarser (stride 8, 16, …: the features
+are average-pooled before the head) for the quantisation study (Fig. 4); the Gaussian's σ is
+kept at 8 input px (2 heatmap px at stride 4, at least 1 heatmap px).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..registry import (CODECS, RECIPES, Geometry, Recipe, register_codec, register_loss,
+                        register_model, register_recipe)
+
+__all__ = ["at_stride", "grid_geometry", "RegressionCodec", "CHAPTER_RECIPES"]
+
+PAPER = "SAR (Wang & Zhang, CVPR 2024)"
+
+
+def grid_geometry(geometry: Geometry, stride: int | None = None) -> Geometry:
+    """``geometry`` with the output grid of ``stride`` input px per cell (None: unchanged)."""
+    if stride is None:
+        return geometry
+    s = int(stride)
+    H, W = geometry.input_size
+    if s < 1 or H % s or W % s:
+        raise ValueError(f"stride {stride!r} must be a positive int dividing the input size {(H, W)}")
+    return Geometry(geometry.input_size, (H // s, W // s), geometry.num_keypoints)
+
+
+class RegressionCodec:
+    """Targets and decoding for global regression: ``encode`` as :class:`poselab.codecs.SARCodec`
+    (keypoints in heatmap px + weights); ``decode({"coords": (B, K, 2) heatmap px})`` → input px,
+    scores 1 (regression has no confidence)."""
+
+    def __init__(self, input_size, heatmap_size):
+        from poselab.codecs import SARCodec
+        self._sar = SARCodec(input_size, heatmap_size)
+        self.input_size, self.heatmap_size = self._sar.input_size, self._sar.heatmap_size
+
+    def encode(self, keypoints, visible=None) -> dict:
+        return self._sar.encode(keypoints, visible)
+
+    __call__ = encode
+
+    def decode(self, outputs):
+        from poselab.codecs import heatmap_to_input
+        coords = outputs["coords"] if isinstance(outputs, dict) else outputs
+        if not isinstance(coords, torch.Tensor) or coords.ndim < 2 or coords.shape[-1] != 2:
+            raise ValueError("regression outputs must be {'coords': (B, K, 2)} in heatmap px")
+        return (heatmap_to_input(coords, self.input_size, self.heatmap_size),
+                torch.ones(coords.shape[:-1], dtype=coords.dtype, device=coords.device))
+
+
+@register_codec("sar_regression")
+def regression_codec(geometry, stride: int | None = None):
+    """:class:`RegressionCodec` (keypoints in heatmap px of the output grid)."""
+    g = grid_geometry(geometry, stride)
+    return RegressionCodec(g.input_size, g.heatmap_size)
+
+
+@register_codec("sar_strided")
+def strided_codec(geometry, base: str = "sar", stride: int = 4, **params):
+    """The codec ``base`` (a registered name) built for an output grid of ``stride``."""
+    if base == "sar_strided":
+        raise ValueError("base must be another codec, e.g. 'sar' or 'gaussian'")
+    return CODECS.lookup(base, "sar_strided")(grid_geometry(geometry, stride), **params)
+
+
+def _expected_grid(geometry, stride, outputs_hw, what):
+    h, w = grid_geometry(geometry, stride).heatmap_size
+    if tuple(outputs_hw) != (h, w):
+        raise ValueError(f"{what}: the model's output grid {tuple(outputs_hw)} differs from the "
+                         f"codec's {(h, w)}; give the loss the recipe's stride (loss_params={{'stride': s}})")
+    return h, w
+
+
+@register_loss("sar")
+def sar_objective(geometry, lam: float = 16.0, eps: float = 1e-6, normalization: str = "two_step",
+                  stride: int | None = None):
+    """:func:`poselab.losses.sar_loss` on a SAR head's outputs (SAR Eq. 7–9), targets from
+    ``batch["target"]`` (heatmap px), joint weights ``batch["weights"]``."""
+    from poselab.codecs.sar import sar_flatten_outputs
+    from poselab.losses import sar_loss
+
+    def loss_fn(outputs, batch):
+        h, w = _expected_grid(geometry, stride, outputs["selector"].shape[-2:], "sar loss")
+        coords, logits = sar_flatten_outputs(outputs["selector"], outputs["offsets"])
+        return sar_loss(coords, logits, batch["target"], batch["weights"], lam, (w, h),
+                        normalization=normalization, eps=eps)
+    return loss_fn
+
+
+@register_loss("sar_regression_l1")
+def regression_l1(geometry, stride: int | None = None):
+    """L1 on coordinates normalised by the map size, mean over labelled joints (SAR Eq. 3's
+    ``ℓ1(K, K*)``) — computed as the SAR loss of a one-cell map with λ = 1 and eps = 0."""
+    from poselab.losses import sar_loss
+    h, w = grid_geometry(geometry, stride).heatmap_size
+
+    def loss_fn(outputs, batch):
+        coords = outputs["coords"]
+        return sar_loss(coords[:, :, None], coords.new_zeros(coords.shape[:2] + (1,)), batch["target"],
+                        batch["weights"], 1.0, (w, h), eps=0.0)
+    return loss_fn
+
+
+@register_loss("sar_simcc_kl")
+def simcc_kl(geometry, beta: float = 1.0):
+    """:func:`poselab.losses.simcc_kl_loss` to the SimCC codec's labels."""
+    from poselab.losses import simcc_kl_loss
+
+    def loss_fn(outputs, batch):
+        return simcc_kl_loss(outputs, (batch["target_x"], batch["target_y"]), batch["weights"], beta=beta)
+    return loss_fn
+
+
+def _seeded(seed, make):
+    if seed is None:
+        return make()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return make()
+
+
+def _with_head(recipe, geometry, seed, make_head, head_type="heatmap"):
+    from poselab.models import build_model
+    model = build_model(head_type, geometry.input_size, recipe.backbone,
+                        num_keypoints=geometry.num_keypoints, seed=seed)
+    model.head = _seeded(None if seed is None else seed + 7919,
+                         lambda: make_head(model.backbone.out_channels))
+    return model
+
+
+@register_model("sar_global_regression")
+def global_regression_model(recipe, geometry, seed):
+    """Tiny backbone + :class:`poselab.models.regression_head.GlobalRegressionHead`."""
+    from poselab.models.regression_head import GlobalRegressionHead
+    stride = dict(recipe.codec_params).get("stride")
+    hw = grid_geometry(geometry, stride).heatmap_size
+    return _with_head(recipe, geometry, seed,
+                      lambda c: GlobalRegressionHead(c, geometry.num_keypoints, hw))
+
+
+@register_model("sar_fg_fc")
+def fg_fc_model(recipe, geometry, seed):
+    """Tiny backbone + :class:`poselab.models.regression_head.GridFCSARHead` (SAR f^g + FC)."""
+    from poselab.models.regression_head import GridFCSARHead
+    stride = dict(recipe.codec_params).get("stride")
+    hw = grid_geometry(geometry, stride).heatmap_size
+    return _with_head(recipe, geometry, seed,
+                      lambda c: GridFCSARHead(c, geometry.num_keypoints, hw), head_type="sar")
+
+
+@register_model("sar_strided")
+def strided_model(recipe, geometry, seed):
+    """The recipe's head on features average-pooled from stride 4 to ``codec_params["stride"]``."""
+    from poselab.models.heads import HeatmapHead, SARHead, SimCCHead
+    from poselab.models.regression_head import PooledHead
+    stride = int(dict(recipe.codec_params).get("stride", geometry.stride))
+    base_stride = int(round(geometry.stride))
+    if stride % base_stride:
+        raise ValueError(f"stride {stride} must be a multiple of the backbone's {base_stride}")
+    g = grid_geometry(geometry, stride)
+    K = geometry.num_keypoints
+
+    def make(c):
+        if recipe.head == "sar":
+            head = SARHead(c, K)
+        elif recipe.head == "simcc":
+            head = SimCCHead(c, K, geometry.input_size, g.heatmap_size)
+        else:
+            head = HeatmapHead(c, K)
+        return PooledHead(head, stride // base_stride)
+    return _with_head(recipe, geometry, seed, make, head_type=recipe.head)
+
+
+def at_stride(recipe: Recipe | str, stride: int) -> Recipe:
+    """``recipe`` (``mse``, ``sar``, ``sar_simcc`` or ``sar_regression``) with an output grid of
+    ``stride`` input px per cell, named ``<name>-s<stride>``. Gaussian σ stays 8 input px
+    (``max(1, 8 / stride)`` heatmap px)."""
+    r = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    s = int(stride)
+    if r.codec == "sar_regression":  # global pooling: the grid only sets the normalisation
+        return r.replace(name=f"{r.name}-s{s}", codec_params={**r.codec_params, "stride": s},
+                         loss_params={**r.loss_params, "stride": s})
+    params = dict(r.codec_params)
+    if r.codec == "gaussian":
+        params["sigma"] = max(1.0, 8.0 / s)
+    changes = dict(name=f"{r.name}-s{s}", codec="sar_strided",
+                   codec_params={**params, "base": r.codec, "stride": s}, model="sar_strided")
+    if r.loss == "sar":
+        changes["loss_params"] = {**r.loss_params, "stride": s}
+    return r.replace(**changes)
+
+
+SAR = register_recipe(Recipe(
+    name="sar", head="sar", codec="sar", loss="sar",
+    loss_params={"lam": 16.0, "eps": 1e-6, "normalization": "two_step"},
+    paper=f"{PAPER} Eq. 5-11: per-cell regression + selector, unified objective",
+    description="SAR head; -log Σ σ(s)/Σσ(s) · exp(-16·L1 normalised); top-1 decoding"))
+
+SAR_REGRESSION = register_recipe(Recipe(
+    name="sar_regression", head="heatmap", codec="sar_regression", loss="sar_regression_l1",
+    model="sar_global_regression",
+    paper=f"{PAPER} Eq. 3: conventional regression from the pooled feature",
+    description="global average pool -> FC -> K points; L1 on normalised coordinates"))
+
+SAR_SIMCC = register_recipe(Recipe(
+    name="sar_simcc", head="simcc", codec="simcc", loss="sar_simcc_kl",
+    codec_params={"split_ratio": 2.0, "sigma": 6.0},
+    paper="SimCC (Li et al., ECCV 2022) as SAR Table 2's comparator",
+    description="SimCC head, split 2, σ 6 bins, KL to 1-D Gaussian labels, argmax decoding"))
+
+SAR_FG_FC = register_recipe(Recipe(
+    name="sar_fg_fc", head="sar", codec="sar", loss="sar", model="sar_fg_fc",
+    loss_params={"lam": 16.0, "eps": 1e-6, "normalization": "two_step"},
+    paper=f"{PAPER} Table 1 last row: f^g + grid-wise FC",
+    description="per-cell features from the pooled feature (grid-wise FC, d = 16); SAR loss"))
+
+CHAPTER_RECIPES = ("sar_regression", "mse", "sar_simcc", "sar")
