@@ -251,3 +251,23 @@ def test_arena_checks_identical_inputs_and_budget(first_run, monkeypatch, capsys
     mixed = Arena(ex.ComparisonTable([arena.table.results[0], other]), TINY)
     mixed.table.results[1].seed = 0
     assert not mixed.same_inputs
+
+
+def test_compare_recipes_verdicts_carry_evidence_and_respect_the_floor(first_run, monkeypatch):
+    from poselab.experiments import compare_recipes
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    table = ex.compare(["mse"], seeds=[0], preset=TINY, device="cpu", progress=False)
+    v = compare_recipes(table, "mse", "mse", metric="EPE_crop", min_effect=0.1)
+    assert v.verdict == "inconclusive"  # one seed
+    assert v.evidence["preset"] == "tiny-test" and v.evidence["seeds"] == [0]
+    assert v.evidence["input_size"] == [64, 48] and "mse EPE_crop" in v.evidence["per_seed"]
+    # three seeds of clearly different fake values: the floor decides
+    fake = ex.ComparisonTable([res, res, res])
+    fake.values = lambda recipe, metric, set_name=ex.GENERATED_VAL: (
+        [0.1, 0.11, 0.12] if metric == "AP" else [1.0, 1.1, 1.2] if recipe == "a" else [3.0, 3.1, 3.2])
+    fake.results = [res]
+    weak = compare_recipes(fake, "a", "b", metric="EPE_crop", min_effect=0.1, floor=0.3)
+    assert weak.verdict == "inconclusive" and "baseline too weak" in weak.reason
+    strong = compare_recipes(fake, "a", "b", metric="EPE_crop", min_effect=0.1, floor=0.05)
+    assert strong.verdict == "reproduced"

@@ -7,6 +7,9 @@
 - :mod:`.runner`: :func:`run_recipe` (train, evaluate exactly with pycocotools, cache) and
   :func:`compare` (recipes × seeds → one table).
 - :mod:`.cache`: the disk cache, keyed by everything that changes a result.
+- :mod:`.verdicts`: :func:`compare_recipes` — a claim's empirical verdict from a table (the
+  rule of :mod:`poselab.claims`: t interval, minimum effect, baseline AP floor, evidence).
+- :mod:`.arena`: every recipe on identical data and budget (the capstone).
 - :mod:`.zoo`: the recipes each paper chapter registers.
 
     from poselab.experiments import compare
@@ -18,10 +21,12 @@ from .registry import (CODECS, LOSSES, MODELS, RECIPES, SCORES, Geometry, Recipe
 from .presets import PRESETS, Preset, get_preset
 from .runner import (GENERATED_VAL, REAL_SAMPLE, ComparisonTable, RunResult, compare,
                      resolve_run_data, run_recipe)
+from .verdicts import compare_recipes, table_evidence
 from . import builtin  # noqa: F401  (registers mse, emd and the shared parts)
 from . import zoo  # noqa: F401  (registers the paper chapters' recipes)
 
 __all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec", "register_loss",
            "register_score", "register_model", "get_recipe", "CODECS", "LOSSES", "SCORES",
            "MODELS", "Preset", "PRESETS", "get_preset", "run_recipe", "compare", "RunResult",
-           "ComparisonTable", "resolve_run_data", "GENERATED_VAL", "REAL_SAMPLE"]
+           "ComparisonTable", "resolve_run_data", "GENERATED_VAL", "REAL_SAMPLE", "compare_recipes",
+           "table_evidence"]

@@ -1,0 +1,64 @@
+"""Empirical verdicts straight from a :func:`~poselab.experiments.compare` table.
+
+    table = compare(["emd", "mse"], seeds=(0, 1, 2), preset=preset)
+    v = compare_recipes(table, "emd", "mse", metric="EPE_crop", min_effect=0.1, floor=0.3)
+    claims.record("hdm.training.emd_vs_mse", kind="empirical", verdict=v, value=v.summary, paper=...)
+
+The rule is :func:`poselab.claims.compare_seeds` (Welch interval with t critical values, a
+minimum effect, ≥ 3 seeds, fast preset → "inconclusive"), then :func:`poselab.claims.apply_floor`
+on the baseline's AP (a comparison with a baseline that has not learnt is "inconclusive"), with
+the run's evidence (preset, seeds, per-seed values, sizes, data) taken from the table.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .. import claims
+from .runner import GENERATED_VAL, ComparisonTable
+
+__all__ = ["compare_recipes", "table_evidence", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR"]
+
+LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
+#: the baseline AP on generated val below which no loss comparison is a finding
+DEFAULT_AP_FLOOR = 0.3
+
+
+def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
+                   set_name: str = GENERATED_VAL) -> dict:
+    """:func:`poselab.claims.evidence` of a table: preset, seeds, per-seed ``metric`` of each
+    recipe, input and heatmap size, data."""
+    first = table.results[0]
+    geometry = first.config["geometry"]
+    seeds = sorted({r.seed for r in table.results if r.recipe in recipes})
+    return claims.evidence(preset=first.preset, seeds=seeds,
+                           per_seed={f"{r} {metric}": table.values(r, metric, set_name) for r in recipes},
+                           input_size=geometry["input_size"], heatmap_size=geometry["heatmap_size"],
+                           data=f"{first.data} ({set_name})")
+
+
+def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: str = "AP",
+                    min_effect: float, set_name: str = GENERATED_VAL,
+                    lower_is_better: bool | None = None, baseline: str | None = None,
+                    floor: float | None = DEFAULT_AP_FLOOR, floor_metric: str = "AP") -> claims.Verdict:
+    """Verdict for "``ours`` beats ``theirs`` on ``metric`` by at least ``min_effect``".
+
+    Args:
+        table: a :func:`compare` result holding both recipes.
+        ours, theirs: recipe names.
+        metric: a metric of the table (``AP``, ``EPE_crop``, ``spearman``, ...).
+        min_effect: the smallest advantage the claim is about, in the metric's unit.
+        set_name: evaluation set.
+        lower_is_better: default: True for EPE and time/memory, else False.
+        baseline: whose ``floor_metric`` must reach ``floor`` (default ``theirs``).
+        floor: the floor (default :data:`DEFAULT_AP_FLOOR`); None skips the floor rule.
+    """
+    lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
+    ev = table_evidence(table, [ours, theirs], metric, set_name)
+    v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
+                             lower_is_better=lower, min_effect=min_effect, metric=metric,
+                             preset=table.results[0].preset, evidence=ev)
+    if floor is not None:
+        base = baseline or theirs
+        v = claims.apply_floor(v, table.values(base, floor_metric, set_name), floor,
+                               name=f"{base} {floor_metric}")
+    return v
