@@ -1,1 +1,259 @@
-"""Recipes of the rcnet chapter (registered on import of poselab.experiments)."""
+"""RCNet chapter: post-hoc rescoring of a trained recipe's poses (RCNet §4.2, §5, App. B–H).
+
+No new pose recipe: RCNet rescoring runs on top of a trained run (e.g. ``run_recipe("mse")``).
+
+    from poselab.experiments import run_recipe
+    from poselab.experiments.zoo.rcnet import fit_rcnet
+    result = fit_rcnet(run_recipe("mse", preset="default"))
+    result.summary()          # AP / AP50 / AP75 / AR / ranking accuracy before and after
+
+Pipeline (keypoints never change):
+
+1. a **simulated person detector** (:func:`poselab.analysis.person_detector.simulate_detections`)
+   puts jittered true boxes, duplicates and background boxes on every image of a set;
+2. the trained pose model predicts a pose in every box (top-down crops, the recipe's codec);
+   the instance score is the recipe's score rule × the box score (MMPose ``bbox_keypoint``);
+3. pycocotools scores those detections; each one's target s* is the OKS COCO matched it with
+   (0 for a false positive or a duplicate that lost the match);
+4. RCNet (or ScoreNet) is trained on the poses of the **generated training set** — the set the
+   pose model was trained on — and evaluated on the disjoint **generated val** set (and the real
+   COCO sample when present): same detector settings, a different detector seed.
+
+Results are cached on disk (``<cache root>/rcnet/``) under a key covering the run, every
+parameter and the package sources.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR"]
+
+TRAIN_SET = "generated train"
+DEFAULT_DETECTOR = {"jitter": 0.08, "duplicate_prob": 0.4, "duplicate_jitter": 0.2,
+                    "false_per_image": 0.6}
+
+
+def _cache_dir(kind: str, parts: dict) -> Path:
+    from poselab.experiments.cache import cache_root, run_key, source_digest
+    key = run_key({**parts, "source_digest": source_digest()})
+    return cache_root() / "rcnet" / kind / key[:16]
+
+
+def _set_json(run, set_name: str) -> Path:
+    from poselab.experiments import resolve_run_data
+    train_json, sets = resolve_run_data(run.data, _preset_of(run))
+    if set_name == TRAIN_SET:
+        return train_json
+    if set_name not in sets:
+        raise KeyError(f"unknown set {set_name!r}; choose {TRAIN_SET!r} or one of {sorted(sets)}")
+    return sets[set_name]
+
+
+def _preset_of(run):
+    from poselab.experiments import Preset
+    p = dict(run.config["preset"])
+    return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
+
+
+def detector_predictions(run, set_name: str = TRAIN_SET, *, detector_seed: int = 0,
+                         detector: dict | None = None, cache: bool = True) -> dict[str, Any]:
+    """The run's pose model on simulated detections of one set, scored by pycocotools.
+
+    Returns numpy arrays ``coords (D, 17, 2)`` (image px), ``scores (D, 17)``, ``det_score``,
+    ``instance_scores`` (score rule × box score), ``matched_oks`` (D,), ``max_oks``,
+    ``image_id``, ``kind`` (0 true box, 1 duplicate, 2 background) and ``metrics`` (AP, AP50,
+    AP75, AR of the original scores).
+    """
+    from poselab.analysis.person_detector import simulate_detections
+    from poselab.experiments.registry import SCORES
+    params = {**DEFAULT_DETECTOR, **(detector or {})}
+    folder = _cache_dir("detections", {"run": run.key, "set": set_name, "seed": int(detector_seed),
+                                       "detector": params})
+    path = folder / "detections.npz"
+    if cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+        out["metrics"] = json.loads((folder / "metrics.json").read_text())
+        return out
+    from poselab.data import TopDownDataset, crop_to_image
+    from poselab.metrics import coco_keypoint_eval
+    from poselab.train.evaluate import predict_crops
+    ann = _set_json(run, set_name)
+    recipe, geometry = run.recipe_object(), run.geometry()
+    ds = TopDownDataset(ann, input_size=geometry.input_size, train=False)
+    persons = list(ds.persons)
+    sizes = {int(p.image_id): tuple(p.image_size) for p in persons}
+    det = simulate_detections(np.stack([p.bbox for p in persons]), [p.image_id for p in persons],
+                              sizes, seed=int(detector_seed), **params)
+    first_of_image = {}
+    for i, p in enumerate(persons):
+        first_of_image.setdefault(int(p.image_id), i)
+    ds.persons = [dataclasses.replace(persons[src if src >= 0 else first_of_image[int(img)]],
+                                      bbox=np.asarray(box, dtype=np.float64))
+                  for box, src, img in zip(det["bbox"], det["source"], det["image_id"])]
+    pred = predict_crops(run.model(), ds, recipe.head, run.codec(), device="cpu")
+    coords = np.asarray(crop_to_image(pred["coords_crop"].astype(np.float64), pred["center"],
+                                      pred["scale"], geometry.input_size))
+    kscores = pred["scores"].astype(np.float64)
+    inst = np.asarray(SCORES[recipe.score](kscores), dtype=np.float64) * det["det_score"]
+    results = [{"image_id": int(img), "category_id": 1, "score": float(s),
+                "keypoints": np.concatenate([c, k[:, None]], 1).ravel().tolist()}
+               for img, s, c, k in zip(det["image_id"], inst, coords, kscores)]
+    coco = coco_keypoint_eval(ann, results)
+    out = {"coords": coords, "scores": kscores, "det_score": det["det_score"],
+           "instance_scores": inst, "matched_oks": np.asarray(coco["matched_oks"]),
+           "max_oks": np.asarray(coco["max_oks"]), "image_id": det["image_id"], "kind": det["kind"]}
+    metrics = {k: float(coco[k]) for k in ("AP", "AP50", "AP75", "AR")}
+    if cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **out)
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    out["metrics"] = metrics
+    return out
+
+
+def _evaluate_scores(run, set_name: str, det: dict, scores: np.ndarray, quality: np.ndarray) -> dict:
+    from poselab.analysis.rcnet import ause_oks, fp_above_tp, pearson
+    from poselab.metrics import coco_keypoint_eval, ranking_accuracy
+    results = [{"image_id": int(img), "category_id": 1, "score": float(s),
+                "keypoints": np.concatenate([c, k[:, None]], 1).ravel().tolist()}
+               for img, s, c, k in zip(det["image_id"], scores, det["coords"], det["scores"])]
+    coco = coco_keypoint_eval(_set_json(run, set_name), results)
+    out = {k: float(coco[k]) for k in ("AP", "AP50", "AP75", "AR")}
+    distinct = np.ptp(quality) > 0 and scores.size > 1
+    out["ranking_accuracy"] = float(ranking_accuracy(scores, quality)) if distinct else float("nan")
+    out["pearson"] = pearson(scores, quality) if scores.size > 1 else float("nan")
+    out["ause_oks"] = ause_oks(scores, quality) if scores.size > 1 else float("nan")
+    out.update({f"fp_{k}": v for k, v in fp_above_tp(scores, quality).items()})
+    return out
+
+
+@dataclass
+class RCNetResult:
+    """What :func:`fit_rcnet` produced.
+
+    Attributes:
+        sets: ``{set name: {"before": metrics, "after": metrics}}`` with AP, AP50, AP75, AR,
+            ranking_accuracy, pearson, ause_oks and the FP-above-TP statistics (``fp_*``).
+            Ranking accuracy, Pearson and AUSE compare scores with the OKS matched under the
+            **original** scores, before and after (a fixed yardstick).
+        history: per-epoch record of :func:`poselab.train.rescore.fit_rescorer`.
+        scores: ``{set name: {"before", "after", "oks", "kind"}}`` arrays.
+        n_train_poses, n_parameters, train_seconds, config, cached.
+    """
+    sets: dict[str, dict[str, dict[str, float]]]
+    history: dict[str, list]
+    scores: dict[str, dict[str, np.ndarray]] = field(repr=False)
+    n_train_poses: int = 0
+    n_parameters: int = 0
+    train_seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+    def gain(self, metric: str = "AP", set_name: str = "generated val") -> float:
+        """after − before of one metric on one set."""
+        s = self.sets[set_name]
+        return float(s["after"][metric] - s["before"][metric])
+
+    def summary(self) -> list[dict]:
+        """Rows ``{set, metric, before, after, change}`` for AP, AP50, AP75, AR, ranking accuracy."""
+        rows = []
+        for name, s in self.sets.items():
+            for m in ("AP", "AP50", "AP75", "AR", "ranking_accuracy", "pearson", "ause_oks"):
+                rows.append({"set": name, "metric": m, "before": s["before"][m],
+                             "after": s["after"][m], "change": s["after"][m] - s["before"][m]})
+        return rows
+
+
+def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
+              loss_params: dict | None = None, epochs: int = 50, lr: float = 1e-3,
+              batch_poses: int = 128, warmup_steps: int = 250, seed: int = 0,
+              detector: dict | None = None, eval_sets: list[str] | None = None,
+              track_max_poses: int = 3000, cache: bool = True, callback=None) -> RCNetResult:
+    """Train RCNet (or ScoreNet) post hoc on ``run``'s poses and measure AP before and after.
+
+    Args:
+        run: a :class:`poselab.experiments.RunResult` (its model predicts the poses).
+        rescorer: ``"rcnet"`` (Eq. 10–11) or ``"scorenet"`` (DEKR's MLP, Table 11).
+        loss: a name of :data:`poselab.losses.CONFIDENCE_RANKING_LOSSES` (rivals: Tables 8, 10);
+            loss_params: its keyword arguments (e.g. ``{"margin": 0.3}``, Table 7).
+        epochs, lr, batch_poses, warmup_steps: :func:`poselab.train.rescore.fit_rescorer`.
+        seed: RCNet's initialisation and batch order.
+        detector: overrides of :data:`DEFAULT_DETECTOR` (see ``simulate_detections``).
+        eval_sets: sets to evaluate (default: every evaluation set of the run).
+        cache: reuse a stored result with the same key.
+
+    Training set: the run's training images (:data:`TRAIN_SET`, detector seed 0);
+    evaluation: each of ``eval_sets`` (detector seed 1), disjoint from it.
+    """
+    import torch
+    from poselab.models import RCNet, ScoreNet, count_parameters, pose_features
+    from poselab.train.rescore import fit_rescorer, rescore
+    if rescorer not in ("rcnet", "scorenet"):
+        raise ValueError(f"rescorer must be 'rcnet' or 'scorenet', got {rescorer!r}")
+    eval_sets = list(run.metrics) if eval_sets is None else list(eval_sets)
+    if TRAIN_SET in eval_sets:
+        raise ValueError(f"{TRAIN_SET!r} is RCNet's training set; evaluate on a disjoint set "
+                         f"(one of {sorted(run.metrics)})")
+    config = {"run": run.key, "rescorer": rescorer, "loss": loss, "loss_params": loss_params or {},
+              "epochs": int(epochs), "lr": float(lr), "batch_poses": int(batch_poses),
+              "warmup_steps": int(warmup_steps), "seed": int(seed),
+              "detector": {**DEFAULT_DETECTOR, **(detector or {})}, "eval_sets": eval_sets,
+              "track_max_poses": int(track_max_poses)}
+    folder = _cache_dir("fits", config)
+    if cache and (folder / "result.json").is_file():
+        d = json.loads((folder / "result.json").read_text())
+        with np.load(folder / "scores.npz") as z:
+            scores: dict[str, dict] = {}
+            for k in z.files:
+                name, part = k.split("::")
+                scores.setdefault(name, {})[part] = z[k]
+        return RCNetResult(sets=d["sets"], history=d["history"], scores=scores,
+                           n_train_poses=d["n_train_poses"], n_parameters=d["n_parameters"],
+                           train_seconds=d["train_seconds"], config=config, cached=True)
+
+    def features(det):
+        return pose_features(det["coords"], det["scores"], det["instance_scores"])
+
+    train = detector_predictions(run, TRAIN_SET, detector_seed=0, detector=detector)
+    evals = {name: detector_predictions(run, name, detector_seed=1, detector=detector)
+             for name in eval_sets}
+    torch.manual_seed(seed)
+    net = RCNet(features(train).shape[1]) if rescorer == "rcnet" else ScoreNet(features(train).shape[1])
+    first = eval_sets[0] if eval_sets else None
+    val = None if first is None else (features(evals[first]), evals[first]["matched_oks"],
+                                      evals[first]["image_id"])
+    start = time.process_time()
+    history = fit_rescorer(net, features(train), train["matched_oks"], train["image_id"], loss=loss,
+                           loss_params=loss_params, epochs=epochs, batch_poses=batch_poses, lr=lr,
+                           warmup_steps=warmup_steps, seed=seed, val=val,
+                           track_max_poses=track_max_poses, callback=callback)
+    seconds = time.process_time() - start
+    sets, scores = {}, {}
+    for name, det in evals.items():
+        after = rescore(net, features(det), det["image_id"])
+        quality = det["matched_oks"]
+        sets[name] = {"before": _evaluate_scores(run, name, det, det["instance_scores"], quality),
+                      "after": _evaluate_scores(run, name, det, after, quality)}
+        scores[name] = {"before": det["instance_scores"], "after": after, "oks": quality,
+                        "kind": det["kind"]}
+    result = RCNetResult(sets=sets, history=history, scores=scores,
+                         n_train_poses=int(train["matched_oks"].size),
+                         n_parameters=count_parameters(net), train_seconds=float(seconds),
+                         config=config)
+    if cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(folder / "scores.npz", **{f"{n}::{k}": v for n, d in scores.items()
+                                                      for k, v in d.items()})
+        (folder / "result.json").write_text(json.dumps(
+            {"sets": sets, "history": history, "n_train_poses": result.n_train_poses,
+             "n_parameters": result.n_parameters, "train_seconds": result.train_seconds},
+            default=float))
+    return result
