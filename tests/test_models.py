@@ -99,3 +99,54 @@ def test_bad_image_shape():
         model(torch.randn(2, 64, 48))
     with pytest.raises(ValueError, match="input_size"):
         model(torch.randn(1, 3, 128, 96))
+
+
+@pytest.mark.parametrize("backbone,size", [("tiny", (64, 48)), ("tiny", (128, 96)), ("resnet18", (64, 48))])
+@pytest.mark.parametrize("head", HEADS)
+def test_heatmap_stride_2_output_shapes(head, backbone, size):
+    H, W = size
+    model = build_model(head, size, backbone, seed=0, heatmap_stride=2).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, H, W))
+    h, w = H // 2, W // 2
+    expected = {
+        "heatmap": (1, 17, h, w), "integral": (1, 17, h, w),
+        "simcc": [(1, 17, W * 2), (1, 17, H * 2)],
+        "sar": {"selector": (1, 17, h, w), "offsets": (1, 17, 2, h, w)},
+    }[head]
+    assert _shapes(out) == expected
+    assert model.heatmap_size == (h, w) and model.heatmap_stride == 2
+    assert model.config["heatmap_stride"] == 2
+
+
+def test_stride_2_is_stride_4_plus_one_decoder_stage():
+    s4 = build_model("heatmap", (64, 48), seed=0)
+    assert build_model("heatmap", (64, 48), seed=0, heatmap_stride=4).state_dict().keys() == s4.state_dict().keys()
+    assert not any("lat2" in k or "fuse2" in k for k in s4.state_dict())
+    s2 = build_model("heatmap", (64, 48), seed=0, heatmap_stride=2)
+    b4, b2 = s4.backbone.state_dict(), s2.backbone.state_dict()
+    # the shared layers are created first under the same seed: identical initial weights
+    assert all(torch.equal(b4[k], b2[k]) for k in b4)
+    # extra parameters in closed form: lat2 (24->32 1x1 + bias), reduce4 (64->32 1x1 + bias),
+    # fuse2 (3x3 32->32, no bias, BN 2*32); the head reads 32 instead of 64 channels.
+    extra = (24 * 32 + 32) + (64 * 32 + 32) + (32 * 32 * 9 + 2 * 32) + (32 - 64) * 17
+    assert count_parameters(s2) - count_parameters(s4) == extra
+    # ResNet-18: a fourth 4x4 deconvolution 256->256 with BatchNorm
+    r4, r2 = build_model("heatmap", (64, 48), "resnet18"), build_model("heatmap", (64, 48), "resnet18", heatmap_stride=2)
+    assert count_parameters(r2) - count_parameters(r4) == 256 * 256 * 16 + 2 * 256
+
+
+def test_stride_2_trains_and_rebuilds_from_config():
+    model = build_model("heatmap", (64, 48), seed=0, heatmap_stride=2)
+    again = build_model(**{k: v for k, v in model.config.items()}, seed=0)
+    assert again.heatmap_size == (32, 24)
+    x = torch.randn(2, 3, 64, 48)
+    out = model(x)
+    out.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("bad", [3, 1, 8, "2", 2.5, True])
+def test_bad_heatmap_stride(bad):
+    with pytest.raises(ValueError, match="heatmap_stride"):
+        build_model("heatmap", (64, 48), heatmap_stride=bad)

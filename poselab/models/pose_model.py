@@ -18,8 +18,8 @@ _MULTIPLE = {"tiny": 16, "resnet18": 4}
 class PoseModel(nn.Module):
     """A top-down pose network: ``image (B, 3, H, W) → head output`` (see :mod:`.heads`).
 
-    Attributes: ``head_type``, ``backbone_name``, ``input_size`` (H, W), ``heatmap_size``
-    (H/4, W/4), ``num_keypoints`` and ``config`` (the :func:`build_model` keyword arguments, so a
+    Attributes: ``head_type``, ``backbone_name``, ``input_size`` (H, W), ``heatmap_stride``
+    (4 unless built with 2), ``heatmap_size`` (H/stride, W/stride), ``num_keypoints`` and ``config`` (the :func:`build_model` keyword arguments, so a
     checkpoint can rebuild the model).
     """
 
@@ -31,7 +31,9 @@ class PoseModel(nn.Module):
         self.head_type = config["head"]
         self.backbone_name = config["backbone"]
         self.input_size = tuple(config["input_size"])
-        self.heatmap_size = (self.input_size[0] // 4, self.input_size[1] // 4)
+        self.heatmap_stride = int(config.get("heatmap_stride", 4))
+        self.heatmap_size = (self.input_size[0] // self.heatmap_stride,
+                             self.input_size[1] // self.heatmap_stride)
         self.num_keypoints = config["num_keypoints"]
 
     def forward(self, images: torch.Tensor):
@@ -51,7 +53,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
                 backbone: str = "tiny", num_keypoints: int = NUM_KEYPOINTS,
-                simcc_split_ratio: float = 2.0, seed: int | None = None) -> PoseModel:
+                simcc_split_ratio: float = 2.0, seed: int | None = None,
+                heatmap_stride: int = 4) -> PoseModel:
     """Build a pose model.
 
     Args:
@@ -64,8 +67,11 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
         simcc_split_ratio: k, SimCC bins per input pixel (MMPose default 2.0).
         seed: if given, the weights are initialised under ``torch.manual_seed(seed)`` without
             touching the global RNG state (so two ``build_model(seed=0)`` are identical).
+        heatmap_stride: 4 (SimpleBaseline/HRNet resolution, the default) or 2 (one more decoder
+            stage: 32×24 maps at 64×48 input; the fast CPU setting). The stride-4 model is
+            unchanged by this option (same layers, same seeded weights).
 
-    Outputs (h, w = H/4, W/4): heatmap/integral → ``(B, K, h, w)``; simcc →
+    Outputs (h, w = H/stride, W/stride): heatmap/integral → ``(B, K, h, w)``; simcc →
     ``(x_logits (B, K, W·k), y_logits (B, K, H·k))``; sar → ``{"selector": (B, K, h, w),
     "offsets": (B, K, 2, h, w)}``.
     """
@@ -83,12 +89,15 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
                          f"{backbone!r} backbone (e.g. (64, 48), (128, 96), (256, 192))")
     if int(num_keypoints) < 1:
         raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    if heatmap_stride not in (2, 4) or isinstance(heatmap_stride, bool):
+        raise ValueError(f"heatmap_stride must be 4 (default) or 2, got {heatmap_stride!r}")
+    stride = int(heatmap_stride)
     config = dict(head=head, input_size=(H, W), backbone=backbone, num_keypoints=int(num_keypoints),
-                  simcc_split_ratio=float(simcc_split_ratio))
+                  simcc_split_ratio=float(simcc_split_ratio), heatmap_stride=stride)
 
     def make() -> PoseModel:
-        net = TinyBackbone() if backbone == "tiny" else ResNet18Backbone()
-        hm = (H // 4, W // 4)
+        net = TinyBackbone(stride=stride) if backbone == "tiny" else ResNet18Backbone(stride=stride)
+        hm = (H // stride, W // stride)
         if head in ("heatmap", "integral"):
             h = HeatmapHead(net.out_channels, num_keypoints)
         elif head == "simcc":

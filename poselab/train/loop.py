@@ -124,6 +124,14 @@ class _DatasetBatches:
             yield self.collate([self.dataset[i] for i in idx])
 
 
+def _is_batch_source(obj) -> bool:
+    """A batch source: ``len(obj)`` batches per epoch and ``obj.epoch(epoch, skip)`` yielding the
+    collated batches of ``epoch`` after the first ``skip`` (a pure function of (its seed, epoch),
+    so resume is exact), e.g. :class:`poselab.data.crop_cache.CropCache`."""
+    return (not isinstance(obj, (Dataset, DataLoader)) and callable(getattr(obj, "epoch", None))
+            and hasattr(obj, "__len__"))
+
+
 class _LoaderBatches:
     """Batches of a user DataLoader (resume skips already-seen batches by iterating them)."""
 
@@ -276,7 +284,10 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             ``batch["step"]`` and ``batch["epoch"]`` (ints) for schedules such as BCIR's λ(t).
         train: a map-style ``Dataset`` (fit batches it; order = f(seed, epoch), resume is exact) or
             a ``DataLoader`` (used as is; resume re-iterates the seen batches of the current epoch,
-            exact only if the loader's order depends on the epoch alone).
+            exact only if the loader's order depends on the epoch alone), or a batch source (an
+            object with ``__len__`` = batches per epoch and ``epoch(epoch, skip)`` yielding collated
+            batches, e.g. :class:`poselab.data.crop_cache.CropCache`; it owns its batch size,
+            order and seed, resume is exact).
         val: None; a callable ``val(model) -> dict`` of metrics (e.g. a
             :func:`poselab.train.evaluate` closure); or a Dataset/DataLoader → mean ``val_loss``.
             Run every ``val_every`` epochs and at the end of training.
@@ -327,6 +338,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     collate = collate_fn or default_collate
     if isinstance(train, DataLoader):
         batches = _LoaderBatches(train)
+    elif _is_batch_source(train):
+        batches = train  # e.g. poselab.data.crop_cache.CropCache: it batches (and seeds) itself
     elif isinstance(train, Dataset) or (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
         batch_size = _whole(batch_size, "batch_size", 1)
         batches = _DatasetBatches(train, batch_size, seed, shuffle, drop_last, collate)
