@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["seed_figure", "learning_curves_figure"]
+__all__ = ["seed_figure", "learning_curves_figure", "ap_vs_step_time_figure", "per_keypoint_figure"]
 
 
 def seed_figure(values: Mapping[str, Sequence[float]], metric: str = "AP", title: str = "",
@@ -47,4 +47,30 @@ def learning_curves_figure(histories: Mapping[str, object], metric: str = "AP",
     fig.update_layout(xaxis_title="training seconds", yaxis_title=metric, width=width,
                       height=height, margin=dict(l=60, r=20, t=40, b=50),
                       yaxis=dict(rangemode="tozero"))
+    return fig
+
+
+def ap_vs_step_time_figure(points: Mapping[str, tuple[float, float]], width: int = 640,
+                           height: int = 380, metric: str = "AP") -> go.Figure:
+    """Scatter of ``metric`` against milliseconds per training step, one labelled point per
+    recipe (``name → (seconds_per_step, metric)``)."""
+    names = list(points)
+    fig = go.Figure(go.Scatter(x=[points[n][0] * 1000 for n in names], y=[points[n][1] for n in names],
+                               mode="markers+text", text=names, textposition="top center",
+                               marker=dict(size=10)))
+    fig.update_layout(xaxis_title="ms per training step", yaxis_title=metric, width=width,
+                      height=height, margin=dict(l=60, r=20, t=40, b=50),
+                      title=f"{metric} against the cost of a step")
+    return fig
+
+
+def per_keypoint_figure(errors: Mapping[str, Sequence[float]], names: Sequence[str],
+                        width: int = 860, height: int = 380, unit: str = "crop px") -> go.Figure:
+    """Grouped bars: mean error per joint for each recipe (``recipe → (K,)``)."""
+    fig = go.Figure()
+    for recipe, err in errors.items():
+        fig.add_bar(name=recipe, x=list(names), y=list(np.asarray(err, dtype=float)))
+    fig.update_layout(barmode="group", yaxis_title=f"mean error ({unit})", width=width,
+                      height=height, margin=dict(l=60, r=20, t=40, b=90), xaxis_tickangle=-45,
+                      legend=dict(orientation="h", y=1.12))
     return fig
