@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                    default=d["noise_std"])
     p.add_argument("--workers", type=int, default=1, help="rendering processes")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing <out>/<split>/ folder")
+                   help="replace a split this script wrote before (only its own files "
+                        "are deleted; a folder holding anything else is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     start = time.perf_counter()
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                         pose_jitter_deg=a.pose_jitter_deg,
                         background_clutter=tuple(a.background_clutter),
                         noise_std=tuple(a.noise_std))
-    except (ValueError, FileExistsError) as e:
+    except (ValueError, OSError) as e:  # bad controls, refusing to replace files, disk errors
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{path}  ({time.perf_counter() - start:.1f} s)")

@@ -25,7 +25,7 @@ def test_same_seed_identical_bytes_different_seed_differs(tmp_path):
     b = synth.generate(tmp_path / "b", 6, seed=7, split="val")
     c = synth.generate(tmp_path / "c", 6, seed=8, split="val")
     fa, fb, fc = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
-    assert fa == fb and len(fa) == 7
+    assert fa == fb and len(fa) == 8  # 6 images, the json and the manifest (val/.poselab-generated.json)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
     assert all(fa[k] != fc[k] for k in fa if k.endswith(".jpg"))
@@ -129,7 +129,10 @@ def test_sigma_true_noise_model(tmp_path):
     sig = 0.5
     clean = synth.generate(tmp_path / "a", 30, 4, sigma_true=0.0)
     noisy = synth.generate(tmp_path / "b", 30, 4, sigma_true=sig)
-    assert _files(tmp_path / "a" / "train") == _files(tmp_path / "b" / "train")  # same images
+    def jpgs(folder):  # the manifest holds the json's hash, which differs with the labels
+        return {k: v for k, v in _files(folder).items() if k.endswith(".jpg")}
+    assert jpgs(tmp_path / "a" / "train") == jpgs(tmp_path / "b" / "train")  # same images
+    assert len(jpgs(tmp_path / "a" / "train")) == 30
     oks = []
     for a in json.loads(noisy.read_text())["annotations"]:
         kp = np.array(a["keypoints"]).reshape(17, 3)
@@ -166,8 +169,15 @@ def test_existing_folder_needs_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         synth.generate(tmp_path, 1, 0)
     assert (tmp_path / "train" / "mine.jpg").read_bytes() == b"precious"
-    synth.generate(tmp_path, 1, 0, overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000000000001.jpg"]
+    # overwrite=True deletes only what the generator wrote: a user's file makes it refuse
+    with pytest.raises(FileExistsError, match="did not write|not written"):
+        synth.generate(tmp_path, 1, 0, overwrite=True)
+    assert (tmp_path / "train" / "mine.jpg").read_bytes() == b"precious"
+    (tmp_path / "train" / "mine.jpg").unlink()
+    synth.generate(tmp_path, 2, 0)
+    synth.generate(tmp_path, 1, 0, overwrite=True)  # its own output is replaced
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [
+        ".poselab-generated.json", "000000000001.jpg"]
 
 
 def test_bad_split_and_count(tmp_path):

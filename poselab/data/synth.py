@@ -71,7 +71,9 @@ from __future__ import annotations
 
 import io
 import json
+import hashlib
 import math
+import numbers
 import os
 import re
 import shutil
@@ -85,7 +87,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from poselab.data.pose_bank import load_pose_bank
 from poselab.skeleton import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
 
-__all__ = ["generate", "default_dataset", "default_root", "DEFAULT_CONTROLS", "DEFAULT_SEEDS",
+__all__ = ["generate", "remove_generated", "default_dataset", "default_root", "DEFAULT_CONTROLS", "DEFAULT_SEEDS",
            "DEFAULT_N_IMAGES", "GENERATOR_VERSION", "AREA_SCALE"]
 
 GENERATOR_VERSION = "3"
@@ -119,7 +121,13 @@ _LIMBS = {  # (parent, child): width in torso lengths
 }
 _SKIN = np.array([[255, 224, 196], [241, 194, 160], [224, 172, 125], [198, 134, 86],
                   [161, 102, 64], [115, 70, 45], [84, 52, 34]], dtype=np.float64)
-_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SPLIT_NAME = re.compile(r"^(?!\.+\Z)(?!annotations\Z)[A-Za-z0-9_.-]+\Z")  # not ".", "..", "annotations"
+#: Largest ``background_clutter`` count accepted (shapes per image).
+MAX_CLUTTER = 100
+#: Manifest the generator writes into ``<out>/<split>/``: the files it wrote (and the hash of the
+#: json), so ``overwrite=True`` deletes only those.
+MANIFEST = ".poselab-generated.json"
+_IMAGE_NAME = re.compile(r"^\d{12}\.jpg$")
 
 _BANK: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -137,6 +145,19 @@ def _check_controls(controls: dict) -> dict:
         raise ValueError(f"unknown generator control(s) {sorted(unknown)}; valid controls: "
                          f"{sorted(DEFAULT_CONTROLS)}")
     c = {**DEFAULT_CONTROLS, **controls}
+    for key in ("image_size", "persons_per_image", "background_clutter", "scale_range",
+                "noise_std"):
+        pair = c[key]
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2 or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                for v in pair):
+            raise ValueError(f"{key} must be a pair of finite numbers, got {pair!r}")
+    for key in ("image_size", "persons_per_image", "background_clutter"):
+        if any(int(v) != v for v in c[key]):
+            raise ValueError(f"{key} must hold whole numbers, got {c[key]!r}")
+    for key in ("occlusion_prob", "truncation_prob", "sigma_true", "pose_jitter_deg"):
+        if isinstance(c[key], bool) or not isinstance(c[key], numbers.Real):
+            raise ValueError(f"{key} must be a number, got {c[key]!r}")
     h, w = (int(v) for v in c["image_size"])
     if not (32 <= h <= 4096 and 32 <= w <= 4096):
         raise ValueError(f"image_size must be (H, W) with sides in [32, 4096], got {c['image_size']}")
@@ -156,9 +177,10 @@ def _check_controls(controls: dict) -> dict:
     if not 0.0 <= float(c["pose_jitter_deg"]) <= 90.0:
         raise ValueError(f"pose_jitter_deg must be in [0, 90], got {c['pose_jitter_deg']}")
     b0, b1 = (int(v) for v in c["background_clutter"])
-    if not 0 <= b0 <= b1:
-        raise ValueError(f"background_clutter must be (min, max) with 0 <= min <= max, "
-                         f"got {c['background_clutter']}")
+    if not 0 <= b0 <= b1 <= MAX_CLUTTER:
+        raise ValueError(f"background_clutter must be (min, max) with 0 <= min <= max <= "
+                         f"{MAX_CLUTTER} shapes per image, got {c['background_clutter']} (each "
+                         "shape costs rendering time: 10^5 shapes took ~15 s per image)")
     n0, n1 = (float(v) for v in c["noise_std"])
     if not 0.0 <= n0 <= n1 <= 100.0:
         raise ValueError(f"noise_std must be (min, max) with 0 <= min <= max <= 100, "
@@ -515,27 +537,40 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
         split: split name used in the file names.
         progress: show a tqdm progress bar.
         workers: processes rendering in parallel (the output does not depend on it).
-        overwrite: replace an existing non-empty ``<out_dir>/<split>/`` (otherwise
-            ``FileExistsError``, so a real dataset folder is never deleted by mistake).
+        overwrite: replace a split this function wrote before. Without it an existing
+            non-empty ``<out_dir>/<split>/`` or json raises ``FileExistsError``. With it only
+            the files listed in the split's manifest (``<split>/.poselab-generated.json``) and
+            the json it wrote are deleted (:func:`remove_generated`); anything else there
+            (a user's images, an edited json) makes it refuse, deleting nothing.
         **controls: any of :data:`DEFAULT_CONTROLS` (see the module docstring).
     """
-    if int(n_images) < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images}")
-    if not _SPLIT_NAME.match(str(split)):
-        raise ValueError(f"split must be a plain name like 'train' or 'val', got {split!r}")
+    n_images = _whole(n_images, "n_images", 1)
+    seed = _whole(seed, "seed", 0)
+    workers = _whole(workers, "workers", 1)
+    if not isinstance(split, str) or not _SPLIT_NAME.match(split):
+        raise ValueError(f"split must be a plain name like 'train' or 'val' (letters, digits, "
+                         f"'_', '-', '.'; not '.', '..' or 'annotations'), got {split!r}")
     ctrl = _check_controls(controls)
-    seed = int(seed)
     out = Path(out_dir)
     img_dir = out / split
-    if img_dir.exists() and any(img_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{img_dir} already exists and is not empty; pass "
-                                  "overwrite=True (--overwrite) to replace it or choose another out")
-        shutil.rmtree(img_dir)
+    path = out / "annotations" / f"person_keypoints_{split}.json"
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out_dir {out} is a file; choose a folder")
+    existing = path.exists() or (img_dir.exists() and any(img_dir.iterdir()))
+    if existing and not overwrite:
+        raise FileExistsError(f"{img_dir} or {path} already exists; pass overwrite=True "
+                              "(--overwrite) to replace a dataset this generator wrote, or choose "
+                              "another out_dir")
+    if existing:
+        remove_generated(out, split)
     elif img_dir.exists():
         img_dir.rmdir()
     img_dir.mkdir(parents=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
+    names = [f"{index + 1:012d}.jpg" for index in range(n_images)]
+    manifest = {"generator": "poselab.data.synth", "version": GENERATOR_VERSION, "split": split,
+                "images": names, "annotation": path.name, "annotation_sha256": None}
+    _write_manifest(img_dir, manifest)  # first: an interrupted run is still removable
     images, annotations = [], []
     iterator = _rendered(seed, int(n_images), ctrl, max(1, int(workers)))
     if progress:
@@ -563,11 +598,77 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
         "licenses": [{"id": 1, "name": "CC0 1.0 (generated by poselab)", "url": ""}],
         "images": images, "annotations": annotations, "categories": [PERSON_CATEGORY],
     }
-    path = out / "annotations" / f"person_keypoints_{split}.json"
+    text = json.dumps(data, separators=(",", ":"))
+    manifest["annotation_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    _write_manifest(img_dir, manifest)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def _whole(value, name: str, minimum: int) -> int:
+    """``value`` as an int >= minimum; 2.9, "3", True and NaN are refused, not truncated."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        try:
+            ok = math.isfinite(float(value)) and int(value) == value
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _write_manifest(img_dir: Path, manifest: dict) -> None:
+    tmp = img_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest))
+    tmp.replace(img_dir / MANIFEST)
+
+
+def remove_generated(out_dir: str | os.PathLike, split: str, legacy_ok: bool = False) -> None:
+    """Delete a dataset split that :func:`generate` wrote — and nothing else.
+
+    Deletes the images listed in ``<out_dir>/<split>/.poselab-generated.json`` (the manifest),
+    the split's json if its hash is the one the generator wrote, the manifest and the then
+    empty folder. Refuses (``FileExistsError``, nothing deleted) when there is no manifest, when
+    the folder holds files the generator did not write, or when the json was changed after
+    generation. ``legacy_ok`` (the default-dataset cache only) also accepts a folder without a
+    manifest that holds nothing but generator-named images (``000000000001.jpg`` ...).
+    """
+    out = Path(out_dir)
+    img_dir = out / split
+    path = out / "annotations" / f"person_keypoints_{split}.json"
+    try:
+        manifest = json.loads((img_dir / MANIFEST).read_text())
+        listed = set(manifest["images"])
+        digest = manifest.get("annotation_sha256")
+    except (OSError, ValueError, KeyError, TypeError):
+        manifest, listed, digest = None, set(), None
+    present = sorted(p.name for p in img_dir.iterdir()) if img_dir.is_dir() else []
+    if manifest is None:
+        if not (legacy_ok and all(_IMAGE_NAME.match(n) for n in present)):
+            raise FileExistsError(
+                f"{img_dir if present else path} was not written by poselab.data.synth.generate "
+                f"(no {MANIFEST} manifest); nothing was deleted — move it away yourself or choose "
+                "another out_dir")
+        listed = set(present)
+    foreign = [n for n in present if n not in listed and n not in (MANIFEST, MANIFEST + ".tmp")]
+    if foreign:
+        raise FileExistsError(
+            f"{img_dir} holds {len(foreign)} file(s) the generator did not write (e.g. "
+            f"{', '.join(foreign[:3])}); nothing was deleted — move them away or choose another "
+            "out_dir")
+    if path.exists() and manifest is not None:
+        if digest is None or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise FileExistsError(
+                f"{path} is not the json the generator wrote (changed since, or from another "
+                "tool); nothing was deleted — move it away or choose another out_dir")
+    for name in present:
+        (img_dir / name).unlink()
+    if img_dir.is_dir():
+        img_dir.rmdir()
+    path.unlink(missing_ok=True)
 
 
 def _repo_root() -> Path | None:
@@ -638,10 +739,9 @@ def default_dataset(split: str = "train", n_images: int | None = None,
         (tmp / "annotations" / spec_path.name).write_text(json.dumps(spec))
         if complete():  # another process finished meanwhile
             return json_path
-        json_path.unlink(missing_ok=True)
         target = root / name
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists() or json_path.exists():
+            remove_generated(root, name, legacy_ok=True)  # only what the generator wrote
         (root / "annotations").mkdir(exist_ok=True)
         os.replace(tmp / name, target)
         os.replace(tmp / "annotations" / spec_path.name, spec_path)
