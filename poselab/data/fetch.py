@@ -19,7 +19,9 @@ pycocotools' OKS evaluation on the subset is exactly the official one restricted
 
 Robustness: downloads go to ``<name>.part`` and are renamed when complete (byte count equal to
 Content-Length); an interrupted ``.part`` is continued with an HTTP ``Range`` request when the
-server supports it, otherwise downloaded again. A final file counts as finished when it verifies:
+server supports it, otherwise downloaded again. A transfer slower than ``low_speed_limit`` bytes/s
+over ``low_speed_time`` seconds (default 1024 B/s over 30 s) is abandoned and resumed the same
+way, so a trickling server cannot hang the tool. A final file counts as finished when it verifies:
 images decode with PIL and have the json's width/height; the zip passes ``zipfile.testzip``
 (remembered in a marker so re-runs do not re-check 241 MB). Re-runs therefore make no request for
 finished files. Nothing the user made is deleted: only ``.part`` files and files under
@@ -34,11 +36,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import re
 import shutil
 import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,6 +70,10 @@ ANNOTATION_ZIP = "annotations/annotations_trainval2017.zip"
 SPLITS = ("val2017", "train2017")
 CACHE_DIR = ".cache"
 MAX_ATTEMPTS = 3  # per file: first try + two resumes/redos after a cut connection
+#: Low-speed deadline (like curl's --speed-limit/--speed-time): an attempt that receives fewer
+#: than LOW_SPEED_LIMIT bytes/s averaged over LOW_SPEED_TIME seconds is abandoned (and resumed).
+LOW_SPEED_LIMIT = 1024
+LOW_SPEED_TIME = 30.0
 _CHUNK = 1 << 20
 _USER_AGENT = "poselab-fetch-coco/1.0 (+python urllib)"
 
@@ -184,12 +192,12 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(part, path)
 
 
-def _load_json(path: Path, what: str) -> dict:
+def _load_json(path: Path, what: str, hint: str = "delete it and re-run") -> dict:
     try:
         with open(path, "rb") as f:
             return json.load(f)
-    except ValueError as err:
-        raise FetchError(f"{what} {path} is not valid json ({err}); delete it and re-run") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise FetchError(f"{what} {path} is not valid json ({err}); {hint}") from None
 
 
 def _image_problem(path: Path, width: object, height: object) -> str | None:
@@ -277,6 +285,7 @@ def _download(
     timeout: float,
     on_bytes: Callable[[int], None] | None = None,
     on_total: Callable[[int | None, int], None] | None = None,
+    low_speed: tuple[float, float] = (LOW_SPEED_LIMIT, LOW_SPEED_TIME),
 ) -> None:
     """Download ``url`` to ``dest`` through ``dest.part`` (resumed with Range when possible).
 
@@ -284,7 +293,11 @@ def _download(
     the ``.part`` in place and is retried (with ``Range: bytes=<size>-``) up to MAX_ATTEMPTS
     times; a server that answers 200 instead of 206 makes us start the file from zero.
     ``on_total(total, already)`` is called once per attempt, ``on_bytes(n)`` per chunk.
+    ``low_speed = (bytes_per_s, seconds)``: an attempt averaging fewer than ``bytes_per_s`` over
+    any ``seconds``-long stretch is abandoned like a cut connection (a server trickling one byte
+    per second never trips the per-read ``timeout``).
     """
+    speed_limit, speed_time = low_speed
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = _part(dest)
     last = "unknown error"
@@ -315,15 +328,26 @@ def _download(
                 if on_total is not None:
                     on_total(total, start)
                 got = start
+                read = getattr(resp, "read1", resp.read)  # returns what has arrived, not 1 MiB
+                window_start, window_bytes = time.monotonic(), 0
                 with open(part, mode) as f:
                     while True:
-                        chunk = resp.read(_CHUNK)
+                        chunk = read(_CHUNK)
                         if not chunk:
                             break
                         f.write(chunk)
                         got += len(chunk)
                         if on_bytes is not None:
                             on_bytes(len(chunk))
+                        window_bytes += len(chunk)
+                        elapsed = time.monotonic() - window_start
+                        if elapsed >= speed_time:
+                            if window_bytes < speed_limit * elapsed:
+                                raise _Transient(
+                                    f"the server sent {window_bytes / elapsed:.0f} B/s for "
+                                    f"{elapsed:.0f} s, below the low-speed limit of "
+                                    f"{speed_limit:g} B/s")
+                            window_start, window_bytes = time.monotonic(), 0
             if total is not None and got != total:
                 raise _Transient(f"connection closed after {got} of {total} bytes")
         except _Transient as err:
@@ -462,7 +486,8 @@ def _bytes_bar(desc: str, progress: bool):
     return on_total, on_bytes, close
 
 
-def _annotation_json(out: Path, split: str, base_url: str, timeout: float, progress: bool) -> Path:
+def _annotation_json(out: Path, split: str, base_url: str, timeout: float, progress: bool,
+                     low_speed: tuple[float, float] = (LOW_SPEED_LIMIT, LOW_SPEED_TIME)) -> Path:
     """Download (or reuse) the annotation zip in out/.cache and extract the split's json."""
     cache = out / CACHE_DIR
     zip_path = cache / PurePosixPath(ANNOTATION_ZIP).name
@@ -477,7 +502,7 @@ def _annotation_json(out: Path, split: str, base_url: str, timeout: float, progr
         on_total, on_bytes, close = _bytes_bar(zip_path.name, progress)
         try:
             _download(url, zip_path, what="annotations", timeout=timeout,
-                      on_total=on_total, on_bytes=on_bytes)
+                      on_total=on_total, on_bytes=on_bytes, low_speed=low_speed)
         except BaseException:
             close(ok=False)
             raise
@@ -630,6 +655,8 @@ def fetch_coco(
     workers: int = 4,
     timeout: float = 60.0,
     progress: bool = True,
+    low_speed_limit: float = LOW_SPEED_LIMIT,
+    low_speed_time: float = LOW_SPEED_TIME,
 ) -> FetchReport:
     """Download a keypoint subset of COCO 2017 ``split`` into ``out`` (standard COCO layout).
 
@@ -638,14 +665,38 @@ def fetch_coco(
     different json is already at ``out/annotations/person_keypoints_<split>.json`` (unless
     ``force``) → download missing images to ``out/<split>/`` (``workers`` threads, each verified)
     → write the json last (atomically), so a complete json means a complete subset.
-    Raises FetchError for every expected failure.
+    ``timeout`` (seconds, > 0) bounds each network wait; ``low_speed_limit`` bytes/s over
+    ``low_speed_time`` seconds bounds a trickling transfer (abandoned, then resumed, at most
+    MAX_ATTEMPTS times). An archive whose json does not parse is deleted from the cache and
+    downloaded once more. Raises FetchError for every expected failure.
     """
     _check_split(split)
     base_url = _normalise_base_url(base_url)
+    timeout = _positive_number(timeout, "--timeout (timeout)")
+    low_speed = (_positive_number(low_speed_limit, "--low-speed-limit (low_speed_limit)", zero=True),
+                 _positive_number(low_speed_time, "--low-speed-time (low_speed_time)"))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise FetchError(f"--workers (workers) must be a positive integer, got {workers!r}")
     out = Path(out)
     _check_out(out)
-    src_json = _annotation_json(out, split, base_url, timeout, progress)
-    subset = select_subset(_load_json(src_json, "extracted annotation json"), max_images)
+    subset = None
+    for attempt in range(2):
+        src_json = _annotation_json(out, split, base_url, timeout, progress, low_speed)
+        try:
+            coco = _load_json(src_json, "extracted annotation json")
+        except FetchError as err:
+            # the archive passed its CRC check, so the damage was already there when it was
+            # zipped: our cached copy is useless — remove it (ours) and fetch it again once
+            _remove_zip(out / CACHE_DIR / PurePosixPath(ANNOTATION_ZIP).name)
+            src_json.unlink(missing_ok=True)
+            if attempt == 1:
+                raise FetchError(
+                    f"the annotation archive from {base_url}/{ANNOTATION_ZIP} holds a damaged "
+                    f"json twice ({str(err)[:200]}); removed it from {out / CACHE_DIR}. The server "
+                    "serves a broken file: check --base-url (or try later)") from None
+            continue
+        subset = select_subset(coco, max_images)
+        break
     write_json, image_dir = _prepare_output(out, split, subset, force)
 
     def task(im: dict) -> bool:
@@ -654,7 +705,7 @@ def fetch_coco(
             return False
         url = f"{base_url}/{split}/{urllib.parse.quote(im['file_name'])}"
         for _ in range(2):  # a body that does not decode is downloaded once more
-            _download(url, dest, what="image", timeout=timeout)
+            _download(url, dest, what="image", timeout=timeout, low_speed=low_speed)
             problem = _image_problem(dest, im.get("width"), im.get("height"))
             if problem is None:
                 return True
@@ -691,7 +742,8 @@ def build_from_dir(
         )
     if out.exists() and out.resolve() == src.resolve():
         raise FetchError("--from-dir and --out are the same folder; choose another --out")
-    subset = select_subset(_load_json(src_json, "annotation json"), max_images)
+    subset = select_subset(_load_json(src_json, "annotation json", hint="the --from-dir folder "
+                                      "is damaged; copy or download that json again"), max_images)
     write_json, image_dir = _prepare_output(out, split, subset, force)
 
     def task(im: dict) -> bool:
@@ -716,6 +768,41 @@ def build_from_dir(
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def _positive_number(value, name: str, zero: bool = False) -> float:
+    """A finite number > 0 (>= 0 with ``zero``) as float, else FetchError naming the option."""
+    try:
+        number = float(value)
+        ok = not isinstance(value, (bool, str)) and math.isfinite(number) and (
+            number >= 0 if zero else number > 0)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        floor = ">= 0" if zero else "> 0"
+        raise FetchError(f"{name} must be a finite number {floor}, got {value!r}")
+    return number
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite positive number of seconds (0, -1, nan, inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -750,7 +837,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="overwrite a different existing json (and replace invalid existing images)")
     p.add_argument("--workers", type=_positive_int, default=4, help="parallel image downloads (default 4)")
-    p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    p.add_argument("--timeout", type=_seconds, default=60.0,
+                   help="network timeout in seconds for each wait (default 60)")
+    p.add_argument("--low-speed-limit", type=_non_negative, default=LOW_SPEED_LIMIT, metavar="BYTES",
+                   help=f"abandon (and resume) a transfer slower than BYTES/s ... (default "
+                        f"{LOW_SPEED_LIMIT}; 0 disables)")
+    p.add_argument("--low-speed-time", type=_seconds, default=LOW_SPEED_TIME, metavar="S",
+                   help=f"... for S seconds (default {LOW_SPEED_TIME:g})")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     return p
 
@@ -765,7 +858,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         else:
             report = fetch_coco(args.out, args.split, args.max_images, base_url=args.base_url,
                                 force=args.force, workers=args.workers, timeout=args.timeout,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress,
+                                low_speed_limit=args.low_speed_limit,
+                                low_speed_time=args.low_speed_time)
     except FetchError as err:
         print(f"fetch_coco: error: {err}", file=sys.stderr)
         return 1
