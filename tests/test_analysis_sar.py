@@ -103,3 +103,49 @@ def test_match_detections():
     assert m["recall"] == 0.5 and m["precision"] == pytest.approx(1 / 3)
     assert A.match_detections(np.zeros((0, 2)), gt, 1.0)["recall"] == 0.0
     assert A.match_detections([(10, 0.5)], np.zeros((0, 2)), 1.0)["recall"] == 1.0
+
+
+# ----------------------------------------------------------------------------- multi-person (§4.3)
+def test_detect_finds_every_constructed_instance_and_gamma_counter_case():
+    from poselab.analysis import sar_multi_person as M
+    h, w = 8, 10
+    sel = torch.full((1, 1, h, w), -8.0)
+    off = torch.zeros(1, 1, 2, h, w)
+    truths = [(2.3, 1.6), (7.6, 5.2), (4.1, 6.8)]
+    for x, y in truths:  # two neighbouring cells per instance point at it: duplicates to merge
+        for j in (int(round(x)), int(round(x)) - 1):
+            i = int(round(y))
+            sel[0, 0, i, j] = 3.0
+            off[0, 0, 0, i, j] = x - j
+            off[0, 0, 1, i, j] = y - i
+    dets = M.detect("sar", {"selector": sel, "offsets": off}, threshold=0.5, m=8, nms_px=1.0)
+    found = dets[0][0]
+    assert len(found) == 3 and A.match_detections(found, truths, 1e-4)["recall"] == 1.0
+    # counter-case: gamma above every score finds nothing
+    assert len(M.detect("sar", {"selector": sel, "offsets": off}, threshold=0.99)[0][0]) == 0
+    # heatmap: local maxima of the max-combined Gaussians, at the rounded pixels
+    from poselab.codecs import encode_gaussian
+    hm, _ = encode_gaussian(torch.tensor(truths)[:, None], None, (h, w), 1.0)
+    peaks = M.detect("heatmap", hm.amax(0)[None], threshold=0.5)[0][0]
+    assert len(peaks) == 3
+    assert A.match_detections(peaks, truths, 0.71)["recall"] == 1.0   # quantised: within half a pixel per axis
+    assert A.match_detections(peaks, truths, 0.1)["recall"] < 1.0
+    with pytest.raises(ValueError, match="kind"):
+        M.bottom_up_loss("simcc")
+
+
+def test_bottom_up_losses_on_constructed_batch():
+    from poselab.analysis import sar_multi_person as M
+    B, K, P, h, w = 2, 3, 2, 6, 8
+    targets = torch.rand(B, K, P, 2) * torch.tensor([w - 1.0, h - 1.0])
+    vis = torch.ones(B, K, P)
+    vis[1, :, 1] = 0
+    batch = {"targets": targets, "target_visible": vis, "heatmap": torch.rand(B, K, h, w),
+             "weights": torch.ones(B, K)}
+    out = {"selector": torch.zeros(B, K, h, w, requires_grad=True), "offsets": torch.zeros(B, K, 2, h, w)}
+    loss = M.bottom_up_loss("sar")(out, batch)
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert torch.isfinite(out["selector"].grad).all()
+    hm_loss = M.bottom_up_loss("heatmap")(torch.zeros(B, K, h, w), batch)
+    assert torch.allclose(hm_loss, batch["heatmap"].square().mean())
