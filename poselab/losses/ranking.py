@@ -57,7 +57,7 @@ __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
-_CHUNK_ELEMENTS = 1 << 21  # rows per chunk: rows·max(N, P²) <= this
+_CHUNK_ELEMENTS = 1 << 19  # rows per chunk: rows·max(N, |P|²) <= this (cache-sized: measured fastest)
 
 # RSPose Table E.8 (COCO): δ and coefficient per loss.
 RSPOSE_VITPOSE_B = dict(rank_delta=0.4, sort_delta=1.5, instance_delta=3.0,
@@ -144,95 +144,139 @@ def _step_sums(sorted_keys, cw, cwk, queries, delta: float, above: bool) -> torc
     return w_lo + ((q + delta) * mid_w - mid_wk) / (2.0 * delta)
 
 
-def _rank_sort_rows(s, y, pos, rank_delta: float, sort_delta: float, do_rank: bool,
-                    do_sort: bool, need_grad: bool):
+def _row_order(x: torch.Tensor) -> torch.Tensor:
+    """Ascending order of every row of ``x (R, N)``.
+
+    float32 rows on CPU: one stable (radix) sort of int64 keys ``row·2³² + u(x)`` where ``u`` maps
+    the float32 bit pattern to an order-preserving unsigned int — ~2.5× faster than a row-wise
+    comparison sort. Other dtypes / devices: ``torch.sort``.
+    """
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.shape[0] * x.shape[1] == 0:
+        return torch.sort(x, 1)[1]
+    R, N = x.shape
+    bits = x.contiguous().view(torch.int32).to(torch.int64)
+    key = torch.where(bits < 0, -bits - (1 << 31) - 1, bits) + (1 << 31)   # monotone, in [0, 2³²)
+    key = key + (torch.arange(R, device=x.device, dtype=torch.int64) << 32)[:, None]
+    flat = torch.sort(key.reshape(-1), stable=True)[1]
+    return (flat - (flat // N) * N).reshape(R, N)
+
+
+def _rank_sort_rows(raw, labels, pos, rank_delta: float, sort_delta: float, do_rank: bool,
+                    do_sort: bool, need_grad: bool, work: torch.dtype, dense: torch.dtype):
     """Per-row losses and error-driven updates for rows that all have ≥ 1 positive.
 
-    ``s, y`` ``(R, N)`` work dtype, ``pos`` ``(R, N)`` bool. Returns ``(rank (R,), sort (R,),
-    grad_rank (R, N) | None, grad_sort (R, N) | None)``.
+    ``raw, labels`` ``(R, N)`` in their own dtypes, ``pos`` ``(R, N)`` bool. Sums that cancel
+    (prefix sums over the sorted pixels) run in ``work`` (float64), the |P|×|P| pairwise part in
+    ``dense`` (float32 unless the input is float64: sums of ≤ |P| non-negative terms).
+    Returns ``(rank (R,), sort (R,), grad_rank (R, N) | None, grad_sort (R, N) | None)`` in
+    ``work``.
     """
-    R, N = s.shape
-    s = s - s.amax(1, keepdim=True)  # shift invariance; keeps prefix sums small
+    R, N = raw.shape
+    dev = raw.device
     count = pos.sum(1)
     P = int(count.max())
-    # positives first (stable), padded to P per row
-    pidx = torch.argsort((~pos).to(torch.int8), dim=1, stable=True)[:, :P]
-    pvalid = torch.arange(P, device=s.device)[None, :] < count[:, None]
-    sp = s.gather(1, pidx)
-    yp = y.gather(1, pidx)
-    inv_count = 1.0 / count.to(s.dtype)
-    # padded positives get a very low score: every smoothed step against them is 0
-    low = torch.finfo(s.dtype).min / 4
-    sp = torch.where(pvalid, sp, torch.full_like(sp, low))
-    sp_sorted, perm = torch.sort(sp, 1)
-    zeros_rn = None
-    rank = sort = g_rank = g_sort = None
+    # column index of every positive, left-aligned and padded to P per row
+    nz = pos.nonzero()
+    first = count.cumsum(0) - count
+    slot = torch.arange(nz.shape[0], device=dev) - first[nz[:, 0]]
+    pidx = torch.zeros(R, P, dtype=torch.long, device=dev)
+    pidx[nz[:, 0], slot] = nz[:, 1]
+    pvalid = torch.arange(P, device=dev)[None, :] < count[:, None]
+    top = raw.amax(1, keepdim=True).to(work)  # scores are shifted by the row maximum
+    sp = raw.gather(1, pidx).to(work) - top
+    # padded positives get a score so low that every smoothed step against them is 0
+    low = (raw.amin() - raw.amax()).to(work) - 2.0 * max(rank_delta, sort_delta) - 1.0
+    sp = torch.where(pvalid, sp, low.expand_as(sp))
+    inv_count = 1.0 / count.to(work)
+    rank = sort = torch.zeros(R, dtype=work, device=dev)
+    g_rank = g_sort = None
     if do_rank:
-        s_sorted, order = torch.sort(s, 1)
-        negw = (~pos).gather(1, order).to(s.dtype)
-        cw, cwk = _prefix(s_sorted, negw)
-        fp = _step_sums(s_sorted, cw, cwk, sp, rank_delta, above=True)          # FP(i)
-        pw = pvalid.gather(1, perm).to(s.dtype)
-        pcw, pcwk = _prefix(sp_sorted, pw)
-        rank_pos = _step_sums(sp_sorted, pcw, pcwk, sp, rank_delta, above=True)  # rank⁺(i)
-        fp = fp * pvalid
+        # all pixels sorted once; prefix sums of w and w·s for negatives and positives
+        order = _row_order(raw if raw.dtype in (torch.float32, torch.float64) else raw.float())
+        s_sorted = raw.gather(1, order).to(work) - top
+        pos_sorted = pos.gather(1, order)
+        w = torch.stack([(~pos_sorted).to(work), pos_sorted.to(work)], 1)      # (R, 2, N)
+        zero = s_sorted.new_zeros(R, 2, 1)
+        cw = torch.cat([zero, w.cumsum(2)], 2)
+        cws = torch.cat([zero, (w * s_sorted[:, None, :]).cumsum(2)], 2)
+        # the window of every positive: sorted pixels in (s_i − δ, s_i + δ) are [lo_i, hi_i)
+        lo = torch.searchsorted(s_sorted, sp - rank_delta, right=True)
+        hi = torch.searchsorted(s_sorted, sp + rank_delta, right=False)
+        lo2, hi2 = lo[:, None, :].expand(R, 2, P), hi[:, None, :].expand(R, 2, P)
+        w_hi = cw.gather(2, hi2)
+        mid_w = w_hi - cw.gather(2, lo2)
+        mid_ws = cws.gather(2, hi2) - cws.gather(2, lo2)
+        sums = (cw[:, :, -1:] - w_hi) + (mid_ws - (sp - rank_delta)[:, None, :] * mid_w) / (2 * rank_delta)
+        fp, rank_pos = sums[:, 0] * pvalid, sums[:, 1]                         # FP(i), rank⁺(i)
         err = torch.where(pvalid, fp / (rank_pos + fp), torch.zeros_like(fp))   # ℓ_R(i), Eq. 6
         rank = err.sum(1) * inv_count                                            # Eq. 5
         if need_grad:
             act = (fp > EPS) & pvalid
-            zeros_rn = torch.zeros_like(s)
-            g_rank = zeros_rn.clone()
-            g_rank.scatter_(1, pidx, torch.where(act, -err, torch.zeros_like(err)))
             c = torch.where(act, err / torch.where(act, fp, torch.ones_like(fp)), torch.zeros_like(fp))
-            ccw, ccwk = _prefix(sp_sorted, c.gather(1, perm))
-            # each negative j: Σ_i c_i H(s_j − s_i)
-            share = _step_sums(sp_sorted, ccw, ccwk, s, rank_delta, above=False)
-            g_rank = (g_rank + share * (~pos)) * inv_count[:, None]
+            # each negative j gets Σ_i c_i H(s_j − s_i): 1 above the window of i, linear inside;
+            # difference arrays over the sorted pixels, then prefix sums
+            slope = c / (2 * rank_delta)
+            off = slope * (rank_delta - sp)
+            diff = s_sorted.new_zeros(R, 3, N + 1)
+            diff[:, 0].scatter_add_(1, hi, c)
+            diff[:, 1].scatter_add_(1, lo, slope).scatter_add_(1, hi, -slope)
+            diff[:, 2].scatter_add_(1, lo, off).scatter_add_(1, hi, -off)
+            acc = diff[:, :, :N].cumsum(2)
+            share = (acc[:, 0] + acc[:, 1] * s_sorted + acc[:, 2]) * (~pos_sorted)
+            g_rank = torch.empty_like(share).scatter_(1, order, share)
+            g_rank.scatter_add_(1, pidx, torch.where(act, -err, torch.zeros_like(err)))
+            g_rank.mul_(inv_count[:, None])
     if do_sort:
-        # dense |P|×|P|: rows i, columns j; H(s_j − s_i) with δ_sort
-        hs = (sp[:, None, :] - sp[:, :, None]).mul_(0.5 / sort_delta).add_(0.5).clamp_(0.0, 1.0)
-        one_minus = (1.0 - yp) * pvalid
-        ge = yp[:, None, :] >= yp[:, :, None]
-        a = hs * ge
-        rank_pos_s = hs.sum(2)
-        cur = torch.bmm(hs, one_minus[:, :, None])[..., 0] / rank_pos_s                # Eq. 8
-        a_sum = a.sum(2)
-        target = torch.bmm(a, one_minus[:, :, None])[..., 0] / a_sum                   # Eq. 9
+        # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i) (δ_sort), so that the
+        # per-positive sums over j are batched row-vector products (the fast bmm orientation)
+        spd, ypd = sp.to(dense), labels.gather(1, pidx).to(dense)
+        g = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / sort_delta).add_(0.5).clamp_(0.0, 1.0)
+        ge = torch.sign(ypd[:, :, None] - ypd[:, None, :]).add_(1.0).clamp_(max=1.0)  # [y_j ≥ y_i]
+        vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)              # (R, 2, P)
+        s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
+        a = g.mul_(ge)                             # G[j, i] [y_j ≥ y_i]  (g is reused below)
+        s_ge = torch.bmm(vw, a).to(work)
+        cur = s_all[:, 1] / s_all[:, 0]                                             # Eq. 8
+        target = s_ge[:, 1] / s_ge[:, 0]                                            # Eq. 9
         err = torch.where(pvalid, cur - target, torch.zeros_like(cur))
-        sort = err.sum(1) * inv_count                                                  # Eq. 7
+        sort = err.sum(1) * inv_count                                               # Eq. 7
         if need_grad:
-            hs.sub_(a)  # the mis-sorted pairs M_ij = H(s_j − s_i)[y_j < y_i]
-            denom = hs.sum(2)
+            # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i], rebuilt from G − A
+            m = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / sort_delta).add_(0.5).clamp_(0.0, 1.0)
+            m.sub_(a)
+            denom = (s_all[:, 0] - s_ge[:, 0]).clamp_min(0.0)
             act = (denom > EPS) & pvalid
             f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)),
                             torch.zeros_like(err))
-            gp = torch.bmm(f[:, None, :], hs)[:, 0, :] - torch.where(act, err, torch.zeros_like(err))
-            g_sort = torch.zeros_like(s) if zeros_rn is None else zeros_rn.clone()
-            g_sort.scatter_(1, pidx, gp * pvalid)
-            g_sort = g_sort * inv_count[:, None]
+            gp = (m * f.to(dense)[:, None, :]).sum(2).to(work) - torch.where(act, err, torch.zeros_like(err))
+            g_sort = s_all.new_zeros(R, N).scatter_add_(1, pidx, gp * pvalid)
+            g_sort.mul_(inv_count[:, None])
     return rank, sort, g_rank, g_sort
 
 
-def _rank_sort(s, y, pos, rank_delta, sort_delta, do_rank, do_sort, need_grad):
-    """Chunked over rows; rows without positives get zeros. Returns work-dtype tensors."""
-    R, N = s.shape
-    rank = s.new_zeros(R)
-    sort = s.new_zeros(R)
-    g_rank = s.new_zeros(R, N) if (need_grad and do_rank) else None
-    g_sort = s.new_zeros(R, N) if (need_grad and do_sort) else None
+def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_grad, work,
+               dense):
+    """Chunked over rows; rows without positives get zeros. Returns ``work``-dtype tensors."""
+    R, N = raw.shape
     count = pos.sum(1)
     rows = torch.nonzero(count > 0).flatten()
+    p_max = int(count.max()) if R else 0
+    per_chunk = max(1, _CHUNK_ELEMENTS // max(N, p_max * p_max if do_sort else p_max, 1))
+    if 0 < rows.numel() == R <= per_chunk:  # the common case: one chunk, every row
+        return _rank_sort_rows(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort,
+                               need_grad, work, dense)
+    rank = torch.zeros(R, dtype=work, device=raw.device)
+    sort = torch.zeros_like(rank)
+    g_rank = torch.zeros(R, N, dtype=work, device=raw.device) if (need_grad and do_rank) else None
+    g_sort = torch.zeros(R, N, dtype=work, device=raw.device) if (need_grad and do_sort) else None
     if rows.numel() == 0:
         return rank, sort, g_rank, g_sort
     # rows sorted by their number of positives, so chunks pad little; chunks bound memory
     rows = rows[torch.argsort(count[rows])]
-    p_max = int(count[rows[-1]])
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(N, p_max * p_max if do_sort else p_max))
     for start in range(0, len(rows), per_chunk):
-        stop = start + per_chunk
-        idx = rows[start:stop]
-        r, so, gr, gs = _rank_sort_rows(s[idx], y[idx], pos[idx], rank_delta, sort_delta,
-                                        do_rank, do_sort, need_grad)
+        idx = rows[start:start + per_chunk]
+        r, so, gr, gs = _rank_sort_rows(raw[idx], labels[idx], pos[idx], rank_delta, sort_delta,
+                                        do_rank, do_sort, need_grad, work, dense)
         if do_rank:
             rank[idx] = r
             if gr is not None:
@@ -250,11 +294,12 @@ class _RankSortFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, labels, pos, rank_delta, sort_delta, do_rank, do_sort):
         work = _work_dtype(scores.device)
-        need_grad = bool(ctx.needs_input_grad[0])
+        dense = torch.float64 if (scores.dtype == torch.float64 and work == torch.float64) \
+            else torch.float32
         with torch.no_grad():
             rank, sort, g_rank, g_sort = _rank_sort(
-                scores.detach().to(work), labels.detach().to(work), pos, rank_delta, sort_delta,
-                do_rank, do_sort, need_grad)
+                scores.detach(), labels.detach(), pos, rank_delta, sort_delta, do_rank, do_sort,
+                bool(ctx.needs_input_grad[0]), work, dense)
         ctx.g_rank = None if g_rank is None else g_rank.to(scores.dtype)
         ctx.g_sort = None if g_sort is None else g_sort.to(scores.dtype)
         return rank.to(scores.dtype), sort.to(scores.dtype)
