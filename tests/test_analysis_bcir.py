@@ -240,3 +240,26 @@ def test_difficulty_split_rules_and_empty_splits():
     m = B.split_means([1.0, 2.0, np.nan], np.array(["easy", "easy", "hard"], dtype=object))
     assert m["easy"] == {"mean": 1.5, "std": 0.5, "n": 2}
     assert m["medium"]["n"] == 0 and math.isnan(m["medium"]["mean"]) and m["hard"]["n"] == 0
+
+
+def test_localization_study_on_a_flat_model():
+    """A model with constant maps: A(0) = 1/(h·w) for every joint, errors = distance to the
+    decoded centre, labels from §7.2.1."""
+    from poselab.codecs import IntegralCodec
+    from poselab.data import find_coco_sample
+
+    sample = find_coco_sample()
+    if sample is None:
+        pytest.skip("real COCO sample not present")
+    ann = next(sample.glob("annotations/person_keypoints_*.json"))
+
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], 17, 16, 12)
+
+    codec = IntegralCodec((64, 48), (16, 12), beta=10.0, compensate=False)
+    st = B.localization_study(Flat(), ann, (64, 48), codec, max_persons=20, s_values=(0, 1, 30))
+    assert st["A"].shape[1] == 3 and st["A"].shape[0] == st["error"].shape[0] > 0
+    assert np.allclose(st["A"][:, 0], 1 / 192) and np.allclose(st["A"][:, 2], 1.0)
+    assert set(st["label"]) <= set(B.SPLITS)
+    assert st["n_persons"] == 20

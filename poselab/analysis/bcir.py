@@ -37,7 +37,7 @@ __all__ = [
     "ipr_gradient_factors", "ipr_gradient_autograd", "detection_gradient", "gt_pixel_gradient_eq25",
     "gradient_checks", "toy_initial_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "difficulty_levels",
-    "difficulty_split", "split_means", "SPLITS",
+    "difficulty_split", "split_means", "SPLITS", "localization_study",
 ]
 
 SPLITS = ("easy", "medium", "hard")
@@ -638,3 +638,60 @@ def split_means(values, labels) -> dict:
         out[name] = {"mean": float(sel.mean()) if sel.size else float("nan"),
                      "std": float(sel.std()) if sel.size else float("nan"), "n": int(sel.size)}
     return out
+
+
+# ============================================================================ trained models
+def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: float = 10.0,
+                       s_values: Sequence[int] = tuple(range(10)), sigma_window: int = 4,
+                       max_persons: int | None = 400, batch_size: int = 64, device: str = "cpu",
+                       sigmas=(0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5)) -> dict:
+    """§7.3–7.5 on a trained model: A(s) (Eq. 26), the best Gaussian σ (App. G) and the error of
+    every labelled joint inside its crop, with the person's easy / medium / hard label (§7.2.1).
+
+    The heatmaps are normalised as in Eq. 3 with ``beta`` for every model (the paper's footnote 3
+    does the same for detection maps). The person's factors: labelled joints (v > 0), occluded
+    share (v = 1 among them), largest bounding-box side in image px.
+
+    Args:
+        model: returns ``(B, K, h, w)`` maps for ``(B, 3, H, W)`` crops (heatmap or integral head).
+        ann_json: COCO keypoints json of the evaluation set.
+        input_size: crop ``(H, W)``.
+        codec: the recipe's codec (``decode`` gives input-px coordinates and scores).
+        max_persons: evaluate the first N persons (None: all).
+    Returns:
+        ``{"A" (J, S), "s" (S,), "sigma" (J,), "error" (J,) crop px, "label" (J,) str,
+        "person" (J,), "joint" (J,), "n_persons"}``.
+    """
+    from ..codecs import input_to_heatmap, spatial_softmax
+    from ..data import TopDownDataset
+
+    ds = TopDownDataset(ann_json, input_size=tuple(input_size), train=False)
+    n = len(ds) if max_persons is None else min(len(ds), int(max_persons))
+    A, sig, err, lab, who, joint = [], [], [], [], [], []
+    model = model.to(device).eval()
+    for start in range(0, n, int(batch_size)):
+        items = [ds[i] for i in range(start, min(n, start + int(batch_size)))]
+        images = torch.stack([torch.as_tensor(it["image"]) for it in items]).to(device)
+        kp = torch.stack([torch.as_tensor(it["keypoints"]) for it in items])
+        vis = torch.stack([torch.as_tensor(it["visible"]) for it in items]).numpy() > 0
+        v = np.stack([np.asarray(it["v"]) for it in items])
+        box = np.array([max(float(it["bbox"][2]), float(it["bbox"][3])) for it in items])
+        with torch.no_grad():
+            out = model(images).float().cpu()
+        coords, _ = codec.decode(out)
+        labels = difficulty_split((v > 0).sum(1), (v == 1).sum(1) / np.maximum((v > 0).sum(1), 1), box)
+        hm_size = tuple(out.shape[-2:])
+        gt = input_to_heatmap(kp, tuple(input_size), hm_size).numpy()
+        prob = spatial_softmax(out.double(), beta).numpy()
+        b, k = np.nonzero(vis)
+        p, g = prob[b, k], gt[b, k]
+        A.append(activation_sum_curve(p, g, s_values))
+        sig.append(best_fit_sigma(p, g, sigma_window, sigmas)["sigma"])
+        err.append(np.linalg.norm(coords.numpy()[b, k] - kp.numpy()[b, k], axis=-1))
+        lab.append(labels[b])
+        who.append(b + start)
+        joint.append(k)
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+    return {"A": np.concatenate(A) if A else np.zeros((0, len(s_values))), "s": np.asarray(s_values),
+            "sigma": cat(sig), "error": cat(err), "label": cat(lab).astype(object), "person": cat(who),
+            "joint": cat(joint), "n_persons": n}
