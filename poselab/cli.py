@@ -3,6 +3,7 @@
     poselab run [CHAPTER ... | --all] [--fast] [--out DIR] [-p name=value ...]
     poselab lab [--port N] [--no-browser]
     poselab list
+    poselab index [--write-readme | --check]
     poselab data synth --out DIR [--split val] [--n-images N] [--seed S]
 
 A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_synth = data_sub.add_parser("synth", help="generate the default synthetic dataset")
     p_synth.add_argument("--root", default=None, help="cache folder (default: data/synth)")
     p_synth.add_argument("--split", action="append", default=None, choices=["train", "val"])
+    p_index = sub.add_parser("index", help="print the paper -> equation -> function -> chapter index")
+    p_index.add_argument("--write-readme", action="store_true", help="refresh the README's copy")
+    p_index.add_argument("--check", action="store_true", help="exit 1 if the README's copy is stale")
     from poselab.experiments.cli import add_parsers
     add_parsers(sub)  # train, recipes, results, arena
     return parser
@@ -343,6 +347,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             for path in list_chapters():
                 print(path.stem)
+            return 0
+        if args.command == "index":
+            from poselab import index
+            if args.check:
+                current = index.update_readme(check=True)
+                print("README index is current" if current else
+                      "README index is stale: run poselab index --write-readme")
+                return 0 if current else 1
+            if args.write_readme:
+                index.update_readme()
+                print("README index updated")
+                return 0
+            print(index.index_markdown())
             return 0
         if args.command in ("train", "recipes", "results", "arena"):
             from poselab.experiments.cli import dispatch

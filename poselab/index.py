@@ -1,0 +1,129 @@
+"""The paper → code index, generated from docstring tags so it cannot drift.
+
+A library function or class whose docstring's first paragraph names a paper and a place in it —
+``(BCIR Eq. 38)``, ``(RSPose Eq. 5–6)``, ``HDM §3.4``, ``(SAR Eq. 7–9)``, ``RCNet Def. 1`` — is
+listed under that paper with the chapter cells that call it. Claim ids recorded by the chapters
+are listed per paper too. ``poselab index`` prints it; the README carries it between the
+``<!-- index:start -->`` and ``<!-- index:end -->`` markers (``poselab index --write-readme``
+refreshes them, and a test fails when the README's copy is stale).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PAPER_NAMES", "Entry", "tagged_entries", "chapter_calls", "chapter_claims",
+           "index_markdown", "update_readme"]
+
+PAPER_NAMES = {"COCO": "COCO keypoints", "SimpleBaseline": "SimpleBaseline", "DARK": "DARK",
+               "SimCC": "SimCC", "RSPose": "RSPose", "RCNet": "RCNet", "HDM": "HDM",
+               "SAR": "SAR", "BCIR": "BCIR"}
+_PLACE = r"(?:Eqs?\.|Fig(?:s|ure)?\.?|Tables?|Theorem|Thm\.|Def(?:inition)?\.?|Prop\.|Lemma|App\.|Appendix|Alg\.|Sec\.|§)"
+_TAG = re.compile(r"\b(" + "|".join(PAPER_NAMES) + r")\b[,:]?\s*(" + _PLACE
+                  + r"\s*[A-Z]?[\d.]+(?:\s*(?:[–\-/,]|and)\s*(?:" + _PLACE + r"\s*)?[A-Z]?[\d.]+)*)")
+_MARK_START, _MARK_END = "<!-- index:start -->", "<!-- index:end -->"
+_ROOT = Path(__file__).resolve().parent.parent
+_SKIP_MODULES = ("poselab.cli", "poselab.experiments.cli", "poselab.index")
+
+
+@dataclass(frozen=True)
+class Entry:
+    paper: str
+    place: str
+    qualname: str  # module.function
+    summary: str
+
+
+def _first_paragraph(doc: str) -> str:
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def tagged_entries() -> list[Entry]:
+    """Every public function/class of ``poselab`` whose docstring's first paragraph carries a
+    paper tag, one entry per (paper, place)."""
+    import poselab
+    out: list[Entry] = []
+    seen = set()
+    for info in pkgutil.walk_packages(poselab.__path__, "poselab."):
+        if info.name in _SKIP_MODULES or "._" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if getattr(obj, "__module__", None) != module.__name__ or not obj.__doc__:
+                continue
+            para = _first_paragraph(obj.__doc__)
+            for paper, place in _TAG.findall(para):
+                key = (paper, place.strip(" .,"), f"{module.__name__}.{name}")
+                if key in seen:
+                    continue
+                seen.add(key)
+                summary = para.split(". ")[0].rstrip(".")
+                out.append(Entry(paper, key[1], key[2], summary[:110]))
+    order = list(PAPER_NAMES)
+    return sorted(out, key=lambda e: (order.index(e.paper), e.place, e.qualname))
+
+
+def _code_cells(notebook: Path) -> list[tuple[int, str]]:
+    cells = json.loads(notebook.read_text()).get("cells", [])
+    return [(i, "".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+            for i, c in enumerate(cells) if c.get("cell_type") == "code"]
+
+
+def _chapters(labs: Path | None = None) -> list[Path]:
+    labs = labs or _ROOT / "labs"
+    return sorted(labs.glob("[0-9][0-9]_*.ipynb"))
+
+
+def chapter_calls(name: str, labs: Path | None = None) -> list[str]:
+    """``"<chapter stem> cell <n>"`` for every chapter code cell that calls ``name(``."""
+    pattern = re.compile(r"(?<![\w.])(?:\w+\.)*" + re.escape(name) + r"\(")
+    return [f"{nb.stem} cell {i}" for nb in _chapters(labs) for i, src in _code_cells(nb)
+            if pattern.search(src)]
+
+
+def chapter_claims(labs: Path | None = None) -> dict[str, str]:
+    """Every claim id a chapter records (``claims.record("<id>", ...)``) → ``"<stem> cell <n>"``."""
+    pattern = re.compile(r"claims\.record\(\s*[\"']([\w.]+)[\"']")
+    out = {}
+    for nb in _chapters(labs):
+        for i, src in _code_cells(nb):
+            for cid in pattern.findall(src):
+                out.setdefault(cid, f"{nb.stem} cell {i}")
+    return out
+
+
+def index_markdown(labs: Path | None = None) -> str:
+    """The index as Markdown: per paper, place → function → chapter cells; then claims."""
+    entries = tagged_entries()
+    lines = ["| paper | where | function | chapter cells |", "| --- | --- | --- | --- |"]
+    for e in entries:
+        short = e.qualname.rsplit(".", 1)[-1]
+        cells = ", ".join(chapter_calls(short, labs)[:3]) or "—"
+        lines.append(f"| {e.paper} | {e.place} | `{e.qualname}` | {cells} |")
+    claim_rows = chapter_claims(labs)
+    lines += ["", "| claim id | chapter cell |", "| --- | --- |"]
+    lines += [f"| `{cid}` | {where} |" for cid, where in sorted(claim_rows.items())]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path | None = None, check: bool = False) -> bool:
+    """Write the index between the README markers (``check=True``: only report whether the
+    README's copy is current). Returns True when the README holds the current index."""
+    readme = readme or _ROOT / "README.md"
+    text = readme.read_text()
+    if _MARK_START not in text or _MARK_END not in text:
+        raise ValueError(f"{readme} has no {_MARK_START} ... {_MARK_END} section")
+    head, rest = text.split(_MARK_START, 1)
+    _, tail = rest.split(_MARK_END, 1)
+    new = f"{head}{_MARK_START}\n{index_markdown()}{_MARK_END}{tail}"
+    if check:
+        return new == text
+    readme.write_text(new)
+    return True
