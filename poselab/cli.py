@@ -4,7 +4,7 @@
     poselab lab [--port N] [--no-browser]
     poselab list
     poselab index [--write-readme | --check]
-    poselab data synth --out DIR [--split val] [--n-images N] [--seed S]
+    poselab data synth [--root DIR] [--split train|val]
 
 A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
 without its number (``hdm``). ``run`` writes the executed notebooks and a ``claims.json``
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import os
 import re
 import subprocess
@@ -85,6 +86,24 @@ def parse_value(text: str):
         return text
 
 
+_INJECTABLE = (type(None), bool, int, float, str, list, tuple, dict)
+
+
+def _not_injectable(value):
+    """The first part of ``value`` papermill cannot write into a chapter as Python source (sets,
+    bytes, complex numbers, non-string dict keys would arrive as strings), else None."""
+    if isinstance(value, (list, tuple)):
+        return next((bad for v in value if (bad := _not_injectable(v)) is not None), None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return k
+            if (bad := _not_injectable(v)) is not None:
+                return bad
+        return None
+    return None if isinstance(value, _INJECTABLE) else value
+
+
 def parse_parameters(items: list[str]) -> dict:
     params = {}
     for item in items:
@@ -94,8 +113,30 @@ def parse_parameters(items: list[str]) -> dict:
         name = name.strip()
         if not name.isidentifier():
             raise CliError(f"parameter name {name!r} is not a valid Python name")
-        params[name] = parse_value(value)
+        parsed = parse_value(value)
+        bad = _not_injectable(parsed)
+        if bad is not None:
+            raise CliError(f"parameter {name!r}: {type(bad).__name__} values are not supported "
+                           "(use numbers, strings, True/False/None, lists, tuples or dicts with "
+                           "string keys)")
+        params[name] = parsed
     return params
+
+
+def _tuple_translator():
+    """papermill's Python translator writes tuples as strings ("(128, 96)"); this subclass writes
+    them as tuples (also inside lists and dicts), so ``-p input_size=(128,96)`` arrives as one."""
+    from papermill.translators import PythonTranslator
+
+    class TupleTranslator(PythonTranslator):
+        @classmethod
+        def translate(cls, val):
+            if isinstance(val, tuple):
+                items = ", ".join(cls.translate(v) for v in val)
+                return f"({items},)" if len(val) == 1 else f"({items})"
+            return super().translate(val)
+
+    return TupleTranslator
 
 
 def declared_parameters(notebook: Path) -> dict[str, object]:
@@ -130,7 +171,14 @@ def _type_ok(default, value) -> bool:
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
+        if not isinstance(value, (list, tuple)):
+            return False
+        if isinstance(default, tuple) and default and len(value) != len(default):
+            return False  # a fixed-size tuple such as input_size=(H, W)
+        kinds = {type(d) for d in default}
+        if len(kinds) == 1 and kinds <= {int, float, bool, str}:
+            return all(_type_ok(default[0], v) for v in value)
+        return True
     return True
 
 
@@ -146,6 +194,8 @@ def check_parameters(notebook: Path, params: dict) -> dict:
         if not _type_ok(default, value):
             raise CliError(f"parameter {name!r} of {notebook.stem} expects "
                            f"{type(default).__name__} (default {default!r}), got {value!r}")
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)  # -p size=[128,96] for a tuple default arrives as a tuple
         checked[name] = value
     return checked
 
@@ -204,11 +254,13 @@ def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
         os.environ["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
     ok, error = True, ""
+    from papermill.translators import papermill_translators
+    papermill_translators.register("python", _tuple_translator())
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters=params, kernel_name="python3",
             cwd=str(notebook.parent), progress_bar=False, log_output=False,
-            execution_timeout=timeout)
+            execution_timeout=_cell_timeout(timeout))
     except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
         ok, error = False, _execution_error(exc, output)
     finally:
@@ -218,8 +270,45 @@ def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
             else:
                 os.environ[key] = value
     seconds = time.perf_counter() - start
-    claims = json.loads(ledger.read_text()) if ledger.exists() else []
+    claims = []
+    if ledger.exists():
+        try:
+            claims = json.loads(ledger.read_text())
+            if not isinstance(claims, list):
+                raise ValueError("not a list of records")
+        except ValueError as exc:
+            ok, claims = False, []
+            error = (error + "; " if error else "") + f"its claims ledger {ledger} is unreadable ({exc})"
+        claims = [c for c in claims if _is_claim(c)]
     return ChapterResult(notebook.stem, seconds, ok, error, claims)
+
+
+def _is_claim(record) -> bool:
+    """A ledger record as :func:`poselab.claims.record` writes it (stray entries are skipped)."""
+    return (isinstance(record, dict) and isinstance(record.get("id"), str)
+            and isinstance(record.get("chapter"), str) and record.get("kind") in ("math", "empirical")
+            and isinstance(record.get("holds"), bool) and "verdict" in record)
+
+
+def _cell_timeout(timeout) -> int | None:
+    """Seconds per cell as the int nbclient needs (0.5 → 1); None = no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            math.isfinite(timeout) and timeout > 0):
+        raise CliError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    return int(math.ceil(timeout))
+
+
+def _seconds(text: str) -> float:
+    """argparse type of ``--timeout``: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
@@ -237,8 +326,16 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     unknown = [k for k in parameters if not any(k in declared_parameters(nb) for nb in chapters)]
     if unknown:
         raise CliError(f"no selected chapter has parameter(s) {', '.join(unknown)}")
+    _cell_timeout(timeout)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out {out_dir} is a file; pass a folder for the executed notebooks and "
+                       "claims.json")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create --out {out_dir} ({exc.strerror or exc}); choose another "
+                       "folder") from None
     results = []
     for notebook in chapters:
         mine = {k: v for k, v in parameters.items() if k in declared_parameters(notebook)}
@@ -256,9 +353,20 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     aggregate = []
     if aggregate_path.exists():
         try:
-            aggregate = [c for c in json.loads(aggregate_path.read_text()) if c.get("chapter") not in ran]
-        except (ValueError, AttributeError):
-            aggregate = []
+            earlier = json.loads(aggregate_path.read_text())
+            if not isinstance(earlier, list):
+                raise ValueError("not a list of claim records")
+        except (ValueError, UnicodeDecodeError) as exc:
+            kept = aggregate_path.with_name("claims.json.unreadable")
+            aggregate_path.replace(kept)
+            print(f"warning: {aggregate_path} was unreadable ({exc}); moved it to {kept} and "
+                  "started a new ledger", file=stream)
+            earlier = []
+        stray = [c for c in earlier if not _is_claim(c)]
+        if stray:
+            print(f"warning: skipped {len(stray)} malformed record(s) in {aggregate_path} (e.g. "
+                  f"{stray[0]!r:.80}); the other chapters' claims are kept", file=stream)
+        aggregate = [c for c in earlier if _is_claim(c) and c["chapter"] not in ran]
     for r in results:
         aggregate.extend(r.claims)
     aggregate_path.write_text(json.dumps(aggregate, indent=2))
@@ -313,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p_run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                        help="chapter parameter, e.g. -p seed=1 -p data=synth")
-    p_run.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    p_run.add_argument("--timeout", type=_seconds, default=None,
+                       help="seconds per cell (rounded up to whole seconds)")
     p_lab = sub.add_parser("lab", help="open JupyterLab on the chapters")
     p_lab.add_argument("--port", type=int, default=None)
     p_lab.add_argument("--no-browser", action="store_true")
