@@ -120,14 +120,14 @@ def test_peak_compactness_matches_loop_and_closed_forms():
     got = T.peak_compactness(maps, radius=1.5)
     for n in range(5):
         m, s = _peak_loop(maps[n], 1.5)
-        assert abs(got["peak_mass"][n] - m) < 1e-12 and abs(got["spread"][n] - s) < 1e-12
+        assert abs(got["mass_near_peak"][n] - m) < 1e-12 and abs(got["spread"][n] - s) < 1e-12
     dot = np.zeros(HM)
     dot[4, 7] = 3.0
     two = np.zeros(HM)
     two[4, 3] = two[4, 5] = 1.0  # two equal dots 2 px apart: spread 1, half the mass near the peak
     res = T.peak_compactness(np.stack([dot, two, -np.ones(HM)]))
     assert len(res["spread"]) == 2  # the all-negative map is dropped
-    np.testing.assert_allclose(res["peak_mass"], [1.0, 0.5], atol=1e-12)
+    np.testing.assert_allclose(res["mass_near_peak"], [1.0, 0.5], atol=1e-12)
     np.testing.assert_allclose(res["spread"], [0.0, 1.0], atol=1e-12)
     with pytest.raises(ValueError):
         T.peak_compactness(np.ones(5))
@@ -140,7 +140,7 @@ def test_heatmap_compactness_matches_loop():
     vis = np.array([[1, 0, 2], [2, 2, 0]])
     got = heatmap_compactness(maps, kp, vis)
     rows = [(b, k) for b in range(2) for k in range(3) if vis[b, k] > 0]
-    assert len(got["radius"]) == len(rows)
+    assert len(got["rms_radius_to_gt"]) == len(rows)
     for n, (b, k) in enumerate(rows):
         h = np.maximum(maps[b, k], 0)
         s = h / h.sum()
@@ -150,12 +150,12 @@ def test_heatmap_compactness_matches_loop():
                 d2 = (c - kp[b, k, 0]) ** 2 + (a - kp[b, k, 1]) ** 2
                 r2 += s[a, c] * d2
                 mass += s[a, c] * (d2 <= 2.25)
-        assert abs(got["radius"][n] - math.sqrt(r2)) < 1e-12
-        assert abs(got["mass_r1"][n] - mass) < 1e-12
+        assert abs(got["rms_radius_to_gt"][n] - math.sqrt(r2)) < 1e-12
+        assert abs(got["mass_near_gt"][n] - mass) < 1e-12
         assert got["half_max_area"][n] == sum(1 for v in h.ravel() if v >= 0.5 * h.max())
     dot = np.zeros((1, *HM))
     dot[0, 5, 6] = 1.0
-    assert heatmap_compactness(dot, [[6.0, 5.0]])["radius"][0] == 0.0
+    assert heatmap_compactness(dot, [[6.0, 5.0]])["rms_radius_to_gt"][0] == 0.0
 
 
 # ----------------------------------------------------------------------------- data + training
@@ -231,9 +231,9 @@ def test_evaluate_heatmap_model_reports_dead_maps(tmp_path):
     sub, root = T.subset_annotations(src, 6, tmp_path / "val6.json")
     ev = T.make_evaluator(sub, root, INPUT)
     r = T.evaluate_heatmap_model(_Dead(), "emd", ev, input_size=INPUT)
-    assert r["dead_fraction"] == 1.0 and math.isnan(r["peak_mass"]) and math.isnan(r["spread"])
+    assert r["dead_fraction"] == 1.0 and math.isnan(r["mass_near_peak"]) and math.isnan(r["spread"])
     assert 1 <= r["n_persons"] <= 6 and np.isfinite(r["EPE_crop"]) and r["AP"] == 0.0
-    assert T.peak_compactness(-np.ones((2, *HM)))["peak_mass"].shape == (0,)
+    assert T.peak_compactness(-np.ones((2, *HM)))["mass_near_peak"].shape == (0,)
 
 
 # ----------------------------------------------------------------------------- EMD collapse
@@ -311,3 +311,25 @@ def test_build_heatmap_model_anchor_choices():
     for bad in ({"loss": "l1"}, {"loss": "emd", "max_anchor": "max"}, {"loss": "emd", "max_anchor": 0}):
         with pytest.raises(ValueError):
             T.build_heatmap_model(**bad)
+
+
+def test_level_gradient_probe_and_its_counter_case():
+    probe = T.level_gradient_probe()
+    assert probe["holds"] and all(g > 0 for g in probe["dL_dlevel"].values())
+    assert probe["single_pixel_max_abs_grad"] == 0.0
+    # blobs that do not sit on the keypoint: lowering the level raises the loss
+    off = T.level_gradient_probe(blob_offset=(4.0, 5.0))
+    assert not off["holds"] and all(g < 0 for g in off["dL_dlevel"].values())
+
+
+def test_compactness_is_measured_at_the_ground_truth_not_at_the_peak():
+    """A 4-pixel map 3.8 px off the joint is perfectly compact around its own peak (the old
+    claim's measure scores it 1.0) but carries no mass near the ground truth."""
+    maps = np.zeros((1, *HM))
+    maps[0, 2:4, 2:4] = 1.0
+    kp = np.array([[2.5 + 3.8, 2.5]])
+    assert T.peak_compactness(maps)["mass_near_peak"][0] == 1.0
+    gt = heatmap_compactness(maps, kp, radius=1.5)
+    assert gt["mass_near_gt"][0] == 0.0 and gt["rms_radius_to_gt"][0] == pytest.approx(3.8, abs=0.5)
+    on = heatmap_compactness(maps, np.array([[2.5, 2.5]]), radius=1.5)
+    assert on["mass_near_gt"][0] == 1.0

@@ -59,6 +59,7 @@ from .hdm import heatmap_compactness
 
 __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for", "emd_visibility",
            "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps",
+           "level_gradient_probe", "heatmap_statistics", "COMPACTNESS_METRICS",
            "build_heatmap_model", "train_heatmap_model", "make_evaluator", "evaluate_heatmap_model",
            "subset_annotations", "summarize"]
 
@@ -159,8 +160,10 @@ def make_loss_fn(loss: str, input_size=(64, 48), reg: float = 1.0, n_iters: int 
 def peak_compactness(heatmaps, radius: float = 1.5) -> dict[str, np.ndarray]:
     """Compactness of heatmaps around their own peak (HDM Fig. 3, measured; no ground truth).
 
-    With ``s = relu(h) / Σ relu(h)`` (the suppliers of Eq. 3): ``peak_mass`` = Σ s over pixels
-    within ``radius`` px of the argmax pixel; ``spread`` = sqrt(Σ s ‖p − μ‖²), μ = Σ s p (the
+    With ``s = relu(h) / Σ relu(h)`` (the suppliers of Eq. 3): ``mass_near_peak`` = Σ s over
+    pixels within ``radius`` px of the argmax pixel (true by construction for any compact map,
+    wherever it is: the claim uses :func:`poselab.analysis.hdm.heatmap_compactness`'s
+    ``mass_near_gt`` instead); ``spread`` = sqrt(Σ s ‖p − μ‖²), μ = Σ s p (the
     spatial std of the mass, px). ``(..., H, W)`` → dict of 1-D float64 arrays over maps with
     positive mass (maps without any are dropped).
     """
@@ -172,7 +175,7 @@ def peak_compactness(heatmaps, radius: float = 1.5) -> dict[str, np.ndarray]:
     total = h.sum((1, 2))
     h = h[total > 0] / total[total > 0, None, None]
     if len(h) == 0:
-        return {"peak_mass": np.zeros(0), "spread": np.zeros(0)}
+        return {"mass_near_peak": np.zeros(0), "spread": np.zeros(0)}
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
     flat = h.reshape(len(h), -1).argmax(1)
     py, px = flat // W, flat % W
@@ -180,7 +183,7 @@ def peak_compactness(heatmaps, radius: float = 1.5) -> dict[str, np.ndarray]:
     mx = (h * xx).sum((1, 2))
     my = (h * yy).sum((1, 2))
     var = (h * ((xx[None] - mx[:, None, None]) ** 2 + (yy[None] - my[:, None, None]) ** 2)).sum((1, 2))
-    return {"peak_mass": (h * near).sum((1, 2)), "spread": np.sqrt(var)}
+    return {"mass_near_peak": (h * near).sum((1, 2)), "spread": np.sqrt(var)}
 
 
 def dead_fraction(heatmaps) -> float:
@@ -302,11 +305,7 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     """AP/EPE with the method's decoder (:func:`codec_for`) plus heatmap compactness.
 
     ``evaluator``: from :func:`make_evaluator` (or a COCO json path, then one is made).
-    Returns the Evaluator metrics and ``peak_mass``, ``spread`` (:func:`peak_compactness`, means
-    over maps with positive mass; NaN if none), ``radius_to_gt`` (RMS distance of the mass from
-    the GT keypoint, :func:`poselab.analysis.hdm.heatmap_compactness`, mean over joints labelled
-    and inside the map), all in heatmap px, and ``dead_fraction`` (:func:`dead_fraction` of
-    those maps).
+    Returns the Evaluator metrics and :data:`COMPACTNESS_METRICS` (:func:`heatmap_statistics`).
     """
     import copy
     if isinstance(evaluator, (str, Path)):
@@ -314,21 +313,70 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     ev = copy.copy(evaluator)  # shares the preloaded crops
     ev.codec, ev.return_predictions = codec_for(loss, input_size, sigma), False
     metrics = ev(model)
-    pred = predict_heatmaps(model, ev.dataset(tuple(input_size)), device=device)
+    metrics.update(heatmap_statistics(model, ev.dataset(tuple(input_size)), input_size, device))
+    return metrics
+
+
+def heatmap_statistics(model, dataset, input_size=(64, 48), device="cpu",
+                       radius: float = 1.5) -> dict[str, float]:
+    """Compactness of a model's heatmaps on ``dataset``'s crops (HDM Fig. 3, measured).
+
+    Over joints labelled and inside the heatmap: ``mass_near_gt`` (share of the ReLU mass within
+    ``radius`` heatmap px of the ground truth), ``rms_radius_to_gt`` (px),
+    ``mass_near_peak`` and ``spread`` (around the map's own argmax / mean; no ground truth), means
+    over maps with positive mass (NaN if none), and ``dead_fraction`` (maps with no positive
+    pixel). ``dataset``: crops with ``image``, ``keypoints`` (input px) and ``visible``.
+    """
+    pred = predict_heatmaps(model, dataset, device=device)
     hm_size = pred["heatmaps"].shape[-2:]
-    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), input_size, hm_size)
+    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), tuple(input_size), hm_size)
     vis = emd_visibility(kp, torch.as_tensor(pred["visible"]), hm_size).numpy()
     used = pred["heatmaps"][vis > 0]
-    pc = peak_compactness(used)
-    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis)
+    pc = peak_compactness(used, radius=radius)
+    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis, radius=radius)
 
     def mean(a):
         return float(a.mean()) if a.size else float("nan")
 
-    metrics.update(peak_mass=mean(pc["peak_mass"]), spread=mean(pc["spread"]),
-                   radius_to_gt=mean(gt["radius"]),
-                   dead_fraction=dead_fraction(used))
-    return metrics
+    return {"mass_near_gt": mean(gt["mass_near_gt"]), "rms_radius_to_gt": mean(gt["rms_radius_to_gt"]),
+            "mass_near_peak": mean(pc["mass_near_peak"]), "spread": mean(pc["spread"]),
+            "dead_fraction": dead_fraction(used)}
+
+
+COMPACTNESS_METRICS = ("mass_near_gt", "rms_radius_to_gt", "mass_near_peak", "spread", "dead_fraction")
+
+
+def level_gradient_probe(size=(16, 12), keypoint=(5.3, 7.6), sigmas=(1.0, 2.0),
+                         backgrounds=(0.0, 0.1), lone_pixel=(1, 1), blob_offset=(0.0, 0.0)) -> dict:
+    """Why a plain EMD head collapses: the gradient of HDM's loss along the map's *level*.
+
+    For Gaussian blobs centred on the keypoint (each σ in ``sigmas``, plus a constant
+    background), ``dL/dlevel`` = Σ_i ∂L/∂h_i (float64): > 0 means lowering the whole map lowers the
+    loss. And a map whose only positive pixel is ``lone_pixel`` (row, col), away from the keypoint:
+    its largest gradient entry (0: Eq. 3 gives a one-pixel map mass 1 whatever its value).
+    ``blob_offset`` (x, y) moves the blobs off the keypoint (a map that does not localise: its
+    level gradient can be negative, so ``holds`` fails — the counter-case of the tests).
+    Returns ``dL_dlevel`` {label: value}, ``single_pixel_max_abs_grad`` and ``holds`` = every
+    level gradient > 0 and the lone-pixel gradient exactly 0.
+    """
+    H, W = size
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+    kp = torch.tensor([[list(keypoint)]], dtype=torch.float64)
+    grads = {}
+    for sigma in sigmas:
+        for bg in backgrounds:
+            cx, cy = keypoint[0] + blob_offset[0], keypoint[1] + blob_offset[1]
+            blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2)) + bg
+            h = torch.as_tensor(blob)[None, None].requires_grad_(True)
+            emd_loss(h, kp, torch.ones(1, 1, dtype=torch.float64)).backward()
+            grads[f"sigma={sigma}, background={bg}"] = float(h.grad.sum())
+    one = torch.full((1, 1, H, W), -1.0, dtype=torch.float64)
+    one[0, 0, lone_pixel[0], lone_pixel[1]] = 0.5
+    one.requires_grad_(True)
+    emd_loss(one, kp, torch.ones(1, 1, dtype=torch.float64)).backward()
+    single = float(one.grad.abs().max())
+    return {"dL_dlevel": grads, "single_pixel_max_abs_grad": single,
+            "holds": bool(all(g > 0 for g in grads.values()) and single == 0.0)}
 
 
 def summarize(values) -> str:
@@ -336,3 +384,26 @@ def summarize(values) -> str:
     a = np.asarray(list(values), dtype=np.float64)
     std = float(a.std(ddof=1)) if a.size > 1 else 0.0
     return f"{a.mean():.3f} ± {std:.3f} (n={a.size})"
+
+
+def compactness_of_runs(table, data="synth", preset="default", set_name: str = "generated val",
+                        device="cpu") -> dict[str, dict[str, list[float]]]:
+    """:func:`heatmap_statistics` of every run in a :func:`poselab.experiments.compare` table.
+
+    Each run's trained model (``RunResult.model()``) predicts the heatmaps of ``set_name``'s crops
+    (built once for ``preset``'s input size). Returns ``{recipe: {metric: [value per seed]}}`` in
+    the table's seed order, metrics :data:`COMPACTNESS_METRICS`.
+    """
+    from ..experiments import get_preset, resolve_run_data
+    p = get_preset(preset)
+    _, sets = resolve_run_data(data, p)
+    if set_name not in sets:
+        raise ValueError(f"set_name must be one of {sorted(sets)}, got {set_name!r}")
+    dataset = make_evaluator(sets[set_name], None, p.input_size, device).dataset(p.input_size)
+    out: dict[str, dict[str, list[float]]] = {}
+    for run in table.results:
+        stats = heatmap_statistics(run.model(device), dataset, p.input_size, device)
+        per = out.setdefault(run.recipe, {m: [] for m in COMPACTNESS_METRICS})
+        for m in COMPACTNESS_METRICS:
+            per[m].append(stats[m])
+    return out
