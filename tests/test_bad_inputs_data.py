@@ -187,3 +187,46 @@ def test_other_png_modes_decode_to_rgb(tmp_path, mode):
     Image.new(mode, (8, 6), 1).save(path)
     rgb = read_image(path)
     assert rgb.mode == "RGB" and rgb.size == (8, 6)
+
+
+# ------------------------------------------------------------------ found by our own probe
+
+@pytest.mark.parametrize("data", [None, 123, 4.5])
+def test_resolve_dataset_wrong_type(data):
+    from poselab.data import resolve_dataset
+    with pytest.raises(TypeError, match="data must be 'synth', 'coco_sample'"):
+        resolve_dataset(data)
+
+
+@pytest.mark.parametrize("split", ["../x", "a/b", "", ".."])
+def test_resolve_dataset_split_outside_the_folder(tmp_path, split):
+    from poselab.data import resolve_dataset
+    with pytest.raises(ValueError, match="split must be a split name"):
+        resolve_dataset(tmp_path, split=split)
+
+
+@pytest.mark.parametrize("value", [1.5, "2", -1, True])
+def test_min_keypoints_not_truncated(tmp_path, value):
+    with pytest.raises(ValueError, match="min_keypoints must be a whole number"):
+        load_persons(_write(tmp_path, [_ann(1)]), min_keypoints=value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"batch_size": 2.5}, "batch_size"), ({"batch_size": 0}, "batch_size"),
+    ({"seed": 1.5}, "seed"), ({"num_workers": -1}, "num_workers"),
+])
+def test_make_loader_counts_not_truncated(tmp_path, kwargs, words):
+    from poselab.data.dataset import make_loader
+    ds = TopDownDataset(_write(tmp_path, [_ann(1)]), input_size=(32, 24))
+    args = {"batch_size": 2, "shuffle": True, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=words):
+        make_loader(ds, **args)
+
+
+def test_set_epoch_and_seed_not_truncated(tmp_path):
+    path = _write(tmp_path, [_ann(1)])
+    with pytest.raises(ValueError, match="seed"):
+        TopDownDataset(path, seed=0.5)
+    ds = TopDownDataset(path)
+    with pytest.raises(ValueError, match="epoch"):
+        ds.set_epoch(1.5)

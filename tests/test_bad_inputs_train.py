@@ -210,3 +210,52 @@ def test_resume_stays_bit_identical(tmp_path):
                   grad_clip=0.5, resume_from=path)
     assert resumed.losses == full.losses
     assert all(torch.equal(v, resumed_model.state_dict()[k]) for k, v in full_model.state_dict().items())
+
+
+# ------------------------------------------------------------------ found by our own probe
+
+def test_loss_without_a_graph_is_a_clear_error():
+    """E.g. a loss that returns a fresh zero when every joint is invisible (was: a raw
+    'element 0 of tensors does not require grad' from deep inside autograd)."""
+    with pytest.raises(ValueError, match="no gradient at step 0.*outputs.sum\\(\\) \\* 0"):
+        fit(_model(), lambda o, b: torch.tensor(0.0), Toy(), max_steps=1, batch_size=8)
+    with pytest.raises(ValueError, match="no gradient"):
+        fit(_model(), lambda o, b: mse(o, b).detach(), Toy(), max_steps=1, batch_size=8)
+
+
+def test_zero_loss_connected_to_the_outputs_trains_fine():
+    history = fit(_model(), lambda o, b: o.sum() * 0, Toy(), max_steps=2, batch_size=8)
+    assert history.losses == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "mps"])
+def test_unavailable_device_names_the_alternatives(device):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(ValueError, match="device='auto'"):
+        fit(_model(), mse, Toy(), max_steps=1, batch_size=8, device=device)
+
+
+def test_callbacks_must_be_callbacks():
+    with pytest.raises(ValueError, match="callbacks must be poselab.train.Callback"):
+        fit(_model(), mse, Toy(), max_steps=1, batch_size=8, callbacks=["progress"])
+
+
+@pytest.mark.parametrize("kwargs", [{"every_steps": -1}, {"every_steps": 1.5}, {"every_epochs": 0}])
+def test_checkpoint_intervals_checked(tmp_path, kwargs):
+    with pytest.raises(ValueError, match="Checkpoint every_"):
+        Checkpoint(tmp_path / "c.pt", **kwargs)
+
+
+def test_checkpoint_path_naming_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="is a folder"):
+        Checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("size", [(64,), (64.5, 48), (4, 4)])
+def test_evaluate_default_codec_input_size(size):
+    from poselab.train.evaluate import default_codec
+    with pytest.raises(ValueError, match="input_size"):
+        default_codec("heatmap", size)

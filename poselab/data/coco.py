@@ -213,8 +213,8 @@ def load_persons(ann_json: str | Path, image_root: str | Path | None = None,
     from pycocotools.coco import COCO
 
     ann_json = Path(ann_json)
-    if int(min_keypoints) < 0:
-        raise ValueError(f"min_keypoints must be >= 0, got {min_keypoints}")
+    if _as_int(min_keypoints) is None or min_keypoints < 0:
+        raise ValueError(f"min_keypoints must be a whole number >= 0, got {min_keypoints!r}")
     root = Path(image_root) if image_root is not None else default_image_root(ann_json)
     data = read_coco_json(ann_json)
     coco = COCO()

@@ -104,7 +104,7 @@ class TopDownDataset(Dataset):
         self.scale_jitter = float(scale_jitter)
         self.rotation = float(rotation)
         self.target_fn = target_fn
-        self.seed = int(seed)
+        self.seed = _whole(seed, "seed", 0)
         self.cache_images = bool(cache_images)
         self.padding = float(padding)
         self.epoch = 0
@@ -115,7 +115,7 @@ class TopDownDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draw of this epoch (call before iterating a loader)."""
-        self.epoch = int(epoch)
+        self.epoch = _whole(epoch, "epoch", 0)
 
     def image(self, index: int):
         """The decoded RGB image of item ``index`` (cached when ``cache_images``)."""
@@ -216,6 +216,16 @@ def _number(value, name: str) -> float:
     return float(value)
 
 
+def _whole(value, name: str, minimum: int) -> int:
+    """``value`` as an int >= minimum; 2.5, "3", True and NaN are refused, never truncated."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(float(value)) and int(value) == value
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def _worker_init(worker_id: int) -> None:
     # Items draw their own random numbers from (seed, epoch, index); nothing to reseed except
     # torch's per-worker thread count (avoid oversubscribing the 2-core baseline).
@@ -229,10 +239,10 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int,
     Call ``dataset.set_epoch(e)`` before each epoch for fresh augmentation; the shuffle order
     advances with the generator, so the same seed reproduces the whole run.
     """
-    if int(batch_size) <= 0:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size}")
+    batch_size = _whole(batch_size, "batch_size", 1)
+    num_workers = _whole(num_workers, "num_workers", 0)
     gen = torch.Generator()
-    gen.manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=int(batch_size), shuffle=bool(shuffle), generator=gen,
-                      num_workers=int(num_workers), drop_last=drop_last,
+    gen.manual_seed(_whole(seed, "seed", 0))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=bool(shuffle), generator=gen,
+                      num_workers=num_workers, drop_last=drop_last,
                       worker_init_fn=_worker_init if num_workers else None)

@@ -57,6 +57,12 @@ def resolve_dataset(data: str | os.PathLike, split: str = "val") -> Path:
     Raises:
         DatasetNotFound: nothing at that place; the message says how to get data.
     """
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"data must be 'synth', 'coco_sample', a COCO folder or a "
+                        f"person_keypoints_*.json path, got {type(data).__name__} {data!r:.60}")
+    if not isinstance(split, str) or not split or any(c in split for c in "/\\\0") or split in (".", ".."):
+        raise ValueError(f"split must be a split name such as 'train', 'val' or 'val2017', got "
+                         f"{split!r}")
     if isinstance(data, str) and data == "synth":
         from poselab.data.synth import default_dataset
         return default_dataset(split)

@@ -65,7 +65,14 @@ class Checkpoint(Callback):
 
     def __init__(self, path: str | os.PathLike, every_steps: int | None = None,
                  every_epochs: int | None = 1, at_end: bool = True):
+        for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"Checkpoint {name} must be a positive int or None, got {value!r}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"Checkpoint path {self.path} is a folder; pass a file name such as "
+                             f"{self.path / 'checkpoint.pt'}")
         self.every_steps = every_steps
         self.every_epochs = every_epochs
         self.at_end = at_end

@@ -32,6 +32,11 @@ def default_codec(head: str, input_size: tuple[int, int], split_ratio: float = 2
     compensate=False)`` (plain soft-argmax, β as in :func:`poselab.losses.integral_l1_loss`);
     simcc → ``SimCCCodec(split_ratio)``; sar → ``SARCodec()`` — all at stride 4."""
     from poselab import codecs
+    from poselab.data.transforms import _size_hw
+    input_size = _size_hw(input_size, "input_size")
+    if min(input_size) < 8:
+        raise ValueError(f"input_size must be at least 8 x 8 (the heatmap is input / 4), got "
+                         f"{input_size}")
     hm = (input_size[0] // 4, input_size[1] // 4)
     if head == "heatmap":
         return codecs.HeatmapCodec(input_size, hm, decoder="quarter")

@@ -31,9 +31,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from exc
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index or 0) >= torch.cuda.device_count()):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ValueError(f"device {device!r} is not available ({found} CUDA device(s) found); "
+                         "pass device='auto' (picks cuda, mps or cpu) or device='cpu'")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {device!r} is not available (no Apple MPS backend); pass "
+                             "device='auto' or device='cpu'")
+    return dev
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -334,6 +345,11 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     if not callable(loss_fn):
         raise ValueError("loss_fn must be callable: loss_fn(outputs, batch) -> scalar tensor")
+    hooks = ("on_fit_start", "on_step_end", "on_validation_end", "on_epoch_end", "on_fit_end")
+    for cb in callbacks:
+        if not all(callable(getattr(cb, hook, None)) for hook in hooks):
+            raise ValueError(f"callbacks must be poselab.train.Callback objects (e.g. ProgressBar(), "
+                             f"Checkpoint(path)), got {cb!r:.60}")
     dev = resolve_device(device)
     collate = collate_fn or default_collate
     if isinstance(train, DataLoader):
@@ -440,6 +456,12 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
                 group["lr"] = lr_now
             outputs = model(_model_input(batch))
             loss, terms = _split_loss(loss_fn(outputs, batch))
+            if not loss.requires_grad:
+                raise ValueError(
+                    f"loss_fn returned a loss with no gradient at step {state.step} (epoch {epoch}): "
+                    "it is not connected to the model's outputs (a constant, .item(), .detach() or "
+                    "a no-grad branch, e.g. a batch with every joint invisible). Return a tensor "
+                    "computed from outputs; for 'nothing to learn' return outputs.sum() * 0")
             if not torch.isfinite(loss.detach()):
                 raise FloatingPointError(f"loss is {float(loss.detach())} at step {state.step} (epoch {epoch}); "
                                          f"lower lr (now {lr_now:g}) or check the targets")
