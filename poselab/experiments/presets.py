@@ -35,6 +35,9 @@ class Preset:
         lr_scale: multiplies the recipe's learning rate.
         flip_prob: horizontal-flip augmentation on generated data (0: a flip contradicts the
             generator's left-is-darker cue; real COCO training data uses 0.5).
+        crop_cache: train from a :class:`~poselab.data.crop_cache.CropCache` (each person cropped
+            once; batched augmentation) instead of decoding and warping every item.
+        cache_resolution: cache pixels per output pixel of the crop cache.
     """
 
     name: str
@@ -50,6 +53,8 @@ class Preset:
     backbone: str | None = None
     lr_scale: float = 1.0
     flip_prob: float = 0.0
+    crop_cache: bool = True
+    cache_resolution: float = 1.0
 
     def __post_init__(self):
         h, w = (int(v) for v in self.input_size)
@@ -57,8 +62,8 @@ class Preset:
         if h % (4 * self.heatmap_stride) or w % (4 * self.heatmap_stride) or h <= 0 or w <= 0:
             raise ValueError(f"preset {self.name!r}: input_size {self.input_size} must be positive "
                              f"multiples of 16 with heatmap_stride {self.heatmap_stride}")
-        if self.heatmap_stride not in (1, 2, 4):
-            raise ValueError(f"preset {self.name!r}: heatmap_stride must be 1, 2 or 4")
+        if self.heatmap_stride not in (2, 4):
+            raise ValueError(f"preset {self.name!r}: heatmap_stride must be 2 or 4")
         if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
             raise ValueError(f"preset {self.name!r}: epochs and max_steps must be >= 1")
         if self.schedule not in ("cosine", "constant"):

@@ -197,9 +197,18 @@ def _evaluate(evaluator, model) -> tuple[dict[str, float], dict[str, np.ndarray]
 
 
 def _train_set(recipe: Recipe, preset: Preset, train_json: Path, codec, seed: int, synthetic: bool):
+    """The training data: a :class:`~poselab.data.crop_cache.CropCache` (persons cropped once,
+    batched augmentation and targets) or, with ``preset.crop_cache=False``, the per-item
+    :class:`~poselab.data.TopDownDataset` — the same augmentation draws either way."""
+    flip = preset.flip_prob if synthetic else 0.5
+    if preset.crop_cache:
+        from poselab.data.crop_cache import CropCache
+        return CropCache(train_json, input_size=preset.input_size, target_fn=codec.encode,
+                         batch_size=preset.batch_size, seed=seed, flip_prob=flip,
+                         resolution=preset.cache_resolution)
     from poselab.data import TopDownDataset
     ds = TopDownDataset(train_json, input_size=preset.input_size, train=True, target_fn=codec,
-                        seed=seed, flip_prob=preset.flip_prob if synthetic else 0.5)
+                        seed=seed, flip_prob=flip)
     ds.preload()
     return ds
 
