@@ -1,0 +1,408 @@
+"""Pure functions behind the RSPose chapter (Keles et al., 2025): arrays in, numbers out.
+
+- §4 / Table 1 / Fig. 2: positive–negative imbalance counted from the codecs
+  (:func:`heatmap_imbalance`, :func:`simcc_imbalance`, :func:`imbalance_table`).
+- Fig. 3: how the gradient splits between positive and negative pixels
+  (:func:`gradient_split`, :func:`loss_gradient`, :func:`model_gradient_split`,
+  :class:`GradientBalanceProbe` over a training run).
+- §5 / App. A: the three error-driven updates on one heatmap (:func:`updates_on_one_heatmap`) and
+  an independent per-positive loop (:func:`reference_rank_sort_loop`, the RS reference's loop).
+- App. B, Theorem 1: the covariance identity (:func:`theorem1_check`) and a counter-case when
+  keypoints are not independent (:func:`theorem1_counterexample`).
+- App. C: per-keypoint min-max confidence scaling and its effect on AP (:func:`minmax_fit`,
+  :func:`minmax_apply`, :func:`ap_with_keypoint_scores`).
+
+Coordinates: ``(x, y)``, pixel centres at integers (DEVELOPERS.md).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codecs import encode_dot, encode_gaussian
+from ..losses import heatmap_mse_loss
+from ..losses.ranking import (instance_sort_loss, spatial_rank_loss, spatial_rank_sort_loss,
+                              spatial_sort_loss)
+from ..train.callbacks import Callback
+
+__all__ = [
+    "PAPER_TABLE1", "heatmap_imbalance", "simcc_imbalance", "imbalance_table", "gradient_split",
+    "loss_gradient", "model_gradient_split", "GradientBalanceProbe", "reference_rank_sort_loop",
+    "updates_on_one_heatmap", "theorem1_check", "theorem1_counterexample", "keypoint_quality",
+    "minmax_fit", "minmax_apply", "ap_with_keypoint_scores",
+]
+
+# RSPose Table 1: |N|/|P|
+PAPER_TABLE1 = {"dot_2d": 3071, "gaussian_2d": 17, "simcc_dot_x": 383, "simcc_dot_y": 511,
+                "simcc_gaussian_x": 1.2, "simcc_gaussian_y": 2}
+
+
+# ----------------------------------------------------------------------------- imbalance
+def heatmap_imbalance(heatmap_size=(64, 48), sigma: float = 2.0, target: str = "gaussian",
+                      keypoint=None) -> dict:
+    """Positives (label > 0) and negatives of one 2-D target from the codec.
+
+    ``target="gaussian"``: MSRA Gaussian (truncated to its (6σ+1)² window,
+    :func:`poselab.codecs.encode_gaussian`); ``"dot"``: one-hot (:func:`encode_dot`).
+    ``keypoint`` (x, y) heatmap px; default the map centre (the window fully inside).
+
+    Returns ``{"positives", "negatives", "ratio" (= N/P), "labels" (H, W) float32}``.
+    """
+    H, W = int(heatmap_size[0]), int(heatmap_size[1])
+    kp = torch.tensor([[(W - 1) / 2.0, (H - 1) / 2.0] if keypoint is None else list(keypoint)],
+                      dtype=torch.float32)
+    if target == "gaussian":
+        labels, w = encode_gaussian(kp, None, (H, W), sigma=sigma)
+    elif target == "dot":
+        labels, w = encode_dot(kp, None, (H, W))
+    else:
+        raise ValueError(f"target must be 'gaussian' or 'dot', got {target!r}")
+    if float(w[0]) == 0:
+        raise ValueError(f"keypoint {kp[0].tolist()} gives no target on a {H}x{W} map")
+    pos = int((labels > 0).sum())
+    neg = H * W - pos
+    return {"positives": pos, "negatives": neg, "ratio": neg / pos, "labels": labels[0].numpy()}
+
+
+def simcc_imbalance(input_size=(256, 192), split_ratio: float = 2.0, sigma: float = 6.0,
+                    target: str = "dot", count: str = "nonzero", normalize: bool = True) -> dict:
+    """Positives and negatives of SimCC 1-D labels, per axis, as MMPose builds them.
+
+    MMPose ``SimCCLabel``: ``L = round(size · k)`` bins per axis, the label a Gaussian over the
+    **whole** vector (not truncated) in float32 numpy, ``normalize=True`` divides it by σ√(2π).
+    ``count="nonzero"`` counts bins whose float32 label is > 0 (the Gaussian underflows to 0 about
+    86 bins from the centre for σ = 6); ``count="3sigma"`` counts the bins within 3σ. ``target="dot"``:
+    a one-hot bin per axis.
+
+    Returns ``{"x": {"bins", "positives", "negatives", "ratio"}, "y": {...}}``.
+    """
+    if count not in ("nonzero", "3sigma"):
+        raise ValueError(f"count must be 'nonzero' or '3sigma', got {count!r}")
+    if target not in ("dot", "gaussian"):
+        raise ValueError(f"target must be 'dot' or 'gaussian', got {target!r}")
+    H, W = int(input_size[0]), int(input_size[1])
+    out = {}
+    for axis, size in (("x", W), ("y", H)):
+        bins = int(round(size * split_ratio))
+        centre = int(round((size / 2.0) * split_ratio))
+        b = np.arange(bins, dtype=np.float32)
+        if target == "dot":
+            pos = 1
+        elif count == "3sigma":
+            pos = int((np.abs(b - centre) <= 3 * sigma).sum())
+        else:
+            label = np.exp(-((b - centre) ** 2) / np.float32(2 * sigma ** 2)).astype(np.float32)
+            if normalize:
+                label = label / np.float32(sigma * np.sqrt(np.pi * 2))
+            pos = int((label > 0).sum())
+        out[axis] = {"bins": bins, "positives": pos, "negatives": bins - pos,
+                     "ratio": (bins - pos) / pos}
+    return out
+
+
+def imbalance_table(heatmap_size=(64, 48), sigma: float = 2.0, input_size=(256, 192),
+                    split_ratio: float = 2.0, simcc_sigma: float = 6.0) -> list[dict]:
+    """RSPose Table 1 recomputed from the codecs, one row per label type, beside the paper."""
+    dot = heatmap_imbalance(heatmap_size, target="dot")
+    gau = heatmap_imbalance(heatmap_size, sigma, target="gaussian")
+    sd = simcc_imbalance(input_size, split_ratio, simcc_sigma, target="dot")
+    sg = simcc_imbalance(input_size, split_ratio, simcc_sigma, target="gaussian", count="nonzero")
+    s3 = simcc_imbalance(input_size, split_ratio, simcc_sigma, target="gaussian", count="3sigma")
+    h, w = heatmap_size
+    return [
+        {"labels": f"2-D dot, {h}×{w}", "positives": dot["positives"], "ratio": dot["ratio"],
+         "paper": PAPER_TABLE1["dot_2d"]},
+        {"labels": f"2-D Gaussian σ={sigma:g}, (6σ+1)² window", "positives": gau["positives"],
+         "ratio": gau["ratio"], "paper": PAPER_TABLE1["gaussian_2d"]},
+        {"labels": "SimCC dot, x", "positives": 1, "ratio": sd["x"]["ratio"],
+         "paper": PAPER_TABLE1["simcc_dot_x"]},
+        {"labels": "SimCC dot, y", "positives": 1, "ratio": sd["y"]["ratio"],
+         "paper": PAPER_TABLE1["simcc_dot_y"]},
+        {"labels": f"SimCC Gaussian σ={simcc_sigma:g}, float32 label > 0, x",
+         "positives": sg["x"]["positives"], "ratio": sg["x"]["ratio"],
+         "paper": PAPER_TABLE1["simcc_gaussian_x"]},
+        {"labels": f"SimCC Gaussian σ={simcc_sigma:g}, float32 label > 0, y",
+         "positives": sg["y"]["positives"], "ratio": sg["y"]["ratio"],
+         "paper": PAPER_TABLE1["simcc_gaussian_y"]},
+        {"labels": f"SimCC Gaussian σ={simcc_sigma:g}, within 3σ, x",
+         "positives": s3["x"]["positives"], "ratio": s3["x"]["ratio"], "paper": None},
+        {"labels": f"SimCC Gaussian σ={simcc_sigma:g}, within 3σ, y",
+         "positives": s3["y"]["positives"], "ratio": s3["y"]["ratio"], "paper": None},
+    ]
+
+
+# ----------------------------------------------------------------------------- gradients
+def gradient_split(grad, positives) -> dict:
+    """Total gradient on positive vs negative pixels (RSPose Fig. 3).
+
+    Returns ``pos_abs = Σ_P |g|``, ``neg_abs = Σ_N |g|``, the signed sums ``pos_sum``, ``neg_sum``,
+    ``neg_share = neg_abs / (pos_abs + neg_abs)`` and ``balance_error = |pos_sum + neg_sum| /
+    pos_abs`` (0 for a perfectly balanced update; NaN when ``pos_abs`` is 0).
+    """
+    g = torch.as_tensor(grad).detach().double()
+    p = torch.as_tensor(positives).to(torch.bool)
+    if p.shape != g.shape:
+        raise ValueError(f"positives must have the gradient's shape {tuple(g.shape)}, got {tuple(p.shape)}")
+    pos_abs, neg_abs = float(g[p].abs().sum()), float(g[~p].abs().sum())
+    pos_sum, neg_sum = float(g[p].sum()), float(g[~p].sum())
+    total = pos_abs + neg_abs
+    return {"pos_abs": pos_abs, "neg_abs": neg_abs, "pos_sum": pos_sum, "neg_sum": neg_sum,
+            "neg_share": neg_abs / total if total > 0 else float("nan"),
+            "balance_error": abs(pos_sum + neg_sum) / pos_abs if pos_abs > 0 else float("nan")}
+
+
+LOSS_NAMES = ("mse", "spatial_rank", "spatial_rs")
+
+
+def loss_gradient(loss: str, heatmaps, labels, visible=None) -> torch.Tensor:
+    """Gradient (or error-driven update) of ``loss`` w.r.t. ``heatmaps (B, K, H, W)``.
+
+    ``loss``: ``"mse"`` (:func:`poselab.losses.heatmap_mse_loss`), ``"spatial_rank"`` (δ 0.4) or
+    ``"spatial_rs"`` (rank + 2·sort, δ 0.4 / 1.5).
+    """
+    x = torch.as_tensor(heatmaps).detach().clone().requires_grad_(True)
+    y = torch.as_tensor(labels).to(x.dtype)
+    vis = None if visible is None else torch.as_tensor(visible).to(x.dtype)
+    if loss == "mse":
+        value = heatmap_mse_loss(x, y, vis)
+    elif loss == "spatial_rank":
+        value = spatial_rank_loss(x, y, vis)
+    elif loss == "spatial_rs":
+        value = spatial_rank_sort_loss(x, y, vis)
+    else:
+        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
+    value.backward()
+    return x.grad
+
+
+def model_gradient_split(model, images, labels, visible, losses=LOSS_NAMES) -> dict:
+    """:func:`gradient_split` of each loss on the heatmaps ``model(images)`` (no parameter
+    update). Positives: ``labels > 0`` of the visible joints."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    model.train(was)
+    pos = (labels > 0) & (visible > 0)[..., None, None]
+    return {name: gradient_split(loss_gradient(name, out, labels, visible), pos) for name in losses}
+
+
+class GradientBalanceProbe(Callback):
+    """Training callback: every ``every`` steps, :func:`model_gradient_split` of each loss on a
+    fixed probe batch (heatmap models). ``records``: list of ``{"step", loss: split}``."""
+
+    def __init__(self, images, labels, visible, every: int = 10, losses=LOSS_NAMES):
+        self.images, self.labels, self.visible = images, labels, visible
+        self.every, self.losses = max(1, int(every)), tuple(losses)
+        self.records: list[dict] = []
+
+    def _probe(self, state) -> None:
+        dev = next(state.model.parameters()).device
+        split = model_gradient_split(state.model, self.images.to(dev), self.labels.to(dev),
+                                     self.visible.to(dev), self.losses)
+        self.records.append({"step": int(state.step), **split})
+
+    def on_fit_start(self, state) -> None:
+        self._probe(state)
+
+    def on_step_end(self, state) -> None:
+        if state.step % self.every == 0:
+            self._probe(state)
+
+
+# ----------------------------------------------------------------------------- the updates
+def reference_rank_sort_loop(scores, labels, visible=None, rank_delta: float = 0.4,
+                             sort_delta: float = 1.5, positive_threshold: float = 0.0,
+                             eps: float = 1e-10) -> dict:
+    """The RS reference's loop (Oksuz et al., ``RankSort``): one problem and one positive at a
+    time, torch ops over that problem's pixels. Slow on purpose — the independent reference of
+    :mod:`poselab.losses.ranking` (chapter claim, benchmark).
+
+    Returns ``{"rank", "sort"}`` (means over problems with positives) and ``{"grad_rank",
+    "grad_sort"}`` shaped like ``scores`` (divided by |P| and by the number of problems).
+    """
+    s_all = torch.as_tensor(scores).detach()
+    B, K = s_all.shape[:2]
+    s_all = s_all.reshape(B * K, -1)
+    y_all = torch.as_tensor(labels).detach().reshape(B * K, -1).to(s_all.dtype)
+    vis = (torch.ones(B * K) if visible is None else torch.as_tensor(visible).reshape(-1)) > 0
+    g_r, g_s = torch.zeros_like(s_all), torch.zeros_like(s_all)
+    lr, ls = [], []
+    for r in range(B * K):
+        pos = (y_all[r] > positive_threshold) & vis[r]
+        if not bool(pos.any()):
+            continue
+        fg, fy, bg = s_all[r][pos], y_all[r][pos], s_all[r][~pos]
+        fg_r, fg_s = torch.zeros_like(fg), torch.zeros_like(fg)
+        bg_r = torch.zeros_like(bg)
+        rank_err, sort_err = torch.zeros_like(fg), torch.zeros_like(fg)
+        for ii in torch.argsort(fg).tolist():
+            hb = torch.clamp((bg - fg[ii]) / (2 * rank_delta) + 0.5, 0, 1)
+            fp = hb.sum()
+            rank_pos = torch.clamp((fg - fg[ii]) / (2 * rank_delta) + 0.5, 0, 1).sum()
+            rank_err[ii] = fp / (rank_pos + fp)
+            hs = torch.clamp((fg - fg[ii]) / (2 * sort_delta) + 0.5, 0, 1)
+            ge = fy >= fy[ii]
+            cur = (hs * (1 - fy)).sum() / hs.sum()
+            tgt = (hs * ge * (1 - fy)).sum() / (hs * ge).sum()
+            sort_err[ii] = cur - tgt
+            if fp > eps:
+                fg_r[ii] -= rank_err[ii]
+                bg_r += hb * (rank_err[ii] / fp)
+            missorted = hs * (~ge)
+            den = missorted.sum()
+            if den > eps:
+                fg_s[ii] -= sort_err[ii]
+                fg_s += missorted * (sort_err[ii] / den)
+        n = float(pos.sum())
+        g_r[r, pos], g_r[r, ~pos], g_s[r, pos] = fg_r / n, bg_r / n, fg_s / n
+        lr.append(float(rank_err.mean()))
+        ls.append(float(sort_err.mean()))
+    m = max(len(lr), 1)
+    shape = torch.as_tensor(scores).shape
+    return {"rank": sum(lr) / m, "sort": sum(ls) / m, "grad_rank": (g_r / m).reshape(shape),
+            "grad_sort": (g_s / m).reshape(shape), "problems": len(lr)}
+
+
+def updates_on_one_heatmap(size=(32, 24), sigma: float = 2.0, shift=(2.0, 1.0),
+                           persons: int = 4, noise: float = 0.1, seed: int = 0) -> dict:
+    """How MSE and the three RSPose losses update one predicted heatmap (float64).
+
+    ``persons`` copies of one joint, each predicted as a Gaussian blob displaced by
+    ``shift · b`` px (person ``b = 0`` exact) with peak ``1 − 0.1·b`` plus noise — so the most
+    confident heatmap is the best localised except for persons 1 and 2, whose peaks are swapped:
+    person 1 is under-confident for its localisation, and Instance-Sort raises its maximum.
+    Returns the maps of person 1: ``target``,
+    ``prediction`` and the updates ``mse``, ``spatial_rank``, ``spatial_sort``,
+    ``instance_sort`` (each ``(H, W)``), plus ``confidence`` and ``ks`` of all persons.
+    """
+    H, W = size
+    g = torch.Generator().manual_seed(seed)
+    kp = torch.tensor([[[W / 2.0 - 0.3, H / 2.0 + 0.2]]], dtype=torch.float64).repeat(persons, 1, 1)
+    labels, vis = encode_gaussian(kp, None, size, sigma=sigma, dtype=torch.float64)
+    off = torch.tensor(shift, dtype=torch.float64) * torch.arange(persons, dtype=torch.float64)[:, None, None]
+    blob, _ = encode_gaussian(kp + off, None, size, sigma=sigma, unbiased=True, dtype=torch.float64)
+    peak = 1.0 - 0.1 * torch.arange(persons, dtype=torch.float64)
+    if persons > 2:
+        peak[1], peak[2] = peak[2].clone(), peak[1].clone()
+    pred = blob * peak[:, None, None, None] + noise * torch.randn(blob.shape, generator=g,
+                                                                  dtype=torch.float64)
+    areas = torch.full((persons,), H * W / 2.0, dtype=torch.float64)
+    sig = [0.079]  # a wrist's COCO sigma
+    maps = {}
+    for name, fn in (("mse", lambda x: heatmap_mse_loss(x, labels, vis)),
+                     ("spatial_rank", lambda x: spatial_rank_loss(x, labels, vis)),
+                     ("spatial_sort", lambda x: spatial_sort_loss(x, labels, vis)),
+                     ("instance_sort", lambda x: instance_sort_loss(x, kp, vis, areas, sigmas=sig))):
+        x = pred.clone().requires_grad_(True)
+        fn(x).backward()
+        maps[name] = x.grad[1, 0].numpy()
+    from ..losses.ranking import instance_keypoint_similarity
+    conf, ks = instance_keypoint_similarity(pred, kp, areas, sig)
+    return {"target": labels[1, 0].numpy(), "prediction": pred[1, 0].numpy(),
+            "keypoint": kp[1, 0].numpy(), "confidence": conf[:, 0].numpy(), "ks": ks[:, 0].numpy(),
+            **maps}
+
+
+# ----------------------------------------------------------------------------- Theorem 1
+def theorem1_check(quality, confidence) -> dict:
+    """RSPose Theorem 1 (App. B) on an ``(n, K)`` sample of keypoint localisation qualities L and
+    confidences C, with OKS = mean_k L_k and Conf = mean_k C_k (the proof's Eq. B.2).
+
+    - ``cov``: Cov(OKS, Conf) (population covariance, 1/n);
+    - ``double_sum``: (1/K²) Σ_j Σ_m Cov(L_j, C_m) (Eq. B.4; equal to ``cov`` for every sample);
+    - ``diagonal``: (1/K²) Σ_k Cov(L_k, C_k) — what B.4 becomes when the cross-covariances vanish;
+    - ``paper_b5``: (1/K) Σ_k Cov(L_k, C_k) — Eq. B.5 as printed (a factor K off the line above);
+    - ``identity_error``: |cov − double_sum|; ``cross_share``: the off-diagonal part / |cov|.
+    """
+    L = np.asarray(quality, dtype=np.float64)
+    C = np.asarray(confidence, dtype=np.float64)
+    if L.ndim != 2 or L.shape != C.shape or L.shape[0] < 2:
+        raise ValueError(f"quality and confidence must be (n >= 2, K) arrays of one shape, got "
+                         f"{L.shape} and {C.shape}")
+    n, K = L.shape
+    oks, conf = L.mean(1), C.mean(1)
+    cov = float(((oks - oks.mean()) * (conf - conf.mean())).mean())
+    cross = (L - L.mean(0)).T @ (C - C.mean(0)) / n        # (K, K): Cov(L_j, C_m)
+    double_sum = float(cross.sum() / K ** 2)
+    diag = float(np.trace(cross))
+    return {"cov": cov, "double_sum": double_sum, "diagonal": diag / K ** 2,
+            "paper_b5": diag / K, "identity_error": abs(cov - double_sum),
+            "cross_share": abs(double_sum - diag / K ** 2) / abs(cov) if cov else float("nan")}
+
+
+def theorem1_counterexample(n: int = 2000, seed: int = 0) -> dict:
+    """Two 'models' on the same qualities (K = 2, L independent, equal variances): model A has
+    C = L; model B has C₁ = 2L₁ − 3L₂, C₂ = L₂. B has the larger Σ_k Cov(L_k, C_k) but the smaller
+    Cov(OKS, Conf) — Theorem 1's conclusion needs its independence assumption
+    (Cov(L_j, C_m) = 0 for j ≠ m), which B breaks."""
+    rng = np.random.default_rng(seed)
+    L = rng.random((n, 2))
+    a = theorem1_check(L, L)
+    b = theorem1_check(L, np.stack([2 * L[:, 0] - 3 * L[:, 1], L[:, 1]], 1))
+    return {"A": a, "B": b, "diagonal_increases": b["diagonal"] > a["diagonal"],
+            "cov_decreases": b["cov"] < a["cov"]}
+
+
+def keypoint_quality(predictions: dict, ann_json) -> tuple[np.ndarray, np.ndarray]:
+    """Per-keypoint KS (COCO, κ = 2σ, GT area from ``ann_json`` by ``ann_id``) and confidences of a
+    run's predictions (:meth:`RunResult.predictions`). Unlabelled joints get the person's mean KS
+    over labelled ones, so ``L.mean(1)`` is the person's OKS. Persons with no labelled joint are
+    dropped. Returns ``(L (n, K), C (n, K))``."""
+    from ..metrics import keypoint_similarity
+    anns = json.loads(Path(ann_json).read_text())["annotations"]
+    area = {int(a["id"]): float(a["area"]) for a in anns}
+    ids = np.asarray(predictions["ann_id"]).astype(int)
+    areas = np.array([area[i] for i in ids])
+    vis = np.asarray(predictions["visible"]) > 0
+    ks = keypoint_similarity(np.asarray(predictions["coords"]), np.asarray(predictions["keypoints"]),
+                             areas)
+    keep = vis.any(1)
+    mean = (ks * vis).sum(1) / np.maximum(vis.sum(1), 1)
+    L = np.where(vis, ks, mean[:, None])
+    return L[keep], np.asarray(predictions["scores"], dtype=np.float64)[keep]
+
+
+# ----------------------------------------------------------------------------- App. C
+def minmax_fit(keypoint_scores) -> tuple[np.ndarray, np.ndarray]:
+    """Per-keypoint minima and maxima ``(K,)`` of ``(N, K)`` confidences (RSPose App. C: observed
+    on the training set)."""
+    s = np.asarray(keypoint_scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] == 0:
+        raise ValueError(f"keypoint_scores must be a non-empty (N, K) array, got shape {s.shape}")
+    return s.min(0), s.max(0)
+
+
+def minmax_apply(keypoint_scores, lo, hi, clip: bool = True) -> np.ndarray:
+    """``(s − lo_k)/(hi_k − lo_k)`` per keypoint (clipped to [0, 1] by default; a keypoint with
+    ``hi = lo`` maps to 0.5)."""
+    s = np.asarray(keypoint_scores, dtype=np.float64)
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    span = hi - lo
+    out = np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), 0.5)
+    return np.clip(out, 0.0, 1.0) if clip else out
+
+
+def ap_with_keypoint_scores(predictions: dict, ann_json, keypoint_scores, score_fn=None) -> dict:
+    """COCO keypoint AP/AR of a run's predictions with other keypoint confidences.
+
+    The instance score is ``score_fn(keypoint_scores)`` (default MMPose ``bbox_keypoint``: mean of
+    the keypoint scores above 0.2); coordinates are the run's. Returns pycocotools' AP, AP50, AP75,
+    AR and the Spearman correlation of instance score with matched OKS.
+    """
+    from ..metrics import coco_keypoint_eval, spearman
+    from ..train.evaluate import instance_scores
+    s = np.asarray(keypoint_scores, dtype=np.float64)
+    inst = instance_scores(s, 1.0, 0.2) if score_fn is None else np.asarray(score_fn(s), np.float64)
+    coords = np.asarray(predictions["coords"], dtype=np.float64)
+    ids = np.asarray(predictions["image_id"]).astype(int)
+    results = [{"image_id": int(ids[i]), "category_id": 1,
+                "keypoints": np.concatenate([coords[i], s[i][:, None]], 1).reshape(-1).tolist(),
+                "score": float(inst[i])} for i in range(len(inst))]
+    coco = coco_keypoint_eval(ann_json, results)
+    oks = np.asarray(coco["matched_oks"], dtype=np.float64)
+    rho = float(spearman(inst, oks)) if np.ptp(inst) > 0 and np.ptp(oks) > 0 else float("nan")
+    return {**{k: float(coco[k]) for k in ("AP", "AP50", "AP75", "AR")}, "spearman": rho}

@@ -1,0 +1,175 @@
+"""poselab.analysis.rspose: imbalance counts (independent closed forms), gradient splits, the
+reference loop, Theorem 1 numerics and counter-cases, min-max scaling and AP re-evaluation."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from poselab.analysis import rspose as A
+from poselab.codecs import encode_gaussian
+from poselab.losses import spatial_rank_loss, spatial_sort_loss
+
+
+def test_imbalance_counts_match_closed_forms():
+    assert A.heatmap_imbalance((64, 48), target="dot")["ratio"] == 3071
+    g = A.heatmap_imbalance((64, 48), 2.0)
+    assert g["positives"] == 13 * 13 and g["ratio"] == (3072 - 169) / 169
+    assert round(g["ratio"]) == 17
+    assert A.heatmap_imbalance((64, 48), 3.0)["positives"] == 19 * 19   # σ changes it
+    d = A.simcc_imbalance((256, 192), 2.0, target="dot")
+    assert (d["x"]["ratio"], d["y"]["ratio"]) == (383, 511)
+    # float32 underflow of exp(-d²/2σ²)/(σ√2π): nonzero iff it exceeds half the smallest subnormal
+    tiny = 2.0 ** -149
+    dmax = max(dd for dd in range(200)
+               if np.float32(np.exp(np.float32(-dd * dd / 72.0))) / np.float32(6 * math.sqrt(2 * math.pi)) > 0)
+    s = A.simcc_imbalance((256, 192), 2.0, 6.0, target="gaussian")
+    assert s["x"]["positives"] == 2 * dmax + 1 and dmax * dmax / 72.0 > -math.log(tiny) - 10
+    assert round(s["x"]["ratio"], 1) == 1.2 and round(s["y"]["ratio"]) == 2
+    s3 = A.simcc_imbalance((256, 192), 2.0, 6.0, target="gaussian", count="3sigma")
+    assert s3["x"]["positives"] == 37
+    with pytest.raises(ValueError, match="count"):
+        A.simcc_imbalance(count="all")
+    with pytest.raises(ValueError, match="target"):
+        A.heatmap_imbalance(target="box")
+
+
+def test_gradient_split_balance_and_counter_case():
+    kp = torch.rand(2, 17, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 40 + 4
+    labels, vis = encode_gaussian(kp, None, (64, 48), 2.0, dtype=torch.float64)
+    x = torch.randn(2, 17, 64, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    pos = labels > 0
+    rank = A.gradient_split(A.loss_gradient("spatial_rank", x, labels, vis), pos)
+    assert rank["balance_error"] <= 1e-9 and rank["pos_sum"] < 0
+    mse = A.gradient_split(A.loss_gradient("mse", 0.1 * x, labels, vis), pos)
+    assert mse["balance_error"] > 0.1 and mse["neg_abs"] > mse["pos_abs"]
+    # counter-case: a zero prediction gets no MSE gradient on negatives at all
+    zero = A.gradient_split(A.loss_gradient("mse", torch.zeros_like(x), labels, vis), pos)
+    assert zero["neg_abs"] == 0.0 and zero["pos_abs"] > 0
+    with pytest.raises(ValueError, match="loss must be"):
+        A.loss_gradient("l1", x, labels, vis)
+
+
+def test_model_gradient_split_and_probe():
+    from poselab.models import build_model
+    model = build_model("heatmap", (64, 48), "tiny", num_keypoints=17, seed=0)
+    images = torch.randn(2, 3, 64, 48)
+    kp = torch.rand(2, 17, 2) * 10 + 2
+    labels, vis = encode_gaussian(kp, None, (16, 12), 2.0)
+    out = A.model_gradient_split(model, images, labels, vis)
+    assert set(out) == {"mse", "spatial_rank", "spatial_rs"}
+    assert out["spatial_rank"]["balance_error"] <= 1e-6
+
+    class State:
+        step = 0
+    State.model = model
+    probe = A.GradientBalanceProbe(images, labels, vis, every=2, losses=("mse",))
+    probe.on_fit_start(State)
+    State.step = 2
+    probe.on_step_end(State)
+    State.step = 3
+    probe.on_step_end(State)
+    assert [r["step"] for r in probe.records] == [0, 2]
+
+
+def test_reference_loop_matches_the_library():
+    kp = torch.rand(2, 2, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 20 + 2
+    labels, vis = encode_gaussian(kp, None, (24, 24), 2.0, dtype=torch.float64)
+    x = torch.randn(labels.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ref = A.reference_rank_sort_loop(x, labels, vis, 0.4, 1.5)
+    xx = x.clone().requires_grad_(True)
+    loss = spatial_rank_loss(xx, labels, vis, 0.4)
+    loss.backward()
+    assert abs(loss.item() - ref["rank"]) <= 1e-12
+    assert (xx.grad - ref["grad_rank"]).abs().max() <= 1e-12
+    xx = x.clone().requires_grad_(True)
+    loss = spatial_sort_loss(xx, labels, vis, 1.5)
+    loss.backward()
+    assert abs(loss.item() - ref["sort"]) <= 1e-12
+    assert (xx.grad - ref["grad_sort"]).abs().max() <= 1e-12
+    # counter-case: a different δ is detected
+    assert abs(spatial_rank_loss(x, labels, vis, 0.8).item() - ref["rank"]) > 1e-4
+
+
+def test_updates_on_one_heatmap():
+    u = A.updates_on_one_heatmap()
+    pos = u["target"] > 0
+    assert abs(u["spatial_rank"].sum()) <= 1e-12                      # balanced
+    assert (u["spatial_sort"][~pos] == 0).all()                        # sort touches positives only
+    assert np.count_nonzero(u["instance_sort"]) == 1                   # IS: the arg-max pixel only
+    # person 1 is under-confident for its KS (person 2, worse localised, has the higher maximum):
+    # the Instance-Sort update is negative there, i.e. gradient descent raises its maximum
+    assert u["confidence"][1] < u["confidence"][2] and u["ks"][1] > u["ks"][2]
+    assert u["instance_sort"].sum() < 0
+
+
+def test_theorem1_identity_and_the_paper_factor():
+    rng = np.random.default_rng(0)
+    L, C = rng.random((500, 17)), rng.random((500, 17))
+    t = A.theorem1_check(L, C)
+    assert t["identity_error"] <= 1e-12
+    assert math.isclose(t["paper_b5"], 17 * t["diagonal"])
+    # with C a function of its own keypoint only and independent keypoints, the diagonal dominates
+    Ci = L + 0.1 * rng.random((500, 17))
+    ti = A.theorem1_check(L, Ci)
+    assert ti["cross_share"] < 0.5
+    assert abs(ti["cov"] - ti["diagonal"]) < abs(ti["cov"] - ti["paper_b5"])
+    with pytest.raises(ValueError):
+        A.theorem1_check(L, C[:, :3])
+
+
+def test_theorem1_counterexample():
+    ce = A.theorem1_counterexample()
+    assert ce["diagonal_increases"] and ce["cov_decreases"]
+    assert ce["A"]["identity_error"] <= 1e-12 and ce["B"]["identity_error"] <= 1e-12
+
+
+def test_minmax_scaling():
+    s = np.array([[1.0, -3.0], [3.0, 5.0], [2.0, 1.0]])
+    lo, hi = A.minmax_fit(s)
+    assert lo.tolist() == [1.0, -3.0] and hi.tolist() == [3.0, 5.0]
+    scaled = A.minmax_apply(s, lo, hi)
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    assert (np.argsort(scaled, 0) == np.argsort(s, 0)).all()            # monotone per keypoint
+    assert A.minmax_apply([[10.0, -10.0]], lo, hi).tolist() == [[1.0, 0.0]]
+    assert A.minmax_apply([[10.0, -10.0]], lo, hi, clip=False)[0, 0] == 4.5
+    # counter-case: per-keypoint scaling can reorder instance scores (mean over keypoints)
+    raw = np.array([[1.0, 0.0], [0.0, 0.6]])
+    lo2, hi2 = np.array([0.0, 0.0]), np.array([10.0, 1.0])
+    assert np.argmax(raw.mean(1)) != np.argmax(A.minmax_apply(raw, lo2, hi2).mean(1))
+    with pytest.raises(ValueError):
+        A.minmax_fit(np.zeros((0, 3)))
+
+
+def _tiny_coco(tmp_path):
+    kps, anns = [], []
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        xy = rng.uniform(20, 80, size=(17, 2))
+        kps.append(xy)
+        flat = np.concatenate([xy, np.full((17, 1), 2.0)], 1).reshape(-1).tolist()
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "area": 3600.0,
+                     "bbox": [10, 10, 80, 80], "iscrowd": 0, "keypoints": flat, "num_keypoints": 17})
+    gt = {"images": [{"id": i + 1, "width": 100, "height": 100, "file_name": f"{i}.jpg"}
+                     for i in range(4)], "annotations": anns,
+          "categories": [{"id": 1, "name": "person"}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    return path, np.stack(kps)
+
+
+def test_keypoint_quality_and_ap_with_scores(tmp_path):
+    path, kps = _tiny_coco(tmp_path)
+    coords = kps.copy()
+    coords[3] += 15.0                                         # person 4 badly localised
+    pred = {"coords": coords, "keypoints": kps, "visible": np.ones((4, 17)),
+            "ann_id": np.arange(1, 5), "image_id": np.arange(1, 5),
+            "scores": np.full((4, 17), 0.9)}
+    L, C = A.keypoint_quality(pred, path)
+    assert L.shape == (4, 17) and np.allclose(L[:3], 1.0) and (L[3] < 0.5).all()
+    good = np.array([[0.9] * 17] * 3 + [[0.3] * 17])           # the bad person ranked last
+    bad = np.array([[0.3] * 17] * 3 + [[0.9] * 17])            # ... or first
+    ap_good = A.ap_with_keypoint_scores(pred, path, good)
+    ap_bad = A.ap_with_keypoint_scores(pred, path, bad)
+    assert ap_good["AP"] > ap_bad["AP"] and ap_good["spearman"] > 0 > ap_bad["spearman"]
