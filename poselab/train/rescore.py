@@ -95,7 +95,8 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
                  loss: str | Callable = "laplacian", loss_params: dict | None = None,
                  epochs: int = 50, batch_poses: int = 128, lr: float = 1e-3,
                  warmup_steps: int = 250, seed: int = 0, val: tuple | None = None,
-                 track_max_poses: int = 3000, device="cpu", callback: Callable | None = None) -> dict:
+                 track_max_poses: int = 3000, track_every: int = 1, device="cpu",
+                 callback: Callable | None = None) -> dict:
     """Train ``model`` (RCNet / ScoreNet) to rescore poses; returns the per-epoch history.
 
     Args:
@@ -111,7 +112,8 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
         val: optional ``(features, target, groups)`` evaluated every epoch.
         track_max_poses: the epoch-end ranking accuracy and rank loss are computed on at most
             this many poses of each set (a fixed random subset; O(n²) pairs).
-        callback: ``callback(epoch, record)`` after every epoch (progress display).
+        track_every: measure every this many epochs (0: only before and after training).
+        callback: ``callback(epoch, record)`` after every measured epoch (progress display).
 
     Returns ``{"epoch", "train_loss"`` (mean batch loss), ``"train_rank_loss", "train_accuracy",
     "val_rank_loss", "val_accuracy"`` (Laplacian rank loss with b′ = 2, c = 1 and pairwise
@@ -173,6 +175,8 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
             opt.step()
             sched.step()
             losses.append(float(value.detach()))
-        track(epoch, losses, time.perf_counter() - start)
+        every = int(track_every)
+        if epoch == int(epochs) or (every > 0 and epoch % every == 0):
+            track(epoch, losses, time.perf_counter() - start)
     model.eval()
     return history

@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR"]
+__all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR",
+           "seed_values", "rcnet_evidence", "gain_verdict", "unchanged_verdict", "beats_verdict",
+           "summary_rows", "rescorer_table"]
 
 TRAIN_SET = "generated train"
 DEFAULT_DETECTOR = {"jitter": 0.08, "duplicate_prob": 0.4, "duplicate_jitter": 0.2,
@@ -176,7 +178,8 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
               loss_params: dict | None = None, epochs: int = 50, lr: float = 1e-3,
               batch_poses: int = 128, warmup_steps: int = 250, seed: int = 0,
               detector: dict | None = None, eval_sets: list[str] | None = None,
-              track_max_poses: int = 3000, cache: bool = True, callback=None) -> RCNetResult:
+              track_max_poses: int = 3000, track_every: int = 1, cache: bool = True,
+              callback=None) -> RCNetResult:
     """Train RCNet (or ScoreNet) post hoc on ``run``'s poses and measure AP before and after.
 
     Args:
@@ -188,6 +191,7 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
         seed: RCNet's initialisation and batch order.
         detector: overrides of :data:`DEFAULT_DETECTOR` (see ``simulate_detections``).
         eval_sets: sets to evaluate (default: every evaluation set of the run).
+        track_max_poses, track_every: the per-epoch measurements of ``fit_rescorer``.
         cache: reuse a stored result with the same key.
 
     Training set: the run's training images (:data:`TRAIN_SET`, detector seed 0);
@@ -206,7 +210,7 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
               "epochs": int(epochs), "lr": float(lr), "batch_poses": int(batch_poses),
               "warmup_steps": int(warmup_steps), "seed": int(seed),
               "detector": {**DEFAULT_DETECTOR, **(detector or {})}, "eval_sets": eval_sets,
-              "track_max_poses": int(track_max_poses)}
+              "track_max_poses": int(track_max_poses), "track_every": int(track_every)}
     folder = _cache_dir("fits", config)
     if cache and (folder / "result.json").is_file():
         d = json.loads((folder / "result.json").read_text())
@@ -234,7 +238,8 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
     history = fit_rescorer(net, features(train), train["matched_oks"], train["image_id"], loss=loss,
                            loss_params=loss_params, epochs=epochs, batch_poses=batch_poses, lr=lr,
                            warmup_steps=warmup_steps, seed=seed, val=val,
-                           track_max_poses=track_max_poses, callback=callback)
+                           track_max_poses=track_max_poses, track_every=track_every,
+                           callback=callback)
     seconds = time.process_time() - start
     sets, scores = {}, {}
     for name, det in evals.items():
@@ -257,3 +262,104 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
              "n_parameters": result.n_parameters, "train_seconds": result.train_seconds},
             default=float))
     return result
+
+
+# ----------------------------------------------------------------------------- verdicts over seeds
+
+def seed_values(results, metric: str = "AP", which: str = "after",
+                set_name: str = "generated val") -> list[float]:
+    """One value per seed: ``results[i].sets[set_name][which][metric]``."""
+    return [float(r.sets[set_name][which][metric]) for r in results]
+
+
+def rcnet_evidence(runs, per_seed: dict, **extra) -> dict:
+    """``claims.evidence`` of RCNet fits on ``runs`` (one pose-model run per seed)."""
+    from poselab import claims
+    first = runs[0]
+    g = first.geometry()
+    return claims.evidence(preset=first.preset, seeds=[r.seed for r in runs], per_seed=per_seed,
+                           input_size=g.input_size, heatmap_size=g.heatmap_size, data=first.data,
+                           detector=DEFAULT_DETECTOR, rcnet_train_set=TRAIN_SET, **extra)
+
+
+def gain_verdict(results, runs, metric: str = "AP", *, min_effect: float,
+                 set_name: str = "generated val", lower_is_better: bool = False,
+                 floor: float | None = None):
+    """"RCNet's scores beat the original scores on ``metric``" over seeds (after vs before).
+
+    ``floor``: the original scores' AP (detector boxes) must reach it, else "inconclusive:
+    baseline too weak" (:func:`poselab.claims.apply_floor`).
+    """
+    from poselab import claims
+    after = seed_values(results, metric, "after", set_name)
+    before = seed_values(results, metric, "before", set_name)
+    ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
+    v = claims.compare_seeds(after, before, lower_is_better=lower_is_better, min_effect=min_effect,
+                             metric=metric, preset=runs[0].preset, evidence=ev)
+    if floor is not None:
+        v = claims.apply_floor(v, seed_values(results, "AP", "before", set_name), floor,
+                               name="original-score AP (detector boxes)")
+    return v
+
+
+def unchanged_verdict(results, runs, metric: str = "AR", *, tolerance: float,
+                      set_name: str = "generated val"):
+    """"``metric`` does not move" (RCNet Table 2: mAR unchanged): "reproduced" when both
+    "after exceeds before by ≥ tolerance" and "before exceeds after by ≥ tolerance" are "not
+    reproduced" (the interval of the change lies inside ±tolerance); "not reproduced" when either
+    is reproduced; else "inconclusive"."""
+    from poselab import claims
+    after = seed_values(results, metric, "after", set_name)
+    before = seed_values(results, metric, "before", set_name)
+    ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
+    kw = dict(lower_is_better=False, min_effect=tolerance, metric=metric, preset=runs[0].preset,
+              evidence=ev)
+    up = claims.compare_seeds(after, before, **kw)
+    down = claims.compare_seeds(before, after, **kw)
+    summary = {"up": up.summary, "down": down.summary, "tolerance": tolerance}
+    if up.verdict == "not reproduced" and down.verdict == "not reproduced":
+        return claims.Verdict("reproduced", f"{metric} change within ±{tolerance:g} "
+                              f"(up: {up.reason}; down: {down.reason})", summary, ev)
+    if "reproduced" in (up.verdict, down.verdict):
+        moved = up if up.verdict == "reproduced" else down
+        return claims.Verdict("not reproduced", f"{metric} moved: {moved.reason}", summary, ev)
+    return claims.Verdict("inconclusive", f"up: {up.reason}; down: {down.reason}", summary, ev)
+
+
+def beats_verdict(ours, theirs, runs, metric: str = "AP", *, min_effect: float,
+                  set_name: str = "generated val", name: str = "", lower_is_better: bool = False):
+    """"``ours`` (RCNet fits) beat ``theirs`` (other fits on the same runs) after rescoring"."""
+    from poselab import claims
+    a, b = seed_values(ours, metric, "after", set_name), seed_values(theirs, metric, "after", set_name)
+    ev = rcnet_evidence(runs, {"ours": a, name or "theirs": b}, set=set_name)
+    return claims.compare_seeds(a, b, lower_is_better=lower_is_better, min_effect=min_effect,
+                                metric=f"{metric} vs {name}" if name else metric,
+                                preset=runs[0].preset, evidence=ev)
+
+
+def summary_rows(results, metrics=("AP", "AP50", "AP75", "AR", "ranking_accuracy", "pearson",
+                                   "ause_oks", "fp_wrong_fp_per_tp")) -> list[dict]:
+    """Mean ± std over seeds, before and after rescoring, per evaluation set and metric."""
+    rows = []
+    for set_name in results[0].sets:
+        for m in metrics:
+            b = np.asarray(seed_values(results, m, "before", set_name))
+            a = np.asarray(seed_values(results, m, "after", set_name))
+            sd = (lambda v: float(v.std(ddof=1)) if v.size > 1 else 0.0)  # noqa: E731
+            rows.append({"set": set_name, "metric": m, "before": float(b.mean()),
+                         "before ± std": sd(b), "after": float(a.mean()), "after ± std": sd(a),
+                         "change": float((a - b).mean()), "seeds": int(a.size)})
+    return rows
+
+
+def rescorer_table(fits: dict, set_name: str = "generated val",
+                   metrics=("AP", "AP75", "AR", "ranking_accuracy")) -> list[dict]:
+    """One row per variant (``{name: [RCNetResult per seed]}``): mean over seeds after rescoring,
+    with the original scores as the first row."""
+    first = next(iter(fits.values()))
+    rows = [{"variant": "original scores",
+             **{m: float(np.mean(seed_values(first, m, "before", set_name))) for m in metrics}}]
+    for name, results in fits.items():
+        rows.append({"variant": str(name),
+                     **{m: float(np.mean(seed_values(results, m, "after", set_name))) for m in metrics}})
+    return rows
