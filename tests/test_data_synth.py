@@ -1,7 +1,6 @@
 """Generated people: determinism, label semantics, controls, caching, the pose bank."""
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -146,13 +145,15 @@ def test_sigma_true_noise_model(tmp_path):
     assert abs(oks.mean() - expected) < 4 * oks.std() / math.sqrt(len(oks)) + 0.01
 
 
-def test_speed_sanity(tmp_path):
-    start = time.process_time()
-    path = synth.generate(tmp_path, 100, 0)
-    cpu = time.process_time() - start
-    n = len(json.loads(path.read_text())["annotations"])
-    assert n >= 150
-    assert cpu / n < 0.1  # documented budget: 2000 persons <= 60 s (0.03 s/person)
+def test_default_persons_per_image_range(tmp_path):
+    """Every image holds 1 or 2 persons (DEFAULT_CONTROLS) and both counts occur. (The CPU-time
+    budget of the generator is a benchmark, not a unit test.)"""
+    path = synth.generate(tmp_path, 40, 0)
+    d = json.loads(path.read_text())
+    per_image = {im["id"]: 0 for im in d["images"]}
+    for a in d["annotations"]:
+        per_image[a["image_id"]] += 1
+    assert set(per_image.values()) == {1, 2}
 
 
 @pytest.mark.parametrize("bad", [dict(occlusion_prob=1.5), dict(persons_per_image=(0, 2)),

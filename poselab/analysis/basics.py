@@ -6,13 +6,21 @@
 - AP of a ranked list of perturbed ground truths (:func:`perturb_ground_truth`,
   :func:`ap_by_ranking`),
 - our OKS against pycocotools' on a whole annotation file (:func:`max_oks_difference`),
-- byte comparison of two generated dataset folders (:func:`compare_folders`).
+- byte comparison of two generated dataset folders (:func:`compare_folders`) and the generator's
+  digest computed in separate processes with different ``PYTHONHASHSEED`` (:func:`digest_across_processes`),
+- AP of the ground truth fed back as predictions, with constant and random scores
+  (:func:`ground_truth_ap`),
+- a dataset's summary as a table row (:func:`dataset_summary`).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +204,72 @@ def compare_folders(a, b) -> dict:
             differing.append(rel)
     return {"files": len(files_a), "identical": not differing and bool(files_a),
             "differing": sorted(differing), "digest": digest.hexdigest()}
+
+
+def ground_truth_ap(gt_json, scores: str = "one", seed: int = 0, perturb_px: float = 0.0) -> dict:
+    """COCO AP of the ground truth fed back as predictions.
+
+    ``scores``: ``"one"`` (every score 1) or ``"random"`` (uniform in [0, 1): exact keypoints must
+    score AP 1 in any order). ``perturb_px`` moves every labelled joint of the first prediction by
+    that many px in x (a constructed imperfect predictor: AP must then fall below 1).
+    Returns the :func:`poselab.metrics.coco_keypoint_eval` dict.
+    """
+    from poselab.metrics import ground_truth_as_results
+    if scores not in ("one", "random"):
+        raise ValueError(f"scores must be 'one' or 'random', got {scores!r}")
+    results = ground_truth_as_results(gt_json)
+    if not results:
+        raise ValueError(f"{gt_json} has no person with labelled keypoints")
+    if scores == "random":
+        rng = np.random.default_rng(seed)
+        results = [{**r, "score": float(v)} for r, v in zip(results, rng.random(len(results)))]
+    if perturb_px:
+        kp = np.asarray(results[0]["keypoints"], dtype=np.float64).reshape(-1, 3)
+        kp[kp[:, 2] > 0, 0] += float(perturb_px)
+        results[0] = {**results[0], "keypoints": kp.ravel().tolist()}
+    return coco_keypoint_eval(gt_json, results)
+
+
+_DIGEST_SCRIPT = """
+import hashlib, importlib, sys, tempfile
+from pathlib import Path
+module, _, func = sys.argv[1].partition(":")
+generate = getattr(importlib.import_module(module), func)
+with tempfile.TemporaryDirectory() as tmp:
+    generate(Path(tmp) / "d", n_images=int(sys.argv[2]), seed=int(sys.argv[3]), split="val")
+    digest = hashlib.sha256()
+    root = Path(tmp) / "d"
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        digest.update(p.relative_to(root).as_posix().encode() + b"\\0" + p.read_bytes())
+    print(digest.hexdigest())
+"""
+
+
+def digest_across_processes(n_images: int = 3, seed: int = 0, hash_seeds=(0, 12345),
+                            generator: str = "poselab.data.synth:generate", timeout: float = 300) -> dict:
+    """Generate the same dataset in separate Python processes, each with its own
+    ``PYTHONHASHSEED``, and compare the sha256 digests of the files.
+
+    A generator that seeded anything from ``hash()`` of a string (salted per process) passes a
+    same-process comparison but fails here. ``generator`` is ``"module:function"`` with
+    ``generate(out_dir, n_images=, seed=, split=)``. Returns ``{"digests": {hash_seed: hex},
+    "identical": bool}``.
+    """
+    digests = {}
+    for hs in hash_seeds:
+        env = dict(os.environ, PYTHONHASHSEED=str(hs), OMP_NUM_THREADS="1")
+        done = subprocess.run([sys.executable, "-c", _DIGEST_SCRIPT, generator, str(int(n_images)),
+                               str(int(seed))], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"generating in a subprocess failed:\n{done.stderr[-2000:]}")
+        digests[str(hs)] = done.stdout.strip().splitlines()[-1]
+    return {"digests": digests, "identical": len(set(digests.values())) == 1}
+
+
+def dataset_summary(ann_json) -> dict:
+    """Images, persons (non-crowd, ≥ 1 labelled joint) and labelled joints of a COCO json."""
+    d = json.loads(Path(ann_json).read_text())
+    persons = [a for a in d["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+    return {"images": len(d["images"]), "persons": len(persons),
+            "labelled joints": int(sum(a["num_keypoints"] for a in persons))}

@@ -17,6 +17,7 @@ from __future__ import annotations
 from poselab.data.coco import PersonInstance, load_persons, read_image
 from poselab.data.errors import DatasetError, DatasetNotFound
 from poselab.data.registry import find_coco_sample, resolve_dataset
+from poselab.data.chapter_data import ChapterData, resolve_chapter_data  # noqa: E402
 from poselab.data.transforms import (affine_matrix, apply_affine, bbox_to_center_scale,
                                      crop_to_image, flip_keypoints, image_to_crop, warp_image)
 
@@ -25,6 +26,7 @@ __all__ = [
     "find_coco_sample", "resolve_dataset", "affine_matrix", "apply_affine",
     "bbox_to_center_scale", "crop_to_image", "flip_keypoints", "image_to_crop", "warp_image",
     "TopDownDataset", "make_loader", "default_dataset", "generate",
+    "ChapterData", "resolve_chapter_data",
 ]
 
 _LAZY = {"TopDownDataset": "dataset", "make_loader": "dataset", "default_dataset": "synth",

@@ -1,0 +1,66 @@
+"""Engine checks behind chapter 01: codec bounds, the pixel convention, the oracle, the blind
+baseline — each shown failing on a constructed counter-case."""
+import numpy as np
+import pytest
+import torch
+
+from poselab.analysis import engine as E
+from poselab.codecs import HeatmapCodec, ROUNDTRIP_BOUNDS_PX
+
+
+def test_measured_bounds_are_tight_and_hold():
+    report = E.codec_roundtrip_report(n=400, seed=1)
+    assert set(report) == set(ROUNDTRIP_BOUNDS_PX)
+    assert all(r["holds"] for r in report.values())
+    for name, r in report.items():
+        assert r["bound"] <= ROUNDTRIP_BOUNDS_PX[name]
+        # a bound is within 5x of what the code achieves (or the exact quantisation step)
+        assert r["bound"] <= max(5 * r["max_error"], r["max_error"] + 1e-3), name
+
+
+def test_known_coordinates_catch_a_self_consistent_wrong_convention():
+    ok = E.known_coordinate_check(n=100)
+    assert ok["holds"] and ok["peak_pixel_errors"] == 0
+    # MMPose's plain x / s: encode and decode would be mutually consistent, the targets are not
+    wrong = E.known_coordinate_check(n=100, to_heatmap=lambda xy: xy / 4.0)
+    assert not wrong["holds"] and wrong["peak_pixel_errors"] > 10
+
+
+def test_oracle_returns_rows_in_order_and_refuses_overrun():
+    out = torch.arange(5.0)[:, None, None, None].expand(5, 1, 2, 2)
+    oracle = E.OracleHeatmaps(out)
+    assert torch.equal(oracle(torch.zeros(2, 3, 8, 8))[:, 0, 0, 0], torch.tensor([0.0, 1.0]))
+    assert torch.equal(oracle(torch.zeros(3, 3, 8, 8))[:, 0, 0, 0], torch.tensor([2.0, 3.0, 4.0]))
+    with pytest.raises(IndexError, match="rewind"):
+        oracle(torch.zeros(1, 3, 8, 8))
+    oracle.rewind()
+    assert oracle(torch.zeros(1, 3, 8, 8))[0, 0, 0, 0] == 0.0
+
+
+def test_oracle_heatmaps_encodes_each_crop():
+    codec = HeatmapCodec((64, 48), (16, 12), sigma=2.0)
+    items = [{"keypoints": torch.tensor([[10.0, 20.0]] * 17), "visible": torch.ones(17)},
+             {"keypoints": torch.tensor([[30.0, 40.0]] * 17), "visible": torch.ones(17)}]
+    oracle = E.oracle_heatmaps(items, codec)
+    assert oracle.outputs.shape == (2, 17, 16, 12)
+    coords, _ = codec.decode(oracle.outputs)
+    assert float((coords[1, 0] - torch.tensor([30.0, 40.0])).abs().max()) <= 2.0
+
+
+def test_mean_heatmap_baseline_against_a_direct_computation():
+    rng = np.random.default_rng(0)
+    t = torch.as_tensor(rng.random((6, 3, 4, 5)))
+    w = torch.ones(6, 3)
+    w[0, 1] = 0
+    got = E.mean_heatmap_baseline(t, w)
+    mean = [t[w[:, k] > 0, k].mean(0) for k in range(3)]
+    ref = np.mean([[float(((mean[k] - t[i, k]) ** 2).mean()) * float(w[i, k]) for k in range(3)]
+                   for i in range(6)])
+    assert got["loss"] == pytest.approx(ref, rel=1e-12)
+    assert got["loss"] < got["zero_loss"]
+    # counter-case: targets that do not depend on the crop at all — the blind mean is perfect,
+    # so no model can beat it by learning from images
+    same = E.mean_heatmap_baseline(t[:1].expand(6, -1, -1, -1), torch.ones(6, 3))
+    assert same["loss"] < 1e-30
+    with pytest.raises(ValueError):
+        E.mean_heatmap_baseline(t[0], w)
