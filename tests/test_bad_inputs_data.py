@@ -1,6 +1,5 @@
 """Hostile inputs to the data layer (COCO json, images, crops): a clear error naming the file /
-argument and what to do, or a correct finite result. Part of the reliability probe (issue 10);
-the count of hostile inputs is in tests/test_bad_inputs_count.py's docstring."""
+argument and what to do, or a correct finite result. Part of the reliability probe (issue 10)."""
 from __future__ import annotations
 
 import json
