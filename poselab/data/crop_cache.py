@@ -190,7 +190,7 @@ class CropCache:
         for i, p in enumerate(self.persons):
             by_image.setdefault(p.image_path, []).append(i)
         for path, idx in by_image.items():
-            img = read_image(path)
+            img = read_image(path, expected_size=self.persons[idx[0]].image_size)
             for i in idx:
                 p = self.persons[i]
                 c, s = bbox_to_center_scale(p.bbox, self.input_size, self.dataset.padding)
