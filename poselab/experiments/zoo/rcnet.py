@@ -266,6 +266,16 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
 
 # ----------------------------------------------------------------------------- verdicts over seeds
 
+def _paired(ours, theirs, **kw):
+    """:func:`poselab.claims.compare_seeds` on per-seed differences against zeros: a paired test
+    (both sides come from the same pose-model run of each seed)."""
+    from poselab import claims
+    diff = np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)
+    v = claims.compare_seeds(diff, np.zeros_like(diff), **kw)
+    return v.replace(summary={**v.summary, "paired": True, "ours_values": list(map(float, ours)),
+                              "theirs_values": list(map(float, theirs))})
+
+
 def seed_values(results, metric: str = "AP", which: str = "after",
                 set_name: str = "generated val") -> list[float]:
     """One value per seed: ``results[i].sets[set_name][which][metric]``."""
@@ -285,7 +295,8 @@ def rcnet_evidence(runs, per_seed: dict, **extra) -> dict:
 def gain_verdict(results, runs, metric: str = "AP", *, min_effect: float,
                  set_name: str = "generated val", lower_is_better: bool = False,
                  floor: float | None = None):
-    """"RCNet's scores beat the original scores on ``metric``" over seeds (after vs before).
+    """"RCNet's scores beat the original scores on ``metric``" over seeds (after vs before,
+    paired by seed: the t interval is that of the per-seed differences).
 
     ``floor``: the original scores' AP (detector boxes) must reach it, else "inconclusive:
     baseline too weak" (:func:`poselab.claims.apply_floor`).
@@ -294,8 +305,8 @@ def gain_verdict(results, runs, metric: str = "AP", *, min_effect: float,
     after = seed_values(results, metric, "after", set_name)
     before = seed_values(results, metric, "before", set_name)
     ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
-    v = claims.compare_seeds(after, before, lower_is_better=lower_is_better, min_effect=min_effect,
-                             metric=metric, preset=runs[0].preset, evidence=ev)
+    v = _paired(after, before, lower_is_better=lower_is_better, min_effect=min_effect,
+                metric=metric, preset=runs[0].preset, evidence=ev)
     if floor is not None:
         v = claims.apply_floor(v, seed_values(results, "AP", "before", set_name), floor,
                                name="original-score AP (detector boxes)")
@@ -314,8 +325,8 @@ def unchanged_verdict(results, runs, metric: str = "AR", *, tolerance: float,
     ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
     kw = dict(lower_is_better=False, min_effect=tolerance, metric=metric, preset=runs[0].preset,
               evidence=ev)
-    up = claims.compare_seeds(after, before, **kw)
-    down = claims.compare_seeds(before, after, **kw)
+    up = _paired(after, before, **kw)
+    down = _paired(before, after, **kw)
     summary = {"up": up.summary, "down": down.summary, "tolerance": tolerance}
     if up.verdict == "not reproduced" and down.verdict == "not reproduced":
         return claims.Verdict("reproduced", f"{metric} change within ±{tolerance:g} "
@@ -332,9 +343,8 @@ def beats_verdict(ours, theirs, runs, metric: str = "AP", *, min_effect: float,
     from poselab import claims
     a, b = seed_values(ours, metric, "after", set_name), seed_values(theirs, metric, "after", set_name)
     ev = rcnet_evidence(runs, {"ours": a, name or "theirs": b}, set=set_name)
-    return claims.compare_seeds(a, b, lower_is_better=lower_is_better, min_effect=min_effect,
-                                metric=f"{metric} vs {name}" if name else metric,
-                                preset=runs[0].preset, evidence=ev)
+    return _paired(a, b, lower_is_better=lower_is_better, min_effect=min_effect,
+                   metric=f"{metric} vs {name}" if name else metric, preset=runs[0].preset, evidence=ev)
 
 
 def summary_rows(results, metrics=("AP", "AP50", "AP75", "AR", "ranking_accuracy", "pearson",

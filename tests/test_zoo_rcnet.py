@@ -1,0 +1,85 @@
+"""zoo.rcnet: verdict helpers (with counter-cases) and fit_rcnet end to end on a fast run."""
+import numpy as np
+import pytest
+
+from poselab.experiments.zoo import rcnet as rcnet_zoo
+
+
+class _Run:
+    preset, data = "default", "synth"
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def geometry(self):
+        from poselab.experiments import Geometry
+        return Geometry((64, 48), (16, 12))
+
+
+def _fits(before, after, metric="AR"):
+    return [rcnet_zoo.RCNetResult(sets={"generated val": {"before": {metric: b, "AP": 0.5},
+                                                          "after": {metric: a, "AP": 0.5}}},
+                                  history={}, scores={}) for b, a in zip(before, after)]
+
+
+def test_unchanged_verdict_three_ways():
+    runs = [_Run(s) for s in range(3)]
+    same = rcnet_zoo.unchanged_verdict(_fits([0.3, 0.31, 0.32], [0.3, 0.31, 0.32]), runs, tolerance=0.005)
+    assert same.verdict == "reproduced"
+    moved = rcnet_zoo.unchanged_verdict(_fits([0.30, 0.31, 0.32], [0.35, 0.361, 0.372]), runs,
+                                        tolerance=0.005)
+    assert moved.verdict == "not reproduced"
+    noisy = rcnet_zoo.unchanged_verdict(_fits([0.30, 0.31, 0.32], [0.29, 0.33, 0.31]), runs,
+                                        tolerance=0.005)
+    assert noisy.verdict == "inconclusive"
+    one = rcnet_zoo.unchanged_verdict(_fits([0.3], [0.3]), runs[:1], tolerance=0.005)
+    assert one.verdict == "inconclusive"  # one seed is never a finding
+
+
+def test_gain_verdict_and_floor():
+    runs = [_Run(s) for s in range(3)]
+    fits = _fits([0.40, 0.41, 0.42], [0.45, 0.46, 0.47], metric="AP")
+    for f, (b, a) in zip(fits, [(0.40, 0.45), (0.41, 0.46), (0.42, 0.47)]):
+        f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = b, a
+    assert rcnet_zoo.gain_verdict(fits, runs, "AP", min_effect=0.003, floor=0.3).verdict == "reproduced"
+    weak = rcnet_zoo.gain_verdict(fits, runs, "AP", min_effect=0.003, floor=0.5)
+    assert weak.verdict == "inconclusive" and "baseline too weak" in weak.reason
+    assert rcnet_zoo.gain_verdict(fits, runs, "AP", min_effect=0.1).verdict == "not reproduced"
+    # paired: a consistent small gain on top of large between-seed differences is found
+    spread = _fits([0.2, 0.4, 0.6], [0.21, 0.41, 0.61], metric="AP")
+    for f, (b, a) in zip(spread, [(0.2, 0.21), (0.4, 0.41), (0.6, 0.61)]):
+        f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = b, a
+    assert rcnet_zoo.gain_verdict(spread, runs, "AP", min_effect=0.003).verdict == "reproduced"
+
+
+@pytest.fixture(scope="module")
+def fast_run():
+    from poselab.experiments import run_recipe
+    return run_recipe("mse", preset="fast", seed=0, device="cpu")
+
+
+def test_fit_rcnet_end_to_end_on_a_fast_run(fast_run):
+    det = rcnet_zoo.detector_predictions(fast_run, rcnet_zoo.TRAIN_SET)
+    n = det["kind"].size
+    assert det["coords"].shape == (n, 17, 2) and det["matched_oks"].shape == (n,)
+    assert set(np.unique(det["kind"])) <= {0, 1, 2} and (det["kind"] == 2).any()
+    assert np.all(det["matched_oks"][det["kind"] == 2] == 0)  # background boxes match nobody
+    assert np.allclose(det["instance_scores"] <= det["det_score"] * det["scores"].max(1) + 1e-12, True)
+    with pytest.raises(ValueError, match="disjoint"):
+        rcnet_zoo.fit_rcnet(fast_run, eval_sets=[rcnet_zoo.TRAIN_SET])
+    res = rcnet_zoo.fit_rcnet(fast_run, epochs=2, track_every=0, eval_sets=["generated val"], cache=False)
+    val = rcnet_zoo.detector_predictions(fast_run, "generated val", detector_seed=1)
+    s = res.scores["generated val"]
+    assert s["after"].shape == val["matched_oks"].shape and np.all((s["after"] > 0) & (s["after"] < 1))
+    assert np.array_equal(s["before"], val["instance_scores"])
+    assert res.history["epoch"] == [0, 2]
+    assert 0.065e6 < res.n_parameters < 0.075e6
+    rows = rcnet_zoo.summary_rows([res])
+    assert {r["metric"] for r in rows} >= {"AP", "AR", "ranking_accuracy"}
+    again = rcnet_zoo.fit_rcnet(fast_run, epochs=2, track_every=0, eval_sets=["generated val"])
+    cached = rcnet_zoo.fit_rcnet(fast_run, epochs=2, track_every=0, eval_sets=["generated val"])
+    assert cached.cached
+    for which in ("before", "after"):
+        a, b = cached.sets["generated val"][which], again.sets["generated val"][which]
+        assert a.keys() == b.keys() and all(np.isclose(a[k], b[k], equal_nan=True) for k in a)
+    assert np.array_equal(cached.scores["generated val"]["after"], again.scores["generated val"]["after"])
