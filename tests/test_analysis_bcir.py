@@ -263,3 +263,15 @@ def test_localization_study_on_a_flat_model():
     assert np.allclose(st["A"][:, 0], 1 / 192) and np.allclose(st["A"][:, 2], 1.0)
     assert set(st["label"]) <= set(B.SPLITS)
     assert st["n_persons"] == 20
+
+
+def test_learning_curve_and_epochs_to_fraction():
+    hist = {"epochs": [0] * 10 + [1] * 10 + [2] * 10, "val": [
+        {"epoch": 0, "step": 10, "AP": 0.1}, {"epoch": 1, "step": 20, "AP": 0.45},
+        {"epoch": 2, "step": 30, "AP": 0.5}]}
+    e, v = B.learning_curve(hist)
+    assert e.tolist() == [1.0, 2.0, 3.0] and v.tolist() == [0.1, 0.45, 0.5]
+    assert B.epochs_to_fraction(e, v, 0.8) == 2.0          # 0.45 >= 0.4
+    assert B.epochs_to_fraction(e, v, 0.95) == 3.0
+    assert math.isnan(B.epochs_to_fraction([], []))
+    assert math.isnan(B.epochs_to_fraction([1, 2], [0.0, 0.0]))

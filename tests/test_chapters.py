@@ -25,6 +25,12 @@ EXPECTED_CLAIMS = {
                "hdm.sinkhorn.converged_by_cap", "hdm.ablation.subpixel_beats_naive",
                "hdm.ablation.iterations_1000_vs_500", "hdm.training.emd_vs_mse",
                "hdm.training.compactness"},
+    "06_bcir": {"bcir.bias.eq37_max_error", "bcir.compensation.max_error_px", "bcir.bias.toward_centre",
+                "bcir.epe.argmax_not_better", "bcir.shrinkage.sigma_star_above_true",
+                "bcir.gradient.eq23_matches_autograd", "bcir.gradient.gt_pixel_nonpositive",
+                "bcir.training.ipr_slower_than_detection", "bcir.training.bcir_vs_ipr",
+                "bcir.localization.ipr_more_localized", "bcir.regularizer.helps", "bcir.beta.ablation",
+                "bcir.hard_cases.regression_better"},
     "07_capstone": {"arena.same_inputs", "arena.cache_consistent", "arena.best_recipe",
                     "arena.ranking_losses_raise_spearman", "arena.rcnet_gain_over_best"},
 }

@@ -37,7 +37,8 @@ __all__ = [
     "ipr_gradient_factors", "ipr_gradient_autograd", "detection_gradient", "gt_pixel_gradient_eq25",
     "gradient_checks", "toy_initial_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "difficulty_levels",
-    "difficulty_split", "split_means", "SPLITS", "localization_study",
+    "difficulty_split", "split_means", "SPLITS", "localization_study", "learning_curve",
+    "epochs_to_fraction",
 ]
 
 SPLITS = ("easy", "medium", "hard")
@@ -695,3 +696,22 @@ def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: 
     return {"A": np.concatenate(A) if A else np.zeros((0, len(s_values))), "s": np.asarray(s_values),
             "sigma": cat(sig), "error": cat(err), "label": cat(lab).astype(object), "person": cat(who),
             "joint": cat(joint), "n_persons": n}
+
+
+def learning_curve(history, metric: str = "AP") -> tuple[np.ndarray, np.ndarray]:
+    """Validation ``metric`` against epochs trained (validation step / steps per epoch) from a
+    :class:`poselab.train.History` (or its dict). Empty arrays when the run never validated."""
+    d = history.to_dict() if hasattr(history, "to_dict") else dict(history)
+    per_epoch = max(1, sum(1 for e in d.get("epochs", []) if e == 0))
+    rows = [r for r in d.get("val", []) if metric in r and r[metric] is not None]
+    return (np.array([r["step"] / per_epoch for r in rows], dtype=np.float64),
+            np.array([r[metric] for r in rows], dtype=np.float64))
+
+
+def epochs_to_fraction(epochs, values, fraction: float = 0.8) -> float:
+    """Fig. 8's speed measure: the first epoch at which ``values`` reaches ``fraction`` of its
+    final value (NaN without a curve or with a final value <= 0)."""
+    e, v = np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v[-1]) or v[-1] <= 0:
+        return float("nan")
+    return float(e[np.nonzero(v >= fraction * v[-1])[0][0]])

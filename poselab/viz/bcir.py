@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 __all__ = ["MARKERS", "heatmap_points_figure", "bias_figure", "spread_figure", "breakdown_figure",
            "epe_figure", "shrinkage_figure", "gradient_figure", "toy_frames_figure",
-           "toy_error_figure", "activation_figure", "split_bars_figure"]
+           "toy_error_figure", "activation_figure", "split_bars_figure", "curves_figure"]
 
 #: marker style per point name (used by the figures and the widgets)
 MARKERS = {
@@ -216,4 +216,15 @@ def split_bars_figure(groups: Mapping[str, Mapping[str, Mapping]], metric: str,
                     hovertemplate="%{x}: %{y:.3f} (n = %{customdata})<extra>" + series + "</extra>")
     fig.update_layout(barmode="group", title=title, yaxis_title=metric, width=640, height=340,
                       margin=dict(l=60, r=10, t=40, b=40))
+    return fig
+
+
+def curves_figure(curves: Mapping[str, tuple], metric: str = "AP", title: str = "") -> go.Figure:
+    """Validation ``metric`` against epochs trained, one line per run (Fig. 8): ``{name:
+    (epochs, values)}`` from :func:`poselab.analysis.bcir.learning_curve`."""
+    fig = go.Figure()
+    for name, (e, v) in curves.items():
+        fig.add_scatter(x=np.asarray(e), y=np.asarray(v), mode="lines+markers", name=name)
+    fig.update_layout(title=title, xaxis_title="epochs trained", yaxis_title=metric, width=640,
+                      height=340, margin=dict(l=60, r=10, t=40, b=50))
     return fig
