@@ -39,3 +39,25 @@ def test_digest_across_processes_same_for_the_generator_and_catches_hash_salting
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     salted = B.digest_across_processes(n_images=1, seed=0, generator="salted_gen:generate")
     assert not salted["identical"]
+
+
+def test_half_ks_distance_matches_the_ks_curve():
+    import numpy as np
+    area = 4321.0
+    for row, j in zip(B.half_ks_distance(area, joints=(0, 9, 12)), (0, 9, 12)):
+        d = row["error (px) at KS = 0.5"]
+        ks = B.ks_versus_distance(np.array([d]), area)[j, 0]
+        assert abs(ks - 0.5) < 1e-12
+
+
+def test_oks_explorer_fits_the_notebook_and_its_status_line_follows_the_sliders():
+    import numpy as np
+    from poselab.widgets.basics import OKSExplorer
+    gt = np.column_stack([np.linspace(10, 90, 17), np.linspace(20, 180, 17), np.full(17, 2.0)])
+    ex = OKSExplorer(gt, area=100.0 ** 2)
+    assert (ex.pose_fig.layout.width or 0) + (ex.ks_fig.layout.width or 0) <= 900
+    assert ex.dy.max == 65.0 and ex.dy.min == -65.0  # 0.65 s: past it KS < 0.01 for every joint
+    ex.joint.value = 9
+    ex.dx.value = 12.0
+    assert "left_wrist moved by (+12.0, +0.0) px" in ex.status.value
+    assert f"OKS {ex.state()['oks']:.3f}" in ex.status.value and ex.state()["oks"] < 1.0

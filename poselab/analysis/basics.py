@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import json
 import os
 import subprocess
@@ -273,3 +274,33 @@ def dataset_summary(ann_json) -> dict:
     persons = [a for a in d["annotations"] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
     return {"images": len(d["images"]), "persons": len(persons),
             "labelled joints": int(sum(a["num_keypoints"] for a in persons))}
+
+
+def busiest_image(persons) -> tuple[int, list]:
+    """``(image_id, persons of that image)`` for the image with the most labelled joints in total
+    (ties: the smallest id) — several people and many joints, a good first picture."""
+    by_image: dict[int, list] = {}
+    for p in persons:
+        by_image.setdefault(p.image_id, []).append(p)
+    if not by_image:
+        raise ValueError("no persons given")
+    image_id = max(by_image, key=lambda i: (sum(p.num_keypoints for p in by_image[i]), -i))
+    return image_id, by_image[image_id]
+
+
+def joint_rows(keypoints) -> list[dict]:
+    """One row per joint of a COCO ``(K, 3)`` label: name, x, y, v and what v means."""
+    from poselab.skeleton import KEYPOINT_NAMES
+    meaning = {0: "not labelled", 1: "labelled, occluded", 2: "visible"}
+    kp = np.asarray(keypoints, dtype=np.float64)
+    return [{"joint": KEYPOINT_NAMES[j], "x": round(float(x), 1), "y": round(float(y), 1), "v": int(v),
+             "meaning": meaning.get(int(v), "?")} for j, (x, y, v) in enumerate(kp)]
+
+
+def half_ks_distance(area: float, joints=(1, 9, 11), sigmas=None) -> list[dict]:
+    """The pixel error at which each joint's KS is 0.5: ``d = sqrt(2 ln 2) · κ · s`` (κ = 2σ)."""
+    from poselab.skeleton import KEYPOINT_NAMES, OKS_SIGMAS
+    sig = np.asarray(OKS_SIGMAS if sigmas is None else sigmas, dtype=np.float64)
+    s = math.sqrt(float(area))
+    return [{"joint": KEYPOINT_NAMES[j], "σ": float(sig[j]),
+             "error (px) at KS = 0.5": float(np.sqrt(2 * np.log(2)) * 2 * sig[j] * s)} for j in joints]

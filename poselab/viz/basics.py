@@ -81,8 +81,9 @@ def skeleton_traces(keypoints, name: str = "pose", color: str = PALETTE[0], dash
     return [limbs, joints]
 
 
-def _image_layout(fig: go.Figure, height: int, image_size=None, title: str = "") -> go.Figure:
-    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=height,
+def _image_layout(fig: go.Figure, height: int, image_size=None, title: str = "",
+                  width: int | None = None) -> go.Figure:
+    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=height, width=width,
                       margin=dict(l=10, r=10, t=60 if title else 40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     fig.update_xaxes(showgrid=False, zeroline=False, visible=False)
@@ -99,7 +100,7 @@ def _image_layout(fig: go.Figure, height: int, image_size=None, title: str = "")
 def pose_figure(image=None, poses: Sequence = (), names: Sequence[str] | None = None,
                 colors: Sequence[str] | None = None, dashes: Sequence[str] | None = None,
                 bboxes: Sequence | None = None, zoom_to=None, title: str = "",
-                height: int = 480) -> go.Figure:
+                height: int = 480, width: int | None = None) -> go.Figure:
     """A photo with skeletons drawn on it.
 
     Args:
@@ -108,6 +109,7 @@ def pose_figure(image=None, poses: Sequence = (), names: Sequence[str] | None = 
         names, colors, dashes: one per pose (defaults "person 1", ..., palette, solid).
         bboxes: optional [x, y, w, h] per pose, drawn as dotted rectangles.
         zoom_to: optional [x, y, w, h]: show this box enlarged by 30 % instead of the whole image.
+        height, width: pixels (width None: the notebook's width).
     Returns:
         go.Figure with traces [Image (if image)] + [limbs, joints] per pose (+ one box trace per
         bbox).
@@ -129,7 +131,7 @@ def pose_figure(image=None, poses: Sequence = (), names: Sequence[str] | None = 
         fig.add_trace(go.Scatter(x=[x, x + w, x + w, x, x], y=[y, y, y + h, y + h, y],
                                  mode="lines", line=dict(color=color, dash="dot", width=1),
                                  name=f"box {i + 1}", showlegend=False, hoverinfo="skip"))
-    _image_layout(fig, height, size, title)
+    _image_layout(fig, height, size, title, width)
     if len(poses) > 4:  # a legend of many persons hides the picture; hover names them instead
         fig.update_layout(showlegend=False)
     if zoom_to is not None:
@@ -190,7 +192,7 @@ def joint_heatmaps_figure(heatmaps, joints: Sequence[int], names: Sequence[str] 
 
 
 def ks_bars_figure(ks, visible, oks_value: float, names: Sequence[str] = KEYPOINT_NAMES,
-                   title: str = "", height: int = 320) -> go.Figure:
+                   title: str = "", height: int = 320, width: int | None = None) -> go.Figure:
     """Per-joint keypoint similarity as bars; joints that do not count (v = 0) in grey.
 
     Returns:
@@ -203,8 +205,10 @@ def ks_bars_figure(ks, visible, oks_value: float, names: Sequence[str] = KEYPOIN
     fig = go.Figure(go.Bar(x=list(names[:ks.size]), y=ks, name="KS",
                            marker_color=[PALETTE[2] if v else "#bdbdbd" for v in vis],
                            hovertemplate="%{x}: KS=%{y:.3f}<extra></extra>"))
-    fig.update_layout(title=title or _oks_title(oks_value), height=height,
+    fig.update_layout(title=dict(text=title or _oks_title(oks_value), font=dict(size=13)),
+                      height=height, width=width,
                       yaxis=dict(range=[0, 1.05], title="keypoint similarity"),
+                      xaxis=dict(tickangle=-60, tickfont=dict(size=10)),
                       margin=dict(l=10, r=10, t=40, b=10))
     return fig
 

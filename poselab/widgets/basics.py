@@ -13,6 +13,10 @@ from poselab.skeleton import KEYPOINT_NAMES
 from poselab.viz.basics import _oks_title, ks_bars_figure, pose_figure, skeleton_traces
 
 
+POSE_SIZE = (380, 400)   # (height, width) px of the photo panel
+BARS_SIZE = (380, 480)   # of the KS bars: together ≤ 900 px, inside a 1280-px-wide notebook
+
+
 class OKSExplorer:
     """Drag a predicted joint and see KS per joint and OKS (COCO).
 
@@ -41,7 +45,9 @@ class OKSExplorer:
                      else np.asarray(prediction, dtype=np.float64).reshape(k, 2))
         self.offsets = np.zeros((k, 2))
         s = float(np.sqrt(area))
-        reach = max(10.0, round(1.5 * s))
+        # KS of the most tolerant joint (hip, κ = 0.214) is 0.01 at d ≈ 0.65·s: drags past that
+        # change nothing, so the sliders stop there (at least 5 px).
+        reach = float(max(5.0, round(0.65 * s)))
         labelled = np.flatnonzero(self.gt[:, 2] > 0)
         start = int(labelled[0]) if labelled.size else 0
         self.joint = w.Dropdown(options=[(KEYPOINT_NAMES[j], j) for j in range(k)], value=start,
@@ -55,16 +61,18 @@ class OKSExplorer:
         self.pose_fig = go.FigureWidget(pose_figure(
             image, [self.gt, self._drawn_prediction()], names=["ground truth", "prediction"],
             colors=["#00c853", "#ff1744"], dashes=["solid", "dash"], zoom_to=bbox,
-            title="ground truth (green) and prediction (red)"))
+            title="ground truth (green), prediction (red)", height=POSE_SIZE[0], width=POSE_SIZE[1]))
         self._pred_traces = (len(self.pose_fig.data) - 2, len(self.pose_fig.data) - 1)
         info = self.state()
-        self.ks_fig = go.FigureWidget(ks_bars_figure(info["ks"], info["visible"], info["oks"]))
+        self.ks_fig = go.FigureWidget(ks_bars_figure(info["ks"], info["visible"], info["oks"],
+                                                     height=BARS_SIZE[0], width=BARS_SIZE[1]))
+        self.status = w.HTML(self.describe(info))
         self._syncing = False
         self.joint.observe(self._on_joint, names="value")
         for slider in (self.dx, self.dy, self.scale):
             slider.observe(self._on_change, names="value")
         self.widget = w.VBox([w.HBox([self.joint, self.scale]), w.HBox([self.dx, self.dy]),
-                              w.HBox([self.pose_fig, self.ks_fig])])
+                              w.HBox([self.pose_fig, self.ks_fig]), self.status])
 
     def prediction(self) -> np.ndarray:
         """(K, 2) current prediction = starting prediction + per-joint offsets."""
@@ -79,6 +87,15 @@ class OKSExplorer:
         """KS per joint, visibility and OKS of the current prediction at the slider's scale."""
         return oks_breakdown(self.prediction(), self.gt, self.scale.value ** 2)
 
+    def describe(self, info: dict | None = None) -> str:
+        """One line: the moved joint, its offset, its KS and the OKS (shown under the figures)."""
+        info = self.state() if info is None else info
+        j = int(self.joint.value)
+        dx, dy = (float(v) for v in self.offsets[j])
+        ks = f"KS {info['ks'][j]:.3f}" if info["visible"][j] else "unlabelled, does not count"
+        return (f"{KEYPOINT_NAMES[j]} moved by ({dx:+.1f}, {dy:+.1f}) px = {np.hypot(dx, dy):.1f} px "
+                f"({ks}); OKS {info['oks']:.3f} at s = {self.scale.value:.1f} px")
+
     def _on_joint(self, change) -> None:
         # Show the chosen joint's own offset without treating it as a new drag.
         self._syncing = True
@@ -86,6 +103,7 @@ class OKSExplorer:
             self.dx.value, self.dy.value = (float(v) for v in self.offsets[change["new"]])
         finally:
             self._syncing = False
+        self.status.value = self.describe()
 
     def _on_change(self, change=None) -> None:
         if self._syncing:
@@ -103,4 +121,5 @@ class OKSExplorer:
         with self.ks_fig.batch_update():
             self.ks_fig.data[0].y = info["ks"]
             self.ks_fig.layout.title.text = _oks_title(info["oks"])
+        self.status.value = self.describe(info)
         return info

@@ -1,0 +1,60 @@
+"""Tables for notebooks: rows of dicts → a pandas DataFrame (renders as HTML in JupyterLab).
+
+    from poselab.viz.tables import table
+    table([{"codec": "dark", "max error": 2.8e-6}], digits=3)
+
+Floats are shown with ``digits`` significant digits; a ``(mean, std)`` pair as ``"mean ± std"``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+__all__ = ["table", "mean_std"]
+
+
+def mean_std(values: Sequence[float], digits: int = 3) -> str:
+    """``"mean ± std"`` of per-seed values (std with ddof = 1; just the mean for one value).
+
+    Example:
+        >>> mean_std([5.0, 5.2, 5.4])
+        '5.2 ± 0.2'
+    """
+    vals = [float(v) for v in values if math.isfinite(float(v))]
+    if not vals:
+        return "—"
+    mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return f"{mean:.{digits}g}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+    return f"{mean:.{digits}g} ± {std:.{digits}g}"
+
+
+def _cell(value: Any, digits: int) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"{value[0]:.{digits}g} ± {value[1]:.{digits}g}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+    return value
+
+
+def table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], digits: int = 3,
+          index: str | None = None):
+    """A pandas DataFrame of ``rows`` (a list of dicts, or ``{row name: dict}`` → an index).
+
+    Example:
+        >>> table([{"a": 1 / 3, "b": (1.0, 0.25)}]).iloc[0].tolist()
+        ['0.333', '1 ± 0.25']
+    """
+    import pandas as pd
+    if isinstance(rows, Mapping):
+        frame = pd.DataFrame([{k: _cell(v, digits) for k, v in r.items()} for r in rows.values()],
+                             index=list(rows))
+        frame.index.name = index
+        return frame
+    frame = pd.DataFrame([{k: _cell(v, digits) for k, v in r.items()} for r in rows])
+    if index is not None and index in frame:
+        frame = frame.set_index(index)
+    return frame
