@@ -259,3 +259,38 @@ def test_evaluate_default_codec_input_size(size):
     from poselab.train.evaluate import default_codec
     with pytest.raises(ValueError, match="input_size"):
         default_codec("heatmap", size)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"batch_size": 0}, "batch_size"), ({"max_persons": -1}, "max_persons"),
+    ({"max_persons": 0}, "max_persons"), ({"score_threshold": float("nan")}, "score_threshold"),
+    ({"score_fn": "mean"}, "score_fn must be callable"),
+])
+def test_evaluator_arguments(tmp_path, kwargs, words):
+    from poselab.train import Evaluator
+    with pytest.raises(ValueError, match=words):
+        Evaluator(tmp_path / "person_keypoints_val.json", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_val(tmp_path_factory):
+    from poselab.data import synth
+    return synth.generate(tmp_path_factory.mktemp("val"), n_images=2, seed=3, split="val")
+
+
+@pytest.mark.parametrize("score_fn", [lambda s: s.mean(1) * float("nan"), lambda s: s[:1, 0]])
+def test_evaluator_score_fn_output_checked(tiny_val, score_fn):
+    from poselab.train import Evaluator
+    model = build_model("heatmap", (64, 48), seed=0)
+    with pytest.raises(ValueError, match="score_fn must return"):
+        Evaluator(tiny_val, score_fn=score_fn, device="cpu")(model)
+
+
+def test_evaluator_on_a_diverged_model_names_the_network_output(tiny_val):
+    from poselab.train import Evaluator
+    model = build_model("heatmap", (64, 48), seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or Inf; check the network output"):
+        Evaluator(tiny_val, device="cpu")(model)

@@ -79,6 +79,8 @@ def predict_crops(model, dataset, head: str, codec, batch_size: int = 64,
     crop px), ``visible (N, K)``, ``center (N, 2)``, ``scale (N, 2)``, ``image_id``, ``ann_id``,
     ``bbox (N, 4)``.
     """
+    from .loop import _whole
+    batch_size = _whole(batch_size, "batch_size", 1)
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -115,6 +117,14 @@ class Evaluator:
                  device: str | torch.device = "auto", score_threshold: float = 0.2,
                  results_json: str | os.PathLike | None = None, return_predictions: bool = True,
                  max_persons: int | None = None, score_fn=None):
+        from .loop import _finite, _whole
+        batch_size = _whole(batch_size, "batch_size", 1)
+        score_threshold = _finite(score_threshold, "score_threshold", -float("inf"))
+        if max_persons is not None:
+            max_persons = _whole(max_persons, "max_persons", 1)
+        if score_fn is not None and not callable(score_fn):
+            raise ValueError(f"score_fn must be callable: (N, K) keypoint scores -> (N,), got "
+                             f"{type(score_fn).__name__}")
         self.ann_json, self.image_root = Path(ann_json), image_root
         self.score_fn = score_fn  # instance-score rule: (N, K) keypoint scores -> (N,)
         self.head, self.codec, self.input_size = head, codec, input_size
@@ -151,7 +161,11 @@ class Evaluator:
         if self.score_fn is None:
             inst = instance_scores(kscores, 1.0, self.score_threshold)
         else:
-            inst = np.asarray(self.score_fn(kscores), dtype=np.float64).reshape(len(kscores))
+            inst = np.asarray(self.score_fn(kscores), dtype=np.float64)
+            if inst.shape != (len(kscores),) or not np.all(np.isfinite(inst)):
+                raise ValueError(f"score_fn must return {len(kscores)} finite instance scores (one "
+                                 f"per person), got shape {inst.shape} with "
+                                 f"{int(np.size(inst) - np.isfinite(inst).sum())} NaN/inf")
         results = []
         for i in range(len(inst)):
             kp = np.concatenate([coords_img[i], kscores[i][:, None]], axis=1).reshape(-1)
