@@ -4,6 +4,7 @@
     poselab lab [--port N] [--no-browser]
     poselab list
     poselab index [--write-readme | --check]
+    poselab assign [NAME ...] [--out DIR];  poselab grade SUBMISSION [--assignment NAME]
     poselab data synth [--root DIR] [--split train|val]
 
 A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
@@ -434,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_synth = data_sub.add_parser("synth", help="generate the default synthetic dataset")
     p_synth.add_argument("--root", default=None, help="cache folder (default: data/synth)")
     p_synth.add_argument("--split", action="append", default=None, choices=["train", "val"])
+    p_assign = sub.add_parser("assign", help="build student versions and autograders (otter assign)")
+    p_assign.add_argument("names", nargs="*", help="assignments (default: all in labs/assignments)")
+    p_assign.add_argument("--out", default="build/assignments", help="output folder (default build/assignments)")
+    p_grade = sub.add_parser("grade", help="grade a submitted assignment notebook (otter run)")
+    p_grade.add_argument("submission", help="the submitted .ipynb")
+    p_grade.add_argument("--assignment", default=None, help="assignment name (default: the file's stem)")
+    p_grade.add_argument("--built", default="build/assignments", help="where poselab assign wrote them")
+    p_grade.add_argument("--out", default=None, help="grading output folder")
     p_index = sub.add_parser("index", help="print the paper -> equation -> function -> chapter index")
     p_index.add_argument("--write-readme", action="store_true", help="refresh the README's copy")
     p_index.add_argument("--check", action="store_true", help="exit 1 if the README's copy is stale")
@@ -456,6 +465,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             for path in list_chapters():
                 print(path.stem)
+            return 0
+        if args.command in ("assign", "grade"):
+            from poselab import assignments
+            try:
+                if args.command == "assign":
+                    for built in assignments.build(args.out, args.names or None):
+                        print(f"{built.name}: student {built.student}  autograder {built.autograder}")
+                    return 0
+                name = args.assignment or Path(args.submission).stem
+                zips = sorted((Path(args.built) / name / "autograder").glob("*-autograder_*.zip"))
+                if not zips:
+                    raise CliError(f"no autograder for {name!r} under {args.built}; run poselab assign "
+                                   f"first (or pass --assignment NAME)")
+                result = assignments.grade(args.submission, zips[-1], args.out)
+            except assignments.AssignmentError as exc:
+                raise CliError(str(exc)) from None
+            print(f"{args.submission}: {result['score']:g} / {result['max_score']:g}")
             return 0
         if args.command == "index":
             from poselab import index

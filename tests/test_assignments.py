@@ -1,0 +1,71 @@
+"""Assignments: every one builds (its solution passes all its tests), the student version holds no
+solution and no hidden test and scores below full marks as handed out, and a filled-in student
+notebook is graded with full marks by the autograder."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from poselab import assignments
+
+SOURCES = assignments.list_assignments()
+pytest.importorskip("otter", reason="otter-grader comes with the test extras (pip install -e .[test])")
+
+
+def _fill_in(student_nb, source_nb, out):
+    """A student who writes the solution: each `...` body of an answer cell gets the solved lines."""
+    src_cells = [c for c in json.loads(source_nb.read_text())["cells"] if c["cell_type"] == "code"]
+    solved = {}
+    for c in src_cells:
+        text = "".join(c["source"])
+        m = re.search(r"def (\w+)\(", text)
+        if m and "# BEGIN SOLUTION" in text:
+            solved[m.group(1)] = re.sub(r"\n?\s*# (BEGIN|END) SOLUTION", "", text)
+    nb = json.loads(student_nb.read_text())
+    for c in nb["cells"]:
+        text = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        m = re.search(r"def (\w+)\(", text)
+        if c["cell_type"] == "code" and m and m.group(1) in solved and "..." in text:
+            c["source"] = solved[m.group(1)]
+    out.write_text(json.dumps(nb))
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return assignments.build(tmp_path_factory.mktemp("assign"))
+
+
+def test_there_is_an_assignment_per_paper_chapter():
+    assert len(SOURCES) >= 1
+    assert {"hdm_demanders"} <= {p.stem for p in SOURCES}
+
+
+def test_student_versions_leak_nothing_and_fail_as_handed_out(built, tmp_path):
+    for b in built:
+        src = assignments.assignments_dir() / f"{b.name}.ipynb"
+        assignments.check_student_version(src, b.student)  # raises on a leak
+        result = assignments.grade(b.student, b.autograder, tmp_path / f"{b.name}-empty")
+        assert result["max_score"] > 0 and result["score"] < result["max_score"], b.name
+
+
+def test_a_filled_in_submission_gets_full_marks(built, tmp_path):
+    for b in built:
+        src = assignments.assignments_dir() / f"{b.name}.ipynb"
+        filled = _fill_in(b.student, src, tmp_path / f"{b.name}.ipynb")
+        result = assignments.grade(filled, b.autograder, tmp_path / f"{b.name}-filled")
+        assert result["score"] == result["max_score"] > 0, (b.name, result["tests"])
+
+
+def test_a_leak_is_detected(tmp_path, built):
+    b = built[0]
+    src = assignments.assignments_dir() / f"{b.name}.ipynb"
+    leaky = tmp_path / "leaky.ipynb"
+    nb = json.loads(b.student.read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": assignments.solution_lines(src)[0]})
+    leaky.write_text(json.dumps(nb))
+    with pytest.raises(assignments.AssignmentError, match="leaks"):
+        assignments.check_student_version(src, leaky)
