@@ -28,7 +28,8 @@ from ..codecs.heatmap import HeatmapCodec, heatmap_to_input
 from ..codecs.sar import SARCodec, decode_sar, sar_cell_centres
 from ..losses.sar import sar_log_weights, sar_loss, sar_multi_target_loss
 
-__all__ = ["cell_field", "fit_toy", "reach_floor", "optimum_cases", "DEFAULT_TARGETS",
+__all__ = ["cell_field", "fit_toy", "reach_floor", "optimum_cases", "DEFAULT_TARGETS", "direct_formula_check",
+           "example_outputs", "three_ways_inputs", "pair_verdict", "ordering_verdict", "stride_verdict",
            "normalization_study", "degenerate_check", "quantization_floor", "match_detections"]
 
 
@@ -309,3 +310,131 @@ def match_detections(detections, truths, radius: float) -> dict:
     fp, fn = len(det) - tp, len(gt) - tp
     return {"tp": tp, "fp": fp, "fn": fn, "recall": tp / len(gt) if len(gt) else 1.0,
             "precision": tp / len(det) if len(det) else 1.0}
+
+
+def direct_formula_check(n_joints: int = 64, grid: Sequence[int] = (16, 12), seed: int = 0) -> dict:
+    """:func:`poselab.losses.sar_loss` against a direct float64 numpy evaluation of Eq. 7–9,
+    ``−log(Σ_t σ(s_t)/Σ_u σ(s_u) · exp(−16(|Δx|/W + |Δy|/H)) + 1e-6)`` averaged over visible joints,
+    on random outputs (targets partly outside the map, logits around the 0.01 prior).
+
+    Returns ``{"float64_abs_error", "float32_rel_error", "value"}``.
+    """
+    rng = np.random.default_rng(int(seed))
+    h, w = (int(grid[0]), int(grid[1]))
+    T = h * w
+    coords = rng.uniform(-3, [w + 3, h + 3], size=(1, n_joints, T, 2))
+    logits = rng.normal(-4.6, 3.0, size=(1, n_joints, T))
+    target = rng.uniform(-2, [w + 2, h + 2], size=(1, n_joints, 2))
+    vis = (rng.random((1, n_joints)) > 0.2).astype(np.float64)
+    c = 1.0 / (1.0 + np.exp(-logits))
+    wts = c / c.sum(-1, keepdims=True)
+    d = np.abs(coords - target[:, :, None]) / np.array([w, h], dtype=np.float64)
+    r = np.exp(-16.0 * d.sum(-1))
+    per = -np.log((wts * r).sum(-1) + 1e-6)
+    ref = float((per * vis).sum() / vis.sum())
+    args = [torch.as_tensor(a) for a in (coords, logits, target, vis)]
+    ours64 = float(sar_loss(*args, 16.0, (w, h)))
+    ours32 = float(sar_loss(*[a.float() for a in args], 16.0, (w, h)))
+    return {"float64_abs_error": abs(ours64 - ref), "float32_rel_error": abs(ours32 - ref) / abs(ref),
+            "value": ref}
+
+
+def example_outputs(result, index: int = 0, set_name: str = "generated val") -> dict:
+    """One evaluation crop and a trained run's raw outputs on it (for SAR Fig. 1-style figures).
+
+    Args: result: a :class:`poselab.experiments.RunResult`; index: the person's index in the
+    evaluation set (the order of :class:`poselab.data.TopDownDataset`); set_name: which set.
+    Returns ``{"image" (H, W, 3) uint8, "keypoints" (K, 2) crop px, "visible" (K,), "outputs"
+    (the model's output for the crop, batch dimension removed: tensors), "codec"}``.
+    """
+    from ..data import TopDownDataset
+    from ..data.dataset import denormalize_image
+    from ..experiments import resolve_run_data
+    from ..experiments.presets import Preset
+    preset = Preset(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in result.config["preset"].items()})
+    _, sets = resolve_run_data(result.data, preset)
+    if set_name not in sets:
+        raise KeyError(f"no evaluation set {set_name!r}; sets: {sorted(sets)}")
+    ds = TopDownDataset(sets[set_name], input_size=preset.input_size, train=False)
+    item = ds[int(index)]
+    model = result.model()
+    with torch.no_grad():
+        out = model(item["image"][None])
+    out = {k: v[0] for k, v in out.items()} if isinstance(out, dict) else (
+        tuple(v[0] for v in out) if isinstance(out, tuple) else out[0])
+    return {"image": denormalize_image(item["image"]), "keypoints": item["keypoints"].numpy(),
+            "visible": item["visible"].numpy(), "outputs": out, "codec": result.codec()}
+
+
+def three_ways_inputs(examples: dict, joint: int, input_size: Sequence[int]) -> dict:
+    """Arguments of :func:`poselab.viz.sar.three_ways_figure` for one joint from
+    :func:`example_outputs` of the ``sar_regression``, ``mse`` and ``sar`` runs (input px)."""
+    k = int(joint)
+    reg = examples["sar_regression"]
+    reg_pt, _ = reg["codec"].decode({key: v[None] for key, v in reg["outputs"].items()})
+    hm = examples["mse"]["outputs"]
+    hm_pt, _ = examples["mse"]["codec"].decode(hm[None])
+    sar = examples["sar"]["outputs"]
+    field = cell_field(sar["selector"][k].numpy(), sar["offsets"][k].numpy(), input_size)
+    return {"image": examples["sar"]["image"], "target": examples["sar"]["keypoints"][k],
+            "regression_point": reg_pt[0, k].numpy(), "heatmap": hm[k].numpy(),
+            "heatmap_point": hm_pt[0, k].numpy(), "field": field, "input_size": tuple(input_size)}
+
+
+def _evidence(table, preset, data, recipes, metric, set_name):
+    from .. import claims
+    p = preset
+    seeds = sorted({r.seed for r in table.results})
+    return claims.evidence(preset=p, seeds=seeds, input_size=p.input_size, heatmap_size=p.heatmap_size,
+                           data=data, per_seed={r: table.values(r, metric, set_name) for r in recipes},
+                           metric=metric, set=set_name)
+
+
+def pair_verdict(table, ours: str, theirs: str, preset, data="synth", metric: str = "AP",
+                 min_effect: float = 0.02, floor: float | None = None, baseline: str = "mse",
+                 set_name: str = "generated val"):
+    """``claims.compare_seeds`` of ``ours`` vs ``theirs`` on ``metric`` from a
+    :class:`poselab.experiments.ComparisonTable`, with the baseline floor (``claims.apply_floor``
+    on ``baseline``'s AP) when ``floor`` is given. Returns a :class:`poselab.claims.Verdict`."""
+    from .. import claims
+    lower = metric.startswith("EPE")
+    ev = _evidence(table, preset, data, [ours, theirs], metric, set_name)
+    v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
+                             lower_is_better=lower, min_effect=min_effect, metric=f"{metric} {ours} vs {theirs}",
+                             preset=getattr(preset, "name", preset), evidence=ev)
+    if floor is not None:
+        v = claims.apply_floor(v, table.values(baseline, "AP", set_name), floor, name=f"{baseline} AP")
+    return v
+
+
+def ordering_verdict(tables: dict, order: Sequence[str], preset_for, data="synth", metric: str = "AP",
+                     min_effect: float = 0.02, floor: float | None = None, baseline: str = "mse"):
+    """SAR Table 2's ordering (``order`` from worst to best) at every input size: each consecutive
+    pair compared with :func:`pair_verdict`, all combined with ``claims.combine_verdicts``
+    (unanimous). ``tables``: ``{input size: ComparisonTable}``; ``preset_for(size)`` → Preset."""
+    from .. import claims
+    parts = {}
+    for size, table in tables.items():
+        for lo, hi in zip(order[:-1], order[1:]):
+            parts[f"{size[0]}x{size[1]} {hi}>{lo}"] = pair_verdict(
+                table, hi, lo, preset_for(size), data, metric, min_effect, floor, baseline)
+    return claims.combine_verdicts(parts)
+
+
+def stride_verdict(table, heatmap: str, sar: str, strides: Sequence[int], preset, data="synth",
+                   metric: str = "AP", min_effect: float = 0.02, floor: float | None = None):
+    """SAR Fig. 4: (a) the heatmap loses ``metric`` from the finest to the coarsest stride, and
+    (b) at the coarsest stride SAR beats the heatmap — both by ``min_effect``, combined unanimously.
+    Recipe names are ``<name>-s<stride>`` (:func:`poselab.experiments.zoo.sar.at_stride`) except
+    the stride-4 ones, which keep their name."""
+    from .. import claims
+    name = {s: (lambda r, s=s: r if s == 4 else f"{r}-s{s}") for s in strides}
+    fine, coarse = min(strides), max(strides)
+    parts = {f"{heatmap} s{fine} > s{coarse}": pair_verdict(
+                 table, name[fine](heatmap), name[coarse](heatmap), preset, data, metric, min_effect,
+                 floor, name[fine](heatmap)),
+             f"{sar} > {heatmap} at s{coarse}": pair_verdict(
+                 table, name[coarse](sar), name[coarse](heatmap), preset, data, metric, min_effect,
+                 floor, name[fine](heatmap))}
+    return claims.combine_verdicts(parts)

@@ -32,7 +32,7 @@ from ..losses.sar import sar_multi_target_loss
 from .sar import match_detections
 
 __all__ = ["multi_person_data", "FullImageDataset", "bottom_up_loss", "train_bottom_up",
-           "detect", "detection_scores", "evaluate_detections", "KINDS"]
+           "detect", "detection_scores", "evaluate_detections", "threshold_sweep", "at_threshold", "KINDS"]
 
 KINDS = ("sar", "heatmap")
 CONTROLS = {"image_size": (64, 80), "persons_per_image": (2, 4), "scale_range": (0.45, 0.85),
@@ -211,3 +211,21 @@ def evaluate_detections(model, kind: str, dataset: FullImageDataset, thresholds:
     tp, fp, fn = (np.array(rows[k], dtype=np.float64) for k in ("tp", "fp", "fn"))
     return {"thresholds": np.asarray(thresholds, dtype=np.float64), "tp": tp, "fp": fp, "fn": fn,
             "recall": tp / np.maximum(tp + fn, 1), "precision": np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)}
+
+
+def threshold_sweep(evaluations: dict, thresholds) -> dict:
+    """``{kind: [evaluate_detections result per seed]}`` → ``{"<kind> recall": {threshold:
+    [per seed]}, "<kind> precision": {...}}`` (the input of :func:`poselab.viz.sar.sweep_figure`)."""
+    out = {}
+    for metric in ("recall", "precision"):
+        for kind, evals in evaluations.items():
+            out[f"{kind} {metric}"] = {float(t): [float(e[metric][i]) for e in evals]
+                                       for i, t in enumerate(thresholds)}
+    return out
+
+
+def at_threshold(evaluations: dict, thresholds, chosen: dict, metric: str) -> dict:
+    """Per-seed ``metric`` of each kind at its chosen threshold (the nearest evaluated one)."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    return {kind: [float(e[metric][int(np.argmin(np.abs(t - chosen[kind])))]) for e in evals]
+            for kind, evals in evaluations.items()}
