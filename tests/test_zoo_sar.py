@@ -1,0 +1,117 @@
+"""SAR chapter recipes: heads (poselab.models.regression_head), codecs, losses and strides."""
+import numpy as np
+import pytest
+import torch
+
+from poselab.experiments import CODECS, LOSSES, MODELS, RECIPES, Geometry
+from poselab.experiments.zoo import sar as Z
+from poselab.losses import sar_loss
+from poselab.models.regression_head import GlobalRegressionHead, GridFCSARHead, PooledHead
+
+GEOM = Geometry((64, 48), (16, 12))
+
+
+def test_recipes_registered():
+    for name in ("sar", "sar_regression", "sar_simcc", "sar_fg_fc"):
+        assert name in RECIPES
+    assert RECIPES["sar"].loss_params["lam"] == 16.0
+    assert set(Z.CHAPTER_RECIPES) <= set(RECIPES)
+
+
+@pytest.mark.parametrize("name,shapes", [
+    ("sar", {"selector": (2, 17, 16, 12), "offsets": (2, 17, 2, 16, 12)}),
+    ("sar_fg_fc", {"selector": (2, 17, 16, 12), "offsets": (2, 17, 2, 16, 12)}),
+    ("sar_regression", {"coords": (2, 17, 2)}),
+])
+def test_models_outputs_and_loss_backward(name, shapes):
+    r = RECIPES[name]
+    model = MODELS[r.model](r, GEOM, 0)
+    again = MODELS[r.model](r, GEOM, 0)  # same seed -> same weights (before BatchNorm stats move)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    out = model(torch.randn(2, 3, 64, 48))
+    assert {k: tuple(v.shape) for k, v in out.items()} == shapes
+    codec = CODECS[r.codec](GEOM, **dict(r.codec_params))
+    kp = torch.rand(2, 17, 2) * torch.tensor([47.0, 63.0])
+    batch = {k: v for k, v in codec.encode(kp, torch.ones(2, 17)).items()}
+    loss = LOSSES[r.loss](GEOM, **dict(r.loss_params))(out, batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+    coords, scores = codec.decode(out) if name == "sar_regression" else codec.decode(out["selector"], out["offsets"])
+    assert coords.shape == (2, 17, 2) and scores.shape == (2, 17)
+
+
+def test_regression_starts_at_map_centre_and_codec_roundtrip():
+    head = GlobalRegressionHead(8, 3, (16, 12))
+    out = head(torch.zeros(2, 8, 16, 12))["coords"]
+    assert torch.allclose(out, torch.tensor([5.5, 7.5]).expand(2, 3, 2))
+    codec = Z.RegressionCodec((64, 48), (16, 12))
+    kp = torch.tensor([[[10.0, 20.0], [40.5, 3.25]]])
+    target = codec.encode(kp)["target"]
+    back, scores = codec.decode({"coords": target})
+    assert torch.allclose(back, kp, atol=1e-5) and torch.equal(scores, torch.ones(1, 2))
+    with pytest.raises(ValueError, match="coords"):
+        codec.decode({"coords": torch.zeros(3)})
+
+
+def test_regression_loss_is_normalised_l1():
+    r = RECIPES["sar_regression"]
+    fn = LOSSES[r.loss](GEOM)
+    pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    tgt = torch.tensor([[[2.0, 2.0], [3.0, 8.0]]])
+    w = torch.tensor([[1.0, 1.0]])
+    expected = ((1 / 12 + 0) + (0 + 4 / 16)) / 2
+    assert float(fn({"coords": pred}, {"target": tgt, "weights": w})) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fg_fc_cells_see_only_the_pooled_feature():
+    head = GridFCSARHead(8, 2, (4, 3))
+    f = torch.randn(1, 8, 4, 3)
+    shuffled = f.flatten(2)[..., torch.randperm(12)].view(1, 8, 4, 3)  # same pooled vector
+    a, b = head(f), head(shuffled)
+    assert torch.allclose(a["selector"], b["selector"], atol=1e-6)
+    assert torch.allclose(a["offsets"], b["offsets"], atol=1e-6)
+
+
+@pytest.mark.parametrize("base", ["mse", "sar", "sar_simcc", "sar_regression"])
+def test_at_stride_grid_and_cache_names(base):
+    r = Z.at_stride(base, 16)
+    assert r.name == f"{base}-s16"
+    model = MODELS[r.model](r, GEOM, 1)
+    out = model(torch.randn(1, 3, 64, 48))
+    codec = CODECS[r.codec](GEOM, **dict(r.codec_params))
+    if base == "mse":
+        assert out.shape == (1, 17, 4, 3) and codec.heatmap_size == (4, 3) and codec.sigma == 1.0
+    if base == "sar":
+        assert out["selector"].shape == (1, 17, 4, 3)
+        batch = codec.encode(torch.rand(1, 17, 2) * 40, torch.ones(1, 17))
+        assert torch.isfinite(LOSSES[r.loss](GEOM, **dict(r.loss_params))(out, batch))
+    if base == "sar_simcc":
+        assert out[0].shape == (1, 17, 96)
+
+
+def test_loss_refuses_mismatched_grid():
+    # the SAR loss at stride 4 given a stride-16 model output: clear error, not a silent misfit
+    fn = LOSSES["sar"](GEOM)
+    out = {"selector": torch.zeros(1, 17, 4, 3), "offsets": torch.zeros(1, 17, 2, 4, 3)}
+    with pytest.raises(ValueError, match="output grid"):
+        fn(out, {"target": torch.zeros(1, 17, 2), "weights": torch.ones(1, 17)})
+    with pytest.raises(ValueError, match="stride"):
+        Z.grid_geometry(GEOM, 5)
+
+
+def test_sar_loss_builder_matches_function():
+    fn = LOSSES["sar"](GEOM)
+    g = torch.Generator().manual_seed(0)
+    out = {"selector": torch.randn(2, 17, 16, 12, generator=g), "offsets": torch.randn(2, 17, 2, 16, 12, generator=g)}
+    batch = {"target": torch.rand(2, 17, 2, generator=g) * 12, "weights": (torch.rand(2, 17, generator=g) > 0.3).float()}
+    from poselab.codecs.sar import sar_flatten_outputs
+    c, s = sar_flatten_outputs(out["selector"], out["offsets"])
+    assert torch.equal(fn(out, batch), sar_loss(c, s, batch["target"], batch["weights"], 16.0, (12, 16)))
+
+
+def test_pooled_head():
+    head = PooledHead(torch.nn.Identity(), 2)
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    assert torch.equal(head(x), torch.nn.functional.avg_pool2d(x, 2))
+    with pytest.raises(ValueError, match="factor"):
+        PooledHead(torch.nn.Identity(), 0)
