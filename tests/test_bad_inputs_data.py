@@ -229,3 +229,34 @@ def test_set_epoch_and_seed_not_truncated(tmp_path):
     ds = TopDownDataset(path)
     with pytest.raises(ValueError, match="epoch"):
         ds.set_epoch(1.5)
+
+
+@pytest.mark.parametrize("fn", ["crop_to_image", "image_to_crop"])
+@pytest.mark.parametrize("scale", [0.0, float("nan"), -5.0])
+def test_crop_mappings_refuse_degenerate_windows(fn, scale):
+    import torch
+    from poselab.data import transforms
+    points = np.random.default_rng(0).uniform(0, 40, (2, 17, 2))
+    for as_array in (np.asarray, torch.as_tensor):
+        with pytest.raises(ValueError, match="scale finite and > 0"):
+            getattr(transforms, fn)(as_array(points), as_array(np.zeros((2, 2))),
+                                    as_array(np.full((2, 2), scale)), (64, 48))
+
+
+@pytest.mark.parametrize("width", [float("nan"), "48", 0, 47.5])
+def test_flip_keypoints_width_checked(width):
+    from poselab.data.transforms import flip_keypoints
+    with pytest.raises(ValueError, match="width must be the image width"):
+        flip_keypoints(np.zeros((17, 3)), width)
+
+
+def test_flip_keypoints_accepts_nested_lists():
+    from poselab.data.transforms import flip_keypoints
+    kp = np.random.default_rng(1).uniform(0, 40, (17, 2))
+    np.testing.assert_array_equal(flip_keypoints(kp.tolist(), 48), flip_keypoints(kp, 48))
+
+
+def test_warp_image_refuses_an_absurd_output_size():
+    """(100000, 100000) used to allocate 30 GB (our probe process was OOM-killed)."""
+    with pytest.raises(ValueError, match="output_size"):
+        warp_image(np.zeros((10, 10, 3), np.uint8), np.eye(2, 3), (100000, 100000))

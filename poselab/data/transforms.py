@@ -39,6 +39,9 @@ BBOX_PADDING = 1.25
 #: Largest zoom (window px per output px, or its inverse) :func:`affine_matrix` accepts; beyond it
 #: the matrix is numerically singular and the crop meaningless.
 _MAX_ZOOM = 1e5
+#: Largest crop :func:`warp_image` makes (pixels): a typo such as (100000, 100000) would otherwise
+#: allocate 30 GB.
+_MAX_OUTPUT_PIXELS = 1 << 26
 
 
 def _size_hw(size: Sequence[int], name: str) -> tuple[int, int]:
@@ -188,6 +191,10 @@ def warp_image(image, matrix, output_size, fill=(0, 0, 0)):
         ``(H, W, 3)`` uint8 array.
     """
     out_h, out_w = _size_hw(output_size, "output_size")
+    if out_h * out_w > _MAX_OUTPUT_PIXELS:
+        raise ValueError(f"output_size {(out_h, out_w)} is {out_h * out_w} pixels, more than the "
+                         f"{_MAX_OUTPUT_PIXELS} a crop may have; pass the crop size (H, W), e.g. "
+                         "(256, 192)")
     if isinstance(image, Image.Image):
         pil = image if image.mode == "RGB" else image.convert("RGB")
     else:
@@ -223,7 +230,12 @@ def flip_keypoints(keypoints, width: int):
     visibility flag, is carried along unchanged); numpy or torch. Flipping twice is the identity.
     Unlabelled joints (v = 0, stored as x = 0) are mirrored like the others; mask them with v.
     """
-    if keypoints.shape[-2] != NUM_KEYPOINTS or keypoints.shape[-1] not in (2, 3):
+    if not _is_torch(keypoints):
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.integer, np.floating)) or (
+            not np.isfinite(width) or width < 1 or int(width) != width):
+        raise ValueError(f"width must be the image width in pixels (a positive int), got {width!r}")
+    if keypoints.ndim < 2 or keypoints.shape[-2] != NUM_KEYPOINTS or keypoints.shape[-1] not in (2, 3):
         raise ValueError(f"keypoints must be (..., {NUM_KEYPOINTS}, 2|3), got "
                          f"{tuple(keypoints.shape)}")
     index = list(FLIP_INDEX)
@@ -243,6 +255,9 @@ def _window_maps(center, scale, input_size, points):
         import torch
         c = torch.as_tensor(center, dtype=points.dtype, device=points.device)
         s = torch.as_tensor(scale, dtype=points.dtype, device=points.device)
+        if not (bool(torch.isfinite(c).all()) and bool((s > 0).all()) and bool(torch.isfinite(s).all())):
+            raise ValueError("center must be finite and scale finite and > 0 (the crop window in "
+                             "image pixels, as TopDownDataset items give them)")
         size_t = torch.as_tensor(size, dtype=points.dtype, device=points.device)
         o_t = torch.as_tensor(o, dtype=points.dtype, device=points.device)
         return c.unsqueeze(-2), s.unsqueeze(-2), size_t, o_t
@@ -250,6 +265,9 @@ def _window_maps(center, scale, input_size, points):
     s = np.asarray(scale, dtype=np.float64)
     if c.shape[-1:] != (2,) or s.shape[-1:] != (2,):
         raise ValueError(f"center and scale must be (..., 2), got {c.shape} and {s.shape}")
+    if not (np.isfinite(c).all() and np.isfinite(s).all() and (s > 0).all()):
+        raise ValueError("center must be finite and scale finite and > 0 (the crop window in "
+                         "image pixels, as TopDownDataset items give them)")
     return c[..., None, :], s[..., None, :], size, o
 
 
