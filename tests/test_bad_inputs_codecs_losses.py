@@ -158,3 +158,17 @@ def test_simcc_loss_huge_logits_stay_finite():
     x, y = torch.randn(2, 17, 96), torch.randn(2, 17, 128)
     loss = simcc_kl_loss((x * 1e30, y * 1e30), (x.abs(), y.abs()))
     assert math.isfinite(float(loss)) and float(loss) > 0
+
+
+@pytest.mark.parametrize("encode", [encode_gaussian, "dot", "codec"])
+def test_absurd_heatmap_size_refused_before_allocating(encode):
+    """(100000, 100000) would allocate 40 GB per joint."""
+    from poselab.codecs import encode_dot
+    size = (100000, 100000)
+    with pytest.raises(ValueError, match="heatmap_size"):
+        if encode == "codec":
+            HeatmapCodec((256, 192), size)
+        elif encode == "dot":
+            encode_dot(torch.zeros(17, 2), None, size)
+        else:
+            encode(torch.zeros(17, 2), None, size)

@@ -44,6 +44,19 @@ def heatmap_stride(input_size: Sequence[int], heatmap_size: Sequence[int]) -> tu
     return wi / wh, hi / hh
 
 
+#: Largest heatmap (pixels per map) the encoders build: a typo such as (100000, 100000) would
+#: otherwise try to allocate tens of GB per joint.
+MAX_HEATMAP_PIXELS = 1 << 24
+
+
+def _heatmap_size(size) -> tuple[int, int]:
+    H, W = _size2(size, "heatmap_size")
+    if H * W > MAX_HEATMAP_PIXELS:
+        raise ValueError(f"heatmap_size {(H, W)} has {H * W} pixels per map, more than "
+                         f"{MAX_HEATMAP_PIXELS}; heatmaps are the input / stride, e.g. (64, 48)")
+    return H, W
+
+
 def _xy(xy) -> torch.Tensor:
     t = _as_tensor(xy, "xy")
     if t.ndim < 1 or t.shape[-1] != 2:
@@ -96,7 +109,7 @@ def encode_gaussian(keypoints, visible=None, heatmap_size: Sequence[int] = (64, 
     Returns:
         ``(heatmaps (..., K, H, W) dtype, weights (..., K) dtype)``.
     """
-    H, W = _size2(heatmap_size, "heatmap_size")
+    H, W = _heatmap_size(heatmap_size)
     sigma = _check_sigma(sigma)
     work = torch.float64 if dtype == torch.float64 else torch.float32
     kp, valid = _keypoints_and_visibility(keypoints, visible, work)
@@ -137,7 +150,7 @@ def encode_dot(keypoints, visible=None, heatmap_size: Sequence[int] = (64, 48),
 
     Args/Returns: as :func:`encode_gaussian` (``(..., K, H, W)``, ``(..., K)``).
     """
-    H, W = _size2(heatmap_size, "heatmap_size")
+    H, W = _heatmap_size(heatmap_size)
     work = torch.float64 if dtype == torch.float64 else torch.float32
     kp, valid = _keypoints_and_visibility(keypoints, visible, work)
     dev = kp.device
@@ -333,7 +346,7 @@ class HeatmapCodec:
                  unbiased: bool = False, target: str = "gaussian", decoder: str = "quarter",
                  dark_kernel: int | None = 11):
         self.input_size = _size2(input_size, "input_size")
-        self.heatmap_size = _size2(heatmap_size, "heatmap_size")
+        self.heatmap_size = _heatmap_size(heatmap_size)
         self.sigma = _check_sigma(sigma)
         if target not in self.TARGETS:
             raise ValueError(f"target must be one of {self.TARGETS}, got {target!r}")
