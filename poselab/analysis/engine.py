@@ -164,19 +164,28 @@ def mean_heatmap_baseline(targets: torch.Tensor, weights: torch.Tensor,
     return {"loss": loss, "zero_loss": zero}
 
 
-def blind_baseline_for_run(result, data="synth", device="cpu", last: int = 10) -> dict:
-    """``engine.training.loss_decreases`` for a heatmap run of :func:`poselab.experiments.run_recipe`.
+def blind_baseline_for_runs(results, data="synth", device="cpu", last: int = 10,
+                            min_effect: float = 0.1) -> dict:
+    """``engine.training.loss_decreases`` for heatmap runs of one recipe (one per seed).
 
-    Compares the run's final training loss (mean of the ``last`` steps) with
-    :func:`mean_heatmap_baseline` on the un-augmented training crops, and the trained model's loss
-    on the first evaluation set's crops with the same blind predictor there (mean taken on the
-    training crops). Returns the four losses, the first step's loss, and ``holds`` = the model
-    beats the blind baseline on both.
+    The image-blind predictor (:func:`mean_heatmap_baseline`: each joint's mean target over the
+    un-augmented training crops) is scored on the training crops and on the first evaluation
+    set's crops. Each run contributes its final training loss (mean of the ``last`` steps) and its
+    model's loss on the evaluation crops (the training loss function, MMPose normalisation).
+    The verdict (:func:`poselab.claims.compare_seeds`) asks whether the models' evaluation loss
+    is below the blind predictor's by at least ``min_effect`` × the blind loss; fast presets and
+    fewer than 3 seeds are "inconclusive".
+
+    Returns ``rows`` (one per seed), ``blind`` (the blind losses), ``verdict`` (a
+    :class:`poselab.claims.Verdict` with its evidence).
     """
+    from .. import claims
     from ..data import TopDownDataset
     from ..experiments import get_preset, resolve_run_data
-    preset = get_preset(result.preset)
-    codec = result.codec()
+    results = list(results)
+    first = results[0]
+    preset = get_preset(first.preset)
+    codec = first.codec()
     train_json, sets = resolve_run_data(data, preset)
     size = preset.input_size
 
@@ -188,16 +197,90 @@ def blind_baseline_for_run(result, data="synth", device="cpu", last: int = 10) -
                 torch.stack([torch.as_tensor(it["weights"]) for it in items]))
 
     _, t_train, w_train = crops(train_json)
-    images, t_val, w_val = crops(next(iter(sets.values())))
-    blind_train = mean_heatmap_baseline(t_train, w_train)
-    blind_val = mean_heatmap_baseline(t_train, w_train, evaluate_on=(t_val, w_val))
-    model = result.model(device).eval()
-    with torch.no_grad():
-        pred = torch.cat([model(images[i:i + 64].to(device)).float().cpu() for i in range(0, len(images), 64)])
-    model_val = float(heatmap_mse_loss(pred.double(), t_val.double(), w_val.double()))
-    hist = result.training_history()
-    final = float(hist.final_loss(min(last, hist.steps)))
-    return {"first_train_loss": float(hist.losses[0]), "final_train_loss": final,
-            "blind_train_loss": blind_train["loss"], "model_val_loss": model_val,
-            "blind_val_loss": blind_val["loss"], "zero_val_loss": blind_val["zero_loss"],
-            "holds": bool(final < blind_train["loss"] and model_val < blind_val["loss"])}
+    set_name, ann = next(iter(sets.items()))
+    images, t_val, w_val = crops(ann)
+    blind = {"train crops": mean_heatmap_baseline(t_train, w_train)["loss"],
+             "evaluation crops": mean_heatmap_baseline(t_train, w_train, evaluate_on=(t_val, w_val))["loss"]}
+    rows = []
+    for run in results:
+        model = run.model(device).eval()
+        with torch.no_grad():
+            pred = torch.cat([model(images[i:i + 64].to(device)).float().cpu()
+                              for i in range(0, len(images), 64)])
+        hist = run.training_history()
+        rows.append({"seed": run.seed, "first training loss": float(hist.losses[0]),
+                     "final training loss": float(hist.final_loss(min(last, hist.steps))),
+                     "model loss on evaluation crops": float(heatmap_mse_loss(pred.double(), t_val.double(),
+                                                                              w_val.double()))})
+    model_losses = [r["model loss on evaluation crops"] for r in rows]
+    evidence = claims.evidence(preset=preset, seeds=[r["seed"] for r in rows],
+                               per_seed={"model loss": model_losses,
+                                         "final training loss": [r["final training loss"] for r in rows]},
+                               input_size=preset.input_size, heatmap_size=preset.heatmap_size,
+                               data=f"{data} ({set_name})", blind_losses=blind)
+    verdict = claims.compare_seeds(model_losses, [blind["evaluation crops"]] * len(rows), lower_is_better=True,
+                                   min_effect=min_effect * blind["evaluation crops"], metric="MSE",
+                                   evidence=evidence)
+    return {"rows": rows, "blind": blind, "verdict": verdict}
+
+
+def oracle_ceilings(ann_json, input_size=(64, 48), heatmap_size=(16, 12), sigma: float = 2.0) -> dict:
+    """AP/EPE of *exact* targets scored like a model (:class:`OracleHeatmaps`): what each
+    representation could reach at this size. ``{"MSRA target + quarter": {...},
+    "unbiased target + DARK": {...}}`` with AP, AP50, EPE_crop."""
+    from ..train import Evaluator
+    out = {}
+    for name, kw in (("MSRA target + quarter decoder", dict(decoder="quarter")),
+                     ("unbiased target + DARK (no blur)", dict(unbiased=True, decoder="dark", dark_kernel=None))):
+        codec = HeatmapCodec(tuple(input_size), tuple(heatmap_size), sigma=sigma, **kw)
+        ev = Evaluator(ann_json, head="heatmap", codec=codec, input_size=tuple(input_size),
+                       return_predictions=False, device="cpu")
+        oracle = oracle_heatmaps(ev.dataset(tuple(input_size)), codec)
+        oracle.input_size = tuple(input_size)
+        r = ev(oracle)
+        out[name] = {"AP": r["AP"], "AP50": r["AP50"], "EPE_crop": r["EPE_crop"]}
+    return out
+
+
+DECODERS = {"argmax": dict(decoder="argmax"), "argmax + quarter": dict(decoder="quarter"),
+            "DARK (blur 11)": dict(decoder="dark", dark_kernel=11),
+            "DARK (no blur)": dict(decoder="dark", dark_kernel=None)}
+
+
+def decoder_comparison(model, sets: dict, input_size=(64, 48), heatmap_size=(16, 12),
+                       sigma: float = 2.0, device="cpu") -> dict:
+    """EPE (crop px) of one heatmap model's outputs decoded four ways (:data:`DECODERS`) on each
+    evaluation set ``{name: ann_json}``. Returns ``{decoder: {set name: EPE}}``."""
+    from ..metrics import end_point_error
+    from ..train import Evaluator, predict_crops
+    out: dict[str, dict] = {name: {} for name in DECODERS}
+    for set_name, ann in sets.items():
+        ds = Evaluator(ann, input_size=tuple(input_size)).dataset(tuple(input_size))
+        for name, kw in DECODERS.items():
+            codec = HeatmapCodec(tuple(input_size), tuple(heatmap_size), sigma=sigma, **kw)
+            p = predict_crops(model, ds, "heatmap", codec, device=device)
+            out[name][set_name] = float(end_point_error(p["coords_crop"], p["keypoints_crop"], p["visible"] > 0))
+    return out
+
+
+def largest_persons(predictions: dict, n: int) -> np.ndarray:
+    """Indices of the ``n`` persons with the largest boxes in a ``RunResult.predictions`` dict."""
+    box = np.asarray(predictions["bbox"], dtype=np.float64)
+    return np.argsort(-box[:, 2] * box[:, 3], kind="stable")[: int(n)]
+
+
+def example_training_item(recipe: str = "mse", preset="default", data="synth", seed: int = 0,
+                          index: int = 0) -> dict:
+    """One augmented training crop as ``run_recipe`` builds it: ``image`` (H, W, 3) uint8, the
+    recipe codec's ``target`` (K, h, w) and ``keypoints`` (K, 2) crop px."""
+    from ..data import TopDownDataset
+    from ..data.dataset import denormalize_image
+    from ..experiments import CODECS, Geometry, get_preset, get_recipe, resolve_run_data
+    r, p = get_recipe(recipe), get_preset(preset)
+    codec = CODECS[r.codec](Geometry(p.input_size, p.heatmap_size), **dict(r.codec_params))
+    train_json, _ = resolve_run_data(data, p)
+    ds = TopDownDataset(train_json, input_size=p.input_size, train=True, target_fn=codec, seed=seed,
+                        flip_prob=p.flip_prob)
+    item = ds[int(index)]
+    return {"image": denormalize_image(item["image"]), "target": item["target"],
+            "keypoints": item["keypoints"]}

@@ -260,3 +260,20 @@ def precision_recall_figure(evals: dict, threshold_index: int = 0, title: str = 
                       yaxis=dict(title="precision", range=[0, 1.02]),
                       margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def prediction_figures(predictions: dict, ann_json, indices, height: int = 360, width: int = 640):
+    """One figure per person index: the photo zoomed to the box, the prediction (solid) and the
+    ground truth (dashed). ``predictions``: a ``RunResult.predictions(...)`` dict (image px)."""
+    from poselab.data import load_persons, read_image
+    by_ann = {p.ann_id: p for p in load_persons(ann_json)}
+    figs = []
+    for i in indices:
+        person = by_ann[int(predictions["ann_id"][i])]
+        gt = np.concatenate([predictions["keypoints"][i], (predictions["visible"][i] > 0)[:, None] * 2.0], 1)
+        figs.append(pose_figure(read_image(person.image_path), [predictions["coords"][i], gt],
+                                names=["prediction", "ground truth"], dashes=["solid", "dash"],
+                                zoom_to=predictions["bbox"][i], height=height, width=width,
+                                title=f"image {int(predictions['image_id'][i])}: instance score "
+                                      f"{float(predictions['instance_scores'][i]):.2f}"))
+    return figs
