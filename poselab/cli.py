@@ -142,12 +142,26 @@ def _tuple_translator():
 
 def declared_parameters(notebook: Path) -> dict[str, object]:
     """Names and default values of the chapter's ``parameters`` cell (literal defaults only)."""
-    nb = json.loads(notebook.read_text())
-    for cell in nb.get("cells", []):
+    try:
+        nb = json.loads(notebook.read_text())
+        cells = nb.get("cells", []) if isinstance(nb, dict) else None
+        if not isinstance(cells, list):
+            raise ValueError("no 'cells' list")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise CliError(f"{notebook} is not a readable notebook ({exc}); restore it (git checkout "
+                       f"{notebook.name}) or remove it from the chapters folder") from None
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             defaults = {}
-            for node in ast.parse(source).body:
+            try:
+                tree = ast.parse(source)
+            except SyntaxError as exc:
+                raise CliError(f"the parameters cell of {notebook.name} is not valid Python "
+                               f"(line {exc.lineno}: {exc.msg}); fix that cell") from None
+            for node in tree.body:
                 if isinstance(node, (ast.Assign, ast.AnnAssign)):
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                     for target in targets:
@@ -501,8 +515,12 @@ def main(argv: list[str] | None = None) -> int:
             return dispatch(args)
         if args.command == "data" and args.data_command == "synth":
             from poselab.data import synth
-            for split in args.split or ["train", "val"]:
-                print(synth.default_dataset(split, root=args.root))
+            try:
+                for split in args.split or ["train", "val"]:
+                    print(synth.default_dataset(split, root=args.root))
+            except (OSError, ValueError) as exc:  # --root naming a file, no permission, ...
+                raise CliError(f"cannot generate data in {synth.default_root(args.root)}: {exc}; "
+                               "choose another --root") from None
             return 0
     except CliError as exc:
         print(f"poselab: error: {exc}", file=sys.stderr)

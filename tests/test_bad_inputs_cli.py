@@ -132,3 +132,24 @@ def test_docstring_usage_lines_parse():
             token = token.split("|")[0]
             words.append(examples.get(token, token))
         parser.parse_args(words)  # SystemExit (exit 2) if an option does not exist
+
+
+def test_broken_notebook_and_broken_parameters_cell(labs, tmp_path):
+    (labs / "01_broken.ipynb").write_text('{"cells": [')
+    with pytest.raises(cli.CliError, match="01_broken.ipynb is not a readable notebook"):
+        cli.run(["1"], out=tmp_path / "o")
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("fast = False\nseed = (\n")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, labs / "01_broken.ipynb")
+    with pytest.raises(cli.CliError, match="parameters cell of 01_broken.ipynb is not valid Python"):
+        cli.run(["1"], out=tmp_path / "o")
+
+
+def test_data_synth_root_naming_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    proc = _cli("data", "synth", "--root", target, "--split", "val")
+    assert proc.returncode == 2 and proc.stderr.startswith("poselab: error: cannot generate data")
+    assert "Traceback" not in proc.stderr and target.read_text() == "x"
