@@ -173,3 +173,33 @@ def test_keypoint_quality_and_ap_with_scores(tmp_path):
     ap_good = A.ap_with_keypoint_scores(pred, path, good)
     ap_bad = A.ap_with_keypoint_scores(pred, path, bad)
     assert ap_good["AP"] > ap_bad["AP"] and ap_good["spearman"] > 0 > ap_bad["spearman"]
+
+
+def test_equivalence_verdict():
+    same = A.equivalence_verdict([0.50, 0.51, 0.49], [0.50, 0.51, 0.495], margin=0.05)
+    assert same.verdict == "reproduced"
+    apart = A.equivalence_verdict([0.60, 0.61, 0.59], [0.50, 0.51, 0.49], margin=0.05)
+    assert apart.verdict == "not reproduced"
+    assert A.equivalence_verdict([0.5], [0.5], margin=0.05).verdict == "inconclusive"
+    assert A.equivalence_verdict([0.50, 0.51, 0.49], [0.50, 0.51, 0.495], margin=0.05,
+                                 preset="fast").verdict == "inconclusive"
+
+
+def test_figures_and_widget():
+    import time
+    from poselab.viz import rspose as V
+    from poselab.widgets.rspose import imbalance_explorer
+    fig = V.imbalance_figure(A.imbalance_table())
+    assert len(fig.data) == 2 and fig.layout.width <= 900
+    u = A.updates_on_one_heatmap(size=(16, 12))
+    assert len(V.updates_figure({"p": u["prediction"], "rank": u["spatial_rank"]}).data) == 2
+    recs = [{"step": 0, "mse": A.gradient_split(np.ones((2, 2)), np.eye(2, dtype=bool)),
+             "spatial_rank": A.gradient_split(np.array([[1.0, -1.0]]), np.array([[False, True]]))}]
+    assert len(V.gradient_balance_figure(recs).data) == 4
+    w = imbalance_explorer()
+    t = time.perf_counter()
+    w.sliders["sigma"].value = 3.0
+    assert time.perf_counter() - t < 1.0
+    assert "|P| = 361" in w.readout.value
+    w.sliders["target"].value = "dot"
+    assert "|N|/|P| = 3071" in w.readout.value

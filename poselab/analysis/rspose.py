@@ -32,7 +32,8 @@ __all__ = [
     "PAPER_TABLE1", "heatmap_imbalance", "simcc_imbalance", "imbalance_table", "gradient_split",
     "loss_gradient", "model_gradient_split", "GradientBalanceProbe", "reference_rank_sort_loop",
     "updates_on_one_heatmap", "theorem1_check", "theorem1_counterexample", "keypoint_quality",
-    "minmax_fit", "minmax_apply", "ap_with_keypoint_scores",
+    "minmax_fit", "minmax_apply", "ap_with_keypoint_scores", "probe_batch", "train_score_range",
+    "equivalence_verdict", "init_gradient_shares",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -43,7 +44,7 @@ PAPER_TABLE1 = {"dot_2d": 3071, "gaussian_2d": 17, "simcc_dot_x": 383, "simcc_do
 # ----------------------------------------------------------------------------- imbalance
 def heatmap_imbalance(heatmap_size=(64, 48), sigma: float = 2.0, target: str = "gaussian",
                       keypoint=None) -> dict:
-    """Positives (label > 0) and negatives of one 2-D target from the codec.
+    """Positives (label > 0) and negatives of one 2-D target (RSPose §4, Table 1, Fig. 2).
 
     ``target="gaussian"``: MSRA Gaussian (truncated to its (6σ+1)² window,
     :func:`poselab.codecs.encode_gaussian`); ``"dot"``: one-hot (:func:`encode_dot`).
@@ -69,7 +70,7 @@ def heatmap_imbalance(heatmap_size=(64, 48), sigma: float = 2.0, target: str = "
 
 def simcc_imbalance(input_size=(256, 192), split_ratio: float = 2.0, sigma: float = 6.0,
                     target: str = "dot", count: str = "nonzero", normalize: bool = True) -> dict:
-    """Positives and negatives of SimCC 1-D labels, per axis, as MMPose builds them.
+    """Positives and negatives of SimCC 1-D labels per axis (RSPose Table 1), as MMPose builds them.
 
     MMPose ``SimCCLabel``: ``L = round(size · k)`` bins per axis, the label a Gaussian over the
     **whole** vector (not truncated) in float32 numpy, ``normalize=True`` divides it by σ√(2π).
@@ -184,7 +185,7 @@ def model_gradient_split(model, images, labels, visible, losses=LOSS_NAMES) -> d
     was = model.training
     model.eval()
     with torch.no_grad():
-        out = model(images)
+        out = model(images).double()  # the loss's own update, not float32 rounding
     model.train(was)
     pos = (labels > 0) & (visible > 0)[..., None, None]
     return {name: gradient_split(loss_gradient(name, out, labels, visible), pos) for name in losses}
@@ -217,7 +218,7 @@ class GradientBalanceProbe(Callback):
 def reference_rank_sort_loop(scores, labels, visible=None, rank_delta: float = 0.4,
                              sort_delta: float = 1.5, positive_threshold: float = 0.0,
                              eps: float = 1e-10) -> dict:
-    """The RS reference's loop (Oksuz et al., ``RankSort``): one problem and one positive at a
+    """RSPose App. A update by the RS reference's loop (Oksuz et al., ``RankSort``): one problem and one positive at a
     time, torch ops over that problem's pixels. Slow on purpose — the independent reference of
     :mod:`poselab.losses.ranking` (chapter claim, benchmark).
 
@@ -269,7 +270,7 @@ def reference_rank_sort_loop(scores, labels, visible=None, rank_delta: float = 0
 
 def updates_on_one_heatmap(size=(32, 24), sigma: float = 2.0, shift=(2.0, 1.0),
                            persons: int = 4, noise: float = 0.1, seed: int = 0) -> dict:
-    """How MSE and the three RSPose losses update one predicted heatmap (float64).
+    """How MSE and the three losses update one predicted heatmap (RSPose §5, App. A; float64).
 
     ``persons`` copies of one joint, each predicted as a Gaussian blob displaced by
     ``shift · b`` px (person ``b = 0`` exact) with peak ``1 − 0.1·b`` plus noise — so the most
@@ -368,7 +369,7 @@ def keypoint_quality(predictions: dict, ann_json) -> tuple[np.ndarray, np.ndarra
 
 # ----------------------------------------------------------------------------- App. C
 def minmax_fit(keypoint_scores) -> tuple[np.ndarray, np.ndarray]:
-    """Per-keypoint minima and maxima ``(K,)`` of ``(N, K)`` confidences (RSPose App. C: observed
+    """Per-keypoint minima and maxima ``(K,)`` of ``(N, K)`` confidences (RSPose App. C; observed
     on the training set)."""
     s = np.asarray(keypoint_scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] == 0:
@@ -406,3 +407,64 @@ def ap_with_keypoint_scores(predictions: dict, ann_json, keypoint_scores, score_
     oks = np.asarray(coco["matched_oks"], dtype=np.float64)
     rho = float(spearman(inst, oks)) if np.ptp(inst) > 0 and np.ptp(oks) > 0 else float("nan")
     return {**{k: float(coco[k]) for k in ("AP", "AP50", "AP75", "AR")}, "spearman": rho}
+
+
+# ----------------------------------------------------------------------------- chapter helpers
+def probe_batch(ann_json, input_size=(64, 48), sigma: float = 2.0, n: int = 16):
+    """A fixed batch of ``n`` evaluation crops with MSRA Gaussian targets (stride 4) for
+    :class:`GradientBalanceProbe`: ``(images (n, 3, H, W), labels (n, K, h, w), weights (n, K))``."""
+    from ..codecs import HeatmapCodec
+    from ..data import TopDownDataset
+    h, w = input_size[0] // 4, input_size[1] // 4
+    ds = TopDownDataset(ann_json, input_size=input_size, train=False,
+                        target_fn=HeatmapCodec(input_size, (h, w), sigma=sigma))
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    return (torch.stack([it["image"] for it in items]), torch.stack([it["target"] for it in items]),
+            torch.stack([it["weights"] for it in items]))
+
+
+def train_score_range(run, train_json, n_persons: int = 256, device="cpu"):
+    """Per-keypoint minima and maxima of a trained run's confidences on (up to ``n_persons``)
+    training crops — RSPose App. C's statistics, "observed on the training set"."""
+    from ..data import TopDownDataset
+    from ..train.evaluate import predict_crops
+    recipe = run.recipe_object()
+    geometry = run.geometry()
+    ds = TopDownDataset(train_json, input_size=geometry.input_size, train=False)
+    ds.persons = ds.persons[:n_persons]
+    pred = predict_crops(run.model(device), ds, recipe.head, run.codec(), device=device)
+    return minmax_fit(pred["scores"])
+
+
+def equivalence_verdict(ours, theirs, *, margin: float, metric: str = "AP", preset=None,
+                        evidence=None):
+    """Verdict for "``ours`` and ``theirs`` agree within ``margin``" from two
+    :func:`poselab.claims.compare_seeds` calls (each side "beats" the other by ≥ margin?):
+    "reproduced" when both are "not reproduced" (the Welch interval of the difference lies inside
+    ±margin), "not reproduced" when either is "reproduced", else "inconclusive"."""
+    from .. import claims
+    up = claims.compare_seeds(ours, theirs, lower_is_better=False, min_effect=margin,
+                              metric=metric, preset=preset, evidence=evidence)
+    down = claims.compare_seeds(theirs, ours, lower_is_better=False, min_effect=margin,
+                                metric=metric, preset=preset, evidence=evidence)
+    summary = {"ours_higher": up.summary, "theirs_higher": down.summary, "margin": margin}
+    if up.verdict == "not reproduced" and down.verdict == "not reproduced":
+        return claims.Verdict("reproduced", f"{metric} differs by less than {margin:g} "
+                              f"(interval {up.summary.get('interval')})", summary, up.evidence)
+    if "reproduced" in (up.verdict, down.verdict):
+        side = up if up.verdict == "reproduced" else down
+        return claims.Verdict("not reproduced", f"{metric} changes by at least {margin:g}: "
+                              f"{side.reason}", summary, up.evidence)
+    return claims.Verdict("inconclusive", f"{up.reason}; {down.reason}", summary, up.evidence)
+
+
+def init_gradient_shares(ann_json, input_size=(256, 192), seeds=(0, 1, 2), sigma: float = 2.0,
+                         n: int = 8, losses=("mse", "spatial_rank")) -> dict:
+    """:func:`model_gradient_split` of freshly initialised heatmap models (tiny backbone, one per
+    seed) on ``n`` evaluation crops at ``input_size`` (256×192 → the paper's 64×48 heatmaps).
+    Returns ``{seed: {loss: split}}`` — RSPose Fig. 3 at initialisation."""
+    from ..models import build_model
+    images, labels, weights = probe_batch(ann_json, input_size, sigma, n)
+    return {int(s): model_gradient_split(build_model("heatmap", tuple(input_size), "tiny",
+                                                     num_keypoints=labels.shape[1], seed=int(s)),
+                                         images, labels, weights, losses) for s in seeds}

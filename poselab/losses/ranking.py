@@ -523,7 +523,7 @@ def rspose_loss(scores: torch.Tensor, labels: torch.Tensor, visible: torch.Tenso
                 rank_weight: float = 1.0, sort_weight: float = 2.0, instance_weight: float = 0.25,
                 positive_threshold: float = 0.0, sigmas: Sequence[float] | None = None,
                 return_terms: bool = False):
-    """RSPose total loss (Eq. 14): ``w_R L_S-Rank + λ₁ L_S-Sort + λ₂ L_I-Sort``.
+    """The total loss of RSPose Eq. 14: ``w_R L_S-Rank + λ₁ L_S-Sort + λ₂ L_I-Sort``.
 
     Defaults are the ViTPose-B row of Table E.8 (δ 0.4 / 1.5 / 3.0, coefficients 1 / 2 / 0.25).
     Instance-Sort needs 2-D heatmaps, ``keypoints (B, K, 2)`` in heatmap px and ``areas (B,)`` in
