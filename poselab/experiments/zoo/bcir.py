@@ -62,6 +62,8 @@ def bcir_loss_builder(geometry, beta: float = 10.0, compensate: bool = True, pri
 
 
 def _recipe(name, description, beta=10.0, compensate=False, prior_weight=0.0, **loss):
+    if prior_weight:
+        loss.setdefault("t_off_epochs", 9)   # 6/7 of the default preset's 10 epochs
     return register_recipe(Recipe(
         name=name, head="integral", codec="integral", loss="bcir",
         codec_params={"beta": beta, "compensate": compensate},

@@ -1,0 +1,67 @@
+"""The BCIR chapter's recipes: every loss builds and gives finite values and gradients on a batch
+shaped like the engine's; the parameters mean what the recipe names say; T_o follows the preset."""
+import math
+
+import pytest
+import torch
+
+from poselab.codecs import IntegralCodec
+from poselab.experiments import LOSSES, PRESETS, RECIPES, Geometry
+from poselab.experiments.zoo import bcir as Z
+from poselab.losses import bcir_loss, integral_l1_loss
+
+GEOM = Geometry((64, 48), (16, 12))
+
+
+def batch(epoch=0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    kp = torch.rand(4, 17, 2, generator=g) * torch.tensor([47.0, 63.0])
+    vis = (torch.rand(4, 17, generator=g) > 0.2).float() * 2
+    enc = IntegralCodec((64, 48), (16, 12)).encode(kp, vis)
+    return {"keypoints": kp, "visible": vis, "epoch": epoch, "step": 0, **enc}
+
+
+@pytest.mark.parametrize("name", Z.CHAPTER_RECIPES)
+def test_every_recipe_loss_is_finite_with_gradients(name):
+    recipe = RECIPES[name]
+    fn = LOSSES[recipe.loss](GEOM, **dict(recipe.loss_params))
+    out = torch.randn(4, 17, 16, 12, requires_grad=True)
+    terms = fn(out, batch())
+    assert torch.isfinite(terms["loss"]) and set(terms) >= {"loss", "l1", "prior"}
+    terms["loss"].backward()
+    assert torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+    assert ("reg" in terms) == (recipe.loss_params.get("reg_weight", 0) > 0)
+
+
+def test_ipr_recipe_is_integral_l1_and_bcir_adds_prior_before_t_off():
+    out = torch.randn(4, 17, 16, 12)
+    b = batch()
+    ipr = LOSSES["bcir"](GEOM, **dict(RECIPES["ipr"].loss_params))(out, b)["loss"]
+    assert torch.allclose(ipr, integral_l1_loss(out, b["target"], b["weights"], beta=10.0))
+    params = dict(RECIPES["bcir"].loss_params)
+    fn = LOSSES["bcir"](GEOM, **params)
+    before, after = fn(out, batch(epoch=0))["loss"], fn(out, batch(epoch=params["t_off_epochs"]))["loss"]
+    want_after = bcir_loss(out, b["target"], b["weights"], beta=10.0, prior_weight=0.0)
+    assert torch.allclose(after, want_after) and before > after
+
+
+def test_codecs_match_the_losses():
+    for name in Z.CHAPTER_RECIPES:
+        r = RECIPES[name]
+        assert r.codec_params["beta"] == r.loss_params["beta"]
+        assert r.codec_params["compensate"] == r.loss_params["compensate"]
+    assert RECIPES["bcir_beta1"].loss_params["beta"] == 1.0
+    assert RECIPES["bcir_beta20"].loss_params["beta"] == 20.0
+
+
+def test_for_preset_scales_t_off():
+    assert Z.for_preset("bcir", "default").loss_params["t_off_epochs"] == 9
+    full = Z.for_preset("bcir", PRESETS["full"])
+    assert full.loss_params["t_off_epochs"] == math.ceil(60 * 120 / 140) and full.name == "bcir"
+    assert Z.for_preset("ipr", "full") is RECIPES["ipr"]
+    assert Z.for_preset("mse", "full") is RECIPES["mse"]
+
+
+def test_bad_loss_parameters_are_refused():
+    with pytest.raises(ValueError, match="tau"):
+        LOSSES["bcir"](GEOM, tau=float("nan"))
