@@ -31,7 +31,7 @@ def test_static_figures_build_and_fit_the_notebook():
 
 
 def test_bias_explorer_responds_and_shows_the_analysis():
-    w = WB.bias_explorer()
+    w = WB.bias_explorer(mode="peak", amount=1.0)
     heat, curve = w.figures
     w.sliders["x"].value = 12.0
     w.sliders["beta"].value = 2.0

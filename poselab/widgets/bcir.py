@@ -19,10 +19,12 @@ _POINTS = ("true", "soft-argmax", "Eq. 37", "compensated", "centre")
 
 
 def bias_explorer(size=(64, 48), x: float = 8.0, y: float = 50.0, sigma: float = 2.0,
-                  beta: float = 10.0, amount: float = 1.0):
+                  beta: float = 10.0, amount: float = 20.0, mode: str = "mass"):
     """Sliders for the blob's position, spread σ, β and its peak (or mass); shows the blob with
     the true point, the soft-argmax, Eq. 37's prediction, the compensated point (Eq. 38) and
-    the map centre, the bias along x for the current σ and β, and the numbers.
+    the map centre, the bias along x for the current σ and β, and the numbers. ``mode="mass"``
+    keeps the blob's sum at ``amount`` (a density: widening it flattens it, the paper's "more
+    dispersed"), ``mode="peak"`` keeps its height.
 
     Returns the widget; ``widget.update()`` re-renders (used by the tests)."""
     H, Wd = int(size[0]), int(size[1])
@@ -31,16 +33,16 @@ def bias_explorer(size=(64, 48), x: float = 8.0, y: float = 50.0, sigma: float =
           "y": W.FloatSlider(value=y, min=0, max=H - 1, step=0.5, description="blob y", **s),
           "sigma": W.FloatSlider(value=sigma, min=0.5, max=6, step=0.25, description="spread σ", **s),
           "beta": W.FloatLogSlider(value=beta, base=10, min=-0.5, max=1.7, step=0.05, description="β", **s),
-          "amount": W.FloatLogSlider(value=amount, base=10, min=-1.5, max=1.5, step=0.05,
+          "amount": W.FloatLogSlider(value=amount, base=10, min=-1.5, max=2.0, step=0.05,
                                      description="peak / mass", **s),
-          "mode": W.ToggleButtons(options=["peak", "mass"], value="peak", description="fix")}
+          "mode": W.ToggleButtons(options=["mass", "peak"], value=mode, description="fix")}
     heat = go.FigureWidget(go.Heatmap(z=np.zeros((H, Wd)), colorscale="Viridis", colorbar=dict(thickness=10)))
     for name in _POINTS:
         heat.add_scatter(x=[0], y=[0], mode="markers", name=name, marker=MARKERS[name])
     heat.update_yaxes(autorange="reversed", scaleanchor="x")
     heat.update_layout(width=400, height=470, margin=dict(l=30, r=10, t=30, b=30),
                        legend=dict(orientation="h", y=-0.08), title="blob H (logits)")
-    curve = go.FigureWidget(bias_figure(bias_curve(size, [[x, y]], sigma, beta)))
+    curve = go.FigureWidget(bias_figure(bias_curve(size, [[x, y]], sigma, beta, **{mode: amount})))
     curve.update_layout(width=480, height=300)
     table = W.HTML()
 
