@@ -36,7 +36,7 @@ def cell_field_traces(field: Mapping, target=None, min_weight: float = 0.0, show
     keep = w >= min_weight
     centres, points = np.asarray(field["centres"])[keep], np.asarray(field["points"])[keep]
     xs, ys = _segments(centres, points)
-    size = 4 + 26 * np.sqrt(w[keep] / max(w.max(), 1e-12))
+    size = 5 + 25 * np.sqrt(w[keep])  # area ~ w_t (w sums to 1 over the grid)
     traces = [go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(255,255,255,0.35)", width=1),
                          hoverinfo="skip", showlegend=False),
               go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="K_t (cell points)",
@@ -166,8 +166,11 @@ def quantization_floor_figure(floor: Mapping, width: int = 640, height: int = 32
 def sweep_figure(values: Mapping[str, Mapping], xlabel: str, metric: str, width: int = 720,
                  height: int = 360) -> go.Figure:
     """``{method: {x label: [per-seed values]}}`` → per-seed points and mean ± std lines."""
+    import plotly.colors
+    palette = plotly.colors.qualitative.Plotly
     fig = go.Figure()
     for i, (method, by_x) in enumerate(values.items()):
+        colour = palette[i % len(palette)]
         xs = list(by_x)
         means, stds = [], []
         for x in xs:
@@ -176,9 +179,11 @@ def sweep_figure(values: Mapping[str, Mapping], xlabel: str, metric: str, width:
             means.append(v.mean() if v.size else np.nan)
             stds.append(v.std(ddof=1) if v.size > 1 else 0.0)
             fig.add_scatter(x=[str(x)] * v.size, y=v, mode="markers", showlegend=False,
-                            marker=dict(size=7, opacity=0.6), legendgroup=method, name=method)
+                            marker=dict(size=7, opacity=0.5, color=colour), legendgroup=method,
+                            name=method, hovertemplate=f"{method}: %{{y:.3f}}<extra>one seed</extra>")
         fig.add_scatter(x=[str(x) for x in xs], y=means, error_y=dict(type="data", array=stds),
-                        mode="lines+markers", name=f"{method} (mean ± std)", legendgroup=method)
+                        mode="lines+markers", name=f"{method} (mean ± std)", legendgroup=method,
+                        line=dict(color=colour), marker=dict(color=colour))
     fig.update_layout(xaxis_title=xlabel, yaxis_title=metric, width=width, height=height,
                       margin=dict(l=60, r=20, t=30, b=50))
     return fig
