@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from ..analysis.rcnet import toy_dataset, toy_evaluate
 from ..viz.rcnet import pr_curve_figure
 
-__all__ = ["toy_ap_widget"]
+__all__ = ["toy_ap_widget", "live_history"]
 
 
 def toy_ap_widget(initial=(0.9, 0.6, 0.5, 0.8)):
@@ -39,3 +39,22 @@ def toy_ap_widget(initial=(0.9, 0.6, 0.5, 0.8)):
         s.observe(update, "value")
     update()
     return widgets.VBox([widgets.HBox([widgets.VBox(sliders), fig]), table])
+
+
+def live_history(title: str = "RCNet training: rank loss and ranking accuracy per epoch"):
+    """A live Fig. 3: returns ``(figure widget, callback)``; pass the callback to
+    :func:`poselab.experiments.zoo.rcnet.fit_rcnet` (``callback=``) and every measured epoch
+    appends its rank loss and ranking accuracy (train and val) — Theorem 3 watched live."""
+    from ..viz.rcnet import rescorer_history_figure
+    empty = {k: [] for k in ("epoch", "train_rank_loss", "train_accuracy", "val_rank_loss",
+                             "val_accuracy")}
+    fig = go.FigureWidget(rescorer_history_figure(empty, title=title))
+    keys = ("train_rank_loss", "train_accuracy", "val_rank_loss", "val_accuracy")
+
+    def callback(epoch, record):
+        with fig.batch_update():
+            for trace, key in zip(fig.data, keys):
+                trace.x = tuple(trace.x or ()) + (epoch,)
+                trace.y = tuple(trace.y or ()) + (record[key],)
+
+    return fig, callback
