@@ -173,3 +173,22 @@ def test_widget_numbers_and_callbacks():
     t0 = time.perf_counter()
     dropdown.value = 5
     assert time.perf_counter() - t0 < 1.0 and "cells shown" in ex.children[1].value
+
+
+def test_full_image_dataset_and_training_smoke(tmp_path):
+    from poselab.analysis import sar_multi_person as M
+    js = M.multi_person_data("val", 4, root=tmp_path)
+    assert M.multi_person_data("val", 4, root=tmp_path) == js  # cached, not regenerated
+    ds = M.FullImageDataset(js)
+    item = ds[0]
+    assert item["image"].shape == (3, 64, 80) and ds.heatmap_size == (16, 20)
+    P = ds.targets.shape[2]
+    assert 2 <= P <= 4 and item["targets"].shape == (17, P, 2) and item["heatmap"].shape == (17, 16, 20)
+    # targets are the labelled keypoints in heatmap px: x_hm = (x + 0.5) / 4 - 0.5
+    vis = ds.visible[0] > 0
+    np.testing.assert_allclose(ds.targets[0].permute(1, 0, 2).numpy()[vis], (ds.keypoints[0][vis] + 0.5) / 4 - 0.5, atol=1e-5)
+    assert float(ds.heatmaps.max()) == pytest.approx(1.0)
+    model, hist = M.train_bottom_up("sar", ds, steps=2, batch_size=2)
+    ev = M.evaluate_detections(model, "sar", ds, [0.0, 0.5, 1.0])
+    assert ev["recall"].shape == (3,) and np.all(np.diff(ev["recall"]) <= 0)  # higher threshold, fewer hits
+    assert ev["tp"][-1] == 0  # c < 1 always: nothing passes gamma = 1
