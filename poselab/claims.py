@@ -235,7 +235,7 @@ def apply_floor(verdict: Verdict, baseline: Iterable[float], floor: float, *, na
     ok = math.isfinite(mean) and (mean >= floor if higher_is_better else mean <= floor)
     summary = {**verdict.summary, "baseline": {"name": name, "per_seed": vals.tolist(), "mean": mean,
                                                "floor": float(floor), "reached": bool(ok)}}
-    if ok:
+    if ok or verdict.reason.startswith("fast run"):  # a fast run's reason stays the first one
         return verdict.replace(summary=summary)
     rel = "<" if higher_is_better else ">"
     return verdict.replace(verdict="inconclusive", summary=summary,
@@ -279,6 +279,9 @@ def combine_verdicts(verdicts: Mapping[str, Verdict], *, rule: str = "unanimous"
         return Verdict("not reproduced", f"all metrics agree: {parts}", summary, ev)
     if {"reproduced", "not reproduced"} <= kinds:
         return Verdict("inconclusive", f"metrics disagree: {parts}", summary, ev)
+    reasons = {v.reason for v in verdicts.values()}
+    if kinds == {"inconclusive"} and len(reasons) == 1:  # e.g. all "baseline too weak" or "fast run"
+        return Verdict("inconclusive", reasons.pop(), summary, ev)
     return Verdict("inconclusive", f"not every metric is definite: {parts}", summary, ev)
 
 

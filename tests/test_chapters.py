@@ -26,6 +26,7 @@ EXPECTED_CLAIMS = {
                  "rcnet.posthoc.mar_unchanged", "rcnet.rivals.table", "rcnet.ablation.margin",
                  "rcnet.ablation.attention_vs_mlp", "rcnet.calibration.pearson_ause"},
     "04_hdm": {"hdm.counterexample.lower_mse_wrong_peak", "hdm.theorem1.identity_max_abs_error",
+               "hdm.theorem1.corrected_identity_max_abs_error", "hdm.training.level_descent",
                "hdm.demanders.reconstruction_max_error_px", "hdm.demanders.mass_sum_error",
                "hdm.emd.matches_reference", "hdm.emd.monotone_in_displacement",
                "hdm.sinkhorn.converged_by_cap", "hdm.ablation.subpixel_beats_naive",

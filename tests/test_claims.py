@@ -199,3 +199,16 @@ def test_table_renders_markdown_html_and_text():
     assert "demo.e" in str(t) and len(t) == 2
     rec = claims.records()[0]
     assert "<table>" in rec._repr_html_()
+
+
+def test_combine_verdicts_keeps_a_shared_reason():
+    weak = claims.Verdict("inconclusive", "baseline too weak at this preset: mse AP 0.02 < floor 0.3")
+    v = claims.combine_verdicts({"AP": weak, "EPE": weak})
+    assert v.verdict == "inconclusive" and v.reason.startswith("baseline too weak")
+    other = claims.Verdict("inconclusive", "x")
+    assert claims.combine_verdicts({"AP": weak, "EPE": other}).reason.startswith("not every metric")
+
+
+def test_fast_reason_survives_the_floor():
+    v = claims.compare_seeds([0.1], [0.2], lower_is_better=False, min_effect=0.01, preset="fast")
+    assert claims.apply_floor(v, [0.0], 0.3).reason.startswith("fast run")

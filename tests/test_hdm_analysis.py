@@ -163,3 +163,32 @@ def test_argmax_xy_is_the_codec_argmax():
     maps = np.zeros((3, 16, 12))
     maps[0, 4, 7] = maps[1, 0, 0] = maps[2, 15, 11] = 1.0
     np.testing.assert_array_equal(A.argmax_xy(maps), [[7, 4], [0, 0], [11, 15]])
+
+
+def test_theorem1_claims_paper_and_corrected():
+    t = A.theorem1_claims(n=16, seed=0)
+    assert t["paper"]["holds"] and t["paper"]["residual_subpixel_centres"] > 0.5
+    assert t["corrected"]["holds"]
+    assert abs(t["corrected"]["correction"] - t["paper"]["residual_subpixel_centres"]) < 1e-9
+
+
+def test_demander_reconstruction_catches_swapped_masses():
+    from poselab.codecs.hdm import subpixel_demanders
+    ok = A.demander_reconstruction(n=500, seed=1)
+    assert ok["reconstruction"] <= 1e-9 and ok["mass_sum"] <= 1e-12
+
+    def swapped(kps):
+        pos, mass = subpixel_demanders(kps)
+        return pos, mass.flip(-1)
+
+    bad = A.demander_reconstruction(n=500, seed=1, demanders=swapped)
+    assert bad["reconstruction"] > 0.1 and bad["mass_sum"] <= 1e-12  # the sum cannot see it
+
+
+def test_iteration_cap_verdict_says_why_it_is_not_testable():
+    ev = dict(preset="default", seeds=[0], per_seed={"iterations needed": [7]}, input_size=(64, 48),
+              heatmap_size=(16, 12), data="peaked maps")
+    v = A.iteration_cap_verdict(7, ev)
+    assert v.verdict == "inconclusive" and "7 iterations (< 500)" in v.reason
+    v = A.iteration_cap_verdict(800, ev)
+    assert v.verdict == "inconclusive" and "binds" in v.reason

@@ -333,3 +333,48 @@ def test_compactness_is_measured_at_the_ground_truth_not_at_the_peak():
     assert gt["mass_near_gt"][0] == 0.0 and gt["rms_radius_to_gt"][0] == pytest.approx(3.8, abs=0.5)
     on = heatmap_compactness(maps, np.array([[2.5, 2.5]]), radius=1.5)
     assert on["mass_near_gt"][0] == 1.0
+
+
+class _Run:
+    def __init__(self, recipe, seed, metrics, preset="default"):
+        self.recipe, self.seed, self.metrics, self.preset, self.data = recipe, seed, metrics, preset, "synth"
+        self.config = {"geometry": {"input_size": [64, 48], "heatmap_size": [16, 12]}}
+
+
+class _Table:
+    """The parts of a compare() table the verdict functions read."""
+
+    def __init__(self, values, preset="default"):
+        self.results = [_Run(r, s, {"generated val": {m: v[s] for m, v in per.items()}}, preset)
+                        for r, per in values.items() for s in range(3)]
+        self.recipes = list(values)
+
+    def values(self, recipe, metric, set_name="generated val"):
+        return [r.metrics[set_name][metric] for r in self.results if r.recipe == recipe]
+
+
+def test_emd_vs_mse_verdict_floor_agreement_and_fast():
+    strong = {"mse": {"AP": [0.50, 0.51, 0.52], "EPE_crop": [5.0, 5.1, 5.05]},
+              "emd": {"AP": [0.56, 0.57, 0.58], "EPE_crop": [4.5, 4.6, 4.55]}}
+    assert T.emd_vs_mse_verdict(_Table(strong)).verdict == "reproduced"
+    assert T.emd_vs_mse_verdict(_Table(strong, preset="fast")).verdict == "inconclusive"
+    # the same gaps over an untrained baseline are no finding
+    weak = {"mse": {"AP": [0.02, 0.03, 0.025], "EPE_crop": [5.0, 5.1, 5.05]},
+            "emd": {"AP": [0.06, 0.07, 0.065], "EPE_crop": [4.5, 4.6, 4.55]}}
+    v = T.emd_vs_mse_verdict(_Table(weak))
+    assert v.verdict == "inconclusive" and "baseline too weak" in v.reason
+    # AP better, EPE worse: the metrics disagree
+    split = {"mse": {"AP": [0.50, 0.51, 0.52], "EPE_crop": [5.0, 5.1, 5.05]},
+             "emd": {"AP": [0.56, 0.57, 0.58], "EPE_crop": [5.6, 5.7, 5.65]}}
+    assert "disagree" in T.emd_vs_mse_verdict(_Table(split)).reason
+
+
+def test_compactness_verdict_dead_maps_and_direction():
+    table = _Table({"mse": {"AP": [0.5, 0.5, 0.5]}, "emd": {"AP": [0.5, 0.5, 0.5]}})
+    good = {"emd": {"mass_near_gt": [0.60, 0.62, 0.61], "dead_fraction": [0.0, 0.0, 0.0]},
+            "mse": {"mass_near_gt": [0.30, 0.31, 0.29], "dead_fraction": [0.0, 0.0, 0.0]}}
+    assert T.compactness_verdict(table, good).verdict == "reproduced"
+    dead = {**good, "emd": {**good["emd"], "dead_fraction": [0.9, 0.8, 1.0]}}
+    assert T.compactness_verdict(table, dead).verdict == "inconclusive"
+    flipped = {"emd": good["mse"], "mse": good["emd"]}
+    assert T.compactness_verdict(table, flipped).verdict == "not reproduced"

@@ -407,3 +407,60 @@ def compactness_of_runs(table, data="synth", preset="default", set_name: str = "
         for m in COMPACTNESS_METRICS:
             per[m].append(stats[m])
     return out
+
+
+#: the smallest advantages the HDM training claims are about (EMD over MSE), in each metric's unit:
+#: AP 0.01 (the paper's gains are 0.5-1.8 AP points on COCO = 0.005-0.018), EPE 0.1 crop px,
+#: mass near the ground truth 0.05 (a share of the map's mass).
+MIN_EFFECTS = {"AP": 0.01, "EPE_crop": 0.1, "mass_near_gt": 0.05}
+
+
+def emd_vs_mse_verdict(table, set_name: str = "generated val", floor: float | None = None):
+    """``hdm.training.emd_vs_mse``: EMD beats MSE on AP **and** EPE (crop px), each by its
+    :data:`MIN_EFFECTS`, over seeds (:func:`poselab.experiments.compare_recipes`: t interval,
+    baseline floor on MSE's AP), combined unanimously (:func:`poselab.claims.combine_verdicts`).
+    Returns the combined :class:`poselab.claims.Verdict` (per-metric verdicts in its summary)."""
+    from .. import claims
+    from ..experiments import compare_recipes
+    from ..experiments.verdicts import DEFAULT_AP_FLOOR
+    floor = DEFAULT_AP_FLOOR if floor is None else floor
+    per = {m: compare_recipes(table, "emd", "mse", metric=m, min_effect=MIN_EFFECTS[m], set_name=set_name,
+                              floor=floor) for m in ("AP", "EPE_crop")}
+    return claims.combine_verdicts(per)
+
+
+def compactness_verdict(table, compactness: dict, set_name: str = "generated val",
+                        floor: float | None = None, max_dead: float = 0.5):
+    """``hdm.training.compactness``: the EMD model's heatmaps hold more of their mass near the
+    ground truth (``mass_near_gt``, :func:`compactness_of_runs`) than MSE's, by
+    ``MIN_EFFECTS["mass_near_gt"]``; "inconclusive" when more than ``max_dead`` of the EMD maps
+    are dead (:func:`poselab.claims.guard_dead_maps`) or MSE's AP is below the floor."""
+    from .. import claims
+    from ..experiments import table_evidence
+    from ..experiments.verdicts import DEFAULT_AP_FLOOR
+    floor = DEFAULT_AP_FLOOR if floor is None else floor
+    ev = table_evidence(table, ["emd", "mse"], "AP", set_name)
+    ev["per_seed"].update({f"{r} mass_near_gt": compactness[r]["mass_near_gt"] for r in ("emd", "mse")})
+    v = claims.compare_seeds(compactness["emd"]["mass_near_gt"], compactness["mse"]["mass_near_gt"],
+                             lower_is_better=False, min_effect=MIN_EFFECTS["mass_near_gt"],
+                             metric="mass_near_gt", evidence=ev)
+    v = claims.guard_dead_maps(v, float(np.nanmean(compactness["emd"]["dead_fraction"])), max_dead=max_dead)
+    return claims.apply_floor(v, table.values("mse", "AP", set_name), floor, name="mse AP")
+
+
+def example_heatmaps(table, data="synth", preset="default", joint: int = 9, index: int = 0,
+                     set_name: str = "generated val", device="cpu") -> dict:
+    """One evaluation crop's predicted map of ``joint`` from the first seed of each recipe in
+    ``table`` (ReLU applied), and the keypoint in heatmap px: ``{"maps": {recipe: (h, w)},
+    "keypoint": (2,)}``."""
+    from ..experiments import get_preset, resolve_run_data
+    p = get_preset(preset)
+    _, sets = resolve_run_data(data, p)
+    crop = make_evaluator(sets[set_name], None, p.input_size, device).dataset(p.input_size)[int(index)]
+    maps = {}
+    for recipe in table.recipes:
+        run = next(r for r in table.results if r.recipe == recipe)
+        maps[recipe] = np.maximum(predict_heatmaps(run.model(device), [crop], device=device)["heatmaps"][0, joint], 0)
+    hm_size = next(iter(maps.values())).shape
+    kp = input_to_heatmap(torch.as_tensor(crop["keypoints"][joint]), p.input_size, hm_size).numpy()
+    return {"maps": maps, "keypoint": kp}
