@@ -206,26 +206,29 @@ def profile_stages(dtypes=("float32", "float64")):
     from collections import defaultdict
 
     from poselab.losses import transport
+    from poselab.losses.transport import newton
     torch.set_num_threads(1)
     hm, kp = problems()
     vis = torch.ones(hm.shape[:2])
-    names = ["_suppliers", "_support", "_gathered_kernels", "_evaluate", "_newton_scaling",
-             "_suppliers_vjp", "_newton_chunk"]
+    stages = [(transport, "_suppliers", "suppliers (Eq. 3)"), (transport, "_support", "support compaction"),
+              (transport, "_gathered_kernels", "kernel gather"), (transport, "_newton_scaling", "Newton solve"),
+              (newton, "evaluate", "of which evaluations"), (transport, "_newton_gradient", "implicit gradient"),
+              (transport, "_suppliers_vjp", "Eq. 3 chain rule"), (transport, "_newton_chunk", "chunks in all")]
     acc = defaultdict(float)
-    originals = {name: getattr(transport, name) for name in names}
+    originals = [(module, attr, getattr(module, attr)) for module, attr, _ in stages]
 
-    def timed(name, fn):
+    def timed(label, fn):
         def inner(*args, **kwargs):
             start = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                acc[name] += time.process_time() - start
+                acc[label] += time.process_time() - start
         return inner
 
     try:
-        for name in names:
-            setattr(transport, name, timed(name, originals[name]))
+        for (module, attr, label), (_, _, fn) in zip(stages, originals):
+            setattr(module, attr, timed(label, fn))
         for name in dtypes:
             h = hm.to(DTYPES[name]).requires_grad_(True)
             best = None
@@ -236,18 +239,16 @@ def profile_stages(dtypes=("float32", "float64")):
                 total = time.process_time() - start
                 if best is None or total < best[0]:
                     best = (total, dict(acc))
-            total, stages = best
-            inner = stages["_newton_chunk"] - sum(stages[k] for k in names[:-1] if k != "_evaluate")
-            print(f"profile {name}, one thread, fwd+bwd {total * 1e3:.1f} ms CPU: "
-                  f"suppliers (Eq. 3) {stages['_suppliers'] * 1e3:.1f}, support compaction "
-                  f"{stages['_support'] * 1e3:.1f}, kernel gather {stages['_gathered_kernels'] * 1e3:.1f}, "
-                  f"Newton solve {stages['_newton_scaling'] * 1e3:.1f} (of which evaluations "
-                  f"{stages['_evaluate'] * 1e3:.1f}), cost + implicit gradient {inner * 1e3:.1f}, "
-                  f"Eq. 3 chain {stages['_suppliers_vjp'] * 1e3:.1f}, outside the chunks "
-                  f"{(total - stages['_newton_chunk']) * 1e3:.1f}")
+            total, times = best
+            inside = [label for _, _, label in stages if label not in ("chunks in all", "of which evaluations")]
+            rest = times["chunks in all"] - sum(times[label] for label in inside)
+            parts = ", ".join(f"{label} {times[label] * 1e3:.1f}" for _, _, label in stages[:-1])
+            print(f"profile {name}, one thread, fwd+bwd {total * 1e3:.1f} ms CPU: {parts}, rest of the "
+                  f"chunks (cost, expansion, Sinkhorn continuation) {rest * 1e3:.1f}, outside the chunks "
+                  f"{(total - times['chunks in all']) * 1e3:.1f}")
     finally:
-        for name, fn in originals.items():
-            setattr(transport, name, fn)
+        for module, attr, fn in originals:
+            setattr(module, attr, fn)
 
 
 def training_step():
