@@ -73,8 +73,8 @@ def _mutate(gt, fn):
 
 
 @pytest.mark.parametrize("mutation, words", [
-    (lambda g: [a.pop("area") for a in g["annotations"]], "annotation 1 has no numeric 'area'"),
-    (lambda g: g["annotations"][1].update(area="big"), "annotation 2 has no numeric 'area'"),
+    (lambda g: [a.pop("area") for a in g["annotations"]], "annotation 1 has no finite numeric 'area'"),
+    (lambda g: g["annotations"][1].update(area="big"), "annotation 2 has no finite numeric 'area'"),
     (lambda g: g["annotations"].append(copy.deepcopy(g["annotations"][0])),
      "duplicate annotation id(s) [1]"),
     (lambda g: g["images"].append(dict(g["images"][0])), "duplicate image id(s) [1]"),
@@ -125,7 +125,7 @@ def test_ground_truth_file_without_area_names_the_file(tmp_path):
     del gt["annotations"][2]["area"]
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
-    with pytest.raises(ValueError, match=f"{path}: annotation 3 has no numeric 'area'"):
+    with pytest.raises(ValueError, match=f"{path}: annotation 3 has no finite numeric 'area'"):
         coco_keypoint_eval(path, [])
 
 

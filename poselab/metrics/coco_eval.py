@@ -124,7 +124,7 @@ def _check_ground_truth(dataset, source: str) -> None:
                 raise fail(f"annotations[{i}] needs an integer '{key}', got {ann.get(key)!r:.60}")
         aid = ann["id"]
         if "area" not in ann or not _number(ann["area"]):
-            raise fail(f"annotation {aid} has no numeric 'area' (the OKS scale; COCO uses the "
+            raise fail(f"annotation {aid} has no finite numeric 'area' (the OKS scale; COCO uses the "
                        f"segment area, e.g. set it to the box area w·h), got {ann.get('area')!r:.60}")
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_number, bbox))):
