@@ -163,3 +163,12 @@ def test_bad_beta_names_beta(bad):
         soft_argmax(torch.zeros(4, 4), bad)
     with pytest.raises(ValueError, match="beta"):
         spatial_softmax(torch.zeros(4, 4), bad)
+
+
+def test_maps_without_pixels_are_refused():
+    for fn in (soft_argmax, spatial_softmax, softmax_log_normalizer, compensated_soft_argmax):
+        with pytest.raises(ValueError, match="at least one pixel"):
+            fn(torch.zeros(2, 0, 5))
+    with pytest.raises(ValueError, match="at least one pixel"):
+        IntegralCodec((64, 48), (16, 12)).decode(torch.zeros(1, 17, 16, 0))
+    assert soft_argmax(torch.zeros(0, 17, 16, 12)).shape == (0, 17, 2)   # an empty batch is fine

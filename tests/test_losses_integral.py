@@ -202,3 +202,10 @@ def test_step_schedule_drives_the_prior():
     on = bcir_loss(hm, kp, None, prior_weight=step_schedule(3, 10))
     off = bcir_loss(hm, kp, None, prior_weight=step_schedule(10, 10))
     assert on > off
+
+
+def test_losses_refuse_maps_without_pixels():
+    with pytest.raises(ValueError, match="H, W >= 1"):
+        bcir_loss(torch.zeros(1, 2, 0, 6), torch.rand(1, 2, 2))
+    with pytest.raises(ValueError, match="H, W >= 1"):
+        integral_l1_loss(torch.zeros(1, 2, 4, 0), torch.rand(1, 2, 2))

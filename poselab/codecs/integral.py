@@ -56,6 +56,14 @@ def _check_beta(beta, allow_zero: bool = True) -> float:
     return b
 
 
+def _checked_maps(heatmaps, name: str = "heatmaps") -> torch.Tensor:
+    """check_maps plus non-empty spatial dims (a softmax over 0 pixels is undefined)."""
+    h = check_maps(heatmaps, name)
+    if h.shape[-1] == 0 or h.shape[-2] == 0:
+        raise ValueError(f"{name} must have at least one pixel (H, W >= 1), got shape {tuple(h.shape)}")
+    return h
+
+
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
 
@@ -111,7 +119,7 @@ def spatial_softmax(heatmaps, beta: float = 10.0) -> torch.Tensor:
         (torch.Size([2, 3, 4]), 1.0)
     """
     beta = _check_beta(beta)
-    h = check_maps(heatmaps, "heatmaps")
+    h = _checked_maps(heatmaps)
     z, _ = _scaled_shifted(h, beta)
     return _softmax_flat(z).to(h.dtype)
 
@@ -127,7 +135,7 @@ def softmax_log_normalizer(heatmaps, beta: float = 10.0) -> torch.Tensor:
         True
     """
     beta = _check_beta(beta)
-    h = check_maps(heatmaps, "heatmaps")
+    h = _checked_maps(heatmaps)
     return _log_normalizer(h, beta)
 
 
@@ -165,7 +173,7 @@ def soft_argmax(heatmaps, beta: float = 10.0) -> torch.Tensor:
         [3.0, 2.0]
     """
     beta = _check_beta(beta)
-    h = check_maps(heatmaps, "heatmaps")
+    h = _checked_maps(heatmaps)
     return _soft_argmax_unchecked(h, beta)
 
 
@@ -205,7 +213,7 @@ def compensate_softargmax_bias(coords, heatmaps, beta: float = 10.0, tol: float 
         [3.0, 2.0]
     """
     beta = _check_beta(beta)
-    h = check_maps(heatmaps, "heatmaps")
+    h = _checked_maps(heatmaps)
     j = as_tensor(coords, "coords")
     if tuple(j.shape) != tuple(h.shape[:-2]) + (2,):
         raise ValueError(f"coords must have shape {tuple(h.shape[:-2]) + (2,)} (heatmaps' leading "
@@ -250,7 +258,7 @@ def compensated_soft_argmax(heatmaps, beta: float = 10.0, return_valid: bool = F
         [3.0, 2.0]
     """
     beta = _check_beta(beta)
-    h = check_maps(heatmaps, "heatmaps")
+    h = _checked_maps(heatmaps)
     z, _ = _scaled_shifted(h, beta)
     j, valid = _compensate_unchecked(_expectation(_softmax_flat(z)), h, beta, None,
                                      out_dtype=_work_dtype(h.dtype))
@@ -307,7 +315,7 @@ class IntegralCodec:
     __call__ = encode
 
     def decode(self, heatmaps):
-        h = check_maps(heatmaps, "heatmaps")
+        h = _checked_maps(heatmaps)
         coords = _soft_argmax_unchecked(h, self.beta, compensate=self.compensate)
         if h.numel():
             z, _ = _scaled_shifted(h, self.beta)

@@ -92,6 +92,8 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
         raise ValueError("prediction must be heatmap logits (B, K, H, W) or coordinates (B, K, 2), "
                          f"got shape {tuple(prediction.shape)}")
     B, K = prediction.shape[:2]
+    if heatmaps is not None and 0 in heatmaps.shape[-2:]:
+        raise ValueError(f"prediction heatmaps must have H, W >= 1, got shape {tuple(prediction.shape)}")
     if tuple(target.shape[:2]) != (B, K):
         raise ValueError(f"target must have shape (B, K, 2) = {(B, K, 2)}, got {tuple(target.shape)}")
     w = check_weights(weights, (B, K), prediction)
@@ -213,6 +215,8 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
         raise ValueError("keypoints must be a (B, K, 2) tensor of (x, y) heatmap px, got "
                          f"{getattr(keypoints, 'shape', type(keypoints).__name__)}")
     B, K, H, W = heatmaps.shape
+    if H == 0 or W == 0:
+        raise ValueError(f"heatmaps must have H, W >= 1, got shape {tuple(heatmaps.shape)}")
     if tuple(keypoints.shape[:2]) != (B, K):
         raise ValueError(f"keypoints must have shape (B, K, 2) = {(B, K, 2)} to match heatmaps, "
                          f"got {tuple(keypoints.shape)}")
