@@ -241,3 +241,17 @@ def test_from_dir_with_a_broken_json_blames_the_source_not_the_cache(tmp_path):
     (src / "annotations" / "person_keypoints_val2017.json").write_text('{"images": [')
     rc, err = _cli("--out", tmp_path / "coco", "--from-dir", src)
     assert rc == 1 and "--from-dir folder is damaged" in err and "delete it" not in err
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("num_keypoints", "17", "wrong type"),
+    ("image_id", None, "it is not a COCO file"),
+])
+def test_select_subset_field_types(field, value, words):
+    from poselab.data.fetch import select_subset
+    coco = json.loads(_coco_json())
+    coco["annotations"][0][field] = value
+    if value is None:
+        del coco["annotations"][0][field]
+    with pytest.raises(FetchError, match=words):
+        select_subset(coco, 1)

@@ -159,8 +159,11 @@ def select_subset(coco: dict, max_images: int | None = None) -> dict:
     try:
         with_kp = {a["image_id"] for a in coco["annotations"] if (a.get("num_keypoints") or 0) > 0}
         candidates = sorted((im for im in coco["images"] if im["id"] in with_kp), key=lambda im: im["id"])
-    except (KeyError, TypeError) as err:
+    except KeyError as err:
         raise FetchError(f"malformed COCO annotation json (missing field {err}); it is not a COCO file") from None
+    except TypeError as err:
+        raise FetchError(f"malformed COCO annotation json (a field has the wrong type: {err}; e.g. "
+                         "num_keypoints must be a number); it is not a COCO file") from None
     if max_images is not None:
         candidates = candidates[: int(max_images)]
     names = [_safe_file_name(im.get("file_name")) for im in candidates]
