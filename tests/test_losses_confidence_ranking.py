@@ -342,3 +342,18 @@ def test_bad_hyper_parameters():
         laplacian_rank_loss(p, t, margin=-0.1)
     with pytest.raises(ValueError, match="c must"):
         laplacian_rank_loss(p, t, c=float("nan"))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIDENCE_RANKING_LOSSES))
+def test_float32_training_path_matches_float64(name):
+    """RCNet trains in float32: every loss and its gradient agree with the float64 value."""
+    fn = CONFIDENCE_RANKING_LOSSES[name]
+    pred, target, groups = _data(128, seed=7, n_groups=30)
+    p64 = torch.tensor(pred, requires_grad=True)
+    p32 = torch.tensor(pred, dtype=torch.float32, requires_grad=True)
+    v64, v32 = fn(p64, torch.tensor(target)), fn(p32, torch.tensor(target, dtype=torch.float32))
+    v64.backward()
+    v32.backward()
+    assert v32.dtype == torch.float32
+    assert abs(v32.item() - v64.item()) <= 1e-4 * max(1.0, abs(v64.item()))
+    assert torch.allclose(p32.grad.double(), p64.grad, rtol=1e-3, atol=1e-5)
