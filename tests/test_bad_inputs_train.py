@@ -158,6 +158,8 @@ def _crafted(path, tmp_path, **changes):
     ({"rng": [1, 2, 3]}, "'rng'"),
     ({"history": "lots"}, "'history' must be a dict"),
     ({"history.losses": "abc"}, "history['losses']"),
+    ({"history.val": ["x"]}, "history['val']"),
+    ({"history.terms": {"mse": "abc"}}, "history['terms']"),
     ({"settings.schedule": "linear"}, "settings['schedule']"),
     ({"settings.batch_size": 0}, "settings['batch_size']"),
     ({"model": {"backbone.w": "x"}}, "model entries"),

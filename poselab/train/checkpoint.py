@@ -90,8 +90,13 @@ def _check_fields(ckpt: dict, path) -> None:
         if not isinstance(values, list) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise _bad(path, f"history[{key!r}] must be a list of numbers")
-    if not isinstance(history.get("terms", {}), dict) or not isinstance(history.get("val", []), list):
-        raise _bad(path, "history['terms'] must be a dict and history['val'] a list")
+    terms, val = history.get("terms", {}), history.get("val", [])
+    if not isinstance(terms, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in terms.values()):
+        raise _bad(path, "history['terms'] must map names to lists of numbers")
+    if not isinstance(val, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("step"), (int, float)) for r in val):
+        raise _bad(path, "history['val'] must be a list of {'epoch', 'step', metric: value} dicts")
     settings = ckpt["settings"]
     for key, minimum in (("seed", None), ("batch_size", 1), ("warmup_steps", 0), ("total_steps", 0)):
         value = settings.get(key, minimum or 0)
