@@ -132,3 +132,17 @@ def test_default_cache_without_manifest_is_regenerated_only_if_it_holds_generato
     with pytest.raises(FileExistsError, match="my_notes.txt"):
         synth.default_dataset("val", n_images=2, root=root, progress=False)
     assert (root / "val-n2" / "my_notes.txt").read_text() == "mine"
+
+
+def test_split_generated_before_manifests_is_replaced_via_its_json(tmp_path):
+    """Legacy output (no manifest): the generator's own json lists what may be deleted."""
+    synth.generate(tmp_path, 2, 0, split="val")
+    (tmp_path / "val" / synth.MANIFEST).unlink()
+    synth.generate(tmp_path, 1, 0, split="val", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "val").iterdir()) == [
+        synth.MANIFEST, "000000000001.jpg"]
+    (tmp_path / "val" / synth.MANIFEST).unlink()
+    (tmp_path / "val" / "000000000777.jpg").write_bytes(b"mine, not in the json")
+    with pytest.raises(FileExistsError, match="000000000777.jpg"):
+        synth.generate(tmp_path, 1, 0, split="val", overwrite=True)
+    assert (tmp_path / "val" / "000000000777.jpg").read_bytes() == b"mine, not in the json"

@@ -626,15 +626,32 @@ def _write_manifest(img_dir: Path, manifest: dict) -> None:
     tmp.replace(img_dir / MANIFEST)
 
 
+def _legacy_listing(path: Path, split: str) -> set[str] | None:
+    """The image names a generator json lists, if ``path`` is one (a split generated before
+    manifests existed: its info block names this generator and the split), else None."""
+    try:
+        data = json.loads(path.read_text())
+        info = data["info"]
+        if not (str(info.get("description", "")).startswith("poselab generated people")
+                and info.get("split") == split):
+            return None
+        names = {img["file_name"] for img in data["images"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return names if all(isinstance(n, str) and _IMAGE_NAME.match(n) for n in names) else None
+
+
 def remove_generated(out_dir: str | os.PathLike, split: str, legacy_ok: bool = False) -> None:
     """Delete a dataset split that :func:`generate` wrote — and nothing else.
 
     Deletes the images listed in ``<out_dir>/<split>/.poselab-generated.json`` (the manifest),
     the split's json if its hash is the one the generator wrote, the manifest and the then
-    empty folder. Refuses (``FileExistsError``, nothing deleted) when there is no manifest, when
-    the folder holds files the generator did not write, or when the json was changed after
-    generation. ``legacy_ok`` (the default-dataset cache only) also accepts a folder without a
-    manifest that holds nothing but generator-named images (``000000000001.jpg`` ...).
+    empty folder. Without a manifest (a split generated before manifests existed) the images
+    listed in a json whose ``info`` names this generator and split stand in for it. Refuses
+    (``FileExistsError``, nothing deleted) when neither exists, when the folder holds files the
+    generator did not write, or when the json was changed after generation. ``legacy_ok`` (the
+    default-dataset cache only) also accepts a folder without either that holds nothing but
+    generator-named images (``000000000001.jpg`` ...).
     """
     out = Path(out_dir)
     img_dir = out / split
@@ -647,12 +664,16 @@ def remove_generated(out_dir: str | os.PathLike, split: str, legacy_ok: bool = F
         manifest, listed, digest = None, set(), None
     present = sorted(p.name for p in img_dir.iterdir()) if img_dir.is_dir() else []
     if manifest is None:
-        if not (legacy_ok and all(_IMAGE_NAME.match(n) for n in present)):
+        legacy = _legacy_listing(path, split)  # written before manifests existed?
+        if legacy is not None:
+            listed = legacy
+        elif legacy_ok and all(_IMAGE_NAME.match(n) for n in present):
+            listed = set(present)
+        else:
             raise FileExistsError(
                 f"{img_dir if present else path} was not written by poselab.data.synth.generate "
                 f"(no {MANIFEST} manifest); nothing was deleted — move it away yourself or choose "
                 "another out_dir")
-        listed = set(present)
     foreign = [n for n in present if n not in listed and n not in (MANIFEST, MANIFEST + ".tmp")]
     if foreign:
         raise FileExistsError(
