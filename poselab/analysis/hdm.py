@@ -291,11 +291,11 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
     x0, y0 = math.floor(x), math.floor(y)
     corners = np.array([[x0, y0], [x0 + 1, y0], [x0, y0 + 1], [x0 + 1, y0 + 1]], dtype=np.float64)
     b = (1 - np.abs(x - corners[:, 0])) * (1 - np.abs(y - corners[:, 1]))
-    keep = b > 0  # a demander with no mass takes no part in the plan
+    keep = b > 0  # a demander (or supplier) with no mass takes no part in the plan
     yy, xx = np.mgrid[0:H, 0:W]
-    pix = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float64)
+    pix = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float64)[a > 0]
     cost = np.sqrt(((pix[:, None, :] - corners[None, keep]) ** 2).sum(-1))
-    return float(ot.sinkhorn2(a, b[keep] / b[keep].sum(), cost, reg, method="sinkhorn_log",
+    return float(ot.sinkhorn2(a[a > 0], b[keep] / b[keep].sum(), cost, reg, method="sinkhorn_log",
                               numItermax=20000, stopThr=1e-14))
 
 
