@@ -41,11 +41,16 @@ def toy_ap_widget(initial=(0.9, 0.6, 0.5, 0.8)):
     return widgets.VBox([widgets.HBox([widgets.VBox(sliders), fig]), table])
 
 
-def live_history(title: str = "RCNet training: rank loss and ranking accuracy per epoch"):
+def live_history(title: str = "RCNet training: rank loss and ranking accuracy per epoch",
+                 enabled: bool = True):
     """A live Fig. 3: returns ``(figure widget, callback)``; pass the callback to
     :func:`poselab.experiments.zoo.rcnet.fit_rcnet` (``callback=``) and every measured epoch
-    appends its rank loss and ranking accuracy (train and val) — Theorem 3 watched live."""
+    appends its rank loss and ranking accuracy (train and val) — Theorem 3 watched live.
+    ``enabled=False`` (CI runs) returns a note and ``None`` (no FigureWidget: its ~5 MB
+    JavaScript bundle would be saved into the executed notebook)."""
     from ..viz.rcnet import rescorer_history_figure
+    if not enabled:
+        return widgets.HTML("(live figure off in this run; the history is plotted below)"), None
     empty = {k: [] for k in ("epoch", "train_rank_loss", "train_accuracy", "val_rank_loss",
                              "val_accuracy")}
     fig = go.FigureWidget(rescorer_history_figure(empty, title=title))
