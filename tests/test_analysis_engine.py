@@ -64,3 +64,42 @@ def test_mean_heatmap_baseline_against_a_direct_computation():
     assert same["loss"] < 1e-30
     with pytest.raises(ValueError):
         E.mean_heatmap_baseline(t[0], w)
+
+
+@pytest.fixture(scope="module")
+def two_step_runs(tmp_path_factory):
+    """mse and emd trained 2 steps on the fast preset's data (cache in a temporary folder)."""
+    import os
+    from poselab.experiments import PRESETS, compare
+    old = os.environ.get("POSELAB_CACHE_DIR")
+    os.environ["POSELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        preset = PRESETS["fast"].replace(name="two-steps", max_steps=2, val_every=None)
+        yield compare(["mse", "emd"], seeds=(0,), preset=preset, device="cpu", progress=False), preset
+    finally:
+        if old is None:
+            os.environ.pop("POSELAB_CACHE_DIR", None)
+        else:
+            os.environ["POSELAB_CACHE_DIR"] = old
+
+
+def test_blind_baseline_for_runs_on_an_untrained_model(two_step_runs):
+    runs, preset = two_step_runs
+    out = E.blind_baseline_for_runs([runs.result("mse", 0)])
+    row = out["rows"][0]
+    # two steps from a near-zero head: the model is no better than predicting each joint's mean map
+    assert row["model loss on evaluation crops"] > out["blind"]["evaluation crops"]
+    assert out["verdict"].verdict == "inconclusive"           # one seed, and not the fast rule only
+    assert set(out["verdict"].evidence) >= {"preset", "seeds", "per_seed", "input_size", "heatmap_size", "data"}
+
+
+def test_compactness_and_example_heatmaps_of_runs(two_step_runs):
+    from poselab.analysis import hdm_training
+    runs, preset = two_step_runs
+    comp = hdm_training.compactness_of_runs(runs, preset=preset)
+    assert set(comp) == {"mse", "emd"} and all(len(v) == 1 for per in comp.values() for v in per.values())
+    assert comp["emd"]["dead_fraction"][0] == 0.0  # max-anchored: every map keeps a positive pixel
+    assert 0.0 <= comp["mse"]["mass_near_gt"][0] <= 1.0
+    shown = hdm_training.example_heatmaps(runs, preset=preset, joint=9)
+    assert set(shown["maps"]) == {"mse", "emd"} and shown["maps"]["emd"].shape == tuple(preset.heatmap_size)
+    assert (shown["maps"]["emd"] >= 0).all()

@@ -181,10 +181,10 @@ def blind_baseline_for_runs(results, data="synth", device="cpu", last: int = 10,
     """
     from .. import claims
     from ..data import TopDownDataset
-    from ..experiments import get_preset, resolve_run_data
+    from ..experiments import Preset, resolve_run_data
     results = list(results)
     first = results[0]
-    preset = get_preset(first.preset)
+    preset = Preset(**first.config["preset"])  # the run's own budget (also for unnamed presets)
     codec = first.codec()
     train_json, sets = resolve_run_data(data, preset)
     size = preset.input_size
