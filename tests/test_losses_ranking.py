@@ -163,7 +163,8 @@ def test_instance_sort_matches_naive_loop():
 def test_chunking_gives_the_same_result(monkeypatch):
     scores, labels, vis, _ = gaussian_problem(B=3, K=4, seed=2)
     full = _grad(spatial_rank_sort_loss, scores, labels, vis)
-    monkeypatch.setattr(ranking, "_CHUNK_ELEMENTS", 1)  # one row per chunk
+    monkeypatch.setattr(ranking, "_RANK_CHUNK", 1)  # one row per chunk
+    monkeypatch.setattr(ranking, "_SORT_CHUNK", 1)
     chunked = _grad(spatial_rank_sort_loss, scores, labels, vis)
     assert torch.allclose(full[0], chunked[0], atol=1e-12, rtol=0)
     assert torch.allclose(full[1], chunked[1], atol=1e-12, rtol=0)
@@ -348,3 +349,16 @@ def test_instance_sort_ordering_counter_case():
     reversed_[:, :, 6, 6] = (10.0 * torch.arange(B, dtype=torch.float32))[:, None]
     assert instance_sort_loss(aligned, kp, None, areas, delta=3.0).item() <= 1e-7
     assert instance_sort_loss(reversed_, kp, None, areas, delta=3.0).item() > 0.1
+
+
+def test_row_order_radix_keys_sort_float32_rows():
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(7, 300, generator=g) * torch.logspace(-30, 30, 7)[:, None]
+    x[0, :5] = torch.tensor([0.0, -0.0, 1e-45, -1e-45, 3.4e38])
+    x[1, :] = 2.5  # all tied
+    order = ranking._row_order(x)
+    assert torch.equal(x.gather(1, order), torch.sort(x, 1)[0])
+    assert torch.equal(order[1], torch.arange(300))  # stable
+    # counter-case: the plain bit pattern as an int does not sort negative floats
+    bits = x.view(torch.int32).to(torch.int64)
+    assert not torch.equal(x.gather(1, torch.sort(bits, 1)[1]), torch.sort(x, 1)[0])

@@ -57,7 +57,8 @@ __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
-_CHUNK_ELEMENTS = 1 << 19  # rows per chunk: rows·max(N, |P|²) <= this (cache-sized: measured fastest)
+_RANK_CHUNK = 1 << 16  # pixels per chunk of the rank part (rows · N)
+_SORT_CHUNK = 1 << 19  # positive pairs per chunk of the sort part (rows · |P|²), cache-sized
 
 # RSPose Table E.8 (COCO): δ and coefficient per loss.
 RSPOSE_VITPOSE_B = dict(rank_delta=0.4, sort_delta=1.5, instance_delta=3.0,
@@ -147,144 +148,182 @@ def _step_sums(sorted_keys, cw, cwk, queries, delta: float, above: bool) -> torc
 def _row_order(x: torch.Tensor) -> torch.Tensor:
     """Ascending order of every row of ``x (R, N)``.
 
-    float32 rows on CPU: one stable (radix) sort of int64 keys ``row·2³² + u(x)`` where ``u`` maps
-    the float32 bit pattern to an order-preserving unsigned int — ~2.5× faster than a row-wise
-    comparison sort. Other dtypes / devices: ``torch.sort``.
+    float32 rows on CPU: one stable (radix) sort of int64 keys ``row·2³² + u(x)``, where ``u``
+    maps the float32 bit pattern to an order-preserving int32 (negative floats get their 31 low
+    bits flipped) — ~2.5× faster than a row-wise comparison sort. Other dtypes / devices:
+    ``torch.sort``.
     """
     if x.dtype != torch.float32 or x.device.type != "cpu" or x.shape[0] * x.shape[1] == 0:
         return torch.sort(x, 1)[1]
     R, N = x.shape
-    bits = x.contiguous().view(torch.int32).to(torch.int64)
-    key = torch.where(bits < 0, -bits - (1 << 31) - 1, bits) + (1 << 31)   # monotone, in [0, 2³²)
-    key = key + (torch.arange(R, device=x.device, dtype=torch.int64) << 32)[:, None]
-    flat = torch.sort(key.reshape(-1), stable=True)[1]
-    return (flat - (flat // N) * N).reshape(R, N)
+    bits = x.contiguous().view(torch.int32)
+    key = torch.bitwise_xor(bits, torch.bitwise_and(bits >> 31, 0x7FFFFFFF)).to(torch.int64)
+    key += (torch.arange(R, device=x.device, dtype=torch.int64) << 32)[:, None]  # row-major
+    flat = torch.sort(key.reshape(-1), stable=True)[1].view(R, N)
+    return flat - (torch.arange(R, device=x.device, dtype=torch.int64) * N)[:, None]
 
 
-def _rank_sort_rows(raw, labels, pos, rank_delta: float, sort_delta: float, do_rank: bool,
-                    do_sort: bool, need_grad: bool, work: torch.dtype, dense: torch.dtype):
-    """Per-row losses and error-driven updates for rows that all have ≥ 1 positive.
-
-    ``raw, labels`` ``(R, N)`` in their own dtypes, ``pos`` ``(R, N)`` bool. Sums that cancel
-    (prefix sums over the sorted pixels) run in ``work`` (float64), the |P|×|P| pairwise part in
-    ``dense`` (float32 unless the input is float64: sums of ≤ |P| non-negative terms).
-    Returns ``(rank (R,), sort (R,), grad_rank (R, N) | None, grad_sort (R, N) | None)`` in
-    ``work``.
-    """
-    R, N = raw.shape
+def _positives(raw, pos, pad_below: float, work: torch.dtype):
+    """Column index of every positive, left-aligned and padded to ``P = max |P|`` per row, and
+    their scores shifted by the row maximum (padding: a score so low that every smoothed step
+    against it is 0). Returns ``(count, pidx, pvalid, top, sp)``."""
+    R = raw.shape[0]
     dev = raw.device
     count = pos.sum(1)
     P = int(count.max())
-    # column index of every positive, left-aligned and padded to P per row
     nz = pos.nonzero()
     first = count.cumsum(0) - count
     slot = torch.arange(nz.shape[0], device=dev) - first[nz[:, 0]]
     pidx = torch.zeros(R, P, dtype=torch.long, device=dev)
     pidx[nz[:, 0], slot] = nz[:, 1]
     pvalid = torch.arange(P, device=dev)[None, :] < count[:, None]
-    top = raw.amax(1, keepdim=True).to(work)  # scores are shifted by the row maximum
+    top = raw.amax(1, keepdim=True).to(work)
     sp = raw.gather(1, pidx).to(work) - top
-    # padded positives get a score so low that every smoothed step against them is 0
-    low = (raw.amin() - raw.amax()).to(work) - 2.0 * max(rank_delta, sort_delta) - 1.0
-    sp = torch.where(pvalid, sp, low.expand_as(sp))
-    inv_count = 1.0 / count.to(work)
-    rank = sort = torch.zeros(R, dtype=work, device=dev)
-    g_rank = g_sort = None
-    if do_rank:
-        # all pixels sorted once; prefix sums of w and w·s for negatives and positives
-        order = _row_order(raw if raw.dtype in (torch.float32, torch.float64) else raw.float())
-        s_sorted = raw.gather(1, order).to(work) - top
-        pos_sorted = pos.gather(1, order)
-        w = torch.stack([(~pos_sorted).to(work), pos_sorted.to(work)], 1)      # (R, 2, N)
-        zero = s_sorted.new_zeros(R, 2, 1)
-        cw = torch.cat([zero, w.cumsum(2)], 2)
-        cws = torch.cat([zero, (w * s_sorted[:, None, :]).cumsum(2)], 2)
-        # the window of every positive: sorted pixels in (s_i − δ, s_i + δ) are [lo_i, hi_i)
-        lo = torch.searchsorted(s_sorted, sp - rank_delta, right=True)
-        hi = torch.searchsorted(s_sorted, sp + rank_delta, right=False)
-        lo2, hi2 = lo[:, None, :].expand(R, 2, P), hi[:, None, :].expand(R, 2, P)
-        w_hi = cw.gather(2, hi2)
-        mid_w = w_hi - cw.gather(2, lo2)
-        mid_ws = cws.gather(2, hi2) - cws.gather(2, lo2)
-        sums = (cw[:, :, -1:] - w_hi) + (mid_ws - (sp - rank_delta)[:, None, :] * mid_w) / (2 * rank_delta)
-        fp, rank_pos = sums[:, 0] * pvalid, sums[:, 1]                         # FP(i), rank⁺(i)
-        err = torch.where(pvalid, fp / (rank_pos + fp), torch.zeros_like(fp))   # ℓ_R(i), Eq. 6
-        rank = err.sum(1) * inv_count                                            # Eq. 5
-        if need_grad:
-            act = (fp > EPS) & pvalid
-            c = torch.where(act, err / torch.where(act, fp, torch.ones_like(fp)), torch.zeros_like(fp))
-            # each negative j gets Σ_i c_i H(s_j − s_i): 1 above the window of i, linear inside;
-            # difference arrays over the sorted pixels, then prefix sums
-            slope = c / (2 * rank_delta)
-            off = slope * (rank_delta - sp)
-            diff = s_sorted.new_zeros(R, 3, N + 1)
-            diff[:, 0].scatter_add_(1, hi, c)
-            diff[:, 1].scatter_add_(1, lo, slope).scatter_add_(1, hi, -slope)
-            diff[:, 2].scatter_add_(1, lo, off).scatter_add_(1, hi, -off)
-            acc = diff[:, :, :N].cumsum(2)
-            share = (acc[:, 0] + acc[:, 1] * s_sorted + acc[:, 2]) * (~pos_sorted)
-            g_rank = torch.empty_like(share).scatter_(1, order, share)
-            g_rank.scatter_add_(1, pidx, torch.where(act, -err, torch.zeros_like(err)))
-            g_rank.mul_(inv_count[:, None])
-    if do_sort:
-        # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i) (δ_sort), so that the
-        # per-positive sums over j are batched row-vector products (the fast bmm orientation)
-        spd, ypd = sp.to(dense), labels.gather(1, pidx).to(dense)
-        g = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / sort_delta).add_(0.5).clamp_(0.0, 1.0)
-        ge = torch.sign(ypd[:, :, None] - ypd[:, None, :]).add_(1.0).clamp_(max=1.0)  # [y_j ≥ y_i]
-        vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)              # (R, 2, P)
-        s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
-        a = g.mul_(ge)                             # G[j, i] [y_j ≥ y_i]  (g is reused below)
-        s_ge = torch.bmm(vw, a).to(work)
-        cur = s_all[:, 1] / s_all[:, 0]                                             # Eq. 8
-        target = s_ge[:, 1] / s_ge[:, 0]                                            # Eq. 9
-        err = torch.where(pvalid, cur - target, torch.zeros_like(cur))
-        sort = err.sum(1) * inv_count                                               # Eq. 7
-        if need_grad:
-            # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i], rebuilt from G − A
-            m = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / sort_delta).add_(0.5).clamp_(0.0, 1.0)
-            m.sub_(a)
-            denom = (s_all[:, 0] - s_ge[:, 0]).clamp_min(0.0)
-            act = (denom > EPS) & pvalid
-            f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)),
-                            torch.zeros_like(err))
-            gp = (m * f.to(dense)[:, None, :]).sum(2).to(work) - torch.where(act, err, torch.zeros_like(err))
-            g_sort = s_all.new_zeros(R, N).scatter_add_(1, pidx, gp * pvalid)
-            g_sort.mul_(inv_count[:, None])
-    return rank, sort, g_rank, g_sort
+    low = (raw.amin() - raw.amax()).to(work) - pad_below
+    return count, pidx, pvalid, top, torch.where(pvalid, sp, low.expand_as(sp))
+
+
+def _window_sums(cw, cws, lo, hi, q, delta: float) -> torch.Tensor:
+    """``Σ_m w_m H(k_m − q)`` per query from prefix sums ``cw, cws (R, M+1)`` of ``w`` and ``w·k``
+    over sorted keys, given the window ``[lo, hi)`` of keys in ``(q − δ, q + δ)``: keys above the
+    window count 1, keys inside ``(k − q + δ)/(2δ)``."""
+    w_hi = cw.gather(1, hi)
+    mid_w = w_hi - cw.gather(1, lo)
+    mid_ws = cws.gather(1, hi) - cws.gather(1, lo)
+    return (cw[:, -1:] - w_hi) + (mid_ws - (q - delta) * mid_w) / (2 * delta)
+
+
+def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_grad: bool):
+    """Spatial Rank (Eq. 5–6) of rows with ≥ 1 positive: losses ``(R,)`` and the error-driven
+    update ``(R, N)`` (or None), in the dtype of ``sp``."""
+    R, N = raw.shape
+    P = pidx.shape[1]
+    work = sp.dtype
+    # all pixels sorted once; prefix sums of the negatives' indicator and score
+    order = _row_order(raw if raw.dtype in (torch.float32, torch.float64) else raw.float())
+    s_sorted = raw.gather(1, order).to(work) - top
+    neg_sorted = ~pos.gather(1, order)
+    w = neg_sorted.to(work)
+    zero = s_sorted.new_zeros(R, 1)
+    cw = torch.cat([zero, w.cumsum(1)], 1)
+    cws = torch.cat([zero, (w * s_sorted).cumsum(1)], 1)
+    # the window of every positive: sorted pixels in (s_i − δ, s_i + δ) are [lo_i, hi_i)
+    lo = torch.searchsorted(s_sorted, sp - delta, right=True)
+    hi = torch.searchsorted(s_sorted, sp + delta, right=False)
+    fp = _window_sums(cw, cws, lo, hi, sp, delta) * pvalid                   # FP(i)
+    # rank⁺(i): the same window sums over the (few) positives, sorted on their own
+    sp_sorted = torch.sort(sp, 1)[0]
+    pcw = torch.cat([zero, torch.ones_like(sp_sorted).cumsum(1)], 1)
+    pcws = torch.cat([zero, sp_sorted.cumsum(1)], 1)
+    plo = torch.searchsorted(sp_sorted, sp - delta, right=True)
+    phi = torch.searchsorted(sp_sorted, sp + delta, right=False)
+    rank_pos = _window_sums(pcw, pcws, plo, phi, sp, delta)                  # rank⁺(i)
+    err = torch.where(pvalid, fp / (rank_pos + fp), torch.zeros_like(fp))       # ℓ_R(i), Eq. 6
+    rank = err.sum(1) * inv_count                                                # Eq. 5
+    if not need_grad:
+        return rank, None
+    act = (fp > EPS) & pvalid
+    c = torch.where(act, err / torch.where(act, fp, torch.ones_like(fp)), torch.zeros_like(fp))
+    # each negative j gets Σ_i c_i H(s_j − s_i): 1 above the window of i, linear inside;
+    # difference arrays over the sorted pixels (a constant and a slope channel), prefix sums
+    slope = c / (2 * delta)
+    off = slope * (delta - sp)
+    diff = s_sorted.new_zeros(R, 2, N + 1)
+    diff[:, 0].scatter_add_(1, hi, c - off).scatter_add_(1, lo, off)
+    diff[:, 1].scatter_add_(1, lo, slope).scatter_add_(1, hi, -slope)
+    acc = diff[:, :, :N].cumsum(2)
+    share = (acc[:, 0] + acc[:, 1] * s_sorted) * neg_sorted
+    grad = torch.empty_like(share).scatter_(1, order, share)
+    grad.scatter_add_(1, pidx, torch.where(act, -err, torch.zeros_like(err)))
+    return rank, grad.mul_(inv_count[:, None])
+
+
+def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: bool,
+               dense: torch.dtype, N: int):
+    """Spatial Sort / Instance-Sort (Eq. 7–9, 10–13) of rows with ≥ 1 positive: losses ``(R,)``
+    and the error-driven update ``(R, N)`` (or None), in the dtype of ``sp``."""
+    R = sp.shape[0]
+    work = sp.dtype
+    # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i), so that the per-positive
+    # sums over j are batched row-vector products (the fast bmm orientation); no cancellation
+    # here, so float32 unless the input is float64
+    spd, ypd = sp.to(dense), labels.gather(1, pidx).to(dense)
+    g = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / delta).add_(0.5).clamp_(0.0, 1.0)
+    ge = torch.sign(ypd[:, :, None] - ypd[:, None, :]).add_(1.0).clamp_(max=1.0)   # [y_j ≥ y_i]
+    vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)                 # (R, 2, P)
+    s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
+    a = g.mul_(ge)                             # G[j, i] [y_j ≥ y_i]
+    s_ge = torch.bmm(vw, a).to(work)
+    cur = s_all[:, 1] / s_all[:, 0]                                                # Eq. 8
+    target = s_ge[:, 1] / s_ge[:, 0]                                               # Eq. 9
+    err = torch.where(pvalid, cur - target, torch.zeros_like(cur))
+    sort = err.sum(1) * inv_count                                                  # Eq. 7
+    if not need_grad:
+        return sort, None
+    # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i], rebuilt as G − A
+    m = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / delta).add_(0.5).clamp_(0.0, 1.0).sub_(a)
+    denom = (s_all[:, 0] - s_ge[:, 0]).clamp_min(0.0)
+    act = (denom > EPS) & pvalid
+    f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)), torch.zeros_like(err))
+    gp = (m * f.to(dense)[:, None, :]).sum(2).to(work) - torch.where(act, err, torch.zeros_like(err))
+    grad = s_all.new_zeros(R, N).scatter_add_(1, pidx, gp * pvalid)
+    return sort, grad.mul_(inv_count[:, None])
 
 
 def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_grad, work,
                dense):
-    """Chunked over rows; rows without positives get zeros. Returns ``work``-dtype tensors."""
+    """Losses ``(R,)`` and updates ``(R, N)`` of every row (zeros for rows without positives),
+    in ``work``; rank part in chunks of ``_RANK_CHUNK`` pixels, sort part in chunks of
+    ``_SORT_CHUNK`` positive pairs (cache-sized)."""
     R, N = raw.shape
+    dev = raw.device
     count = pos.sum(1)
-    rows = torch.nonzero(count > 0).flatten()
-    p_max = int(count.max()) if R else 0
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(N, p_max * p_max if do_sort else p_max, 1))
-    if 0 < rows.numel() == R <= per_chunk:  # the common case: one chunk, every row
-        return _rank_sort_rows(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort,
-                               need_grad, work, dense)
-    rank = torch.zeros(R, dtype=work, device=raw.device)
-    sort = torch.zeros_like(rank)
-    g_rank = torch.zeros(R, N, dtype=work, device=raw.device) if (need_grad and do_rank) else None
-    g_sort = torch.zeros(R, N, dtype=work, device=raw.device) if (need_grad and do_sort) else None
-    if rows.numel() == 0:
-        return rank, sort, g_rank, g_sort
-    # rows sorted by their number of positives, so chunks pad little; chunks bound memory
-    rows = rows[torch.argsort(count[rows])]
-    for start in range(0, len(rows), per_chunk):
-        idx = rows[start:start + per_chunk]
-        r, so, gr, gs = _rank_sort_rows(raw[idx], labels[idx], pos[idx], rank_delta, sort_delta,
-                                        do_rank, do_sort, need_grad, work, dense)
-        if do_rank:
-            rank[idx] = r
-            if gr is not None:
-                g_rank[idx] = gr
-        if do_sort:
-            sort[idx] = so
-            if gs is not None:
-                g_sort[idx] = gs
+    active = count > 0
+    n_active = int(active.sum())
+    every = n_active == R
+    idx = None if every else torch.nonzero(active).flatten()
+    rank = torch.zeros(R, dtype=work, device=dev)
+    sort = torch.zeros(R, dtype=work, device=dev)
+    g_rank = g_sort = None
+    if n_active == 0:
+        zeros = torch.zeros(R, N, dtype=work, device=dev) if need_grad else None
+        return rank, sort, zeros if do_rank else None, zeros if do_sort else None
+    raw_a, lab_a, pos_a = (raw, labels, pos) if every else (raw[idx], labels[idx], pos[idx])
+    count, pidx, pvalid, top, sp = _positives(raw_a, pos_a, 2.0 * max(rank_delta, sort_delta) + 1.0,
+                                              work)
+    inv_count = 1.0 / count.to(work)
+    parts = []
+    if do_rank:
+        parts.append(("rank", max(1, _RANK_CHUNK // max(N, 1))))
+    if do_sort:
+        parts.append(("sort", max(1, _SORT_CHUNK // max(int(count.max()) ** 2, 1))))
+    out = {}
+    for name, per in parts:
+        loss_a = torch.empty(n_active, dtype=work, device=dev)
+        grad_a = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
+        for a in range(0, n_active, per):
+            sl = slice(a, a + per)
+            if name == "rank":
+                lo, gr = _rank_part(raw_a[sl], pos_a[sl], top[sl], pidx[sl], pvalid[sl], sp[sl],
+                                    inv_count[sl], rank_delta, need_grad)
+            else:
+                pc = int(count[sl].max())
+                lo, gr = _sort_part(lab_a[sl], pidx[sl, :pc], pvalid[sl, :pc], sp[sl, :pc],
+                                    inv_count[sl], sort_delta, need_grad, dense, N)
+            loss_a[sl] = lo
+            if need_grad:
+                grad_a[sl] = gr
+        out[name] = (loss_a, grad_a)
+    for name, (loss_a, grad_a) in out.items():
+        if every:
+            full_loss, full_grad = loss_a, grad_a
+        else:
+            full_loss = torch.zeros(R, dtype=work, device=dev).index_copy_(0, idx, loss_a)
+            full_grad = None if grad_a is None else torch.zeros(R, N, dtype=work, device=dev).index_copy_(0, idx, grad_a)
+        if name == "rank":
+            rank, g_rank = full_loss, full_grad
+        else:
+            sort, g_sort = full_loss, full_grad
     return rank, sort, g_rank, g_sort
 
 
