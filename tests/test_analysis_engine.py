@@ -103,3 +103,14 @@ def test_compactness_and_example_heatmaps_of_runs(two_step_runs):
     shown = hdm_training.example_heatmaps(runs, preset=preset, joint=9)
     assert set(shown["maps"]) == {"mse", "emd"} and shown["maps"]["emd"].shape == tuple(preset.heatmap_size)
     assert (shown["maps"]["emd"] >= 0).all()
+
+
+def test_recorded_emd_vs_mse_reads_a_record_and_never_invents_one(two_step_runs, tmp_path):
+    from poselab.analysis import hdm_training
+    from poselab.experiments.records import write_record
+    runs, _ = two_step_runs
+    assert hdm_training.recorded_emd_vs_mse(tmp_path / "none.json")["recorded"] is False
+    path = write_record(tmp_path / "hdm_full.json", runs.results, "test", 1.0)
+    rec = hdm_training.recorded_emd_vs_mse(path)
+    assert rec["recorded"] and rec["verdict"] == "inconclusive" and rec["seeds"] == [0]
+    assert rec["status"] == "current"

@@ -464,3 +464,24 @@ def example_heatmaps(table, data="synth", preset="default", joint: int = 9, inde
     hm_size = next(iter(maps.values())).shape
     kp = input_to_heatmap(torch.as_tensor(crop["keypoints"][joint]), p.input_size, hm_size).numpy()
     return {"maps": maps, "keypoint": kp}
+
+
+RECORDED_FULL_RUN = Path(__file__).resolve().parents[2] / "results" / "hdm_full.json"
+
+
+def recorded_emd_vs_mse(path=RECORDED_FULL_RUN) -> dict:
+    """The ``hdm.training.emd_vs_mse`` verdict of a recorded run (``results/hdm_full.json``, made
+    with ``poselab train mse emd --preset full --seed 0 1 2 --record ...``), labelled with its
+    date, commit and whether the code has changed since. ``{"recorded": False, "note": ...}``
+    when there is no record yet (none is ever invented)."""
+    from ..experiments import ComparisonTable
+    from ..experiments.records import record_results, record_status, load_record
+    path = Path(path)
+    if not path.is_file():
+        return {"recorded": False, "note": f"no recorded full-preset run at {path.name} yet"}
+    runs, provenance = record_results(path)
+    verdict = emd_vs_mse_verdict(ComparisonTable(runs))
+    return {"recorded": True, "verdict": verdict.verdict, "reason": verdict.reason,
+            "preset": runs[0].preset, "seeds": sorted({r.seed for r in runs}),
+            "date": str(provenance.get("date"))[:10], "commit": str(provenance.get("commit"))[:10],
+            "status": record_status(load_record(path))}
