@@ -150,3 +150,32 @@ def test_stride_2_trains_and_rebuilds_from_config():
 def test_bad_heatmap_stride(bad):
     with pytest.raises(ValueError, match="heatmap_stride"):
         build_model("heatmap", (64, 48), heatmap_stride=bad)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_autocast_bfloat16_outputs_float32_close_to_float32(head):
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    ref = build_model(head, (64, 48), seed=0, heatmap_stride=2).eval()
+    low = build_model(head, (64, 48), seed=0, heatmap_stride=2, autocast="bfloat16").eval()
+    low.load_state_dict(ref.state_dict())  # same weights (init does not depend on autocast anyway)
+    with torch.no_grad():
+        a, b = ref(x), low(x)
+    flat = lambda o: list(o) if isinstance(o, tuple) else list(o.values()) if isinstance(o, dict) else [o]  # noqa: E731
+    for ta, tb in zip(flat(a), flat(b)):
+        assert tb.dtype == torch.float32 and ta.shape == tb.shape
+        scale = ta.abs().max()
+        err = (ta - tb).abs().max()
+        # bfloat16 has an 8-bit mantissa: ~0.4 % per rounding, a few % after a dozen layers
+        assert err <= 0.05 * scale
+        assert err > 0  # counter-case: it really ran in bfloat16 (float32 would be exact)
+    assert low.config["autocast"] == "bfloat16" and "autocast" not in ref.config
+
+
+def test_autocast_trains_and_rejects_bad_dtype():
+    model = build_model("heatmap", (64, 48), seed=0, heatmap_stride=2, autocast="bfloat16")
+    out = model(torch.randn(2, 3, 64, 48))
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    with pytest.raises(ValueError, match="autocast"):
+        build_model("heatmap", (64, 48), autocast="int8")
