@@ -97,11 +97,23 @@ def _soft_argmax_unchecked(h: torch.Tensor, beta: float, compensate: bool = Fals
                            keep_work_dtype: bool = False):
     """Soft-argmax (and optionally Eq. 38) of checked maps; J_r stays in the working dtype
     between the two steps (rounding J_r to float16 first would be amplified by C / (C - n))."""
-    z, _ = _scaled_shifted(h, beta)
-    j = _expectation(_softmax_flat(z))
-    if compensate:
-        j, _ = _compensate_unchecked(j, h, beta, None, out_dtype=j.dtype)
+    if not compensate:
+        z, _ = _scaled_shifted(h, beta)
+        j = _expectation(_softmax_flat(z))
+    else:
+        j, _ = _soft_argmax_compensated(h, beta)
     return j if keep_work_dtype else j.to(h.dtype)
+
+
+def _soft_argmax_compensated(h: torch.Tensor, beta: float):
+    """J_r and Eq. 38 from one exponential pass: ``e = exp(β(h − max))`` gives both the softmax
+    ``e / S`` and ``log C = log S + β·max`` (S >= 1, since the maximum contributes exp(0))."""
+    z, m = _scaled_shifted(h, beta)
+    e = torch.exp(z)
+    total = e.sum((-2, -1))
+    j = _expectation(e / total[..., None, None])
+    log_c = torch.log(total) + m[..., 0, 0] * beta
+    return _compensate_unchecked(j, h, beta, None, out_dtype=j.dtype, log_c=log_c)
 
 
 def spatial_softmax(heatmaps, beta: float = 10.0) -> torch.Tensor:
@@ -225,14 +237,15 @@ def compensate_softargmax_bias(coords, heatmaps, beta: float = 10.0, tol: float 
 
 
 def _compensate_unchecked(j: torch.Tensor, h: torch.Tensor, beta: float, tol: float | None,
-                          out_dtype: torch.dtype | None = None):
+                          out_dtype: torch.dtype | None = None, log_c: torch.Tensor | None = None):
     work = _work_dtype(h.dtype)
     jw = j.to(work)
     H, W = h.shape[-2:]
     n = H * W
     if tol is None:
         tol = 1000.0 * torch.finfo(work).eps
-    log_r = math.log(n) - _log_normalizer(h, beta)            # log(n / C), may be ±inf
+    log_c = _log_normalizer(h, beta) if log_c is None else log_c
+    log_r = math.log(n) - log_c                              # log(n / C), may be ±inf
     valid = (log_r < math.log1p(-tol)).detach()              # 1 - n/C > tol
     safe = torch.where(valid, log_r, torch.full_like(log_r, -1.0))
     r = torch.exp(safe)
@@ -259,9 +272,7 @@ def compensated_soft_argmax(heatmaps, beta: float = 10.0, return_valid: bool = F
     """
     beta = _check_beta(beta)
     h = _checked_maps(heatmaps)
-    z, _ = _scaled_shifted(h, beta)
-    j, valid = _compensate_unchecked(_expectation(_softmax_flat(z)), h, beta, None,
-                                     out_dtype=_work_dtype(h.dtype))
+    j, valid = _soft_argmax_compensated(h, beta)
     return (j.to(h.dtype), valid) if return_valid else j.to(h.dtype)
 
 
