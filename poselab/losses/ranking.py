@@ -57,8 +57,8 @@ __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
-_RANK_CHUNK = 1 << 16  # pixels per chunk of the rank part (rows · N)
-_SORT_CHUNK = 1 << 19  # positive pairs per chunk of the sort part (rows · |P|²), cache-sized
+_RANK_CHUNK = 1 << 17  # pixels per chunk of the rank part (rows · N)
+_SORT_CHUNK = 1 << 18  # positive pairs per chunk of the sort part (rows · |P|²), cache-sized
 
 # RSPose Table E.8 (COCO): δ and coefficient per loss.
 RSPOSE_VITPOSE_B = dict(rank_delta=0.4, sort_delta=1.5, instance_delta=3.0,
@@ -247,12 +247,13 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i), so that the per-positive
     # sums over j are batched row-vector products (the fast bmm orientation); no cancellation
     # here, so float32 unless the input is float64
-    spd, ypd = sp.to(dense), labels.gather(1, pidx).to(dense)
-    g = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / delta).add_(0.5).clamp_(0.0, 1.0)
+    t = (sp * (0.5 / delta)).to(dense)           # H(s_j − s_i) = clamp(t_j + 1/2 − t_i, 0, 1)
+    ypd = labels.gather(1, pidx).to(dense)
+    g = ((t + 0.5)[:, :, None] - t[:, None, :]).clamp_(0.0, 1.0)
     ge = torch.sign(ypd[:, :, None] - ypd[:, None, :]).add_(1.0).clamp_(max=1.0)   # [y_j ≥ y_i]
     vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)                 # (R, 2, P)
     s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
-    a = g.mul_(ge)                             # G[j, i] [y_j ≥ y_i]
+    a = ge.mul_(g)                             # A[j, i] = G[j, i] [y_j ≥ y_i]
     s_ge = torch.bmm(vw, a).to(work)
     cur = s_all[:, 1] / s_all[:, 0]                                                # Eq. 8
     target = s_ge[:, 1] / s_ge[:, 0]                                               # Eq. 9
@@ -260,8 +261,8 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     sort = err.sum(1) * inv_count                                                  # Eq. 7
     if not need_grad:
         return sort, None
-    # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i], rebuilt as G − A
-    m = (spd[:, :, None] - spd[:, None, :]).mul_(0.5 / delta).add_(0.5).clamp_(0.0, 1.0).sub_(a)
+    # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i] = G − A
+    m = g.sub_(a)
     denom = (s_all[:, 0] - s_ge[:, 0]).clamp_min(0.0)
     act = (denom > EPS) & pvalid
     f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)), torch.zeros_like(err))
