@@ -55,15 +55,15 @@ def bias_figure(curve: Mapping, axis: int = 0, title: str = "") -> go.Figure:
     return fig
 
 
-def spread_figure(spread: Mapping) -> go.Figure:
+def spread_figure(spread: Mapping, title: str = "") -> go.Figure:
     """Bias magnitude vs blob σ at fixed mass and fixed peak (:func:`bias_vs_spread`)."""
     fig = go.Figure()
     fig.add_scatter(x=spread["sigma"], y=spread["fixed_mass"], mode="lines+markers",
                     name="fixed mass (a density): flatter = more bias")
     fig.add_scatter(x=spread["sigma"], y=spread["fixed_peak"], mode="lines+markers",
                     name="fixed peak: wider = more mass = less bias")
-    fig.update_layout(xaxis_title="blob σ (px)", yaxis_title="‖soft-argmax − true‖ (px)",
-                      width=640, height=340, margin=dict(l=60, r=10, t=30, b=50),
+    fig.update_layout(title=title, xaxis_title="blob σ (px)", yaxis_title="‖soft-argmax − true‖ (px)",
+                      width=640, height=340, margin=dict(l=60, r=10, t=40, b=50),
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -113,22 +113,25 @@ def epe_figure(configs: Mapping, gap: Mapping) -> go.Figure:
 
 
 def shrinkage_figure(curves: Mapping, sigma_true: float = 2.0) -> go.Figure:
-    """D_B (Eq. 12) against σ̂ for several offsets, the optimum σ* (numerical) and the root of
-    Eq. 14 as printed (:func:`shrinkage_curves`)."""
+    """D_B (Eq. 12) against σ̂ for several offsets, with its numerical minimum σ* (stars)
+    (:func:`shrinkage_curves`)."""
+    import plotly.colors
+    palette = plotly.colors.DEFAULT_PLOTLY_COLORS
     fig = go.Figure()
     s = np.asarray(curves["sigma"])
     for i, off in enumerate(curves["offsets"]):
+        color = palette[i % len(palette)]
         fig.add_scatter(x=s, y=curves["distance"][i], mode="lines", name=f"μ − μ_true = {off:g}",
-                        legendgroup=str(i))
+                        legendgroup=str(i), line=dict(color=color))
         star = float(curves["sigma_star"][i])
         fig.add_scatter(x=[star], y=[float(np.interp(star, s, curves["distance"][i]))], mode="markers",
-                        marker=dict(size=10, symbol="star"), showlegend=False, legendgroup=str(i),
-                        hovertemplate="σ* = %{x:.3f}<extra></extra>")
-    fig.add_vline(x=sigma_true, line=dict(color="grey", dash="dot"),
-                  annotation_text="σ_true", annotation_position="top")
-    fig.update_layout(xaxis_title="predicted σ̂ (px, log)", yaxis_title="Bhattacharyya distance",
-                      xaxis_type="log", yaxis_range=[0, 1.5], width=640, height=360,
-                      margin=dict(l=60, r=10, t=30, b=50))
+                        marker=dict(size=12, symbol="star", color=color), showlegend=False,
+                        legendgroup=str(i), hovertemplate="σ* = %{x:.3f}<extra></extra>")
+    fig.add_scatter(x=[sigma_true, sigma_true], y=[0, 1.5], mode="lines", name="σ_true",
+                    line=dict(color="grey", dash="dot"))
+    fig.update_layout(xaxis_title="predicted σ̂ (px, log scale)", yaxis_title="Bhattacharyya distance (Eq. 12)",
+                      xaxis=dict(type="log", range=[np.log10(s.min()), np.log10(s.max())]),
+                      yaxis_range=[0, 1.5], width=640, height=360, margin=dict(l=60, r=10, t=30, b=50))
     return fig
 
 
