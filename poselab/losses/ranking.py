@@ -119,32 +119,6 @@ def _check_maps(scores, labels, visible, name_scores: str = "scores"):
 
 
 # ----------------------------------------------------------------------------- the core
-def _prefix(sorted_keys: torch.Tensor, weights: torch.Tensor):
-    """Prefix sums ``(R, M+1)`` of ``w`` and ``w·k`` (first column 0) for sorted keys ``(R, M)``."""
-    zero = torch.zeros_like(weights[:, :1])
-    cw = torch.cat([zero, weights.cumsum(1)], 1)
-    cwk = torch.cat([zero, (weights * sorted_keys).cumsum(1)], 1)
-    return cw, cwk
-
-
-def _step_sums(sorted_keys, cw, cwk, queries, delta: float, above: bool) -> torch.Tensor:
-    """``Σ_m w_m H(k_m − q)`` (``above=True``) or ``Σ_m w_m H(q − k_m)`` per query ``q``.
-
-    ``sorted_keys (R, M)`` ascending, ``cw, cwk`` from :func:`_prefix`, ``queries (R, Q)``.
-    Keys at or below ``q − δ`` have ``H(k − q) = 0``, at or above ``q + δ`` have 1, and in between
-    ``(k − q + δ)/(2δ)`` — a window found by two binary searches and summed by prefix sums.
-    """
-    q = queries.contiguous()
-    lo = torch.searchsorted(sorted_keys, q - delta, right=True)
-    hi = torch.searchsorted(sorted_keys, q + delta, right=False)
-    w_lo, w_hi = cw.gather(1, lo), cw.gather(1, hi)
-    mid_w = w_hi - w_lo
-    mid_wk = cwk.gather(1, hi) - cwk.gather(1, lo)
-    if above:
-        return (cw[:, -1:] - w_hi) + (mid_wk - (q - delta) * mid_w) / (2.0 * delta)
-    return w_lo + ((q + delta) * mid_w - mid_wk) / (2.0 * delta)
-
-
 def _row_order(x: torch.Tensor) -> torch.Tensor:
     """Ascending order of every row of ``x (R, N)``.
 
