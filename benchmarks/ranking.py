@@ -130,7 +130,7 @@ def step_benchmark(repeats: int):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--loop-repeats", type=int, default=1)
+    ap.add_argument("--loop-repeats", type=int, default=2)
     ap.add_argument("--step-repeats", type=int, default=5)
     args = ap.parse_args(argv)
     loss_benchmark(args.repeats, args.loop_repeats)
