@@ -54,6 +54,7 @@ class Site:
         self.bodies = {ANNOTATION_ZIP: _zip(_coco_json()), f"val2017/{NAME}": _jpeg()}
         self.queue: dict[str, list[bytes]] = {}  # path -> bodies served first, one per request
         self.slow: set[str] = set()  # paths trickled one byte per 20 ms (at most 400 bytes)
+        self.slow_headers: set[str] = set()  # the status line and headers trickled the same way
         self.cut_once: set[str] = set()
         self.counts: dict[str, int] = {}
         self.ranges: list[int] = []
@@ -77,6 +78,17 @@ def _handler(site: Site):
                 site.cut_once.discard(path)
             if body is None:
                 self.send_error(404)
+                return
+            if path in site.slow_headers:
+                raw = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Pad: " + b"a" * 400 + b"\r\n\r\n"
+                try:
+                    for i in range(400):  # bounded trickle: never reaches the end of the headers
+                        self.wfile.write(raw[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.02)
+                except OSError:
+                    pass
+                self.close_connection = True
                 return
             start = 0
             if self.headers.get("Range"):
@@ -155,6 +167,19 @@ def test_trickling_server_hits_the_low_speed_deadline(site, tmp_path):
     assert time.monotonic() - start < 15
     assert "low-speed limit" in str(e.value) and "re-run" in str(e.value)
     assert site.counts[ANNOTATION_ZIP] == 3  # MAX_ATTEMPTS, each resumed
+
+
+def test_trickling_headers_hit_the_response_deadline(site, tmp_path):
+    """Headers at one byte per 20 ms: neither the per-read timeout nor the body's low-speed check
+    sees it; the connection's own deadline (max(timeout, low_speed_time)) ends each attempt."""
+    site.slow_headers.add(ANNOTATION_ZIP)
+    start = time.monotonic()
+    with pytest.raises(FetchError) as e:
+        fetch_coco(tmp_path / "coco", "val2017", base_url=site.url, progress=False, timeout=0.3,
+                   low_speed_time=0.3)
+    assert time.monotonic() - start < 15
+    assert "no complete response headers within 0.3 s" in str(e.value)
+    assert site.counts[ANNOTATION_ZIP] == 3
 
 
 def test_trickling_image_through_the_cli(site, tmp_path):

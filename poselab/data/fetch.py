@@ -21,7 +21,9 @@ Robustness: downloads go to ``<name>.part`` and are renamed when complete (byte 
 Content-Length); an interrupted ``.part`` is continued with an HTTP ``Range`` request when the
 server supports it, otherwise downloaded again. A transfer slower than ``low_speed_limit`` bytes/s
 over ``low_speed_time`` seconds (default 1024 B/s over 30 s) is abandoned and resumed the same
-way, so a trickling server cannot hang the tool. A final file counts as finished when it verifies:
+way, and the connection plus response headers must arrive within ``max(timeout,
+low_speed_time)`` seconds, so a trickling server cannot hang the tool. A final file counts as
+finished when it verifies:
 images decode with PIL and have the json's width/height; the zip passes ``zipfile.testzip``
 (remembered in a marker so re-runs do not re-check 241 MB). Re-runs therefore make no request for
 finished files. Nothing the user made is deleted: only ``.part`` files and files under
@@ -42,6 +44,7 @@ import re
 import shutil
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -260,12 +263,72 @@ def _http_error(code: int, msg: str, url: str, what: str) -> FetchError:
     return FetchError(f"HTTP {code} {msg} for {url}: {hint}")
 
 
-def _open_url(url: str, start: int, timeout: float, what: str):
+class _DeadlineMixin:
+    """An ``http.client`` connection whose connect + response headers must finish within
+    ``deadline`` seconds in all: a server trickling its headers never trips the per-read timeout,
+    so a watchdog shuts the socket down and ``getresponse`` raises ``TimeoutError``."""
+
+    deadline = 60.0
+
+    def connect(self):
+        self._expired = False
+        super().connect()
+        self._watchdog = threading.Timer(self.deadline, self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _expire(self):
+        self._expired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+
+    def getresponse(self):
+        late = TimeoutError(f"no complete response headers within {self.deadline:g} s")
+        try:
+            resp = super().getresponse()
+        except (OSError, http.client.HTTPException):
+            if getattr(self, "_expired", False):
+                raise late from None
+            raise
+        finally:
+            watchdog = getattr(self, "_watchdog", None)
+            if watchdog is not None:
+                watchdog.cancel()
+        if getattr(self, "_expired", False):  # the shutdown may end the headers "cleanly"
+            resp.close()
+            raise late
+        return resp
+
+
+def _deadline_opener(deadline: float):
+    """A urllib opener (proxies honoured as usual) whose connections use :class:`_DeadlineMixin`."""
+    http_conn = type("_HTTPConnection", (_DeadlineMixin, http.client.HTTPConnection),
+                     {"deadline": deadline})
+    https_conn = type("_HTTPSConnection", (_DeadlineMixin, http.client.HTTPSConnection),
+                      {"deadline": deadline})
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(http_conn, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            kwargs = {"context": self._context}
+            if hasattr(self, "_check_hostname"):  # Python < 3.12
+                kwargs["check_hostname"] = self._check_hostname
+            return self.do_open(https_conn, req, **kwargs)
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+def _open_url(url: str, start: int, timeout: float, what: str, deadline: float | None = None):
     req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     if start > 0:
         req.add_header("Range", f"bytes={start}-")
     try:
-        return urllib.request.urlopen(req, timeout=timeout)
+        return _deadline_opener(deadline or 2 * timeout).open(req, timeout=timeout)
     except urllib.error.HTTPError as err:
         err.close()
         if err.code == 416 and start > 0:
@@ -307,7 +370,7 @@ def _download(
     for _attempt in range(MAX_ATTEMPTS):
         start = part.stat().st_size if part.exists() else 0
         try:
-            resp = _open_url(url, start, timeout, what)
+            resp = _open_url(url, start, timeout, what, deadline=max(timeout, speed_time))
             if resp is None:  # 416: range beyond the end
                 part.unlink(missing_ok=True)
                 last = "server rejected the resume range"
