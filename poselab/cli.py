@@ -315,6 +315,17 @@ def _cell_timeout(timeout) -> int | None:
     return int(math.ceil(timeout))
 
 
+def _port(text: str) -> int:
+    """argparse type of ``lab --port``: a TCP port number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """argparse type of ``--timeout``: a finite number of seconds > 0."""
     try:
@@ -439,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout", type=_seconds, default=None,
                        help="seconds per cell (rounded up to whole seconds)")
     p_lab = sub.add_parser("lab", help="open JupyterLab on the chapters")
-    p_lab.add_argument("--port", type=int, default=None)
+    p_lab.add_argument("--port", type=_port, default=None, help="1-65535 (default: Jupyter's)")
     p_lab.add_argument("--no-browser", action="store_true")
     p_lab.add_argument("jupyter_args", nargs=argparse.REMAINDER,
                        help="passed to jupyter lab, e.g. -- --ServerApp.token=abc")

@@ -158,3 +158,10 @@ def test_data_synth_root_naming_a_file(tmp_path):
     proc = _cli("data", "synth", "--root", target, "--split", "val")
     assert proc.returncode == 2 and proc.stderr.startswith("poselab: error: cannot generate data")
     assert "Traceback" not in proc.stderr and target.read_text() == "x"
+
+
+@pytest.mark.parametrize("port", ["-1", "70000", "http"])
+def test_lab_port_checked_before_starting_jupyter(port):
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["lab", "--port", port])
+    assert e.value.code == 2
