@@ -31,6 +31,9 @@ import warnings
 import torch
 
 from ...codecs.hdm import naive_demanders, subpixel_demanders
+# The solver pieces under their former private names: this module calls them through these
+# globals (tests patch _stable and _newton_scaling here), and tests use _compute_dtype,
+# _plain_kernel_ok, _Progress, _evaluate directly.
 from ._checks import check_solver_args as _check_solver_args
 from ._checks import compute_dtype as _compute_dtype
 from ._checks import prepare as _prepare
