@@ -26,13 +26,15 @@ Each thread count runs in its own Python process (one process per repetition and
 alternating): switching ``torch.set_num_threads`` 1 → 2 inside one process after POT/numpy work
 made our times ~30× slower on the 2-core test machine (a runtime artefact, not the loss). Every
 process does one untimed warm-up call first. Also a training step of the tiny model (64×48
-input → 16×12 heatmaps, batch 32) with EMD vs MSE, at torch's default thread count, and with
-``--profile`` the CPU time per stage of one fwd+bwd call (what limits the ratio).
+input → 16×12 heatmaps, batch 32) with EMD vs MSE, at torch's default thread count; with
+``--profile`` the CPU time per stage of one fwd+bwd call (what limits the ratio), with
+``--sizes`` Newton iterations and fwd+bwd time per dtype (float64/32/16, bfloat16) at 16×12,
+32×24 and 64×48.
 
 Run timings one at a time on a shared machine:
 
     flock /tmp/poselab-timing.lock .venv/bin/python benchmarks/emd.py [--reps 5] [--threads 1 2]
-        [--dtypes float32 float64] [--no-train] [--profile]
+        [--dtypes float32 float64] [--no-train] [--profile] [--sizes]
 """
 from __future__ import annotations
 
@@ -251,6 +253,32 @@ def profile_stages(dtypes=("float32", "float64")):
             setattr(module, attr, fn)
 
 
+def dtype_sizes(sizes=((16, 12), (32, 24), (64, 48)), B=32, K=17, reps=3):
+    """Iterations and fwd+bwd CPU time per dtype and heatmap size on rectified-normal maps
+    (``relu`` of standard normal noise: half the pixels carry mass), one thread, tol 1e-6.
+    Half precision is solved in float32 (the numbers show the cast's cost)."""
+    from poselab.losses.transport import hdm_transport
+    torch.set_num_threads(1)
+    print(f"| heatmap | dtype | Newton iterations | stopped | marginal error | fwd+bwd ms CPU (min of {reps}) |")
+    print("|---|---|---|---|---|---|")
+    for H, W in sizes:
+        g = torch.Generator().manual_seed(0)
+        hm = torch.randn(B, K, H, W, generator=g, dtype=torch.float64)
+        kp = torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0], dtype=torch.float64)
+        vis = torch.ones(B, K)
+        for dt in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+            h = hm.to(dt).requires_grad_(True)
+            emd_loss(h, kp.to(dt), vis).backward()  # warm-up
+            best = math.inf
+            for _ in range(reps):
+                start = time.process_time()
+                emd_loss(h, kp.to(dt), vis).backward()
+                best = min(best, time.process_time() - start)
+            info = hdm_transport(hm.to(dt), kp.to(dt), vis, solver="newton")
+            print(f"| {H}x{W} | {str(dt).replace('torch.', '')} | {info['iterations']} | {info['stopped']} | "
+                  f"{info['marginal_error']:.1e} | {best * 1e3:.0f} |")
+
+
 def training_step():
     try:
         from poselab.losses.heatmap import heatmap_mse_loss
@@ -287,6 +315,7 @@ if __name__ == "__main__":
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=list(DTYPES))
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--profile", action="store_true", help="CPU time per stage of one call")
+    parser.add_argument("--sizes", action="store_true", help="iterations and time per dtype and size")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one repetition at one thread count, JSON on the last line
@@ -298,6 +327,8 @@ if __name__ == "__main__":
     _, values_ok = emd_vs_pot(reps=args.reps, threads=tuple(args.threads), dtypes=tuple(args.dtypes))
     if args.profile:
         profile_stages(tuple(args.dtypes))
+    if args.sizes:
+        dtype_sizes()
     if not args.no_train:
         torch.set_num_threads(default_threads)
         training_step()
