@@ -6,6 +6,7 @@
     poselab index [--write-readme | --check]
     poselab assign [NAME ...] [--out DIR];  poselab grade SUBMISSION [--assignment NAME]
     poselab data synth [--root DIR] [--split train|val]
+    poselab bench [--quick] [--only NAME ...] [--out FILE]
 
 A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
 without its number (``hdm``). ``run`` writes the executed notebooks and a ``claims.json``
@@ -471,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_index = sub.add_parser("index", help="print the paper -> equation -> function -> chapter index")
     p_index.add_argument("--write-readme", action="store_true", help="refresh the README's copy")
     p_index.add_argument("--check", action="store_true", help="exit 1 if the README's copy is stale")
+    p_bench = sub.add_parser("bench", help="run benchmarks/*.py and write benchmarks/results.md")
+    p_bench.add_argument("--quick", action="store_true", help="small sizes (each script's own)")
+    p_bench.add_argument("--only", nargs="+", default=None, metavar="NAME", help="script stems")
+    p_bench.add_argument("--out", default=None, help="results file (default benchmarks/results.md)")
+    p_bench.add_argument("--timeout", type=_seconds, default=None, help="seconds per script")
     from poselab.experiments.cli import add_parsers
     add_parsers(sub)  # train, recipes, results, arena
     return parser
@@ -521,6 +527,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             print(index.index_markdown())
             return 0
+        if args.command == "bench":
+            from poselab import bench
+            try:
+                return bench.run_suite(out=args.out, quick=args.quick, only=args.only,
+                                       timeout=args.timeout)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
         if args.command in ("train", "recipes", "results", "arena"):
             from poselab.experiments.cli import dispatch
             return dispatch(args)
