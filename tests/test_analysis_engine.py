@@ -114,3 +114,24 @@ def test_recorded_emd_vs_mse_reads_a_record_and_never_invents_one(two_step_runs,
     rec = hdm_training.recorded_emd_vs_mse(path)
     assert rec["recorded"] and rec["verdict"] == "inconclusive" and rec["seeds"] == [0]
     assert rec["status"] == "current"
+
+
+def test_oracle_ceilings_decoders_and_prediction_figures(two_step_runs, tmp_path):
+    from poselab.data import synth
+    from poselab.viz.basics import prediction_figures
+    ann = synth.generate(tmp_path / "val", n_images=3, seed=11, split="val")
+    ceilings = E.oracle_ceilings(ann, (64, 48), (16, 12))
+    exact, msra = ceilings["unbiased target + DARK (no blur)"], ceilings["MSRA target + quarter decoder"]
+    assert exact["EPE_crop"] < 1e-3 and exact["AP"] >= 0.8 and msra["EPE_crop"] > 0.3
+    runs, preset = two_step_runs
+    model = runs.result("mse", 0).model()
+    dec = E.decoder_comparison(model, {"tiny": ann}, preset.input_size, preset.heatmap_size)
+    assert set(dec) == set(E.DECODERS) and all(np.isfinite(v["tiny"]) for v in dec.values())
+    pred = runs.result("mse", 0).predictions(next(iter(runs.result("mse", 0).metrics)))
+    order = E.largest_persons(pred, 2)
+    box = pred["bbox"][:, 2] * pred["bbox"][:, 3]
+    assert len(order) == 2 and box[order[0]] == box.max()
+    from poselab.experiments import resolve_run_data
+    set_name = next(iter(runs.result("mse", 0).metrics))
+    figs = prediction_figures(pred, resolve_run_data("synth", preset)[1][set_name], order)
+    assert len(figs) == 2 and figs[0].layout.width <= 900
