@@ -61,3 +61,56 @@ def _run_quick(name: str, budget_cpu: float = 20.0) -> str:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert cpu <= budget_cpu, f"{name} --quick took {cpu:.1f} s CPU"
     return proc.stdout
+
+
+def test_oks_quick_equal_and_ratio():
+    out = _run_quick("oks")
+    assert "| poselab oks_matrix |" in out and "| True |" in out
+
+
+def test_oks_fails_when_ours_differs(monkeypatch, capsys):
+    """Counter-case: a perturbed oks_matrix must make the benchmark exit non-zero."""
+    import poselab.metrics as metrics
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import oks as oks_bench  # benchmarks/oks.py
+    real = metrics.oks_matrix
+    monkeypatch.setattr(metrics, "oks_matrix", lambda *a, **k: real(*a, **k) + 1e-6)
+    with pytest.raises(SystemExit, match="differs"):
+        oks_bench.main(["--quick"])
+
+
+def test_coco_eval_quick_equal():
+    out = _run_quick("coco_eval")
+    assert "| poselab coco_keypoint_eval |" in out and "| True |" in out
+
+
+def test_rank_losses_quick_equal():
+    out = _run_quick("rank_losses")
+    rows = [line for line in out.splitlines() if line.startswith("| laplacian_rank_loss | 1000")]
+    assert len(rows) == 2 and all(r.rstrip().endswith("| True |") for r in rows)  # float32 + float64
+    assert "| neural_ndcg |" in out
+
+
+def test_train_step_quick_every_recipe_has_a_verdict():
+    from poselab.experiments import RECIPES
+    out = _run_quick("train_step")
+    for name in RECIPES:
+        row = [line for line in out.splitlines() if line.startswith(f"| {name} | 64x48 |")]
+        assert len(row) == 1, name
+        assert name == "mse" or ("PASS" in row[0] or "MISS" in row[0])
+    assert "errors:" not in out
+
+
+def test_data_quick_reports_rates():
+    out = _run_quick("data")
+    assert "persons/s" in out and "loader the bottleneck" in out
+    row = [line for line in out.splitlines() if line.startswith("| 1 |")]
+    assert len(row) == 1 and ("no (" in row[0] or "YES (" in row[0])
+
+
+def test_chapters_quick_lists_every_chapter():
+    from poselab.cli import list_chapters
+    out = _run_quick("chapters", budget_cpu=10)
+    assert "Default mode" in out
+    for path in list_chapters():
+        assert path.stem in out
