@@ -83,3 +83,15 @@ def test_fit_rcnet_end_to_end_on_a_fast_run(fast_run):
         a, b = cached.sets["generated val"][which], again.sets["generated val"][which]
         assert a.keys() == b.keys() and all(np.isclose(a[k], b[k], equal_nan=True) for k in a)
     assert np.array_equal(cached.scores["generated val"]["after"], again.scores["generated val"]["after"])
+
+
+def test_collapse_guard():
+    from poselab import claims
+    runs = [_Run(s) for s in range(3)]
+    v = claims.Verdict("reproduced", "ours higher")
+    healthy = _fits([0.80, 0.81, 0.79], [0.84, 0.85, 0.83], metric="ranking_accuracy")
+    collapsed = _fits([0.80, 0.81, 0.79], [0.21, 0.30, 0.25], metric="ranking_accuracy")
+    assert rcnet_zoo.collapse_guard(v, healthy).verdict == "reproduced"
+    out = rcnet_zoo.collapse_guard(v, collapsed)
+    assert out.verdict == "inconclusive" and "collapsed" in out.reason
+    assert len(runs) == 3

@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR",
            "seed_values", "rcnet_evidence", "gain_verdict", "unchanged_verdict", "beats_verdict",
-           "summary_rows", "rescorer_table"]
+           "summary_rows", "rescorer_table", "collapse_guard"]
 
 TRAIN_SET = "generated train"
 DEFAULT_DETECTOR = {"jitter": 0.08, "duplicate_prob": 0.4, "duplicate_jitter": 0.2,
@@ -373,3 +373,18 @@ def rescorer_table(fits: dict, set_name: str = "generated val",
         rows.append({"variant": str(name),
                      **{m: float(np.mean(seed_values(results, m, "after", set_name))) for m in metrics}})
     return rows
+
+
+def collapse_guard(verdict, theirs, *, set_name: str = "generated val", margin: float = 0.05):
+    """"inconclusive" when the rival's fits collapsed: its rescored ranking accuracy is below the
+    **original** scores' by more than ``margin`` (mean over seeds). A rival that ranks worse than
+    the scores it was given has failed to train (e.g. a saturated sigmoid), so beating it says
+    nothing about the claim (cf. :func:`poselab.claims.guard_dead_maps`)."""
+    after = float(np.nanmean(seed_values(theirs, "ranking_accuracy", "after", set_name)))
+    before = float(np.nanmean(seed_values(theirs, "ranking_accuracy", "before", set_name)))
+    summary = {**verdict.summary, "rival_ranking_accuracy": {"before": before, "after": after}}
+    if after < before - margin:
+        return verdict.replace(verdict="inconclusive", summary=summary,
+                               reason=f"the rival collapsed: its ranking accuracy {after:.3f} is below "
+                                      f"the original scores' {before:.3f}; {verdict.reason}")
+    return verdict.replace(summary=summary)
