@@ -281,3 +281,17 @@ def test_per_item_data_path_trains_the_same_persons(first_run, monkeypatch):
     # same augmentation draws and batch order: the losses agree closely (pixels differ only by
     # the crop cache's second interpolation)
     np.testing.assert_allclose(slow.history["losses"], res.history["losses"], rtol=0.05)
+
+
+def test_preset_precision_and_layout_reach_the_model(first_run, monkeypatch):
+    from poselab.experiments.presets import resolve_autocast
+    res, root = first_run
+    monkeypatch.setenv("POSELAB_CACHE_DIR", root)
+    run = ex.run_recipe("mse", preset=TINY.replace(autocast="bfloat16", channels_last=True), seed=0,
+                        device="cpu")
+    assert run.key != res.key and run.config["autocast"] == "bfloat16"
+    assert run.model().autocast == "bfloat16" and res.model().autocast is None
+    assert resolve_autocast(None, torch.device("cpu")) is None
+    assert resolve_autocast("auto", torch.device("cpu")) in (None, "bfloat16")
+    with pytest.raises(ValueError, match="autocast"):
+        TINY.replace(autocast="int8")

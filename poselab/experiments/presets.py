@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Preset", "PRESETS", "get_preset"]
+__all__ = ["Preset", "PRESETS", "get_preset", "resolve_autocast"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,13 @@ class Preset:
         crop_cache: train from a :class:`~poselab.data.crop_cache.CropCache` (each person cropped
             once; batched augmentation) instead of decoding and warping every item.
         cache_resolution: cache pixels per output pixel of the crop cache.
+        rotation, scale_jitter: augmentation strengths (degrees; relative scale), as
+            :class:`~poselab.data.TopDownDataset`.
+        autocast: forward pass precision of a :class:`~poselab.models.PoseModel`: None (float32),
+            "bfloat16", "float16", or "auto" (bfloat16 where the device computes it natively —
+            a CUDA GPU with bf16, a CPU with AVX512-BF16 —, else float32). Outputs and losses
+            stay float32. The resolved choice is part of the cache key.
+        channels_last: NHWC memory layout for images and model (faster convolutions on CPU).
     """
 
     name: str
@@ -55,6 +62,10 @@ class Preset:
     flip_prob: float = 0.0
     crop_cache: bool = True
     cache_resolution: float = 1.0
+    rotation: float = 30.0
+    scale_jitter: float = 0.25
+    autocast: str | None = None
+    channels_last: bool = False
 
     def __post_init__(self):
         h, w = (int(v) for v in self.input_size)
@@ -68,6 +79,8 @@ class Preset:
             raise ValueError(f"preset {self.name!r}: epochs and max_steps must be >= 1")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"preset {self.name!r}: schedule must be 'cosine' or 'constant'")
+        if self.autocast not in (None, "auto", "bfloat16", "float16"):
+            raise ValueError(f"preset {self.name!r}: autocast must be None, 'auto', 'bfloat16' or 'float16'")
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
@@ -86,13 +99,34 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    # CI: a smoke test of the code path (AP ≈ 0), seconds per run
     "fast": Preset("fast", input_size=(64, 48), heatmap_stride=4, epochs=100, max_steps=40,
                    batch_size=16, n_train=150, n_val=40),
-    "default": Preset("default", input_size=(64, 48), heatmap_stride=4, epochs=10,
-                      batch_size=32, val_every=2),
-    "full": Preset("full", input_size=(128, 96), heatmap_stride=4, epochs=60, batch_size=32,
-                   val_every=5),
+    # a student's run: chapter 01's model at 128×96 (32×24 heatmaps) with light augmentation,
+    # lr 4e-3 (recipes' 2e-3 × 2), 8 epochs = 1000 steps of 16; bf16 forward where native;
+    # measured for mse: AP 0.458 after 84 s and 0.475 after 112 s of training CPU time, one
+    # thread, on a 2-core machine under heavy load (benchmarks/time_to_ap.py, results/NOTES.md)
+    "default": Preset("default", input_size=(128, 96), heatmap_stride=4, epochs=8, batch_size=16,
+                      lr_scale=2.0, val_every=2, rotation=10.0, scale_jitter=0.15,
+                      autocast="auto", channels_last=True),
+    # the calibrated scale (not yet measured end to end): 64×48 heatmaps, full augmentation,
+    # 40 epochs; hours on a CPU, minutes on a GPU
+    "full": Preset("full", input_size=(128, 96), heatmap_stride=2, epochs=40, batch_size=16,
+                   lr_scale=2.0, val_every=4, autocast="auto", channels_last=True),
 }
+
+
+def resolve_autocast(autocast: str | None, device) -> str | None:
+    """The forward precision a preset's ``autocast`` gives on ``device`` (see :class:`Preset`)."""
+    import torch
+    if autocast != "auto":
+        return autocast
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+        return "bfloat16" if probe is not None and probe() else None
+    return None
 
 
 def get_preset(preset: "Preset | str") -> Preset:

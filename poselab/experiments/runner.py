@@ -32,7 +32,7 @@ import torch
 
 from .. import __version__
 from .cache import entry_dir, file_sha256, run_key, source_digest
-from .presets import Preset, get_preset
+from .presets import Preset, get_preset, resolve_autocast
 from .registry import CODECS, LOSSES, MODELS, SCORES, Geometry, Recipe, get_recipe
 
 __all__ = ["RunResult", "run_recipe", "compare", "ComparisonTable", "resolve_run_data",
@@ -106,6 +106,7 @@ class RunResult:
         """The trained model (eval mode) rebuilt from the recipe and loaded from the weights."""
         recipe = self.recipe_object()
         model = MODELS.lookup(recipe.model, recipe.name)(recipe, self.geometry(), self.seed)
+        model = _prepared(model, self.config.get("autocast"), False)
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         return model.to(device).eval()
@@ -201,16 +202,28 @@ def _train_set(recipe: Recipe, preset: Preset, train_json: Path, codec, seed: in
     batched augmentation and targets) or, with ``preset.crop_cache=False``, the per-item
     :class:`~poselab.data.TopDownDataset` — the same augmentation draws either way."""
     flip = preset.flip_prob if synthetic else 0.5
+    aug = dict(flip_prob=flip, rotation=preset.rotation, scale_jitter=preset.scale_jitter)
     if preset.crop_cache:
         from poselab.data.crop_cache import CropCache
         return CropCache(train_json, input_size=preset.input_size, target_fn=codec.encode,
-                         batch_size=preset.batch_size, seed=seed, flip_prob=flip,
-                         resolution=preset.cache_resolution)
+                         batch_size=preset.batch_size, seed=seed, resolution=preset.cache_resolution,
+                         memory_format=torch.channels_last if preset.channels_last else torch.contiguous_format,
+                         **aug)
     from poselab.data import TopDownDataset
     ds = TopDownDataset(train_json, input_size=preset.input_size, train=True, target_fn=codec,
-                        seed=seed, flip_prob=flip)
+                        seed=seed, **aug)
     ds.preload()
     return ds
+
+
+def _prepared(model: torch.nn.Module, autocast: str | None, channels_last: bool) -> torch.nn.Module:
+    """Apply a preset's forward precision (models with an ``autocast`` attribute, e.g.
+    :class:`~poselab.models.PoseModel`; others run in float32) and memory layout."""
+    if hasattr(model, "autocast"):
+        model.autocast = autocast
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: Preset | str = "default",
@@ -247,7 +260,9 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
     synthetic = isinstance(data, str) and data == "synth"
     train_json, eval_sets = resolve_run_data(data, preset)
     geometry = Geometry(preset.input_size, preset.heatmap_size)
+    autocast = resolve_autocast(preset.autocast, dev)
     config = {"recipe": recipe.to_dict(), "preset": preset.to_dict(), "seed": seed,
+              "autocast": autocast,
               "geometry": {"input_size": list(geometry.input_size),
                            "heatmap_size": list(geometry.heatmap_size),
                            "num_keypoints": geometry.num_keypoints},
@@ -266,7 +281,7 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
     codec = CODECS[recipe.codec](geometry, **dict(recipe.codec_params))
     loss_fn = LOSSES[recipe.loss](geometry, **dict(recipe.loss_params))
     score_fn = SCORES[recipe.score]
-    model = MODELS[recipe.model](recipe, geometry, seed)
+    model = _prepared(MODELS[recipe.model](recipe, geometry, seed), autocast, preset.channels_last)
     train_set = _train_set(recipe, preset, train_json, codec, seed, synthetic)
     evaluators = {name: Evaluator(path, head=recipe.head, codec=codec, input_size=preset.input_size,
                                   device=dev, score_fn=score_fn) for name, path in eval_sets.items()}
