@@ -543,10 +543,8 @@ class ClaimsTable:
         return self.to_markdown()
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th style='text-align:left'>{c}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(row[c])}</td>"
-                                        for c in self.columns) + "</tr>" for row in self.rows())
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        from poselab.viz.html import fitted_table
+        return fitted_table(self.columns, [[row[c] for c in self.columns] for row in self.rows()])
 
     def __str__(self) -> str:
         lines = [f"{'claim':48s} {'kind':9s} {'verdict':15s} value"]

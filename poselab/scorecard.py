@@ -8,7 +8,6 @@ that were not reproduced the stated reason. :func:`write_scorecard` writes ``sco
 """
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections import Counter
@@ -144,20 +143,16 @@ class ScorecardView:
         self.papers = papers
 
     def _repr_html_(self) -> str:
+        from poselab.viz.html import fitted_table
         out = []
         for key, rows in scorecard(self.records).items():
             if self.papers is not None and key not in self.papers:
                 continue
-            out.append(f"<h4>{html.escape(PAPERS.get(key, 'other claims'))}</h4><table><thead><tr>"
-                       + "".join(f"<th>{h}</th>" for h in ("claim", "paper says", "ours", "kind",
-                                                            "verdict", "preset, seeds", "reason"))
-                       + "</tr></thead><tbody>")
-            for row in rows:
-                cells = [row["id"], row["paper_says"], _value_text(row["ours"], 60), row["kind"],
-                         row["verdict"], row["evidence"], row["reason"]]
-                out.append("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>"
-                                            for c in cells) + "</tr>")
-            out.append("</tbody></table>")
+            out.append(fitted_table(
+                ("claim", "paper says", "ours", "kind", "verdict", "preset, seeds", "reason"),
+                [[row["id"], row["paper_says"], _value_text(row["ours"], 60), row["kind"], row["verdict"],
+                  row["evidence"], row["reason"]] for row in rows],
+                caption=PAPERS.get(key, "other claims")))
         return "".join(out)
 
     def _repr_markdown_(self) -> str:

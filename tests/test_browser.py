@@ -115,14 +115,15 @@ _BUSY = """() => [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
                || window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status !== 'idle'"""
 _WIDE = """() => [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')]
                  .filter(e => e.scrollWidth > e.clientWidth + 2)
-                 .map(e => e.className + ' ' + e.scrollWidth + '>' + e.clientWidth)"""
+                 .map(e => e.scrollWidth + '>' + e.clientWidth + ' px: ' + e.textContent.slice(0, 80))"""
 _ERRORS = """() => [...document.querySelectorAll(
                  '.jp-Notebook [data-mime-type="application/vnd.jupyter.stderr"]')]
                  .map(e => e.textContent.slice(0, 300))"""
 
 
 def _open(lab, page, name: str):
-    page.goto(f"{lab['base']}/lab/tree/{name}?token={lab['token']}")
+    # a fresh workspace per chapter: no tab or kernel of an earlier chapter comes back
+    page.goto(f"{lab['base']}/lab/workspaces/w-{Path(name).stem}/tree/{name}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext "

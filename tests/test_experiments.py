@@ -153,7 +153,7 @@ def test_comparison_table(first_run, monkeypatch):
     assert table.values("mse", "AP") == [res.metrics[ex.GENERATED_VAL]["AP"]]
     md = table.to_markdown()
     assert "| recipe |" in md and "mse" in md
-    assert "<table>" in table._repr_html_()
+    assert "<table" in table._repr_html_() and "overflow-x:auto" in table._repr_html_()
     with pytest.raises(KeyError):
         table.values("emd", "AP")
     fig = table.figure("AP")

@@ -44,7 +44,7 @@ def test_files_and_rendering(tmp_path):
     text = md.read_text()
     assert "| hdm.training.emd_vs_mse |" in text and "HDM —" in text
     assert json.loads(js.read_text())["summary"]["claims"] == 4
-    assert "<table>" in scorecard.ScorecardView(RECORDS)._repr_html_()
+    assert "<table" in scorecard.ScorecardView(RECORDS)._repr_html_()
     fig = scorecard.verdict_figure(RECORDS)
     fails = [t for t in fig.data if t.name == "fails"][0]
     assert list(fails.y) == [1, 0, 0]  # rspose, hdm, other

@@ -359,6 +359,10 @@ class ComparisonTable:
     per-seed points with mean ± std.
     """
 
+    #: columns of the rendered table (``to_markdown`` and ``summary`` give every metric)
+    SHOWN = ("AP", "AP50", "AR", "EPE_crop", "PCK@0.2", "spearman", "seconds_per_step")
+    SHORT = {"EPE_crop": "EPE (crop px)", "seconds_per_step": "s/step"}
+
     def __init__(self, results: list[RunResult]):
         self.results = list(results)
 
@@ -427,20 +431,14 @@ class ComparisonTable:
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
-        import html
+        from poselab.viz.html import fitted_table
         out = []
         for set_name in self.sets:
-            rows = self.summary(set_name)
-            if not rows:
-                continue
-            heads = list(rows[0])
-            out.append(f"<p><b>{html.escape(set_name)}</b> (mean ± std over seeds)</p>"
-                       "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
-                       + "</tr></thead><tbody>")
-            for r in rows:
-                out.append("<tr>" + "".join(f"<td>{html.escape(self._cell(r[h]))}</td>" for h in heads)
-                           + "</tr>")
-            out.append("</tbody></table>")
+            rows = self.summary(set_name, self.SHOWN)
+            if rows:
+                heads = ["recipe", "seeds", *[self.SHORT.get(m, m) for m in self.SHOWN]]
+                out.append(fitted_table(heads, [[r["recipe"], r["seeds"], *[self._cell(r[m]) for m in self.SHOWN]]
+                                                for r in rows], caption=f"{set_name} (mean ± std over seeds)"))
         return "".join(out)
 
     def __repr__(self) -> str:
