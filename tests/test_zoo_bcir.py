@@ -55,9 +55,12 @@ def test_codecs_match_the_losses():
 
 
 def test_for_preset_scales_t_off():
-    assert Z.for_preset("bcir", "default").loss_params["t_off_epochs"] == 9
+    default = Z.for_preset("bcir", "default")
+    assert default.loss_params["t_off_epochs"] == math.ceil(PRESETS["default"].epochs * 120 / 140)
+    assert default is RECIPES["bcir"]            # the registered recipe already fits the default
     full = Z.for_preset("bcir", PRESETS["full"])
-    assert full.loss_params["t_off_epochs"] == math.ceil(60 * 120 / 140) and full.name == "bcir"
+    assert full.loss_params["t_off_epochs"] == math.ceil(PRESETS["full"].epochs * 120 / 140)
+    assert full.name == "bcir"
     assert Z.for_preset("ipr", "full") is RECIPES["ipr"]
     assert Z.for_preset("mse", "full") is RECIPES["mse"]
 

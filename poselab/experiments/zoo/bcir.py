@@ -15,25 +15,28 @@ rows are parameter choices of one loss, ``"bcir"`` (:func:`poselab.losses.bcir_l
 Decoding matches the loss: soft-argmax with the recipe's β, compensated where the loss is.
 T_o: the paper trains SimpleBaseline 140 epochs with T_o = 120 (6/7 of training);
 :func:`for_preset` sets ``t_off_epochs`` to the same share of a preset's epochs (the registered
-recipes use 9 of the default preset's 10).
+recipes use :data:`DEFAULT_T_OFF`, that share of the default preset's epochs).
 """
 from __future__ import annotations
 
 import math
 
+from ..presets import PRESETS
 from ..registry import RECIPES, Recipe, register_loss, register_recipe
 
 __all__ = ["CHAPTER_RECIPES", "TRAINING_RECIPES", "ABLATION_RECIPES", "BETA_RECIPES", "for_preset",
-           "T_OFF_SHARE"]
+           "T_OFF_SHARE", "DEFAULT_T_OFF"]
 
 PAPER = "BCIR (Gu, Yang, Mi, Yao, TPAMI 2023)"
 #: T_o / total epochs in the paper (SimpleBaseline: 120 of 140)
 T_OFF_SHARE = 120 / 140
+#: T_o of the registered recipes: the paper's share of the default preset's epochs
+DEFAULT_T_OFF = max(1, math.ceil(T_OFF_SHARE * PRESETS["default"].epochs))
 
 
 @register_loss("bcir")
 def bcir_loss_builder(geometry, beta: float = 10.0, compensate: bool = True, prior_weight: float = 1.0,
-                      t_off_epochs: float | None = 9, sigma: float = 2.0, reg_weight: float = 0.0,
+                      t_off_epochs: float | None = DEFAULT_T_OFF, sigma: float = 2.0, reg_weight: float = 0.0,
                       tau: float = 0.02):
     """:func:`poselab.losses.bcir_loss` to ``batch["target"]`` (heatmap px) weighted by
     ``batch["weights"]``, with λ(t) = ``step_schedule(batch["epoch"], t_off_epochs,
@@ -63,7 +66,7 @@ def bcir_loss_builder(geometry, beta: float = 10.0, compensate: bool = True, pri
 
 def _recipe(name, description, beta=10.0, compensate=False, prior_weight=0.0, **loss):
     if prior_weight:
-        loss.setdefault("t_off_epochs", 9)   # 6/7 of the default preset's 10 epochs
+        loss.setdefault("t_off_epochs", DEFAULT_T_OFF)   # 6/7 of the default preset's epochs
     return register_recipe(Recipe(
         name=name, head="integral", codec="integral", loss="bcir",
         codec_params={"beta": beta, "compensate": compensate},
