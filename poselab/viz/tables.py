@@ -48,13 +48,36 @@ def table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], d
         >>> table([{"a": 1 / 3, "b": (1.0, 0.25)}]).iloc[0].tolist()
         ['0.333', '1 ± 0.25']
     """
-    import pandas as pd
+    frame_type = _fitted_frame_type()
     if isinstance(rows, Mapping):
-        frame = pd.DataFrame([{k: _cell(v, digits) for k, v in r.items()} for r in rows.values()],
-                             index=list(rows))
+        frame = frame_type([{k: _cell(v, digits) for k, v in r.items()} for r in rows.values()],
+                           index=list(rows))
         frame.index.name = index
         return frame
-    frame = pd.DataFrame([{k: _cell(v, digits) for k, v in r.items()} for r in rows])
+    frame = frame_type([{k: _cell(v, digits) for k, v in r.items()} for r in rows])
     if index is not None and index in frame:
         frame = frame.set_index(index)
     return frame
+
+
+_FITTED = None
+
+
+def _fitted_frame_type():
+    """A DataFrame whose notebook HTML sits in a box that scrolls on its own (never wider than
+    the notebook)."""
+    global _FITTED
+    if _FITTED is None:
+        import pandas as pd
+
+        class FittedFrame(pd.DataFrame):
+            @property
+            def _constructor(self):
+                return FittedFrame
+
+            def _repr_html_(self):
+                inner = super()._repr_html_()
+                return None if inner is None else f"<div style='max-width:100%;overflow-x:auto'>{inner}</div>"
+
+        _FITTED = FittedFrame
+    return _FITTED
