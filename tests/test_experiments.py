@@ -295,3 +295,20 @@ def test_preset_precision_and_layout_reach_the_model(first_run, monkeypatch):
     assert resolve_autocast("auto", torch.device("cpu")) in (None, "bfloat16")
     with pytest.raises(ValueError, match="autocast"):
         TINY.replace(autocast="int8")
+
+
+def test_source_digest_follows_the_analysis_modules_training_imports(tmp_path, monkeypatch):
+    from poselab.experiments import cache
+    pkg = tmp_path / "pkg"
+    for folder in ("analysis", "experiments"):
+        (pkg / folder).mkdir(parents=True)
+    (pkg / "experiments" / "builtin.py").write_text("from ..analysis import used\n")
+    (pkg / "analysis" / "used.py").write_text("from .deeper import x\n")
+    (pkg / "analysis" / "deeper.py").write_text("x = 1\n")
+    (pkg / "analysis" / "figures.py").write_text("y = 1\n")
+    monkeypatch.setattr(cache, "_PACKAGE", pkg)
+    d0 = cache.source_digest()
+    (pkg / "analysis" / "figures.py").write_text("y = 2\n")
+    assert cache.source_digest() == d0            # no training code imports it
+    (pkg / "analysis" / "deeper.py").write_text("x = 2\n")
+    assert cache.source_digest() != d0            # imported through used.py

@@ -83,7 +83,9 @@ def skeleton_traces(keypoints, name: str = "pose", color: str = PALETTE[0], dash
 
 def _image_layout(fig: go.Figure, height: int, image_size=None, title: str = "",
                   width: int | None = None) -> go.Figure:
-    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=height, width=width,
+    # a fixed width: plotly's autosize measures the cell before the notebook's scrollbar appears
+    # and ends up 12 px wider than the output at a 1280-px window (tests/test_browser.py)
+    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=height, width=width or 800,
                       margin=dict(l=10, r=10, t=60 if title else 40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     fig.update_xaxes(showgrid=False, zeroline=False, visible=False)
@@ -109,7 +111,7 @@ def pose_figure(image=None, poses: Sequence = (), names: Sequence[str] | None = 
         names, colors, dashes: one per pose (defaults "person 1", ..., palette, solid).
         bboxes: optional [x, y, w, h] per pose, drawn as dotted rectangles.
         zoom_to: optional [x, y, w, h]: show this box enlarged by 30 % instead of the whole image.
-        height, width: pixels (width None: the notebook's width).
+        height, width: pixels (width None: 800, which fits a notebook at a 1280-px window).
     Returns:
         go.Figure with traces [Image (if image)] + [limbs, joints] per pose (+ one box trace per
         bbox).
