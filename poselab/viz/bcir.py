@@ -86,7 +86,7 @@ def breakdown_figure(breakdown: Mapping) -> go.Figure:
         fig.update_xaxes(title_text=xlab[key], row=1, col=c)
         fig.update_yaxes(type="log", row=1, col=c)
     fig.update_yaxes(title_text="error (px)", row=1, col=1)
-    fig.update_layout(width=900, height=340, margin=dict(l=60, r=10, t=40, b=60))
+    fig.update_layout(width=820, height=340, margin=dict(l=60, r=10, t=40, b=60))
     return fig
 
 
@@ -108,7 +108,7 @@ def epe_figure(configs: Mapping, gap: Mapping) -> go.Figure:
     fig.update_yaxes(title_text="E_de (px)", row=1, col=1)
     fig.update_xaxes(title_text="support half-width s (px)", row=1, col=2)
     fig.update_yaxes(title_text="E_de − E_re (px)", row=1, col=2)
-    fig.update_layout(width=900, height=380, margin=dict(l=60, r=10, t=40, b=50))
+    fig.update_layout(width=820, height=380, margin=dict(l=60, r=10, t=40, b=50))
     return fig
 
 
@@ -151,7 +151,7 @@ def gradient_figure(factors: Mapping, autograd, gt, title: str = "") -> go.Figur
         fig.add_scatter(x=[factors["prediction"][0]], y=[factors["prediction"][1]], mode="markers",
                         marker=MARKERS["soft-argmax"], showlegend=False, row=1, col=c)
         fig.update_yaxes(autorange="reversed", row=1, col=c, showticklabels=c == 1)
-    fig.update_layout(title=title, width=900, height=330, margin=dict(l=30, r=10, t=60, b=20))
+    fig.update_layout(title=title, width=820, height=330, margin=dict(l=30, r=10, t=60, b=20))
     return fig
 
 

@@ -65,7 +65,7 @@ def ap_vs_step_time_figure(points: Mapping[str, tuple[float, float]], width: int
 
 
 def per_keypoint_figure(errors: Mapping[str, Sequence[float]], names: Sequence[str],
-                        width: int = 860, height: int = 380, unit: str = "crop px") -> go.Figure:
+                        width: int = 820, height: int = 380, unit: str = "crop px") -> go.Figure:
     """Grouped bars: mean error per joint for each recipe (``recipe → (K,)``)."""
     fig = go.Figure()
     for recipe, err in errors.items():

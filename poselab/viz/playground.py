@@ -13,7 +13,7 @@ _COLS = 3
 
 
 def playground_figure(heatmap: np.ndarray, maps: Mapping[str, Mapping], keypoint: Sequence[float],
-                      width: int = 880, height: int = 760) -> go.Figure:
+                      width: int = 820, height: int = 760) -> go.Figure:
     """Grid: the heatmap, then ``-∂loss/∂heatmap`` of each loss (the direction gradient descent
     moves each pixel; red = raised, blue = lowered, each map on its own symmetric scale), with
     the ground truth marked. ``maps`` is :func:`poselab.analysis.playground.loss_maps`' output."""

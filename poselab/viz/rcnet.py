@@ -85,7 +85,7 @@ def rescorer_history_figure(history: Mapping[str, Sequence[float]], title: str =
     return fig
 
 
-def score_scatter_figure(scores: Mapping[str, np.ndarray], title: str = "", width: int = 860,
+def score_scatter_figure(scores: Mapping[str, np.ndarray], title: str = "", width: int = 820,
                          height: int = 360, max_points: int = 1500, seed: int = 0) -> go.Figure:
     """Score against matched OKS before and after rescoring, coloured by detection kind."""
     oks, kind = np.asarray(scores["oks"]), np.asarray(scores["kind"])

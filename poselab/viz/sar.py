@@ -59,7 +59,7 @@ def cell_field_traces(field: Mapping, target=None, min_weight: float = 0.0, show
 
 def three_ways_figure(image, target, regression_point, heatmap, heatmap_point, field,
                       input_size: Sequence[int], titles: Sequence[str] | None = None,
-                      width: int = 900, height: int = 380) -> go.Figure:
+                      width: int = 820, height: int = 380) -> go.Figure:
     """SAR Fig. 1 on one crop: global regression (one point), a heatmap (the map + its decoded
     point) and SAR (every cell's point and weight). Coordinates in input px; ``heatmap`` (h, w)
     is drawn stretched over the crop."""
@@ -89,7 +89,7 @@ def three_ways_figure(image, target, regression_point, heatmap, heatmap_point, f
     return fig
 
 
-def toy_cases_figure(cases: Mapping, width: int = 900, height: int = 340) -> go.Figure:
+def toy_cases_figure(cases: Mapping, width: int = 820, height: int = 340) -> go.Figure:
     """The optimum cases of :func:`poselab.analysis.sar.optimum_cases` after training: each cell's
     point (coloured by w_t) and the line from its centre."""
     names = [k for k in ("all", "few", "few_frozen") if k in cases]
@@ -129,7 +129,7 @@ def toy_loss_figure(cases: Mapping, width: int = 700, height: int = 320) -> go.F
     return fig
 
 
-def normalization_figure(study: Mapping, width: int = 900, height: int = 340) -> go.Figure:
+def normalization_figure(study: Mapping, width: int = 820, height: int = 340) -> go.Figure:
     """:func:`poselab.analysis.sar.normalization_study`: the score a fixed γ sees per target, and
     the recall of Eq. 11 with that γ, as the number of targets grows."""
     n = np.asarray(study["counts"])

@@ -14,7 +14,7 @@ from poselab.viz.basics import _oks_title, ks_bars_figure, pose_figure, skeleton
 
 
 POSE_SIZE = (380, 400)   # (height, width) px of the photo panel
-BARS_SIZE = (380, 480)   # of the KS bars: together ≤ 900 px, inside a 1280-px-wide notebook
+BARS_SIZE = (380, 420)   # of the KS bars: together ≤ 820 px, inside the 848 px of a notebook output at a 1280-px window
 
 
 class OKSExplorer:
