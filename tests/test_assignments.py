@@ -39,8 +39,9 @@ def built(tmp_path_factory):
 
 
 def test_there_is_an_assignment_per_paper_chapter():
-    assert len(SOURCES) >= 1
-    assert {"hdm_demanders"} <= {p.stem for p in SOURCES}
+    assert len(SOURCES) >= 5
+    assert {"hdm_demanders", "rspose_rank_error", "rcnet_g_delta", "bcir_compensation",
+            "sar_objective"} <= {p.stem for p in SOURCES}
 
 
 def test_student_versions_leak_nothing_and_fail_as_handed_out(built, tmp_path):
