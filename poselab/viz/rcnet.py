@@ -139,7 +139,5 @@ def table_html(rows: Sequence[Mapping], columns: Sequence[str] | None = None, di
         if isinstance(v, (float, np.floating)):
             return "nan" if not np.isfinite(v) else f"{v:.{digits}f}"
         return str(v)
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    from .html import fitted_table
+    return fitted_table(cols, [[cell(r.get(c, "")) for c in cols] for r in rows])

@@ -375,13 +375,20 @@ def rescorer_table(fits: dict, set_name: str = "generated val",
     return rows
 
 
+def _finite_mean(values) -> float:
+    """Mean of the finite values; NaN (without numpy's empty-slice warning) when there are none."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
 def collapse_guard(verdict, theirs, *, set_name: str = "generated val", margin: float = 0.05):
     """"inconclusive" when the rival's fits collapsed: its rescored ranking accuracy is below the
     **original** scores' by more than ``margin`` (mean over seeds). A rival that ranks worse than
     the scores it was given has failed to train (e.g. a saturated sigmoid), so beating it says
     nothing about the claim (cf. :func:`poselab.claims.guard_dead_maps`)."""
-    after = float(np.nanmean(seed_values(theirs, "ranking_accuracy", "after", set_name)))
-    before = float(np.nanmean(seed_values(theirs, "ranking_accuracy", "before", set_name)))
+    after = _finite_mean(seed_values(theirs, "ranking_accuracy", "after", set_name))
+    before = _finite_mean(seed_values(theirs, "ranking_accuracy", "before", set_name))
     summary = {**verdict.summary, "rival_ranking_accuracy": {"before": before, "after": after}}
     if after < before - margin:
         return verdict.replace(verdict="inconclusive", summary=summary,
