@@ -328,14 +328,9 @@ def _port(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    """argparse type of ``--timeout``: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+    """argparse type of ``--timeout``: a finite number of seconds > 0 (as ``fetch_coco.py``'s)."""
+    from poselab.data.fetch import _seconds as seconds
+    return seconds(text)
 
 
 def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
