@@ -93,9 +93,10 @@ def hidden_test_names(source_nb: Path) -> list[str]:
 
 
 def check_student_version(source_nb: Path, student_nb: Path) -> None:
-    """Raise :class:`AssignmentError` if a solution line or a hidden test is in the student
-    notebook."""
-    text = "\n".join(_src(c) for c in _cells(student_nb))
+    """Raise :class:`AssignmentError` if a solution line or a hidden test is anywhere in the
+    student notebook — its cells or its metadata (otter keeps the public tests there)."""
+    raw = Path(student_nb).read_text()
+    text = "\n".join([_src(c) for c in _cells(student_nb)] + [json.dumps(json.loads(raw), ensure_ascii=False)])
     leaked = [line for line in solution_lines(source_nb) if line in text]
     hidden = [name for name in hidden_test_names(source_nb) if name in text]
     if leaked or hidden:

@@ -70,3 +70,14 @@ def test_a_leak_is_detected(tmp_path, built):
     leaky.write_text(json.dumps(nb))
     with pytest.raises(assignments.AssignmentError, match="leaks"):
         assignments.check_student_version(src, leaky)
+
+
+def test_a_hidden_test_leaked_into_metadata_is_detected(tmp_path, built):
+    b = built[0]
+    src = assignments.assignments_dir() / f"{b.name}.ipynb"
+    nb = json.loads(b.student.read_text())
+    nb.setdefault("metadata", {})["otter_leak"] = {"code": f"def {assignments.hidden_test_names(src)[0]}(): pass"}
+    leaky = tmp_path / "meta.ipynb"
+    leaky.write_text(json.dumps(nb))
+    with pytest.raises(assignments.AssignmentError, match="hidden tests"):
+        assignments.check_student_version(src, leaky)
