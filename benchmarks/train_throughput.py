@@ -16,23 +16,9 @@ import time
 import torch
 
 from poselab.codecs import HeatmapCodec, IntegralCodec, SARCodec, SimCCCodec
-from poselab.losses import heatmap_mse_loss, integral_l1_loss, simcc_kl_loss
+from poselab.codecs.sar import sar_flatten_outputs
+from poselab.losses import heatmap_mse_loss, integral_l1_loss, sar_loss, simcc_kl_loss
 from poselab.models import build_model, count_parameters
-
-
-def sar_loss_standin(outputs, target, weights, lam=16.0):
-    """SAR-style loss (official code's form) used only if poselab.losses has no SAR loss yet:
-    -log(Σ_t w_t exp(-λ·L1(K_t, J)/(w,h)) + 1e-6), w_t = sigmoid(s_t)/Σ sigmoid(s)."""
-    sel, off = outputs["selector"], outputs["offsets"]
-    B, K, h, w = sel.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=sel.dtype), torch.arange(w, dtype=sel.dtype), indexing="ij")
-    px = xs + off[:, :, 0]
-    py = ys + off[:, :, 1]
-    d = (px - target[..., 0, None, None]).abs() / w + (py - target[..., 1, None, None]).abs() / h
-    c = torch.sigmoid(sel).flatten(2)
-    wt = c / c.sum(-1, keepdim=True)
-    per = -torch.log((wt * torch.exp(-lam * d.flatten(2))).sum(-1) + 1e-6)
-    return (per * weights).sum() / weights.sum().clamp_min(1)
 
 
 def make_case(head, size, batch, seed=0):
@@ -54,11 +40,8 @@ def make_case(head, size, batch, seed=0):
         loss = lambda o: simcc_kl_loss(o, (t["target_x"], t["target_y"]), t["weights"])  # noqa: E731
     else:
         t = SARCodec(size, hm).encode(kp, vis)
-        try:
-            from poselab.losses import sar_loss  # written by the SAR helper, if present
-            loss = lambda o: sar_loss(o, t["target"], t["weights"])  # noqa: E731
-        except ImportError:
-            loss = lambda o: sar_loss_standin(o, t["target"], t["weights"])  # noqa: E731
+        loss = lambda o: sar_loss(*sar_flatten_outputs(o["selector"], o["offsets"]),  # noqa: E731
+                                  t["target"], t["weights"], map_size=(hm[1], hm[0]))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step():

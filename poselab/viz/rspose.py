@@ -12,7 +12,7 @@ __all__ = ["imbalance_figure", "positives_figure", "updates_figure", "gradient_b
            "theorem1_figure"]
 
 
-def imbalance_figure(rows: Sequence[Mapping], width: int = 860, height: int = 380) -> go.Figure:
+def imbalance_figure(rows: Sequence[Mapping], width: int = 820, height: int = 380) -> go.Figure:
     """|N|/|P| per label type (log scale): ours from the codecs beside RSPose Table 1."""
     names = [r["labels"] for r in rows]
     fig = go.Figure()
@@ -37,7 +37,7 @@ def positives_figure(labels, title: str = "", width: int = 420, height: int = 42
     return fig
 
 
-def updates_figure(maps: Mapping[str, np.ndarray], keypoint=None, width: int = 900,
+def updates_figure(maps: Mapping[str, np.ndarray], keypoint=None, width: int = 820,
                    height: int = 300) -> go.Figure:
     """Side-by-side maps: the prediction, then each loss's update (red: pushed down by gradient
     descent, blue: pushed up), each on its own symmetric colour range."""
@@ -62,7 +62,7 @@ def updates_figure(maps: Mapping[str, np.ndarray], keypoint=None, width: int = 9
 
 
 def gradient_balance_figure(records: Sequence[Mapping], losses: Sequence[str] = ("mse", "spatial_rank"),
-                            width: int = 860, height: int = 340) -> go.Figure:
+                            width: int = 820, height: int = 340) -> go.Figure:
     """RSPose Fig. 3: total |gradient| on negatives and on positives per probe step, per loss
     (left), and the signed balance Σ_P g + Σ_N g relative to Σ_P |g| (right)."""
     steps = [r["step"] for r in records]
