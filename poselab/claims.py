@@ -451,7 +451,7 @@ def record(claim_id: str, *, value: Any, paper: str, kind: str, holds: Any = Non
         else:
             verdict_text, reason = "inconclusive", ("a single comparison without per-seed values is never "
                                                      "a finding (use claims.compare_seeds)")
-            holds = False
+            holds = verdict_text == "reproduced"  # an inconclusive record never holds
     else:
         if holds is not None:
             raise ClaimError(f"{claim_id}: pass holds or a Verdict, not both (the Verdict decides)")
