@@ -34,6 +34,11 @@ def heatmap_mse_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     Returns a scalar (or ``(B, K)``). Raises ValueError on NaN/Inf or mismatched shapes; an empty
     batch gives 0 with a graph; all weights 0 give exactly 0.
 
+    Half precision: float16/bfloat16 inputs are upcast and the loss is computed **and returned in
+    float32** (the ``torch.autocast`` policy for ``mse_loss``): a float16 square overflows to inf
+    once |ĥ − h| > 256 (max 65504), and bfloat16 keeps only 8 mantissa bits. Gradients still flow
+    back to the half-precision prediction. float32/float64 inputs are computed in their own dtype.
+
     Example:
         >>> pred = torch.zeros(2, 17, 16, 12, requires_grad=True)
         >>> heatmap_mse_loss(pred, torch.zeros(2, 17, 16, 12), torch.ones(2, 17)).item()
@@ -47,7 +52,9 @@ def heatmap_mse_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     w = check_weights(weights, (B, K), prediction)
     if B == 0 or K == 0:
         return empty_loss(prediction, reduction, (B, K))
-    per_kp = (prediction - target).square().mean(dim=(-2, -1)) * w  # (B, K)
+    if prediction.dtype in (torch.float16, torch.bfloat16):  # squares overflow float16 past 256
+        prediction, w = prediction.float(), w.float()
+    per_kp = (prediction - target.to(prediction.dtype)).square().mean(dim=(-2, -1)) * w  # (B, K)
     if reduction == "sum":
         return per_kp.sum() * (H * W)
     return reduce_per_keypoint(per_kp, reduction, B * K)

@@ -5,6 +5,9 @@ SimCC (Li et al., ECCV 2022) treats x and y as two classification problems over 
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -53,6 +56,16 @@ def simcc_kl_loss(prediction, target, weights: torch.Tensor | None = None, beta:
         beta: inverse temperature β applied to the logits before the softmax (MMPose default 1;
             RTMPose uses 10).
         reduction: "mean", "sum" or "none" → ``(B, K)``.
+
+    Raises ValueError naming ``beta`` unless it is a finite real number > 0, and when ``β·logits``
+    or the resulting KL overflows (e.g. ``beta=1e38`` in float32 — lower β). float16/bfloat16
+    inputs are computed and returned in float32 (like :func:`heatmap_mse_loss`). A β so small that
+    ``β·logits`` underflows to 0 gives the (finite) KL to the uniform distribution.
+
+    Example:
+        >>> x, y = torch.zeros(1, 17, 96), torch.zeros(1, 17, 128)
+        >>> round(simcc_kl_loss((x, y), (torch.ones_like(x), torch.ones_like(y))).item(), 6)
+        0.0
     """
     check_reduction(reduction)
     px, py = _split(prediction, "prediction")
@@ -65,9 +78,15 @@ def simcc_kl_loss(prediction, target, weights: torch.Tensor | None = None, beta:
     if tx.shape != px.shape or ty.shape != py.shape:
         raise ValueError(f"target shapes {tuple(tx.shape)}, {tuple(ty.shape)} must match prediction "
                          f"shapes {tuple(px.shape)}, {tuple(py.shape)} (same number of bins)")
+    if isinstance(beta, torch.Tensor) and beta.numel() == 1:
+        beta = beta.item()
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise ValueError(f"beta must be a positive finite number (SimCC inverse temperature, e.g. 1 "
+                         f"or RTMPose's 10), got {beta!r}")
     beta = float(beta)
-    if not beta > 0 or beta != beta or beta == float("inf"):
-        raise ValueError(f"beta must be a positive finite number, got {beta}")
+    if not (beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a positive finite number (SimCC inverse temperature, e.g. 1 "
+                         f"or RTMPose's 10), got {beta}")
     for t, n in ((tx, "target[0] (x labels)"), (ty, "target[1] (y labels)")):
         if t.numel() and bool((t < 0).any()):
             raise ValueError(f"{n} must be non-negative (a distribution over bins)")
@@ -75,7 +94,17 @@ def simcc_kl_loss(prediction, target, weights: torch.Tensor | None = None, beta:
     w = check_weights(weights, (B, K), px)
     if B == 0 or K == 0:
         return empty_loss(px + 0 * py.sum(), reduction, (B, K))
+    if px.dtype in (torch.float16, torch.bfloat16):  # β·logits and the KL overflow float16 fast
+        px, py, w = px.float(), py.float(), w.float()
+    limit = torch.finfo(px.dtype).max / beta
+    for t, n in ((px, "x"), (py, "y")):
+        if t.numel() and float(t.detach().abs().max()) >= limit:
+            raise ValueError(f"beta={beta:g} times the {n} logits overflows {px.dtype} (max |logit| "
+                             f"{float(t.detach().abs().max()):.3g}); use a smaller beta")
     per_kp = (_kl_1d(px, tx.to(px.dtype), beta) + _kl_1d(py, ty.to(py.dtype), beta)) * w
+    if not bool(torch.isfinite(per_kp.detach()).all()):
+        raise ValueError(f"simcc_kl_loss overflows {px.dtype} with beta={beta:g} (KL ≈ β·logit "
+                         "range); use a smaller beta")
     return reduce_per_keypoint(per_kp, reduction, B * K)
 
 

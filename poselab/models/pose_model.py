@@ -1,6 +1,7 @@
 """``PoseModel`` (backbone + head) and the one factory :func:`build_model`."""
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -102,9 +103,13 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
     try:
-        H, W = (int(v) for v in input_size)
+        H, W = (operator.index(v) for v in input_size)  # ints only: 64.5 or "64" is an error
     except (TypeError, ValueError):
-        raise ValueError(f"input_size must be an (H, W) pair, got {input_size!r}") from None
+        raise ValueError(f"input_size must be an (H, W) pair of ints, e.g. (64, 48), got "
+                         f"{input_size!r}") from None
+    if isinstance(input_size, (str, bytes)) or any(isinstance(v, bool) for v in input_size):
+        raise ValueError(f"input_size must be an (H, W) pair of ints, e.g. (64, 48), got "
+                         f"{input_size!r}")
     m = _MULTIPLE[backbone]
     if H <= 0 or W <= 0 or H % m or W % m:
         raise ValueError(f"input_size {(H, W)} must be positive multiples of {m} for the "

@@ -1,0 +1,133 @@
+"""Hostile inputs (session 3): half-precision MSE overflow, extreme SimCC β, bad model sizes,
+and the newer public APIs (experiments recipes/presets, scorecard, index, assignments, bench)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from poselab.losses.heatmap import heatmap_mse_loss
+from poselab.losses.simcc import simcc_kl_loss
+from poselab.models import build_model
+
+
+# ---------------------------------------------------------------- heatmap_mse_loss in half precision
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_heatmap_mse_half_precision_large_errors_are_finite_and_exact(dtype, reduction):
+    # |ĥ − h| = 300 at the papers' 64×48 size: 300² = 90000 > float16 max 65504 (was inf), and
+    # bfloat16 rounds 90000 to 90112 (was 0.12 % off). Reference: float64 naive loop.
+    pred = torch.zeros(2, 3, 64, 48, dtype=dtype)
+    pred[:, :, :8] = 300.0
+    pred[0, 1] = -299.0  # exactly representable in both half dtypes
+    target = torch.zeros_like(pred)
+    weights = torch.tensor([[1.0, 0.5, 0.0], [2.0, 1.0, 1.0]])
+    out = heatmap_mse_loss(pred, target, weights, reduction=reduction)
+    p64, w64 = pred.double(), weights.double()
+    per_kp = torch.zeros(2, 3, dtype=torch.float64)
+    for b in range(2):
+        for k in range(3):
+            per_kp[b, k] = w64[b, k] * ((p64[b, k]) ** 2).mean()
+    ref = {"mean": per_kp.sum() / 6, "sum": per_kp.sum() * 64 * 48, "none": per_kp}[reduction]
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=0)
+
+
+def test_heatmap_mse_half_precision_gradient_reaches_half_prediction():
+    pred = torch.full((1, 1, 64, 48), 300.0, dtype=torch.float16, requires_grad=True)
+    heatmap_mse_loss(pred, torch.zeros(1, 1, 64, 48, dtype=torch.float16)).backward()
+    assert pred.grad.dtype == torch.float16
+    torch.testing.assert_close(pred.grad.float(), torch.full((1, 1, 64, 48), 600.0 / (64 * 48)),
+                               rtol=1e-3, atol=0)
+
+
+def test_heatmap_mse_float32_and_float64_keep_their_dtype():
+    for dtype in (torch.float32, torch.float64):
+        pred = torch.full((1, 2, 4, 4), 3.0, dtype=dtype)
+        out = heatmap_mse_loss(pred, torch.zeros_like(pred))
+        assert out.dtype == dtype and out.item() == 9.0
+
+
+# ---------------------------------------------------------------- simcc_kl_loss extreme β
+def _simcc_inputs(dtype=torch.float32, scale=1.0):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 17, 96, generator=g) * scale
+    y = torch.randn(2, 17, 128, generator=g) * scale
+    return (x.to(dtype), y.to(dtype)), (x.softmax(-1).to(dtype), y.softmax(-1).to(dtype))
+
+
+@pytest.mark.parametrize("beta", [0, 0.0, -1.0, float("nan"), float("inf"), -float("inf"),
+                                  "10", None, True, [1.0], torch.tensor([1.0, 2.0])])
+def test_simcc_bad_beta_raises_naming_beta(beta):
+    pred, target = _simcc_inputs()
+    with pytest.raises(ValueError, match="beta"):
+        simcc_kl_loss(pred, target, beta=beta)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("beta", [1e38, 3.4e38, 1e300])
+def test_simcc_huge_beta_raises_instead_of_nan_or_inf(beta, dtype):
+    # beta=1e38 used to give NaN/inf (β·logits overflows float32).
+    pred, target = _simcc_inputs(dtype)
+    with pytest.raises(ValueError, match="beta"):
+        simcc_kl_loss(pred, target, beta=beta)
+
+
+@pytest.mark.parametrize("beta", [10.0, 1e6, 1e30])
+def test_simcc_large_but_representable_beta_matches_float64_reference(beta):
+    pred, target = _simcc_inputs()
+    out = simcc_kl_loss(pred, target, beta=beta)
+    ref = 0.0
+    for logits, t in zip(pred, target):
+        lp = torch.log_softmax(logits.double() * beta, -1)
+        tt = t.double() / t.double().sum(-1, keepdim=True)
+        ref = ref + (tt * (tt.log() - lp)).sum(-1)
+    assert torch.isfinite(out)
+    torch.testing.assert_close(out.double(), ref.mean(), rtol=1e-5, atol=0)
+
+
+def test_simcc_tiny_beta_is_kl_to_uniform():
+    pred, target = _simcc_inputs()
+    out = simcc_kl_loss(pred, target, beta=1e-45)  # β·logits underflows to 0 → uniform p
+    ref = 0.0
+    for t in target:
+        tt = t.double()
+        ref = ref + (tt * (tt.log() + math.log(t.shape[-1]))).sum(-1)
+    torch.testing.assert_close(out.double(), ref.mean(), rtol=1e-5, atol=0)
+
+
+def test_simcc_tensor_and_numpy_beta_accepted():
+    import numpy as np
+    pred, target = _simcc_inputs()
+    a = simcc_kl_loss(pred, target, beta=10)
+    assert simcc_kl_loss(pred, target, beta=torch.tensor(10.0)) == a
+    assert simcc_kl_loss(pred, target, beta=np.float32(10.0)) == a
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_simcc_half_precision_large_beta_is_finite_float32(dtype):
+    # β = 1000 with logits ~ 3: β·logits ≈ 3000 is fine in float16; the KL (thousands) too, but
+    # computing in float32 keeps it accurate. Compare with float64 on the same half inputs.
+    pred, target = _simcc_inputs(dtype)
+    out = simcc_kl_loss(pred, target, beta=1000.0)
+    ref = simcc_kl_loss(tuple(p.double() for p in pred), tuple(t.double() for t in target),
+                        beta=1000.0)
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=0)
+
+
+# ---------------------------------------------------------------- build_model input_size
+@pytest.mark.parametrize("size", [(64,), 64, (64, 48, 3), "ab", "64", (64.5, 48), (64.0, 48),
+                                  (True, 48), None, (float("nan"), 48), (), (0, 48), (-64, 48),
+                                  (65, 48)])
+def test_build_model_bad_input_size_names_input_size(size):
+    with pytest.raises(ValueError, match="input_size"):
+        build_model(input_size=size)
+
+
+def test_build_model_accepts_numpy_int_sizes():
+    import numpy as np
+    m = build_model(input_size=(np.int64(64), np.int32(48)))
+    assert m.input_size == (64, 48)
