@@ -131,3 +131,89 @@ def test_build_model_accepts_numpy_int_sizes():
     import numpy as np
     m = build_model(input_size=(np.int64(64), np.int32(48)))
     assert m.input_size == (64, 48)
+
+
+# ---------------------------------------------------------------- experiments: Recipe / Preset
+def _recipe(**kw):
+    from poselab.experiments import Recipe
+    return Recipe(**{**dict(name="s3_probe", head="heatmap", codec="gaussian", loss="mse"), **kw})
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(name="é"), "name"), (dict(name="a" * 101), "name"), (dict(name="a/b"), "name"),
+    (dict(name=""), "name"), (dict(name=None), "name"), (dict(name=".."), "name"),
+    (dict(lr=True), "lr"), (dict(lr=float("inf")), "lr"), (dict(lr=-1e-3), "lr"), (dict(lr="0.1"), "lr"),
+    (dict(weight_decay=float("nan")), "weight_decay"), (dict(warmup_steps=2.0), "warmup_steps"),
+    (dict(warmup_steps=True), "warmup_steps"), (dict(warmup_steps=-1), "warmup_steps"),
+    (dict(grad_clip=True), "grad_clip"), (dict(grad_clip=float("nan")), "grad_clip"),
+    (dict(grad_clip=0), "grad_clip"), (dict(paper=None), "paper"), (dict(description=3), "description"),
+    (dict(codec_params={"sigma": [1.0, float("nan")]}), "codec_params"),
+    (dict(loss_params={"a": {"b": float("-inf")}}), "loss_params"),
+])
+def test_recipe_bad_fields_raise_naming_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        _recipe(**kw)
+
+
+def test_recipe_bad_fields_via_replace_and_register_recipe():
+    from poselab.experiments import RECIPES, get_recipe, register_recipe
+    with pytest.raises(ValueError, match="lr"):
+        RECIPES["mse"].replace(lr=float("nan"))
+    with pytest.raises(ValueError, match="already registered"):
+        register_recipe(RECIPES["mse"].replace(description="same name"))
+    with pytest.raises(TypeError, match="Recipe"):
+        register_recipe({"name": "x"})
+    for bad in ("no-such-recipe", 3, None, "ünï"):
+        with pytest.raises(KeyError, match="unknown recipe"):
+            get_recipe(bad)
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(input_size=(64,)), "input_size"), (dict(input_size="64x48"), "input_size"),
+    (dict(input_size=(64.5, 48)), "input_size"), (dict(input_size=(True, 48)), "input_size"),
+    (dict(input_size=(60, 48)), "input_size"), (dict(input_size=(-64, 48)), "input_size"),
+    (dict(input_size=None), "input_size"), (dict(heatmap_stride="4"), "heatmap_stride"),
+    (dict(heatmap_stride=True), "heatmap_stride"), (dict(heatmap_stride=3), "heatmap_stride"),
+    (dict(epochs=float("nan")), "epochs"), (dict(epochs=0), "epochs"), (dict(epochs=2.5), "epochs"),
+    (dict(max_steps=0), "max_steps"), (dict(max_steps=float("inf")), "max_steps"),
+    (dict(batch_size=0), "batch_size"), (dict(batch_size=-16), "batch_size"),
+    (dict(batch_size=16.0), "batch_size"), (dict(batch_size="16"), "batch_size"),
+    (dict(n_train=0), "n_train"), (dict(n_val=-1), "n_val"), (dict(val_every=0), "val_every"),
+    (dict(lr_scale=float("nan")), "lr_scale"), (dict(lr_scale=0), "lr_scale"),
+    (dict(lr_scale=-1.0), "lr_scale"), (dict(lr_scale=float("inf")), "lr_scale"),
+    (dict(flip_prob=1.5), "flip_prob"), (dict(flip_prob=float("nan")), "flip_prob"),
+    (dict(cache_resolution=0), "cache_resolution"), (dict(rotation=float("inf")), "rotation"),
+    (dict(rotation=-5.0), "rotation"), (dict(scale_jitter=1.0), "scale_jitter"),
+    (dict(scale_jitter=float("nan")), "scale_jitter"), (dict(crop_cache="yes"), "crop_cache"),
+    (dict(channels_last=1), "channels_last"), (dict(schedule="linear"), "schedule"),
+    (dict(autocast="fp16"), "autocast"), (dict(backbone=""), "backbone"), (dict(backbone=3), "backbone"),
+])
+def test_preset_bad_fields_raise_naming_the_field(kw, field):
+    from poselab.experiments import PRESETS
+    with pytest.raises(ValueError, match=field):
+        PRESETS["fast"].replace(**kw)
+
+
+def test_preset_bad_name_and_get_preset():
+    from poselab.experiments import Preset, get_preset
+    for bad in ("", "  ", None, 3):
+        with pytest.raises(ValueError, match="name"):
+            Preset(bad)
+    for bad in ("no-such-preset", None, 3, "fäst"):
+        with pytest.raises(KeyError, match="unknown preset"):
+            get_preset(bad)
+
+
+def test_preset_accepts_numpy_ints_and_lists_and_stays_json_round_trippable():
+    import json
+
+    import numpy as np
+
+    from poselab.experiments import PRESETS, Preset
+    p = PRESETS["fast"].replace(input_size=[np.int64(128), 96], batch_size=np.int32(8),
+                                lr_scale=np.float32(2.0))
+    assert p.input_size == (128, 96) and type(p.batch_size) is int and type(p.lr_scale) is float
+    back = json.loads(json.dumps(p.to_dict()))
+    assert Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in back.items()}) == p
+    for p in PRESETS.values():  # the shipped presets are valid and unchanged by the checks
+        assert Preset(**{f: getattr(p, f) for f in p.to_dict()}) == p

@@ -11,10 +11,20 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import operator
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Preset", "PRESETS", "get_preset", "resolve_autocast"]
+
+
+def _int(value) -> int:
+    """``value`` as an int: ints and numpy ints pass, bools / floats / strings raise TypeError."""
+    if isinstance(value, bool):
+        raise TypeError("bool is not a count")
+    return operator.index(value)
 
 
 @dataclass(frozen=True)
@@ -68,19 +78,61 @@ class Preset:
     channels_last: bool = False
 
     def __post_init__(self):
-        h, w = (int(v) for v in self.input_size)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"preset name must be a non-empty string, got {self.name!r}")
+        where = f"preset {self.name!r}"
+        if isinstance(self.heatmap_stride, bool) or self.heatmap_stride not in (2, 4):
+            raise ValueError(f"{where}: heatmap_stride must be 2 or 4, got {self.heatmap_stride!r}")
+        object.__setattr__(self, "heatmap_stride", int(self.heatmap_stride))
+        try:
+            if isinstance(self.input_size, (str, bytes)):
+                raise TypeError
+            h, w = (_int(v) for v in self.input_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: input_size must be an (H, W) pair of ints, e.g. (64, 48), "
+                             f"got {self.input_size!r}") from None
         object.__setattr__(self, "input_size", (h, w))
         if h % (4 * self.heatmap_stride) or w % (4 * self.heatmap_stride) or h <= 0 or w <= 0:
-            raise ValueError(f"preset {self.name!r}: input_size {self.input_size} must be positive "
-                             f"multiples of 16 with heatmap_stride {self.heatmap_stride}")
-        if self.heatmap_stride not in (2, 4):
-            raise ValueError(f"preset {self.name!r}: heatmap_stride must be 2 or 4")
-        if self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
-            raise ValueError(f"preset {self.name!r}: epochs and max_steps must be >= 1")
+            raise ValueError(f"{where}: input_size {self.input_size} must be positive multiples of "
+                             f"{4 * self.heatmap_stride} with heatmap_stride {self.heatmap_stride}")
+        for attr, optional in (("epochs", False), ("batch_size", False), ("max_steps", True),
+                               ("n_train", True), ("n_val", True), ("val_every", True)):
+            value = getattr(self, attr)
+            if optional and value is None:
+                continue
+            try:
+                value = _int(value)
+            except (TypeError, ValueError):
+                value = None
+            if value is None or value < 1:
+                raise ValueError(f"{where}: {attr} must be an int >= 1"
+                                 f"{' or None' if optional else ''}, got {getattr(self, attr)!r}")
+            object.__setattr__(self, attr, value)
         if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"preset {self.name!r}: schedule must be 'cosine' or 'constant'")
+            raise ValueError(f"{where}: schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.backbone is not None and (not isinstance(self.backbone, str) or not self.backbone):
+            raise ValueError(f"{where}: backbone must be None or a backbone name such as 'tiny', "
+                             f"got {self.backbone!r}")
+        for attr, low, high, low_open in (("lr_scale", 0.0, math.inf, True),
+                                          ("flip_prob", 0.0, 1.0, False),
+                                          ("cache_resolution", 0.0, math.inf, True),
+                                          ("rotation", 0.0, 180.0, False),
+                                          ("scale_jitter", 0.0, 1.0 - 1e-12, False)):
+            value = getattr(self, attr)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(
+                value) and (value > low if low_open else value >= low) and value <= high
+            if not ok:
+                span = (f"> {low:g}" if high == math.inf else
+                        f"in [{low:g}, {1 if attr == 'scale_jitter' else high:g}"
+                        f"{')' if attr == 'scale_jitter' else ']'}")
+                raise ValueError(f"{where}: {attr} must be a finite number {span}, got {value!r}")
+            object.__setattr__(self, attr, float(value))
+        for attr in ("crop_cache", "channels_last"):
+            if not isinstance(getattr(self, attr), bool):
+                raise ValueError(f"{where}: {attr} must be True or False, got {getattr(self, attr)!r}")
         if self.autocast not in (None, "auto", "bfloat16", "float16"):
-            raise ValueError(f"preset {self.name!r}: autocast must be None, 'auto', 'bfloat16' or 'float16'")
+            raise ValueError(f"{where}: autocast must be None, 'auto', 'bfloat16' or 'float16', "
+                             f"got {self.autocast!r}")
 
     @property
     def heatmap_size(self) -> tuple[int, int]:

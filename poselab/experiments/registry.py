@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -59,6 +60,19 @@ class Geometry:
         return self.input_size[0] / self.heatmap_size[0]
 
 
+def _check_finite(value: Any, where: str) -> None:
+    """Raise ValueError on a NaN/Inf number anywhere in ``value`` (lists, tuples, dicts too)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be finite, got {value}")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{where}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]")
+
+
 def _frozen(params: Mapping[str, Any] | None, what: str) -> Mapping[str, Any]:
     if params is None:
         return MappingProxyType({})
@@ -68,8 +82,7 @@ def _frozen(params: Mapping[str, Any] | None, what: str) -> Mapping[str, Any]:
     for key, value in params.items():
         if not isinstance(key, str):
             raise TypeError(f"{what} keys must be strings, got {key!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{what}[{key!r}] must be finite, got {value}")
+        _check_finite(value, f"{what}[{key!r}]")
     return MappingProxyType(dict(sorted(params.items())))
 
 
@@ -106,9 +119,11 @@ class Recipe:
     description: str = ""
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name or not all(
-                c.isalnum() or c in "_-" for c in self.name):
-            raise ValueError(f"recipe name must be letters, digits, '_' or '-', got {self.name!r}")
+        # the name is a cache folder name and a CLI argument: ASCII letters, digits, '_', '-'
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 100 or not all(
+                (c.isascii() and c.isalnum()) or c in "_-" for c in self.name):
+            raise ValueError(f"recipe name must be 1-100 ASCII letters, digits, '_' or '-', got "
+                             f"{self.name!r}")
         if self.head not in HEADS:
             raise ValueError(f"recipe {self.name!r}: head must be one of {HEADS}, got {self.head!r}")
         for attr in ("codec", "loss", "model", "score", "backbone"):
@@ -118,16 +133,24 @@ class Recipe:
         object.__setattr__(self, "loss_params", _frozen(self.loss_params, "loss_params"))
         for attr in ("lr", "weight_decay"):
             value = getattr(self, attr)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(
+                    value) or value < 0 or (
                     attr == "lr" and value == 0):
                 raise ValueError(f"recipe {self.name!r}: {attr} must be a finite number "
                                  f"{'> 0' if attr == 'lr' else '>= 0'}, got {value!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"recipe {self.name!r}: warmup_steps must be an int >= 0")
-        if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float))
-                                               and math.isfinite(self.grad_clip) and self.grad_clip > 0):
+        if not isinstance(self.warmup_steps, numbers.Integral) or isinstance(
+                self.warmup_steps, bool) or self.warmup_steps < 0:
+            raise ValueError(f"recipe {self.name!r}: warmup_steps must be an int >= 0, got "
+                             f"{self.warmup_steps!r}")
+        if self.grad_clip is not None and not (
+                isinstance(self.grad_clip, numbers.Real) and not isinstance(self.grad_clip, bool)
+                and math.isfinite(self.grad_clip) and self.grad_clip > 0):
             raise ValueError(f"recipe {self.name!r}: grad_clip must be None or a number > 0, "
                              f"got {self.grad_clip!r}")
+        for attr in ("paper", "description"):
+            if not isinstance(getattr(self, attr), str):
+                raise ValueError(f"recipe {self.name!r}: {attr} must be a string, got "
+                                 f"{type(getattr(self, attr)).__name__}")
 
     def replace(self, **changes) -> "Recipe":
         """A copy with some fields changed (e.g. ``loss_params={"reg": 0.5}``); any change gives
