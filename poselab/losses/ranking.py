@@ -185,14 +185,14 @@ def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_gr
     lo = torch.searchsorted(s_sorted, sp - delta, right=True)
     hi = torch.searchsorted(s_sorted, sp + delta, right=False)
     fp = _window_sums(cw, cws, lo, hi, sp, delta) * pvalid                   # FP(i)
-    # rank⁺(i): the same window sums over the (few) positives, sorted on their own
-    sp_sorted = torch.sort(sp, 1)[0]
-    pcw = torch.cat([zero, torch.ones_like(sp_sorted).cumsum(1)], 1)
-    pcws = torch.cat([zero, sp_sorted.cumsum(1)], 1)
-    plo = torch.searchsorted(sp_sorted, sp - delta, right=True)
-    phi = torch.searchsorted(sp_sorted, sp + delta, right=False)
-    rank_pos = _window_sums(pcw, pcws, plo, phi, sp, delta)                  # rank⁺(i)
-    err = torch.where(pvalid, fp / (rank_pos + fp), torch.zeros_like(fp))       # ℓ_R(i), Eq. 6
+    # rank⁺(i) + FP(i) = Σ over *all* pixels of H(s_j − s_i) (self included): the same window
+    # over the same sorted pixels, with weight 1 (prefix counts = indices) — no second sort
+    pcws = torch.cat([zero, s_sorted.cumsum(1)], 1)
+    hi_w, lo_w = hi.to(work), lo.to(work)
+    total = (N - hi_w) + (pcws.gather(1, hi) - pcws.gather(1, lo)
+                          - (sp - delta) * (hi_w - lo_w)) / (2 * delta)
+    err = torch.where(pvalid, fp / torch.where(pvalid, total, torch.ones_like(total)),
+                      torch.zeros_like(fp))                                      # ℓ_R(i), Eq. 6
     rank = err.sum(1) * inv_count                                                # Eq. 5
     if not need_grad:
         return rank, None
@@ -224,10 +224,10 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     t = (sp * (0.5 / delta)).to(dense)           # H(s_j − s_i) = clamp(t_j + 1/2 − t_i, 0, 1)
     ypd = labels.gather(1, pidx).to(dense)
     g = ((t + 0.5)[:, :, None] - t[:, None, :]).clamp_(0.0, 1.0)
-    ge = torch.sign(ypd[:, :, None] - ypd[:, None, :]).add_(1.0).clamp_(max=1.0)   # [y_j ≥ y_i]
+    ge = ypd[:, :, None] >= ypd[:, None, :]                                       # [y_j ≥ y_i]
     vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)                 # (R, 2, P)
     s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
-    a = ge.mul_(g)                             # A[j, i] = G[j, i] [y_j ≥ y_i]
+    a = g * ge                                 # A[j, i] = G[j, i] [y_j ≥ y_i]
     s_ge = torch.bmm(vw, a).to(work)
     cur = s_all[:, 1] / s_all[:, 0]                                                # Eq. 8
     target = s_ge[:, 1] / s_ge[:, 0]                                               # Eq. 9
@@ -235,12 +235,13 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     sort = err.sum(1) * inv_count                                                  # Eq. 7
     if not need_grad:
         return sort, None
-    # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i] = G − A
+    # the mis-sorted pairs M[j, i] = H(s_j − s_i) [y_j < y_i] = G − A; update of j = (M f)_j
     m = g.sub_(a)
     denom = (s_all[:, 0] - s_ge[:, 0]).clamp_min(0.0)
     act = (denom > EPS) & pvalid
     f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)), torch.zeros_like(err))
-    gp = (m * f.to(dense)[:, None, :]).sum(2).to(work) - torch.where(act, err, torch.zeros_like(err))
+    gp = torch.bmm(m, f.to(dense)[:, :, None])[:, :, 0].to(work) \
+        - torch.where(act, err, torch.zeros_like(err))
     grad = s_all.new_zeros(R, N).scatter_add_(1, pidx, gp * pvalid)
     return sort, grad.mul_(inv_count[:, None])
 
@@ -267,28 +268,43 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
     count, pidx, pvalid, top, sp = _positives(raw_a, pos_a, 2.0 * max(rank_delta, sort_delta) + 1.0,
                                               work)
     inv_count = 1.0 / count.to(work)
-    parts = []
-    if do_rank:
-        parts.append(("rank", max(1, _RANK_CHUNK // max(N, 1))))
-    if do_sort:
-        parts.append(("sort", max(1, _SORT_CHUNK // max(int(count.max()) ** 2, 1))))
     out = {}
-    for name, per in parts:
+    if do_rank:
+        per = max(1, _RANK_CHUNK // max(N, 1))
         loss_a = torch.empty(n_active, dtype=work, device=dev)
         grad_a = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
         for a in range(0, n_active, per):
             sl = slice(a, a + per)
-            if name == "rank":
-                lo, gr = _rank_part(raw_a[sl], pos_a[sl], top[sl], pidx[sl], pvalid[sl], sp[sl],
-                                    inv_count[sl], rank_delta, need_grad)
-            else:
-                pc = int(count[sl].max())
-                lo, gr = _sort_part(lab_a[sl], pidx[sl, :pc], pvalid[sl, :pc], sp[sl, :pc],
-                                    inv_count[sl], sort_delta, need_grad, dense, N)
+            lo, gr = _rank_part(raw_a[sl], pos_a[sl], top[sl], pidx[sl], pvalid[sl], sp[sl],
+                                inv_count[sl], rank_delta, need_grad)
             loss_a[sl] = lo
             if need_grad:
                 grad_a[sl] = gr
-        out[name] = (loss_a, grad_a)
+        out["rank"] = (loss_a, grad_a)
+    if do_sort:
+        # rows ordered by |P| so that each chunk pads only to its own largest |P| (the dense
+        # |P|×|P| work is Σ|P|², not rows·max|P|²); chunk = as many rows as fit _SORT_CHUNK pairs
+        perm = torch.argsort(count, stable=True)
+        counts = count[perm].tolist()
+        lab_p, pidx_p, pvalid_p = lab_a[perm], pidx[perm], pvalid[perm]
+        sp_p, inv_p = sp[perm], inv_count[perm]
+        loss_p = torch.empty(n_active, dtype=work, device=dev)
+        grad_p = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
+        a = 0
+        while a < n_active:
+            e = min(n_active, a + max(1, _SORT_CHUNK // max(counts[a], 1) ** 2))
+            while e - a > 1 and (e - a) * counts[e - 1] ** 2 > _SORT_CHUNK:
+                e = a + max(1, _SORT_CHUNK // counts[e - 1] ** 2)
+            pc = max(counts[e - 1], 1)
+            lo, gr = _sort_part(lab_p[a:e], pidx_p[a:e, :pc], pvalid_p[a:e, :pc], sp_p[a:e, :pc],
+                                inv_p[a:e], sort_delta, need_grad, dense, N)
+            loss_p[a:e] = lo
+            if need_grad:
+                grad_p[a:e] = gr
+            a = e
+        loss_a = torch.empty_like(loss_p).index_copy_(0, perm, loss_p)
+        grad_a = None if grad_p is None else torch.empty_like(grad_p).index_copy_(0, perm, grad_p)
+        out["sort"] = (loss_a, grad_a)
     for name, (loss_a, grad_a) in out.items():
         if every:
             full_loss, full_grad = loss_a, grad_a
