@@ -217,3 +217,33 @@ def test_preset_accepts_numpy_ints_and_lists_and_stays_json_round_trippable():
     assert Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in back.items()}) == p
     for p in PRESETS.values():  # the shipped presets are valid and unchanged by the checks
         assert Preset(**{f: getattr(p, f) for f in p.to_dict()}) == p
+
+
+# ---------------------------------------------------------------- build_model other arguments
+@pytest.mark.parametrize("kw, field", [
+    (dict(num_keypoints=2.5), "num_keypoints"), (dict(num_keypoints="17"), "num_keypoints"),
+    (dict(num_keypoints=True), "num_keypoints"), (dict(num_keypoints=10 ** 9), "num_keypoints"),
+    (dict(num_keypoints=0), "num_keypoints"),
+    (dict(head="simcc", simcc_split_ratio=float("nan")), "simcc_split_ratio"),
+    (dict(head="simcc", simcc_split_ratio=float("inf")), "simcc_split_ratio"),
+    (dict(head="simcc", simcc_split_ratio=0), "simcc_split_ratio"),
+    (dict(head="simcc", simcc_split_ratio=-2.0), "simcc_split_ratio"),
+    (dict(head="simcc", simcc_split_ratio=0.01), "simcc_split_ratio"),
+    (dict(head="simcc", simcc_split_ratio=1e9), "simcc_split_ratio"),
+    (dict(head="simcc", input_size=(4096, 4096)), "input_size"),
+    (dict(input_size=(10 ** 6, 16)), "input_size"),
+    (dict(seed=float("nan")), "seed"), (dict(seed="a"), "seed"), (dict(seed=2 ** 70), "seed"),
+    (dict(seed=1.5), "seed"),
+])
+def test_build_model_bad_arguments_name_the_argument(kw, field):
+    with pytest.raises(ValueError, match=field):
+        build_model(**kw)
+
+
+def test_build_model_valid_edge_arguments_still_build():
+    import numpy as np
+    assert build_model(num_keypoints=np.int64(1)).num_keypoints == 1
+    m = build_model("simcc", (256, 192), simcc_split_ratio=3)
+    assert (m.head.x_bins, m.head.y_bins) == (576, 768)
+    a, b = build_model(seed=np.int64(-1)), build_model(seed=-1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

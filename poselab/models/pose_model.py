@@ -1,6 +1,8 @@
 """``PoseModel`` (backbone + head) and the one factory :func:`build_model`."""
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from typing import Any
 
@@ -14,6 +16,9 @@ from .heads import HeatmapHead, SARHead, SimCCHead
 HEADS = ("heatmap", "integral", "simcc", "sar")
 BACKBONES = ("tiny", "resnet18")
 _MULTIPLE = {"tiny": 16, "resnet18": 4}
+MAX_INPUT_SIDE = 4096  # px; larger crops are a typo, not an experiment
+MAX_KEYPOINTS = 1024  # COCO 17, COCO-WholeBody 133
+MAX_SIMCC_PARAMS = 50_000_000  # SimCC fc weights h·w·(W·k + H·k); 64×48, k=2 → 43 008
 
 
 class PoseModel(nn.Module):
@@ -114,8 +119,31 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
     if H <= 0 or W <= 0 or H % m or W % m:
         raise ValueError(f"input_size {(H, W)} must be positive multiples of {m} for the "
                          f"{backbone!r} backbone (e.g. (64, 48), (128, 96), (256, 192))")
-    if int(num_keypoints) < 1:
-        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    if H > MAX_INPUT_SIDE or W > MAX_INPUT_SIDE:
+        raise ValueError(f"input_size {(H, W)}: each side must be <= {MAX_INPUT_SIDE} px (the papers "
+                         f"use up to 384×288)")
+    if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, numbers.Integral) or not (
+            1 <= num_keypoints <= MAX_KEYPOINTS):
+        raise ValueError(f"num_keypoints must be an int in [1, {MAX_KEYPOINTS}] (17 for COCO), got "
+                         f"{num_keypoints!r}")
+    if isinstance(simcc_split_ratio, bool) or not isinstance(simcc_split_ratio, numbers.Real) or \
+            not math.isfinite(simcc_split_ratio) or simcc_split_ratio <= 0:
+        raise ValueError(f"simcc_split_ratio must be a finite number > 0 (SimCC bins per input pixel, "
+                         f"MMPose 2.0), got {simcc_split_ratio!r}")
+    if head == "simcc":
+        bins = round(W * simcc_split_ratio) + round(H * simcc_split_ratio)
+        fc_params = (H // heatmap_stride) * (W // heatmap_stride) * bins if heatmap_stride in (
+            2, 4) else 0
+        if min(round(W * simcc_split_ratio), round(H * simcc_split_ratio)) < 1:
+            raise ValueError(f"simcc_split_ratio {simcc_split_ratio} gives no SimCC bins for "
+                             f"input_size {(H, W)}; use e.g. 2.0")
+        if fc_params > MAX_SIMCC_PARAMS:
+            raise ValueError(f"the SimCC head would have {fc_params:,} weights (> {MAX_SIMCC_PARAMS:,}) "
+                             f"with input_size {(H, W)} and simcc_split_ratio {simcc_split_ratio}; "
+                             "use a smaller input_size or simcc_split_ratio")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not -2 ** 63 <= seed < 2 ** 64):
+        raise ValueError(f"seed must be None or an int (torch.manual_seed range), got {seed!r}")
     if heatmap_stride not in (2, 4) or isinstance(heatmap_stride, bool):
         raise ValueError(f"heatmap_stride must be 4 (default) or 2, got {heatmap_stride!r}")
     stride = int(heatmap_stride)
