@@ -71,11 +71,12 @@ def _markdown(rows: list[dict]) -> str:
 def run_arena(recipes: Iterable[Recipe | str] | None = None, seeds: Sequence[int] = (0,),
               data: str | os.PathLike = "synth", preset: Preset | str = "default",
               device: str | torch.device = "auto", cache: bool = True, progress: bool = True,
-              backbone: str | None = None) -> Arena:
+              backbone: str | None = None, jobs: int | str | None = None) -> Arena:
     """Run ``recipes`` (default: every registered recipe) under one preset and backbone.
 
     ``backbone`` (default: the preset's, else each recipe's — the built-in recipes all use
-    "tiny") is forced on every recipe so the comparison is like for like.
+    "tiny") is forced on every recipe so the comparison is like for like. ``jobs``: runs
+    trained at once (see :func:`poselab.experiments.compare`).
     """
     preset = get_preset(preset)
     chosen = [get_recipe(r) for r in (RECIPES if recipes is None else recipes)]
@@ -84,5 +85,5 @@ def run_arena(recipes: Iterable[Recipe | str] | None = None, seeds: Sequence[int
     backbone = backbone or preset.backbone or chosen[0].backbone
     chosen = [r if r.backbone == backbone else r.replace(backbone=backbone) for r in chosen]
     table = compare(chosen, seeds=seeds, data=data, preset=preset, device=device, cache=cache,
-                    progress=progress)
+                    progress=progress, jobs=jobs)
     return Arena(table=table, preset=preset)

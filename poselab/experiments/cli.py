@@ -40,6 +40,9 @@ def add_parsers(sub) -> None:
     a.add_argument("--preset", default="default", help="fast | default | full (default: default)")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
     a.add_argument("--no-cache", action="store_true", help="train every recipe again")
+    a.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once in one-thread worker processes (default: auto, "
+                        "the CPU cores; 1 trains one after the other)")
     a.add_argument("--out", default=None, help="also write arena.md and arena.json into this folder")
     r = sub.add_parser("results", help="list cached runs, or verify a recorded run: results verify FILE")
     r.add_argument("action", nargs="?", choices=["list", "verify"], default="list")
@@ -157,7 +160,7 @@ def _arena(args) -> int:
     from .runner import _jsonable
     try:
         arena = run_arena(args.recipes, seeds=args.seeds, data=args.data, preset=args.preset,
-                          device=args.device, cache=not args.no_cache)
+                          device=args.device, cache=not args.no_cache, jobs=args.jobs)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise _error(exc.args[0] if exc.args else str(exc)) from None
     text = arena.to_markdown()

@@ -87,6 +87,12 @@ class RunResult:
     def folder(self) -> Path:
         return Path(self.weights_path).parent
 
+    @property
+    def threads(self) -> int | None:
+        """The torch thread count the run trained with (None for entries that did not record it)."""
+        value = self.config.get("threads")
+        return int(value) if value else None
+
     def training_history(self):
         from poselab.train.history import History
         return History.from_dict(self.history)
@@ -228,7 +234,7 @@ def _prepared(model: torch.nn.Module, autocast: str | None, channels_last: bool)
 
 def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: Preset | str = "default",
                seed: int = 0, device: str | torch.device = "auto", callbacks: Sequence = (),
-               cache: bool = True) -> RunResult:
+               cache: bool = True, threads: int | None = None) -> RunResult:
     """Train ``recipe`` under ``preset`` (or load the cached run) and evaluate it.
 
     Args:
@@ -239,12 +245,31 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
         device: ``"auto"`` (cuda → mps → cpu) or a device string.
         callbacks: :mod:`poselab.train.callbacks` objects (progress bars, live curves).
         cache: False trains again and overwrites the cached entry of this key.
+        threads: torch CPU threads for this run (None: as set). A run's numbers depend on its
+            thread count in the last bits (convolution reductions split differently), so a
+            re-run meant to equal a cached entry passes that entry's ``RunResult.threads``.
+            The thread count is recorded, not part of the cache key.
 
     Returns:
         :class:`RunResult` (``cached=True`` when loaded from disk).
     """
+    if threads is None:
+        return _run_recipe(recipe, data, preset, seed, device, callbacks, cache)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        return _run_recipe(recipe, data, preset, seed, device, callbacks, cache)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _plan(recipe: Recipe | str, data, preset: Preset | str, seed: int, device) -> dict[str, Any]:
+    """Everything that decides a run before it trains: the resolved recipe, preset and device,
+    the data files, the cache key and the cache folder."""
     from poselab.data.synth import GENERATOR_VERSION
-    from poselab.train import Evaluator, fit, resolve_device
+    from poselab.train import resolve_device
 
     recipe = get_recipe(recipe)
     preset = get_preset(preset)
@@ -271,12 +296,39 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
                        "generator_version": GENERATOR_VERSION if synthetic else None},
               "poselab_version": __version__, "source_digest": source_digest()}
     key = run_key(config)
-    folder = entry_dir(recipe.name, key)
-    if cache and (folder / "result.json").is_file() and (folder / "weights.pt").is_file():
+    return dict(recipe=recipe, preset=preset, seed=seed, dev=dev, synthetic=synthetic,
+                train_json=train_json, eval_sets=eval_sets, geometry=geometry, autocast=autocast,
+                config=config, key=key, folder=entry_dir(recipe.name, key))
+
+
+def cached_result(recipe: Recipe | str, data: str | os.PathLike = "synth",
+                  preset: Preset | str = "default", seed: int = 0,
+                  device: str | torch.device = "auto") -> RunResult | None:
+    """The cached :class:`RunResult` of this run, or None when it would have to train."""
+    return _load_cached(_plan(recipe, data, preset, seed, device)["folder"])
+
+
+def _load_cached(folder: Path) -> RunResult | None:
+    if (folder / "result.json").is_file() and (folder / "weights.pt").is_file():
         try:
             return RunResult.load(folder)
         except (OSError, ValueError, TypeError, KeyError):
-            pass  # unreadable entry: train again and replace it
+            return None  # unreadable entry: train again and replace it
+    return None
+
+
+def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResult:
+    from poselab.train import Evaluator, fit
+
+    plan = _plan(recipe, data, preset, seed, device)
+    recipe, preset, seed, dev = plan["recipe"], plan["preset"], plan["seed"], plan["dev"]
+    synthetic, train_json, eval_sets = plan["synthetic"], plan["train_json"], plan["eval_sets"]
+    geometry, autocast, config, key, folder = (plan["geometry"], plan["autocast"], plan["config"],
+                                               plan["key"], plan["folder"])
+    if cache:
+        hit = _load_cached(folder)
+        if hit is not None:
+            return hit
 
     codec = CODECS[recipe.codec](geometry, **dict(recipe.codec_params))
     loss_fn = LOSSES[recipe.loss](geometry, **dict(recipe.loss_params))
@@ -454,26 +506,69 @@ class ComparisonTable:
 def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
             data: str | os.PathLike = "synth", preset: Preset | str = "default",
             device: str | torch.device = "auto", cache: bool = True, progress: bool = True,
-            callbacks: Sequence = ()) -> ComparisonTable:
+            callbacks: Sequence = (), jobs: int | str | None = None) -> ComparisonTable:
     """Run every recipe with every seed (:func:`run_recipe`, cached) and return one table.
 
     ``progress`` prints one line per run (trained or loaded, time, AP) so a long comparison is
-    never silent.
+    never silent. ``jobs``: runs trained at once in worker processes of one thread each
+    (None/"auto": :func:`poselab.experiments.parallel.resolve_jobs` — on a multi-core CPU, as
+    many as the cores for runs of the default size; 1 trains here, one after the other). The
+    table is the same either way, up to the last bits a thread count changes
+    (``RunResult.threads``).
     """
+    from .parallel import part_modules, resolve_jobs, train_many
+
     recipes = [get_recipe(r) for r in recipes]
     seeds = list(seeds)
     if not recipes or not seeds:
         raise ValueError("compare needs at least one recipe and one seed")
-    results = []
-    for seed in seeds:
-        for recipe in recipes:
+    preset = get_preset(preset)
+    runs = [(seed, recipe) for seed in seeds for recipe in recipes]
+    found: dict[int, RunResult] = {}
+    if cache:
+        for i, (seed, recipe) in enumerate(runs):
+            hit = cached_result(recipe, data=data, preset=preset, seed=seed, device=device)
+            if hit is not None:
+                found[i] = hit
+    todo = [i for i in range(len(runs)) if i not in found]
+    modules = {i: part_modules(runs[i][1]) for i in todo}
+    from poselab.train import resolve_device
+    jobs = resolve_jobs(jobs, sum(m is not None for m in modules.values()), preset,
+                        resolve_device(device), callbacks)
+
+    def report(i: int, res: RunResult, seconds: float) -> None:
+        if progress:
+            seed, recipe = runs[i]
+            first = next(iter(res.metrics))
+            how = "from the cache" if res.cached else f"trained in {res.train_seconds:.0f} s"
+            print(f"{recipe.name:>16s} seed {seed}: {how} ({seconds:.1f} s); "
+                  f"{first} AP {res.metrics[first].get('AP', float('nan')):.3f}", flush=True)
+
+    for i, res in found.items():
+        report(i, res, 0.0)
+    remote = [i for i in todo if jobs > 1 and modules[i] is not None]
+    if remote:
+        threads = max(1, torch.get_num_threads() // jobs)
+        if progress:
+            print(f"training {len(remote)} run(s), {jobs} at a time in worker processes "
+                  f"({threads} thread(s) each)", flush=True)
+        t0 = time.perf_counter()
+        specs = [dict(recipe=runs[i][1].to_dict(), modules=modules[i], data=str(data),
+                      preset=preset.to_dict(), seed=runs[i][0], device=str(device), cache=cache,
+                      threads=threads) for i in remote]
+
+        def done(j: int, folder: str) -> None:
+            res = RunResult.load(folder)
+            res.cached = False
+            found[remote[j]] = res
+            report(remote[j], res, time.perf_counter() - t0)
+
+        train_many(specs, jobs, on_done=done)
+    for i in todo:
+        if i not in found:
             t0 = time.perf_counter()
-            res = run_recipe(recipe, data=data, preset=preset, seed=seed, device=device,
-                             callbacks=callbacks, cache=cache)
-            results.append(res)
-            if progress:
-                first = next(iter(res.metrics))
-                how = "from the cache" if res.cached else f"trained in {res.train_seconds:.0f} s"
-                print(f"{recipe.name:>16s} seed {seed}: {how} ({time.perf_counter() - t0:.1f} s); "
-                      f"{first} AP {res.metrics[first].get('AP', float('nan')):.3f}", flush=True)
-    return ComparisonTable(results)
+            seed, recipe = runs[i]
+            found[i] = run_recipe(recipe, data=data, preset=preset, seed=seed, device=device,
+                                  callbacks=callbacks, cache=cache)
+            report(i, found[i], time.perf_counter() - t0)
+    return ComparisonTable([found[i] for i in range(len(runs))])

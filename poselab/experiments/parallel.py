@@ -1,0 +1,174 @@
+"""Training several runs at once on a multi-core CPU: one worker process per run, one thread each.
+
+A tiny model's convolutions use a second CPU core poorly: on the 2-core reference machine a
+default-preset ``mse`` step takes 105 ms on one thread and 74 ms on two (1.4×), so two one-thread
+runs side by side train 1.4× as many runs per minute as two-thread runs one after the other.
+:func:`poselab.experiments.compare` (and the arena) use this when more than one run must train.
+
+Workers are fresh interpreters (no forked OpenMP state, the caller's script is not re-run) that import
+:mod:`poselab.experiments`, so a recipe can go to a worker only when every part it names (codec,
+loss, model, score rule) is defined in an importable module; recipes built from parts registered
+in a notebook or script train in the calling process instead.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import torch
+
+from .presets import Preset
+from .registry import CODECS, LOSSES, MODELS, SCORES, Recipe
+
+__all__ = ["resolve_jobs", "part_modules", "portable", "train_many", "MIN_PARALLEL_SAMPLES"]
+
+# a worker's start-up (fresh interpreter, torch and poselab imports: ~3-5 s) only pays for runs
+# that train at least this many samples (the fast preset's 40 steps × 16 do not)
+MIN_PARALLEL_SAMPLES = 5000
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: torch.device,
+                 callbacks=()) -> int:
+    """How many runs train at once.
+
+    ``jobs=None`` / ``"auto"``: the environment variable ``POSELAB_JOBS`` if set, else on a CPU
+    ``min(cores, torch threads, runs to train, 4)`` for runs of at least
+    :data:`MIN_PARALLEL_SAMPLES` samples, else 1. On a GPU, or with callbacks (live plots, which
+    need the calling process), 1. An int is taken as given (>= 1; > 1 is refused with callbacks).
+    """
+    if jobs is None or jobs == "auto":
+        env = os.environ.get("POSELAB_JOBS", "").strip()
+        if env:
+            try:
+                jobs = int(env)
+            except ValueError:
+                raise ValueError(f"POSELAB_JOBS must be an integer >= 1, got {env!r}") from None
+            if jobs < 1:
+                raise ValueError(f"POSELAB_JOBS must be an integer >= 1, got {env!r}")
+        else:
+            if device.type != "cpu" or callbacks or n_runs < 2:
+                return 1
+            samples = (preset.max_steps * preset.batch_size if preset.max_steps is not None
+                       else float("inf"))
+            if samples < MIN_PARALLEL_SAMPLES:
+                return 1
+            return max(1, min(cpu_cores(), torch.get_num_threads(), n_runs, 4))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be None, 'auto' or an int >= 1, got {jobs!r}")
+    if jobs > 1 and callbacks:
+        raise ValueError("callbacks (live plots, progress bars) run in the calling process: "
+                         "pass jobs=1 with callbacks, or drop the callbacks to train in parallel")
+    return max(1, min(jobs, n_runs)) if device.type == "cpu" else 1
+
+
+def part_modules(recipe: Recipe) -> list[str] | None:
+    """The modules defining every part ``recipe`` names (codec, loss, model, score rule), or None
+    when one is not importable by a spawned worker (defined in ``__main__`` or a notebook, or
+    outside the ``poselab`` package)."""
+    modules = []
+    for registry, name in ((CODECS, recipe.codec), (LOSSES, recipe.loss), (MODELS, recipe.model),
+                           (SCORES, recipe.score)):
+        module = getattr(registry.get(name), "__module__", None)
+        if not module or not module.startswith("poselab."):
+            return None
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return None
+        modules.append(module)
+    return sorted(set(modules))
+
+
+def portable(recipe: Recipe) -> bool:
+    """True when a spawned worker can rebuild ``recipe`` (see :func:`part_modules`)."""
+    return part_modules(recipe) is not None
+
+
+def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None) -> list[str]:
+    """Train each spec in its own worker process, ``jobs`` at a time; returns the cache folders.
+
+    A spec holds ``recipe`` (``Recipe.to_dict()``), ``modules`` (:func:`part_modules`), ``data``,
+    ``preset`` (``Preset.to_dict()``), ``seed``, ``device``, ``cache`` and ``threads``. Workers
+    are fresh interpreters (``python -m poselab.experiments.parallel SPEC``): nothing of the
+    calling process (its ``__main__``, forked OpenMP state) is re-run or copied.
+    ``on_done(index, folder)`` is called as each run finishes. A failing worker stops the others
+    and raises RuntimeError with the end of its error output.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    folders: list[str | None] = [None] * len(specs)
+    pending = list(range(len(specs)))
+    running: dict[int, tuple[subprocess.Popen, Path, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="poselab-jobs-") as tmp:
+        try:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    i = pending.pop(0)
+                    spec_path = Path(tmp) / f"spec{i}.json"
+                    spec_path.write_text(json.dumps(specs[i]))
+                    err = open(Path(tmp) / f"stderr{i}.txt", "w+")
+                    env = dict(os.environ, OMP_NUM_THREADS=str(specs[i]["threads"]))
+                    proc = subprocess.Popen([sys.executable, "-m", "poselab.experiments.parallel",
+                                             str(spec_path)], stdout=subprocess.DEVNULL,
+                                            stderr=err, env=env)
+                    running[i] = (proc, spec_path, err)
+                finished = [i for i, (proc, _, _) in running.items() if proc.poll() is not None]
+                if not finished:
+                    time.sleep(0.2)
+                    continue
+                for i in finished:
+                    proc, spec_path, err = running.pop(i)
+                    err.seek(0)
+                    message = err.read()
+                    err.close()
+                    out = spec_path.with_suffix(".out")
+                    if proc.returncode != 0 or not out.is_file():
+                        spec = specs[i]
+                        tail = message.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+                        raise RuntimeError(f"{spec['recipe']['name']} seed {spec['seed']} failed in a "
+                                           f"worker process: {tail[0]}\n--- worker output ---\n"
+                                           f"{message[-3000:]}")
+                    folders[i] = out.read_text().strip()
+                    if on_done is not None:
+                        on_done(i, folders[i])
+        finally:
+            for proc, _, err in running.values():
+                proc.kill()
+                proc.wait()
+                err.close()
+    return folders  # type: ignore[return-value]
+
+
+def _worker(spec_path: str) -> None:
+    """Worker entry point: train one run (or find it cached) and write its cache folder."""
+    import json
+    from pathlib import Path
+
+    spec = json.loads(Path(spec_path).read_text())
+    torch.set_num_threads(int(spec["threads"]))
+    from . import run_recipe  # registers the built-in and zoo recipes in this fresh process
+    for module in spec["modules"]:  # and whatever else defines this recipe's parts
+        importlib.import_module(module)
+    result = run_recipe(Recipe(**spec["recipe"]), data=spec["data"], preset=Preset(**spec["preset"]),
+                        seed=int(spec["seed"]), device=spec["device"], cache=bool(spec["cache"]),
+                        threads=int(spec["threads"]))
+    Path(spec_path).with_suffix(".out").write_text(str(result.folder))
+
+
+if __name__ == "__main__":
+    import sys
+    _worker(sys.argv[1])

@@ -1,0 +1,100 @@
+"""compare(jobs=...): runs trained in worker processes equal runs trained here, bit for bit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from poselab import experiments as ex
+from poselab.experiments import parallel
+from poselab.train import resolve_device
+
+TINY = ex.Preset("tiny-parallel", input_size=(64, 48), epochs=5, max_steps=3, batch_size=8,
+                 n_train=12, n_val=6)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("POSELAB_JOBS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal nested metrics, NaN equal to NaN (a 3-step model's Spearman is undefined)."""
+    return a.keys() == b.keys() and all(
+        a[s].keys() == b[s].keys() and all(a[s][k] == b[s][k] or (math.isnan(a[s][k]) and math.isnan(b[s][k]))
+                                           for k in a[s]) for s in a)
+
+
+def test_worker_runs_equal_in_process_runs_at_the_same_thread_count(capsys):
+    table = ex.compare(["mse"], seeds=(0, 1), preset=TINY, device="cpu", jobs=2, cache=False)
+    assert "2 at a time in worker processes (1 thread(s) each)" in capsys.readouterr().out
+    for seed in (0, 1):
+        remote = table.result("mse", seed)
+        assert remote.threads == 1 and not remote.cached
+        here = ex.run_recipe("mse", preset=TINY, seed=seed, device="cpu", cache=False, threads=1)
+        assert here.history["losses"] == remote.history["losses"]
+        assert _same(here.metrics, remote.metrics)
+        assert here.data_stream_sha256 == remote.data_stream_sha256
+    # the workers filled the cache this process reads
+    again = ex.compare(["mse"], seeds=(0, 1), preset=TINY, device="cpu", jobs=2)
+    assert all(r.cached for r in again.results)
+
+
+def test_threads_is_restored_and_recorded():
+    res = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu", cache=False, threads=1)
+    assert res.threads == 1 and torch.get_num_threads() == 2
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            ex.run_recipe("mse", preset=TINY, seed=0, device="cpu", threads=bad)
+
+
+def test_recipes_with_parts_defined_outside_poselab_train_here(capsys):
+    if "plain_mse_here" not in ex.LOSSES:
+        @ex.register_loss("plain_mse_here")
+        def _plain(geometry, **kw):
+            def loss(outputs, batch):
+                return ((outputs - batch["target"]) ** 2).mean()
+            return loss
+    recipe = ex.RECIPES["mse"].replace(name="mse_local_loss", loss="plain_mse_here")
+    assert not parallel.portable(recipe) and parallel.portable(ex.RECIPES["mse"])
+    table = ex.compare([recipe], seeds=(0, 1), preset=TINY, device="cpu", jobs=2, cache=False)
+    assert "worker processes" not in capsys.readouterr().out
+    assert len(table.results) == 2 and all(r.threads == 2 for r in table.results)
+
+
+def test_a_failing_worker_names_the_run():
+    spec = dict(recipe=ex.RECIPES["mse"].to_dict(), modules=[], data="/no/such/folder",
+                preset=TINY.to_dict(), seed=0, device="cpu", cache=True, threads=1)
+    with pytest.raises(RuntimeError, match="mse seed 0 failed in a worker process"):
+        parallel.train_many([spec], jobs=1)
+
+
+def test_resolve_jobs(monkeypatch):
+    default = ex.PRESETS["default"]
+    assert parallel.resolve_jobs(None, 6, ex.PRESETS["fast"], CPU) == 1  # start-up would dominate
+    assert parallel.resolve_jobs(None, 1, default, CPU) == 1
+    auto = parallel.resolve_jobs("auto", 6, default, CPU)
+    assert auto == max(1, min(parallel.cpu_cores(), torch.get_num_threads(), 6, 4))
+    assert parallel.resolve_jobs(None, 6, default, CPU, callbacks=[object()]) == 1
+    assert parallel.resolve_jobs(3, 2, default, CPU) == 2
+    if torch.cuda.is_available():
+        assert parallel.resolve_jobs(None, 6, default, resolve_device("cuda")) == 1
+    monkeypatch.setenv("POSELAB_JOBS", "3")
+    assert parallel.resolve_jobs(None, 6, ex.PRESETS["fast"], CPU) == 3
+    for bad in ("x", "0", "-2"):
+        monkeypatch.setenv("POSELAB_JOBS", bad)
+        with pytest.raises(ValueError, match="POSELAB_JOBS"):
+            parallel.resolve_jobs(None, 6, default, CPU)
+    monkeypatch.delenv("POSELAB_JOBS")
+    for bad in (0, -1, 2.0, True, "two"):
+        with pytest.raises(ValueError, match="jobs"):
+            parallel.resolve_jobs(bad, 6, default, CPU)
+    with pytest.raises(ValueError, match="callbacks"):
+        parallel.resolve_jobs(2, 6, default, CPU, callbacks=[object()])
