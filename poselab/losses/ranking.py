@@ -224,10 +224,12 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     t = (sp * (0.5 / delta)).to(dense)           # H(s_j − s_i) = clamp(t_j + 1/2 − t_i, 0, 1)
     ypd = labels.gather(1, pidx).to(dense)
     g = ((t + 0.5)[:, :, None] - t[:, None, :]).clamp_(0.0, 1.0)
-    ge = ypd[:, :, None] >= ypd[:, None, :]                                       # [y_j ≥ y_i]
+    # [y_j ≥ y_i] as 0/1 in the dense dtype (y_j − y_i ≥ 0 ⇔ y_j ≥ y_i for finite floats; a
+    # float mask multiplies ~30× faster than a bool one on CPU)
+    ge = (ypd[:, :, None] - ypd[:, None, :]).ge_(0.0)
     vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)                 # (R, 2, P)
     s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
-    a = g * ge                                 # A[j, i] = G[j, i] [y_j ≥ y_i]
+    a = ge.mul_(g)                             # A[j, i] = G[j, i] [y_j ≥ y_i]
     s_ge = torch.bmm(vw, a).to(work)
     cur = s_all[:, 1] / s_all[:, 0]                                                # Eq. 8
     target = s_ge[:, 1] / s_ge[:, 0]                                               # Eq. 9
@@ -240,7 +242,7 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     denom = (s_all[:, 0] - s_ge[:, 0]).clamp_min(0.0)
     act = (denom > EPS) & pvalid
     f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)), torch.zeros_like(err))
-    gp = torch.bmm(m, f.to(dense)[:, :, None])[:, :, 0].to(work) \
+    gp = torch.bmm(f.to(dense)[:, None, :], m.transpose(1, 2))[:, 0].to(work) \
         - torch.where(act, err, torch.zeros_like(err))
     grad = s_all.new_zeros(R, N).scatter_add_(1, pidx, gp * pvalid)
     return sort, grad.mul_(inv_count[:, None])
