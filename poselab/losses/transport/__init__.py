@@ -40,6 +40,7 @@ from ._checks import prepare as _prepare
 from ._checks import resolve_solver as _resolve_solver
 from .geometry import cell_costs, gathered_kernels as _gathered_kernels, kernel_planes as _kernel_planes
 from .geometry import plain_kernel_ok as _plain_kernel_ok
+from .geometry import shared_kernel_source as _shared_kernel_source
 from .geometry import stable_kernel_ok as _stable
 from .implicit_gradient import conditional_plan as _conditional_plan
 from .implicit_gradient import newton_gradient as _newton_gradient
@@ -70,18 +71,24 @@ def _chunks(n: int, per_problem: int, itemsize: int = 8) -> list[slice]:
     return [slice(s, min(n, s + step)) for s in range(0, n, step)]
 
 
-def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None):
+def _newton_chunk(maps, points, b, size, reg, n_iters, tol, grad_out=None, source=None):
     """Solve one chunk with Newton (Sinkhorn continuation on a stall): cost, v, gradient.
 
     From the raw heatmap rows ``maps`` (n, P): suppliers (Eq. 3) compacted to their support, the
     row-stabilised kernel ``K`` and ``K∘C`` gathered on it, Newton, then from the final
     evaluation ``(s, G, col)``: ``ρ_i = (Σ_j v_j (K∘C)_ji) / s_i``, the cost ``Σ_i a_i ρ_i`` and
     (if ``grad_out`` (n, P) is given) the implicit gradient, chained through Eq. 3 and expanded
-    into ``grad_out``. Returns (cost (n,), v (n, 4), iterations, error).
+    into ``grad_out``. ``source``: the batch's shared kernel tables
+    (:func:`~poselab.losses.transport.geometry.kernel_source`, ``base`` sliced to this chunk) or
+    ``None`` (built here). Returns (cost (n,), v (n, 4), iterations, error).
     """
     a_full, total = _suppliers(maps, return_total=True)
-    slot, a = _support(a_full, (maps > 0) | (total <= 0))
-    kernel, kc = _gathered_kernels(points, size, reg, slot, a.shape[1])
+    pos = maps > 0
+    empty = total <= 0
+    if bool(empty.any()):  # maps without positive mass: uniform suppliers on every pixel
+        pos |= empty
+    slot, a = _support(a_full, pos)
+    kernel, kc = _gathered_kernels(points, size, reg, slot, a.shape[1], source)
     v, it, err, stalled, ev = _newton_scaling(a, kernel, b, n_iters, tol)
     if stalled and it < n_iters and err > _roundoff_floor(a.dtype):
         v, more, err = _sinkhorn_scaling(a, kernel, b, n_iters - it, tol, v0=v)
@@ -114,10 +121,15 @@ def _forward(maps, points, b, size, reg, n_iters, tol, solver="newton", need_gra
     state = b.new_zeros(b.shape)
     grad = torch.empty_like(maps) if need_grad else None
     its, err, capped = 0, 0.0, False
-    for sl in _chunks(maps.shape[0], 4 * H * W, maps.element_size()):
+    chunks = _chunks(maps.shape[0], 4 * H * W, maps.element_size())
+    # kernel tables shared by every chunk (keypoints close together): built once, not per chunk
+    source = (_shared_kernel_source(points, size, reg, chunks[0].stop - chunks[0].start)
+              if stable and solver == "newton" and len(chunks) > 1 else None)
+    for sl in chunks:
         if stable and solver == "newton":
+            src = None if source is None else (*source[:2], source[2][sl], *source[3:])
             c, v, it, e = _newton_chunk(maps[sl], points[sl], b[sl], size, reg, n_iters, tol,
-                                        grad[sl] if need_grad else None)
+                                        grad[sl] if need_grad else None, src)
             cost[sl], state[sl] = c, v
         else:
             a, total = _suppliers(maps[sl], return_total=True)

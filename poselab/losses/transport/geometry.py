@@ -39,7 +39,7 @@ import torch
 from ...codecs.hdm import CORNER_OFFSETS
 
 __all__ = ["cell_costs", "distance_plane", "corner_planes", "distance_source", "kernel_planes",
-           "gathered_kernels", "exp_limit", "plain_kernel_ok", "stable_kernel_ok"]
+           "gathered_kernels", "kernel_source", "shared_kernel_source", "exp_limit", "plain_kernel_ok", "stable_kernel_ok"]
 
 
 def distance_plane(keypoints: torch.Tensor, heatmap_size: tuple[int, int]) -> torch.Tensor:
@@ -169,21 +169,18 @@ def _index_dtype(size: int) -> torch.dtype:
     return torch.int32 if size < 2**31 - 1 else torch.long
 
 
-def gathered_kernels(points: torch.Tensor, size: tuple[int, int], reg: float,
-                     slot: torch.Tensor | None = None, m: int | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``K`` and ``K∘C``, each ``(n, 4, m)``, on the compacted support ``slot`` of
-    :func:`poselab.losses.transport.suppliers.support` (``None``: all pixels).
+def kernel_source(points: torch.Tensor, size: tuple[int, int], reg: float) -> tuple:
+    """The offset tables behind :func:`gathered_kernels`, computable once for many chunks.
 
-    ``K_ji = exp(-(C_ji − min_k C_ki)/ε) ∈ [e^{-√2/ε}, 1]`` is the row-stabilised kernel and
-    ``C_ji`` the Euclidean cost from pixel ``i`` to corner ``j`` of the keypoint's cell. Both
-    depend only on the pixel's integer offset from ``floor(kp)``, so they are computed once per
-    offset of :func:`distance_source` (four tables, one per corner: four exps per offset) and
-    gathered. With ``max v = 1`` the row sums ``s_i = Σ_j K_ji v_j ≥ e^{-√2/ε}`` and ``s_i²``
-    never underflow, at any distance from the keypoint and in any dtype.
+    ``K_ji = exp(-(C_ji − min_k C_ki)/ε)`` and ``K∘C`` depend only on a pixel's integer offset
+    from ``floor(kp)``; they are tabulated once per offset of :func:`distance_source` (four
+    tables, one per corner: four exps per offset). Returns ``(kernel_table (4L,), kc_table (4L,),
+    base (n,), pixel_offsets (H·W,), length)``: corner ``j`` of pixel ``i`` of problem ``n``
+    reads entry ``j·L + base_n + pixel_offsets_i`` of either table. When all keypoints of a batch
+    lie close together (the usual case) one table serves every chunk of the batch; slice
+    ``base`` per chunk.
     """
     H, W = size
-    n = points.shape[0]
     dev = points.device
     dist, off, tx = distance_source(points, size)
     # corner j of the pixel at table position p reads dist[p - shift_j]; tables start at p = first
@@ -194,12 +191,50 @@ def gathered_kernels(points: torch.Tensor, size: tuple[int, int], reg: float,
     table = torch.exp((costs.amin(0, keepdim=True) - costs).mul_(1.0 / reg))
     itype = _index_dtype(4 * length)
     pixels = torch.arange(H * W, device=dev, dtype=itype)
-    pixels = torch.div(pixels, W, rounding_mode="floor").mul_(tx).add_(pixels % W).expand(n, H * W)
+    pixels = torch.div(pixels, W, rounding_mode="floor").mul_(tx).add_(pixels % W)
+    return (table.reshape(-1), costs.mul_(table).reshape(-1), (off - first).to(itype), pixels, length)
+
+
+def shared_kernel_source(points: torch.Tensor, size: tuple[int, int], reg: float,
+                         chunk: int) -> tuple | None:
+    """:func:`kernel_source` for a whole batch if one shared offset table serves it at no more
+    entries than per-chunk tables of ``chunk`` problems would use (keypoints close together:
+    a table per chunk would be the same table, recomputed); else ``None`` (build per chunk)."""
+    H, W = size
+    if points.shape[0] == 0:
+        return None
+    base = torch.floor(points)
+    span = base.amax(0) - base.amin(0)
+    entries = (float(span[0]) + W + 1) * (float(span[1]) + H + 1)
+    if entries > min(chunk, points.shape[0]) * (H + 1) * (W + 1):
+        return None
+    return kernel_source(points, size, reg)
+
+
+def gathered_kernels(points: torch.Tensor, size: tuple[int, int], reg: float,
+                     slot: torch.Tensor | None = None, m: int | None = None,
+                     source: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``K`` and ``K∘C``, each ``(n, 4, m)``, on the compacted support ``slot`` of
+    :func:`poselab.losses.transport.suppliers.support` (``None``: all pixels).
+
+    ``K_ji = exp(-(C_ji − min_k C_ki)/ε) ∈ [e^{-√2/ε}, 1]`` is the row-stabilised kernel and
+    ``C_ji`` the Euclidean cost from pixel ``i`` to corner ``j`` of the keypoint's cell. Both
+    depend only on the pixel's integer offset from ``floor(kp)``, so they are computed once per
+    offset (:func:`kernel_source`; pass ``source`` — its ``base`` sliced to these ``points`` —
+    to reuse tables built for a whole batch) and gathered. With ``max v = 1`` the row sums
+    ``s_i = Σ_j K_ji v_j ≥ e^{-√2/ε}`` and ``s_i²`` never underflow, at any distance from the
+    keypoint and in any dtype.
+    """
+    H, W = size
+    n = points.shape[0]
+    table, kc_table, base, pixels, length = kernel_source(points, size, reg) if source is None else source
+    itype = pixels.dtype
+    pixels = pixels.expand(n, H * W)
     if slot is not None:  # padding reads pixel (0, 0): finite, never used (a = 0 there)
         pixels = pixels.new_zeros(n, m + 1).scatter_(1, slot, pixels)[:, :m]
-    rel = pixels.add((off - first).to(itype)[:, None])
-    corner = torch.arange(4, device=dev, dtype=itype) * length
+    rel = pixels.add(base[:, None])
+    corner = torch.arange(4, device=points.device, dtype=itype) * length
     index = (rel[:, None, :] + corner[None, :, None]).reshape(-1)
     m = rel.shape[1]
-    kernel = table.reshape(-1).index_select(0, index).reshape(n, 4, m)
-    return kernel, costs.mul_(table).reshape(-1).index_select(0, index).reshape(n, 4, m)
+    return (table.index_select(0, index).reshape(n, 4, m),
+            kc_table.index_select(0, index).reshape(n, 4, m))
