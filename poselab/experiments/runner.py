@@ -351,7 +351,7 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
 
     def hashed_loss(outputs, batch):  # the data stream every recipe of a preset/seed sees
         for name in ("image", "keypoints", "visible"):
-            stream.update(batch[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            stream.update(batch[name].detach().to("cpu", torch.float32).contiguous().numpy())  # no copy
         return loss_fn(outputs, batch)
 
     history = fit(model, hashed_loss, train_set, val=val_cb, epochs=preset.epochs,
