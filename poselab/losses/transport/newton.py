@@ -124,8 +124,13 @@ def newton_scaling(a: torch.Tensor, kernel: torch.Tensor, b: torch.Tensor, n_ite
         safe_col = torch.where(active, col, torch.ones_like(col)).clamp_min(torch.finfo(a.dtype).tiny)
         r = torch.where(active, col * (log_b - safe_col.log()), torch.zeros_like(col))
         r = r - col * r.sum(1, keepdim=True)
-        mat = torch.diag_embed(col.double()) - gram.double() + 1.0
-        mat = mat + torch.diag_embed((~active).double())
+        # diag(col) − gram + 11ᵀ + diag(inactive), in place (the same roundings as building
+        # the diagonal matrices: −g + col, then + 1, then + 0/1)
+        mat = gram.double().neg_()
+        diag = mat.diagonal(dim1=-2, dim2=-1)
+        diag.add_(col)
+        mat.add_(1.0)
+        diag.add_(~active)
         delta = torch.linalg.solve(mat, r.double().unsqueeze(-1)).squeeze(-1)
         delta = delta.clamp(-30.0, 30.0)  # a safeguard only; steps are O(1) in practice
         delta = torch.where(active, delta, torch.full_like(delta, -math.inf))
