@@ -98,3 +98,14 @@ def test_resolve_jobs(monkeypatch):
             parallel.resolve_jobs(bad, 6, default, CPU)
     with pytest.raises(ValueError, match="callbacks"):
         parallel.resolve_jobs(2, 6, default, CPU, callbacks=[object()])
+
+
+def test_status_lines_report_the_running_workers():
+    spec = dict(recipe=ex.RECIPES["mse"].to_dict(), modules=[], data="synth",
+                preset=TINY.to_dict(), seed=3, device="cpu", cache=False, threads=1)
+    lines: list[str] = []
+    folders = parallel.train_many([spec, dict(spec, seed=4)], jobs=2, status=lines.append,
+                                  status_every=0.0)
+    assert len(folders) == 2 and all(folders)
+    assert lines and all("done;" in line and "mse seed" in line for line in lines)
+    assert any("step" in line or "starting" in line for line in lines)

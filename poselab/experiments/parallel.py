@@ -93,15 +93,17 @@ def portable(recipe: Recipe) -> bool:
     return part_modules(recipe) is not None
 
 
-def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None) -> list[str]:
+def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None,
+               status_every: float = 30.0) -> list[str]:
     """Train each spec in its own worker process, ``jobs`` at a time; returns the cache folders.
 
     A spec holds ``recipe`` (``Recipe.to_dict()``), ``modules`` (:func:`part_modules`), ``data``,
     ``preset`` (``Preset.to_dict()``), ``seed``, ``device``, ``cache`` and ``threads``. Workers
     are fresh interpreters (``python -m poselab.experiments.parallel SPEC``): nothing of the
     calling process (its ``__main__``, forked OpenMP state) is re-run or copied.
-    ``on_done(index, folder)`` is called as each run finishes. A failing worker stops the others
-    and raises RuntimeError with the end of its error output.
+    ``on_done(index, folder)`` is called as each run finishes; ``status(line)`` (e.g. ``print``)
+    gets a one-line progress report of the running workers every ``status_every`` seconds. A
+    failing worker stops the others and raises RuntimeError with the end of its error output.
     """
     import json
     import subprocess
@@ -110,7 +112,18 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None) -> list[str
     import time
     from pathlib import Path
 
+    def label(i: int) -> str:
+        return f"{specs[i]['recipe']['name']} seed {specs[i]['seed']}"
+
+    def progress(i: int, spec_path: Path) -> str:
+        try:
+            step, total = spec_path.with_suffix(".progress").read_text().split()
+            return f"{label(i)} step {int(step)}/{int(total)}"
+        except (OSError, ValueError):
+            return f"{label(i)} starting"
+
     folders: list[str | None] = [None] * len(specs)
+    t_start = last_status = time.perf_counter()
     pending = list(range(len(specs)))
     running: dict[int, tuple[subprocess.Popen, Path, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="poselab-jobs-") as tmp:
@@ -128,6 +141,12 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None) -> list[str
                     running[i] = (proc, spec_path, err)
                 finished = [i for i, (proc, _, _) in running.items() if proc.poll() is not None]
                 if not finished:
+                    now = time.perf_counter()
+                    if status is not None and now - last_status >= status_every:
+                        last_status = now
+                        done = sum(f is not None for f in folders)
+                        status(f"  [{now - t_start:5.0f} s] {done}/{len(specs)} done; "
+                               + "; ".join(progress(i, p) for i, (_, p, _) in running.items()))
                     time.sleep(0.2)
                     continue
                 for i in finished:
@@ -153,6 +172,33 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None) -> list[str
     return folders  # type: ignore[return-value]
 
 
+class _ProgressFile:
+    """Worker-side callback: writes ``"step total"`` to a file about 50 times per run (it only
+    reads the training state, so the run is the same with or without it)."""
+
+    def __init__(self, path):
+        self.path, self.every = path, 1
+
+    def on_fit_start(self, state) -> None:
+        self.every = max(1, int(state.total_steps) // 50)
+        self._write(state)
+
+    def on_step_end(self, state) -> None:
+        if state.step % self.every == 0:
+            self._write(state)
+
+    def on_validation_end(self, state) -> None: ...
+    def on_epoch_end(self, state) -> None: ...
+
+    def on_fit_end(self, state) -> None:
+        self._write(state)
+
+    def _write(self, state) -> None:
+        tmp = self.path.with_suffix(".progress-tmp")
+        tmp.write_text(f"{int(state.step)} {int(state.total_steps)}")
+        os.replace(tmp, self.path)
+
+
 def _worker(spec_path: str) -> None:
     """Worker entry point: train one run (or find it cached) and write its cache folder."""
     import json
@@ -165,7 +211,8 @@ def _worker(spec_path: str) -> None:
         importlib.import_module(module)
     result = run_recipe(Recipe(**spec["recipe"]), data=spec["data"], preset=Preset(**spec["preset"]),
                         seed=int(spec["seed"]), device=spec["device"], cache=bool(spec["cache"]),
-                        threads=int(spec["threads"]))
+                        threads=int(spec["threads"]),
+                        callbacks=[_ProgressFile(Path(spec_path).with_suffix(".progress"))])
     Path(spec_path).with_suffix(".out").write_text(str(result.folder))
 
 

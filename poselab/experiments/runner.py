@@ -563,7 +563,7 @@ def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
             found[remote[j]] = res
             report(remote[j], res, time.perf_counter() - t0)
 
-        train_many(specs, jobs, on_done=done)
+        train_many(specs, jobs, on_done=done, status=print if progress else None)
     for i in todo:
         if i not in found:
             t0 = time.perf_counter()
