@@ -263,3 +263,41 @@ def test_newton_paths_agree_with_sinkhorn(case):
         assert float(out["newton"][1][0, 1].abs().max()) == 0.0  # empty map: no gradient
         grad_single = out["newton"][1][0, 2]
         assert float(grad_single.abs().sum()) == float(grad_single[5, 7].abs())  # only on the support
+
+
+@pytest.mark.parametrize("far", [False, True])
+def test_batch_shared_kernel_tables_match_per_chunk_tables(monkeypatch, far):
+    """Several chunks at 64×48: the kernel tables built once for the batch (keypoints close
+    together) give bit-identical values and gradients to tables built chunk by chunk, and both
+    agree with the Sinkhorn path's dense kernels; keypoints far apart refuse the shared table."""
+    torch.manual_seed(11)
+    B, K, H, W = 4, 17, 64, 48  # 68 problems: two float64 chunks
+    assert len(transport._chunks(B * K, 4 * H * W, 8)) > 1
+    hm = torch.randn(B, K, H, W, dtype=torch.float64)
+    kp = torch.rand(B, K, 2, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0], dtype=torch.float64)
+    if far:
+        kp[3, 16] = torch.tensor([3000.5, -2000.25], dtype=torch.float64)
+    vis = torch.ones(B, K)
+    weights = torch.arange(1.0, B * K + 1.0, dtype=torch.float64).reshape(B, K)
+    original = transport._shared_kernel_source
+    built = []
+
+    def spy(*args):
+        built.append(original(*args))
+        return built[-1]
+
+    def run(solver="newton"):
+        h = hm.clone().requires_grad_(True)
+        val = emd_loss(h, kp, vis, tol=1e-12, solver=solver, reduction="none")
+        (val * weights).sum().backward()
+        return val.detach(), h.grad
+
+    monkeypatch.setattr(transport, "_shared_kernel_source", spy)
+    shared = run()
+    assert len(built) == 1 and (built[0] is None) == far  # shared only when the span is small
+    monkeypatch.setattr(transport, "_shared_kernel_source", lambda *args: None)
+    per_chunk = run()
+    assert torch.equal(shared[0], per_chunk[0]) and torch.equal(shared[1], per_chunk[1])
+    dense = run("sinkhorn")
+    assert torch.allclose(shared[0], dense[0], rtol=1e-10, atol=0)
+    assert float((shared[1] - dense[1]).abs().max()) <= 1e-7 * float(dense[1].abs().max())
