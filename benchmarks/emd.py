@@ -213,6 +213,7 @@ def profile_stages(dtypes=("float32", "float64")):
     hm, kp = problems()
     vis = torch.ones(hm.shape[:2])
     stages = [(transport, "_suppliers", "suppliers (Eq. 3)"), (transport, "_support", "support compaction"),
+              (transport, "_shared_kernel_source", "kernel tables (once per batch)"),
               (transport, "_gathered_kernels", "kernel gather"), (transport, "_newton_scaling", "Newton solve"),
               (newton, "evaluate", "of which evaluations"), (transport, "_newton_gradient", "implicit gradient"),
               (transport, "_suppliers_vjp", "Eq. 3 chain rule"), (transport, "_newton_chunk", "chunks in all")]
@@ -242,7 +243,8 @@ def profile_stages(dtypes=("float32", "float64")):
                 if best is None or total < best[0]:
                     best = (total, dict(acc))
             total, times = best
-            inside = [label for _, _, label in stages if label not in ("chunks in all", "of which evaluations")]
+            inside = [label for _, _, label in stages
+                      if label not in ("chunks in all", "of which evaluations", "kernel tables (once per batch)")]
             rest = times["chunks in all"] - sum(times[label] for label in inside)
             parts = ", ".join(f"{label} {times[label] * 1e3:.1f}" for _, _, label in stages[:-1])
             print(f"profile {name}, one thread, fwd+bwd {total * 1e3:.1f} ms CPU: {parts}, rest of the "
