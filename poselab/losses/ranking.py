@@ -536,8 +536,17 @@ def instance_sort_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor,
         True
     """
     check_reduction(reduction)
-    d = _check_delta(delta, "delta")
+    _check_delta(delta, "delta")
     check_tensor(heatmaps, "heatmaps", ndim=4)
+    return _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction)
+
+
+def _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction):
+    """:func:`instance_sort_loss` after the checks of ``reduction`` and ``heatmaps`` (which
+    :func:`rspose_loss` has already made on the same tensor: the finiteness check is a full pass)."""
+    d = _check_delta(delta, "delta")
+    if heatmaps.dim() != 4:
+        raise ValueError(f"heatmaps must have 4 dims, got shape {tuple(heatmaps.shape)}")
     check_tensor(keypoints, "keypoints", ndim=3, last=2)
     B, K = heatmaps.shape[:2]
     if tuple(keypoints.shape[:2]) != (B, K):
@@ -597,7 +606,7 @@ def rspose_loss(scores: torch.Tensor, labels: torch.Tensor, visible: torch.Tenso
     if use_is:
         if areas is None:
             raise ValueError("Instance-Sort needs areas (B,) in heatmap px² (COCO area / stride²)")
-        inst = instance_sort_loss(scores, keypoints, visible, areas, instance_delta, sigmas)
+        inst = _instance_sort(scores, keypoints, visible, areas, instance_delta, sigmas, "mean")
         total = total + lam2 * inst
     else:
         inst = scores.sum() * 0.0
