@@ -49,13 +49,24 @@ def assignments_dir() -> Path:
     return Path(env) if env else _ROOT / "labs" / "assignments"
 
 
-def list_assignments(folder: Path | None = None) -> list[Path]:
-    folder = folder or assignments_dir()
+def list_assignments(folder: str | os.PathLike | None = None) -> list[Path]:
+    folder = assignments_dir() if folder is None else Path(folder)
+    if not folder.is_dir():
+        raise AssignmentError(f"assignments folder {str(folder)!r} is not a folder")
     return sorted(folder.glob("*.ipynb"))
 
 
 def _cells(nb_path: Path) -> list[dict]:
-    return json.loads(Path(nb_path).read_text())["cells"]
+    try:
+        cells = json.loads(Path(nb_path).read_text(encoding="utf-8"))["cells"]
+        if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+            raise ValueError("'cells' is not a list of cells")
+    except FileNotFoundError:
+        raise AssignmentError(f"no notebook at {nb_path}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AssignmentError(f"{nb_path} is not a readable notebook (.ipynb JSON with cells): "
+                              f"{exc}") from None
+    return cells
 
 
 def _src(cell: dict) -> str:
@@ -68,7 +79,7 @@ def solution_lines(source_nb: Path) -> list[str]:
     the source notebook (what must never reach a student)."""
     out = []
     for cell in _cells(source_nb):
-        if cell["cell_type"] != "code":
+        if cell.get("cell_type") != "code":
             continue
         inside = False
         for line in _src(cell).splitlines():
@@ -86,7 +97,7 @@ def hidden_test_names(source_nb: Path) -> list[str]:
     names = []
     for cell in _cells(source_nb):
         text = _src(cell)
-        if cell["cell_type"] == "code" and re.match(r"\s*#.*\bhidden\b", text.splitlines()[0] if text else "",
+        if cell.get("cell_type") == "code" and re.match(r"\s*#.*\bhidden\b", text.splitlines()[0] if text else "",
                                                     re.IGNORECASE):
             names += re.findall(r"def (test_\w+)", text)
     return names
@@ -122,6 +133,13 @@ def build(out: str | os.PathLike = "build/assignments", names: list[str] | None 
     except ImportError:
         raise AssignmentError("otter-grader is not installed: pip install otter-grader "
                               "(it comes with poselab's test extras: pip install -e .[test])") from None
+    if isinstance(names, str):
+        names = [names]
+    if names is not None and not all(isinstance(n, str) for n in names):
+        raise AssignmentError(f"names must be assignment names (strings), got {names!r}")
+    out = Path(out)
+    if any(p.exists() and not p.is_dir() for p in (out, *out.parents)):
+        raise AssignmentError(f"--out {out} is (under) a file; pass a folder")
     sources = list_assignments()
     if names:
         wanted = set(names)
@@ -132,7 +150,6 @@ def build(out: str | os.PathLike = "build/assignments", names: list[str] | None 
         sources = [p for p in sources if p.stem in wanted]
     if not sources:
         raise AssignmentError(f"no assignment notebooks in {assignments_dir()}")
-    out = Path(out)
     built = []
     for src in sources:
         dest = out / src.stem
@@ -166,7 +183,12 @@ def grade(submission: str | os.PathLike, autograder_zip: str | os.PathLike,
     for p, what in ((submission, "submission"), (autograder_zip, "autograder zip")):
         if not p.is_file():
             raise AssignmentError(f"no {what} at {p}")
+    if submission.suffix != ".ipynb":
+        raise AssignmentError(f"submission {submission} must be a .ipynb notebook")
+    _cells(submission)  # a notebook that is not JSON fails here with its name, not inside otter
     out = Path(out) if out else submission.parent / f"{submission.stem}-grading"
+    if any(p.exists() and not p.is_dir() for p in (out, *out.parents)):
+        raise AssignmentError(f"grading output {out} is (under) a file; pass a folder")
     out.mkdir(parents=True, exist_ok=True)
     proc = _otter("run", "-a", str(autograder_zip.resolve()), "-o", str(out.resolve()),
                   str(submission.resolve()))
@@ -174,7 +196,10 @@ def grade(submission: str | os.PathLike, autograder_zip: str | os.PathLike,
     if not results.is_file():
         raise AssignmentError(f"otter run produced no results for {submission}:\n"
                               f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    data = json.loads(results.read_text())
-    scored = [t for t in data.get("tests", []) if "score" in t]
+    try:
+        data = json.loads(results.read_text())
+        scored = [t for t in data.get("tests", []) if isinstance(t, dict) and "score" in t]
+    except (ValueError, AttributeError) as exc:
+        raise AssignmentError(f"otter wrote an unreadable {results}: {exc}") from None
     return {"score": float(sum(t["score"] for t in scored)),
             "max_score": float(sum(t.get("max_score", 0) for t in scored)), "tests": data.get("tests", [])}

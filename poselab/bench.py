@@ -12,6 +12,8 @@ each script's printed table and its wall and CPU time. A script that exits non-z
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import numbers
 import os
 import platform
 import resource
@@ -80,8 +82,17 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _check_timeout(timeout) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise ValueError(f"timeout must be None or a finite number of seconds > 0, got {timeout!r}")
+
+
 def run_script(path: Path, quick: bool, timeout: float | None = None) -> ScriptResult:
+    _check_timeout(timeout)
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no benchmark script at {path}")
     if quick and path.stem in QUICK_SKIP and path.parent.resolve() == benchmarks_dir().resolve():
         return ScriptResult(path.stem, [], None, 0.0, 0.0, "", "", f"skipped: {QUICK_SKIP[path.stem]}")
     cmd = [sys.executable, str(path), *script_args(path, quick)]
@@ -166,13 +177,24 @@ def run_suite(folder: Path | None = None, out: Path | None = None, quick: bool =
     folder = benchmarks_dir() if folder is None else Path(folder)
     if not folder.is_dir():
         raise ValueError(f"folder={str(folder)!r} is not a directory; pass the benchmarks folder")
+    _check_timeout(timeout)
+    if isinstance(only, str):
+        only = [only]
+    if only is not None and (not only or not all(isinstance(n, str) for n in only)):
+        raise ValueError(f"only must be None (every script) or script names, got {only!r}")
     scripts = list_scripts(folder)
+    if not scripts:
+        raise ValueError(f"no benchmark scripts (*.py) in {folder}")
     if only:
         unknown = sorted(set(only) - {p.stem for p in scripts})
         if unknown:
             raise ValueError(f"only={unknown} not in {folder}; choose from {[p.stem for p in scripts]}")
         scripts = [p for p in scripts if p.stem in only]
     out = folder / "results.md" if out is None else Path(out)
+    if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ValueError(f"out={str(out)!r} must be a results file (e.g. benchmarks/results.md), "
+                         "not a folder or a path under a file")
+    out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     for path in scripts:
         if echo:

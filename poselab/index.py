@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import re
 from dataclasses import dataclass
@@ -71,18 +72,30 @@ def tagged_entries() -> list[Entry]:
 
 
 def _code_cells(notebook: Path) -> list[tuple[int, str]]:
-    cells = json.loads(notebook.read_text()).get("cells", [])
-    return [(i, "".join(c["source"]) if isinstance(c["source"], list) else c["source"])
-            for i, c in enumerate(cells) if c.get("cell_type") == "code"]
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+        if not isinstance(cells, list):
+            raise ValueError("'cells' is not a list")
+        return [(i, "".join(c.get("source", "")) if isinstance(c.get("source", ""), list)
+                 else str(c.get("source", "")))
+                for i, c in enumerate(cells) if isinstance(c, dict) and c.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"{notebook} is not a readable notebook: {exc}") from None
 
 
-def _chapters(labs: Path | None = None) -> list[Path]:
-    labs = labs or _ROOT / "labs"
+def _chapters(labs: str | os.PathLike | None = None) -> list[Path]:
+    if labs is not None and (not isinstance(labs, (str, os.PathLike)) or str(labs) == ""):
+        raise ValueError(f"labs must be None or the chapters folder, got {labs!r}")
+    labs = _ROOT / "labs" if labs is None else Path(labs)
+    if not labs.is_dir():
+        raise ValueError(f"labs={str(labs)!r} is not a folder; pass the chapters folder (labs/)")
     return sorted(labs.glob("[0-9][0-9]_*.ipynb"))
 
 
 def chapter_calls(name: str, labs: Path | None = None) -> list[str]:
     """``"<chapter stem> cell <n>"`` for every chapter code cell that calls ``name(``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Python identifier (a function name), got {name!r}")
     pattern = re.compile(r"(?<![\w.])(?:\w+\.)*" + re.escape(name) + r"\(")
     return [f"{nb.stem} cell {i}" for nb in _chapters(labs) for i, src in _code_cells(nb)
             if pattern.search(src)]
@@ -116,8 +129,10 @@ def index_markdown(labs: Path | None = None) -> str:
 def update_readme(readme: Path | None = None, check: bool = False) -> bool:
     """Write the index between the README markers (``check=True``: only report whether the
     README's copy is current). Returns True when the README holds the current index."""
-    readme = readme or _ROOT / "README.md"
-    text = readme.read_text()
+    readme = _ROOT / "README.md" if readme is None else Path(readme)
+    if not readme.is_file():
+        raise ValueError(f"readme={str(readme)!r} is not a file; pass the README.md to update")
+    text = readme.read_text(encoding="utf-8")
     if _MARK_START not in text or _MARK_END not in text:
         raise ValueError(f"{readme} has no {_MARK_START} ... {_MARK_END} section")
     head, rest = text.split(_MARK_START, 1)
@@ -125,5 +140,5 @@ def update_readme(readme: Path | None = None, check: bool = False) -> bool:
     new = f"{head}{_MARK_START}\n{index_markdown()}{_MARK_END}{tail}"
     if check:
         return new == text
-    readme.write_text(new)
+    readme.write_text(new, encoding="utf-8")
     return True

@@ -9,6 +9,8 @@ that were not reproduced the stated reason. :func:`write_scorecard` writes ``sco
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections import Counter
 from pathlib import Path
@@ -40,6 +42,8 @@ def paper_of(claim_id: str) -> str:
 def load_ledger(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Claim records from a ledger file, or from a run folder (``claims.json``, else
     ``claims/*.json``). A file that is not a list of claim records raises ``ValueError``."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ValueError(f"path must be a claim ledger file or a run folder, got {path!r}")
     path = Path(path)
     if path.is_dir():
         agg = path / "claims.json"
@@ -47,7 +51,13 @@ def load_ledger(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not files:
             raise FileNotFoundError(f"no claims.json or claims/*.json in {path}; run "
                                     f"poselab run --fast --out {path} first")
-        return [r for f in files for r in load_ledger(f)]
+        return [r for f in files for r in _read_ledger_file(f)]
+    return _read_ledger_file(path)
+
+
+def _read_ledger_file(path: Path) -> list[dict[str, Any]]:
+    if path.is_dir():
+        raise ValueError(f"{path} is not a readable JSON claim ledger: it is a folder")
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -65,6 +75,8 @@ def _evidence_text(rec: Mapping[str, Any]) -> str:
     if not isinstance(ev, Mapping) or not ev:
         return ""
     seeds = ev.get("seeds")
+    if seeds is not None and not isinstance(seeds, (list, tuple)):
+        seeds = [seeds]  # a single seed (or anything else) shown as is, never a TypeError
     parts = [f"preset {ev.get('preset')}" if ev.get("preset") else "",
              f"seeds {list(seeds)}" if seeds is not None else ""]
     return ", ".join(p for p in parts if p)
@@ -81,8 +93,14 @@ def scorecard(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, 
     """Rows grouped by paper (keys in :data:`PAPERS` order, then ``"other"``); each row has
     ``id, chapter, paper_says, ours, kind, verdict, evidence, reason``. A claim recorded twice
     (e.g. two runs) keeps the last record."""
+    if isinstance(records, (str, bytes, os.PathLike, Mapping)):
+        raise ValueError("records must be a list of claim records (load a file with load_ledger), "
+                         f"got {type(records).__name__}")
     by_id: dict[str, Mapping[str, Any]] = {}
-    for r in records:
+    for i, r in enumerate(records):
+        if not isinstance(r, Mapping) or "id" not in r:
+            raise ValueError(f"records[{i}] is not a claim record (a mapping with an 'id'), got "
+                             f"{str(r)[:80]!r}")
         by_id[str(r["id"])] = r
     groups: dict[str, list[dict[str, Any]]] = {k: [] for k in [*PAPERS, _OTHER]}
     for cid, r in by_id.items():
@@ -124,14 +142,30 @@ def to_markdown(records: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _finite_json(value: Any) -> Any:
+    """``value`` with NaN/±Inf floats as the strings "nan"/"inf"/"-inf" (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def write_scorecard(records: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``scorecard.md`` and ``scorecard.json`` into ``out_dir``; returns both paths."""
+    records = list(records) if not isinstance(records, (str, bytes, Mapping)) else records
     out = Path(out_dir)
+    if out.exists() and not out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ValueError(f"out_dir {str(out)!r} is (under) a file; pass a folder")
+    text = "# Replication scorecard\n\n" + to_markdown(records)
+    payload = json.dumps(_finite_json({"summary": summary(records), "papers": scorecard(records)}),
+                         indent=1, default=str, allow_nan=False)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "scorecard.md", out / "scorecard.json"
-    md.write_text("# Replication scorecard\n\n" + to_markdown(records))
-    js.write_text(json.dumps({"summary": summary(records), "papers": scorecard(records)},
-                             indent=1, default=str))
+    md.write_text(text)
+    js.write_text(payload)
     return md, js
 
 
@@ -140,7 +174,15 @@ class ScorecardView:
 
     def __init__(self, records: Iterable[Mapping[str, Any]], papers: Sequence[str] | None = None):
         self.records = list(records)
+        if isinstance(papers, str):
+            papers = [papers]
+        if papers is not None:
+            papers = list(papers)
+            unknown = [p for p in papers if p not in PAPERS and p != _OTHER]
+            if unknown:
+                raise ValueError(f"papers {unknown} unknown; choose from {[*PAPERS, _OTHER]}")
         self.papers = papers
+        scorecard(self.records)  # bad records fail here, not when the notebook renders
 
     def _repr_html_(self) -> str:
         from poselab.viz.html import fitted_table
@@ -162,6 +204,10 @@ class ScorecardView:
 def verdict_figure(records: Iterable[Mapping[str, Any]], width: int = 820, height: int = 380):
     """Stacked bars: per paper, how many claims hold / reproduce / are inconclusive / fail."""
     import plotly.graph_objects as go
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+                100 <= value <= 4000):
+            raise ValueError(f"{name} must be a number of pixels in [100, 4000], got {value!r}")
     card = scorecard(records)
     order = ["holds", "reproduced", "inconclusive", "not reproduced", "fails"]
     colours = {"holds": "#2ca02c", "reproduced": "#98df8a", "inconclusive": "#c7c7c7",

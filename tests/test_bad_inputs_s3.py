@@ -247,3 +247,202 @@ def test_build_model_valid_edge_arguments_still_build():
     assert (m.head.x_bins, m.head.y_bins) == (576, 768)
     a, b = build_model(seed=np.int64(-1)), build_model(seed=-1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+# ---------------------------------------------------------------- records (poselab results verify)
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("runs, problem", [
+    ("[{}]", "config"), ('[1]', "not an object"),
+    ('[{"config": {"recipe": {}, "preset": {}}}]', "seed"),
+    ('[{"config": {"recipe": {}, "preset": {}}, "seed": true, "data": "synth", "metrics": {}}]', "seed"),
+    ('[{"config": {"recipe": {}, "preset": {}}, "seed": 0, "metrics": {}}]', "data"),
+    ('[{"config": {"recipe": {}, "preset": {}}, "seed": 0, "data": "synth"}]', "metrics"),
+])
+def test_load_record_rejects_malformed_runs_naming_the_problem(tmp_path, runs, problem):
+    from poselab.experiments.records import load_record, verify_record
+    rec = _write(tmp_path / "r.json", '{"kind": "poselab-run-record", "runs": %s}' % runs)
+    with pytest.raises(ValueError, match=problem):
+        load_record(rec)
+    with pytest.raises(ValueError, match=problem):  # was KeyError: 'config' from deep inside
+        verify_record(rec)
+
+
+def _valid_looking_record(tmp_path, recipe=None):
+    import json
+
+    from poselab.experiments import PRESETS, RECIPES
+    run = {"config": {"recipe": recipe or RECIPES["mse"].to_dict(),
+                      "preset": PRESETS["fast"].to_dict()},
+           "seed": 0, "data": str(tmp_path / "no-such-data"), "metrics": {"generated val": {"AP": 0.1}}}
+    return _write(tmp_path / "r.json", json.dumps({"kind": "poselab-run-record", "runs": [run]}))
+
+
+@pytest.mark.parametrize("kw, field", [(dict(tol=float("nan")), "tol"), (dict(tol=-1.0), "tol"),
+                                       (dict(tol=float("inf")), "tol"), (dict(tol="0"), "tol"),
+                                       (dict(seeds=["a"]), "seeds"), (dict(seeds=[0.5]), "seeds"),
+                                       (dict(metrics=()), "metrics"), (dict(metrics=[1]), "metrics")])
+def test_verify_record_checks_arguments_before_training(tmp_path, kw, field):
+    # the record's data does not exist, so reaching run_recipe would raise a *different* error
+    from poselab.experiments.records import verify_record
+    with pytest.raises(ValueError, match=field):
+        verify_record(_valid_looking_record(tmp_path), **kw)
+
+
+def test_verify_record_bad_recipe_in_record_is_a_value_error(tmp_path):
+    from poselab.experiments import RECIPES
+    from poselab.experiments.records import verify_record
+    bad = {**RECIPES["mse"].to_dict(), "lr": -1.0}
+    with pytest.raises(ValueError, match="run 0 has an invalid recipe"):
+        verify_record(_valid_looking_record(tmp_path, bad))
+    bad = {**RECIPES["mse"].to_dict(), "no_such_field": 1}
+    with pytest.raises(ValueError, match="run 0 has an invalid recipe"):
+        verify_record(_valid_looking_record(tmp_path, bad))
+
+
+def test_cli_results_verify_malformed_record_is_one_line_exit_2(tmp_path, capsys):
+    from poselab.cli import main
+    rec = _write(tmp_path / "r.json", '{"kind": "poselab-run-record", "runs": [{}]}')
+    assert main(["results", "verify", str(rec)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "run 0" in err
+    assert main(["results", "verify", str(_valid_looking_record(tmp_path)), "--tol", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert "tol" in err and len(err.strip().splitlines()) == 1
+
+
+def test_write_record_refuses_folders_and_non_results(tmp_path):
+    from poselab.experiments.records import write_record
+    with pytest.raises(ValueError, match="at least one run"):
+        write_record(tmp_path / "r.json", [], "cmd", 1.0)
+    with pytest.raises(ValueError, match="at least one run"):
+        write_record(tmp_path / "r.json", [{"seed": 0}], "cmd", 1.0)
+
+
+# ---------------------------------------------------------------- scorecard
+def test_scorecard_bad_records_name_the_record():
+    from poselab import scorecard
+    with pytest.raises(ValueError, match=r"records\[1\]"):
+        scorecard.scorecard([{"id": "a.b", "kind": "math"}, {"kind": "math"}])
+    with pytest.raises(ValueError, match=r"records\[0\]"):
+        scorecard.summary([3])
+    with pytest.raises(ValueError, match="records must be a list"):
+        scorecard.to_markdown("claims.json")
+
+
+def test_scorecard_json_is_strict_and_generators_are_not_consumed_twice(tmp_path):
+    import json
+
+    from poselab import scorecard
+    recs = [{"id": "sar.x", "kind": "empirical", "value": float("nan"), "verdict": "inconclusive",
+             "evidence": {"preset": "fast", "seeds": 0}},
+            {"id": "bcir.y", "kind": "math", "value": float("inf"), "verdict": "holds"}]
+    md, js = scorecard.write_scorecard((r for r in recs), tmp_path / "out")
+    data = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert data["summary"]["claims"] == 2  # a generator used to leave the JSON empty
+    assert data["papers"]["sar"][0]["ours"] == "nan" and data["papers"]["bcir"][0]["ours"] == "inf"
+    assert "seeds [0]" in md.read_text()
+
+
+def test_scorecard_bad_paths_and_views(tmp_path):
+    from poselab import scorecard
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="out_dir"):
+        scorecard.write_scorecard([], tmp_path / "f")
+    with pytest.raises(ValueError, match="out_dir"):
+        scorecard.write_scorecard([], tmp_path / "f" / "sub")
+    for bad in ("", None, 3):
+        with pytest.raises(ValueError, match="path"):
+            scorecard.load_ledger(bad)
+    (tmp_path / "run" / "claims" / "x.json").mkdir(parents=True)  # a folder named like a ledger
+    with pytest.raises(ValueError, match="x.json is not a readable JSON"):
+        scorecard.load_ledger(tmp_path / "run")
+    with pytest.raises(ValueError, match="papers"):
+        scorecard.ScorecardView([], papers=["nope"])
+    recs = [{"id": "sar.x", "kind": "math", "verdict": "holds"},
+            {"id": "rspose.y", "kind": "math", "verdict": "holds"}]
+    html = scorecard.ScorecardView(recs, papers="sar")._repr_html_()  # a str, not a set of letters
+    assert "sar.x" in html and "rspose.y" not in html
+    for kw in (dict(width=float("nan")), dict(width=-5), dict(height=10 ** 9), dict(height=True)):
+        with pytest.raises(ValueError, match="width|height"):
+            scorecard.verdict_figure(recs, **kw)
+
+
+# ---------------------------------------------------------------- index
+def test_index_bad_arguments(tmp_path):
+    from poselab import index
+    for bad in ("", "a b", "x(", None, 3):
+        with pytest.raises(ValueError, match="name"):
+            index.chapter_calls(bad)
+    with pytest.raises(ValueError, match="labs"):
+        index.chapter_claims(tmp_path / "missing")
+    with pytest.raises(ValueError, match="labs"):
+        index.chapter_claims(3)
+    (tmp_path / "01_x.ipynb").write_text("not json")
+    with pytest.raises(ValueError, match="01_x.ipynb is not a readable notebook"):
+        index.chapter_claims(str(tmp_path))  # str accepted (was AttributeError on .glob)
+    (tmp_path / "01_x.ipynb").write_text('{"cells": [{"cell_type": "code"}, 5]}')
+    assert index.chapter_claims(tmp_path) == {}
+    for bad in (tmp_path / "missing.md", tmp_path):
+        with pytest.raises(ValueError, match="readme"):
+            index.update_readme(bad, check=True)
+
+
+# ---------------------------------------------------------------- assignments
+def test_assignments_bad_paths_are_assignment_errors(tmp_path):
+    from poselab import assignments
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(assignments.AssignmentError, match="is \\(under\\) a file"):
+        assignments.build(tmp_path / "f", names=["nope"])
+    with pytest.raises(assignments.AssignmentError, match="not a folder"):
+        assignments.list_assignments(tmp_path / "missing")
+    zip_ = tmp_path / "a-autograder_1.zip"
+    zip_.write_bytes(b"PK")
+    sub = tmp_path / "sub.ipynb"
+    sub.write_text("not json")
+    with pytest.raises(assignments.AssignmentError, match="not a readable notebook"):
+        assignments.grade(sub, zip_)
+    with pytest.raises(assignments.AssignmentError, match=".ipynb"):
+        assignments.grade(tmp_path / "f", zip_)
+    sub.write_text('{"cells": []}')
+    with pytest.raises(assignments.AssignmentError, match="is \\(under\\) a file"):
+        assignments.grade(sub, zip_, out=tmp_path / "f")
+    with pytest.raises(assignments.AssignmentError, match="not a readable notebook"):
+        assignments.solution_lines(tmp_path / "f")
+
+
+def test_cli_assign_out_under_a_file_is_one_line_exit_2(tmp_path, capsys):
+    from poselab.assignments import list_assignments
+    from poselab.cli import main
+    (tmp_path / "f").write_text("x")
+    name = list_assignments()[0].stem
+    assert main(["assign", name, "--out", str(tmp_path / "f")]) == 2  # was NotADirectoryError
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "--out" in err
+
+
+# ---------------------------------------------------------------- bench
+def test_bench_checks_arguments_before_running_anything(tmp_path):
+    from poselab import bench
+    folder = tmp_path / "b"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    (folder / "one.py").write_text(f"open({str(marker)!r}, 'w').write('x'); print('| a |')\n")
+    for kw, field in ((dict(timeout=float("nan")), "timeout"), (dict(timeout=-1), "timeout"),
+                      (dict(timeout=0), "timeout"), (dict(only=[]), "only"), (dict(only=[3]), "only"),
+                      (dict(out=folder), "out"), (dict(out=folder / "one.py" / "r.md"), "out")):
+        with pytest.raises(ValueError, match=field):
+            bench.run_suite(folder, echo=False, **{"out": tmp_path / "r.md", **kw})
+    assert not marker.exists()  # nothing ran (a bad --out used to fail only after the first script)
+    with pytest.raises(ValueError, match="no benchmark scripts"):
+        bench.run_suite(tmp_path / "r_empty" if (tmp_path / "r_empty").mkdir() is None else None,
+                        echo=False)
+    assert bench.run_suite(folder, out=tmp_path / "new" / "r.md", only="one", echo=False) == 0
+    assert marker.exists() and "| one | ok |" in (tmp_path / "new" / "r.md").read_text()
+    with pytest.raises(ValueError, match="timeout"):
+        bench.run_script(folder / "one.py", quick=False, timeout=float("inf"))
+    with pytest.raises(ValueError, match="no benchmark script"):
+        bench.run_script(folder / "missing.py", quick=False)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import numbers
+import operator
 import os
 import platform
 import subprocess
@@ -46,9 +48,14 @@ def _git(*args: str) -> str | None:
 def write_record(path: str | os.PathLike, results: Sequence[RunResult], command: str,
                  wall_seconds: float) -> Path:
     """Write a record of ``results`` (runs that actually ran) with provenance to ``path``."""
-    if not results:
-        raise ValueError("a record needs at least one run")
+    if not results or not all(isinstance(r, RunResult) for r in results):
+        raise ValueError("a record needs at least one run (RunResult objects from run_recipe)")
     path = Path(path)
+    if path.is_dir() or path.suffix.lower() != ".json":
+        raise ValueError(f"record path {str(path)!r} must be a .json file (e.g. results/mse_full.json), "
+                         "not a folder")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"record path {str(path)!r}: {path.parent} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     rec = {"kind": KIND, "command": command, "commit": _git("rev-parse", "HEAD"),
            "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
@@ -74,6 +81,19 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(rec, dict) or rec.get("kind") != KIND or not isinstance(rec.get("runs"), list):
         raise ValueError(f"{path} is not a poselab run record (expected kind {KIND!r} and a "
                          "list of runs)")
+    for i, run in enumerate(rec["runs"]):
+        config = run.get("config") if isinstance(run, dict) else None
+        problem = ("is not an object" if not isinstance(run, dict) else
+                   "has no config.recipe / config.preset objects" if not (
+                       isinstance(config, dict) and isinstance(config.get("recipe"), dict)
+                       and isinstance(config.get("preset"), dict)) else
+                   "has no integer seed" if isinstance(run.get("seed"), bool) or not isinstance(
+                       run.get("seed"), int) else
+                   "has no data name" if not isinstance(run.get("data"), str) else
+                   "has no metrics object" if not isinstance(run.get("metrics"), dict) else None)
+        if problem:
+            raise ValueError(f"{path}: run {i} {problem}; not a poselab run record (written by "
+                             "poselab train --record)")
     return rec
 
 
@@ -101,19 +121,38 @@ def verify_record(path: str | os.PathLike, *, seeds: Iterable[int] | None = None
     (``abs_diff <= tol``). Training is deterministic on one CPU, so a match is expected
     there; another device or thread count may differ by round-off.
     """
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0 (allowed |recorded - now|), got {tol!r}")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if not metrics or not all(isinstance(m, str) and m for m in metrics):
+        raise ValueError(f"metrics must be metric names such as ('AP', 'EPE_crop'), got {metrics!r}")
+    if seeds is not None:
+        try:
+            wanted = {operator.index(s) for s in ([seeds] if isinstance(seeds, int) else seeds)}
+        except TypeError:
+            raise ValueError(f"seeds must be None or integers, got {seeds!r}") from None
+    else:
+        wanted = None
     rec = load_record(path)
-    wanted = None if seeds is None else {int(s) for s in seeds}
     rows = []
-    for run in rec["runs"]:
-        if wanted is not None and int(run["seed"]) not in wanted:
+    plans = []
+    for i, run in enumerate(rec["runs"]):  # check every selected run before training any
+        if wanted is not None and run["seed"] not in wanted:
             continue
-        recipe = Recipe(**run["config"]["recipe"])
-        now = run_recipe(recipe, data=run["data"], preset=_preset_of(run), seed=int(run["seed"]),
+        try:
+            plans.append((run, Recipe(**run["config"]["recipe"]), _preset_of(run)))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: run {i} has an invalid recipe or preset: {exc}") from None
+    for run, recipe, preset in plans:
+        now = run_recipe(recipe, data=run["data"], preset=preset, seed=int(run["seed"]),
                          device=device, cache=False)
         for set_name, values in run["metrics"].items():
             for m in metrics:
-                a, b = values.get(m), now.metrics.get(set_name, {}).get(m)
-                ok = a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+                a = values.get(m) if isinstance(values, dict) else None
+                b = now.metrics.get(set_name, {}).get(m)
+                ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                         for v in (a, b))
                 diff = abs(a - b) if ok else float("nan")
                 rows.append({"recipe": recipe.name, "seed": int(run["seed"]), "set": set_name,
                              "metric": m, "recorded": a, "now": b, "abs_diff": diff,
@@ -127,6 +166,9 @@ def record_results(path: str | os.PathLike) -> tuple[list[RunResult], dict[str, 
     """The runs of a record as :class:`RunResult` objects (no weights) and the provenance."""
     rec = load_record(path)
     fields = set(RunResult.__dataclass_fields__)
-    runs = [RunResult(**{k: v for k, v in r.items() if k in fields}) for r in rec["runs"]]
+    try:
+        runs = [RunResult(**{k: v for k, v in r.items() if k in fields}) for r in rec["runs"]]
+    except TypeError as exc:
+        raise ValueError(f"{path}: a run lacks RunResult fields: {exc}") from None
     return runs, {k: v for k, v in rec.items() if k != "runs"}
 
