@@ -446,3 +446,12 @@ def test_bench_checks_arguments_before_running_anything(tmp_path):
         bench.run_script(folder / "one.py", quick=False, timeout=float("inf"))
     with pytest.raises(ValueError, match="no benchmark script"):
         bench.run_script(folder / "missing.py", quick=False)
+
+
+def test_check_record_path(tmp_path):
+    from poselab.experiments.records import check_record_path
+    (tmp_path / "f.json").write_text("{}")
+    for bad in (tmp_path, tmp_path / "r.txt", tmp_path / "f.json" / "r.json", "", None):
+        with pytest.raises(ValueError, match="record path"):
+            check_record_path(bad)
+    assert check_record_path(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"

@@ -31,7 +31,7 @@ from .presets import Preset
 from .registry import Recipe
 from .runner import RunResult, _jsonable, run_recipe
 
-__all__ = ["write_record", "load_record", "record_status", "verify_record", "record_results"]
+__all__ = ["check_record_path", "write_record", "load_record", "record_status", "verify_record", "record_results"]
 
 KIND = "poselab-run-record"
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -45,17 +45,26 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def check_record_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if a record can be written there (a ``.json`` file name, not a folder,
+    not under a file), else ``ValueError`` naming it — call it before training."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ValueError(f"record path must be a .json file name, got {path!r}")
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() != ".json":
+        raise ValueError(f"record path {str(path)!r} must be a .json file (e.g. results/mse_full.json), "
+                         "not a folder")
+    if any(p.exists() and not p.is_dir() for p in path.parents):
+        raise ValueError(f"record path {str(path)!r} is under a file, not a folder")
+    return path
+
+
 def write_record(path: str | os.PathLike, results: Sequence[RunResult], command: str,
                  wall_seconds: float) -> Path:
     """Write a record of ``results`` (runs that actually ran) with provenance to ``path``."""
     if not results or not all(isinstance(r, RunResult) for r in results):
         raise ValueError("a record needs at least one run (RunResult objects from run_recipe)")
-    path = Path(path)
-    if path.is_dir() or path.suffix.lower() != ".json":
-        raise ValueError(f"record path {str(path)!r} must be a .json file (e.g. results/mse_full.json), "
-                         "not a folder")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ValueError(f"record path {str(path)!r}: {path.parent} is a file, not a folder")
+    path = check_record_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rec = {"kind": KIND, "command": command, "commit": _git("rev-parse", "HEAD"),
            "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
