@@ -455,3 +455,12 @@ def test_check_record_path(tmp_path):
         with pytest.raises(ValueError, match="record path"):
             check_record_path(bad)
     assert check_record_path(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
+
+
+def test_heatmap_mse_float32_overflow_raises_instead_of_inf():
+    pred = torch.zeros(1, 1, 64, 48)
+    pred[0, 0, 0, 0] = 3e19  # 9e38 > float32 max: the loss used to be inf
+    with pytest.raises(ValueError, match="overflows torch.float32"):
+        heatmap_mse_loss(pred, torch.zeros_like(pred))
+    out = heatmap_mse_loss(pred.double(), torch.zeros(1, 1, 64, 48, dtype=torch.float64))
+    assert out.item() == pytest.approx(float(pred[0, 0, 0, 0]) ** 2 / (64 * 48), rel=1e-12)

@@ -37,7 +37,8 @@ def heatmap_mse_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     Half precision: float16/bfloat16 inputs are upcast and the loss is computed **and returned in
     float32** (the ``torch.autocast`` policy for ``mse_loss``): a float16 square overflows to inf
     once |ĥ − h| > 256 (max 65504), and bfloat16 keeps only 8 mantissa bits. Gradients still flow
-    back to the half-precision prediction. float32/float64 inputs are computed in their own dtype.
+    back to the half-precision prediction. float32/float64 inputs are computed in their own dtype;
+    a loss that overflows it (|ĥ − h| ≳ 1.8e19 in float32) raises ValueError instead of returning inf.
 
     Example:
         >>> pred = torch.zeros(2, 17, 16, 12, requires_grad=True)
@@ -55,6 +56,10 @@ def heatmap_mse_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     if prediction.dtype in (torch.float16, torch.bfloat16):  # squares overflow float16 past 256
         prediction, w = prediction.float(), w.float()
     per_kp = (prediction - target.to(prediction.dtype)).square().mean(dim=(-2, -1)) * w  # (B, K)
+    if not bool(torch.isfinite(per_kp.detach()).all()):
+        raise ValueError(f"heatmap_mse_loss overflows {per_kp.dtype}: |prediction - target| reaches "
+                         f"{float((prediction - target.to(prediction.dtype)).detach().abs().max()):.3g} "
+                         "(a diverged network: lower the learning rate; or compute in float64)")
     if reduction == "sum":
         return per_kp.sum() * (H * W)
     return reduce_per_keypoint(per_kp, reduction, B * K)
