@@ -464,3 +464,65 @@ def test_heatmap_mse_float32_overflow_raises_instead_of_inf():
         heatmap_mse_loss(pred, torch.zeros_like(pred))
     out = heatmap_mse_loss(pred.double(), torch.zeros(1, 1, 64, 48, dtype=torch.float64))
     assert out.item() == pytest.approx(float(pred[0, 0, 0, 0]) ** 2 / (64 * 48), rel=1e-12)
+
+
+# --- lead: runner / arena / cli items of the probe report ---------------------------------------
+
+def test_compare_and_arena_take_one_recipe_name_and_one_int_seed(tmp_path, monkeypatch):
+    from poselab import experiments as ex
+    from poselab.experiments.arena import run_arena
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    tiny = ex.Preset("tiny-s3", input_size=(64, 48), epochs=1, max_steps=2, batch_size=4,
+                     n_train=6, n_val=4)
+    table = ex.compare("mse", seeds=0, preset=tiny, device="cpu", progress=False)
+    assert table.recipes == ["mse"] and [r.seed for r in table.results] == [0]
+    assert run_arena("mse", preset=tiny, device="cpu", progress=False).table.recipes == ["mse"]
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(seeds=[-1]), "seeds"), (dict(seeds=[2 ** 70]), "seeds"), (dict(seeds=[True]), "seeds"),
+    (dict(jobs=0), "jobs"), (dict(jobs=float("nan")), "jobs"), (dict(callbacks=3), "callbacks"),
+    (dict(seeds=None), "seeds")])
+def test_compare_refuses_bad_arguments_before_any_work(kw, field, tmp_path, monkeypatch):
+    from poselab import experiments as ex
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=field):
+        ex.compare(["mse"], **{"seeds": [0], **kw}, preset="fast", device="cpu")
+    assert not (tmp_path / "cache").exists()  # nothing trained
+
+
+def test_run_recipe_refuses_huge_seed_and_bad_callbacks_up_front():
+    from poselab import experiments as ex
+    with pytest.raises(ValueError, match="seed"):
+        ex.run_recipe("mse", preset="fast", seed=2 ** 70)
+    with pytest.raises(ValueError, match="callbacks"):
+        ex.run_recipe("mse", preset="fast", callbacks=3)
+
+
+def test_simcc_kl_recipe_loss_refuses_bad_beta_when_built():
+    from poselab.experiments import LOSSES, Geometry
+    for bad in (0, -1.0, float("inf"), float("nan"), "1", True):
+        with pytest.raises(ValueError, match="beta"):
+            LOSSES["simcc_kl"](Geometry((64, 48), (16, 12)), beta=bad)
+
+
+@pytest.mark.parametrize("text", ['[1, 2]', '{"recipe": 5, "seed": "x", "metrics": []}',
+                                  '{"metrics": {"val": 3}, "train_seconds": "slow", "created": 7}'])
+def test_poselab_results_lists_a_malformed_cache_entry_without_a_traceback(text, tmp_path, monkeypatch, capsys):
+    from poselab.cli import main
+    entry = tmp_path / "cache" / "mse" / "abc"
+    entry.mkdir(parents=True)
+    (entry / "result.json").write_text(text)
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["results"]) in (0, None)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_train_record_path_is_checked_before_training(tmp_path, monkeypatch, capsys):
+    from poselab.cli import main
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert main(["train", "mse", "--preset", "fast", "--record", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # failed before training

@@ -79,6 +79,8 @@ def run_arena(recipes: Iterable[Recipe | str] | None = None, seeds: Sequence[int
     trained at once (see :func:`poselab.experiments.compare`).
     """
     preset = get_preset(preset)
+    if isinstance(recipes, (str, Recipe)):
+        recipes = [recipes]  # one recipe, not the letters of its name
     chosen = [get_recipe(r) for r in (RECIPES if recipes is None else recipes)]
     if not chosen:
         raise ValueError("the arena needs at least one recipe (poselab recipes lists them)")

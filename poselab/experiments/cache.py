@@ -118,6 +118,8 @@ def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
             rec = json.loads(result.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(rec, dict):
+            continue  # not a run's result (hand-edited or foreign file): not listed
         rec["path"] = str(result.parent)
         out.append(rec)
-    return sorted(out, key=lambda r: r.get("created", ""), reverse=True)
+    return sorted(out, key=lambda r: str(r.get("created", "")), reverse=True)

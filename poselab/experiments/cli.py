@@ -79,6 +79,12 @@ def _train(args) -> int:
     out = Path(args.out or f"runs/train/{recipe.name}-{preset.name}")
     if out.exists() and not out.is_dir():
         raise _error(f"--out {out} is a file; pass a folder")
+    if args.record:
+        from .records import check_record_path
+        try:
+            check_record_path(args.record)  # before training, not after
+        except ValueError as exc:
+            raise _error(str(exc)) from None
     t0 = time.perf_counter()
     results = []
     for seed in args.seed:
@@ -147,11 +153,15 @@ def _results(args) -> int:
         return 0
     print(f"{'recipe':16s} {'preset':8s} {'seed':>4s} {'AP':>7s} {'train s':>8s} {'created':26s} path")
     for e in entries:
-        first = next(iter(e.get("metrics", {}).values()), {})
-        ap = first.get("AP")
-        print(f"{e.get('recipe', '?'):16s} {e.get('preset', '?'):8s} {e.get('seed', -1):4d} "
-              f"{ap if ap is None else format(ap, '7.3f'):>7} {e.get('train_seconds', 0):8.1f} "
-              f"{e.get('created', ''):26s} {e['path']}")
+        metrics = e.get("metrics")
+        first = next(iter(metrics.values()), {}) if isinstance(metrics, dict) else {}
+        ap = first.get("AP") if isinstance(first, dict) else None
+        seed, secs = e.get("seed"), e.get("train_seconds")
+        print(f"{str(e.get('recipe', '?')):16s} {str(e.get('preset', '?')):8s} "
+              f"{seed if isinstance(seed, int) else '?':>4} "
+              f"{format(ap, '7.3f') if isinstance(ap, (int, float)) else '—':>7} "
+              f"{format(secs, '8.1f') if isinstance(secs, (int, float)) else '—':>8} "
+              f"{str(e.get('created', '')):26s} {e['path']}")
     return 0
 
 

@@ -16,6 +16,7 @@ import importlib
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from .presets import Preset
@@ -62,12 +63,12 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
             if samples < MIN_PARALLEL_SAMPLES:
                 return 1
             return max(1, min(cpu_cores(), torch.get_num_threads(), n_runs, 4))
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise ValueError(f"jobs must be None, 'auto' or an int >= 1, got {jobs!r}")
     if jobs > 1 and callbacks:
         raise ValueError("callbacks (live plots, progress bars) run in the calling process: "
                          "pass jobs=1 with callbacks, or drop the callbacks to train in parallel")
-    return max(1, min(jobs, n_runs)) if device.type == "cpu" else 1
+    return max(1, min(int(jobs), n_runs)) if device.type == "cpu" else 1
 
 
 def part_modules(recipe: Recipe) -> list[str] | None:

@@ -154,8 +154,10 @@ def verify_record(path: str | os.PathLike, *, seeds: Iterable[int] | None = None
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: run {i} has an invalid recipe or preset: {exc}") from None
     for run, recipe, preset in plans:
+        threads = run["config"].get("threads")  # a thread count changes a run's last bits
         now = run_recipe(recipe, data=run["data"], preset=preset, seed=int(run["seed"]),
-                         device=device, cache=False)
+                         device=device, cache=False,
+                         threads=threads if isinstance(threads, int) and threads >= 1 else None)
         for set_name, values in run["metrics"].items():
             for m in metrics:
                 a = values.get(m) if isinstance(values, dict) else None

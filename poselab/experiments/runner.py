@@ -253,6 +253,8 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
     Returns:
         :class:`RunResult` (``cached=True`` when loaded from disk).
     """
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise ValueError(f"callbacks must be a list of poselab.train callbacks, got {callbacks!r}")
     if threads is None:
         return _run_recipe(recipe, data, preset, seed, device, callbacks, cache)
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -273,8 +275,8 @@ def _plan(recipe: Recipe | str, data, preset: Preset | str, seed: int, device) -
 
     recipe = get_recipe(recipe)
     preset = get_preset(preset)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     seed = int(seed)
     dev = resolve_device(device)
     if preset.backbone is not None:
@@ -517,12 +519,29 @@ def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
     (``RunResult.threads``).
     """
     from .parallel import part_modules, resolve_jobs, train_many
+    from poselab.train import resolve_device
 
-    recipes = [get_recipe(r) for r in recipes]
-    seeds = list(seeds)
+    if isinstance(recipes, (str, Recipe)):
+        recipes = [recipes]  # one recipe, not the letters of its name
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    try:
+        recipes = [get_recipe(r) for r in recipes]
+        seeds = list(seeds)
+    except TypeError:
+        raise ValueError(f"compare takes a list of recipes and a list of seeds, got recipes="
+                         f"{recipes!r}, seeds={seeds!r}") from None
     if not recipes or not seeds:
         raise ValueError("compare needs at least one recipe and one seed")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+            raise ValueError(f"seeds must be ints in [0, 2**63), got {seed!r}")
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise ValueError(f"callbacks must be a list of poselab.train callbacks, got {callbacks!r}")
+    callbacks = list(callbacks)
     preset = get_preset(preset)
+    dev = resolve_device(device)
+    resolve_jobs(jobs, 2, preset, dev, callbacks)  # bad jobs / POSELAB_JOBS fail before any work
     runs = [(seed, recipe) for seed in seeds for recipe in recipes]
     found: dict[int, RunResult] = {}
     if cache:
@@ -532,9 +551,7 @@ def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
                 found[i] = hit
     todo = [i for i in range(len(runs)) if i not in found]
     modules = {i: part_modules(runs[i][1]) for i in todo}
-    from poselab.train import resolve_device
-    jobs = resolve_jobs(jobs, sum(m is not None for m in modules.values()), preset,
-                        resolve_device(device), callbacks)
+    jobs = resolve_jobs(jobs, sum(m is not None for m in modules.values()), preset, dev, callbacks)
 
     def report(i: int, res: RunResult, seconds: float) -> None:
         if progress:

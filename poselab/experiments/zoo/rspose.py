@@ -77,6 +77,9 @@ def simcc_kl(geometry, beta: float = 1.0):
     """:func:`poselab.losses.simcc_kl_loss` to the SimCC labels (SimCC Eq. 2–3 / RSPose Eq. 3)."""
     from poselab.losses import simcc_kl_loss
 
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < float(beta) < float("inf"):
+        raise ValueError(f"simcc_kl: beta must be a finite number > 0, got {beta!r}")
+
     def loss_fn(outputs, batch):
         return simcc_kl_loss(outputs, (batch["target_x"], batch["target_y"]), batch["weights"],
                              beta=beta)
