@@ -36,7 +36,7 @@ Vectorisation
 ``H`` is piecewise linear, so a sum ``Σ_m w_m H(k_m − q)`` over keys ``k`` is, after one sort of the
 keys, two binary searches (``q ± δ``) and prefix sums of ``w`` and ``w·k`` — ``O((N + Q) log N)``
 for ``Q`` queries instead of ``O(N·Q)``. That gives ``FP(i)`` (positives against the sorted
-negatives), ``rank⁺(i)``, and the update of every negative (pixels against the sorted
+negatives), ``rank⁺(i) + FP(i)`` (the same window over all pixels), and the update of every negative (pixels against the sorted
 positives). Only the sorting *target* (Eq. 9) needs the label comparison ``[y_j ≥ y_i]``, done
 densely on the ``|P|×|P|`` positive pairs. Everything is batched over all problems (chunked to
 bound memory) in float64 (float32 on MPS, which has no float64); no Python loop over positives,
@@ -58,7 +58,8 @@ __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
 _RANK_CHUNK = 1 << 17  # pixels per chunk of the rank part (rows · N)
-_SORT_CHUNK = 1 << 20  # positive pairs per chunk of the sort part (rows · |P|²; re-measured: 2^19–2^20 best)
+_SORT_CHUNK = 1 << 20  # positive pairs per chunk of the sort part (rows · |P|²) in float32, half in
+# float64: one 4 MiB dense tensor (re-measured after the |P|-ordered chunks; 2^22 pairs 2.8x slower)
 
 # RSPose Table E.8 (COCO): δ and coefficient per loss.
 RSPOSE_VITPOSE_B = dict(rank_delta=0.4, sort_delta=1.5, instance_delta=3.0,
@@ -263,7 +264,7 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
                dense):
     """Losses ``(R,)`` and updates ``(R, N)`` of every row (zeros for rows without positives),
     in ``work``; rank part in chunks of ``_RANK_CHUNK`` pixels, sort part in chunks of
-    ``_SORT_CHUNK`` positive pairs (cache-sized)."""
+    ``_SORT_CHUNK`` positive pairs (half in float64; cache-sized)."""
     R, N = raw.shape
     dev = raw.device
     count = pos.sum(1)
@@ -303,11 +304,12 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
         sp_p, inv_p = sp[perm], inv_count[perm]
         loss_p = torch.empty(n_active, dtype=work, device=dev)
         grad_p = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
+        chunk = max(1, _SORT_CHUNK * 4 // (torch.finfo(dense).bits // 8))
         a = 0
         while a < n_active:
-            e = min(n_active, a + max(1, _SORT_CHUNK // max(counts[a], 1) ** 2))
-            while e - a > 1 and (e - a) * counts[e - 1] ** 2 > _SORT_CHUNK:
-                e = a + max(1, _SORT_CHUNK // counts[e - 1] ** 2)
+            e = min(n_active, a + max(1, chunk // max(counts[a], 1) ** 2))
+            while e - a > 1 and (e - a) * counts[e - 1] ** 2 > chunk:
+                e = a + max(1, chunk // counts[e - 1] ** 2)
             pc = max(counts[e - 1], 1)
             lo, gr = _sort_part(lab_p[a:e], pidx_p[a:e, :pc], pvalid_p[a:e, :pc], sp_p[a:e, :pc],
                                 inv_p[a:e], sort_delta, need_grad, dense, N)
