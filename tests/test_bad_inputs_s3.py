@@ -526,3 +526,28 @@ def test_train_record_path_is_checked_before_training(tmp_path, monkeypatch, cap
     assert main(["train", "mse", "--preset", "fast", "--record", str(folder), "--out", str(tmp_path / "o")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # failed before training
+
+
+@pytest.mark.parametrize("sigma", [1e-30, 1e-50, 0.0, -1.0, float("nan"), float("inf"), True, "2", None])
+def test_gaussian_and_simcc_targets_refuse_degenerate_sigma(sigma):
+    from poselab.codecs import encode_gaussian
+    from poselab.codecs.simcc import SimCCCodec
+    kp, v = torch.tensor([[[10.3, 12.7]]]), torch.ones(1, 1)
+    if sigma == "2":  # a numeric string is accepted as the number it spells
+        assert torch.isfinite(encode_gaussian(kp, v, heatmap_size=(16, 12), sigma=sigma)[0]).all()
+        return
+    with pytest.raises(ValueError, match="sigma"):
+        encode_gaussian(kp, v, heatmap_size=(16, 12), sigma=sigma)
+    with pytest.raises(ValueError, match="sigma"):
+        SimCCCodec(input_size=(64, 48), sigma=sigma)
+
+
+def test_narrowest_allowed_sigma_gives_finite_one_hot_targets():
+    from poselab.codecs import encode_gaussian
+    from poselab.codecs.simcc import SimCCCodec
+    kp, v = torch.tensor([[[10.0, 12.0]]]), torch.ones(1, 1)
+    maps = encode_gaussian(kp, v, heatmap_size=(16, 12), sigma=1e-3)
+    maps = maps[0] if isinstance(maps, tuple) else maps
+    assert torch.isfinite(maps).all() and float(maps.sum()) == 1.0
+    out = SimCCCodec(input_size=(64, 48), sigma=1e-3).encode(kp, v)
+    assert all(torch.isfinite(t).all() for t in out.values())

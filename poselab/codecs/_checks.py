@@ -90,11 +90,21 @@ def check_maps(maps, name: str, min_dims: int = 2) -> torch.Tensor:
     return t
 
 
+MIN_SIGMA = 1e-3  # below it 2σ² underflows float32 (σ ≲ 1e-20) long before a target changes
+
+
 def check_sigma(sigma) -> float:
-    """Return ``sigma`` as a float if positive and finite (heatmap px), else raise ValueError."""
-    s = float(sigma)
-    if not math.isfinite(s) or s <= 0:
-        raise ValueError(f"sigma must be a positive finite number (heatmap px), got {sigma!r}")
+    """Return ``sigma`` as a float if finite and >= :data:`MIN_SIGMA` (heatmap px), else raise
+    ValueError. A Gaussian a thousandth of a pixel wide is already a one-hot target on every grid;
+    far narrower ones made 0/0 = NaN targets in float32."""
+    if isinstance(sigma, bool):
+        raise ValueError(f"sigma must be a number (heatmap px), got {sigma!r}")
+    try:
+        s = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma must be a number (heatmap px), got {sigma!r}") from None
+    if not math.isfinite(s) or s < MIN_SIGMA:
+        raise ValueError(f"sigma must be a finite number >= {MIN_SIGMA:g} (heatmap px), got {sigma!r}")
     return s
 
 
