@@ -7,8 +7,11 @@ and a training step with RS + IS against the MSE step.
    :func:`poselab.analysis.rspose.reference_rank_sort_loop`; Instance-Sort through the same loop on
    the heatmap maxima). Two score maps: random normal (an untrained head) and a displaced noisy
    blob (a trained one). Same result checked in float64 (≤ 1e-6 on losses and updates).
-2. One training step (forward, loss, backward, AdamW step) of the tiny heatmap model at 256×192
-   input (64×48 maps), batch 16, with MSE and with RS + IS, interleaved.
+2. One training step (forward, loss, backward, AdamW step) of the tiny heatmap model at 64×48
+   input (16×12 maps: the Gaussian window covers most pixels, the hardest case for RS + IS relative
+   to MSE) and at 256×192 input (64×48 maps), batch 16, with MSE and with RS + IS, interleaved.
+
+Both parts at 1 and 2 torch threads (``--threads``); float32 and float64 for the losses.
 
 CPU time of this process (``time.process_time``), minimum / median over repeats. Run it alone:
 ``flock /tmp/poselab-timing.lock .venv/bin/python benchmarks/ranking.py``.
@@ -93,18 +96,20 @@ def loss_benchmark(repeats: int, loop_repeats: int):
               f"{t_loop / t64:.0f}x | max |difference| float64 {err:.1e}")
 
 
-def step_benchmark(repeats: int):
+def step_benchmark(repeats: int, size=(256, 192)):
     from poselab.models import build_model
     from poselab.codecs import input_to_heatmap
-    print("2. training step, tiny heatmap model, input 256x192 (64x48 maps), batch 16")
-    model = build_model("heatmap", (256, 192), "tiny", num_keypoints=K, seed=0)
+    hs = (size[0] // 4, size[1] // 4)
+    print(f"2. training step, tiny heatmap model, input {size[0]}x{size[1]} ({hs[0]}x{hs[1]} maps), "
+          f"batch {B}, torch threads {torch.get_num_threads()}")
+    model = build_model("heatmap", size, "tiny", num_keypoints=K, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
-    images = torch.randn(B, 3, 256, 192, generator=g)
-    kp_in = torch.rand(B, K, 2, generator=g) * torch.tensor([191.0, 255.0])
-    kp = input_to_heatmap(kp_in, (256, 192), (H, W))
-    labels, vis = encode_gaussian(kp, None, (H, W), SIGMA)
-    areas = torch.full((B,), AREA)
+    images = torch.randn(B, 3, *size, generator=g)
+    kp_in = torch.rand(B, K, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
+    kp = input_to_heatmap(kp_in, size, hs)
+    labels, vis = encode_gaussian(kp, None, hs, SIGMA)
+    areas = torch.full((B,), AREA * hs[0] * hs[1] / (H * W))
     losses = {"mse": lambda out: heatmap_mse_loss(out, labels, vis),
               "rs+is": lambda out: rspose_loss(out, labels, vis, kp, areas)}
 
@@ -132,9 +137,16 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--loop-repeats", type=int, default=2)
     ap.add_argument("--step-repeats", type=int, default=5)
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--step-sizes", nargs="+", default=["64x48", "256x192"])
     args = ap.parse_args(argv)
-    loss_benchmark(args.repeats, args.loop_repeats)
-    step_benchmark(args.step_repeats)
+    for nthreads in args.threads:
+        torch.set_num_threads(nthreads)
+        loss_benchmark(args.repeats, args.loop_repeats)
+    for size in args.step_sizes:
+        for nthreads in args.threads:
+            torch.set_num_threads(nthreads)
+            step_benchmark(args.step_repeats, tuple(int(v) for v in size.split("x")))
 
 
 if __name__ == "__main__":
