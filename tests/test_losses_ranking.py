@@ -362,3 +362,84 @@ def test_row_order_radix_keys_sort_float32_rows():
     # counter-case: the plain bit pattern as an int does not sort negative floats
     bits = x.view(torch.int32).to(torch.int64)
     assert not torch.equal(x.gather(1, torch.sort(bits, 1)[1]), torch.sort(x, 1)[0])
+
+
+# ----------------------------------------------------------------------------- issue 17 paths
+def test_small_maps_match_naive_loop_where_positives_dominate():
+    """16×12 maps (64×48 input, σ = 2): the 13×13 window covers most pixels, so the rank part
+    takes the all-pixel window search (N ≤ 4|P|) and the sort part sees rows of very different
+    |P| (windows clipped at the border, an invisible joint); float64 equals the loop."""
+    scores, labels, vis, kp = gaussian_problem(B=3, K=4, size=(16, 12), seed=11)
+    vis[2, 1] = 0
+    counts = (labels > 0).flatten(2).sum(-1)
+    assert 192 <= 4 * int(counts.max()) and int(counts.min()) < int(counts.max())
+    for rd, sd in ((0.4, 1.5), (0.05, 0.1)):
+        ref_r, ref_s, ref_gr, ref_gs = naive_spatial(scores, labels, vis, rd, sd)
+        loss, grad = _grad(spatial_rank_loss, scores, labels, vis, delta=rd)
+        assert abs(loss.item() - ref_r) <= 1e-9 * max(1.0, abs(ref_r))
+        assert np.abs(grad.numpy() - ref_gr).max() <= 1e-9
+        loss, grad = _grad(spatial_sort_loss, scores, labels, vis, delta=sd)
+        assert abs(loss.item() - ref_s) <= 1e-9 * max(1.0, abs(ref_s))
+        assert np.abs(grad.numpy() - ref_gs).max() <= 1e-9
+        assert np.abs(ref_gs).max() > 1e-4 and np.abs(ref_gr).max() > 1e-4
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("chunk", [None, 4000])
+def test_sort_rows_ordered_by_positive_count_are_put_back(monkeypatch, dtype, tol, chunk):
+    """The sort part runs rows ordered by |P| (in chunks padded to their own max |P|); every
+    problem's loss and update must come back to its own row: per-row results (reduction="none")
+    against the loop, one problem at a time. The rows have different |P| and different losses,
+    so a mix-up fails (counter-case: the same results shuffled are not equal)."""
+    scores, labels, vis, _ = gaussian_problem(B=4, K=5, size=(16, 12), seed=12)
+    keep = torch.rand(labels.shape, generator=torch.Generator().manual_seed(1), dtype=labels.dtype)
+    labels = labels * (keep > 0.5)                                  # |P| from ~20 to ~90 per row
+    vis[1, 3] = 0
+    if chunk is not None:
+        monkeypatch.setattr(ranking, "_SORT_CHUNK", chunk)          # several uneven chunks
+    s, y = scores.reshape(20, -1).numpy(), labels.reshape(20, -1).numpy()
+    pos = (y > 0) & (vis.reshape(20, 1).numpy() > 0)
+    assert len(set(pos.sum(1).tolist())) > 5
+    x = scores.to(dtype).clone().requires_grad_(True)
+    per_row = spatial_sort_loss(x, labels.to(dtype), vis.to(dtype), delta=0.5,
+                                reduction="none").flatten()
+    w = torch.rand(20, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    (per_row * w.to(dtype)).sum().backward()
+    grad = x.grad.reshape(20, -1).double().numpy()
+    ref = np.zeros(20)
+    for r in range(20):
+        if pos[r].any():
+            _, ref[r], _, g_s = naive_problem(s[r], y[r], pos[r], 0.5, 0.5)
+            assert np.abs(grad[r] - w[r].item() * g_s).max() <= tol, r
+        else:
+            assert np.abs(grad[r]).max() == 0.0
+    assert np.abs(per_row.detach().double().numpy() - ref).max() <= tol
+    assert np.abs(ref - ref[::-1]).max() > 1e-3                    # counter-case: a mix-up shows
+
+
+def test_float32_training_size_matches_float64():
+    """The training path (float32 scores, 16×12 maps, batch × 17 joints) against float64 on the
+    same rounded inputs: losses to 1e-5 relative, updates to 1e-5 of their largest entry."""
+    s64, l64, v64, kp = gaussian_problem(B=8, K=17, size=(16, 12), seed=13)
+    s32, l32 = s64.float(), l64.float()
+    areas = torch.full((8,), 80.0)
+    out = {}
+    for name, (s, l) in {"32": (s32, l32), "64": (s32.double(), l32.double())}.items():
+        x = s.clone().requires_grad_(True)
+        terms = rspose_loss(x, l, v64.to(s.dtype), kp.to(s.dtype), areas.to(s.dtype),
+                            return_terms=True)
+        terms["loss"].backward()
+        out[name] = (terms, x.grad)
+    for k in ("spatial_rank", "spatial_sort", "instance_sort", "loss"):
+        a, b = out["32"][0][k].item(), out["64"][0][k].item()
+        assert out["32"][0][k].dtype == torch.float32
+        assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), k
+    g32, g64 = out["32"][1].double(), out["64"][1]
+    assert (g32 - g64).abs().max() <= 1e-5 * g64.abs().max()
+
+
+def test_rspose_instance_sort_needs_2d_heatmaps():
+    x = torch.randn(2, 17, 20)
+    y = torch.rand(2, 17, 20)
+    with pytest.raises(ValueError, match="heatmaps must have 4 dims"):
+        rspose_loss(x, y, None, torch.rand(2, 17, 2), torch.ones(2))
