@@ -20,6 +20,7 @@ def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
     # the package source is fixed for a test session (other edits would change the key)
     monkeypatch.setattr("poselab.experiments.runner.source_digest", lambda: "test-digest")
+    monkeypatch.setattr("poselab.experiments.records.source_digest", lambda: "test-digest")
     torch.set_num_threads(1)
 
 
@@ -312,3 +313,13 @@ def test_source_digest_follows_the_analysis_modules_training_imports(tmp_path, m
     assert cache.source_digest() == d0            # no training code imports it
     (pkg / "analysis" / "deeper.py").write_text("x = 2\n")
     assert cache.source_digest() != d0            # imported through used.py
+
+
+def test_a_record_carries_the_commit_and_digest_its_runs_started_with(tmp_path):
+    from poselab.experiments.records import load_record, write_record
+    res = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu")
+    started = {"commit": "0" * 40, "dirty": False, "started": "2026-01-01T00:00:00+00:00"}
+    res.config["source_digest"] = "digest-the-run-trained-with"
+    rec = load_record(write_record(tmp_path / "r.json", [res], "poselab train mse", 1.0, started))
+    assert rec["commit"] == "0" * 40 and rec["started"] == started["started"]
+    assert rec["source_digest"] == "digest-the-run-trained-with"  # not the package's digest now

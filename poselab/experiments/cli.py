@@ -85,6 +85,8 @@ def _train(args) -> int:
             check_record_path(args.record)  # before training, not after
         except ValueError as exc:
             raise _error(str(exc)) from None
+    from .records import provenance
+    started = provenance()  # the commit the runs train with, before any code can change
     t0 = time.perf_counter()
     results = []
     for seed in args.seed:
@@ -116,7 +118,7 @@ def _train(args) -> int:
     print(f"wrote {out / 'result.json'}")
     if args.record:
         command = "poselab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        print(f"wrote record {write_record(args.record, results, command, time.perf_counter() - t0)}")
+        print(f"wrote record {write_record(args.record, results, command, time.perf_counter() - t0, started)}")
     return 0
 
 

@@ -59,19 +59,34 @@ def check_record_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def provenance() -> dict[str, Any]:
+    """The checkout's commit, whether ``poselab/`` has uncommitted changes, and the time — take
+    it when the runs start (the code can change while a long run trains)."""
+    return {"commit": _git("rev-parse", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def write_record(path: str | os.PathLike, results: Sequence[RunResult], command: str,
-                 wall_seconds: float) -> Path:
-    """Write a record of ``results`` (runs that actually ran) with provenance to ``path``."""
+                 wall_seconds: float, started: dict[str, Any] | None = None) -> Path:
+    """Write a record of ``results`` (runs that actually ran) with provenance to ``path``.
+
+    ``started``: :func:`provenance` taken before the runs (default: now). The record's source
+    digest is the one the runs trained with (each run's ``config``), not the package's now.
+    """
     if not results or not all(isinstance(r, RunResult) for r in results):
         raise ValueError("a record needs at least one run (RunResult objects from run_recipe)")
     path = check_record_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rec = {"kind": KIND, "command": command, "commit": _git("rev-parse", "HEAD"),
-           "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
+    started = dict(started or provenance())
+    digests = {r.config.get("source_digest") for r in results}
+    digest = digests.pop() if len(digests) == 1 and None not in digests else source_digest()
+    rec = {"kind": KIND, "command": command, "commit": started.get("commit"),
+           "dirty": bool(started.get("dirty")), "started": started.get("started"),
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
            "device": results[0].device, "threads": torch.get_num_threads(),
-           "wall_seconds": float(wall_seconds), "source_digest": source_digest(),
+           "wall_seconds": float(wall_seconds), "source_digest": digest,
            "runs": [_jsonable(r.to_dict()) for r in results]}
     path.write_text(json.dumps(rec, indent=1) + "\n")
     return path
