@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
-           "write_scorecard", "ScorecardView", "verdict_figure"]
+           "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
+           "recorded_ledger_dir"]
 
 #: claim-id prefix → the paper (or part of the lab) it belongs to, in display order
 PAPERS: dict[str, str] = {
@@ -53,6 +54,54 @@ def load_ledger(path: str | os.PathLike) -> list[dict[str, Any]]:
                                     f"poselab run --fast --out {path} first")
         return [r for f in files for r in _read_ledger_file(f)]
     return _read_ledger_file(path)
+
+
+def recorded_ledger_dir(name: str = "default") -> Path | None:
+    """The checkout's recorded ledgers ``results/ledgers/<name>`` (the chapters' claims from a
+    real run, committed with a ``manifest.json`` of its provenance), or None outside a checkout."""
+    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"name must be a recorded run's folder name such as 'default', got {name!r}")
+    folder = Path(__file__).resolve().parent.parent / "results" / "ledgers" / name
+    return folder if (folder / "claims").is_dir() else None
+
+
+class LedgerSource:
+    """Where a scorecard's chapter claims come from: ``paths`` (ledger files), ``label`` (one
+    line saying so, for the reader) and ``manifest`` (the provenance of a recorded run, else {})."""
+
+    def __init__(self, paths: list[Path], label: str, manifest: dict[str, Any] | None = None):
+        self.paths, self.label, self.manifest = paths, label, dict(manifest or {})
+
+    def records(self, exclude_chapter: str | None = None) -> list[dict[str, Any]]:
+        """Every claim record of the ledgers (those of ``exclude_chapter`` left out)."""
+        return [r for p in self.paths for r in load_ledger(p) if r.get("chapter") != exclude_chapter]
+
+
+def ledger_source(folder: str | os.PathLike | None = None, recorded: str = "default") -> LedgerSource:
+    """The chapter ledgers in ``folder/claims`` (a ``poselab run --out`` folder); when ``folder``
+    is empty or holds none, the recorded run ``results/ledgers/<recorded>`` of the checkout."""
+    if folder not in (None, "") and not isinstance(folder, (str, os.PathLike)):
+        raise ValueError(f"folder must be a poselab run --out folder or empty, got {folder!r}")
+    if folder not in (None, ""):
+        paths = sorted(Path(folder).glob("claims/*.json"))
+        if paths:
+            return LedgerSource(paths, f"from this run's ledgers in `{folder}`")
+    rec = recorded_ledger_dir(recorded)
+    if rec is None:
+        return LedgerSource([], "no chapter ledgers found — run `poselab run --all --out DIR` and "
+                                "pass `ledger_dir=DIR` to see every chapter's claims here")
+    manifest: dict[str, Any] = {}
+    try:
+        loaded = json.loads((rec / "manifest.json").read_text())
+        manifest = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        pass
+    when = ", ".join(str(manifest[k])[:10] if k == "date" else f"commit {str(manifest[k])[:7]}"
+                     for k in ("commit", "date") if manifest.get(k))
+    return LedgerSource(sorted((rec / "claims").glob("*.json")),
+                        f"from the recorded `{recorded}`-preset run of every chapter "
+                        f"(`results/ledgers/{recorded}`{'; ' + when if when else ''}) — not this "
+                        "session's runs; pass `ledger_dir=` a `poselab run --out` folder for yours", manifest)
 
 
 def _read_ledger_file(path: Path) -> list[dict[str, Any]]:

@@ -68,3 +68,31 @@ def test_load_ledger_from_folder_and_bad_files(tmp_path):
         scorecard.load_ledger(bad)
     with pytest.raises(FileNotFoundError, match="poselab run"):
         scorecard.load_ledger(tmp_path / "empty")  if (tmp_path / "empty").mkdir() is None else None
+
+
+def test_ledger_source_prefers_this_runs_ledgers_then_the_recorded_run(tmp_path, monkeypatch):
+    import json as _json
+    from poselab import scorecard as sc
+    real_recorded_dir = sc.recorded_ledger_dir
+    rec = {"id": "hdm.x", "chapter": "04_hdm", "kind": "math", "holds": True, "verdict": "holds"}
+    run = tmp_path / "run"
+    (run / "claims").mkdir(parents=True)
+    (run / "claims" / "04_hdm.json").write_text(_json.dumps([rec]))
+    src = sc.ledger_source(run)
+    assert "this run" in src.label and [r["id"] for r in src.records()] == ["hdm.x"]
+    assert src.records(exclude_chapter="04_hdm") == []
+    recorded = tmp_path / "recorded"
+    (recorded / "claims").mkdir(parents=True)
+    (recorded / "claims" / "02_rspose.json").write_text(_json.dumps([dict(rec, id="rspose.y", chapter="02_rspose")]))
+    (recorded / "manifest.json").write_text(_json.dumps({"commit": "abcdef1234", "date": "2026-11-24T15:00"}))
+    monkeypatch.setattr(sc, "recorded_ledger_dir", lambda name="default": recorded)
+    for empty in ("", None, tmp_path / "no-ledgers-here"):
+        src = sc.ledger_source(empty)
+        assert "recorded" in src.label and "abcdef1" in src.label and "2026-11-24" in src.label
+        assert [r["id"] for r in src.records()] == ["rspose.y"]
+    monkeypatch.setattr(sc, "recorded_ledger_dir", lambda name="default": None)
+    assert sc.ledger_source("").paths == [] and "poselab run --all" in sc.ledger_source("").label
+    with pytest.raises(ValueError, match="folder"):
+        sc.ledger_source(3)
+    with pytest.raises(ValueError, match="name"):
+        real_recorded_dir("../etc")
