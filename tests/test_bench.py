@@ -114,3 +114,22 @@ def test_chapters_quick_lists_every_chapter():
     assert "Default mode" in out
     for path in list_chapters():
         assert path.stem in out
+
+
+def test_lab_start_quick_serves_the_lab_within_budget():
+    out = _run_quick("lab_start", budget_cpu=30.0)
+    if "skipped" in out:
+        pytest.skip("jupyter is not installed in this environment")
+    assert "| 1 |" in out and "budget 20 s: met" in out
+
+
+def test_lab_start_counts_a_server_that_never_answers_as_a_failure(monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import lab_start
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(lab_start, "poselab_command", lambda: [sys.executable, "-c", "import time; time.sleep(30)"])
+    monkeypatch.setattr(lab_start.shutil, "which", lambda *a, **k: "jupyter")
+    assert lab_start.main(["--quick", "--timeout", "1.5"]) == 1
+    assert "no answer within 2 s" in capsys.readouterr().out
