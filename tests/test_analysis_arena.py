@@ -27,3 +27,23 @@ def test_time_to_metric():
     assert time_to_metric(hist, 0.5) == pytest.approx(12.0)   # reached at step 8: 8 × 1.5 s
     assert time_to_metric(hist, 0.1) == pytest.approx(6.0)
     assert math.isnan(time_to_metric(hist, 0.9))
+
+
+def test_recorded_arena_reads_the_table_and_labels_its_provenance(tmp_path):
+    import json as _json
+    from poselab.experiments.arena import recorded_arena
+    assert recorded_arena("none-recorded", root=tmp_path) is None
+    folder = tmp_path / "arena_default"
+    folder.mkdir()
+    (folder / "arena.md").write_text("| recipe | AP |\n|---|---|\n| mse | 0.47 |\n")
+    (folder / "manifest.json").write_text(_json.dumps({
+        "command": "poselab arena --preset default", "commit": "86cc77d0000", "started": "2026-11-24T14:54:52",
+        "wall_seconds": 1200.0, "machine": "2 CPUs"}))
+    rec = recorded_arena("default", root=tmp_path)
+    assert "| mse | 0.47 |" in rec["markdown"]
+    for fact in ("poselab arena --preset default", "commit 86cc77d", "2026-11-24 14:54", "20.0 min wall", "2 CPUs"):
+        assert fact in rec["label"]
+    (folder / "manifest.json").write_text("[not a manifest")
+    assert recorded_arena("default", root=tmp_path)["label"].startswith("Recorded `default`-preset arena")
+    with pytest.raises(ValueError, match="name"):
+        recorded_arena("../x")

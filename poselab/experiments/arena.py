@@ -20,7 +20,7 @@ from .presets import Preset, get_preset
 from .registry import RECIPES, Recipe, get_recipe
 from .runner import ComparisonTable, compare
 
-__all__ = ["Arena", "run_arena", "ARENA_METRICS"]
+__all__ = ["Arena", "run_arena", "ARENA_METRICS", "recorded_arena"]
 
 ARENA_METRICS = ("AP", "AP50", "AP75", "AR", "EPE_crop", "PCK@0.2", "spearman", "ranking_accuracy",
                  "seconds_per_step", "peak_memory_mb")
@@ -89,3 +89,35 @@ def run_arena(recipes: Iterable[Recipe | str] | None = None, seeds: Sequence[int
     table = compare(chosen, seeds=seeds, data=data, preset=preset, device=device, cache=cache,
                     progress=progress, jobs=jobs)
     return Arena(table=table, preset=preset)
+
+
+def recorded_arena(name: str = "default", root=None) -> dict | None:
+    """The checkout's recorded arena ``results/arena_<name>/`` — ``arena.md`` as ``poselab arena
+    --out`` wrote it and ``manifest.json`` (command, commit, dates, machine, wall time) — as
+    ``{"markdown": ..., "manifest": ..., "label": ...}``, or None where there is none.
+    ``root``: another folder holding ``arena_<name>/`` (default: the checkout's ``results``)."""
+    import json
+    from pathlib import Path
+
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"name must be a recorded arena's name such as 'default', got {name!r}")
+    base = Path(__file__).resolve().parents[2] / "results" if root is None else Path(root)
+    folder = base / f"arena_{name}"
+    try:
+        markdown = (folder / "arena.md").read_text()
+    except OSError:
+        return None
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    facts = [f"`{manifest['command']}`" if manifest.get("command") else "",
+             f"commit {str(manifest['commit'])[:7]}" if manifest.get("commit") else "",
+             str(manifest.get("started", ""))[:16].replace("T", " "),
+             f"{float(manifest['wall_seconds']) / 60:.1f} min wall" if isinstance(
+                 manifest.get("wall_seconds"), (int, float)) else "",
+             str(manifest.get("machine", ""))]
+    label = (f"Recorded `{name}`-preset arena (a real run, not this session's): "
+             + "; ".join(f for f in facts if f))
+    return {"markdown": markdown, "manifest": manifest, "label": label}
