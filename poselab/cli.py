@@ -511,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "index":
             from poselab import index
+            if args.check and args.write_readme:
+                raise CliError("give --check (report whether the README's index is current) or "
+                               "--write-readme (refresh it), not both")
             if args.check:
                 current = index.update_readme(check=True)
                 print("README index is current" if current else

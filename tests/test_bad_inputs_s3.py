@@ -551,3 +551,9 @@ def test_narrowest_allowed_sigma_gives_finite_one_hot_targets():
     assert torch.isfinite(maps).all() and float(maps.sum()) == 1.0
     out = SimCCCodec(input_size=(64, 48), sigma=1e-3).encode(kp, v)
     assert all(torch.isfinite(t).all() for t in out.values())
+
+
+def test_index_check_and_write_readme_together_is_refused(capsys):
+    from poselab.cli import main
+    assert main(["index", "--check", "--write-readme"]) == 2
+    assert "not both" in capsys.readouterr().err
