@@ -40,10 +40,17 @@ def test_recorded_arena_reads_the_table_and_labels_its_provenance(tmp_path):
         "command": "poselab arena --preset default", "commit": "86cc77d0000", "started": "2026-11-24T14:54:52",
         "wall_seconds": 1200.0, "machine": "2 CPUs"}))
     rec = recorded_arena("default", root=tmp_path)
-    assert "| mse | 0.47 |" in rec["markdown"]
+    assert "| mse | 0.47 |" in rec.markdown
     for fact in ("poselab arena --preset default", "commit 86cc77d", "2026-11-24 14:54", "20.0 min wall", "2 CPUs"):
-        assert fact in rec["label"]
+        assert fact in rec.label
+    assert rec.tables() == [("", ["recipe", "AP"], [["mse", "0.47"]])]
+    page = rec._repr_html_()
+    assert "overflow-x:auto" in page and "<td" in page and "0.47" in page  # fitted to the notebook width
+    (folder / "arena.md").write_text("**generated val**\n\n| recipe | AP |\n|---|---|\n| a | 1 |\n| b | 2 |\n\n"
+                                     "**real COCO sample**\n\n| recipe | AP |\n|---|---|\n| a | 0 |\n")
     (folder / "manifest.json").write_text("[not a manifest")
-    assert recorded_arena("default", root=tmp_path)["label"].startswith("Recorded `default`-preset arena")
+    rec = recorded_arena("default", root=tmp_path)
+    assert rec.label.startswith("Recorded `default`-preset arena")
+    assert [(n, len(rows)) for n, _, rows in rec.tables()] == [("generated val", 2), ("real COCO sample", 1)]
     with pytest.raises(ValueError, match="name"):
         recorded_arena("../x")

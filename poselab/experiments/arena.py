@@ -20,7 +20,7 @@ from .presets import Preset, get_preset
 from .registry import RECIPES, Recipe, get_recipe
 from .runner import ComparisonTable, compare
 
-__all__ = ["Arena", "run_arena", "ARENA_METRICS", "recorded_arena"]
+__all__ = ["Arena", "run_arena", "ARENA_METRICS", "recorded_arena", "RecordedArena"]
 
 ARENA_METRICS = ("AP", "AP50", "AP75", "AR", "EPE_crop", "PCK@0.2", "spearman", "ranking_accuracy",
                  "seconds_per_step", "peak_memory_mb")
@@ -91,7 +91,42 @@ def run_arena(recipes: Iterable[Recipe | str] | None = None, seeds: Sequence[int
     return Arena(table=table, preset=preset)
 
 
-def recorded_arena(name: str = "default", root=None) -> dict | None:
+class RecordedArena:
+    """A recorded arena: ``markdown`` (``arena.md`` as ``poselab arena --out`` wrote it),
+    ``manifest`` (its provenance) and ``label`` (one line saying what and when); renders in a
+    notebook as the label and one width-fitted table per evaluation set."""
+
+    def __init__(self, markdown: str, manifest: dict, label: str):
+        self.markdown, self.manifest, self.label = markdown, manifest, label
+
+    def tables(self) -> list[tuple[str, list[str], list[list[str]]]]:
+        """``(set name, heads, rows)`` of each markdown table (``**set**`` headings above them)."""
+        out, name = [], ""
+        for line in self.markdown.splitlines():
+            text = line.strip()
+            if text.startswith("**") and text.endswith("**"):
+                name = text.strip("*")
+            elif text.startswith("|"):
+                cells = [c.strip() for c in text.strip("|").split("|")]
+                if all(set(c) <= set("-: ") for c in cells):
+                    continue  # the |---| separator
+                if not out or out[-1][0] != name:
+                    out.append((name, cells, []))
+                else:
+                    out[-1][2].append(cells)
+        return out
+
+    def _repr_html_(self) -> str:
+        import html as _html
+        from poselab.viz.html import fitted_table
+        return (f"<p>{_html.escape(self.label)}</p>"
+                + "".join(fitted_table(heads, rows, caption=name) for name, heads, rows in self.tables()))
+
+    def __repr__(self) -> str:
+        return f"{self.label}\n\n{self.markdown}"
+
+
+def recorded_arena(name: str = "default", root=None) -> RecordedArena | None:
     """The checkout's recorded arena ``results/arena_<name>/`` — ``arena.md`` as ``poselab arena
     --out`` wrote it and ``manifest.json`` (command, commit, dates, machine, wall time) — as
     ``{"markdown": ..., "manifest": ..., "label": ...}``, or None where there is none.
@@ -120,4 +155,4 @@ def recorded_arena(name: str = "default", root=None) -> dict | None:
              str(manifest.get("machine", ""))]
     label = (f"Recorded `{name}`-preset arena (a real run, not this session's): "
              + "; ".join(f for f in facts if f))
-    return {"markdown": markdown, "manifest": manifest, "label": label}
+    return RecordedArena(markdown, manifest, label)
