@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from poselab.train.callbacks import Callback
+
 from .presets import Preset
 from .registry import CODECS, LOSSES, MODELS, SCORES, Recipe
 
@@ -173,7 +175,7 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
     return folders  # type: ignore[return-value]
 
 
-class _ProgressFile:
+class _ProgressFile(Callback):
     """Worker-side callback: writes ``"step total"`` to a file about 50 times per run (it only
     reads the training state, so the run is the same with or without it)."""
 
@@ -187,9 +189,6 @@ class _ProgressFile:
     def on_step_end(self, state) -> None:
         if state.step % self.every == 0:
             self._write(state)
-
-    def on_validation_end(self, state) -> None: ...
-    def on_epoch_end(self, state) -> None: ...
 
     def on_fit_end(self, state) -> None:
         self._write(state)
