@@ -1,6 +1,5 @@
 """The BCIR chapter's recipes: every loss builds and gives finite values and gradients on a batch
 shaped like the engine's; the parameters mean what the recipe names say; T_o follows the preset."""
-import math
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from poselab.codecs import IntegralCodec
 from poselab.experiments import LOSSES, PRESETS, RECIPES, Geometry
 from poselab.experiments.zoo import bcir as Z
 from poselab.losses import bcir_loss, integral_l1_loss
+from poselab.losses.integral import step_schedule as LOSS_SCHEDULE
 
 GEOM = Geometry((64, 48), (16, 12))
 
@@ -56,13 +56,28 @@ def test_codecs_match_the_losses():
 
 def test_for_preset_scales_t_off():
     default = Z.for_preset("bcir", "default")
-    assert default.loss_params["t_off_epochs"] == math.ceil(PRESETS["default"].epochs * 120 / 140)
+    assert default.loss_params["t_off_epochs"] == Z.t_off_for(PRESETS["default"].epochs)
     assert default is RECIPES["bcir"]            # the registered recipe already fits the default
     full = Z.for_preset("bcir", PRESETS["full"])
-    assert full.loss_params["t_off_epochs"] == math.ceil(PRESETS["full"].epochs * 120 / 140)
+    assert full.loss_params["t_off_epochs"] == Z.t_off_for(PRESETS["full"].epochs) == 34
     assert full.name == "bcir"
     assert Z.for_preset("ipr", "full") is RECIPES["ipr"]
     assert Z.for_preset("mse", "full") is RECIPES["mse"]
+
+
+def test_t_off_leaves_the_last_epoch_without_the_prior():
+    # the paper: T_o = 120 of 140 epochs; a ceil of 6/7 x 5 epochs (= 5) would never switch it off
+    assert Z.t_off_for(140) == 120
+    for epochs in range(2, 60):
+        t_off = Z.t_off_for(epochs)
+        assert 1 <= t_off <= epochs - 1, epochs
+        assert abs(t_off - epochs * 120 / 140) <= 1, epochs
+    assert Z.t_off_for(1) == 1
+    for name in ("default", "full"):
+        epochs = PRESETS[name].epochs
+        recipe = Z.for_preset("bcir", name)
+        lam = [LOSS_SCHEDULE(e, recipe.loss_params["t_off_epochs"]) for e in range(epochs)]
+        assert lam[0] == 1.0 and lam[-1] == 0.0, (name, lam)
 
 
 def test_bad_loss_parameters_are_refused():

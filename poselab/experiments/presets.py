@@ -154,15 +154,15 @@ PRESETS: dict[str, Preset] = {
     # CI: a smoke test of the code path (AP ≈ 0), seconds per run
     "fast": Preset("fast", input_size=(64, 48), heatmap_stride=4, epochs=100, max_steps=40,
                    batch_size=16, n_train=150, n_val=40),
-    # a student's run: chapter 01's model at 128×96 (32×24 heatmaps) with light augmentation,
-    # lr 4e-3 (recipes' 2e-3 × 2), 8 epochs = 1000 steps of 16; bf16 forward where native;
-    # measured for mse: AP 0.458 after 84 s and 0.475 after 112 s of training CPU time, one
-    # thread, on a 2-core machine under heavy load (benchmarks/time_to_ap.py, results/NOTES.md)
-    "default": Preset("default", input_size=(128, 96), heatmap_stride=4, epochs=8, batch_size=16,
+    # a student's run: 128×96 input with the stride-2 head (64×48 heatmaps, the papers' size),
+    # light augmentation, lr 4e-3 (recipes' 2e-3 × 2), 5 epochs ≈ 630 steps of 16; bf16 forward
+    # where native. Measured for mse on an idle 2-core machine: results/NOTES.md (the stride-4
+    # head at 32×24 heatmaps needed 1000 steps and 74 s for AP 0.473)
+    "default": Preset("default", input_size=(128, 96), heatmap_stride=2, epochs=5, batch_size=16,
                       lr_scale=2.0, val_every=2, rotation=10.0, scale_jitter=0.15,
                       autocast="auto", channels_last=True),
-    # the calibrated scale (not yet measured end to end): 64×48 heatmaps, full augmentation,
-    # 40 epochs; hours on a CPU, minutes on a GPU
+    # the calibrated scale: 64×48 heatmaps, full augmentation, 40 epochs; about 18 min on one
+    # CPU thread for mse (results/mse_full.json), minutes on a GPU
     "full": Preset("full", input_size=(128, 96), heatmap_stride=2, epochs=40, batch_size=16,
                    lr_scale=2.0, val_every=4, autocast="auto", channels_last=True),
 }

@@ -25,13 +25,27 @@ from ..presets import PRESETS
 from ..registry import RECIPES, Recipe, register_loss, register_recipe
 
 __all__ = ["CHAPTER_RECIPES", "TRAINING_RECIPES", "ABLATION_RECIPES", "BETA_RECIPES", "for_preset",
-           "T_OFF_SHARE", "DEFAULT_T_OFF"]
+           "T_OFF_SHARE", "DEFAULT_T_OFF", "t_off_for"]
 
 PAPER = "BCIR (Gu, Yang, Mi, Yao, TPAMI 2023)"
 #: T_o / total epochs in the paper (SimpleBaseline: 120 of 140)
 T_OFF_SHARE = 120 / 140
+
+
+def t_off_for(epochs: int) -> int:
+    """T_o for a run of ``epochs`` epochs: the paper's share (6/7), rounded, and at most
+    ``epochs - 1``, so the last epoch trains without the prior as in the paper (at least 1).
+
+    Example:
+        >>> [t_off_for(e) for e in (1, 2, 5, 8, 40, 140)]
+        [1, 1, 4, 7, 34, 120]
+    """
+    epochs = int(epochs)
+    return max(1, min(round(T_OFF_SHARE * epochs), epochs - 1))
+
+
 #: T_o of the registered recipes: the paper's share of the default preset's epochs
-DEFAULT_T_OFF = max(1, math.ceil(T_OFF_SHARE * PRESETS["default"].epochs))
+DEFAULT_T_OFF = t_off_for(PRESETS["default"].epochs)
 
 
 @register_loss("bcir")
@@ -101,7 +115,7 @@ def for_preset(name: str, preset) -> Recipe:
     params = dict(recipe.loss_params)
     if recipe.loss != "bcir" or not params.get("prior_weight"):
         return recipe
-    t_off = max(1, math.ceil(T_OFF_SHARE * get_preset(preset).epochs))
+    t_off = t_off_for(get_preset(preset).epochs)
     if params.get("t_off_epochs") == t_off:
         return recipe
     params["t_off_epochs"] = t_off
