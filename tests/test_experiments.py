@@ -323,3 +323,26 @@ def test_a_record_carries_the_commit_and_digest_its_runs_started_with(tmp_path):
     rec = load_record(write_record(tmp_path / "r.json", [res], "poselab train mse", 1.0, started))
     assert rec["commit"] == "0" * 40 and rec["started"] == started["started"]
     assert rec["source_digest"] == "digest-the-run-trained-with"  # not the package's digest now
+
+
+def test_cli_train_several_recipes_writes_one_record(tmp_path, capsys):
+    from poselab.cli import main
+    from poselab.experiments.records import load_record
+    out, rec = tmp_path / "o", tmp_path / "both.json"
+    assert main(["train", "mse", "emd", "mse", "--preset", "fast", "--jobs", "1",
+                 "--out", str(out), "--record", str(rec)]) == 0
+    data = json.loads((out / "result.json").read_text())
+    assert data["recipes"] == ["mse", "emd"]                      # a repeated name trains once
+    assert [(r["recipe"], r["seed"]) for r in data["runs"]] == [("mse", 0), ("emd", 0)]
+    for name in ("mse", "emd"):
+        run = json.loads((out / name / "seed0" / "result.json").read_text())
+        assert run["recipe"] == name
+        assert data["metrics"][name][ex.GENERATED_VAL]["AP"] == run["metrics"][ex.GENERATED_VAL]["AP"]
+    assert data["metrics"]["mse"] != data["metrics"]["emd"]
+    record = load_record(rec)
+    assert [(r["recipe"], r["seed"]) for r in record["runs"]] == [("mse", 0), ("emd", 0)]
+    capsys.readouterr()
+    for bad in ("0", "x", "-1"):
+        assert main(["train", "mse", "--preset", "fast", "--jobs", bad, "--out", str(tmp_path / "b")]) == 2
+        assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

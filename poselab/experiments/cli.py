@@ -1,7 +1,7 @@
 """``poselab train``, ``poselab recipes`` and ``poselab results`` (hooked into :mod:`poselab.cli`).
 
-    poselab train RECIPE [--preset P] [--seed N ...] [--data D] [--device D] [--out DIR]
-                         [--no-cache] [--record FILE]
+    poselab train RECIPE [RECIPE ...] [--preset P] [--seed N ...] [--data D] [--device D]
+                         [--out DIR] [--no-cache] [--record FILE] [--jobs J]
     poselab recipes
     poselab arena [--recipes R ...] [--seeds N ...] [--data D] [--preset P] [--device D] [--out DIR]
     poselab results [--recipe NAME]
@@ -23,7 +23,7 @@ _SHOWN = ("AP", "AP50", "AP75", "AR", "EPE", "EPE_crop", "PCK@0.2", "spearman", 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="train a recipe (poselab recipes lists them), cached")
-    p.add_argument("recipe", help="registered recipe name, e.g. mse")
+    p.add_argument("recipe", nargs="+", help="registered recipe name(s), e.g. mse (several: one record of all)")
     p.add_argument("--preset", default="default", help="fast | default | full (default: default)")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default 0)")
     p.add_argument("--data", default="synth", help="'synth' or a COCO folder/json (default synth)")
@@ -32,6 +32,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="train again even if a cached run exists")
     p.add_argument("--record", default=None, metavar="FILE",
                    help="also write a run record with provenance (e.g. results/mse_full.json)")
+    p.add_argument("--jobs", default=None,
+                   help="runs trained at once in one-thread worker processes when several train "
+                        "(default: auto, as compare; 1: one after the other here)")
     sub.add_parser("recipes", help="list the registered recipes")
     a = sub.add_parser("arena", help="every recipe on identical data, seeds and budget: one table")
     a.add_argument("--recipes", nargs="+", default=None, help="recipe names (default: all registered)")
@@ -66,17 +69,26 @@ def _metrics_lines(result) -> list[str]:
 
 
 def _train(args) -> int:
-    from . import get_preset, get_recipe, run_recipe
+    from . import compare, get_preset, get_recipe, run_recipe
     from .records import write_record
     from .runner import _jsonable
     try:
-        recipe = get_recipe(args.recipe)
+        recipes = [get_recipe(name) for name in dict.fromkeys(args.recipe)]
         preset = get_preset(args.preset)
     except KeyError as exc:
         raise _error(exc.args[0]) from None
     if any(s < 0 for s in args.seed):
         raise _error(f"--seed takes integers >= 0, got {args.seed}")
-    out = Path(args.out or f"runs/train/{recipe.name}-{preset.name}")
+    jobs = args.jobs
+    if jobs is not None and jobs != "auto":
+        try:
+            jobs = int(jobs)
+        except ValueError:
+            raise _error(f"--jobs takes 'auto' or an integer >= 1, got {jobs!r}") from None
+        if jobs < 1:
+            raise _error(f"--jobs takes 'auto' or an integer >= 1, got {jobs}")
+    names = "+".join(r.name for r in recipes)
+    out = Path(args.out or f"runs/train/{names}-{preset.name}")
     if out.exists() and not out.is_dir():
         raise _error(f"--out {out} is a file; pass a folder")
     if args.record:
@@ -88,16 +100,18 @@ def _train(args) -> int:
     from .records import provenance
     started = provenance()  # the commit the runs train with, before any code can change
     t0 = time.perf_counter()
-    results = []
-    for seed in args.seed:
-        try:
-            res = run_recipe(recipe, data=args.data, preset=preset, seed=seed, device=args.device,
-                             cache=not args.no_cache)
-        except (ValueError, FileNotFoundError) as exc:
-            raise _error(str(exc)) from None
-        results.append(res)
+    try:
+        if len(recipes) == 1 and len(args.seed) == 1:
+            results = [run_recipe(recipes[0], data=args.data, preset=preset, seed=args.seed[0],
+                                  device=args.device, cache=not args.no_cache)]
+        else:
+            results = compare(recipes, seeds=args.seed, data=args.data, preset=preset,
+                              device=args.device, cache=not args.no_cache, jobs=jobs).results
+    except (ValueError, FileNotFoundError) as exc:
+        raise _error(str(exc)) from None
+    for res in results:
         how = "loaded from the cache" if res.cached else f"trained {res.train_seconds:.1f} s"
-        print(f"{recipe.name} · preset {preset.name} · seed {seed}: {how} "
+        print(f"{res.recipe} · preset {preset.name} · seed {res.seed}: {how} "
               f"({res.seconds_per_step * 1000:.0f} ms/step); weights {res.weights_path}")
         print("\n".join(_metrics_lines(res)))
     out.mkdir(parents=True, exist_ok=True)
@@ -105,15 +119,25 @@ def _train(args) -> int:
         payload = _jsonable(results[0].to_dict())
     else:
         for res in results:
-            (out / f"seed{res.seed}").mkdir(exist_ok=True)
-            (out / f"seed{res.seed}" / "result.json").write_text(json.dumps(_jsonable(res.to_dict()), indent=1))
+            folder = out / f"seed{res.seed}" if len(recipes) == 1 else out / res.recipe / f"seed{res.seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "result.json").write_text(json.dumps(_jsonable(res.to_dict()), indent=1))
         sets = list(results[0].metrics)
-        payload = {"recipe": recipe.name, "preset": preset.name, "seeds": args.seed,
-                   "metrics": {s: {k: sum(r.metrics[s][k] for r in results) / len(results)
-                                   for k in results[0].metrics[s]} for s in sets},
-                   "metrics_are": "means over seeds; per-seed results in seed<N>/result.json",
-                   "train_seconds": sum(r.train_seconds for r in results),
-                   "runs": [_jsonable(r.to_dict()) for r in results]}
+
+        def means(runs):
+            return {s: {k: sum(r.metrics[s][k] for r in runs) / len(runs) for k in runs[0].metrics[s]}
+                    for s in sets}
+        if len(recipes) == 1:
+            payload = {"recipe": recipes[0].name, "preset": preset.name, "seeds": args.seed,
+                       "metrics": means(results),
+                       "metrics_are": "means over seeds; per-seed results in seed<N>/result.json"}
+        else:
+            payload = {"recipes": [r.name for r in recipes], "preset": preset.name, "seeds": args.seed,
+                       "metrics": {r.name: means([x for x in results if x.recipe == r.name]) for r in recipes},
+                       "metrics_are": "per recipe, means over seeds; per-run results in "
+                                      "<recipe>/seed<N>/result.json"}
+        payload.update({"train_seconds": sum(r.train_seconds for r in results),
+                        "runs": [_jsonable(r.to_dict()) for r in results]})
     (out / "result.json").write_text(json.dumps(payload, indent=1))
     print(f"wrote {out / 'result.json'}")
     if args.record:
