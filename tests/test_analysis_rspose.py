@@ -203,3 +203,13 @@ def test_figures_and_widget():
     assert "|P| = 361" in w.readout.value
     w.sliders["target"].value = "dot"
     assert "|N|/|P| = 3071" in w.readout.value
+
+
+def test_probe_batch_targets_match_the_model_output_size(tmp_path):
+    from poselab.data import synth
+    ann = synth.generate(tmp_path / "val", 3, seed=5, split="val")
+    images, labels, weights = A.probe_batch(ann, (64, 48), 2.0, 2, heatmap_size=(32, 24))
+    assert images.shape == (2, 3, 64, 48) and labels.shape == (2, 17, 32, 24) and weights.shape == (2, 17)
+    assert A.probe_batch(ann, (64, 48), 2.0, 2)[1].shape == (2, 17, 16, 12)   # default: stride 4
+    with pytest.raises(ValueError, match="heatmap_size"):
+        A.probe_batch(ann, (64, 48), 2.0, 2, heatmap_size=(0, 24))

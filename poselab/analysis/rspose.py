@@ -410,12 +410,18 @@ def ap_with_keypoint_scores(predictions: dict, ann_json, keypoint_scores, score_
 
 
 # ----------------------------------------------------------------------------- chapter helpers
-def probe_batch(ann_json, input_size=(64, 48), sigma: float = 2.0, n: int = 16):
-    """A fixed batch of ``n`` evaluation crops with MSRA Gaussian targets (stride 4) for
-    :class:`GradientBalanceProbe`: ``(images (n, 3, H, W), labels (n, K, h, w), weights (n, K))``."""
+def probe_batch(ann_json, input_size=(64, 48), sigma: float = 2.0, n: int = 16, heatmap_size=None):
+    """A fixed batch of ``n`` evaluation crops with MSRA Gaussian targets for
+    :class:`GradientBalanceProbe`: ``(images (n, 3, H, W), labels (n, K, h, w), weights (n, K))``.
+
+    ``heatmap_size`` ``(h, w)``: the trained model's output size — pass the preset's
+    ``heatmap_size`` (None: stride 4, ``input_size // 4``)."""
     from ..codecs import HeatmapCodec
     from ..data import TopDownDataset
-    h, w = input_size[0] // 4, input_size[1] // 4
+    h, w = ((input_size[0] // 4, input_size[1] // 4) if heatmap_size is None
+            else (int(heatmap_size[0]), int(heatmap_size[1])))
+    if h < 1 or w < 1:
+        raise ValueError(f"heatmap_size must be positive (h, w), got {heatmap_size!r}")
     ds = TopDownDataset(ann_json, input_size=input_size, train=False,
                         target_fn=HeatmapCodec(input_size, (h, w), sigma=sigma))
     items = [ds[i] for i in range(min(n, len(ds)))]
