@@ -115,3 +115,27 @@ def test_pooled_head():
     assert torch.equal(head(x), torch.nn.functional.avg_pool2d(x, 2))
     with pytest.raises(ValueError, match="factor"):
         PooledHead(torch.nn.Identity(), 0)
+
+
+GEOM_S2 = Geometry((64, 48), (32, 24))   # the default preset's stride-2 head
+
+
+@pytest.mark.parametrize("recipe", ["sar", "sar_fg_fc", "sar_regression", "sar_simcc",
+                                    ("mse", 4), ("mse", 16), ("sar", 16), ("sar_simcc", 8),
+                                    ("sar_regression", 16)])
+def test_every_sar_model_follows_a_stride_2_preset(recipe):
+    # the zoo models used to build their backbone at stride 4 whatever the preset said: on the
+    # stride-2 default the stride-16 grid came out 2x too coarse and the loss refused it
+    r = Z.at_stride(*recipe) if isinstance(recipe, tuple) else RECIPES[recipe]
+    model = MODELS[r.model](r, GEOM_S2, 0)
+    assert model.backbone.stride == 2
+    out = model(torch.randn(2, 3, 64, 48))
+    codec = CODECS[r.codec](GEOM_S2, **dict(r.codec_params))
+    kp = torch.rand(2, 17, 2) * torch.tensor([47.0, 63.0])
+    batch = codec.encode(kp, torch.ones(2, 17))
+    loss = LOSSES[r.loss](GEOM_S2, **dict(r.loss_params))(out, batch)
+    loss = loss["loss"] if isinstance(loss, dict) else loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    if isinstance(out, dict) and "selector" in out:
+        assert tuple(out["selector"].shape[-2:]) == tuple(codec.heatmap_size)

@@ -125,8 +125,11 @@ def _seeded(seed, make):
 
 def _with_head(recipe, geometry, seed, make_head, head_type="heatmap"):
     from poselab.models import build_model
+    # the backbone at the preset's output stride (features at geometry.heatmap_size), as every
+    # other recipe's model: heads and PooledHead factors are sized from it
     model = build_model(head_type, geometry.input_size, recipe.backbone,
-                        num_keypoints=geometry.num_keypoints, seed=seed)
+                        num_keypoints=geometry.num_keypoints, seed=seed,
+                        heatmap_stride=int(round(geometry.stride)))
     model.head = _seeded(None if seed is None else seed + 7919,
                          lambda: make_head(model.backbone.out_channels))
     return model
