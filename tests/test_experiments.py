@@ -346,3 +346,24 @@ def test_cli_train_several_recipes_writes_one_record(tmp_path, capsys):
         assert main(["train", "mse", "--preset", "fast", "--jobs", bad, "--out", str(tmp_path / "b")]) == 2
         assert "--jobs" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_train_means_skip_missing_metrics(tmp_path, monkeypatch):
+    # Spearman is None for a run whose instance scores are all equal: the mean over seeds is
+    # None, not a TypeError
+    from poselab.cli import main
+    from poselab.experiments import runner
+    real = runner.run_recipe
+
+    def no_spearman(*a, **kw):
+        res = real(*a, **kw)
+        if res.seed == 1:
+            res.metrics[ex.GENERATED_VAL]["spearman"] = None
+        return res
+    monkeypatch.setattr(runner, "run_recipe", no_spearman)
+    out = tmp_path / "o"
+    assert main(["train", "mse", "--preset", "fast", "--seed", "0", "1", "1", "--jobs", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "result.json").read_text())
+    assert data["seeds"] == [0, 1] and len(data["runs"]) == 2
+    assert data["metrics"][ex.GENERATED_VAL]["spearman"] is None
+    assert isinstance(data["metrics"][ex.GENERATED_VAL]["AP"], float)

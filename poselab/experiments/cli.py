@@ -74,6 +74,7 @@ def _train(args) -> int:
     from .runner import _jsonable
     try:
         recipes = [get_recipe(name) for name in dict.fromkeys(args.recipe)]
+        args.seed = list(dict.fromkeys(args.seed))  # a repeated seed trains once
         preset = get_preset(args.preset)
     except KeyError as exc:
         raise _error(exc.args[0]) from None
@@ -124,8 +125,12 @@ def _train(args) -> int:
             (folder / "result.json").write_text(json.dumps(_jsonable(res.to_dict()), indent=1))
         sets = list(results[0].metrics)
 
+        def mean(values):  # None where a run has no value (e.g. Spearman of constant scores)
+            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            return sum(values) / len(values) if ok else None
+
         def means(runs):
-            return {s: {k: sum(r.metrics[s][k] for r in runs) / len(runs) for k in runs[0].metrics[s]}
+            return {s: {k: mean([r.metrics.get(s, {}).get(k) for r in runs]) for k in runs[0].metrics[s]}
                     for s in sets}
         if len(recipes) == 1:
             payload = {"recipe": recipes[0].name, "preset": preset.name, "seeds": args.seed,
