@@ -32,9 +32,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="train again even if a cached run exists")
     p.add_argument("--record", default=None, metavar="FILE",
                    help="also write a run record with provenance (e.g. results/mse_full.json)")
-    p.add_argument("--jobs", default=None,
+    p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once in one-thread worker processes when several train "
-                        "(default: auto, as compare; 1: one after the other here)")
+                        "(default: as compare decides; 1: one after the other here)")
     sub.add_parser("recipes", help="list the registered recipes")
     a = sub.add_parser("arena", help="every recipe on identical data, seeds and budget: one table")
     a.add_argument("--recipes", nargs="+", default=None, help="recipe names (default: all registered)")
@@ -80,14 +80,8 @@ def _train(args) -> int:
         raise _error(exc.args[0]) from None
     if any(s < 0 for s in args.seed):
         raise _error(f"--seed takes integers >= 0, got {args.seed}")
-    jobs = args.jobs
-    if jobs is not None and jobs != "auto":
-        try:
-            jobs = int(jobs)
-        except ValueError:
-            raise _error(f"--jobs takes 'auto' or an integer >= 1, got {jobs!r}") from None
-        if jobs < 1:
-            raise _error(f"--jobs takes 'auto' or an integer >= 1, got {jobs}")
+    if args.jobs is not None and args.jobs < 1:
+        raise _error(f"--jobs takes an integer >= 1, got {args.jobs}")
     names = "+".join(r.name for r in recipes)
     out = Path(args.out or f"runs/train/{names}-{preset.name}")
     if out.exists() and not out.is_dir():
@@ -107,7 +101,7 @@ def _train(args) -> int:
                                   device=args.device, cache=not args.no_cache)]
         else:
             results = compare(recipes, seeds=args.seed, data=args.data, preset=preset,
-                              device=args.device, cache=not args.no_cache, jobs=jobs).results
+                              device=args.device, cache=not args.no_cache, jobs=args.jobs).results
     except (ValueError, FileNotFoundError) as exc:
         raise _error(str(exc)) from None
     for res in results:
