@@ -177,19 +177,20 @@ def compare_seeds(ours: Iterable[float], theirs: Iterable[float], *, lower_is_be
     se = math.sqrt(va + vb) if math.isfinite(va + vb) else float("nan")
     summary.update(ours_mean=float(a.mean()), ours_std=_std(a), theirs_mean=float(b.mean()),
                    theirs_std=_std(b), advantage=float(adv), standard_error=se)
+    if se > 0:  # computed for every preset, so a fast (CI) run takes the student's code path
+        df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+        half = t_critical(df, alpha) * se
+    else:  # zero variance on both sides: the interval is the point
+        df, half = float("inf"), 0.0
+    low, high = adv - half, adv + half
+    if math.isfinite(low):
+        summary.update(df=float(df), interval=[float(low), float(high)])
     if preset is not None and str(preset) in FAST_PRESETS:
         return Verdict("inconclusive", f"fast run (preset {preset!r}): a smoke test, never a finding",
                        summary, ev)
     if min(a.size, b.size) < int(min_seeds):
         return Verdict("inconclusive", f"{min(a.size, b.size)} seed(s) per side, fewer than {min_seeds}",
                        summary, ev)
-    if se > 0:
-        df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-        half = t_critical(df, alpha) * se
-    else:  # zero variance on both sides: the interval is the point
-        df, half = float("inf"), 0.0
-    low, high = adv - half, adv + half
-    summary.update(df=float(df), interval=[float(low), float(high)])
     better = f"{name} {'lower' if lower_is_better else 'higher'}"
     if low > 0 and adv >= min_effect:
         return Verdict("reproduced", f"{better} by {adv:.3g} (interval {low:.3g}..{high:.3g}, "

