@@ -36,9 +36,11 @@ chapter that fails half-way still leaves the claims it reached. ``poselab run`` 
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +51,8 @@ import numpy as np
 __all__ = ["KINDS", "VERDICTS", "EVIDENCE_KEYS", "FAST_PRESETS", "ClaimError", "Verdict", "start",
            "record", "records", "t_critical", "compare_seeds", "compare_runs", "apply_floor",
            "combine_verdicts", "guard_dead_maps", "identical_settings", "not_testable", "evidence",
-           "table", "ClaimsTable", "simulate_false_verdicts"]
+           "table", "ClaimsTable", "simulate_false_verdicts", "t_quantile", "Readiness", "has_learnt",
+           "has_converged", "require_ready", "chain_verdict"]
 
 KINDS = ("math", "empirical")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -93,6 +96,12 @@ class Verdict:
         return f"{self.verdict} ({self.reason})"
 
 
+@functools.lru_cache(maxsize=4096)
+def _t_ppf(q: float, df: float) -> float:
+    from scipy.stats import t as student_t
+    return float(student_t.ppf(q, df))
+
+
 def t_critical(df: float, alpha: float = 0.05) -> float:
     """Two-sided Student-t critical value ``t_{1-alpha/2, df}`` (scipy), e.g. 4.303 at df = 2.
 
@@ -100,10 +109,9 @@ def t_critical(df: float, alpha: float = 0.05) -> float:
         >>> round(t_critical(2), 3), round(t_critical(1e9), 3)
         (4.303, 1.96)
     """
-    from scipy.stats import t as student_t
     if not (df > 0) or not (0 < alpha < 1):
         raise ClaimError(f"t_critical needs df > 0 and 0 < alpha < 1, got df={df}, alpha={alpha}")
-    return float(student_t.ppf(1.0 - alpha / 2.0, df))
+    return _t_ppf(1.0 - alpha / 2.0, float(df))
 
 
 def _as_values(values, name: str) -> np.ndarray:
@@ -120,34 +128,129 @@ def _std(a: np.ndarray) -> float:
     return float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
+def t_quantile(q: float, df: float) -> float:
+    """Student-t quantile ``t_{q, df}`` (scipy), e.g. ``t_quantile(0.8, 2)`` = 1.061."""
+    if not (df > 0) or not (0 < q < 1):
+        raise ClaimError(f"t_quantile needs df > 0 and 0 < q < 1, got q={q}, df={df}")
+    return _t_ppf(float(q), float(df))
+
+
+def _paper_effect_advantage(paper_effect, lower_is_better: bool, min_effect: float, name: str) -> float | None:
+    """The paper's effect as an advantage (> 0), checked against the claim's direction."""
+    if paper_effect is None:
+        return None
+    try:
+        pe = float(paper_effect)
+    except (TypeError, ValueError):
+        raise ClaimError(f"paper_effect must be a number (the paper's ours − theirs in the metric's "
+                         f"unit), got {paper_effect!r}") from None
+    if not math.isfinite(pe) or pe == 0:
+        raise ClaimError(f"paper_effect must be finite and non-zero, got {paper_effect!r}")
+    if (pe < 0) != bool(lower_is_better):
+        raise ClaimError(f"paper_effect {pe:+g} is against the claim's direction ({name} "
+                         f"{'lower' if lower_is_better else 'higher'} is better): give the paper's "
+                         "ours − theirs with its sign (negative for an error the paper lowers)")
+    if min_effect > abs(pe) * (1 + 1e-12):
+        raise ClaimError(f"min_effect {min_effect:g} exceeds the paper's own effect {abs(pe):g}: even a "
+                         "perfect replication could never be 'reproduced' (state a minimum derived "
+                         "from the paper's effect, e.g. half of it)")
+    return abs(pe)
+
+
+def _permutation_pvalues(a: np.ndarray, b: np.ndarray, sign: float, paired: bool, shift: float,
+                         rng_seed: int = 0) -> tuple[float, float]:
+    """One-sided permutation p-values of the advantage ``sign·(mean a − mean b)``: ``p_up`` for
+    "advantage > 0" and ``p_down`` for "advantage < shift" (ours moved by ``shift`` first).
+    Exact enumeration when small (sign flips of the paired differences; splits of the pooled
+    values), else 20000 random ones. Valid for ties and discrete values."""
+    import itertools
+
+    def null_stats(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        if paired:
+            d = sign * (x - y)
+            if d.size <= 16:
+                signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
+            else:
+                signs = np.random.default_rng(rng_seed).choice((1.0, -1.0), size=(20000, d.size))
+            return float(d.mean()), (signs * d).mean(axis=1)
+        pool, n = np.concatenate([x, y]), x.size
+        if math.comb(pool.size, n) <= 50000:
+            idx = np.array(list(itertools.combinations(range(pool.size), n)))
+        else:
+            idx = np.argsort(np.random.default_rng(rng_seed).random((20000, pool.size)), axis=1)[:, :n]
+        mask = np.zeros((idx.shape[0], pool.size))
+        np.put_along_axis(mask, idx, 1.0, axis=1)
+        s_in = mask @ pool
+        return (float(sign * (x.mean() - y.mean())),
+                sign * (s_in / n - (pool.sum() - s_in) / y.size))
+
+    # equal statistics up to round-off count as ties (in the null's favour)
+    scale = 1e-9 * max(float(np.abs(a).max()), float(np.abs(b).max()), abs(shift), 1e-300)
+    observed, stats = null_stats(a, b)
+    p_up = float(np.mean(stats >= observed - scale))
+    observed, stats = null_stats(a - sign * shift, b)
+    p_down = float(np.mean(stats <= observed + scale))
+    return p_up, p_down
+
+
+def _seeds_needed(spread: float, paired: bool, target: float, alpha: float, power: float,
+                  start: int, cap: int = 10000) -> int | None:
+    """Smallest seeds per side whose detectable effect ``(t_{1−α/2} + t_{power})·se`` is at most
+    ``target``, with the observed per-seed spread; None if more than ``cap``."""
+    if spread <= 0:
+        return max(start, 2)
+    n = max(2, start)
+    while n <= cap:
+        df = n - 1 if paired else 2 * n - 2
+        se = spread * math.sqrt((1 if paired else 2) / n)
+        if (t_critical(df, alpha) + t_quantile(power, df)) * se <= target:
+            return n
+        n = n + 1 if n < 100 else int(n * 1.1) + 1
+    return None
+
+
 def compare_seeds(ours: Iterable[float], theirs: Iterable[float], *, lower_is_better: bool,
                   min_effect: float, metric: str = "", alpha: float = 0.05, min_seeds: int = 3,
-                  preset: str | None = None, evidence: Mapping | None = None) -> Verdict:
-    """Three-way verdict for "ours beats theirs by at least ``min_effect``" from per-seed values.
+                  preset: str | None = None, evidence: Mapping | None = None, paired: bool = False,
+                  paper_effect: float | None = None, discrete: bool = False,
+                  power: float = 0.8) -> Verdict:
+    """Three-way verdict for "ours beats theirs" from per-seed values, against the paper's effect.
 
-    With advantage ``Δ = mean(ours) − mean(theirs)`` (sign flipped when ``lower_is_better``) and
-    Welch's standard error ``se`` with Welch–Satterthwaite degrees of freedom ``df``, the
-    two-sided ``1 − alpha`` interval is ``Δ ± t_critical(df, alpha)·se``:
+    With the advantage ``Δ`` (ours − theirs, sign flipped when ``lower_is_better``) and its
+    standard error ``se`` — Welch's (unpaired) or that of the per-seed differences
+    (``paired=True``: the i-th values of both sides come from the same seed / model / data, e.g.
+    one model scored two ways) — the two-sided ``1 − alpha`` interval is ``Δ ± t·se``:
 
-    - "reproduced": the interval's lower end > 0 **and** ``Δ ≥ min_effect``;
-    - "not reproduced": the interval's upper end < ``min_effect`` (the other way, or smaller than
-      the effect the claim is about);
-    - "inconclusive": anything else, a fast preset, fewer than ``min_seeds`` values on a side, or
-      a non-finite value.
+    - "reproduced": the interval excludes 0 in the claim's direction **and** ``Δ ≥ min_effect``
+      (not a negligible effect);
+    - "not reproduced": the interval lies below ``min_effect`` — the data rule out an effect as
+      large as the claim's minimum (derived from the paper's effect, e.g. half of it) — or lies
+      entirely the other way;
+    - "inconclusive": anything else, with the reason; also a fast preset, fewer than
+      ``min_seeds`` values on a side, or a non-finite value.
 
-    With 3 seeds per side and equal means the false "reproduced" rate is ≤ alpha/2 (tested by
-    simulation, :func:`simulate_false_verdicts`); a difference of 1e-12 with zero variance is
-    "not reproduced" (below ``min_effect``), never "reproduced".
+    **Power.** ``summary["detectable_effect"]`` is the smallest advantage these seeds detect with
+    probability ``power``: ``(t_{1−α/2,df} + t_{power,df})·se``. When ``paper_effect`` (the
+    paper's ours − theirs in the metric's unit, signed: −0.5 px for an EPE the paper lowers) is
+    below it, the verdict is never "not reproduced" by the small-effect route: it is
+    "inconclusive: under-powered", with ``summary["seeds_needed"]`` computed from the seeds'
+    spread. An effect significantly the other way stays "not reproduced" (a finding at any power).
+    ``min_effect`` above ``|paper_effect|`` is refused (such a claim could never pass).
+
+    **Ties and discrete values** (epochs to a threshold, counts; or zero spread on both sides):
+    ``discrete=True``, or both sides constant, uses an exact permutation test (sign flips when
+    paired) in place of the t interval — with 3 seeds a side it can never reach ``alpha`` = 0.05,
+    so ``[2, 2, 2]`` vs ``[4, 4, 4]`` is "inconclusive", not "reproduced".
 
     Args:
-        ours, theirs: per-seed values (same seeds, any order).
+        ours, theirs: per-seed values (paired: same length and seed order).
         lower_is_better: True for errors (EPE), False for scores (AP).
-        min_effect: the smallest advantage (in the metric's unit, > 0) the claim is about.
-        metric: the metric's name (for the reason text).
-        alpha: two-sided level of the interval.
+        min_effect: the smallest advantage (metric's unit, > 0, ≤ ``|paper_effect|``) the claim is about.
+        metric: the metric's name (reason text). alpha: two-sided level. power: for the detectable effect.
         min_seeds: fewer values on either side → "inconclusive".
-        preset: the run's preset name; ``"fast"`` → "inconclusive".
+        preset: the run's preset name; ``"fast"`` → "inconclusive" (the statistics are still computed).
         evidence: the run's provenance (:func:`evidence`), kept on the verdict.
+        paired, paper_effect, discrete: see above.
 
     Example:
         >>> v = compare_seeds([5.0, 5.1, 4.9], [6.0, 6.1, 5.9], lower_is_better=True, min_effect=0.2)
@@ -155,54 +258,109 @@ def compare_seeds(ours: Iterable[float], theirs: Iterable[float], *, lower_is_be
         ('reproduced', 1.0)
         >>> compare_seeds([5.0], [6.0], lower_is_better=True, min_effect=0.2).verdict
         'inconclusive'
+        >>> v = compare_seeds([0.50, 0.53, 0.49], [0.50, 0.51, 0.50], lower_is_better=False,
+        ...                   min_effect=0.004, paper_effect=0.008)
+        >>> v.verdict, v.summary["seeds_needed"] > 3
+        ('inconclusive', True)
     """
     a, b = _as_values(ours, "ours"), _as_values(theirs, "theirs")
-    if not (math.isfinite(min_effect) and min_effect > 0):
+    if not (isinstance(min_effect, numbers.Real) and math.isfinite(min_effect) and min_effect > 0):
         raise ClaimError(f"min_effect must be a finite number > 0 (the smallest advantage the claim "
                          f"is about, in the metric's unit), got {min_effect!r}")
-    if int(min_seeds) < 2:
+    if isinstance(min_seeds, bool) or int(min_seeds) < 2:
         raise ClaimError(f"min_seeds must be >= 2 (a t interval needs two values), got {min_seeds}")
+    if not (0 < alpha < 0.5) or not (0.5 <= power < 1):
+        raise ClaimError(f"alpha must be in (0, 0.5) and power in [0.5, 1), got {alpha}, {power}")
+    if paired and a.size != b.size:
+        raise ClaimError(f"paired=True needs the same number of values on both sides (one per seed), "
+                         f"got {a.size} and {b.size}")
+    name = metric or "metric"
+    paper_adv = _paper_effect_advantage(paper_effect, lower_is_better, float(min_effect), name)
     ev = dict(evidence or {})
     preset = preset if preset is not None else ev.get("preset")
-    name = metric or "metric"
     summary: dict[str, Any] = {"metric": metric, "ours": a.tolist(), "theirs": b.tolist(),
                                "lower_is_better": bool(lower_is_better), "min_effect": float(min_effect),
-                               "alpha": float(alpha), "seeds": int(min(a.size, b.size))}
+                               "alpha": float(alpha), "seeds": int(min(a.size, b.size)),
+                               "paired": bool(paired), "test": "", "paper_effect": (
+                                   None if paper_effect is None else float(paper_effect))}
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return Verdict("inconclusive", f"non-finite {name} value(s)", summary, ev)
     sign = -1.0 if lower_is_better else 1.0
     adv = sign * (a.mean() - b.mean())
-    va, vb = (a.var(ddof=1) / a.size if a.size > 1 else float("nan"),
-              b.var(ddof=1) / b.size if b.size > 1 else float("nan"))
-    se = math.sqrt(va + vb) if math.isfinite(va + vb) else float("nan")
     summary.update(ours_mean=float(a.mean()), ours_std=_std(a), theirs_mean=float(b.mean()),
-                   theirs_std=_std(b), advantage=float(adv), standard_error=se)
-    if se > 0:  # computed for every preset, so a fast (CI) run takes the student's code path
-        df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+                   theirs_std=_std(b), advantage=float(adv))
+    tiny = 1e-12 * max(float(np.abs(a).max()), float(np.abs(b).max()), 1e-300)  # round-off spread
+    if paired:
+        d = sign * (a - b)
+        spread = _std(d)
+        se = spread / math.sqrt(d.size) if d.size > 1 else float("nan")
+        df = float(d.size - 1)
+        constant = d.size > 1 and spread <= tiny
+    else:
+        va = a.var(ddof=1) / a.size if a.size > 1 else float("nan")
+        vb = b.var(ddof=1) / b.size if b.size > 1 else float("nan")
+        se = math.sqrt(va + vb) if math.isfinite(va + vb) else float("nan")
+        spread = math.sqrt((_std(a) ** 2 + _std(b) ** 2) / 2)
+        df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else float("nan")
+        constant = a.size > 1 and b.size > 1 and max(_std(a), _std(b)) <= tiny
+    summary.update(standard_error=se)
+    use_permutation = bool(discrete) or constant
+    up = down = float("nan")
+    low = high = float("nan")
+    if use_permutation and min(a.size, b.size) >= 2:
+        up, down = _permutation_pvalues(a, b, sign, paired, float(min_effect))
+        summary.update(test="exact permutation (ties / discrete values)" + (", paired" if paired else ""),
+                       p_value_positive=up, p_value_below_min_effect=down)
+    elif math.isfinite(se) and se > 0 and not use_permutation:  # every preset: fast runs take this path too
         half = t_critical(df, alpha) * se
-    else:  # zero variance on both sides: the interval is the point
-        df, half = float("inf"), 0.0
-    low, high = adv - half, adv + half
-    if math.isfinite(low):
-        summary.update(df=float(df), interval=[float(low), float(high)])
+        low, high = adv - half, adv + half
+        summary.update(test="paired t" if paired else "Welch t", df=float(df), interval=[float(low), float(high)])
+        detectable = (t_critical(df, alpha) + t_quantile(power, df)) * se
+        summary["detectable_effect"] = float(detectable)
     if preset is not None and str(preset) in FAST_PRESETS:
         return Verdict("inconclusive", f"fast run (preset {preset!r}): a smoke test, never a finding",
                        summary, ev)
-    if min(a.size, b.size) < int(min_seeds):
-        return Verdict("inconclusive", f"{min(a.size, b.size)} seed(s) per side, fewer than {min_seeds}",
-                       summary, ev)
+    n_min = min(a.size, b.size)
+    if n_min < int(min_seeds):
+        return Verdict("inconclusive", f"{n_min} seed(s) per side, fewer than {min_seeds}", summary, ev)
     better = f"{name} {'lower' if lower_is_better else 'higher'}"
+    paper_txt = f"; the paper's {paper_effect:+.3g}" if paper_effect is not None else ""
+    if use_permutation:
+        if up <= alpha / 2 and adv >= min_effect:
+            return Verdict("reproduced", f"{better} by {adv:.3g} (permutation p = {up:.3g}{paper_txt})",
+                           summary, ev)
+        if down <= alpha / 2:
+            why = "the other way" if adv < 0 else f"smaller than the minimum effect {min_effect:g}"
+            return Verdict("not reproduced", f"advantage {adv:.3g}: {why} (permutation p = {down:.3g}"
+                           f"{paper_txt})", summary, ev)
+        return Verdict("inconclusive", f"advantage {adv:.3g} with tied / discrete values: a permutation "
+                       f"test over {n_min} seeds cannot decide (p = {min(up, down):.3g} > {alpha / 2:g})"
+                       f"{paper_txt}", summary, ev)
+    verdict = None
     if low > 0 and adv >= min_effect:
-        return Verdict("reproduced", f"{better} by {adv:.3g} (interval {low:.3g}..{high:.3g}, "
-                       f"minimum effect {min_effect:g})", summary, ev)
+        verdict = Verdict("reproduced", f"{better} by {adv:.3g} (interval {low:.3g}..{high:.3g}, "
+                          f"minimum effect {min_effect:g}{paper_txt})", summary, ev)
+    elif high < 0:
+        verdict = Verdict("not reproduced", f"advantage {adv:.3g} (interval {low:.3g}..{high:.3g}): "
+                          f"significantly the other way{paper_txt}", summary, ev)
+    if paper_adv is not None and "detectable_effect" in summary:
+        needed = _seeds_needed(spread, paired, paper_adv, alpha, power, n_min)
+        summary["seeds_needed"] = needed
+        if verdict is None and summary["detectable_effect"] > paper_adv:
+            more = f"≈ {needed} seeds" if needed is not None else "more than 10000 seeds"
+            return Verdict("inconclusive", f"under-powered: detecting the paper's {paper_effect:+.3g} "
+                           f"{name} needs {more} per side (with {n_min} the detectable effect is "
+                           f"{summary['detectable_effect']:.3g}; interval {low:.3g}..{high:.3g})",
+                           summary, ev)
+    if verdict is not None:
+        return verdict
     if high < min_effect:
-        why = "the other way" if high < 0 else f"smaller than the minimum effect {min_effect:g}"
         return Verdict("not reproduced", f"advantage {adv:.3g} (interval {low:.3g}..{high:.3g}): "
-                       f"{why}", summary, ev)
+                       f"smaller than the minimum effect {min_effect:g}{paper_txt}", summary, ev)
     return Verdict("inconclusive", f"advantage {adv:.3g}, interval {low:.3g}..{high:.3g} contains "
-                   f"both 0 and the minimum effect {min_effect:g}" if low <= 0 else
+                   f"both 0 and the minimum effect {min_effect:g}{paper_txt}" if low <= 0 else
                    f"advantage {adv:.3g} significant but below the minimum effect {min_effect:g} "
-                   f"with an interval reaching it ({low:.3g}..{high:.3g})", summary, ev)
+                   f"with an interval reaching it ({low:.3g}..{high:.3g}){paper_txt}", summary, ev)
 
 
 def compare_runs(ours: Iterable[float], theirs: Iterable[float], *, lower_is_better: bool,
@@ -338,6 +496,169 @@ def not_testable(reason: str, summary: Mapping | None = None, evidence: Mapping 
     return Verdict("inconclusive", f"not testable here: {reason}", dict(summary or {}), dict(evidence or {}))
 
 
+# ----------------------------------------------------------------------------- learnt, converged, chains
+@dataclass(frozen=True)
+class Readiness:
+    """Whether one compared side can carry a verdict: it has learnt, or it has converged.
+
+    ``ok``: the check passed; ``reason``: one sentence ("ipr has not learnt (AP 0.131 < floor
+    0.3)"); ``summary``: the numbers behind it.
+    """
+
+    name: str
+    check: str
+    ok: bool
+    reason: str
+    summary: dict = field(default_factory=dict)
+
+
+def has_learnt(name: str, values: Iterable[float], *, floor: float | None = None,
+               blind: float | None = None, metric: str = "AP", lower_is_better: bool = False,
+               margin: float = 0.1) -> Readiness:
+    """Has ``name`` learnt? Its mean per-seed ``metric`` reaches ``floor`` (e.g. AP ≥ 0.3), and/or
+    beats the ``blind`` baseline's value (a constant mean-pose / mean-heatmap guess) by at least
+    ``margin`` of it (10 %: EPE ≤ 0.9 × blind for an error).
+
+    Example:
+        >>> has_learnt("ipr", [0.13, 0.12, 0.14], floor=0.3).reason
+        'ipr has not learnt (AP 0.13 < floor 0.3)'
+        >>> has_learnt("sar_fg_fc", [30.9, 31.2], blind=31.0, metric="EPE", lower_is_better=True).ok
+        False
+    """
+    if floor is None and blind is None:
+        raise ClaimError("has_learnt needs a floor, a blind baseline value, or both")
+    vals = _as_values(values, f"{name} {metric}")
+    mean = float(vals.mean()) if np.all(np.isfinite(vals)) else float("nan")
+    summary = {"metric": metric, "per_seed": vals.tolist(), "mean": mean, "floor": floor, "blind": blind,
+               "margin": float(margin), "lower_is_better": bool(lower_is_better)}
+    problems = []
+    if not math.isfinite(mean):
+        problems.append(f"{metric} not finite")
+    else:
+        if floor is not None and (mean > floor if lower_is_better else mean < floor):
+            problems.append(f"{metric} {mean:.3g} {'>' if lower_is_better else '<'} floor {floor:g}")
+        if blind is not None:
+            target = blind * (1 - margin) if lower_is_better else blind * (1 + margin)
+            if (mean > target) if lower_is_better else (mean < target):
+                problems.append(f"{metric} {mean:.3g}, not {margin:.0%} better than the blind guess's "
+                                f"{blind:.3g}")
+    if problems:
+        return Readiness(name, "learnt", False, f"{name} has not learnt ({'; '.join(problems)})", summary)
+    return Readiness(name, "learnt", True, f"{name} has learnt ({metric} {mean:.3g})", summary)
+
+
+def _gain_over_tail(steps: Sequence[float], values: Sequence[float], fraction: float) -> float | None:
+    s, v = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    order = np.argsort(s)
+    s, v = s[order], v[order]
+    if s.size < 2 or not np.all(np.isfinite(v)) or s[-1] <= s[0]:
+        return None
+    start = s[-1] - fraction * s[-1]
+    if start < s[0]:
+        return None  # no validation early enough to see the last part of training
+    return float(v[-1] - np.interp(start, s, v))
+
+
+def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: float = 0.2,
+                  metric: str = "AP", lower_is_better: bool = False, relative: bool = False) -> Readiness:
+    """Has ``name`` converged? Over the last ``fraction`` of training (by step), its validation
+    ``metric`` improved by less than ``tolerance`` (mean over seeds; linear interpolation between
+    validations) — in the metric's unit, or with ``relative=True`` as a share of the final value
+    (0.05: less than 5 % of the final AP gained over the last fifth). ``curves``: one per seed,
+    each ``(steps, values)`` or a ``{"steps", "values"}`` mapping. A curve with no validation
+    before the last ``fraction`` cannot tell: not converged.
+
+    Example:
+        >>> has_converged("emd", [([250, 500, 625], [0.03, 0.118, 0.136])], tolerance=0.01).reason
+        'emd not converged at 625 steps (AP +0.018 over the last 20% of training > tolerance 0.01)'
+        >>> has_converged("emd", [([250, 500, 625], [0.03, 0.118, 0.136])], tolerance=0.05,
+        ...               relative=True).reason
+        'emd not converged at 625 steps (AP +13% over the last 20% of training > tolerance 5%)'
+    """
+    if not (isinstance(tolerance, numbers.Real) and math.isfinite(tolerance) and tolerance > 0):
+        raise ClaimError(f"tolerance must be a finite number > 0, got {tolerance!r}")
+    if not (0 < fraction < 1):
+        raise ClaimError(f"fraction must be in (0, 1), got {fraction!r}")
+    gains, last_steps = [], []
+    for curve in curves:
+        steps, values = (curve["steps"], curve["values"]) if isinstance(curve, Mapping) else curve
+        g = _gain_over_tail(steps, values, fraction)
+        last_steps.append(int(max(steps)) if len(steps) else 0)
+        if g is not None and lower_is_better:
+            g = -g
+        if g is not None and relative:
+            last = abs(float(np.asarray(values, dtype=np.float64)[np.argmax(np.asarray(steps))]))
+            g = g / last if last > 0 else float("inf")
+        gains.append(float("nan") if g is None else g)
+    summary = {"metric": metric, "gains": gains, "tolerance": float(tolerance), "fraction": float(fraction),
+               "relative": bool(relative), "steps": last_steps}
+    at = f" at {max(last_steps)} steps" if last_steps else ""
+    if not gains or not all(math.isfinite(g) or g == float("inf") for g in gains) or any(
+            math.isnan(g) for g in gains):
+        return Readiness(name, "converged", False, f"{name}: convergence cannot be told{at} (no "
+                         f"validation before the last {fraction:.0%} of training)", summary)
+    mean = float(np.mean(gains))
+    summary["mean_gain"] = mean
+    shown = f"{mean:+.0%}" if relative else f"{mean:+.3g}"
+    tol = f"{tolerance:.0%}" if relative else f"{tolerance:g}"
+    if mean > tolerance:
+        return Readiness(name, "converged", False, f"{name} not converged{at} ({metric} {shown} over "
+                         f"the last {fraction:.0%} of training > tolerance {tol})", summary)
+    return Readiness(name, "converged", True, f"{name} converged{at} ({metric} {shown} over the last "
+                     f"{fraction:.0%})", summary)
+
+
+def require_ready(verdict: Verdict, checks: Iterable[Readiness]) -> Verdict:
+    """The verdict stands only if every compared side has learnt and converged; otherwise
+    "inconclusive" naming each side that has not (a fast run keeps its own reason first).
+
+    Example:
+        >>> v = Verdict("not reproduced", "the other way")
+        >>> require_ready(v, [has_learnt("ipr", [0.13, 0.12, 0.14], floor=0.3)]).verdict
+        'inconclusive'
+    """
+    checks = list(checks)
+    summary = {**verdict.summary, "readiness": [
+        {"name": c.name, "check": c.check, "ok": c.ok, "reason": c.reason, **c.summary} for c in checks]}
+    failing = [c.reason for c in checks if not c.ok]
+    if not failing or verdict.reason.startswith("fast run"):
+        return verdict.replace(summary=summary)
+    if verdict.verdict == "inconclusive":  # already undecided: keep its reason first
+        return verdict.replace(summary=summary, reason=f"{verdict.reason}; " + "; ".join(failing))
+    return verdict.replace(verdict="inconclusive", summary=summary,
+                           reason="; ".join(failing) + f" (the comparison alone said: {verdict.verdict})")
+
+
+def chain_verdict(links: Mapping[str, Verdict], *, order: str = "") -> Verdict:
+    """An ordering claim (A ≤ B ≤ C ...) from one verdict per link, each kept in the summary.
+
+    "reproduced" when every link is; "not reproduced" when any link is (naming it: a broken
+    chain is not "inconclusive"); else "inconclusive", saying which links hold and which are
+    undecided.
+
+    Example:
+        >>> r, n = Verdict("reproduced", "x"), Verdict("not reproduced", "y")
+        >>> chain_verdict({"mse < rank": r, "rank < rs": n}).reason
+        'broken at rank < rs: y (holds: mse < rank)'
+    """
+    if not links:
+        raise ClaimError("chain_verdict needs at least one link")
+    summary = {"order": order, "links": {k: {"verdict": v.verdict, "reason": v.reason, **v.summary}
+                                         for k, v in links.items()}}
+    ev = next(iter(links.values())).evidence
+    holds = [k for k, v in links.items() if v.verdict == "reproduced"]
+    broken = [k for k, v in links.items() if v.verdict == "not reproduced"]
+    open_ = [k for k, v in links.items() if v.verdict == "inconclusive"]
+    held = f" (holds: {', '.join(holds)})" if holds else ""
+    if broken:
+        return Verdict("not reproduced", "broken at " + "; ".join(f"{k}: {links[k].reason}" for k in broken)
+                       + held, summary, ev)
+    if not open_:
+        return Verdict("reproduced", f"every link holds: {', '.join(holds)}", summary, ev)
+    return Verdict("inconclusive", "undecided: " + "; ".join(f"{k}: {links[k].reason}" for k in open_)
+                   + held, summary, ev)
+
+
 def evidence(*, preset, seeds: Sequence[int], per_seed: Mapping, input_size, heatmap_size, data,
              **extra) -> dict:
     """The provenance every empirical record carries (:data:`EVIDENCE_KEYS` plus ``extra``).
@@ -355,22 +676,29 @@ def evidence(*, preset, seeds: Sequence[int], per_seed: Mapping, input_size, hea
 
 def simulate_false_verdicts(n_seeds: int = 3, trials: int = 20000, *, effect: float = 0.0,
                             sd: float = 1.0, min_effect: float = 0.5, n_metrics: int = 1,
-                            alpha: float = 0.05, seed: int = 0) -> dict[str, float]:
+                            alpha: float = 0.05, seed: int = 0, paired: bool = False,
+                            paper_effect: float | None = None, seed_sd: float = 0.0) -> dict[str, float]:
     """Share of each verdict when per-seed values are drawn N(effect, sd²) vs N(0, sd²).
 
-    ``n_metrics > 1`` draws independent metrics and combines them with
-    :func:`combine_verdicts` (unanimous). Vectorised re-implementation of the decision rule is
-    not used: every trial calls :func:`compare_seeds`, so the simulation tests the real code.
+    ``paired=True`` adds a per-seed component N(0, seed_sd²) shared by both sides (same seed,
+    same model) and judges with the paired test. ``paper_effect`` is passed to the rule (the
+    power check). ``n_metrics > 1`` draws independent metrics combined with
+    :func:`combine_verdicts` (unanimous). Every trial calls :func:`compare_seeds`, so the
+    simulation tests the real code: with ``effect=0`` the "reproduced" share is the false
+    "reproduced" rate; with ``effect=paper_effect`` the "not reproduced" share is the false
+    "not reproduced" rate.
     """
     rng = np.random.default_rng(seed)
     counts = dict.fromkeys(VERDICTS, 0)
     for _ in range(int(trials)):
         per = {}
         for m in range(n_metrics):
-            ours = rng.normal(effect, sd, n_seeds)
-            theirs = rng.normal(0.0, sd, n_seeds)
+            shared = rng.normal(0.0, seed_sd, n_seeds) if paired else 0.0
+            ours = shared + rng.normal(effect, sd, n_seeds)
+            theirs = shared + rng.normal(0.0, sd, n_seeds)
             per[f"m{m}"] = compare_seeds(ours, theirs, lower_is_better=False, min_effect=min_effect,
-                                         alpha=alpha, min_seeds=min(3, n_seeds))
+                                         alpha=alpha, min_seeds=min(3, n_seeds), paired=paired,
+                                         paper_effect=paper_effect)
         counts[(combine_verdicts(per) if n_metrics > 1 else per["m0"]).verdict] += 1
     return {k: v / trials for k, v in counts.items()}
 

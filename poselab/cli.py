@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                                        timeout=args.timeout)
             except ValueError as exc:
                 raise CliError(str(exc)) from None
-        if args.command in ("train", "recipes", "results", "arena"):
+        if args.command in ("train", "recipes", "results", "arena", "replicate"):
             from poselab.experiments.cli import dispatch
             return dispatch(args)
         if args.command == "data" and args.data_command == "synth":

@@ -101,12 +101,142 @@ def test_compare_seeds_never_concludes_on_fast_few_seeds_or_nonfinite():
         claims.compare_seeds([], [1.0], **kw)
 
 
-def test_zero_variance_tiny_difference_is_not_reproduced():
-    """The old rule called a 1e-12 difference with zero variance "reproduced"."""
-    v = claims.compare_seeds([1.0 - 1e-12] * 3, [1.0] * 3, lower_is_better=True, min_effect=1e-3)
+def test_zero_variance_and_ties_use_a_permutation_test():
+    """Equal values have zero variance: the old rule called [2, 2, 2] vs [4, 4, 4] "reproduced"
+    and a 1e-12 difference "not reproduced" from three seeds. A permutation test over 3 + 3
+    values cannot reach p <= 0.025, so both are "inconclusive"; with 5 seeds a side it decides."""
+    kw = dict(lower_is_better=True, min_effect=1e-3)
+    v = claims.compare_seeds([2.0] * 3, [4.0] * 3, **kw)
+    assert v.verdict == "inconclusive" and "permutation" in v.summary["test"]
+    assert claims.compare_seeds([1.0 - 1e-12] * 3, [1.0] * 3, **kw).verdict == "inconclusive"
+    assert claims.compare_seeds([2.0] * 5, [4.0] * 5, **kw).verdict == "reproduced"
+    assert claims.compare_seeds([1.0 - 1e-12] * 5, [1.0] * 5, **kw).verdict == "not reproduced"
+    # discrete measurements (epochs to a fraction: 2, 4 or 5) ask for the permutation test
+    d = claims.compare_seeds([2, 2, 4, 2, 2], [4, 5, 4, 5, 5], discrete=True, **kw)
+    assert d.verdict == "reproduced" and d.summary["p_value_positive"] < 0.025
+    assert claims.compare_seeds([2, 4, 2], [4, 5, 4], discrete=True, **kw).verdict == "inconclusive"
+    # paired sign flips: 5 pairs cannot reach 0.025 (1/32 = 0.031), 6 can (1/64)
+    assert claims.compare_seeds([1.0] * 5, [2.0] * 5, paired=True, **kw).verdict == "inconclusive"
+    assert claims.compare_seeds([1.0] * 6, [2.0] * 6, paired=True, **kw).verdict == "reproduced"
+
+
+def test_paired_values_get_a_paired_interval():
+    """RSPose's raw vs min-max scaled AP of the same models: seed-to-seed spread is large, the
+    within-model difference tiny. Unpaired the interval is ±0.02 wide; paired it is ±0.002."""
+    raw = [0.540, 0.512, 0.561]
+    scaled = [0.5395, 0.5112, 0.5607]
+    kw = dict(lower_is_better=False, min_effect=0.005)
+    unpaired = claims.compare_seeds(raw, scaled, **kw)
+    paired = claims.compare_seeds(raw, scaled, paired=True, **kw)
+    lo_u, hi_u = unpaired.summary["interval"]
+    lo_p, hi_p = paired.summary["interval"]
+    assert hi_u - lo_u > 10 * (hi_p - lo_p)
+    assert paired.summary["test"] == "paired t" and unpaired.summary["test"] == "Welch t"
+    assert paired.verdict == "not reproduced" and unpaired.verdict == "inconclusive"
+    with pytest.raises(claims.ClaimError, match="same number"):
+        claims.compare_seeds([1, 2, 3], [1, 2], paired=True, **kw)
+
+
+def test_under_powered_is_inconclusive_naming_the_seeds_needed():
+    """RSPose's +0.8 AP with a seed spread of ~0.02 AP: three seeds cannot see it."""
+    ours, theirs = [0.545, 0.520, 0.560], [0.540, 0.528, 0.552]
+    v = claims.compare_seeds(ours, theirs, lower_is_better=False, min_effect=0.004, paper_effect=0.008)
+    assert v.verdict == "inconclusive" and v.reason.startswith("under-powered")
+    assert v.summary["detectable_effect"] > 0.008
+    n = v.summary["seeds_needed"]
+    assert isinstance(n, int) and n > 3 and f"≈ {n} seeds" in v.reason
+    # the seeds needed are right: with n seeds of that spread the detectable effect is <= 0.008
+    spread = math.sqrt((np.var(ours, ddof=1) + np.var(theirs, ddof=1)) / 2)
+    df = 2 * n - 2
+    assert (claims.t_critical(df) + claims.t_quantile(0.8, df)) * spread * math.sqrt(2 / n) <= 0.008
+    df = 2 * (n - 1) - 2
+    assert (claims.t_critical(df) + claims.t_quantile(0.8, df)) * spread * math.sqrt(2 / (n - 1)) > 0.008
+    # the same data without the paper's effect: no power statement, an ordinary inconclusive
+    plain = claims.compare_seeds(ours, theirs, lower_is_better=False, min_effect=0.004)
+    assert plain.verdict == "inconclusive" and "under-powered" not in plain.reason
+    # well powered, a null result is "not reproduced"
+    tight = claims.compare_seeds([0.5401, 0.5399, 0.5400], [0.5400, 0.5401, 0.5399],
+                                 lower_is_better=False, min_effect=0.004, paper_effect=0.008)
+    assert tight.verdict == "not reproduced" and tight.summary["detectable_effect"] < 0.008
+    # significantly the other way stays a finding even when under-powered for the paper's effect
+    other = claims.compare_seeds([0.40, 0.41, 0.42], [0.50, 0.52, 0.51], lower_is_better=False,
+                                 min_effect=0.001, paper_effect=0.002)
+    assert other.verdict == "not reproduced" and "other way" in other.reason
+
+
+def test_paper_effect_is_checked_against_the_claim():
+    kw = dict(ours=[1.0, 1.1, 1.2], theirs=[1.0, 1.1, 1.2])
+    with pytest.raises(claims.ClaimError, match="exceeds the paper's own effect"):
+        claims.compare_seeds(**kw, lower_is_better=False, min_effect=0.01, paper_effect=0.008)
+    with pytest.raises(claims.ClaimError, match="against the claim's direction"):
+        claims.compare_seeds(**kw, lower_is_better=True, min_effect=0.1, paper_effect=0.5)
+    v = claims.compare_seeds([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], lower_is_better=True, min_effect=0.2,
+                             paper_effect=-0.5, metric="EPE")
+    assert v.verdict == "reproduced" and v.summary["paper_effect"] == -0.5 and "-0.5" in v.reason
+
+
+def test_a_side_that_has_not_learnt_is_never_not_reproduced():
+    """bcir.localization: IPR at AP 0.13 'the other way' was printed as not reproduced."""
+    v = claims.compare_seeds([0.13, 0.12, 0.14], [0.50, 0.52, 0.51], lower_is_better=False, min_effect=0.01)
     assert v.verdict == "not reproduced"
-    v = claims.compare_seeds([0.5] * 3, [1.0] * 3, lower_is_better=True, min_effect=1e-3)
-    assert v.verdict == "reproduced"  # deterministic and large: a finding
+    checks = [claims.has_learnt("ipr", [0.13, 0.12, 0.14], floor=0.3),
+              claims.has_learnt("mse", [0.50, 0.52, 0.51], floor=0.3)]
+    judged = claims.require_ready(v, checks)
+    assert judged.verdict == "inconclusive" and "ipr has not learnt (AP 0.13 < floor 0.3)" in judged.reason
+    assert [c["ok"] for c in judged.summary["readiness"]] == [False, True]
+    assert claims.require_ready(v, checks[1:]).verdict == "not reproduced"
+    # an error metric against the blind mean-pose guess
+    blind = claims.has_learnt("sar_fg_fc", [30.8, 31.1, 31.0], blind=31.0, metric="EPE", lower_is_better=True)
+    assert not blind.ok and "blind" in blind.reason
+    assert claims.has_learnt("sar", [12.0, 13.0, 12.5], blind=31.0, metric="EPE", lower_is_better=True).ok
+    with pytest.raises(claims.ClaimError):
+        claims.has_learnt("x", [1.0])
+
+
+def test_a_side_still_rising_is_not_converged():
+    """EMD's AP 0.030 -> 0.118 -> 0.136 at the default budget is still rising."""
+    rising = [([250, 500, 625], [0.030, 0.118, 0.136])] * 3
+    c = claims.has_converged("emd", rising, tolerance=0.01)
+    assert not c.ok and c.reason.startswith("emd not converged at 625 steps")
+    flat = [([250, 500, 625], [0.50, 0.540, 0.543]), ([250, 500, 625], [0.49, 0.530, 0.531])]
+    assert claims.has_converged("mse", flat, tolerance=0.01).ok
+    # no validation before the last fifth: cannot tell
+    assert not claims.has_converged("x", [([625], [0.5])], tolerance=0.01).ok
+    # an error metric converges when it stops falling
+    assert claims.has_converged("e", [([1, 8, 10], [9.0, 5.0, 4.99])], tolerance=0.1, metric="EPE",
+                                lower_is_better=True).ok
+    v = claims.Verdict("reproduced", "x")
+    assert claims.require_ready(v, [c]).verdict == "inconclusive"
+    assert claims.require_ready(claims.Verdict("inconclusive", "fast run (preset 'fast'): x"),
+                                [c]).reason.startswith("fast run")
+
+
+def test_a_broken_chain_is_not_reproduced_naming_the_link():
+    r = claims.compare_seeds([0.30, 0.31, 0.32], [0.10, 0.11, 0.12], lower_is_better=False, min_effect=0.01)
+    n = claims.compare_seeds([0.30, 0.31, 0.32], [0.45, 0.46, 0.47], lower_is_better=False, min_effect=0.01)
+    i = claims.compare_seeds([0.30, 0.35, 0.25], [0.29, 0.36, 0.27], lower_is_better=False, min_effect=0.01)
+    chain = claims.chain_verdict({"S-Rank > MSE": r, "S-RS > S-Rank": n, "S-RS+IS > S-RS": i},
+                                 order="MSE < S-Rank < S-RS < S-RS+IS")
+    assert chain.verdict == "not reproduced" and "broken at S-RS > S-Rank" in chain.reason
+    assert "holds: S-Rank > MSE" in chain.reason
+    assert set(chain.summary["links"]) == {"S-Rank > MSE", "S-RS > S-Rank", "S-RS+IS > S-RS"}
+    assert claims.chain_verdict({"a": r, "b": i}).verdict == "inconclusive"
+    assert claims.chain_verdict({"a": r, "b": r}).verdict == "reproduced"
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5])
+@pytest.mark.parametrize("paired", [False, True])
+def test_false_verdicts_stay_under_five_percent(n_seeds, paired):
+    """Under the null, false "reproduced" <= 5 %; under the paper's effect, false "not
+    reproduced" <= 5 % (minimum effect = half the paper's), for 3 and 5 seeds, paired or not."""
+    kw = dict(n_seeds=n_seeds, trials=2500, sd=1.0, min_effect=0.5, paired=paired, seed_sd=2.0,
+              paper_effect=1.0)
+    null = claims.simulate_false_verdicts(effect=0.0, seed=11, **kw)
+    assert null["reproduced"] <= 0.05
+    real = claims.simulate_false_verdicts(effect=1.0, seed=12, **kw)
+    assert real["not reproduced"] <= 0.05
+    big = claims.simulate_false_verdicts(effect=4.0, seed=13, **{**kw, "paper_effect": 4.0, "min_effect": 2.0})
+    assert big["reproduced"] > 0.3  # the rule has power where the seeds can see the effect
 
 
 def _old_rule_rate(trials, rng):

@@ -270,8 +270,46 @@ def test_compare_recipes_verdicts_carry_evidence_and_respect_the_floor(first_run
     fake.results = [res]
     weak = compare_recipes(fake, "a", "b", metric="EPE_crop", min_effect=0.1, floor=0.3)
     assert weak.verdict == "inconclusive" and "baseline too weak" in weak.reason
-    strong = compare_recipes(fake, "a", "b", metric="EPE_crop", min_effect=0.1, floor=0.05)
+    strong = compare_recipes(fake, "a", "b", metric="EPE_crop", min_effect=0.1, floor=0.05,
+                             converge_tolerance=None)
     assert strong.verdict == "reproduced"
+    # no validation curve for a and b: convergence cannot be told, so no finding
+    unknown = compare_recipes(fake, "a", "b", metric="EPE_crop", min_effect=0.1, floor=0.05)
+    assert unknown.verdict == "inconclusive" and "convergence cannot be told" in unknown.reason
+
+
+def _fake_run(res, recipe, seed, ap, curve):
+    import dataclasses
+    metrics = {ex.GENERATED_VAL: {**res.metrics[ex.GENERATED_VAL], "AP": ap}}
+    history = {**res.history, "val": [{"step": s, "AP": v} for s, v in curve],
+               "step_times": [0.1] * int(curve[-1][0])}
+    return dataclasses.replace(res, recipe=recipe, seed=seed, metrics=metrics, history=history, preset="default")
+
+
+def test_compare_recipes_needs_both_sides_learnt_and_converged(first_run):
+    """HDM's emd vs mse at the default budget: EMD's AP was still rising (0.030 -> 0.118 -> 0.136)
+    and 'not reproduced, the other way' was printed for a model that never converged."""
+    from poselab.experiments import compare_recipes
+    res, _ = first_run
+    mse = [_fake_run(res, "mse", s, ap, [(250, ap - 0.19), (500, ap - 0.014), (625, ap)])
+           for s, ap in enumerate((0.543, 0.528, 0.552))]
+    emd = [_fake_run(res, "emd", s, ap, [(250, 0.03), (500, ap - 0.018), (625, ap)])
+           for s, ap in enumerate((0.136, 0.130, 0.140))]
+    table = ex.ComparisonTable(mse + emd)
+    plain = compare_recipes(table, "emd", "mse", metric="AP", min_effect=0.01, converge_tolerance=None,
+                            floor=None)
+    assert plain.verdict == "not reproduced"  # what the chapter used to print
+    judged = compare_recipes(table, "emd", "mse", metric="AP", min_effect=0.01)
+    assert judged.verdict == "inconclusive"
+    assert "emd has not learnt (AP 0.135 < floor 0.3)" in judged.reason
+    assert "emd not converged at 625 steps" in judged.reason and "mse not converged" not in judged.reason
+    assert judged.evidence["steps"] == {"emd": [625], "mse": [625]}
+    # once emd has learnt and converged, the same rule can say "not reproduced"
+    emd_done = [_fake_run(res, "emd", s, ap, [(250, 0.3), (500, ap - 0.004), (625, ap)])
+                for s, ap in enumerate((0.436, 0.430, 0.440))]
+    done = compare_recipes(ex.ComparisonTable(mse + emd_done), "emd", "mse", metric="AP", min_effect=0.01,
+                           paper_effect=0.02)
+    assert done.verdict == "not reproduced" and done.summary["paper_effect"] == 0.02
 
 
 def test_per_item_data_path_trains_the_same_persons(first_run, monkeypatch):

@@ -6,6 +6,7 @@
     poselab arena [--recipes R ...] [--seeds N ...] [--data D] [--preset P] [--device D] [--out DIR]
     poselab results [--recipe NAME]
     poselab results verify FILE [--seed N ...] [--tol T]
+    poselab replicate CHAPTER [--preset P] [--seeds N ...] [--jobs N] [--device D] [--plan]
 """
 from __future__ import annotations
 
@@ -53,6 +54,23 @@ def add_parsers(sub) -> None:
     r.add_argument("--recipe", default=None, help="only runs of this recipe")
     r.add_argument("--seed", type=int, nargs="+", default=None, help="verify only these seeds")
     r.add_argument("--tol", type=float, default=1e-6, help="allowed |recorded - now| (default 1e-6)")
+    rp = sub.add_parser("replicate", help="train and record, run by run, what a chapter's empirical "
+                                          "claims need at a deciding scale (resumes where it stopped)")
+    rp.add_argument("chapter", help="chapter number, name or file stem (e.g. 04, hdm, 04_hdm)")
+    rp.add_argument("--preset", default="full", help="fast | default | full (default: full)")
+    rp.add_argument("--seeds", "--seed", dest="seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                    help="seeds (default 0 1 2 3 4)")
+    rp.add_argument("--jobs", type=int, default=None,
+                    help="runs trained at once, each in its own process (one thread each on a CPU)")
+    rp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    rp.add_argument("--data", default="synth", help="'synth' or a COCO folder (default synth)")
+    rp.add_argument("--out", default=None,
+                    help="records root (default results/replications of this checkout)")
+    rp.add_argument("--plan", action="store_true",
+                    help="list the runs, which are recorded, and the expected CPU time; train nothing")
+    rp.add_argument("--in-place", action="store_true",
+                    help="train the code imported here instead of a clean worktree of HEAD")
+    rp.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
 
 
 def _error(message: str):
@@ -225,4 +243,42 @@ def dispatch(args: argparse.Namespace) -> int | None:
         return _arena(args)
     if args.command == "results":
         return _results(args)
+    if args.command == "replicate":
+        return _replicate(args)
     return None
+
+
+def _replicate(args) -> int:
+    from . import replicate as rep
+    try:
+        k, n = (int(v) for v in str(args.shard).split("/"))
+    except ValueError:
+        raise _error(f"--shard must be K/N, got {args.shard!r}") from None
+    if any(s < 0 for s in args.seeds):
+        raise _error(f"--seeds must be non-negative, got {args.seeds}")
+    if args.jobs is not None and args.jobs < 1:
+        raise _error(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        from .presets import get_preset
+        get_preset(args.preset)
+        if args.plan:
+            rows = rep.plan(args.chapter, preset=args.preset, seeds=args.seeds, root=args.out)
+            total = sum(r["expected_seconds"] or 0 for r in rows if not r["recorded"])
+            unknown = sum(1 for r in rows if not r["recorded"] and r["expected_seconds"] is None)
+            print(f"{'recipe':24s} {'seed':>4s} {'recorded':>8s} {'steps':>7s} {'s/step':>7s} {'CPU h':>6s}")
+            for r in rows:
+                sps = f"{r['seconds_per_step']:.3f}" if r["seconds_per_step"] else "?"
+                hours = f"{r['expected_seconds'] / 3600:.2f}" if r["expected_seconds"] else "?"
+                print(f"{r['recipe']:24s} {r['seed']:>4d} {'yes' if r['recorded'] else 'no':>8s} "
+                      f"{r['steps'] or '?':>7} {sps:>7s} {hours:>6s}")
+            print(f"to train: {sum(not r['recorded'] for r in rows)} run(s), about {total / 3600:.1f} "
+                  f"single-thread CPU hours" + (f" plus {unknown} run(s) never timed" if unknown else ""))
+            return 0
+        written = rep.replicate(args.chapter, preset=args.preset, seeds=args.seeds, jobs=args.jobs,
+                                device=args.device, data=args.data, root=args.out,
+                                worktree=not args.in_place, shard=(k, n))
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise _error(str(exc).strip("'\"")) from None
+    if (k, n) == (0, 1):
+        print(f"{len(written)} run(s) recorded now")
+    return 0

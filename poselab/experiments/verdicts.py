@@ -16,11 +16,15 @@ from typing import Sequence
 from .. import claims
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "table_evidence", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR"]
+__all__ = ["compare_recipes", "table_evidence", "validation_curves", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR",
+           "DEFAULT_CONVERGE_TOLERANCE"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
 #: the baseline AP on generated val below which no loss comparison is a finding
 DEFAULT_AP_FLOOR = 0.3
+#: a run has converged when its validation AP rose by less than this share of its final value
+#: over the last fifth of training (MSE at the default preset: +2.6 %; EMD: +13 %)
+DEFAULT_CONVERGE_TOLERANCE = 0.05
 
 
 def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
@@ -36,11 +40,32 @@ def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
                            data=f"{first.data} ({set_name})")
 
 
+def validation_curves(table: ComparisonTable, recipe: str, metric: str = "AP") -> list[tuple[list, list]]:
+    """Per-seed ``(steps, values)`` of ``metric`` from each run's validations during training."""
+    curves = []
+    for r in table.results:
+        if r.recipe != recipe:
+            continue
+        rows = [row for row in (r.history or {}).get("val", []) if row.get(metric) is not None]
+        curves.append(([float(row["step"]) for row in rows], [float(row[metric]) for row in rows]))
+    return curves
+
+
 def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: str = "AP",
                     min_effect: float, set_name: str = GENERATED_VAL,
                     lower_is_better: bool | None = None, baseline: str | None = None,
-                    floor: float | None = DEFAULT_AP_FLOOR, floor_metric: str = "AP") -> claims.Verdict:
-    """Verdict for "``ours`` beats ``theirs`` on ``metric`` by at least ``min_effect``".
+                    floor: float | None = DEFAULT_AP_FLOOR, floor_metric: str = "AP",
+                    paper_effect: float | None = None, paired: bool = False,
+                    converge_tolerance: float | None = DEFAULT_CONVERGE_TOLERANCE) -> claims.Verdict:
+    """Verdict for "``ours`` beats ``theirs`` on ``metric``", the paper's effect beside ours.
+
+    The rule is :func:`poselab.claims.compare_seeds` (with ``paper_effect``: the power check;
+    ``paired``: same seeds' runs paired). Then both sides must be able to carry a verdict
+    (:func:`poselab.claims.require_ready`): the baseline's ``floor_metric`` reaches ``floor``
+    (:func:`~poselab.claims.apply_floor`), **each** compared recipe has learnt (its own
+    ``floor_metric`` ≥ ``floor``) and converged (its validation ``floor_metric`` gained less
+    than ``converge_tolerance`` of its final value over the last fifth of training) — else
+    "inconclusive", naming the side ("emd not converged at 625 steps ...").
 
     Args:
         table: a :func:`compare` result holding both recipes.
@@ -50,15 +75,27 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
         set_name: evaluation set.
         lower_is_better: default: True for EPE and time/memory, else False.
         baseline: whose ``floor_metric`` must reach ``floor`` (default ``theirs``).
-        floor: the floor (default :data:`DEFAULT_AP_FLOOR`); None skips the floor rule.
+        floor: the floor (default :data:`DEFAULT_AP_FLOOR`); None skips the floor rules.
+        paper_effect: the paper's ours − theirs in ``metric``'s unit (signed).
+        converge_tolerance: relative gain over the last fifth allowed (None skips the check).
     """
     lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
     ev = table_evidence(table, [ours, theirs], metric, set_name)
+    ev["steps"] = {r: sorted({len((x.history or {}).get("step_times", [])) for x in table.results
+                              if x.recipe == r}) for r in (ours, theirs)}
     v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
                              lower_is_better=lower, min_effect=min_effect, metric=metric,
-                             preset=table.results[0].preset, evidence=ev)
+                             preset=table.results[0].preset, evidence=ev, paired=paired,
+                             paper_effect=paper_effect)
+    checks = []
     if floor is not None:
         base = baseline or theirs
         v = claims.apply_floor(v, table.values(base, floor_metric, set_name), floor,
                                name=f"{base} {floor_metric}")
-    return v
+        checks += [claims.has_learnt(r, table.values(r, floor_metric, set_name), floor=floor,
+                                     metric=floor_metric) for r in (ours, theirs) if r != base]
+    if converge_tolerance is not None:
+        checks += [claims.has_converged(r, validation_curves(table, r, floor_metric),
+                                        tolerance=converge_tolerance, relative=True, metric=floor_metric)
+                   for r in (ours, theirs)]
+    return claims.require_ready(v, checks)

@@ -1,0 +1,279 @@
+"""Recorded replications at a deciding scale: ``poselab replicate CHAPTER``.
+
+    poselab replicate 04 --preset full --seeds 0 1 2 3 4 --jobs 2
+    poselab replicate 04 --plan          # what would train, what is recorded, the CPU-hour budget
+
+A chapter's live run (a student's budget) rarely decides an empirical claim; a replication
+trains what the chapter's empirical claims compare (:func:`chapter_recipes`) at a larger preset
+and more seeds, and records **each run the moment it finishes** as one JSON file under
+``results/replications/<chapter file stem>/<recipe>__<preset>__seed<N>.json``: recipe, seed,
+preset, data, metrics, the validation curve, commit, source digest, threads, device, machine,
+wall and CPU time. A run already recorded is skipped, so an interrupted replication is resumed by
+running the command again — on another day, or another machine (commit the records).
+
+By default the runs train from a clean ``git worktree`` of the checkout's HEAD commit
+(``.worktrees/replicate-<sha>``): editing the checkout never changes a running replication, and
+every record names the one commit it trained. Several runs train side by side in one-thread
+worker processes on a CPU (``--jobs``), or one after another on a GPU (``--device cuda``).
+
+:func:`recorded_table` turns the records back into a :class:`ComparisonTable`, so a chapter
+judges its claims on the recorded runs with the same rule as on its live run, and shows both.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .cache import source_digest
+from .presets import Preset, get_preset
+from .registry import Recipe, get_recipe
+from .runner import ComparisonTable, RunResult, _jsonable, compare
+
+__all__ = ["RECORD_KIND", "chapter_recipes", "replication_folder", "record_file", "recorded_runs",
+           "recorded_table", "replicate", "plan", "REPLICATIONS_DIR"]
+
+RECORD_KIND = "poselab-replication-run"
+_REPO = Path(__file__).resolve().parent.parent.parent
+#: where the committed records live (``results/replications/<chapter stem>/``)
+REPLICATIONS_DIR = _REPO / "results" / "replications"
+
+
+def _chapter_stem(chapter: str) -> str:
+    from poselab.cli import resolve_chapters  # the chapters' names, numbers and stems
+    paths = resolve_chapters([str(chapter)])
+    return paths[0].stem
+
+
+def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]:
+    """The recipes a chapter's empirical claims compare, adapted to ``preset`` where the recipe
+    depends on it (BCIR's prior schedule). ``chapter``: number, name or file stem."""
+    from .zoo import bcir as zoo_bcir, rspose as zoo_rspose, sar as zoo_sar
+    from .registry import RECIPES
+    stem = chapter if re.fullmatch(r"\d\d_\w+", str(chapter)) else _chapter_stem(chapter)
+    preset = get_preset(preset)
+    names: dict[str, Sequence[str]] = {
+        "01_train_in_a_minute": ("mse",),
+        "02_rspose": zoo_rspose.CHAPTER_RECIPES,
+        "03_rcnet": ("mse",),  # the RCNet fit re-ranks this base model's detections
+        "04_hdm": ("mse", "emd"),
+        "05_sar": (*zoo_sar.CHAPTER_RECIPES, "sar_fg_fc"),
+        "06_bcir": ("mse", *zoo_bcir.CHAPTER_RECIPES),
+        "07_capstone": tuple(sorted(RECIPES)),
+    }
+    if stem not in names:
+        raise ValueError(f"chapter {stem!r} has no empirical training claims to replicate; "
+                         f"replicable: {', '.join(sorted(names))}")
+    return [zoo_bcir.for_preset(n, preset) if n in zoo_bcir.RECIPES else get_recipe(n) for n in names[stem]]
+
+
+def replication_folder(chapter: str, root: str | os.PathLike | None = None) -> Path:
+    stem = chapter if re.fullmatch(r"\d\d_\w+", str(chapter)) else _chapter_stem(chapter)
+    return Path(root) / stem if root is not None else REPLICATIONS_DIR / stem
+
+
+def record_file(folder: Path, recipe: str, preset: str, seed: int) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", recipe)
+    return Path(folder) / f"{safe}__{preset}__seed{int(seed)}.json"
+
+
+def _git(*args: str, cwd: Path = _REPO) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _write_run(folder: Path, res: RunResult, *, started: dict[str, Any], wall: float, cpu: float | None,
+               command: str) -> Path:
+    path = record_file(folder, res.recipe, res.preset, res.seed)
+    history = res.history or {}
+    curve = [dict(row) for row in history.get("val", [])]
+    steps = len(history.get("step_times", []))
+    if steps and (not curve or float(curve[-1].get("step", 0)) < steps) and res.metrics:
+        # the final evaluation closes the curve (a preset without validations has only this point)
+        curve.append({"step": float(steps), **next(iter(res.metrics.values()))})
+    rec = {"kind": RECORD_KIND, "recipe": res.recipe, "seed": res.seed, "preset": res.preset,
+           "data": res.data, "metrics": res.metrics, "validation_curve": curve,
+           "steps": steps or None,
+           "commit": started.get("commit"), "dirty": started.get("dirty"),
+           "source_digest": res.config.get("source_digest"), "threads": res.threads,
+           "device": res.device, "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
+           "wall_seconds": float(wall), "cpu_seconds": cpu, "train_seconds": res.train_seconds,
+           "seconds_per_step": res.seconds_per_step, "command": command,
+           "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "run": res.to_dict()}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_jsonable(rec), indent=1) + "\n")
+    tmp.replace(path)  # a record is either whole or absent
+    return path
+
+
+def recorded_runs(chapter: str, *, preset: str | None = None,
+                  root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The chapter's run records (dicts), optionally of one preset; unreadable files are skipped
+    with a warning line naming them."""
+    folder = replication_folder(chapter, root)
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            print(f"skipping {path}: not readable JSON", file=sys.stderr)
+            continue
+        if not isinstance(rec, dict) or rec.get("kind") != RECORD_KIND or not isinstance(rec.get("run"), dict):
+            continue
+        if preset is None or rec.get("preset") == preset:
+            out.append(rec)
+    return out
+
+
+def recorded_table(chapter: str, *, preset: str = "full", root: str | os.PathLike | None = None
+                   ) -> ComparisonTable | None:
+    """The recorded runs of one preset as a :class:`ComparisonTable` (None when there are none),
+    so :func:`poselab.experiments.compare_recipes` judges them with the live run's rule."""
+    results = []
+    for rec in recorded_runs(chapter, preset=preset, root=root):
+        run = dict(rec["run"])
+        run["metrics"] = {name: {k: float("nan") if v is None else v for k, v in m.items()}
+                          for name, m in run["metrics"].items()}
+        fields = {f for f in RunResult.__dataclass_fields__}
+        results.append(RunResult(**{k: v for k, v in run.items() if k in fields}, cached=True))
+    return ComparisonTable(results) if results else None
+
+
+def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
+         root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per run the replication needs: recipe, seed, recorded (bool), steps, and the
+    CPU seconds it is expected to cost (seconds per step of a recorded or cached run of the same
+    recipe and preset × steps; None when nothing measured it)."""
+    p = get_preset(preset)
+    folder = replication_folder(chapter, root)
+    measured = {r["recipe"]: r.get("seconds_per_step") for r in recorded_runs(chapter, root=root)
+                if r.get("preset") == p.name and r.get("seconds_per_step")}
+    from .cache import list_entries
+    for e in list_entries():
+        if e.get("preset") == p.name and e.get("seconds_per_step") and e.get("recipe") not in measured:
+            measured[e["recipe"]] = e["seconds_per_step"]
+    rows = []
+    for recipe in chapter_recipes(chapter, p):
+        for seed in seeds:
+            steps = _steps(p)
+            sps = measured.get(recipe.name)
+            rows.append({"recipe": recipe.name, "seed": int(seed), "preset": p.name,
+                         "recorded": record_file(folder, recipe.name, p.name, seed).is_file(),
+                         "steps": steps, "seconds_per_step": sps,
+                         "expected_seconds": None if (sps is None or steps is None) else sps * steps})
+    return rows
+
+
+def _steps(p: Preset) -> int | None:
+    if p.max_steps is not None:
+        return p.max_steps
+    n_people = {"fast": None}.get(p.name)
+    if n_people is None:
+        try:
+            from poselab.data import synth
+            with open(synth.default_dataset("train", progress=False)) as f:
+                n_people = sum(1 for a in json.load(f)["annotations"] if a.get("num_keypoints", 0) > 0)
+        except Exception:  # a plan is an estimate: no data yet means no estimate
+            return None
+    return -(-n_people // p.batch_size) * p.epochs
+
+
+def _worktree(commit: str) -> Path:
+    target = _REPO / ".worktrees" / f"replicate-{commit[:12]}"
+    if not (target / "poselab").is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(["git", "worktree", "add", "--detach", str(target), commit], cwd=_REPO,
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"git worktree add failed: {out.stderr.strip()[:500]}")
+    return target
+
+
+def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
+              jobs: int | None = None, device: str = "auto", data: str = "synth",
+              root: str | os.PathLike | None = None, worktree: bool = True,
+              shard: tuple[int, int] = (0, 1)) -> list[Path]:
+    """Train and record every run of the chapter's replication not recorded yet; returns the
+    record files written now.
+
+    ``worktree=True`` re-runs this in a clean worktree of HEAD (the records still land in this
+    checkout's ``root``); ``False`` trains the code imported here. ``jobs`` > 1 trains that many
+    runs at once, each in its own process (one torch thread each on a CPU; on a GPU they share
+    it). ``shard=(k, n)``: only every n-th missing run from the k-th (what each process takes).
+    """
+    p = get_preset(preset)
+    seeds = [int(s) for s in seeds]
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative ints, got {seeds!r}")
+    if jobs is not None and (isinstance(jobs, bool) or int(jobs) < 1):
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    k, n = (int(v) for v in shard)
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
+    folder = replication_folder(chapter, root).resolve()
+    recipes = chapter_recipes(chapter, p)
+    todo = [(r, s) for r in recipes for s in seeds
+            if not record_file(folder, r.name, p.name, s).is_file()]
+    if shard == (0, 1):
+        print(f"replication of {folder.name} at preset {p.name!r}: {len(recipes)} recipe(s) x "
+              f"{len(seeds)} seed(s); {len(recipes) * len(seeds) - len(todo)} recorded, {len(todo)} "
+              "to train", flush=True)
+    todo = todo[k::n]
+    if not todo:
+        return []
+    head = _git("rev-parse", "HEAD")
+    base = [sys.executable, "-m", "poselab", "replicate", str(chapter), "--preset", p.name,
+            "--seeds", *map(str, seeds), "--device", device, "--data", data, "--out", str(folder.parent),
+            "--in-place"]
+    before = set(folder.glob("*.json")) if folder.is_dir() else set()
+    if worktree and head:
+        if _git("status", "--porcelain", "--", "poselab"):
+            print(f"note: uncommitted changes in poselab/ are not part of the replication; it trains "
+                  f"commit {head[:10]}", flush=True)
+        tree = _worktree(head)
+        env = {**os.environ, "PYTHONPATH": str(tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        rc = subprocess.run(base + (["--jobs", str(jobs)] if jobs else []), cwd=tree, env=env).returncode
+        return _finish(folder, before, rc, str(tree))
+    jobs = min(int(jobs or 1), len(todo))
+    if jobs > 1:
+        env = dict(os.environ)
+        if device in ("auto", "cpu") and not torch.cuda.is_available():
+            env["OMP_NUM_THREADS"] = "1"  # side by side on a CPU: one thread per process
+        procs = [subprocess.Popen(base + ["--shard", f"{i}/{jobs}"], env=env) for i in range(jobs)]
+        rc = max(proc.wait() for proc in procs)
+        return _finish(folder, before, rc, "the worker processes")
+    started = {"commit": head, "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
+               "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    command = "poselab replicate " + shlex.join([str(chapter), "--preset", p.name, "--seeds",
+                                                 *map(str, seeds)])
+    written: list[Path] = []
+    for recipe, seed in todo:  # every finished run is recorded at once
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = compare([recipe], seeds=[seed], data=data, preset=p, device=device, jobs=1).results[0]
+        written.append(_write_run(folder, res, started=started, wall=time.perf_counter() - t0,
+                                  cpu=time.process_time() - c0, command=command))
+        print(f"recorded {written[-1]}", flush=True)
+    return written
+
+
+def _finish(folder: Path, before: set, rc: int, where: str) -> list[Path]:
+    written = sorted(set(folder.glob("*.json")) - before) if folder.is_dir() else []
+    if rc != 0:
+        raise RuntimeError(f"the replication in {where} stopped (exit {rc}); {len(written)} run(s) were "
+                           "recorded: run the command again to resume")
+    return written

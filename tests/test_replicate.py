@@ -1,0 +1,98 @@
+"""poselab replicate: trains what a chapter's empirical claims need, records each run the moment
+it finishes (one JSON per run, with provenance), resumes by skipping recorded runs, and gives the
+records back as a table the chapter's rule can judge."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poselab import cli
+from poselab.experiments import compare_recipes
+from poselab.experiments import replicate as rep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return tmp_path
+
+
+def test_chapter_recipes_follow_the_chapters():
+    assert [r.name for r in rep.chapter_recipes("04")] == ["mse", "emd"]
+    assert [r.name for r in rep.chapter_recipes("hdm")] == ["mse", "emd"]
+    rs = [r.name for r in rep.chapter_recipes("02_rspose")]
+    assert rs[:4] == ["mse", "spatial_rank", "spatial_rs", "spatial_rs_is"]
+    # BCIR's prior schedule follows the preset (T_o = 6/7 of the epochs)
+    full = {r.name: r for r in rep.chapter_recipes("06", "full")}
+    default = {r.name: r for r in rep.chapter_recipes("06", "default")}
+    assert full["bcir"].loss_params["t_off_epochs"] != default["bcir"].loss_params["t_off_epochs"]
+    with pytest.raises(ValueError, match="no empirical training claims"):
+        rep.chapter_recipes("00")
+
+
+def test_records_each_run_resumes_and_reads_back(cache):
+    out = cache / "replications"
+    written = rep.replicate("04", preset="fast", seeds=[0, 1], root=out, worktree=False)
+    names = sorted(p.name for p in written)
+    assert names == ["emd__fast__seed0.json", "emd__fast__seed1.json", "mse__fast__seed0.json",
+                     "mse__fast__seed1.json"]
+    rec = json.loads((out / "04_hdm" / "mse__fast__seed1.json").read_text())
+    for key in ("recipe", "seed", "preset", "commit", "metrics", "validation_curve", "source_digest",
+                "threads", "device", "wall_seconds", "cpu_seconds", "machine"):
+        assert key in rec, key
+    assert rec["recipe"] == "mse" and rec["seed"] == 1 and rec["preset"] == "fast"
+    assert rec["validation_curve"] and "AP" in rec["validation_curve"][-1]
+    # resumed: nothing left to train; a lost record is the only run trained again
+    assert rep.replicate("04", preset="fast", seeds=[0, 1], root=out, worktree=False) == []
+    (out / "04_hdm" / "emd__fast__seed0.json").unlink()
+    again = rep.replicate("04", preset="fast", seeds=[0, 1], root=out, worktree=False)
+    assert [p.name for p in again] == ["emd__fast__seed0.json"]
+    # a record that is not one is skipped by the reader, never trusted
+    (out / "04_hdm" / "junk.json").write_text("{not json")
+    table = rep.recorded_table("04", preset="fast", root=out)
+    assert sorted(table.recipes) == ["emd", "mse"] and len(table.results) == 4
+    v = compare_recipes(table, "emd", "mse", metric="EPE_crop", min_effect=0.1)
+    assert v.verdict == "inconclusive" and v.reason.startswith("fast run")
+    assert rep.recorded_table("04", preset="full", root=out) is None
+    rows = rep.plan("04", preset="fast", seeds=[0, 1, 2], root=out)
+    assert [(r["recipe"], r["seed"], r["recorded"]) for r in rows] == [
+        ("mse", 0, True), ("mse", 1, True), ("mse", 2, False), ("emd", 0, True), ("emd", 1, True),
+        ("emd", 2, False)]
+    assert all(r["steps"] == 40 for r in rows)
+
+
+def test_cli_plan_and_errors(cache, capsys):
+    out = cache / "replications"
+    assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out), "--plan"]) == 0
+    text = capsys.readouterr().out
+    assert "to train: 2 run(s)" in text and "mse" in text
+    assert cli.main(["replicate", "00", "--preset", "fast", "--out", str(out)]) == 2
+    assert "no empirical training claims" in capsys.readouterr().err
+    assert cli.main(["replicate", "04", "--preset", "nope", "--out", str(out)]) == 2
+    assert cli.main(["replicate", "04", "--preset", "fast", "--jobs", "0", "--out", str(out)]) == 2
+    assert cli.main(["replicate", "99", "--out", str(out)]) == 2
+
+
+def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):
+    """The default: the runs train the committed HEAD in .worktrees/, two processes at once, and
+    every record names that commit (editing the checkout cannot change a running replication)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    out = cache / "replications"
+    env = {**os.environ, "POSELAB_CACHE_DIR": str(cache / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "poselab", "replicate", "01", "--preset", "fast",
+                           "--seeds", "0", "1", "--jobs", "2", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in sorted((out / "01_train_in_a_minute").glob("*.json"))]
+    assert [(r["recipe"], r["seed"]) for r in recs] == [("mse", 0), ("mse", 1)]
+    assert {r["commit"] for r in recs} == {head.stdout.strip()} and not any(r["dirty"] for r in recs)
+    assert all(r["threads"] == 1 for r in recs)
+    assert (ROOT / ".worktrees" / f"replicate-{head.stdout.strip()[:12]}" / "poselab").is_dir()
