@@ -64,6 +64,8 @@ def test_records_each_run_resumes_and_reads_back(cache):
     assert [(r["recipe"], r["seed"], r["recorded"]) for r in rows] == [
         ("mse", 0, True), ("mse", 1, True), ("mse", 2, False), ("emd", 0, True), ("emd", 1, True),
         ("emd", 2, False)]
+    assert [p.name for p in rep.replicate("04", preset="fast", seeds=[3], root=out, worktree=False)] == [
+        "mse__fast__seed3.json", "emd__fast__seed3.json"]  # seed by seed: complete pairs first
     assert all(r["steps"] == 40 for r in rows)
 
 

@@ -164,6 +164,14 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
     measured = {r["recipe"]: r.get("seconds_per_step") for r in recorded_runs(chapter, root=root)
                 if r.get("preset") == p.name and r.get("seconds_per_step")}
     from .cache import list_entries
+    for path in sorted((_REPO / "results").glob("*.json")):  # poselab train --record files
+        try:
+            runs = json.loads(path.read_text()).get("runs", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        for r in runs if isinstance(runs, list) else []:
+            if isinstance(r, dict) and r.get("preset") == p.name and r.get("seconds_per_step"):
+                measured.setdefault(r.get("recipe"), r["seconds_per_step"])
     for e in list_entries():
         if e.get("preset") == p.name and e.get("seconds_per_step") and e.get("recipe") not in measured:
             measured[e["recipe"]] = e["seconds_per_step"]
@@ -227,7 +235,8 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
     folder = replication_folder(chapter, root).resolve()
     recipes = chapter_recipes(chapter, p)
-    todo = [(r, s) for r in recipes for s in seeds
+    # seed by seed, so an interrupted replication holds complete pairs of the compared recipes
+    todo = [(r, s) for s in seeds for r in recipes
             if not record_file(folder, r.name, p.name, s).is_file()]
     if shard == (0, 1):
         print(f"replication of {folder.name} at preset {p.name!r}: {len(recipes)} recipe(s) x "
