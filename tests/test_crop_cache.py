@@ -209,3 +209,38 @@ def test_real_coco_sample_with_flip():
     assert (b["keypoints"] - ref["keypoints"]).abs().max() < 1e-4
     assert torch.equal(b["visible"], ref["visible"])
     assert _pixel_diff(b["image"], ref["image"]).mean() < 10.0
+
+
+def test_every_batch_path_carries_each_persons_area_for_instance_sort(synth_json):
+    """RSPose's Instance-Sort trained with one constant area (1966 heatmap px² at 64x48) because
+    crop-cache batches carried no area: its KS was far more lenient than the evaluated OKS. Both
+    batch paths now carry each person's COCO area and crop window, and the recipe's areas follow
+    them person by person (computed here independently from the json and the box)."""
+    import json as _json
+    from poselab.data.transforms import bbox_to_center_scale
+    from poselab.experiments.registry import Geometry
+    from poselab.experiments.zoo.rspose import heatmap_areas
+
+    size = (128, 96)
+    geometry = Geometry(size, (64, 48), 17)
+    cache = CropCache(synth_json, input_size=size, batch_size=8, seed=3, train=True)
+    idx = list(range(8))
+    batch = cache.batch(idx, epoch=2)
+    ref = _reference(synth_json, idx, 2, input_size=size, seed=3)
+    np.testing.assert_allclose(batch["area"].numpy(), ref["area"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(batch["scale"].numpy(), ref["scale"].numpy(), rtol=1e-5)
+    got = heatmap_areas(batch, geometry).numpy()
+    np.testing.assert_allclose(got, heatmap_areas(ref, geometry).numpy(), rtol=1e-5)
+    anns = {a["id"]: a for a in _json.loads(synth_json.read_text())["annotations"]}
+    people = [cache.persons[i] for i in idx]
+    want = []
+    for p, factor in zip(people, batch["scale_factor"].numpy()):
+        a = anns[p.ann_id]
+        _, s = bbox_to_center_scale(np.asarray(a["bbox"], dtype=np.float64), size, 1.25)
+        window = np.asarray(s) * factor
+        want.append(a["area"] * (96 / window[0]) * (128 / window[1]) / 4.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    assert np.ptp(got) > 0.1 * got.mean()  # per person, not one constant
+    assert got.max() < 64 * 48 / 1.25 ** 2  # smaller than the whole box (the old constant)
+    with pytest.raises(ValueError, match="needs each person's area"):
+        heatmap_areas({k: v for k, v in batch.items() if k != "area"}, geometry)

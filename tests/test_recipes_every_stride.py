@@ -29,6 +29,7 @@ def test_recipe_steps_at_every_preset_stride(name, stride):
     kp = torch.rand(2, 17, 2) * torch.tensor([40.0, 56.0]) + 4.0
     vis = torch.ones(2, 17)
     batch = {"image": torch.randn(2, 3, 64, 48), "keypoints": kp, "visible": vis, "step": 0, "epoch": 0,
+             "area": torch.tensor([900.0, 2500.0]), "scale": torch.tensor([[60.0, 80.0], [90.0, 120.0]]),
              **codec.encode(kp, vis)}
     out = model(batch["image"])
     loss = _loss_value(loss_fn(out, batch))

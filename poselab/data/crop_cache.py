@@ -125,7 +125,9 @@ class CropCache:
     outside the source image are black, as TopDownDataset's); ``keypoints`` float32 ``(B, K, 2)``
     crop px (0 where unlabelled); ``visible`` float32 ``(B, K)`` (v > 0 and inside the crop);
     ``v`` float32 ``(B, K)`` (after the flip's swap); ``index`` int64 ``(B,)``; ``scale_factor``,
-    ``rotation`` float32 ``(B,)``; ``flipped`` bool ``(B,)``; ``keypoints_true`` when the file
+    ``rotation`` float32 ``(B,)``; ``flipped`` bool ``(B,)``; ``area`` float32 ``(B,)`` (each
+    person's COCO area, image px², the OKS scale²); ``scale`` float32 ``(B, 2)`` (the augmented
+    crop window ``(w, h)`` in image px, as TopDownDataset's); ``keypoints_true`` when the file
     has rendered truth; and every entry of ``target_fn``.
 
     Raises:
@@ -208,6 +210,7 @@ class CropCache:
         self.image_width = torch.from_numpy(widths)
         self.cache_to_image = _invert_affine(torch.from_numpy(cache_maps))
         self.keypoints_image = torch.from_numpy(kp)
+        self.area = torch.tensor([float(p.area) for p in self.persons], dtype=torch.float32)
         self.keypoints_true_image = None if kp_true is None else torch.from_numpy(kp_true)
         self._mean = torch.tensor(IMAGENET_MEAN * 255.0, dtype=torch.float32).view(1, 3, 1, 1)
         self._inv_std = torch.tensor(1.0 / (IMAGENET_STD * 255.0), dtype=torch.float32).view(1, 3, 1, 1)
@@ -282,7 +285,8 @@ class CropCache:
         out = {"image": image, "keypoints": xy.to(torch.float32),
                "visible": visible.to(torch.float32), "v": v.to(torch.float32), "index": idx,
                "scale_factor": factor.to(torch.float32), "rotation": rot.to(torch.float32),
-               "flipped": flip}
+               "flipped": flip, "area": self.area.index_select(0, idx),
+               "scale": (self.scale[idx] * factor[:, None]).to(torch.float32)}
         if self.keypoints_true_image is not None:
             kt = self.keypoints_true_image[idx]
             kt = torch.where(flip[:, None, None], kt[:, swap], kt)

@@ -14,7 +14,8 @@ Deltas and coefficients: Table E.8 (ViTPose-B row for 2-D, SimCC-ResNet-50 row f
 
 Positives of the 2-D recipes are the Gaussian's (6σ+1)² window (label > 0), as the MSRA codec
 truncates it. Instance-Sort needs each person's area in heatmap px²: the batch's COCO ``area``
-(image px²) mapped through the crop (``scale`` = crop window in image px) and the stride.
+(image px²) mapped through the crop (``scale`` = crop window in image px) and the stride; every
+batch path (crop cache and per-item) carries both.
 """
 from __future__ import annotations
 
@@ -28,22 +29,29 @@ PAPER = "RSPose (Keles et al., 2025)"
 
 
 def heatmap_areas(batch: dict, geometry) -> torch.Tensor:
-    """Person areas ``(B,)`` in heatmap px² from a training batch.
+    """Person areas ``(B,)`` in heatmap px² from a training batch (RSPose Eq. 10's KS scale).
 
-    ``area · (W_in / scale_w) · (H_in / scale_h) / stride²`` when the batch carries the COCO
-    ``area`` and the crop window ``scale`` (:class:`poselab.data.TopDownDataset` items do);
-    otherwise the heatmap area divided by the box padding² (1.25²), i.e. the box filling the crop.
+    ``area · (W_in / scale_w) · (H_in / scale_h) / stride²``: the batch's COCO ``area`` (image
+    px², the OKS scale²) mapped through each person's crop window ``scale`` (image px, after
+    augmentation) — both carried by :class:`poselab.data.TopDownDataset` items and
+    :class:`poselab.data.crop_cache.CropCache` batches. A batch without them raises: a constant
+    area (the whole box) would make the training KS far more lenient than the evaluated OKS.
     """
     H, W = geometry.input_size
     h, w = geometry.heatmap_size
+    missing = [k for k in ("area", "scale") if k not in batch]
+    if missing:
+        raise ValueError(f"Instance-Sort needs each person's area: the batch has no {missing} "
+                         "(COCO area in image px² and the crop window (w, h) in image px, as "
+                         "TopDownDataset items and CropCache batches carry them)")
     image = batch["keypoints"]
-    B = image.shape[0]
-    if "area" in batch and "scale" in batch:
-        area = torch.as_tensor(batch["area"], dtype=torch.float32, device=image.device)
-        scale = torch.as_tensor(batch["scale"], dtype=torch.float32, device=image.device)
-        crop = area * (W / scale[:, 0]) * (H / scale[:, 1])
-        return (crop * (h / H) * (w / W)).clamp_min(1.0)
-    return torch.full((B,), h * w / 1.25 ** 2, dtype=torch.float32, device=image.device)
+    area = torch.as_tensor(batch["area"], dtype=torch.float32, device=image.device).reshape(-1)
+    scale = torch.as_tensor(batch["scale"], dtype=torch.float32, device=image.device).reshape(-1, 2)
+    if area.shape[0] != image.shape[0] or scale.shape[0] != image.shape[0]:
+        raise ValueError(f"area {tuple(area.shape)} and scale {tuple(scale.shape)} must have one entry "
+                         f"per person of the batch ({image.shape[0]})")
+    crop = area * (W / scale[:, 0]) * (H / scale[:, 1])
+    return (crop * (h / H) * (w / W)).clamp_min(1.0)
 
 
 @register_loss("rspose")
