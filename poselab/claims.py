@@ -52,7 +52,7 @@ __all__ = ["KINDS", "VERDICTS", "EVIDENCE_KEYS", "FAST_PRESETS", "ClaimError", "
            "record", "records", "t_critical", "compare_seeds", "compare_runs", "apply_floor",
            "combine_verdicts", "guard_dead_maps", "identical_settings", "not_testable", "evidence",
            "table", "ClaimsTable", "simulate_false_verdicts", "t_quantile", "Readiness", "has_learnt",
-           "has_converged", "require_ready", "chain_verdict"]
+           "has_converged", "require_ready", "chain_verdict", "recorded_text"]
 
 KINDS = ("math", "empirical")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -745,9 +745,13 @@ class Record(dict):
 
 def record(claim_id: str, *, value: Any, paper: str, kind: str, holds: Any = None,
            verdict: Verdict | str | None = None, note: str = "",
-           evidence: Mapping | None = None) -> Record:
+           evidence: Mapping | None = None, recorded: Mapping | None = None) -> Record:
     """Record one claim and return its record ``{id, chapter, kind, value, paper, holds, verdict,
-    reason, evidence, note}``.
+    reason, evidence, note}`` (plus ``recorded`` when given).
+
+    ``recorded`` (empirical claims): the same claim judged by the same rule on the recorded
+    replication at a deciding scale (:func:`poselab.experiments.replicate.recorded_verdict`:
+    ``{recorded, verdict, reason, preset, seeds, ...}``), shown beside the live verdict.
 
     - ``kind="math"``: ``holds`` must be a computed boolean (numpy/torch booleans are accepted);
       the verdict is "holds"/"fails".
@@ -798,6 +802,11 @@ def record(claim_id: str, *, value: Any, paper: str, kind: str, holds: Any = Non
     rec = Record({"id": claim_id, "chapter": _state["chapter"], "kind": kind, "value": _jsonable(value),
                   "paper": str(paper), "holds": holds, "verdict": verdict_text, "reason": reason,
                   "evidence": _jsonable(ev), "note": str(note)})
+    if recorded is not None:
+        if kind != "empirical" or not isinstance(recorded, Mapping) or "verdict" not in recorded:
+            raise ClaimError(f"{claim_id}: recorded= is an empirical claim's recorded verdict (a mapping "
+                             "with 'verdict', from experiments.replicate.recorded_verdict)")
+        rec["recorded"] = _jsonable(dict(recorded))
     _state["records"] = [r for r in _state["records"] if r["id"] != claim_id] + [rec]
     _write()
     return rec
@@ -832,6 +841,19 @@ def _short(value: Any, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def recorded_text(recorded: Mapping | None) -> str:
+    """One cell for a record's recorded verdict: "reproduced (full, seeds 0-4) — reason", or why
+    there is none ("—: no recorded replication yet")."""
+    if not recorded:
+        return "—"
+    if not recorded.get("recorded"):
+        return f"— ({recorded.get('reason') or 'no recorded replication yet'})"
+    seeds = recorded.get("seeds") or []
+    span = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
+    scale = ", ".join(p for p in (str(recorded.get("preset") or ""), span) if p)
+    return f"{recorded['verdict']} ({scale})" + (f" — {recorded['reason']}" if recorded.get("reason") else "")
+
+
 def _round(value: Any) -> Any:
     if isinstance(value, float):
         return float(f"{value:.4g}")
@@ -852,13 +874,18 @@ class ClaimsTable:
 
     def __init__(self, recs: Sequence[Mapping]):
         self.records = [dict(r) for r in recs]
+        if any(r.get("recorded") for r in self.records):
+            self.columns = ("claim", "kind", "verdict", "recorded verdict", "value", "paper")
 
     def rows(self) -> list[dict[str, str]]:
         out = []
         for r in self.records:
             verdict = r["verdict"] + (f" — {r['reason']}" if r.get("reason") else "")
-            out.append({"claim": r["id"], "kind": r["kind"], "verdict": verdict,
-                        "value": _short(r["value"]), "paper": r.get("paper", "")})
+            row = {"claim": r["id"], "kind": r["kind"], "verdict": verdict,
+                   "value": _short(r["value"]), "paper": r.get("paper", "")}
+            if "recorded verdict" in self.columns:
+                row["recorded verdict"] = recorded_text(r.get("recorded"))
+            out.append(row)
         return out
 
     def to_markdown(self) -> str:

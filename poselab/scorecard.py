@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .claims import recorded_text
+
 __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
            "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
            "recorded_ledger_dir"]
@@ -140,7 +142,8 @@ def _value_text(value: Any, limit: int = 80) -> str:
 
 def scorecard(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Rows grouped by paper (keys in :data:`PAPERS` order, then ``"other"``); each row has
-    ``id, chapter, paper_says, ours, kind, verdict, evidence, reason``. A claim recorded twice
+    ``id, chapter, paper_says, ours, kind, verdict, evidence, reason, recorded`` (the recorded
+    replication's verdict of an empirical claim, :func:`poselab.claims.recorded_text`). A claim recorded twice
     (e.g. two runs) keeps the last record."""
     if isinstance(records, (str, bytes, os.PathLike, Mapping)):
         raise ValueError("records must be a list of claim records (load a file with load_ledger), "
@@ -159,7 +162,8 @@ def scorecard(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, 
         groups[paper_of(cid)].append({
             "id": cid, "chapter": r.get("chapter"), "paper_says": r.get("paper", ""),
             "ours": r.get("value"), "kind": r.get("kind"), "verdict": r.get("verdict"),
-            "evidence": _evidence_text(r), "reason": reason})
+            "evidence": _evidence_text(r), "reason": reason,
+            "recorded": recorded_text(r.get("recorded")) if r.get("kind") == "empirical" else ""})
     return {k: sorted(v, key=lambda row: row["id"]) for k, v in groups.items() if v}
 
 
@@ -180,11 +184,11 @@ def to_markdown(records: Iterable[Mapping[str, Any]]) -> str:
     lines = []
     for key, rows in card.items():
         lines += [f"### {PAPERS.get(key, 'other claims')}", "",
-                  "| claim | paper says | ours | kind | verdict | preset, seeds | reason |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| claim | paper says | ours | kind | verdict (live) | preset, seeds | reason | recorded verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in rows:
             cells = [row["id"], row["paper_says"], _value_text(row["ours"]), row["kind"],
-                     row["verdict"], row["evidence"], row["reason"]]
+                     row["verdict"], row["evidence"], row["reason"], row["recorded"]]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ")
                                             for c in cells) + " |")
         lines.append("")
@@ -240,9 +244,10 @@ class ScorecardView:
             if self.papers is not None and key not in self.papers:
                 continue
             out.append(fitted_table(
-                ("claim", "paper says", "ours", "kind", "verdict", "preset, seeds", "reason"),
+                ("claim", "paper says", "ours", "kind", "verdict (live)", "preset, seeds", "reason",
+                 "recorded verdict"),
                 [[row["id"], row["paper_says"], _value_text(row["ours"], 60), row["kind"], row["verdict"],
-                  row["evidence"], row["reason"]] for row in rows],
+                  row["evidence"], row["reason"], row["recorded"]] for row in rows],
                 caption=PAPERS.get(key, "other claims")))
         return "".join(out)
 

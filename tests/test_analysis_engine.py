@@ -105,15 +105,18 @@ def test_compactness_and_example_heatmaps_of_runs(two_step_runs):
     assert (shown["maps"]["emd"] >= 0).all()
 
 
-def test_recorded_emd_vs_mse_reads_a_record_and_never_invents_one(two_step_runs, tmp_path):
+def test_recorded_emd_vs_mse_reads_the_replication_and_never_invents_one(two_step_runs, tmp_path):
     from poselab.analysis import hdm_training
-    from poselab.experiments.records import write_record
+    from poselab.experiments.replicate import _write_run, replication_folder
     runs, _ = two_step_runs
-    assert hdm_training.recorded_emd_vs_mse(tmp_path / "none.json")["recorded"] is False
-    path = write_record(tmp_path / "hdm_full.json", runs.results, "test", 1.0)
-    rec = hdm_training.recorded_emd_vs_mse(path)
+    none = hdm_training.recorded_emd_vs_mse(root=tmp_path, preset=runs.results[0].preset)
+    assert none["recorded"] is False and "poselab replicate 04_hdm" in none["reason"]
+    folder = replication_folder("04_hdm", tmp_path)
+    for res in runs.results:
+        _write_run(folder, res, started={"commit": "abc", "dirty": False}, wall=1.0, cpu=1.0, command="test")
+    rec = hdm_training.recorded_emd_vs_mse(root=tmp_path, preset=runs.results[0].preset)
     assert rec["recorded"] and rec["verdict"] == "inconclusive" and rec["seeds"] == [0]
-    assert rec["status"] == "current"
+    assert rec["current"] and rec["commits"] == ["abc"]
 
 
 def test_oracle_ceilings_decoders_and_prediction_figures(two_step_runs, tmp_path):

@@ -342,3 +342,23 @@ def test_combine_verdicts_keeps_a_shared_reason():
 def test_fast_reason_survives_the_floor():
     v = claims.compare_seeds([0.1], [0.2], lower_is_better=False, min_effect=0.01, preset="fast")
     assert claims.apply_floor(v, [0.0], 0.3).reason.startswith("fast run")
+
+
+def test_recorded_verdict_beside_the_live_one():
+    claims.start("99_demo")
+    v = claims.compare_seeds([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], lower_is_better=True, min_effect=0.2)
+    rec = {"recorded": True, "verdict": "not reproduced", "reason": "the other way", "preset": "full",
+           "seeds": [0, 1, 2, 3, 4]}
+    r = claims.record("demo.e", value=None, paper="p", kind="empirical", verdict=v, evidence=EVIDENCE,
+                      recorded=rec)
+    assert r["recorded"]["verdict"] == "not reproduced" and r["verdict"] == "reproduced"
+    t = claims.table()
+    assert "recorded verdict" in t.columns
+    assert "not reproduced (full, seeds 0-4) — the other way" in t.to_markdown()
+    missing = claims.recorded_text({"recorded": False, "verdict": "—", "reason": "no record yet"})
+    assert missing == "— (no record yet)" and claims.recorded_text(None) == "—"
+    with pytest.raises(claims.ClaimError, match="recorded="):
+        claims.record("demo.m", value=1, paper="", kind="math", holds=True, recorded=rec)
+    with pytest.raises(claims.ClaimError, match="recorded="):
+        claims.record("demo.e", value=None, paper="p", kind="empirical", verdict=v, evidence=EVIDENCE,
+                      recorded={"reason": "no verdict key"})

@@ -40,7 +40,7 @@ from .presets import Preset, get_preset
 from .registry import Recipe, get_recipe
 from .runner import ComparisonTable, RunResult, _jsonable, compare
 
-__all__ = ["RECORD_KIND", "chapter_recipes", "replication_folder", "record_file", "recorded_runs",
+__all__ = ["RECORD_KIND", "recorded_verdict", "chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR"]
 
 RECORD_KIND = "poselab-replication-run"
@@ -286,3 +286,32 @@ def _finish(folder: Path, before: set, rc: int, where: str) -> list[Path]:
         raise RuntimeError(f"the replication in {where} stopped (exit {rc}); {len(written)} run(s) were "
                            "recorded: run the command again to resume")
     return written
+
+
+def recorded_verdict(chapter: str, judge, *, preset: str = "full",
+                     root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A claim judged on the chapter's recorded replication: ``judge(table) -> Verdict`` (the
+    same function the chapter applies to its live run) on :func:`recorded_table`.
+
+    Returns ``{recorded: True, verdict, reason, preset, seeds, runs, commits, current}`` —
+    ``current`` False when a record's source digest differs from the code now — or
+    ``{recorded: False, verdict: "—", reason}`` saying how to make the record (never invented).
+    A judge that fails on the records (e.g. a recipe not recorded yet) is reported the same way.
+    """
+    stem = replication_folder(chapter, root).name
+    table = recorded_table(chapter, preset=preset, root=root)
+    how = f"poselab replicate {stem} --preset {preset}"
+    if table is None:
+        return {"recorded": False, "verdict": "—", "preset": preset,
+                "reason": f"no recorded {preset}-preset replication yet ({how})"}
+    try:
+        v = judge(table)
+    except (KeyError, ValueError) as exc:
+        return {"recorded": False, "verdict": "—", "preset": preset,
+                "reason": f"the recorded runs cannot answer yet ({str(exc).strip(chr(39))[:160]}; {how})"}
+    recs = recorded_runs(chapter, preset=preset, root=root)
+    digest = source_digest()
+    return {"recorded": True, "verdict": v.verdict, "reason": v.reason, "preset": preset,
+            "seeds": sorted({int(r["seed"]) for r in recs}), "runs": len(recs),
+            "commits": sorted({str(r.get("commit"))[:10] for r in recs}),
+            "current": all(r.get("source_digest") == digest for r in recs)}
