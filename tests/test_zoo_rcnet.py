@@ -24,8 +24,16 @@ def _fits(before, after, metric="AR"):
 
 def test_unchanged_verdict_three_ways():
     runs = [_Run(s) for s in range(3)]
+    # exactly unchanged at every seed: tied differences get the sign-flip test, which three
+    # pairs cannot decide (1/8 > 0.025); six pairs can (1/64)
     same = rcnet_zoo.unchanged_verdict(_fits([0.3, 0.31, 0.32], [0.3, 0.31, 0.32]), runs, tolerance=0.005)
-    assert same.verdict == "reproduced"
+    assert same.verdict == "inconclusive"
+    six = [_Run(s) for s in range(6)]
+    values = [0.3, 0.31, 0.32, 0.33, 0.34, 0.35]
+    assert rcnet_zoo.unchanged_verdict(_fits(values, values), six, tolerance=0.005).verdict == "reproduced"
+    close = rcnet_zoo.unchanged_verdict(_fits([0.3, 0.31, 0.32], [0.3001, 0.3098, 0.3202]), runs,
+                                        tolerance=0.005)
+    assert close.verdict == "reproduced"
     moved = rcnet_zoo.unchanged_verdict(_fits([0.30, 0.31, 0.32], [0.35, 0.361, 0.372]), runs,
                                         tolerance=0.005)
     assert moved.verdict == "not reproduced"
@@ -38,16 +46,16 @@ def test_unchanged_verdict_three_ways():
 
 def test_gain_verdict_and_floor():
     runs = [_Run(s) for s in range(3)]
-    fits = _fits([0.40, 0.41, 0.42], [0.45, 0.46, 0.47], metric="AP")
-    for f, (b, a) in zip(fits, [(0.40, 0.45), (0.41, 0.46), (0.42, 0.47)]):
+    fits = _fits([0.40, 0.41, 0.42], [0.45, 0.462, 0.468], metric="AP")
+    for f, (b, a) in zip(fits, [(0.40, 0.45), (0.41, 0.462), (0.42, 0.468)]):
         f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = b, a
     assert rcnet_zoo.gain_verdict(fits, runs, "AP", min_effect=0.003, floor=0.3).verdict == "reproduced"
     weak = rcnet_zoo.gain_verdict(fits, runs, "AP", min_effect=0.003, floor=0.5)
     assert weak.verdict == "inconclusive" and "baseline too weak" in weak.reason
     assert rcnet_zoo.gain_verdict(fits, runs, "AP", min_effect=0.1).verdict == "not reproduced"
     # paired: a consistent small gain on top of large between-seed differences is found
-    spread = _fits([0.2, 0.4, 0.6], [0.21, 0.41, 0.61], metric="AP")
-    for f, (b, a) in zip(spread, [(0.2, 0.21), (0.4, 0.41), (0.6, 0.61)]):
+    spread = _fits([0.2, 0.4, 0.6], [0.21, 0.412, 0.608], metric="AP")
+    for f, (b, a) in zip(spread, [(0.2, 0.21), (0.4, 0.412), (0.6, 0.608)]):
         f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = b, a
     assert rcnet_zoo.gain_verdict(spread, runs, "AP", min_effect=0.003).verdict == "reproduced"
 
@@ -83,6 +91,15 @@ def test_fit_rcnet_end_to_end_on_a_fast_run(fast_run):
         a, b = cached.sets["generated val"][which], again.sets["generated val"][which]
         assert a.keys() == b.keys() and all(np.isclose(a[k], b[k], equal_nan=True) for k in a)
     assert np.array_equal(cached.scores["generated val"]["after"], again.scores["generated val"]["after"])
+    # the fit's numbers depend on the thread count, so another count is another cache entry
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if before != 1 else 2)
+    try:
+        other = rcnet_zoo.fit_rcnet(fast_run, epochs=2, track_every=0, eval_sets=["generated val"])
+    finally:
+        torch.set_num_threads(before)
+    assert not other.cached and other.config["threads"] != cached.config["threads"]
 
 
 def test_collapse_guard():
