@@ -80,8 +80,22 @@ def test_resolve_jobs(monkeypatch):
     default = ex.PRESETS["default"]
     assert parallel.resolve_jobs(None, 6, ex.PRESETS["fast"], CPU) == 1  # start-up would dominate
     assert parallel.resolve_jobs(None, 1, default, CPU) == 1
+    monkeypatch.setenv("POSELAB_MEMORY_MB", "64000")
     auto = parallel.resolve_jobs("auto", 6, default, CPU)
-    assert auto == max(1, min(parallel.cpu_cores(), torch.get_num_threads(), 6, 4))
+    by_cores = max(1, min(parallel.cpu_cores(), torch.get_num_threads(), 6, 4))
+    assert auto == (by_cores if by_cores >= 2 else 1)
+    # memory caps the workers: Binder's 2 GB holds the kernel and no worker beside it
+    monkeypatch.setenv("POSELAB_MEMORY_MB", "2048")
+    assert parallel.resolve_jobs("auto", 6, default, CPU) == 1
+    monkeypatch.setenv("POSELAB_MEMORY_MB", "3100")
+    assert parallel.resolve_jobs("auto", 6, default, CPU) == min(by_cores, 2) if by_cores >= 2 else 1
+    assert parallel.resolve_jobs(3, 6, default, CPU) == 3  # an explicit count is taken as given
+    for bad in ("lots", "0"):
+        monkeypatch.setenv("POSELAB_MEMORY_MB", bad)
+        with pytest.raises(ValueError, match="POSELAB_MEMORY_MB"):
+            parallel.resolve_jobs("auto", 6, default, CPU)
+    monkeypatch.delenv("POSELAB_MEMORY_MB")
+    assert parallel.memory_available_mb() is None or parallel.memory_available_mb() > 0
     assert parallel.resolve_jobs(None, 6, default, CPU, callbacks=[object()]) == 1
     assert parallel.resolve_jobs(3, 2, default, CPU) == 2
     if torch.cuda.is_available():

@@ -24,11 +24,59 @@ from poselab.train.callbacks import Callback
 from .presets import Preset
 from .registry import CODECS, LOSSES, MODELS, SCORES, Recipe
 
-__all__ = ["resolve_jobs", "part_modules", "portable", "train_many", "MIN_PARALLEL_SAMPLES"]
+__all__ = ["resolve_jobs", "part_modules", "portable", "train_many", "MIN_PARALLEL_SAMPLES",
+           "memory_available_mb", "WORKER_MEMORY_MB"]
 
 # a worker's start-up (fresh interpreter, torch and poselab imports: ~3-5 s) only pays for runs
 # that train at least this many samples (the fast preset's 40 steps × 16 do not)
 MIN_PARALLEL_SAMPLES = 5000
+#: peak resident memory of one default-preset worker (the default arena measured 850-965 MiB a
+#: run); automatic job counts keep this much free per worker, plus as much again for the caller
+#: (a notebook kernel holds the data and figures). On Binder (2 GB) that means no workers at all.
+WORKER_MEMORY_MB = 1000.0
+
+
+def _read_number(path: str) -> float | None:
+    try:
+        text = open(path).read().strip()
+    except OSError:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None  # "max": no limit
+
+
+def memory_available_mb() -> float | None:
+    """Memory this process tree may still use (MiB): the smallest of the cgroup's limit minus
+    its usage (v2 ``memory.max``/``memory.current``, v1 ``limit_in_bytes``/``usage_in_bytes`` —
+    what a container such as Binder enforces) and ``MemAvailable`` of ``/proc/meminfo``; None
+    where none is readable. ``POSELAB_MEMORY_MB`` overrides it (tests, odd systems)."""
+    env = os.environ.get("POSELAB_MEMORY_MB", "").strip()
+    if env:
+        try:
+            value = float(env)
+        except ValueError:
+            raise ValueError(f"POSELAB_MEMORY_MB must be a number of MiB, got {env!r}") from None
+        if not value > 0:
+            raise ValueError(f"POSELAB_MEMORY_MB must be > 0, got {env!r}")
+        return value
+    mib = 1024.0 ** 2
+    found = []
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        lim, use = _read_number(limit), _read_number(usage)
+        if lim is not None and use is not None and lim < 2 ** 60:
+            found.append(max(0.0, lim - use) / mib)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(float(line.split()[1]) / 1024.0)
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(found) if found else None
 
 
 def cpu_cores() -> int:
@@ -45,7 +93,8 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
 
     ``jobs=None`` / ``"auto"``: the environment variable ``POSELAB_JOBS`` if set, else on a CPU
     ``min(cores, torch threads, runs to train, 4)`` for runs of at least
-    :data:`MIN_PARALLEL_SAMPLES` samples, else 1. On a GPU, or with callbacks (live plots, which
+    :data:`MIN_PARALLEL_SAMPLES` samples, capped by memory (:func:`memory_available_mb` must
+    hold :data:`WORKER_MEMORY_MB` per worker plus one share for the caller), else 1. On a GPU, or with callbacks (live plots, which
     need the calling process), 1. An int is taken as given (>= 1; > 1 is refused with callbacks).
     """
     if jobs is None or jobs == "auto":
@@ -64,7 +113,11 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
                        else float("inf"))
             if samples < MIN_PARALLEL_SAMPLES:
                 return 1
-            return max(1, min(cpu_cores(), torch.get_num_threads(), n_runs, 4))
+            jobs = max(1, min(cpu_cores(), torch.get_num_threads(), n_runs, 4))
+            free = memory_available_mb()
+            if free is not None:  # each worker needs its own memory, and the caller keeps its own
+                jobs = min(jobs, int(free // WORKER_MEMORY_MB) - 1)
+            return jobs if jobs >= 2 else 1
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise ValueError(f"jobs must be None, 'auto' or an int >= 1, got {jobs!r}")
     if jobs > 1 and callbacks:

@@ -242,7 +242,7 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
         data: ``"synth"`` (generated people) or a COCO folder / json with train and val splits.
         preset: ``"fast"`` / ``"default"`` / ``"full"`` or a :class:`Preset`.
         seed: weights initialisation, batch order and augmentation.
-        device: ``"auto"`` (cuda → mps → cpu) or a device string.
+        device: ``"auto"`` (cuda → cpu; MPS only when asked for) or a device string.
         callbacks: :mod:`poselab.train.callbacks` objects (progress bars, live curves).
         cache: False trains again and overwrites the cached entry of this key.
         threads: torch CPU threads for this run (None: as set). A run's numbers depend on its
@@ -356,12 +356,18 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
             stream.update(batch[name].detach().to("cpu", torch.float32).contiguous().numpy())  # no copy
         return loss_fn(outputs, batch)
 
-    history = fit(model, hashed_loss, train_set, val=val_cb, epochs=preset.epochs,
-                  max_steps=preset.max_steps, batch_size=preset.batch_size,
-                  lr=recipe.lr * preset.lr_scale, weight_decay=recipe.weight_decay,
-                  warmup_steps=recipe.warmup_steps, schedule=preset.schedule,
-                  grad_clip=recipe.grad_clip, callbacks=list(callbacks), device=dev, seed=seed,
-                  val_every=preset.val_every or preset.epochs + 1)
+    try:
+        history = fit(model, hashed_loss, train_set, val=val_cb, epochs=preset.epochs,
+                      max_steps=preset.max_steps, batch_size=preset.batch_size,
+                      lr=recipe.lr * preset.lr_scale, weight_decay=recipe.weight_decay,
+                      warmup_steps=recipe.warmup_steps, schedule=preset.schedule,
+                      grad_clip=recipe.grad_clip, callbacks=list(callbacks), device=dev, seed=seed,
+                      val_every=preset.val_every or preset.epochs + 1)
+    except (TypeError, RuntimeError) as exc:
+        if dev.type == "mps" and "float64" in str(exc).lower():
+            raise ValueError(f"recipe {recipe.name!r} computes in float64, which Apple MPS does not "
+                             "have; train it with device='cpu' (or 'auto', which never picks MPS)") from exc
+        raise
     step_times = np.asarray(history.step_times) + np.asarray(history.data_times)
     metrics, arrays = {}, {}
     for name, ev in evaluators.items():

@@ -210,7 +210,7 @@ def evaluate(model, ann_json, image_root=None, head: str | None = None, codec=No
         head: "heatmap" | "integral" | "simcc" | "sar" (default ``model.head_type``).
         codec: decoder (default :func:`default_codec`); its input size must match the crops.
         input_size: crop (H, W) (default ``model.input_size``).
-        batch_size, device: inference batching and device ("auto": cuda → mps → cpu).
+        batch_size, device: inference batching and device ("auto": cuda → cpu).
         score_threshold: keypoint-score threshold of the instance score (module docstring).
         results_json: also write the COCO results list there.
         return_predictions: include ``"predictions"`` (arrays for plotting).

@@ -20,15 +20,18 @@ __all__ = ["fit", "FitState", "resolve_device", "to_device", "lr_factor"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → cuda if available, else mps, else cpu; anything else → ``torch.device``."""
+    """``"auto"`` → cuda if available, else cpu; anything else → ``torch.device``.
+
+    ``"auto"`` never picks Apple's MPS: it has no float64, which several losses compute in
+    (EMD's Sinkhorn, the ranking losses, Instance-Sort), so a chapter on ``"auto"`` would crash
+    there. Ask for ``device="mps"`` explicitly to train the float32 recipes on it; a float64 path
+    then stops with an error naming the device (:func:`poselab.experiments.run_recipe`).
+    """
     if isinstance(device, torch.device):
         return device
     if device in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
         return torch.device("cpu")
     try:
         dev = torch.device(device)
@@ -313,7 +316,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             gradient norm: a NaN/Inf gradient raises FloatingPointError (naming the step and the
             parameter) before the optimiser step, so no NaN weight is written.
         callbacks: e.g. ``[ProgressBar(), Checkpoint("ckpt.pt"), LiveCurves()]``.
-        device: "auto" (cuda → mps → cpu) or a device string.
+        device: "auto" (cuda → cpu; MPS only when asked for) or a device string.
         seed: ``torch.manual_seed(seed)`` at the start and the batch order; the same seed and the
             same initial weights give identical losses on CPU. Thread count is left to the caller.
         resume_from: a checkpoint written by :class:`~poselab.train.callbacks.Checkpoint`; the
