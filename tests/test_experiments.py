@@ -408,3 +408,61 @@ def test_cli_train_means_skip_missing_metrics(tmp_path, monkeypatch):
     assert data["seeds"] == [0, 1] and len(data["runs"]) == 2
     assert data["metrics"][ex.GENERATED_VAL]["spearman"] is None
     assert isinstance(data["metrics"][ex.GENERATED_VAL]["AP"], float)
+
+
+def test_the_cache_never_serves_a_damaged_or_foreign_entry(tmp_path):
+    """A cache entry holding another seed's result, a truncated weights.pt, or "metrics": null
+    was served as a hit (or crashed run_recipe). Each is now set aside with a warning and the
+    run trains again."""
+    import shutil
+    res0 = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu")
+    res1 = ex.run_recipe("mse", preset=TINY, seed=1, device="cpu")
+    assert ex.run_recipe("mse", preset=TINY, seed=0, device="cpu").cached  # a whole entry is a hit
+    folder0 = res0.folder
+    # another seed's entry copied over this one
+    shutil.rmtree(folder0)
+    shutil.copytree(res1.folder, folder0)
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        again = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu")
+    assert not again.cached and again.seed == 0
+    assert any(p.name.startswith(folder0.name + ".damaged-") for p in folder0.parent.iterdir())
+    # a truncated weights file
+    w = folder0 / "weights.pt"
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="checksum"):
+        assert not ex.run_recipe("mse", preset=TINY, seed=0, device="cpu").cached
+    # metrics null (checksums rewritten to match: the content itself is checked)
+    import hashlib
+    rj = folder0 / "result.json"
+    d = json.loads(rj.read_text())
+    d["metrics"] = None
+    rj.write_text(json.dumps(d))
+    sums = json.loads((folder0 / "checksums.json").read_text())
+    sums["result.json"] = hashlib.sha256(rj.read_bytes()).hexdigest()
+    (folder0 / "checksums.json").write_text(json.dumps(sums))
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        fresh = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu")
+    assert not fresh.cached and fresh.metrics
+
+
+def test_a_misspelled_metric_or_set_names_the_choices(first_run):
+    from poselab.experiments import compare_recipes
+    res, _ = first_run
+    table = ex.ComparisonTable([res])
+    with pytest.raises(KeyError, match="no metric 'ap'.*AP"):
+        compare_recipes(table, "mse", "mse", metric="ap", min_effect=0.01)
+    with pytest.raises(KeyError, match="no evaluation set 'val'.*generated val"):
+        table.values("mse", "AP", "val")
+
+
+def test_record_never_overwrites_a_file_that_is_not_a_record(tmp_path, capsys):
+    from poselab import cli
+    from poselab.experiments.records import check_record_path
+    notes = tmp_path / "person_keypoints_val.json"
+    notes.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        check_record_path(notes)
+    assert check_record_path(notes, force=True) == notes
+    assert cli.main(["train", "mse", "--preset", "fast", "--record", str(notes)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert json.loads(notes.read_text()) == {"images": [], "annotations": []}

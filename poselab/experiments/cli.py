@@ -33,6 +33,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="train again even if a cached run exists")
     p.add_argument("--record", default=None, metavar="FILE",
                    help="also write a run record with provenance (e.g. results/mse_full.json)")
+    p.add_argument("--force", action="store_true",
+                   help="let --record overwrite an existing file that is not a poselab run record")
     p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once in one-thread worker processes when several train "
                         "(default: as compare decides; 1: one after the other here)")
@@ -107,7 +109,7 @@ def _train(args) -> int:
     if args.record:
         from .records import check_record_path
         try:
-            check_record_path(args.record)  # before training, not after
+            check_record_path(args.record, force=args.force)  # before training, not after
         except ValueError as exc:
             raise _error(str(exc)) from None
     from .records import provenance
@@ -159,7 +161,9 @@ def _train(args) -> int:
     print(f"wrote {out / 'result.json'}")
     if args.record:
         command = "poselab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        print(f"wrote record {write_record(args.record, results, command, time.perf_counter() - t0, started)}")
+        path = write_record(args.record, results, command, time.perf_counter() - t0, started,
+                            force=args.force)
+        print(f"wrote record {path}")
     return 0
 
 

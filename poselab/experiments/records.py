@@ -45,9 +45,11 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def check_record_path(path: str | os.PathLike) -> Path:
+def check_record_path(path: str | os.PathLike, *, force: bool = False) -> Path:
     """``path`` as a Path if a record can be written there (a ``.json`` file name, not a folder,
-    not under a file), else ``ValueError`` naming it — call it before training."""
+    not under a file, and not an existing file that is not a poselab run record — an annotation
+    file, someone's notes — unless ``force``), else ``ValueError`` naming it — call it before
+    training."""
     if not isinstance(path, (str, os.PathLike)) or str(path) == "":
         raise ValueError(f"record path must be a .json file name, got {path!r}")
     path = Path(path)
@@ -56,6 +58,12 @@ def check_record_path(path: str | os.PathLike) -> Path:
                          "not a folder")
     if any(p.exists() and not p.is_dir() for p in path.parents):
         raise ValueError(f"record path {str(path)!r} is under a file, not a folder")
+    if path.exists() and not force:
+        try:
+            load_record(path)
+        except (OSError, ValueError):
+            raise ValueError(f"{str(path)!r} exists and is not a poselab run record: refusing to "
+                             "overwrite it (choose another file, or pass --force)") from None
     return path
 
 
@@ -68,7 +76,8 @@ def provenance() -> dict[str, Any]:
 
 
 def write_record(path: str | os.PathLike, results: Sequence[RunResult], command: str,
-                 wall_seconds: float, started: dict[str, Any] | None = None) -> Path:
+                 wall_seconds: float, started: dict[str, Any] | None = None, *,
+                 force: bool = False) -> Path:
     """Write a record of ``results`` (runs that actually ran) with provenance to ``path``.
 
     ``started``: :func:`provenance` taken before the runs (default: now). The record's source
@@ -76,7 +85,7 @@ def write_record(path: str | os.PathLike, results: Sequence[RunResult], command:
     """
     if not results or not all(isinstance(r, RunResult) for r in results):
         raise ValueError("a record needs at least one run (RunResult objects from run_recipe)")
-    path = check_record_path(path)
+    path = check_record_path(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = dict(started or provenance())
     digests = {r.config.get("source_digest") for r in results}

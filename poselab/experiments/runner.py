@@ -307,16 +307,57 @@ def cached_result(recipe: Recipe | str, data: str | os.PathLike = "synth",
                   preset: Preset | str = "default", seed: int = 0,
                   device: str | torch.device = "auto") -> RunResult | None:
     """The cached :class:`RunResult` of this run, or None when it would have to train."""
-    return _load_cached(_plan(recipe, data, preset, seed, device)["folder"])
+    plan = _plan(recipe, data, preset, seed, device)
+    return _load_cached(plan["folder"], plan)
 
 
-def _load_cached(folder: Path) -> RunResult | None:
-    if (folder / "result.json").is_file() and (folder / "weights.pt").is_file():
-        try:
-            return RunResult.load(folder)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None  # unreadable entry: train again and replace it
-    return None
+_CHECKSUMS = "checksums.json"
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file() and p.name != _CHECKSUMS}
+
+
+def _set_aside(folder: Path, why: str) -> None:
+    """Move a damaged cache entry out of the way (kept for inspection) and say so."""
+    import warnings
+    target = folder.with_name(f"{folder.name}.damaged-{int(time.time())}")
+    try:
+        os.replace(folder, target)
+        where = f"moved to {target.name}"
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        where = "removed"
+    warnings.warn(f"cache entry {folder} is damaged ({why}); {where}, the run trains again",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _load_cached(folder: Path, plan: dict[str, Any] | None = None) -> RunResult | None:
+    """The entry in ``folder`` if it is whole and is the run of ``plan`` (key, recipe, seed and
+    preset in its ``result.json``; every file matching the checksums written with it); a damaged
+    or foreign entry is set aside with a warning (and the run trains again)."""
+    if not folder.is_dir():
+        return None
+    try:
+        sums = json.loads((folder / _CHECKSUMS).read_text())
+        if not isinstance(sums, dict) or "weights.pt" not in sums or "result.json" not in sums:
+            raise ValueError("no checksums for weights.pt and result.json")
+        if _file_digests(folder) != sums:
+            raise ValueError("a file does not match the checksum it was written with")
+        result = RunResult.load(folder)
+        if not isinstance(result.metrics, dict) or not result.metrics or not all(
+                isinstance(m, dict) for m in result.metrics.values()):
+            raise ValueError("no metrics")
+        if plan is not None:
+            want = (plan["key"], plan["recipe"].name, plan["seed"], plan["preset"].name)
+            have = (result.key, result.recipe, result.seed, result.preset)
+            if want != have:
+                raise ValueError(f"it holds key/recipe/seed/preset {have}, not {want}")
+        return result
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        _set_aside(folder, str(exc)[:200])
+        return None
 
 
 def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResult:
@@ -328,7 +369,7 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
     geometry, autocast, config, key, folder = (plan["geometry"], plan["autocast"], plan["config"],
                                                plan["key"], plan["folder"])
     if cache:
-        hit = _load_cached(folder)
+        hit = _load_cached(folder, plan)
         if hit is not None:
             return hit
 
@@ -391,6 +432,7 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
             config={**config, "machine": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()})
         (tmp / "result.json").write_text(json.dumps(_jsonable(result.to_dict()), indent=1))
+        (tmp / _CHECKSUMS).write_text(json.dumps(_file_digests(tmp), indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -443,6 +485,12 @@ class ComparisonTable:
     def values(self, recipe: str, metric: str, set_name: str = GENERATED_VAL) -> list[float]:
         if recipe not in self.recipes:
             raise KeyError(f"no recipe {recipe!r} in this table; recipes: {self.recipes}")
+        if set_name not in self.sets:
+            raise KeyError(f"no evaluation set {set_name!r} in this table; sets: {self.sets}")
+        known = {k for r in self.results for m in r.metrics.values() for k in m}
+        if metric not in known | {"train_seconds", "seconds_per_step", "peak_memory_mb"}:
+            raise KeyError(f"no metric {metric!r} in this table; metrics: {sorted(known)} and "
+                           "train_seconds, seconds_per_step, peak_memory_mb")
         out = []
         for r in self.results:
             if r.recipe == recipe:
