@@ -459,11 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_assign = sub.add_parser("assign", help="build student versions and autograders (otter assign)")
     p_assign.add_argument("names", nargs="*", help="assignments (default: all in labs/assignments)")
     p_assign.add_argument("--out", default="build/assignments", help="output folder (default build/assignments)")
-    p_grade = sub.add_parser("grade", help="grade a submitted assignment notebook (otter run)")
+    p_grade = sub.add_parser("grade", help="grade a submitted assignment notebook in a sandboxed "
+                                           "process, with per-test feedback")
     p_grade.add_argument("submission", help="the submitted .ipynb")
     p_grade.add_argument("--assignment", default=None, help="assignment name (default: the file's stem)")
-    p_grade.add_argument("--built", default="build/assignments", help="where poselab assign wrote them")
-    p_grade.add_argument("--out", default=None, help="grading output folder")
+    p_grade.add_argument("--timeout", type=_seconds, default=120,
+                         help="seconds for the whole submission (default 120)")
+    p_grade.add_argument("--otter", action="store_true",
+                         help="grade with otter run and the autograder zip instead (no sandbox)")
+    p_grade.add_argument("--built", default="build/assignments", help="with --otter: where poselab assign wrote them")
+    p_grade.add_argument("--out", default=None, help="with --otter: grading output folder")
     p_index = sub.add_parser("index", help="print the paper -> equation -> function -> chapter index")
     p_index.add_argument("--write-readme", action="store_true", help="refresh the README's copy")
     p_index.add_argument("--check", action="store_true", help="exit 1 if the README's copy is stale")
@@ -500,6 +505,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{built.name}: student {built.student}  autograder {built.autograder}")
                     return 0
                 name = args.assignment or Path(args.submission).stem
+                if not args.otter:
+                    from poselab import grading
+                    try:
+                        result = grading.grade_submission(args.submission, name, timeout=args.timeout)
+                    except grading.GradingError as exc:
+                        raise CliError(str(exc)) from None
+                    print(f"{args.submission}:")
+                    print("\n".join(grading.feedback_lines(result)))
+                    return 0
                 zips = sorted((Path(args.built) / name / "autograder").glob("*-autograder_*.zip"))
                 if not zips:
                     raise CliError(f"no autograder for {name!r} under {args.built}; run poselab assign "
