@@ -33,8 +33,10 @@ def load_ground_truth(quick: bool):
     else:
         print("real COCO sample absent (find_coco_sample() is None); using generated val")
     from poselab.data import default_dataset
-    folder = Path(default_dataset("val"))
-    files = sorted(folder.rglob("*.json"))
+    path = Path(default_dataset("val"))  # the annotation json (a folder in older versions)
+    files = [path] if path.is_file() else sorted(path.rglob("person_keypoints_*.json"))
+    if not files:
+        raise SystemExit(f"no generated val annotations at {path}; run: poselab data synth")
     return json.loads(files[0].read_text()), f"generated val ({files[0].name})"
 
 

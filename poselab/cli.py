@@ -20,60 +20,19 @@ import ast
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHAPTER_PATTERN = re.compile(r"^(\d{2})_([A-Za-z0-9_]+)\.ipynb$")
+from .errors import CliError
+from .labs import CHAPTER_PATTERN, labs_dir, list_chapters, resolve_chapters
+
+__all__ = ["main", "run", "lab", "build_parser", "CliError", "labs_dir", "list_chapters",
+           "resolve_chapters", "CHAPTER_PATTERN", "parse_parameters"]
+
 DEFAULT_OUT = "runs/latest"
-
-
-class CliError(Exception):
-    """An expected user error: printed as one line, exit code 2."""
-
-
-def labs_dir() -> Path:
-    """The chapters folder: env ``POSELAB_LABS``, else ``labs/`` of the checkout, else ./labs."""
-    env = os.environ.get("POSELAB_LABS")
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parent.parent / "labs"
-    if checkout.is_dir():
-        return checkout
-    return Path.cwd() / "labs"
-
-
-def list_chapters(folder: Path | None = None) -> list[Path]:
-    folder = labs_dir() if folder is None else Path(folder)
-    if not folder.is_dir():
-        raise CliError(f"no chapters folder at {folder}; run from a poselab checkout or set "
-                       "POSELAB_LABS to the labs/ folder")
-    return sorted(p for p in folder.iterdir() if CHAPTER_PATTERN.match(p.name))
-
-
-def resolve_chapters(names: list[str], folder: Path | None = None) -> list[Path]:
-    """Map chapter names (number, stem, or stem without number) to notebook paths."""
-    chapters = list_chapters(folder)
-    if not names:
-        return chapters
-    by_key: dict[str, Path] = {}
-    for path in chapters:
-        number, rest = CHAPTER_PATTERN.match(path.name).groups()
-        for key in (number, str(int(number)), path.stem, rest):
-            by_key.setdefault(key.lower(), path)
-    resolved = []
-    for name in names:
-        key = name.lower().removesuffix(".ipynb")
-        key = Path(key).name
-        if key not in by_key:
-            available = ", ".join(p.stem for p in chapters) or "none"
-            raise CliError(f"unknown chapter {name!r}; available: {available}")
-        if by_key[key] not in resolved:
-            resolved.append(by_key[key])
-    return resolved
 
 
 def parse_value(text: str):

@@ -336,16 +336,20 @@ def test_compactness_is_measured_at_the_ground_truth_not_at_the_peak():
 
 
 class _Run:
-    def __init__(self, recipe, seed, metrics, preset="default"):
+    def __init__(self, recipe, seed, metrics, preset="default", still_rising=False):
         self.recipe, self.seed, self.metrics, self.preset, self.data = recipe, seed, metrics, preset, "synth"
         self.config = {"geometry": {"input_size": [64, 48], "heatmap_size": [16, 12]}}
+        ap = metrics["generated val"]["AP"]
+        late = ap * (0.7 if still_rising else 0.995)  # AP at 80 % of training
+        self.history = {"val": [{"step": 250.0, "AP": ap * 0.5}, {"step": 500.0, "AP": late},
+                                {"step": 625.0, "AP": ap}], "step_times": [0.1] * 625}
 
 
 class _Table:
     """The parts of a compare() table the verdict functions read."""
 
-    def __init__(self, values, preset="default"):
-        self.results = [_Run(r, s, {"generated val": {m: v[s] for m, v in per.items()}}, preset)
+    def __init__(self, values, preset="default", rising=()):
+        self.results = [_Run(r, s, {"generated val": {m: v[s] for m, v in per.items()}}, preset, r in rising)
                         for r, per in values.items() for s in range(3)]
         self.recipes = list(values)
 
@@ -367,6 +371,9 @@ def test_emd_vs_mse_verdict_floor_agreement_and_fast():
     split = {"mse": {"AP": [0.50, 0.51, 0.52], "EPE_crop": [5.0, 5.1, 5.05]},
              "emd": {"AP": [0.56, 0.57, 0.58], "EPE_crop": [5.6, 5.7, 5.65]}}
     assert "disagree" in T.emd_vs_mse_verdict(_Table(split)).reason
+    # EMD still rising at the end of training: no finding, whichever way the numbers point
+    v = T.emd_vs_mse_verdict(_Table(strong, rising=("emd",)))
+    assert v.verdict == "inconclusive" and "emd not converged" in v.reason
 
 
 def test_compactness_verdict_dead_maps_and_direction():

@@ -42,7 +42,6 @@ Shapes: heatmaps ``(B, K, H, W)``, keypoints ``(B, K, 2)`` as ``(x, y)``; sizes 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +51,11 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ..codecs import HeatmapCodec
-from ..codecs.hdm import decode_four_pixel
+from ..codecs.hdm import FourPixelCodec
 from ..codecs.heatmap import input_to_heatmap
 from ..losses import emd_loss, heatmap_mse_loss
+from ..losses.emd_keypoints import emd_batch_loss, emd_visibility
+from ..models.heads import EMD_MAX_ANCHOR, MaxAnchor
 from .hdm import heatmap_compactness
 
 __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for", "emd_visibility",
@@ -64,53 +65,6 @@ __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for
            "subset_annotations", "summarize"]
 
 LOSSES = ("mse", "emd")
-EMD_MAX_ANCHOR = 1.0  # value of each map's maximum after :class:`MaxAnchor` (EMD default)
-
-
-class MaxAnchor(nn.Module):
-    """Parameter-free per-map offset ``H = z − max_{h,w} z + value``: ``(..., H, W) → same``.
-
-    Every output map has maximum exactly ``value`` (> 0), so it always has a positive pixel and
-    Eq. 3's suppliers are never empty; by Eq. 3's scale invariance no supplier distribution is
-    lost (see the module docstring). The gradient through the max goes to the argmax pixel.
-    """
-
-    def __init__(self, value: float = EMD_MAX_ANCHOR):
-        super().__init__()
-        value = float(value)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"value must be a finite number > 0, got {value}")
-        self.value = value
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim < 2:
-            raise ValueError(f"heatmaps must have shape (..., H, W), got {tuple(z.shape)}")
-        return z - z.amax(dim=(-2, -1), keepdim=True) + self.value
-
-    def extra_repr(self) -> str:
-        return f"value={self.value}"
-
-
-class FourPixelCodec(HeatmapCodec):
-    """:class:`HeatmapCodec` whose ``decode`` is HDM's four-pixel rule (§3.4).
-
-    ``decode(heatmaps (..., K, H, W)) -> (coords (..., K, 2) input px, scores (..., K))``; the
-    score is the share of the map's positive mass inside the chosen 2×2 square (in [0, 1],
-    independent of the map's scale, which the EMD loss leaves free). Encoding is the parent's
-    (``target="dot"`` by default: the dot annotation EMD matches).
-    """
-
-    def __init__(self, input_size=(64, 48), heatmap_size=(16, 12), target: str = "dot", **kw):
-        super().__init__(input_size, heatmap_size, target=target, **kw)
-
-    def decode(self, heatmaps):
-        h = torch.as_tensor(heatmaps)
-        if h.ndim < 3:
-            raise ValueError(f"heatmaps must have shape (..., K, H, W), got {tuple(h.shape)}")
-        coords, square = decode_four_pixel(h, return_scores=True)
-        total = torch.relu(h).sum(dim=(-2, -1))
-        scores = torch.where(total > 0, square / total.clamp_min(1e-12), torch.zeros_like(total))
-        return self.to_input(coords), scores.to(torch.float32)
 
 
 def codec_for(loss: str, input_size=(64, 48), sigma: float = 2.0):
@@ -122,15 +76,6 @@ def codec_for(loss: str, input_size=(64, 48), sigma: float = 2.0):
     if loss == "emd":
         return FourPixelCodec(input_size, heatmap_size, sigma=sigma)
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-
-
-def emd_visibility(keypoints_hm: torch.Tensor, weights: torch.Tensor, heatmap_size) -> torch.Tensor:
-    """Joints the EMD loss uses: weight > 0 and the keypoint inside the heatmap
-    (``-0.5 ≤ x < W - 0.5``, same for y). ``(B, K, 2), (B, K) -> (B, K)`` float."""
-    H, W = heatmap_size
-    x, y = keypoints_hm[..., 0], keypoints_hm[..., 1]
-    inside = (x >= -0.5) & (x < W - 0.5) & (y >= -0.5) & (y < H - 0.5)
-    return ((weights > 0) & inside & torch.isfinite(x) & torch.isfinite(y)).to(weights.dtype)
 
 
 def make_loss_fn(loss: str, input_size=(64, 48), reg: float = 1.0, n_iters: int = 1000,
@@ -147,14 +92,7 @@ def make_loss_fn(loss: str, input_size=(64, 48), reg: float = 1.0, n_iters: int 
     if loss != "emd":
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
-    def emd_fn(outputs, batch):
-        hm_size = tuple(outputs.shape[-2:])
-        kp = input_to_heatmap(batch["keypoints"].to(outputs.dtype), input_size, hm_size)
-        vis = emd_visibility(kp, batch["weights"], hm_size)
-        kp = torch.where(torch.isfinite(kp), kp, torch.zeros_like(kp))
-        return emd_loss(outputs, kp, vis, reg=reg, n_iters=n_iters, tol=tol)
-
-    return emd_fn
+    return emd_batch_loss(input_size, reg=reg, n_iters=n_iters, tol=tol)
 
 
 def peak_compactness(heatmaps, radius: float = 1.5) -> dict[str, np.ndarray]:

@@ -11,12 +11,16 @@ Coordinates follow the poselab convention: ``(x, y)`` in heatmap pixels, pixel `
   contains the keypoint (returned in the same 4-corner layout with one-hot masses).
 - :func:`decode_four_pixel` — HDM §3.4: the 2×2 square of pixels with the largest sum,
   normalised, weighted mean of its pixel centres.
+- :class:`FourPixelCodec` — the codec of an EMD-trained heatmap model: dot targets, four-pixel
+  decoding, knows its stride (from ``input_size`` and ``heatmap_size``).
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["subpixel_demanders", "naive_demanders", "decode_four_pixel", "CORNER_OFFSETS"]
+from .heatmap import HeatmapCodec
+
+__all__ = ["subpixel_demanders", "naive_demanders", "decode_four_pixel", "CORNER_OFFSETS", "FourPixelCodec"]
 
 # Order of the four demanders: (x0, y0), (x0+1, y0), (x0, y0+1), (x0+1, y0+1) with
 # (x0, y0) = floor(keypoint). Offsets are (dx, dy).
@@ -142,3 +146,25 @@ def decode_four_pixel(heatmaps: torch.Tensor, return_scores: bool = False):
     if return_scores:
         return coords, sums.flatten(1).gather(1, best[:, None]).reshape(lead)
     return coords
+
+
+class FourPixelCodec(HeatmapCodec):
+    """:class:`HeatmapCodec` whose ``decode`` is HDM's four-pixel rule (§3.4).
+
+    ``decode(heatmaps (..., K, H, W)) -> (coords (..., K, 2) input px, scores (..., K))``; the
+    score is the share of the map's positive mass inside the chosen 2×2 square (in [0, 1],
+    independent of the map's scale, which the EMD loss leaves free). Encoding is the parent's
+    (``target="dot"`` by default: the dot annotation EMD matches).
+    """
+
+    def __init__(self, input_size=(64, 48), heatmap_size=(16, 12), target: str = "dot", **kw):
+        super().__init__(input_size, heatmap_size, target=target, **kw)
+
+    def decode(self, heatmaps):
+        h = torch.as_tensor(heatmaps)
+        if h.ndim < 3:
+            raise ValueError(f"heatmaps must have shape (..., K, H, W), got {tuple(h.shape)}")
+        coords, square = decode_four_pixel(h, return_scores=True)
+        total = torch.relu(h).sum(dim=(-2, -1))
+        scores = torch.where(total > 0, square / total.clamp_min(1e-12), torch.zeros_like(total))
+        return self.to_input(coords), scores.to(torch.float32)

@@ -31,7 +31,7 @@ def dot_codec(geometry, decoder: str = "argmax", **kw):
 @register_codec("four_pixel")
 def four_pixel_codec(geometry, **kw):
     """Dot target, HDM four-pixel decoding (HDM §3.4)."""
-    from poselab.analysis.hdm_training import FourPixelCodec
+    from poselab.codecs.hdm import FourPixelCodec
     return FourPixelCodec(geometry.input_size, geometry.heatmap_size, **kw)
 
 
@@ -70,8 +70,8 @@ def mse_loss(geometry, **params):
 @register_loss("emd")
 def emd_loss(geometry, reg: float = 1.0, n_iters: int = 1000, tol: float = 1e-6):
     """HDM Eq. 5: :func:`poselab.losses.emd_loss` from the raw maps to the keypoints."""
-    from poselab.analysis.hdm_training import make_loss_fn
-    return make_loss_fn("emd", geometry.input_size, reg=reg, n_iters=n_iters, tol=tol)
+    from poselab.losses.emd_keypoints import emd_batch_loss
+    return emd_batch_loss(geometry.input_size, reg=reg, n_iters=n_iters, tol=tol)
 
 
 @register_score("bbox_keypoint")
@@ -105,9 +105,9 @@ def standard_model(recipe, geometry, seed):
 @register_model("max_anchored")
 def max_anchored_model(recipe, geometry, seed):
     """The standard model whose heatmaps are shifted to ``H = z − max z + 1`` (HDM chapter:
-    :class:`poselab.analysis.hdm_training.MaxAnchor`)."""
+    :class:`poselab.models.heads.MaxAnchor`)."""
     import torch
-    from poselab.analysis.hdm_training import MaxAnchor
+    from poselab.models.heads import MaxAnchor
     model = _build(recipe, geometry, seed)
     model.head = torch.nn.Sequential(model.head, MaxAnchor())
     return model

@@ -76,7 +76,7 @@ def add_parsers(sub) -> None:
 
 
 def _error(message: str):
-    from poselab.cli import CliError
+    from poselab.errors import CliError
     return CliError(message)
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from poselab.train.callbacks import Callback
 
 from .presets import Preset
 from .registry import CODECS, LOSSES, MODELS, SCORES, Recipe
@@ -155,7 +154,7 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
 
     A spec holds ``recipe`` (``Recipe.to_dict()``), ``modules`` (:func:`part_modules`), ``data``,
     ``preset`` (``Preset.to_dict()``), ``seed``, ``device``, ``cache`` and ``threads``. Workers
-    are fresh interpreters (``python -m poselab.experiments.parallel SPEC``): nothing of the
+    are fresh interpreters (``python -m poselab.experiments.worker SPEC``): nothing of the
     calling process (its ``__main__``, forked OpenMP state) is re-run or copied.
     ``on_done(index, folder)`` is called as each run finishes; ``status(line)`` (e.g. ``print``)
     gets a one-line progress report of the running workers every ``status_every`` seconds. A
@@ -191,7 +190,7 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
                     spec_path.write_text(json.dumps(specs[i]))
                     err = open(Path(tmp) / f"stderr{i}.txt", "w+")
                     env = dict(os.environ, OMP_NUM_THREADS=str(specs[i]["threads"]))
-                    proc = subprocess.Popen([sys.executable, "-m", "poselab.experiments.parallel",
+                    proc = subprocess.Popen([sys.executable, "-m", "poselab.experiments.worker",
                                              str(spec_path)], stdout=subprocess.DEVNULL,
                                             stderr=err, env=env)
                     running[i] = (proc, spec_path, err)
@@ -226,49 +225,3 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
                 proc.wait()
                 err.close()
     return folders  # type: ignore[return-value]
-
-
-class _ProgressFile(Callback):
-    """Worker-side callback: writes ``"step total"`` to a file about 50 times per run (it only
-    reads the training state, so the run is the same with or without it)."""
-
-    def __init__(self, path):
-        self.path, self.every = path, 1
-
-    def on_fit_start(self, state) -> None:
-        self.every = max(1, int(state.total_steps) // 50)
-        self._write(state)
-
-    def on_step_end(self, state) -> None:
-        if state.step % self.every == 0:
-            self._write(state)
-
-    def on_fit_end(self, state) -> None:
-        self._write(state)
-
-    def _write(self, state) -> None:
-        tmp = self.path.with_suffix(".progress-tmp")
-        tmp.write_text(f"{int(state.step)} {int(state.total_steps)}")
-        os.replace(tmp, self.path)
-
-
-def _worker(spec_path: str) -> None:
-    """Worker entry point: train one run (or find it cached) and write its cache folder."""
-    import json
-    from pathlib import Path
-
-    spec = json.loads(Path(spec_path).read_text())
-    torch.set_num_threads(int(spec["threads"]))
-    from . import run_recipe  # registers the built-in and zoo recipes in this fresh process
-    for module in spec["modules"]:  # and whatever else defines this recipe's parts
-        importlib.import_module(module)
-    result = run_recipe(Recipe(**spec["recipe"]), data=spec["data"], preset=Preset(**spec["preset"]),
-                        seed=int(spec["seed"]), device=spec["device"], cache=bool(spec["cache"]),
-                        threads=int(spec["threads"]),
-                        callbacks=[_ProgressFile(Path(spec_path).with_suffix(".progress"))])
-    Path(spec_path).with_suffix(".out").write_text(str(result.folder))
-
-
-if __name__ == "__main__":
-    import sys
-    _worker(sys.argv[1])

@@ -50,7 +50,7 @@ REPLICATIONS_DIR = _REPO / "results" / "replications"
 
 
 def _chapter_stem(chapter: str) -> str:
-    from poselab.cli import resolve_chapters  # the chapters' names, numbers and stems
+    from poselab.labs import resolve_chapters  # the chapters' names, numbers and stems
     paths = resolve_chapters([str(chapter)])
     return paths[0].stem
 

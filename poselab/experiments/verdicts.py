@@ -46,7 +46,8 @@ def validation_curves(table: ComparisonTable, recipe: str, metric: str = "AP") -
     for r in table.results:
         if r.recipe != recipe:
             continue
-        rows = [row for row in (r.history or {}).get("val", []) if row.get(metric) is not None]
+        rows = [row for row in (getattr(r, "history", None) or {}).get("val", [])
+                if row.get(metric) is not None]
         curves.append(([float(row["step"]) for row in rows], [float(row[metric]) for row in rows]))
     return curves
 
@@ -81,8 +82,8 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     """
     lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
     ev = table_evidence(table, [ours, theirs], metric, set_name)
-    ev["steps"] = {r: sorted({len((x.history or {}).get("step_times", [])) for x in table.results
-                              if x.recipe == r}) for r in (ours, theirs)}
+    ev["steps"] = {r: sorted({len((getattr(x, "history", None) or {}).get("step_times", []))
+                              for x in table.results if x.recipe == r}) for r in (ours, theirs)}
     v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
                              lower_is_better=lower, min_effect=min_effect, metric=metric,
                              preset=table.results[0].preset, evidence=ev, paired=paired,

@@ -77,3 +77,31 @@ class SARHead(nn.Module):
         B, _, h, w = features.shape
         offsets = self.offsets(features).view(B, self.num_keypoints, 2, h, w)
         return {"selector": self.selector(features), "offsets": offsets}
+
+
+#: value of each map's maximum after :class:`MaxAnchor` (HDM's EMD-trained head)
+EMD_MAX_ANCHOR = 1.0
+
+
+class MaxAnchor(nn.Module):
+    """Parameter-free per-map offset ``H = z − max_{h,w} z + value``: ``(..., H, W) → same``.
+
+    Every output map has maximum exactly ``value`` (> 0), so it always has a positive pixel and
+    Eq. 3's suppliers are never empty; by Eq. 3's scale invariance no supplier distribution is
+    lost (see the module docstring). The gradient through the max goes to the argmax pixel.
+    """
+
+    def __init__(self, value: float = EMD_MAX_ANCHOR):
+        super().__init__()
+        value = float(value)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"value must be a finite number > 0, got {value}")
+        self.value = value
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim < 2:
+            raise ValueError(f"heatmaps must have shape (..., H, W), got {tuple(z.shape)}")
+        return z - z.amax(dim=(-2, -1), keepdim=True) + self.value
+
+    def extra_repr(self) -> str:
+        return f"value={self.value}"

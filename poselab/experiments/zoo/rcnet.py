@@ -50,7 +50,7 @@ def _cache_dir(kind: str, parts: dict) -> Path:
 
 
 def _set_json(run, set_name: str) -> Path:
-    from poselab.experiments import resolve_run_data
+    from poselab.experiments.runner import resolve_run_data
     train_json, sets = resolve_run_data(run.data, _preset_of(run))
     if set_name == TRAIN_SET:
         return train_json
@@ -60,7 +60,7 @@ def _set_json(run, set_name: str) -> Path:
 
 
 def _preset_of(run):
-    from poselab.experiments import Preset
+    from poselab.experiments.presets import Preset
     p = dict(run.config["preset"])
     return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
 
@@ -198,7 +198,6 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
     Training set: the run's training images (:data:`TRAIN_SET`, detector seed 0);
     evaluation: each of ``eval_sets`` (detector seed 1), disjoint from it.
     """
-    import torch
     from poselab.models import RCNet, ScoreNet, count_parameters, pose_features
     from poselab.train.rescore import fit_rescorer, rescore
     if rescorer not in ("rcnet", "scorenet"):
@@ -341,7 +340,6 @@ def unchanged_verdict(results, runs, metric: str = "AR", *, tolerance: float,
 def beats_verdict(ours, theirs, runs, metric: str = "AP", *, min_effect: float,
                   set_name: str = "generated val", name: str = "", lower_is_better: bool = False):
     """"``ours`` (RCNet fits) beat ``theirs`` (other fits on the same runs) after rescoring"."""
-    from poselab import claims
     a, b = seed_values(ours, metric, "after", set_name), seed_values(theirs, metric, "after", set_name)
     ev = rcnet_evidence(runs, {"ours": a, name or "theirs": b}, set=set_name)
     return _paired(a, b, lower_is_better=lower_is_better, min_effect=min_effect,
