@@ -147,3 +147,29 @@ def test_tables_are_displayed_not_printed(path):
                if re.search(r"print\(\s*claims\.table\(", source)]
     assert not printed, f"{path.name}: cells {printed} print claims.table(); end the cell with " \
                         "`claims.table()` (or display(...)) so it renders as a table"
+
+
+def test_prose_names_only_sizes_the_run_or_the_papers_use():
+    """Closing sections described "64×48 crops / 16×12 heatmaps" long after the default moved to
+    128×96 crops with 64×48 heatmaps (chapter 04 then blamed small heatmaps for its result). A
+    crop/input or heatmap size typed into a chapter's prose must be the default preset's or a
+    size the papers use; anything else belongs in a printed table."""
+    import json
+    import re
+    from poselab.experiments import PRESETS
+    d = PRESETS["default"]
+    inputs = {tuple(d.input_size), (256, 192), (384, 288), (256, 256)}
+    heatmaps = {tuple(d.heatmap_size), (64, 48), (96, 72), (64, 64)}
+    pattern = re.compile(r"(\d+)\s*×\s*(\d+)\s+(crops?|inputs?|heatmaps?)\b", re.I)
+    bad = []
+    for path in sorted(LABS.glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] != "markdown":
+                continue
+            for m in pattern.finditer("".join(cell["source"])):
+                size, kind = (int(m.group(1)), int(m.group(2))), m.group(3).lower()
+                allowed = heatmaps if kind.startswith("heatmap") else inputs
+                if size not in allowed:
+                    bad.append(f"{path.name} cell {i}: {m.group(0)!r}")
+    assert not bad, "sizes the run does not use: " + "; ".join(bad)
+    assert pattern.search("on 64×48 crops with 16×12 heatmaps")  # the check sees the old prose
