@@ -2,6 +2,7 @@
 analysis functions computed."""
 
 import numpy as np
+import pytest
 
 from poselab.analysis import bcir as B
 from poselab.viz import bcir as V
@@ -51,3 +52,42 @@ def test_toy_player_swaps_frames():
     w.frame.value = 2
     assert np.array_equal(np.asarray(w.figure.data[0].z), dyn[3]["regression"]["frames"][2])
     assert np.array_equal(np.asarray(w.figure.data[3].z), dyn[3]["detection"]["frames"][2])
+
+
+def test_integral_toy_run_l1_is_eq23_and_compensation_removes_the_bias():
+    """integral_toy_run differentiates by autograd; with the plain soft-argmax and the L1 loss it
+    must retrace toy_dynamics' regression, which uses the paper's closed-form gradient (Eq. 23)."""
+    h0 = B.toy_initial_heatmap(2, (32, 24), (16.0, 22.0))
+    ours = B.integral_toy_run(h0, (16.0, 22.0), loss="l1", beta=10.0, gamma=0.02, steps=40, every=10)
+    ref = B.toy_dynamics(h0, (16.0, 22.0), "regression", beta=10.0, gamma=0.02, steps=40, every=10)
+    np.testing.assert_allclose(ours["frames"], ref["frames"], atol=1e-10)
+    np.testing.assert_allclose(ours["predictions"], ref["predictions"], atol=1e-10)
+    # a blob on the truth: the plain soft-argmax is pulled toward the centre, the compensated one is not
+    blob = B.toy_initial_heatmap(4, (64, 48), (34.0, 46.0))
+    plain = B.integral_toy_run(blob, (34.0, 46.0), beta=1.0, steps=0)
+    comp = B.integral_toy_run(blob, (34.0, 46.0), beta=1.0, steps=0, compensated=True)
+    assert plain["errors"][0] > 5.0 and comp["errors"][0] < 1e-6
+    assert B.mass_spread(np.full((64, 48), 1.0)) == int(np.ceil(0.9 * 64 * 48))
+    one = np.zeros((64, 48))
+    one[3, 4] = 1.0
+    assert B.mass_spread(one) == 1
+    with pytest.raises(ValueError, match="loss"):
+        B.integral_toy_run(blob, (34.0, 46.0), loss="huber")
+    with pytest.raises(ValueError, match="h0"):
+        B.integral_toy_run(np.full((4, 4), np.nan), (1.0, 1.0))
+
+
+def test_gradient_case_explorer_recomputes_on_settings_and_swaps_frames():
+    w = WB.gradient_case_explorer((32, 24), gt=(16.0, 22.0), steps=40, every=10)
+    first = w.label.value
+    w.controls["loss"].value = "l2"
+    w.controls["compensated"].value = True
+    assert w.label.value != first
+    key_run = B.integral_toy_run(B.toy_initial_heatmap(2, (32, 24), (16.0, 22.0)), (16.0, 22.0), loss="l2",
+                                 compensated=True, beta=10.0, gamma=0.02 / 10.0, steps=40, every=10)
+    w.frame.value = 3
+    assert np.array_equal(np.asarray(w.figure.data[0].z), key_run["frames"][3])
+    assert f"{key_run['errors'][3]:.2f} px" in w.label.value
+    w.controls["case"].value = 4
+    w.controls["beta"].value = 1.0
+    assert "step 30" in w.label.value
