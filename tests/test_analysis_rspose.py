@@ -183,6 +183,53 @@ def test_equivalence_verdict():
     assert A.equivalence_verdict([0.5], [0.5], margin=0.05).verdict == "inconclusive"
     assert A.equivalence_verdict([0.50, 0.51, 0.49], [0.50, 0.51, 0.495], margin=0.05,
                                  preset="fast").verdict == "inconclusive"
+    # App. C: one model's AP with raw and with min-max scaled confidences differ by ~0.0007 while
+    # the seeds differ by ~0.02: unpaired this can never be "unchanged within 0.005"; paired it is
+    raw, scaled = [0.5430, 0.5130, 0.5600], [0.5420, 0.5128, 0.5591]
+    assert A.equivalence_verdict(scaled, raw, margin=0.005).verdict == "inconclusive"
+    paired = A.equivalence_verdict(scaled, raw, margin=0.005, paired=True)
+    assert paired.verdict == "reproduced"
+    moved = A.equivalence_verdict([0.553, 0.522, 0.571], raw, margin=0.005, paired=True)
+    assert moved.verdict == "not reproduced"
+
+
+def _chain_table(aps: dict, rising=()):
+    class Run:
+        def __init__(self, recipe, seed, ap):
+            self.recipe, self.seed, self.preset, self.data = recipe, seed, "full", "synth"
+            self.metrics = {"generated val": {"AP": ap}}
+            self.config = {"geometry": {"input_size": [128, 96], "heatmap_size": [64, 48]}}
+            late = ap * (0.8 if recipe in rising else 0.998)
+            self.history = {"val": [{"step": 2500.0, "AP": ap * 0.6}, {"step": 4000.0, "AP": late},
+                                    {"step": 5000.0, "AP": ap}], "step_times": [0.1] * 5000}
+
+    class Table:
+        results = [Run(r, s, v) for r, vals in aps.items() for s, v in enumerate(vals)]
+        recipes = list(aps)
+
+        def values(self, recipe, metric, set_name="generated val"):
+            return [r.metrics[set_name][metric] for r in self.results if r.recipe == recipe]
+    return Table()
+
+
+def test_ablation_chain_records_every_link():
+    """Table 6's chain was reduced to its endpoints: a clearly broken or clearly held link was
+    hidden. Each link now has its own verdict, with the paper's effect for that link."""
+    ok = {"mse": [0.500, 0.5002, 0.4998], "spatial_rank": [0.510, 0.5102, 0.5098],
+          "spatial_rs": [0.530, 0.5302, 0.5298], "spatial_rs_is": [0.540, 0.5402, 0.5398]}
+    v = A.ablation_chain_verdict(_chain_table(ok))
+    assert v.verdict == "reproduced" and set(v.summary["links"]) == {
+        "spatial_rank > mse", "spatial_rs > spatial_rank", "spatial_rs_is > spatial_rs"}
+    broken = {**ok, "spatial_rs": [0.505, 0.5052, 0.5048]}
+    b = A.ablation_chain_verdict(_chain_table(broken))
+    assert b.verdict == "not reproduced" and "broken at spatial_rs > spatial_rank" in b.reason
+    assert "holds: spatial_rank > mse" in b.reason
+    noisy = {k: [v[0], v[0] + 0.03, v[0] - 0.03] for k, v in ok.items()}
+    n = A.ablation_chain_verdict(_chain_table(noisy))
+    assert n.verdict == "inconclusive" and "under-powered" in n.reason
+    assert all(link["seeds_needed"] is None or link["seeds_needed"] > 3 for link in n.summary["links"].values())
+    rising = A.ablation_chain_verdict(_chain_table(ok, rising=("spatial_rank",)))
+    assert rising.verdict == "inconclusive" and "spatial_rank not converged" in rising.reason
 
 
 def test_figures_and_widget():

@@ -33,7 +33,7 @@ __all__ = [
     "loss_gradient", "model_gradient_split", "GradientBalanceProbe", "reference_rank_sort_loop",
     "updates_on_one_heatmap", "theorem1_check", "theorem1_counterexample", "keypoint_quality",
     "minmax_fit", "minmax_apply", "ap_with_keypoint_scores", "probe_batch", "train_score_range",
-    "equivalence_verdict", "init_gradient_shares",
+    "equivalence_verdict", "init_gradient_shares", "ablation_chain_verdict", "ABLATION_LINKS",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -443,16 +443,18 @@ def train_score_range(run, train_json, n_persons: int = 256, device="cpu"):
 
 
 def equivalence_verdict(ours, theirs, *, margin: float, metric: str = "AP", preset=None,
-                        evidence=None):
+                        evidence=None, paired: bool = False):
     """Verdict for "``ours`` and ``theirs`` agree within ``margin``" from two
     :func:`poselab.claims.compare_seeds` calls (each side "beats" the other by ≥ margin?):
-    "reproduced" when both are "not reproduced" (the Welch interval of the difference lies inside
-    ±margin), "not reproduced" when either is "reproduced", else "inconclusive"."""
+    "reproduced" when both are "not reproduced" (the interval of the difference lies inside
+    ±margin), "not reproduced" when either is "reproduced", else "inconclusive". ``paired=True``
+    when the i-th values of both sides come from the same model (App. C: one model's AP with raw
+    and with scaled confidences): the paired interval of the per-model differences."""
     from .. import claims
     up = claims.compare_seeds(ours, theirs, lower_is_better=False, min_effect=margin,
-                              metric=metric, preset=preset, evidence=evidence)
+                              metric=metric, preset=preset, evidence=evidence, paired=paired)
     down = claims.compare_seeds(theirs, ours, lower_is_better=False, min_effect=margin,
-                                metric=metric, preset=preset, evidence=evidence)
+                                metric=metric, preset=preset, evidence=evidence, paired=paired)
     summary = {"ours_higher": up.summary, "theirs_higher": down.summary, "margin": margin}
     if up.verdict == "not reproduced" and down.verdict == "not reproduced":
         return claims.Verdict("reproduced", f"{metric} differs by less than {margin:g} "
@@ -474,3 +476,22 @@ def init_gradient_shares(ann_json, input_size=(256, 192), seeds=(0, 1, 2), sigma
     return {int(s): model_gradient_split(build_model("heatmap", tuple(input_size), "tiny",
                                                      num_keypoints=labels.shape[1], seed=int(s)),
                                          images, labels, weights, losses) for s in seeds}
+
+
+#: RSPose Table 6 (ViT-B, COCO val AP): MSE 75.8, Spatial Rank 75.9, Spatial RS 76.4, + Instance-Sort
+#: 76.6 — each link's effect in AP units.
+ABLATION_LINKS = (("spatial_rank", "mse", 0.001), ("spatial_rs", "spatial_rank", 0.005),
+                  ("spatial_rs_is", "spatial_rs", 0.002))
+
+
+def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "generated val"):
+    """``rspose.training.ablation``: MSE < S-Rank < S-RS < S-RS+IS, every link judged on its own
+    (:func:`poselab.experiments.compare_recipes` with the paper's effect of that link and a minimum
+    of half of it; both recipes learnt and converged) and combined by
+    :func:`poselab.claims.chain_verdict` — a broken link is "not reproduced" naming it."""
+    from .. import claims
+    from ..experiments.verdicts import compare_recipes
+    links = {f"{a} > {b}": compare_recipes(table, a, b, metric="AP", min_effect=effect / 2, paper_effect=effect,
+                                           baseline="mse", floor=floor, set_name=set_name)
+             for a, b, effect in ABLATION_LINKS}
+    return claims.chain_verdict(links, order="mse < spatial_rank < spatial_rs < spatial_rs_is")
