@@ -448,3 +448,20 @@ def test_rspose_instance_sort_needs_2d_heatmaps():
     y = torch.rand(2, 17, 20)
     with pytest.raises(ValueError, match="heatmaps must have 4 dims"):
         rspose_loss(x, y, None, torch.rand(2, 17, 2), torch.ones(2))
+
+
+def test_module_wrappers_equal_the_functions():
+    from poselab.losses import BCIRLoss, InstanceSortLoss, RSPoseLoss, SpatialRankSortLoss, bcir_loss
+    from poselab.losses import integral_l1_loss
+    scores, labels, vis, kp = gaussian_problem(B=3, K=17, seed=9)
+    areas = torch.tensor([300.0, 800.0, 150.0], dtype=torch.float64)
+    assert torch.equal(RSPoseLoss()(scores, labels, vis, kp, areas), rspose_loss(scores, labels, vis, kp, areas))
+    assert torch.equal(SpatialRankSortLoss(rank_delta=0.3)(scores, labels, vis),
+                       spatial_rank_sort_loss(scores, labels, vis, rank_delta=0.3))
+    assert torch.equal(InstanceSortLoss()(scores, kp, vis, areas), instance_sort_loss(scores, kp, vis, areas))
+    kpb = kp * 0.5
+    assert torch.equal(BCIRLoss()(scores, kpb, vis, prior_weight=0.5), bcir_loss(scores, kpb, vis, prior_weight=0.5))
+    # integral_l1_loss's default β is the paper's 10 (it was 1 while its docstring said 10)
+    assert torch.equal(integral_l1_loss(scores, kpb, vis), integral_l1_loss(scores, kpb, vis, beta=10.0))
+    with pytest.raises(ValueError):
+        BCIRLoss(beta=-1.0)

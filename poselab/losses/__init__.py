@@ -5,12 +5,12 @@ Baselines: :func:`heatmap_mse_loss` (detection MSE), :func:`simcc_kl_loss` (SimC
 """
 from .heatmap import HeatmapMSELoss, heatmap_mse_loss
 from .integral import IntegralL1Loss, integral_l1_loss, soft_argmax_2d, step_schedule
-from .integral import bcir_loss, laplacian_shrinkage_regularizer
+from .integral import BCIRLoss, bcir_loss, laplacian_shrinkage_regularizer
 from .simcc import SimCCKLLoss, simcc_kl_loss
 from .transport import emd_loss
 from .sar import SARLoss, sar_log_weights, sar_loss, sar_multi_target_loss, sar_quality
 from .confidence_ranking import (CONFIDENCE_RANKING_LOSSES, approx_ndcg_loss, ap_rank_loss,
                                  crps_rank_loss, dr_loss, gaussian_rank_loss, lambdarank_loss,
                                  laplacian_rank_loss, neural_ndcg_loss, ranknet_loss)
-from .ranking import (instance_sort_loss, rspose_loss, spatial_rank_loss, spatial_rank_sort_loss,
-                      spatial_sort_loss)
+from .ranking import (InstanceSortLoss, RSPoseLoss, SpatialRankSortLoss, instance_sort_loss, rspose_loss,
+                      spatial_rank_loss, spatial_rank_sort_loss, spatial_sort_loss)

@@ -29,7 +29,7 @@ from ._checks import (check_reduction, check_same_shape, check_tensor, check_wei
                       reduce_per_keypoint)
 
 __all__ = ["integral_l1_loss", "soft_argmax_2d", "step_schedule", "IntegralL1Loss",
-           "laplacian_shrinkage_regularizer", "bcir_loss"]
+           "laplacian_shrinkage_regularizer", "bcir_loss", "BCIRLoss"]
 
 #: Older name of :func:`poselab.codecs.soft_argmax` (one soft-argmax in poselab). Note the
 #: default β is the paper's 10 (the old function defaulted to 1).
@@ -50,7 +50,7 @@ def step_schedule(t: float, t_off: float, value: float = 1.0) -> float:
 
 
 def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
-                     beta: float = 1.0, prior_heatmaps: torch.Tensor | None = None,
+                     beta: float = 10.0, prior_heatmaps: torch.Tensor | None = None,
                      prior_weight: float = 0.0, reduction: str = "mean") -> torch.Tensor:
     """Integral-regression L1 loss (BCIR Eq. 5) with the optional Gaussian prior term (Eq. 21).
 
@@ -69,7 +69,8 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
         target: ground-truth coordinates ``(B, K, 2)`` in heatmap pixels (finite; give invisible
             joints any finite value and weight 0).
         weights: ``(B, K)`` keypoint weights; None = all ones.
-        beta: softmax scale β > 0 of Eq. 3 (BCIR default 10; ignored for coordinates).
+        beta: softmax scale β > 0 of Eq. 3 (default: BCIR's 10, as the integral codec's; ignored
+            for coordinates).
         prior_heatmaps: ``(B, K, H, W)`` target heatmaps for the prior term, or None.
         prior_weight: λ(t) ≥ 0; the prior term is skipped when it is 0 or ``prior_heatmaps`` is
             None.
@@ -198,8 +199,9 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
         heatmaps: ``(B, K, H, W)`` logits ĥ, finite.
         keypoints: ``(B, K, 2)`` ground truth (x, y) in heatmap pixels; non-finite entries are
             allowed only for joints that are not visible.
-        visible: ``(B, K)`` COCO visibility or 0/1 weights: a joint counts where ``visible > 0``
-            and its keypoint is finite; None = all.
+        visible: ``(B, K)`` COCO visibility or 0/1 weights: a joint counts, with weight 1, where
+            ``visible > 0`` and its keypoint is finite (COCO v = 1 and v = 2 count alike; the
+            value is not a weight); None = all.
         beta: softmax scale β > 0 (paper default 10).
         prior_weight: λ(t) >= 0.
         sigma: σ of the Gaussian prior, heatmap px (paper: 2).
@@ -267,9 +269,9 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
 
 
 class IntegralL1Loss(torch.nn.Module):
-    """Module wrapper of :func:`integral_l1_loss` (fixed β; pass ``prior_weight`` per call)."""
+    """Module wrapper of :func:`integral_l1_loss` (fixed β, default 10; pass ``prior_weight`` per call)."""
 
-    def __init__(self, beta: float = 1.0, reduction: str = "mean"):
+    def __init__(self, beta: float = 10.0, reduction: str = "mean"):
         super().__init__()
         check_reduction(reduction)
         self.beta, self.reduction = beta, reduction
@@ -278,3 +280,33 @@ class IntegralL1Loss(torch.nn.Module):
         return integral_l1_loss(prediction, target, weights, beta=self.beta,
                                 prior_heatmaps=prior_heatmaps, prior_weight=prior_weight,
                                 reduction=self.reduction)
+
+
+class BCIRLoss(torch.nn.Module):
+    """Module wrapper of :func:`bcir_loss` (BCIR Eq. 21): β, σ, the compensation and the reduction
+    fixed at construction; λ(t) per call (``prior_weight``, e.g. :func:`step_schedule` of the
+    epoch), so a training loop switches the prior off at T_o without rebuilding the loss.
+
+    Example:
+        >>> loss_fn = BCIRLoss()
+        >>> hm = torch.zeros(2, 17, 64, 48, requires_grad=True)
+        >>> loss_fn(hm, torch.full((2, 17, 2), 20.0), torch.ones(2, 17), prior_weight=step_schedule(3, 6)).shape
+        torch.Size([])
+    """
+
+    def __init__(self, beta: float = 10.0, sigma: float = 2.0, compensate: bool = True,
+                 reduction: str = "mean"):
+        super().__init__()
+        check_reduction(reduction)
+        _check_beta(beta, allow_zero=False)
+        if not (math.isfinite(float(sigma)) and float(sigma) > 0):
+            raise ValueError(f"sigma must be a positive finite number (heatmap px), got {sigma!r}")
+        self.beta, self.sigma, self.compensate, self.reduction = float(beta), float(sigma), bool(compensate), reduction
+
+    def forward(self, heatmaps, keypoints, visible=None, prior_weight: float = 1.0, return_terms: bool = False):
+        return bcir_loss(heatmaps, keypoints, visible, beta=self.beta, prior_weight=prior_weight,
+                         sigma=self.sigma, compensate=self.compensate, reduction=self.reduction,
+                         return_terms=return_terms)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, sigma={self.sigma}, compensate={self.compensate}, reduction={self.reduction!r}"

@@ -54,7 +54,7 @@ from ._checks import check_reduction, check_tensor, check_weights
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
-           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50"]
+           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50", "SpatialRankSortLoss", "InstanceSortLoss", "RSPoseLoss"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
 _RANK_CHUNK = 1 << 17  # pixels per chunk of the rank part (rows · N)
@@ -616,3 +616,64 @@ def rspose_loss(scores: torch.Tensor, labels: torch.Tensor, visible: torch.Tenso
         return {"loss": total, "spatial_rank": terms["spatial_rank"],
                 "spatial_sort": terms["spatial_sort"], "instance_sort": inst}
     return total
+
+
+class SpatialRankSortLoss(torch.nn.Module):
+    """Module wrapper of :func:`spatial_rank_sort_loss` (RSPose Eq. 5-9): the δ's, the sort
+    weight, the positive threshold and the reduction fixed at construction (ViTPose-B defaults of
+    Table E.8). ``forward(scores (B, K, H, W) or (B, K, L), labels (same), visible (B, K))``.
+
+    Example:
+        >>> loss_fn = SpatialRankSortLoss()
+        >>> labels = torch.zeros(1, 2, 8, 6); labels[..., 3, 2] = 1.0
+        >>> float(loss_fn(10 * labels, labels, torch.ones(1, 2))) < 1e-6
+        True
+    """
+
+    def __init__(self, rank_delta: float = 0.4, sort_delta: float = 1.5, sort_weight: float = 2.0,
+                 positive_threshold: float = 0.0, reduction: str = "mean"):
+        super().__init__()
+        self.rank_delta, self.sort_delta, self.sort_weight = float(rank_delta), float(sort_delta), float(sort_weight)
+        self.positive_threshold, self.reduction = float(positive_threshold), reduction
+
+    def forward(self, scores, labels, visible=None, return_terms: bool = False):
+        return spatial_rank_sort_loss(scores, labels, visible, rank_delta=self.rank_delta,
+                                      sort_delta=self.sort_delta, sort_weight=self.sort_weight,
+                                      positive_threshold=self.positive_threshold, reduction=self.reduction,
+                                      return_terms=return_terms)
+
+
+class InstanceSortLoss(torch.nn.Module):
+    """Module wrapper of :func:`instance_sort_loss` (RSPose Eq. 10-13): δ and the OKS sigmas fixed;
+    ``forward(heatmaps (B, K, H, W), keypoints (B, K, 2) heatmap px, visible (B, K), areas (B,)
+    heatmap px²)`` — each person's own area (COCO area / stride²), never a constant."""
+
+    def __init__(self, delta: float = 3.0, sigmas: Sequence[float] | None = None, reduction: str = "mean"):
+        super().__init__()
+        self.delta, self.sigmas, self.reduction = float(delta), sigmas, reduction
+
+    def forward(self, heatmaps, keypoints, visible, areas):
+        return instance_sort_loss(heatmaps, keypoints, visible, areas, delta=self.delta, sigmas=self.sigmas,
+                                  reduction=self.reduction)
+
+
+class RSPoseLoss(torch.nn.Module):
+    """Module wrapper of :func:`rspose_loss` (RSPose Eq. 14, ``w_R L_S-Rank + λ₁ L_S-Sort + λ₂
+    L_I-Sort``) with the ViTPose-B hyper-parameters of Table E.8 by default.
+    ``forward(scores, labels, visible, keypoints=None, areas=None)``: Instance-Sort needs the
+    keypoints (heatmap px) and each person's area (heatmap px²) when ``instance_weight`` > 0."""
+
+    def __init__(self, rank_delta: float = 0.4, sort_delta: float = 1.5, instance_delta: float = 3.0,
+                 rank_weight: float = 1.0, sort_weight: float = 2.0, instance_weight: float = 0.25,
+                 positive_threshold: float = 0.0, sigmas: Sequence[float] | None = None):
+        super().__init__()
+        self.params = dict(rank_delta=float(rank_delta), sort_delta=float(sort_delta),
+                           instance_delta=float(instance_delta), rank_weight=float(rank_weight),
+                           sort_weight=float(sort_weight), instance_weight=float(instance_weight),
+                           positive_threshold=float(positive_threshold), sigmas=sigmas)
+
+    def forward(self, scores, labels, visible=None, keypoints=None, areas=None, return_terms: bool = False):
+        return rspose_loss(scores, labels, visible, keypoints, areas, return_terms=return_terms, **self.params)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.params.items() if k != "sigmas")
