@@ -28,7 +28,13 @@ def build(name, geom, images, kp, vis):
     r = RECIPES[name]
     model = MODELS[r.model](r, geom, 0)
     codec = CODECS[r.codec](geom, **dict(r.codec_params))
+    B = images.shape[0]
+    H, W = images.shape[-2:]
+    # each person's COCO area and crop window (Instance-Sort needs them): a box filling the crop
+    # at the usual 1.25 padding, so the person's area is the crop's / 1.25²
+    window = torch.tensor([[float(W), float(H)]]).repeat(B, 1)
     batch = {"image": images, "keypoints": kp, "visible": vis, "step": 0, "epoch": 0,
+             "area": torch.full((B,), float(H * W) / 1.25 ** 2), "scale": window,
              **codec.encode(kp, vis)}
     loss_fn = LOSSES[r.loss](geom, **dict(r.loss_params))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
