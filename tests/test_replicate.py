@@ -98,3 +98,12 @@ def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):
     assert {r["commit"] for r in recs} == {head.stdout.strip()} and not any(r["dirty"] for r in recs)
     assert all(r["threads"] == 1 for r in recs)
     assert (ROOT / ".worktrees" / f"replicate-{head.stdout.strip()[:12]}" / "poselab").is_dir()
+
+
+def test_the_module_is_not_shadowed_by_a_function():
+    """``poselab.experiments`` once exported the function ``replicate``, which shadowed the module:
+    ``from poselab.experiments import replicate`` gave the function and the CLI crashed."""
+    import types
+    from poselab import experiments
+    assert isinstance(experiments.replicate, types.ModuleType)
+    assert callable(experiments.recorded_verdict)
