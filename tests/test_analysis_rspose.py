@@ -194,22 +194,9 @@ def test_equivalence_verdict():
 
 
 def _chain_table(aps: dict, rising=()):
-    class Run:
-        def __init__(self, recipe, seed, ap):
-            self.recipe, self.seed, self.preset, self.data = recipe, seed, "full", "synth"
-            self.metrics = {"generated val": {"AP": ap}}
-            self.config = {"geometry": {"input_size": [128, 96], "heatmap_size": [64, 48]}}
-            late = ap * (0.8 if recipe in rising else 0.998)
-            self.history = {"val": [{"step": 2500.0, "AP": ap * 0.6}, {"step": 4000.0, "AP": late},
-                                    {"step": 5000.0, "AP": ap}], "step_times": [0.1] * 5000}
-
-    class Table:
-        results = [Run(r, s, v) for r, vals in aps.items() for s, v in enumerate(vals)]
-        recipes = list(aps)
-
-        def values(self, recipe, metric, set_name="generated val"):
-            return [r.metrics[set_name][metric] for r in self.results if r.recipe == recipe]
-    return Table()
+    from fake_tables import FakeTable
+    return FakeTable(aps, preset="full", curve=lambda r, ap: [(2500, ap * 0.6), (4000, ap * (0.8 if r in rising else 0.998)),
+                                                            (5000, ap)])
 
 
 def test_ablation_chain_records_every_link():

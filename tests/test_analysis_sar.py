@@ -191,20 +191,8 @@ def test_full_image_dataset_and_training_smoke(tmp_path):
 
 
 def _stride_table(aps: dict):
-    """{recipe name: [AP per seed]} as the parts of a compare() table the verdicts read."""
-    class Run:
-        def __init__(self, recipe, seed, ap):
-            self.recipe, self.seed, self.preset, self.data = recipe, seed, "default", "synth"
-            self.metrics = {"generated val": {"AP": ap}}
-            self.config = {"geometry": {"input_size": [128, 96], "heatmap_size": [64, 48]}}
-
-    class Table:
-        results = [Run(r, s, v) for r, vals in aps.items() for s, v in enumerate(vals)]
-        recipes = list(aps)
-
-        def values(self, recipe, metric, set_name="generated val"):
-            return [r.metrics[set_name][metric] for r in self.results if r.recipe == recipe]
-    return Table()
+    from fake_tables import FakeTable
+    return FakeTable(aps)
 
 
 def test_stride_verdict_tests_stability_not_just_the_coarse_rank():

@@ -35,6 +35,21 @@ MIN_PARALLEL_SAMPLES = 5000
 WORKER_MEMORY_MB = 1000.0
 
 
+def _env_number(name: str, kind, what: str):
+    """The environment variable ``name`` as a positive ``kind`` (int or float), None when unset;
+    anything else raises ``ValueError`` naming the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or (kind is int and value < 1):
+        raise ValueError(f"{name} must be {what}, got {text!r}")
+    return value
+
+
 def _read_number(path: str) -> float | None:
     try:
         text = open(path).read().strip()
@@ -51,14 +66,8 @@ def memory_available_mb() -> float | None:
     its usage (v2 ``memory.max``/``memory.current``, v1 ``limit_in_bytes``/``usage_in_bytes`` —
     what a container such as Binder enforces) and ``MemAvailable`` of ``/proc/meminfo``; None
     where none is readable. ``POSELAB_MEMORY_MB`` overrides it (tests, odd systems)."""
-    env = os.environ.get("POSELAB_MEMORY_MB", "").strip()
-    if env:
-        try:
-            value = float(env)
-        except ValueError:
-            raise ValueError(f"POSELAB_MEMORY_MB must be a number of MiB, got {env!r}") from None
-        if not value > 0:
-            raise ValueError(f"POSELAB_MEMORY_MB must be > 0, got {env!r}")
+    value = _env_number("POSELAB_MEMORY_MB", float, "a number of MiB > 0")
+    if value is not None:
         return value
     mib = 1024.0 ** 2
     found = []
@@ -97,15 +106,8 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
     need the calling process), 1. An int is taken as given (>= 1; > 1 is refused with callbacks).
     """
     if jobs is None or jobs == "auto":
-        env = os.environ.get("POSELAB_JOBS", "").strip()
-        if env:
-            try:
-                jobs = int(env)
-            except ValueError:
-                raise ValueError(f"POSELAB_JOBS must be an integer >= 1, got {env!r}") from None
-            if jobs < 1:
-                raise ValueError(f"POSELAB_JOBS must be an integer >= 1, got {env!r}")
-        else:
+        jobs = _env_number("POSELAB_JOBS", int, "an integer >= 1")
+        if jobs is None:
             if device.type != "cpu" or callbacks or n_runs < 2:
                 return 1
             samples = (preset.max_steps * preset.batch_size if preset.max_steps is not None

@@ -83,6 +83,22 @@ def bias_explorer(size=(64, 48), x: float = 8.0, y: float = 50.0, sigma: float =
     return box
 
 
+def _regression_and_detection_figure(z, gt, left_title: str, width: int):
+    """Two heatmaps side by side (regression, detection), each with the prediction's path
+    (traces 1 and 4) over the map (traces 0 and 3) and the ground truth."""
+    fig = go.FigureWidget(make_subplots(rows=1, cols=2, subplot_titles=[left_title, "detection (Eq. 22)"]))
+    for c in (1, 2):
+        fig.add_trace(go.Heatmap(z=z, colorscale="Viridis", showscale=False), 1, c)
+        fig.add_scatter(x=[], y=[], mode="lines+markers", line=dict(color="white", width=1),
+                        marker=dict(size=4, color="white"), name="prediction", showlegend=c == 1, row=1, col=c)
+        fig.add_scatter(x=[gt[0]], y=[gt[1]], mode="markers", marker=MARKERS["true"], name="truth",
+                        showlegend=c == 1, row=1, col=c)
+        fig.update_yaxes(autorange="reversed", row=1, col=c)
+    fig.update_layout(width=width, height=470, margin=dict(l=30, r=10, t=40, b=30),
+                      legend=dict(orientation="h", y=-0.08))
+    return fig
+
+
 def toy_player(dynamics: Mapping, gt=(34.0, 46.0)):
     """Play the Fig. 6 toy dynamics (:func:`poselab.analysis.bcir.fig6_dynamics`): a case
     selector and a frame slider; regression and detection side by side, with the prediction's
@@ -90,17 +106,7 @@ def toy_player(dynamics: Mapping, gt=(34.0, 46.0)):
     cases = list(dynamics)
     first = dynamics[cases[0]]["regression"]
     n = len(first["steps"])
-    fig = go.FigureWidget(make_subplots(rows=1, cols=2, subplot_titles=["integral regression (Eq. 23)",
-                                                                        "detection (Eq. 22)"]))
-    for c in (1, 2):
-        fig.add_trace(go.Heatmap(z=first["frames"][0], colorscale="Viridis", showscale=False), 1, c)
-        fig.add_scatter(x=[], y=[], mode="lines+markers", line=dict(color="white", width=1),
-                        marker=dict(size=4, color="white"), name="prediction", showlegend=c == 1, row=1, col=c)
-        fig.add_scatter(x=[gt[0]], y=[gt[1]], mode="markers", marker=MARKERS["true"], name="truth",
-                        showlegend=c == 1, row=1, col=c)
-        fig.update_yaxes(autorange="reversed", row=1, col=c)
-    fig.update_layout(width=760, height=470, margin=dict(l=30, r=10, t=40, b=30),
-                      legend=dict(orientation="h", y=-0.08))
+    fig = _regression_and_detection_figure(first["frames"][0], gt, "integral regression (Eq. 23)", 760)
     case = W.Dropdown(options=[(f"case {c}", c) for c in cases], value=cases[0], description="case")
     frame = W.IntSlider(value=0, min=0, max=n - 1, description="frame")
     play = W.Play(value=0, min=0, max=n - 1, interval=400)
@@ -136,17 +142,7 @@ def gradient_case_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 200, eve
     frames. The readout prints the error and how many pixels hold 90 % of the softmax mass."""
     from ..analysis.bcir import TOY_CASES, integral_toy_run, mass_spread, toy_dynamics, toy_initial_heatmap
     n = steps // every + 1
-    fig = go.FigureWidget(make_subplots(rows=1, cols=2, subplot_titles=["integral regression",
-                                                                        "detection (Eq. 22)"]))
-    for c in (1, 2):
-        fig.add_trace(go.Heatmap(z=np.zeros(tuple(size)), colorscale="Viridis", showscale=False), 1, c)
-        fig.add_scatter(x=[], y=[], mode="lines+markers", line=dict(color="white", width=1),
-                        marker=dict(size=4, color="white"), name="prediction", showlegend=c == 1, row=1, col=c)
-        fig.add_scatter(x=[gt[0]], y=[gt[1]], mode="markers", marker=MARKERS["true"], name="truth",
-                        showlegend=c == 1, row=1, col=c)
-        fig.update_yaxes(autorange="reversed", row=1, col=c)
-    fig.update_layout(width=780, height=470, margin=dict(l=30, r=10, t=40, b=30),
-                      legend=dict(orientation="h", y=-0.08))
+    fig = _regression_and_detection_figure(np.zeros(tuple(size)), gt, "integral regression", 780)
     case = W.Dropdown(options=[(f"case {c}", c) for c in TOY_CASES], value=2, description="start")
     loss = W.ToggleButtons(options=[("L1", "l1"), ("L2", "l2")], value="l1", description="loss")
     compensated = W.Checkbox(value=False, description="compensated (Eq. 38)")
