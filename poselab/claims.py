@@ -850,8 +850,10 @@ def recorded_text(recorded: Mapping | None) -> str:
         return f"— ({recorded.get('reason') or 'no recorded replication yet'})"
     seeds = recorded.get("seeds") or []
     span = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
+    stale = "; recorded with older code" if recorded.get("current") is False else ""
     scale = ", ".join(p for p in (str(recorded.get("preset") or ""), span) if p)
-    return f"{recorded['verdict']} ({scale})" + (f" — {recorded['reason']}" if recorded.get("reason") else "")
+    return (f"{recorded['verdict']} ({scale}{stale})"
+            + (f" — {recorded['reason']}" if recorded.get("reason") else ""))
 
 
 def _round(value: Any) -> Any:

@@ -355,6 +355,8 @@ def test_recorded_verdict_beside_the_live_one():
     t = claims.table()
     assert "recorded verdict" in t.columns
     assert "not reproduced (full, seeds 0-4) — the other way" in t.to_markdown()
+    older = claims.recorded_text({**rec, "current": False})
+    assert older.startswith("not reproduced (full, seeds 0-4; recorded with older code)")
     missing = claims.recorded_text({"recorded": False, "verdict": "—", "reason": "no record yet"})
     assert missing == "— (no record yet)" and claims.recorded_text(None) == "—"
     with pytest.raises(claims.ClaimError, match="recorded="):
