@@ -271,7 +271,9 @@ def test_learning_curve_and_epochs_to_fraction():
         {"epoch": 2, "step": 30, "AP": 0.5}]}
     e, v = B.learning_curve(hist)
     assert e.tolist() == [1.0, 2.0, 3.0] and v.tolist() == [0.1, 0.45, 0.5]
-    assert B.epochs_to_fraction(e, v, 0.8) == 2.0          # 0.45 >= 0.4
-    assert B.epochs_to_fraction(e, v, 0.95) == 3.0
+    assert B.epochs_to_fraction(e, v, 0.8, interpolate=False) == 2.0          # 0.45 >= 0.4
+    assert B.epochs_to_fraction(e, v, 0.95, interpolate=False) == 3.0
+    assert abs(B.epochs_to_fraction(e, v, 0.8) - (1 + 0.3 / 0.35)) < 1e-12     # between epochs 1 and 2
+    assert abs(B.epochs_to_fraction(e, v, 0.95) - 2.5) < 1e-12
     assert math.isnan(B.epochs_to_fraction([], []))
     assert math.isnan(B.epochs_to_fraction([1, 2], [0.0, 0.0]))

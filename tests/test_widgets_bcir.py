@@ -91,3 +91,12 @@ def test_gradient_case_explorer_recomputes_on_settings_and_swaps_frames():
     w.controls["case"].value = 4
     w.controls["beta"].value = 1.0
     assert "step 30" in w.label.value
+
+
+def test_epochs_to_fraction_is_continuous():
+    """Validating at epochs 2, 4 and 5, the old measure could only answer 2, 4 or 5."""
+    assert B.epochs_to_fraction([2, 4, 5], [0.1, 0.35, 0.5], interpolate=False) == 5.0
+    got = B.epochs_to_fraction([2, 4, 5], [0.1, 0.35, 0.5])        # 80 % of 0.5 = 0.4
+    assert abs(got - (4 + (0.4 - 0.35) / (0.5 - 0.35))) < 1e-12
+    assert abs(B.epochs_to_fraction([2, 4, 5], [0.45, 0.48, 0.5]) - 2 * 0.4 / 0.45) < 1e-12
+    assert np.isnan(B.epochs_to_fraction([1, 2], [0.0, 0.0]))

@@ -771,10 +771,23 @@ def learning_curve(history, metric: str = "AP") -> tuple[np.ndarray, np.ndarray]
             np.array([r[metric] for r in rows], dtype=np.float64))
 
 
-def epochs_to_fraction(epochs, values, fraction: float = 0.8) -> float:
-    """Fig. 8's speed measure: the first epoch at which ``values`` reaches ``fraction`` of its
-    final value (NaN without a curve or with a final value <= 0)."""
+def epochs_to_fraction(epochs, values, fraction: float = 0.8, interpolate: bool = True) -> float:
+    """Fig. 8's speed measure: the epoch at which ``values`` first reaches ``fraction`` of its
+    final value (NaN without a curve or with a final value <= 0).
+
+    With ``interpolate`` (default) the crossing is read off the straight line between the two
+    validations around it (and between (0, 0) and the first one), so the measure is continuous:
+    validating every 2 of 5 epochs, the first validation reaching the level could only be epoch
+    2, 4 or 5, which made 6x unreachable and ties certain. ``interpolate=False``: that first
+    validation epoch."""
     e, v = np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
     if v.size == 0 or not np.isfinite(v[-1]) or v[-1] <= 0:
         return float("nan")
-    return float(e[np.nonzero(v >= fraction * v[-1])[0][0]])
+    level = fraction * v[-1]
+    k = int(np.nonzero(v >= level)[0][0])
+    if not interpolate:
+        return float(e[k])
+    e0, v0 = (0.0, 0.0) if k == 0 else (e[k - 1], v[k - 1])
+    if v[k] <= v0:
+        return float(e[k])
+    return float(e0 + (level - v0) / (v[k] - v0) * (e[k] - e0))
