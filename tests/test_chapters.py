@@ -46,6 +46,7 @@ EXPECTED_CLAIMS = {
                 "bcir.epe.argmax_not_better", "bcir.shrinkage.sigma_star_above_true",
                 "bcir.gradient.eq23_matches_autograd", "bcir.gradient.gt_pixel_nonpositive",
                 "bcir.training.ipr_slower_than_detection", "bcir.training.bcir_vs_ipr",
+                "bcir.training.bcir_vs_detection",
                 "bcir.localization.ipr_more_localized", "bcir.regularizer.helps", "bcir.beta.ablation",
                 "bcir.hard_cases.regression_better"},
     "07_capstone": {"arena.same_inputs", "arena.cache_consistent", "arena.best_recipe",
