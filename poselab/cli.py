@@ -134,7 +134,10 @@ def declared_parameters(notebook: Path) -> dict[str, object]:
     raise CliError(f"{notebook.name} has no cell tagged 'parameters'")
 
 
-def _type_ok(default, value) -> bool:
+def _type_ok(default, value, name: str = "") -> bool:
+    """Does ``value`` fit a parameter whose default is ``default``? Tuples keep their length only
+    where they are a size (``input_size=(H, W)``: a name ending in ``size``); lists of seeds,
+    strides or counts take any non-empty length."""
     if default is None or value is None:
         return True
     if isinstance(default, bool):
@@ -148,8 +151,10 @@ def _type_ok(default, value) -> bool:
     if isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)):
             return False
-        if isinstance(default, tuple) and default and len(value) != len(default):
+        if isinstance(default, tuple) and default and name.endswith("size") and len(value) != len(default):
             return False  # a fixed-size tuple such as input_size=(H, W)
+        if default and not value:
+            return False  # seeds=() would leave nothing to run
         kinds = {type(d) for d in default}
         if len(kinds) == 1 and kinds <= {int, float, bool, str}:
             return all(_type_ok(default[0], v) for v in value)
@@ -166,7 +171,7 @@ def check_parameters(notebook: Path, params: dict) -> dict:
             raise CliError(f"{notebook.stem} has no parameter {name!r}; its parameters: "
                            + ", ".join(sorted(declared)))
         default = declared[name]
-        if not _type_ok(default, value):
+        if not _type_ok(default, value, name):
             raise CliError(f"parameter {name!r} of {notebook.stem} expects "
                            f"{type(default).__name__} (default {default!r}), got {value!r}")
         if isinstance(default, tuple) and isinstance(value, list):

@@ -12,7 +12,7 @@ import pytest
 from poselab import cli
 
 PARAMS = ('fast = False\nseed = 0\nsize = (64, 48)\nnested = {"a": (0, 0)}\nseeds = [0, 1, 2]\n'
-          'out_dir = ""\n')
+          'strides = (4, 16)\nrun_seeds = (0, 1, 2)\nout_dir = ""\n')
 BODY = """from poselab import claims
 claims.start("00_types", out_dir=out_dir)
 claims.record("types.size", value=repr(size), paper="", kind="math",
@@ -88,6 +88,20 @@ def test_parameters_that_cannot_arrive_intact_are_refused(labs, tmp_path, value,
 def test_list_for_a_tuple_parameter_becomes_a_tuple(labs):
     checked = cli.check_parameters(labs / "00_types.ipynb", {"size": [128, 96]})
     assert checked == {"size": (128, 96)}
+
+
+def test_tuples_of_seeds_or_strides_take_any_length_sizes_do_not(labs):
+    """`02 -p seeds=(0,1)` and `05 -p strides=(4,)` were refused: every tuple default was taken
+    for a fixed-length one. Only sizes keep their length."""
+    nb = labs / "00_types.ipynb"
+    assert cli.check_parameters(nb, {"strides": (4,), "run_seeds": (0, 1, 2, 3, 4)}) == {
+        "strides": (4,), "run_seeds": (0, 1, 2, 3, 4)}
+    with pytest.raises(cli.CliError, match="'size'"):
+        cli.check_parameters(nb, {"size": (128,)})
+    with pytest.raises(cli.CliError, match="'run_seeds'"):
+        cli.check_parameters(nb, {"run_seeds": ()})
+    with pytest.raises(cli.CliError, match="'strides'"):
+        cli.check_parameters(nb, {"strides": (4, "x")})
 
 
 def _cli(*args):
