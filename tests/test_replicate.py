@@ -107,3 +107,27 @@ def test_the_module_is_not_shadowed_by_a_function():
     from poselab import experiments
     assert isinstance(experiments.replicate, types.ModuleType)
     assert callable(experiments.recorded_verdict)
+
+
+def test_records_are_compact_and_old_ones_are_compacted(tmp_path):
+    """A 5000-step run's full per-step history made a 580 KB record (30 runs a chapter): records
+    keep the validation curve, the step count and 200 points of the loss."""
+    from poselab.experiments.verdicts import _steps
+    steps = 5000
+    run = {"recipe": "mse", "seed": 0, "history": {
+        "losses": [1.0 / (i + 1) for i in range(steps)], "step_times": [0.1] * steps, "data_times": [0.0] * steps,
+        "lrs": [1e-3] * steps, "epochs": [0] * steps, "batch_sizes": [16] * steps, "terms": {},
+        "val": [{"step": 4000.0, "AP": 0.7}, {"step": 5000.0, "AP": 0.71}]}}
+    compact = rep._compact_run(run)
+    assert compact["history"]["steps"] == steps and compact["history"]["val"] == run["history"]["val"]
+    assert len(compact["history"]["loss_curve"]) == rep.LOSS_POINTS
+    assert compact["history"]["loss_curve"][0] == [1, 1.0] and compact["history"]["loss_curve"][-1][0] == steps
+
+    class Run:
+        history = compact["history"]
+    assert _steps(Run) == steps
+    old = tmp_path / "mse__full__seed0.json"
+    old.write_text(json.dumps({"kind": rep.RECORD_KIND, "recipe": "mse", "run": run}, indent=1))
+    before = old.stat().st_size
+    assert rep.compact_records(tmp_path) == [old]
+    assert old.stat().st_size < before / 10 and rep.compact_records(tmp_path) == []

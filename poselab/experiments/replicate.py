@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from .cache import source_digest
@@ -40,7 +41,7 @@ from .presets import Preset, get_preset
 from .registry import Recipe, get_recipe
 from .runner import ComparisonTable, RunResult, _jsonable, compare
 
-__all__ = ["RECORD_KIND", "recorded_verdict", "chapter_recipes", "replication_folder", "record_file", "recorded_runs",
+__all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR"]
 
 RECORD_KIND = "poselab-replication-run"
@@ -113,12 +114,53 @@ def _write_run(folder: Path, res: RunResult, *, started: dict[str, Any], wall: f
            "wall_seconds": float(wall), "cpu_seconds": cpu, "train_seconds": res.train_seconds,
            "seconds_per_step": res.seconds_per_step, "command": command,
            "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "run": res.to_dict()}
+           "run": _compact_run(res.to_dict())}
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(rec), indent=1) + "\n")
-    tmp.replace(path)  # a record is either whole or absent
+    _write_json(path, rec)
     return path
+
+
+#: points kept of a run's per-step training loss in a record (the full history stays in the cache)
+LOSS_POINTS = 200
+
+
+def _compact_run(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's dict with its per-step history reduced to what a record needs: the validation
+    curve, the step count and the training loss at :data:`LOSS_POINTS` evenly spaced steps
+    (a 5000-step run's full history is ~580 KB of JSON; 30 runs a chapter)."""
+    run = dict(run)
+    history = dict(run.get("history") or {})
+    losses = list(history.get("losses") or [])
+    steps = len(history.get("step_times") or []) or int(history.get("steps") or 0)
+    if losses:
+        idx = sorted({int(round(i)) for i in np.linspace(0, len(losses) - 1, min(LOSS_POINTS, len(losses)))})
+        history["loss_curve"] = [[i + 1, float(losses[i])] for i in idx]
+    run["history"] = {"val": history.get("val", []), "steps": steps,
+                      **({"loss_curve": history["loss_curve"]} if "loss_curve" in history else {})}
+    return run
+
+
+def _write_json(path: Path, rec: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_jsonable(rec), separators=(",", ":")) + "\n")
+    tmp.replace(path)  # a record is either whole or absent
+
+
+def compact_records(folder: str | os.PathLike) -> list[Path]:
+    """Rewrite the records in ``folder`` that still hold a full per-step history (written by an
+    older poselab) in the compact form; returns the files rewritten."""
+    done = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("kind") == RECORD_KIND and isinstance(rec.get("run"), dict) \
+                and "step_times" in (rec["run"].get("history") or {}):
+            rec["run"] = _compact_run(rec["run"])
+            _write_json(path, rec)
+            done.append(path)
+    return done
 
 
 def recorded_runs(chapter: str, *, preset: str | None = None,

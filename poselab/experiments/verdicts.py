@@ -40,6 +40,12 @@ def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
                            data=f"{first.data} ({set_name})")
 
 
+def _steps(run) -> int:
+    """Training steps of a run: its per-step history, or the count a compact record keeps."""
+    history = getattr(run, "history", None) or {}
+    return len(history.get("step_times") or []) or int(history.get("steps") or 0)
+
+
 def validation_curves(table: ComparisonTable, recipe: str, metric: str = "AP") -> list[tuple[list, list]]:
     """Per-seed ``(steps, values)`` of ``metric`` from each run's validations during training."""
     curves = []
@@ -82,8 +88,7 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     """
     lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
     ev = table_evidence(table, [ours, theirs], metric, set_name)
-    ev["steps"] = {r: sorted({len((getattr(x, "history", None) or {}).get("step_times", []))
-                              for x in table.results if x.recipe == r}) for r in (ours, theirs)}
+    ev["steps"] = {r: sorted({_steps(x) for x in table.results if x.recipe == r}) for r in (ours, theirs)}
     v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
                              lower_is_better=lower, min_effect=min_effect, metric=metric,
                              preset=table.results[0].preset, evidence=ev, paired=paired,
