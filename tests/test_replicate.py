@@ -89,6 +89,8 @@ def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):
         pytest.skip("not a git checkout")
     out = cache / "replications"
     env = {**os.environ, "POSELAB_CACHE_DIR": str(cache / "cache")}
+    tree = ROOT / ".worktrees" / f"replicate-{head.stdout.strip()[:12]}"
+    made_here = not tree.exists()
     proc = subprocess.run([sys.executable, "-m", "poselab", "replicate", "01", "--preset", "fast",
                            "--seeds", "0", "1", "--jobs", "2", "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -97,7 +99,9 @@ def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):
     assert [(r["recipe"], r["seed"]) for r in recs] == [("mse", 0), ("mse", 1)]
     assert {r["commit"] for r in recs} == {head.stdout.strip()} and not any(r["dirty"] for r in recs)
     assert all(r["threads"] == 1 for r in recs)
-    assert (ROOT / ".worktrees" / f"replicate-{head.stdout.strip()[:12]}" / "poselab").is_dir()
+    assert (tree / "poselab").is_dir()
+    if made_here:  # leave no worktree per test run behind (one a replication uses is kept)
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
 
 
 def test_the_module_is_not_shadowed_by_a_function():
