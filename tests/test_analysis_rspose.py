@@ -244,3 +244,23 @@ def test_probe_batch_targets_match_the_model_output_size(tmp_path):
     assert A.probe_batch(ann, (64, 48), 2.0, 2)[1].shape == (2, 17, 16, 12)   # default: stride 4
     with pytest.raises(ValueError, match="heatmap_size"):
         A.probe_batch(ann, (64, 48), 2.0, 2, heatmap_size=(0, 24))
+
+
+def test_combined_path_is_checked_against_the_loop(monkeypatch):
+    """A combined loss that sorts with the rank δ passed the old check of the two parts alone
+    (off by 0.094, reported 1e-15); the combined path is now compared with rank + w·sort."""
+    from poselab import losses
+    from poselab.codecs import encode_gaussian
+    rng = np.random.default_rng(0)
+    kp = torch.as_tensor(rng.uniform(2, 44, size=(2, 17, 2)))
+    labels, vis = encode_gaussian(kp, None, (64, 48), 2.0, dtype=torch.float64)
+    scores = 2 * torch.roll(labels, 2, -1) + 0.3 * torch.as_tensor(rng.standard_normal(labels.shape))
+    good = A.combined_path_errors(scores, labels, vis)
+    assert max(v for e in good.values() for v in e.values()) < 1e-9
+    real = losses.spatial_rank_sort_loss
+
+    def wrong(x, y, v, rank_delta=0.4, sort_delta=1.5, **kw):  # sorts with the rank δ
+        return real(x, y, v, rank_delta=rank_delta, sort_delta=rank_delta, **kw)
+    monkeypatch.setattr(losses, "spatial_rank_sort_loss", wrong)
+    bad = A.combined_path_errors(scores, labels, vis)
+    assert bad["spatial_rank_sort"]["loss"] > 1e-3

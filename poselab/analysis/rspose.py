@@ -34,6 +34,7 @@ __all__ = [
     "updates_on_one_heatmap", "theorem1_check", "theorem1_counterexample", "keypoint_quality",
     "minmax_fit", "minmax_apply", "ap_with_keypoint_scores", "probe_batch", "train_score_range",
     "equivalence_verdict", "init_gradient_shares", "ablation_chain_verdict", "ABLATION_LINKS",
+    "combined_path_errors",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -495,3 +496,28 @@ def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "genera
                                            baseline="mse", floor=floor, set_name=set_name)
              for a, b, effect in ABLATION_LINKS}
     return claims.chain_verdict(links, order="mse < spatial_rank < spatial_rs < spatial_rs_is")
+
+
+def combined_path_errors(scores, labels, visible, rank_delta: float = 0.4, sort_delta: float = 1.5,
+                         sort_weight: float = 2.0) -> dict:
+    """The combined path training uses — :func:`poselab.losses.spatial_rank_sort_loss` and
+    :func:`poselab.losses.rspose_loss` (Instance-Sort off) — against the reference loop's
+    ``rank + sort_weight · sort`` and its update, with **different** δ's for the two parts (a
+    combined loss that sorted with the rank δ passed a check of the parts alone: off by 0.094).
+    Returns ``{"spatial_rank_sort": {"loss", "update"}, "rspose": {...}}`` absolute errors."""
+    from ..losses import rspose_loss, spatial_rank_sort_loss
+    ref = reference_rank_sort_loop(scores, labels, visible, rank_delta, sort_delta)
+    want = ref["rank"] + sort_weight * ref["sort"]
+    want_grad = ref["grad_rank"] + sort_weight * ref["grad_sort"]
+    out = {}
+    for name, fn in (("spatial_rank_sort", lambda x: spatial_rank_sort_loss(
+                         x, labels, visible, rank_delta=rank_delta, sort_delta=sort_delta, sort_weight=sort_weight)),
+                     ("rspose", lambda x: rspose_loss(x, labels, visible, rank_delta=rank_delta,
+                                                      sort_delta=sort_delta, sort_weight=sort_weight,
+                                                      instance_weight=0.0))):
+        x = torch.as_tensor(scores).detach().clone().requires_grad_(True)
+        loss = fn(x)
+        loss.backward()
+        out[name] = {"loss": abs(float(loss.detach()) - float(want)),
+                     "update": float((x.grad - want_grad.reshape(x.shape)).abs().max())}
+    return out
