@@ -220,3 +220,17 @@ def test_stride_verdict_tests_stability_not_just_the_coarse_rank():
     # a side that has not learnt: no finding
     weak = {k: [x / 10 for x in v] for k, v in paper_like.items()}
     assert A.stride_verdict(_stride_table(weak), "mse", "sar", (2, 16), preset, floor=0.2).verdict == "inconclusive"
+
+
+def test_shift_invariance_tells_the_normalisations_apart(monkeypatch):
+    """The count study passed even with "two_step" secretly a softmax; shift invariance cannot."""
+    from poselab.analysis import sar as A
+    from poselab import losses
+    got = A.shift_invariance()
+    assert got["softmax"] < 1e-12 and got["two_step"] > 1e-3
+    real = losses.sar_loss
+
+    def secretly_softmax(*args, normalization="two_step", **kw):
+        return real(*args, normalization="softmax", **kw)
+    monkeypatch.setattr(losses, "sar_loss", secretly_softmax)
+    assert A.shift_invariance()["two_step"] < 1e-12  # the check sees the counterfeit

@@ -41,6 +41,7 @@ EXPECTED_CLAIMS = {
     "05_sar": {"sar.loss.matches_formula", "sar.objective.optimum_cases",
                "sar.normalization.softmax_depends_on_count", "sar.degenerate_to_regression",
                "sar.quantization.exact_target_floor", "sar.quantization.stride_robustness",
+               "sar.normalization.shift_invariance",
                "sar.input_size.table", "sar.multi_person.recall", "sar.fg_fc_variant"},
     "06_bcir": {"bcir.bias.eq37_max_error", "bcir.compensation.max_error_px", "bcir.bias.toward_centre",
                 "bcir.epe.argmax_not_better", "bcir.shrinkage.sigma_star_above_true",

@@ -29,7 +29,7 @@ from ..codecs.sar import SARCodec, decode_sar, sar_cell_centres
 from ..losses.sar import sar_log_weights, sar_loss, sar_multi_target_loss
 
 __all__ = ["cell_field", "fit_toy", "reach_floor", "optimum_cases", "DEFAULT_TARGETS", "direct_formula_check",
-           "example_outputs", "three_ways_inputs", "pair_verdict", "ordering_verdict", "stride_verdict", "stride_name", "relative_drops",
+           "example_outputs", "three_ways_inputs", "pair_verdict", "ordering_verdict", "stride_verdict", "stride_name", "relative_drops", "shift_invariance",
            "normalization_study", "degenerate_check", "quantization_floor", "match_detections"]
 
 
@@ -475,3 +475,21 @@ def stride_verdict(table, heatmap: str, sar: str, strides: Sequence[int], preset
     return claims.chain_verdict(links, order=f"stability and rank at strides {fine}..{coarse}")
 
 
+def shift_invariance(shift: float = 3.0, cells: int = 48, seed: int = 0) -> dict:
+    """Why the two normalisations differ (§3.2): the softmax is exactly shift-invariant — adding
+    one constant to every selector logit leaves ``w_t`` and the loss unchanged — while the
+    two-step ``σ(s_t)/Σσ(s)`` is not (each σ saturates on its own). Random cells, targets and
+    logits (float64); returns ``{normalization: |L(s + shift) − L(s)|}``. A "two-step" that were
+    secretly a softmax would show 0 here."""
+    import torch
+    from ..losses import sar_loss
+    g = torch.Generator().manual_seed(int(seed))
+    coords = torch.rand(2, 3, cells, 2, generator=g, dtype=torch.float64) * 12
+    logits = torch.randn(2, 3, cells, generator=g, dtype=torch.float64)
+    target = torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * 12
+    out = {}
+    for norm in ("softmax", "two_step"):
+        base = sar_loss(coords, logits, target, map_size=(12, 12), normalization=norm, eps=0.0)
+        moved = sar_loss(coords, logits + float(shift), target, map_size=(12, 12), normalization=norm, eps=0.0)
+        out[norm] = abs(float(moved - base))
+    return out
