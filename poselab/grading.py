@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from .assignments import _src
+
 __all__ = ["GradingError", "AssignmentTest", "assignment_tests", "submission_code", "grade_submission",
            "feedback_lines"]
 
@@ -69,19 +71,12 @@ class AssignmentTest:
 
 
 def _cells(path: Path) -> list[dict]:
+    """The notebook's cells (:func:`poselab.assignments` reads them), errors as GradingError."""
+    from .assignments import AssignmentError, _cells as read_cells
     try:
-        nb = json.loads(Path(path).read_text())
-        cells = nb["cells"]
-        if not isinstance(cells, list):
-            raise TypeError("cells is not a list")
-        return [c for c in cells if isinstance(c, dict)]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise GradingError(f"{path} is not a readable notebook: {exc}") from None
-
-
-def _text(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
+        return read_cells(path)
+    except AssignmentError as exc:
+        raise GradingError(str(exc)) from None
 
 
 def assignment_tests(source_nb: str | os.PathLike) -> list[AssignmentTest]:
@@ -91,7 +86,7 @@ def assignment_tests(source_nb: str | os.PathLike) -> list[AssignmentTest]:
     questions: list[tuple[float, list[tuple[str, str, bool, str]]]] = []
     points, in_tests = None, False
     for cell in _cells(Path(source_nb)):
-        text = _text(cell)
+        text = _src(cell)
         if cell.get("cell_type") == "raw":
             if text.startswith("# BEGIN QUESTION"):
                 m = re.search(r"points:\s*([0-9.]+)", text)
@@ -123,7 +118,7 @@ def submission_code(submission: str | os.PathLike) -> str:
     for cell in _cells(Path(submission)):
         if cell.get("cell_type") != "code":
             continue
-        for line in _text(cell).splitlines():
+        for line in _src(cell).splitlines():
             stripped = line.lstrip()
             if stripped.startswith(("%", "!")) or _OTTER_LINE.match(stripped):
                 continue  # magics, shell lines and otter's own check cells are not the answer

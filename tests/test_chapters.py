@@ -93,4 +93,4 @@ def test_chapter_runs_fast_with_math_claims_holding(chapter, tmp_path, shared_le
         earlier = {c["id"] for f in (shared_ledgers / "claims").glob("*.json")
                    for c in json.loads(f.read_text())}
         assert earlier and not [i for i in earlier if i not in executed]
-    assert timings[chapter] > 0
+    assert chapter in timings  # recorded; the 60 s budget is benchmarks/chapters.py's

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .cache import source_digest
+from .records import _git, provenance
 from .presets import Preset, get_preset
 from .registry import Recipe, get_recipe
 from .runner import ComparisonTable, RunResult, _jsonable, compare
@@ -51,9 +52,11 @@ REPLICATIONS_DIR = _REPO / "results" / "replications"
 
 
 def _chapter_stem(chapter: str) -> str:
+    """A chapter's file stem from a number, name or stem (a stem is taken as given)."""
+    if re.fullmatch(r"\d\d_\w+", str(chapter)):
+        return str(chapter)
     from poselab.labs import resolve_chapters  # the chapters' names, numbers and stems
-    paths = resolve_chapters([str(chapter)])
-    return paths[0].stem
+    return resolve_chapters([str(chapter)])[0].stem
 
 
 def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]:
@@ -61,7 +64,7 @@ def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]
     depends on it (BCIR's prior schedule). ``chapter``: number, name or file stem."""
     from .zoo import bcir as zoo_bcir, rspose as zoo_rspose, sar as zoo_sar
     from .registry import RECIPES
-    stem = chapter if re.fullmatch(r"\d\d_\w+", str(chapter)) else _chapter_stem(chapter)
+    stem = _chapter_stem(chapter)
     preset = get_preset(preset)
     names: dict[str, Sequence[str]] = {
         "01_train_in_a_minute": ("mse",),
@@ -79,21 +82,13 @@ def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]
 
 
 def replication_folder(chapter: str, root: str | os.PathLike | None = None) -> Path:
-    stem = chapter if re.fullmatch(r"\d\d_\w+", str(chapter)) else _chapter_stem(chapter)
+    stem = _chapter_stem(chapter)
     return Path(root) / stem if root is not None else REPLICATIONS_DIR / stem
 
 
 def record_file(folder: Path, recipe: str, preset: str, seed: int) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", recipe)
     return Path(folder) / f"{safe}__{preset}__seed{int(seed)}.json"
-
-
-def _git(*args: str, cwd: Path = _REPO) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def _write_run(folder: Path, res: RunResult, *, started: dict[str, Any], wall: float, cpu: float | None,
@@ -308,8 +303,7 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
         procs = [subprocess.Popen(base + ["--shard", f"{i}/{jobs}"], env=env) for i in range(jobs)]
         rc = max(proc.wait() for proc in procs)
         return _finish(folder, before, rc, "the worker processes")
-    started = {"commit": head, "dirty": bool(_git("status", "--porcelain", "--", "poselab")),
-               "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    started = provenance()  # the commit these runs train, taken before any of them starts
     command = "poselab replicate " + shlex.join([str(chapter), "--preset", p.name, "--seeds",
                                                  *map(str, seeds)])
     written: list[Path] = []
