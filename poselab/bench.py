@@ -194,7 +194,8 @@ def run_suite(folder: Path | None = None, out: Path | None = None, quick: bool =
     if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
         raise ValueError(f"out={str(out)!r} must be a results file (e.g. benchmarks/results.md), "
                          "not a folder or a path under a file")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from poselab.paths import writable_folder
+    writable_folder(out.parent, "the results file's folder")  # before the scripts run
     results = []
     for path in scripts:
         if echo:

@@ -313,15 +313,11 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     if unknown:
         raise CliError(f"no selected chapter has parameter(s) {', '.join(unknown)}")
     _cell_timeout(timeout)
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CliError(f"--out {out_dir} is a file; pass a folder for the executed notebooks and "
-                       "claims.json")
+    from poselab.paths import writable_folder
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"cannot create --out {out_dir} ({exc.strerror or exc}); choose another "
-                       "folder") from None
+        out_dir = writable_folder(out, "--out")  # the executed notebooks and claims.json
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     results = []
     for notebook in chapters:
         mine = {k: v for k, v in parameters.items() if k in declared_parameters(notebook)}

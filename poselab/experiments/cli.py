@@ -103,9 +103,7 @@ def _train(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise _error(f"--jobs takes an integer >= 1, got {args.jobs}")
     names = "+".join(r.name for r in recipes)
-    out = Path(args.out or f"runs/train/{names}-{preset.name}")
-    if out.exists() and not out.is_dir():
-        raise _error(f"--out {out} is a file; pass a folder")
+    out = _out_folder(args.out or f"runs/train/{names}-{preset.name}")
     if args.record:
         from .records import check_record_path
         try:
@@ -167,6 +165,15 @@ def _train(args) -> int:
     return 0
 
 
+def _out_folder(path) -> Path:
+    """``--out`` created and shown writable before any training."""
+    from poselab.paths import writable_folder
+    try:
+        return writable_folder(path, "--out")
+    except ValueError as exc:
+        raise _error(str(exc)) from None
+
+
 def _recipes() -> int:
     from . import RECIPES
     print(f"{'recipe':22s} {'head':9s} {'codec':12s} {'loss':18s} paper")
@@ -215,6 +222,7 @@ def _results(args) -> int:
 def _arena(args) -> int:
     from .arena import run_arena
     from .runner import _jsonable
+    out = _out_folder(args.out) if args.out else None  # before training, not after
     try:
         arena = run_arena(args.recipes, seeds=args.seeds, data=args.data, preset=args.preset,
                           device=args.device, cache=not args.no_cache, jobs=args.jobs)
@@ -224,11 +232,7 @@ def _arena(args) -> int:
     print(text)
     print(f"same inputs for every recipe: {arena.same_inputs}; same step budget and backbone: "
           f"{arena.same_budget}; best AP on generated data: {arena.best()}")
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise _error(f"--out {out} is a file; pass a folder")
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         (out / "arena.md").write_text(text)
         (out / "arena.json").write_text(json.dumps(
             {"same_inputs": arena.same_inputs, "same_budget": arena.same_budget,

@@ -372,6 +372,8 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
         hit = _load_cached(folder, plan)
         if hit is not None:
             return hit
+    from poselab.paths import writable_folder
+    writable_folder(folder.parent, "the run cache")  # before training, not after
 
     codec = CODECS[recipe.codec](geometry, **dict(recipe.codec_params))
     loss_fn = LOSSES[recipe.loss](geometry, **dict(recipe.loss_params))
