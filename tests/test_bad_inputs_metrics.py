@@ -84,6 +84,13 @@ def _mutate(gt, fn):
     (lambda g: g["annotations"][0].update(image_id=1.5), "integer 'image_id'"),
     (lambda g: g["images"][0].update(id="one"), "images[0] needs an integer 'id'"),
     (lambda g: g.pop("images"), "'images'"),
+    # a 5-joint set whose categories name its joints gave a pycocotools broadcast error (17 sigmas)
+    (lambda g: [g["categories"][0].update(keypoints=list("abcde")),
+                *[a.update(keypoints=a["keypoints"][:15]) for a in g["annotations"]]],
+     "name 5 keypoints; COCO keypoint AP"),
+    (lambda g: [g["categories"][0].pop("keypoints"),
+                *[a.update(keypoints=a["keypoints"][:15]) for a in g["annotations"]]],
+     "no category names its keypoints, so the 17 COCO joints are assumed"),
 ])
 def test_bad_ground_truth_is_refused_naming_the_entry(mutation, words):
     gt = _mutate(_gt(), mutation)

@@ -160,6 +160,10 @@ def _crafted(path, tmp_path, **changes):
     ({"history.losses": "abc"}, "history['losses']"),
     ({"history.val": ["x"]}, "history['val']"),
     ({"history.terms": {"mse": "abc"}}, "history['terms']"),
+    ({"history": {}}, "stopped at step"),  # an emptied history was silently reset before
+    ({"history.losses": [0.5]}, "one entry per step"),
+    ({"history.terms": {"mse": [0.1] * 1000}}, "more values than"),
+    ({"history.val": [{"epoch": 0, "step": 10 ** 6}]}, "not increasing within"),
     ({"settings.schedule": "linear"}, "settings['schedule']"),
     ({"settings.batch_size": 0}, "settings['batch_size']"),
     ({"model": {"backbone.w": "x"}}, "model entries"),

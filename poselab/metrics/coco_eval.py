@@ -94,7 +94,8 @@ def _check_ground_truth(dataset, source: str) -> None:
     Raises ValueError naming ``source`` and the offending entries for: a non-dict top level,
     missing ``images``/``annotations`` lists, non-integer or duplicate image / annotation ids
     (pycocotools would silently keep only the last of a duplicate), annotations without a
-    numeric ``area`` (the OKS scale) or ``bbox``, keypoints that are not 3·K numbers. Missing
+    numeric ``area`` (the OKS scale) or ``bbox``, keypoints that are not 3·K numbers, categories
+    naming K ≠ 17 keypoints (pycocotools has OKS sigmas for COCO's 17 joints only). Missing
     ``iscrowd`` (0), ``num_keypoints`` (counted from the flags) and ``categories`` (person) are
     filled in, as pycocotools needs them.
     """
@@ -111,8 +112,12 @@ def _check_ground_truth(dataset, source: str) -> None:
     cats = dataset.setdefault("categories", [{"id": 1, "name": "person"}])
     if not isinstance(cats, list) or not all(isinstance(c, dict) and "id" in c for c in cats):
         raise fail("'categories' must be a list of {id, name, keypoints} objects")
-    num_kpts = max((len(c["keypoints"]) for c in cats if isinstance(c.get("keypoints"), list)),
-                   default=17)
+    named = [len(c["keypoints"]) for c in cats if isinstance(c.get("keypoints"), list)]
+    num_kpts = max(named, default=17)
+    if num_kpts != 17:  # pycocotools' OKS has one sigma per COCO joint, and only 17 of them
+        raise fail(f"its categories name {num_kpts} keypoints; COCO keypoint AP (pycocotools) is "
+                   "defined for the 17 COCO joints only (one OKS sigma each)")
+    unnamed = "" if named else " (no category names its keypoints, so the 17 COCO joints are assumed)"
     for i, img in enumerate(dataset["images"]):
         if not isinstance(img, dict) or _integer(img.get("id")) is None:
             raise fail(f"images[{i}] needs an integer 'id', got {img!r:.100}")
@@ -136,7 +141,7 @@ def _check_ground_truth(dataset, source: str) -> None:
         if not (isinstance(kp, list) and len(kp) == 3 * num_kpts and all(map(_number, kp))):
             shown = len(kp) if isinstance(kp, list) else type(kp).__name__
             raise fail(f"annotation {aid} 'keypoints' must be {3 * num_kpts} finite numbers "
-                       f"(x, y, v per joint), got {shown}")
+                       f"(x, y, v per joint), got {shown}{unnamed}")
         ann.setdefault("num_keypoints", sum(1 for v in kp[2::3] if v > 0))
         ann.setdefault("iscrowd", 0)
     for kind, items in (("image", dataset["images"]), ("annotation", dataset["annotations"])):

@@ -16,6 +16,8 @@ import torch
 
 FORMAT_VERSION = 1
 MARKER = "poselab_checkpoint"
+#: the history lists fit extends by one entry at every optimiser step
+PER_STEP = ("losses", "step_times", "data_times", "lrs", "epochs", "batch_sizes")
 REQUIRED = ("model", "optimizer", "step", "epoch", "batch_in_epoch", "history", "rng", "settings")
 
 
@@ -84,12 +86,18 @@ def _check_fields(ckpt: dict, path) -> None:
         shape = tuple(rng.shape) if isinstance(rng, torch.Tensor) else type(rng).__name__
         raise _bad(path, f"'rng' must be a uint8 tensor of shape {tuple(expected.shape)} "
                          f"(torch.get_rng_state()), got {shape}")
-    history = ckpt["history"]
-    for key in ("losses", "step_times", "data_times", "lrs", "epochs", "batch_sizes"):
+    history, step = ckpt["history"], ckpt["step"]
+    for key in PER_STEP:
         values = history.get(key, [])
         if not isinstance(values, list) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise _bad(path, f"history[{key!r}] must be a list of numbers")
+    # fit appends one entry per optimiser step to each list: a history of another length would be
+    # silently carried on (or reset) while the position says otherwise
+    lengths = {key: len(history.get(key, [])) for key in PER_STEP}
+    if any(n != step for n in lengths.values()):
+        raise _bad(path, f"its history holds {lengths} entries, but it stopped at step {step} "
+                         "(one entry per step)")
     terms, val = history.get("terms", {}), history.get("val", [])
     if not isinstance(terms, dict) or not all(
             isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in terms.values()):
@@ -97,6 +105,11 @@ def _check_fields(ckpt: dict, path) -> None:
     if not isinstance(val, list) or not all(
             isinstance(r, dict) and isinstance(r.get("step"), (int, float)) for r in val):
         raise _bad(path, "history['val'] must be a list of {'epoch', 'step', metric: value} dicts")
+    if any(len(v) > step for v in terms.values()):
+        raise _bad(path, f"history['terms'] holds more values than the {step} steps it stopped at")
+    val_steps = [r["step"] for r in val]
+    if any(not 0 <= s <= step for s in val_steps) or val_steps != sorted(val_steps):
+        raise _bad(path, f"history['val'] steps {val_steps[:8]} are not increasing within 0..{step}")
     settings = ckpt["settings"]
     for key, minimum in (("seed", None), ("batch_size", 1), ("warmup_steps", 0), ("total_steps", 0)):
         value = settings.get(key, minimum or 0)
