@@ -123,3 +123,69 @@ def test_status_lines_report_the_running_workers():
     assert len(folders) == 2 and all(folders)
     assert lines and all("done;" in line and "mse seed" in line for line in lines)
     assert any("step" in line or "starting" in line for line in lines)
+
+
+def _children(pid: int, marker: str) -> list[int]:
+    found = []
+    for stat in __import__("pathlib").Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and marker in cmd:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_killing_the_caller_with_sigkill_stops_its_workers_and_removes_the_jobs_folder(tmp_path):
+    """The outside probe's case: kill -9 of ``train --jobs``'s parent left workers training and
+    a temp folder behind."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    long = ex.Preset("tiny-forever", input_size=(64, 48), epochs=10 ** 6, max_steps=10 ** 6,
+                     batch_size=8, n_train=12, n_val=6)
+    spec = dict(recipe=ex.RECIPES["mse"].to_dict(), modules=[], data="synth", preset=long.to_dict(),
+                seed=0, device="cpu", cache=False, threads=1)
+    code = ("import json, sys\nfrom poselab.experiments import parallel\n"
+            f"parallel.train_many([json.loads({json.dumps(json.dumps(spec))})] * 2, jobs=2)\n")
+    env = dict(os.environ, TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(parent.pid, "poselab.experiments.worker")) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, "no workers started"
+            time.sleep(0.2)
+        assert list(tmp_path.glob(f"{parallel.JOBS_PREFIX}{parent.pid}-*"))
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while [w for w in workers if os.path.exists(f"/proc/{w}")
+               and "Z" not in open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0]]:
+            assert time.monotonic() < deadline, f"workers {workers} still run after their parent died"
+            time.sleep(0.2)
+        assert not list(tmp_path.glob(f"{parallel.JOBS_PREFIX}*"))
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_stale_jobs_folders_of_dead_callers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    dead = tmp_path / f"{parallel.JOBS_PREFIX}{gone}-abc123"
+    live = tmp_path / f"{parallel.JOBS_PREFIX}{os.getpid()}-def456"
+    other = tmp_path / "poselab-jobs-notapid"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "spec0.json").write_text("{}")
+    assert parallel.remove_stale_job_folders(tmp_path) == [dead.name]
+    assert not dead.exists() and live.exists() and other.exists()

@@ -150,6 +150,38 @@ def portable(recipe: Recipe) -> bool:
     return part_modules(recipe) is not None
 
 
+#: the jobs folders of :func:`train_many` are ``<tmp>/poselab-jobs-<pid>-*``
+JOBS_PREFIX = "poselab-jobs-"
+
+
+def remove_stale_job_folders(root: str | os.PathLike | None = None) -> list[str]:
+    """Remove the jobs folders left by callers that no longer run (``kill -9`` skips their
+    clean-up; their workers stop themselves); return the names removed."""
+    import re
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{JOBS_PREFIX}*"):
+        m = re.fullmatch(rf"{JOBS_PREFIX}(\d+)-\w+", folder.name)
+        if not m or not folder.is_dir() or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None,
                status_every: float = 30.0) -> list[str]:
     """Train each spec in its own worker process, ``jobs`` at a time; returns the cache folders.
@@ -183,13 +215,14 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
     t_start = last_status = time.perf_counter()
     pending = list(range(len(specs)))
     running: dict[int, tuple[subprocess.Popen, Path, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="poselab-jobs-") as tmp:
+    remove_stale_job_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{JOBS_PREFIX}{os.getpid()}-") as tmp:
         try:
             while pending or running:
                 while pending and len(running) < jobs:
                     i = pending.pop(0)
                     spec_path = Path(tmp) / f"spec{i}.json"
-                    spec_path.write_text(json.dumps(specs[i]))
+                    spec_path.write_text(json.dumps({**specs[i], "parent_pid": os.getpid()}))
                     err = open(Path(tmp) / f"stderr{i}.txt", "w+")
                     env = dict(os.environ, OMP_NUM_THREADS=str(specs[i]["threads"]))
                     proc = subprocess.Popen([sys.executable, "-m", "poselab.experiments.worker",

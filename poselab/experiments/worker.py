@@ -3,10 +3,14 @@ cached) in a fresh interpreter and writes its cache folder's path beside the spe
 (:func:`poselab.experiments.parallel.train_many` starts these and reads the progress files)."""
 from __future__ import annotations
 
+import _thread
 import importlib
 import json
 import os
+import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -45,9 +49,39 @@ class _ProgressFile(Callback):
         os.replace(tmp, self.path)
 
 
+ORPHAN_GRACE_S = 30.0  # after the interrupt, how long a worker may take to clean up
+
+
+def _watch_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Stop this worker when the process that started it is gone (killed with ``kill -9`` it can
+    stop no one): a KeyboardInterrupt in the main thread lets the run's own clean-up run (no
+    half-written cache entry), then a hard exit if that takes longer than ``ORPHAN_GRACE_S``."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        _thread.interrupt_main()
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(3)
+    threading.Thread(target=watch, name="poselab-parent-watch", daemon=True).start()
+
+
 def main(spec_path: str) -> None:
     """Worker entry point: train one run (or find it cached) and write its cache folder."""
     spec = json.loads(Path(spec_path).read_text())
+    parent = spec.get("parent_pid")
+    parent = parent if isinstance(parent, int) and not isinstance(parent, bool) else None
+    try:
+        if parent is not None:
+            _watch_parent(parent)  # (its interrupt may arrive at once: the caller died meanwhile)
+        _train(spec, spec_path)
+    except KeyboardInterrupt:
+        if parent is not None and os.getppid() != parent:  # orphaned: remove the jobs folder
+            shutil.rmtree(Path(spec_path).parent, ignore_errors=True)
+            os._exit(3)
+        raise
+
+
+def _train(spec: dict, spec_path: str) -> None:
     torch.set_num_threads(int(spec["threads"]))
     for module in spec["modules"]:  # and whatever else defines this recipe's parts
         importlib.import_module(module)
