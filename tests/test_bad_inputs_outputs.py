@@ -65,7 +65,7 @@ def test_a_real_read_only_folder_is_refused_when_permissions_apply(tmp_path):
 
 
 def _no_training(monkeypatch):
-    import poselab.train as train
+    from poselab import train
 
     def trained(*a, **k):
         raise AssertionError("training started before the output folder was checked")

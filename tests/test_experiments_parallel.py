@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,7 +128,7 @@ def test_status_lines_report_the_running_workers():
 
 def _children(pid: int, marker: str) -> list[int]:
     found = []
-    for stat in __import__("pathlib").Path("/proc").glob("[0-9]*/stat"):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -166,7 +167,7 @@ def test_killing_the_caller_with_sigkill_stops_its_workers_and_removes_the_jobs_
         parent.wait()
         deadline = time.monotonic() + 60
         while [w for w in workers if os.path.exists(f"/proc/{w}")
-               and "Z" not in open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0]]:
+               and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]]:
             assert time.monotonic() < deadline, f"workers {workers} still run after their parent died"
             time.sleep(0.2)
         assert not list(tmp_path.glob(f"{parallel.JOBS_PREFIX}*"))
