@@ -18,7 +18,7 @@
 from .registry import (CODECS, LOSSES, MODELS, RECIPES, SCORES, Geometry, Recipe, get_recipe,
                        register_codec, register_loss, register_model, register_recipe,
                        register_score)
-from .presets import PRESETS, Preset, get_preset
+from .presets import PRESETS, Preset, chapter_preset, get_preset
 from .runner import (GENERATED_VAL, REAL_SAMPLE, ComparisonTable, RunResult, compare,
                      resolve_run_data, run_recipe)
 from .verdicts import compare_recipes, table_evidence
@@ -28,6 +28,6 @@ from . import zoo  # noqa: F401  (registers the paper chapters' recipes)
 
 __all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec", "register_loss",
            "register_score", "register_model", "get_recipe", "CODECS", "LOSSES", "SCORES",
-           "MODELS", "Preset", "PRESETS", "get_preset", "run_recipe", "compare", "RunResult",
+           "MODELS", "Preset", "PRESETS", "get_preset", "chapter_preset", "run_recipe", "compare", "RunResult",
            "ComparisonTable", "resolve_run_data", "GENERATED_VAL", "REAL_SAMPLE", "compare_recipes",
            "table_evidence", "recorded_table", "recorded_verdict"]

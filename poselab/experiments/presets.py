@@ -17,7 +17,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Preset", "PRESETS", "get_preset", "resolve_autocast"]
+__all__ = ["Preset", "PRESETS", "get_preset", "chapter_preset", "resolve_autocast"]
 
 
 def _int(value) -> int:
@@ -179,6 +179,24 @@ def resolve_autocast(autocast: str | None, device) -> str | None:
         probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
         return "bfloat16" if probe is not None and probe() else None
     return None
+
+
+def chapter_preset(preset: "Preset | str", **overrides) -> Preset:
+    """The preset a chapter trains under: ``preset`` with the chapter's own ``overrides`` (e.g.
+    ``epochs=3, n_val=40`` to fit a student's time budget) applied **only under the default
+    preset**; any other preset (``full``, ``fast``, a Preset of one's own) trains as defined, so
+    ``-p preset=full`` gives a chapter the same runs as ``poselab train --preset full``. An
+    override of ``None`` keeps the preset's value.
+
+    Example:
+        >>> chapter_preset("default", epochs=3).epochs, chapter_preset("full", epochs=3).epochs
+        (3, 40)
+    """
+    preset = get_preset(preset)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if preset.name != "default" or not changes:
+        return preset
+    return preset.replace(**changes)
 
 
 def get_preset(preset: "Preset | str") -> Preset:

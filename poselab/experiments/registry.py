@@ -41,7 +41,8 @@ from typing import Any, Callable, Mapping
 
 __all__ = ["Geometry", "Recipe", "RECIPES", "CODECS", "LOSSES", "SCORES", "MODELS",
            "register_recipe", "register_codec", "register_loss", "register_score",
-           "register_model", "get_recipe"]
+           "register_model", "get_recipe", "register_preset_adapter", "adapt_to_preset",
+           "PRESET_ADAPTERS"]
 
 HEADS = ("heatmap", "integral", "simcc", "sar")
 
@@ -245,3 +246,33 @@ def get_recipe(recipe: Recipe | str) -> Recipe:
         return RECIPES[recipe]
     raise KeyError(f"unknown recipe {recipe!r}; registered recipes: {sorted(RECIPES)} "
                    "(poselab recipes lists them)")
+
+
+#: loss name → ``adapter(recipe, preset) -> Recipe``: how a recipe of that loss adapts to the
+#: preset it trains under (e.g. BCIR's prior switched off at the paper's share of the epochs)
+PRESET_ADAPTERS: dict[str, Callable] = {}
+
+
+def register_preset_adapter(loss: str, adapter: Callable | None = None):
+    """Register how recipes of ``loss`` adapt to a preset (decorator too). The runner applies it
+    to every run (:func:`adapt_to_preset`), so ``poselab train``, ``compare``, the arena and the
+    chapters train the same recipe under the same preset (one cache key)."""
+    def add(fn: Callable) -> Callable:
+        if not callable(fn):
+            raise TypeError(f"a preset adapter must be callable, got {type(fn).__name__}")
+        PRESET_ADAPTERS[loss] = fn
+        return fn
+    return add(adapter) if adapter is not None else add
+
+
+def adapt_to_preset(recipe: Recipe, preset) -> Recipe:
+    """``recipe`` as it trains under ``preset`` (a Preset): its loss's registered adapter applied,
+    or the recipe itself. Adapting twice changes nothing more."""
+    adapter = PRESET_ADAPTERS.get(recipe.loss)
+    if adapter is None:
+        return recipe
+    adapted = adapter(recipe, preset)
+    if not isinstance(adapted, Recipe) or adapted.name != recipe.name:
+        raise TypeError(f"the preset adapter of loss {recipe.loss!r} must return the same-named "
+                        f"Recipe, got {adapted!r:.80}")
+    return adapted

@@ -33,7 +33,7 @@ import torch
 from .. import __version__
 from .cache import entry_dir, file_sha256, run_key, source_digest
 from .presets import Preset, get_preset, resolve_autocast
-from .registry import CODECS, LOSSES, MODELS, SCORES, Geometry, Recipe, get_recipe
+from .registry import CODECS, LOSSES, MODELS, SCORES, Geometry, Recipe, adapt_to_preset, get_recipe
 
 __all__ = ["RunResult", "run_recipe", "compare", "ComparisonTable", "resolve_run_data",
            "METRIC_KEYS", "GENERATED_VAL", "REAL_SAMPLE"]
@@ -273,8 +273,8 @@ def _plan(recipe: Recipe | str, data, preset: Preset | str, seed: int, device) -
     from poselab.data.synth import GENERATOR_VERSION
     from poselab.train import resolve_device
 
-    recipe = get_recipe(recipe)
     preset = get_preset(preset)
+    recipe = adapt_to_preset(get_recipe(recipe), preset)  # the one route a preset reaches a recipe
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
         raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     seed = int(seed)

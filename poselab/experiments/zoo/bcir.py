@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 from ..presets import PRESETS
-from ..registry import RECIPES, Recipe, register_loss, register_recipe
+from ..registry import RECIPES, Recipe, register_loss, register_preset_adapter, register_recipe
 
 __all__ = ["CHAPTER_RECIPES", "TRAINING_RECIPES", "ABLATION_RECIPES", "BETA_RECIPES", "for_preset",
            "T_OFF_SHARE", "DEFAULT_T_OFF", "t_off_for"]
@@ -106,17 +106,26 @@ CHAPTER_RECIPES = ("ipr", "ipr_reg", "ipr_prior", "ipr_debias", "bcir", "bcir_be
 
 
 def for_preset(name: str, preset) -> Recipe:
-    """The recipe ``name`` with T_o at the paper's share (6/7) of ``preset``'s epochs.
+    """The recipe ``name`` as it trains under ``preset`` (a Preset or its name): T_o at the
+    paper's share (6/7) of the preset's epochs. The runner applies the same adapter to every run
+    (:func:`poselab.experiments.registry.adapt_to_preset`), so this only shows what will train.
 
-    Recipes without a prior term (and ``mse``) come back unchanged. ``preset``: a Preset or its
-    name."""
+    Recipes without a prior term (and ``mse``) come back unchanged."""
     from ..presets import get_preset
-    recipe = RECIPES[name]
+    from ..registry import adapt_to_preset
+    return adapt_to_preset(RECIPES[name], get_preset(preset))
+
+
+@register_preset_adapter("bcir")
+def _t_off_at_the_papers_share(recipe: Recipe, preset) -> Recipe:
+    """BCIR's T_o follows the preset's epochs when the recipe keeps the registered T_o
+    (:data:`DEFAULT_T_OFF`); a T_o chosen by hand (another number, or None for a constant λ) is
+    kept as given."""
     params = dict(recipe.loss_params)
-    if recipe.loss != "bcir" or not params.get("prior_weight"):
+    if not params.get("prior_weight") or params.get("t_off_epochs") != DEFAULT_T_OFF:
         return recipe
-    t_off = t_off_for(get_preset(preset).epochs)
-    if params.get("t_off_epochs") == t_off:
+    t_off = t_off_for(preset.epochs)
+    if t_off == DEFAULT_T_OFF:
         return recipe
     params["t_off_epochs"] = t_off
     return recipe.replace(loss_params=params)
