@@ -308,6 +308,8 @@ def test_plateau_statistics_tell_a_flat_top_from_a_peak():
     want = np.mean([_uniform_window_distance(labels[b, k].numpy()) for b in range(4) for k in range(17)])
     assert sf["uniform_error_px"] == pytest.approx(want, rel=1e-9)
     assert sf["error_px"] > 0.8 * sf["uniform_error_px"]
+    # blurring finds the centre of a symmetric flat top (and keeps a Gaussian's peak)
+    assert sf["blurred_error_px"] < 0.5 and sp["blurred_error_px"] == 0.0
     flat_text = A.plateau_sentence({"spatial_rank": sf, "mse": sp}, "inconclusive")
     peak_text = A.plateau_sentence({"spatial_rank": sp, "mse": sp}, "reproduced")
     assert "flat on top" in flat_text and "peaked" in peak_text and "'reproduced'" in peak_text
@@ -400,3 +402,34 @@ def test_theorem1_counterexample_fails_without_the_cross_term():
     assert A.theorem1_counterexample()["holds"]
     independent = A.theorem1_counterexample(cross=0.0)
     assert independent["diagonal_increases"] and not independent["cov_decreases"] and not independent["holds"]
+
+
+# ----------------------------------------------------------------------------- the update explorer (#24 Add)
+def test_single_map_updates():
+    r = A.single_map_updates((32, 24), 2.0, offset=(0.0, 0.0), sharpness=1.0, noise=0.0)
+    # Spatial Rank's update balanced; a displaced blob gets more MSE gradient and more rank loss
+    assert abs(r["spatial_rank"].sum()) < 1e-12 and r["prediction"].shape == (32, 24)
+    moved = A.single_map_updates((32, 24), 2.0, offset=(4.0, 0.0), rank_delta=0.4, noise=0.0)
+    assert np.abs(moved["mse"]).max() > 2 * np.abs(r["mse"]).max()
+    assert moved["loss"]["spatial_rank"] > r["loss"]["spatial_rank"]
+    # a wider δ_sort smooths the step: the sort update changes
+    wide = A.single_map_updates((32, 24), 2.0, offset=(4.0, 0.0), sort_delta=5.0, noise=0.0)
+    assert not np.allclose(wide["spatial_sort"], moved["spatial_sort"])
+    with pytest.raises(ValueError, match="sharpness"):
+        A.single_map_updates(sharpness=0.0)
+
+
+def test_update_explorer_driven():
+    from poselab.widgets.rspose import update_explorer
+    w = update_explorer()
+    assert len(w.figure.data) == 8
+    before = np.array(w.figure.data[4].z, dtype=float)          # Spatial Rank's panel
+    w.sliders["dx"].value = -5.0
+    after = np.array(w.figure.data[4].z, dtype=float)
+    np.testing.assert_allclose(after, A.single_map_updates((32, 24), 2.0, (-5.0, 1.0), 1.0, 0.4, 1.5)["spatial_rank"])
+    assert not np.allclose(before, after)
+    w.sliders["rank_delta"].value = 2.0
+    assert w.result["loss"]["spatial_rank"] != A.single_map_updates((32, 24), 2.0, (-5.0, 1.0), 1.0, 0.4, 1.5)["loss"]["spatial_rank"]
+    assert "Spatial Rank" in w.readout.value
+    w.sliders["sharpness"].value = 3.0
+    assert float(w.figure.data[2].zmax) == pytest.approx(np.abs(w.result["mse"]).max())

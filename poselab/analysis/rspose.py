@@ -17,6 +17,7 @@ Coordinates: ``(x, y)``, pixel centres at integers (DEVELOPERS.md).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ __all__ = [
     "equivalence_verdict", "init_gradient_shares", "ablation_chain_verdict", "ABLATION_LINKS",
     "combined_path_errors", "rank_blind_inside_window", "model_heatmaps", "plateau_statistics",
     "plateau_sentence", "peak_pixels", "share_over_training", "gradient_share_sentence", "PEAK", "THEOREM1_FORMS",
-    "theorem1_identity", "example_maps",
+    "theorem1_identity", "example_maps", "single_map_updates",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -372,6 +373,44 @@ def updates_on_one_heatmap(size=(32, 24), sigma: float = 2.0, shift=(2.0, 1.0),
             **maps}
 
 
+def single_map_updates(size=(32, 24), sigma: float = 2.0, offset=(0.0, 0.0), sharpness: float = 1.0,
+                       rank_delta: float = 0.4, sort_delta: float = 1.5, noise: float = 0.05,
+                       seed: int = 0) -> dict:
+    """MSE's gradient and the Spatial Rank / Spatial Sort updates on one predicted map (float64),
+    for :func:`poselab.widgets.rspose.update_explorer`.
+
+    The target is the MSRA Gaussian (σ) of a joint at the map centre; the prediction a Gaussian
+    blob of width ``σ / sharpness`` (peak 1) displaced by ``offset = (dx, dy)`` px, plus
+    ``noise``·N(0, 1) (fixed ``seed``). δ's in score units (the blob's peak is 1).
+
+    Returns ``{"target", "prediction", "mse", "spatial_rank", "spatial_sort"}`` ``(H, W)`` arrays,
+    ``"keypoint"`` (x, y) and ``"loss"`` ``{name: value}``.
+    """
+    H, W = int(size[0]), int(size[1])
+    if not (np.isfinite(sharpness) and sharpness > 0):
+        raise ValueError(f"sharpness must be a finite number > 0, got {sharpness!r}")
+    dx, dy = (float(v) for v in offset)
+    kp = torch.tensor([[[(W - 1) / 2.0, (H - 1) / 2.0]]], dtype=torch.float64)
+    labels, vis = encode_gaussian(kp, None, (H, W), sigma=sigma, dtype=torch.float64)
+    if float(vis.sum()) == 0:
+        raise ValueError(f"a {H}x{W} map has no target for σ = {sigma}")
+    blob, _ = encode_gaussian(kp + torch.tensor([dx, dy], dtype=torch.float64), None, (H, W),
+                              sigma=sigma / float(sharpness), unbiased=True, dtype=torch.float64)
+    g = torch.Generator().manual_seed(int(seed))
+    pred = blob + float(noise) * torch.randn(blob.shape, generator=g, dtype=torch.float64)
+    out = {"target": labels[0, 0].numpy(), "prediction": pred[0, 0].numpy(), "keypoint": tuple(kp[0, 0].tolist()),
+           "loss": {}}
+    for name, fn in (("mse", lambda x: heatmap_mse_loss(x, labels, vis)),
+                     ("spatial_rank", lambda x: spatial_rank_loss(x, labels, vis, rank_delta)),
+                     ("spatial_sort", lambda x: spatial_sort_loss(x, labels, vis, sort_delta))):
+        x = pred.clone().requires_grad_(True)
+        loss = fn(x)
+        loss.backward()
+        out[name] = x.grad[0, 0].numpy()
+        out["loss"][name] = float(loss.detach())
+    return out
+
+
 # ----------------------------------------------------------------------------- Theorem 1
 def theorem1_check(quality, confidence) -> dict:
     """RSPose Theorem 1 (App. B) on an ``(n, K)`` sample of keypoint localisation qualities L and
@@ -680,7 +719,7 @@ def model_heatmaps(run, ann_json, n: int = 32, sigma: float = 2.0, device="cpu")
     return maps, labels, weights
 
 
-def plateau_statistics(heatmaps, labels, visible=None, delta: float = 0.4) -> dict:
+def plateau_statistics(heatmaps, labels, visible=None, delta: float = 0.4, blur_sigma: float = 2.0) -> dict:
     """How flat the top of predicted maps is, over the visible maps with a window of positives
     (labels > 0, the MSRA (6σ+1)² window):
 
@@ -690,7 +729,11 @@ def plateau_statistics(heatmaps, labels, visible=None, delta: float = 0.4) -> di
     - ``hit``: share of maps whose argmax is the label's peak pixel (the joint's rounded pixel);
     - ``error_px``: mean distance argmax → peak pixel (map px);
     - ``uniform_error_px``: the same mean for an argmax drawn uniformly from each window — what a
-      top carrying no location inside the window gives; ``maps``: the number of maps.
+      top carrying no location inside the window gives;
+    - ``blurred_error_px``: the mean distance for the argmax of the map blurred by a Gaussian of
+      ``blur_sigma`` px (DARK's modulation, which ViTPose's UDP decoder applies before refining:
+      an 11-px kernel, σ = 2) — whether the *centre* of a flat top still holds the joint;
+    - ``maps``: the number of maps.
     """
     h = torch.as_tensor(heatmaps).detach().double()
     y = torch.as_tensor(labels).detach().double()
@@ -715,9 +758,16 @@ def plateau_statistics(heatmaps, labels, visible=None, delta: float = 0.4) -> di
     grid = px(torch.arange(H * W))
     to_peak = (grid[None, :, :] - px(peak)[:, None, :]).norm(dim=-1)
     uniform = (to_peak * win).sum(1) / win.sum(1)
+    r = max(1, int(math.ceil(3 * blur_sigma)))
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float64) ** 2 / (2 * blur_sigma ** 2))
+    g = g / g.sum()
+    blurred = torch.nn.functional.conv2d(flat.reshape(-1, 1, H, W), g.view(1, 1, 1, -1), padding=(0, r))
+    blurred = torch.nn.functional.conv2d(blurred, g.view(1, 1, -1, 1), padding=(r, 0)).reshape(flat.shape)
+    blurred_err = (px(blurred.argmax(1)) - px(peak)).norm(dim=-1)
     return {"near_top": float(near.mean()), "window": float(win.sum(1).double().mean()),
             "hit": float((arg == peak).double().mean()), "error_px": float(err.mean()),
-            "uniform_error_px": float(uniform.mean()), "maps": int(keep.sum())}
+            "uniform_error_px": float(uniform.mean()), "blurred_error_px": float(blurred_err.mean()),
+            "maps": int(keep.sum())}
 
 
 def example_maps(maps_by_model: dict, index: int = 0) -> dict:
@@ -759,5 +809,6 @@ def plateau_sentence(stats: dict, link_verdict: str, rank: str = "spatial_rank",
     return (f"Spatial Rank's trained maps are {shape} ({r['error_px']:.2f} px vs {r['uniform_error_px']:.2f} px; "
             f"{r['near_top']:.1f} of {r['window']:.0f} window pixels within 2δ of the maximum, the "
             f"joint's pixel hit {100 * r['hit']:.1f} % of the time; {baseline}: {b['error_px']:.2f} px, "
-            f"{100 * b['hit']:.1f} %), {meaning}: its verdict here is "
+            f"{100 * b['hit']:.1f} %; a decoder that blurs the map first, as DARK does, lands "
+            f"{r.get('blurred_error_px', float('nan')):.2f} px from it), {meaning}: its verdict here is "
             f"'{link_verdict}'.")
