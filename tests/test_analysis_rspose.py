@@ -433,3 +433,43 @@ def test_update_explorer_driven():
     assert "Spatial Rank" in w.readout.value
     w.sliders["sharpness"].value = 3.0
     assert float(w.figure.data[2].zmax) == pytest.approx(np.abs(w.result["mse"]).max())
+
+
+def test_ablation_chain_with_a_blind_baseline_decides_the_flat_top_link(tmp_path):
+    """Spatial Rank alone converges below an AP floor set for MSE (flat tops): with the floor alone
+    its link could never be decided. With the blind guess as its learnt-check it can, both ways;
+    MSE still needs the floor, and a recipe no better than the blind guess has not learnt."""
+    aps = {"mse": [0.739, 0.742, 0.736], "spatial_rank": [0.274, 0.270, 0.279],
+           "spatial_rs": [0.70, 0.71, 0.705], "spatial_rs_is": [0.71, 0.715, 0.712]}
+    floor_only = A.ablation_chain_verdict(_chain_table(aps))
+    link = floor_only.summary["links"]["spatial_rank > mse"]
+    assert link["verdict"] == "inconclusive" and "spatial_rank has not learnt" in link["reason"]
+    v = A.ablation_chain_verdict(_chain_table(aps), blind=0.003)
+    assert v.verdict == "not reproduced" and "broken at spatial_rank > mse" in v.reason
+    assert v.summary["links"]["spatial_rs > spatial_rank"]["verdict"] == "reproduced"
+    blind_like = {**aps, "spatial_rank": [0.002, 0.003, 0.0025]}
+    b = A.ablation_chain_verdict(_chain_table(blind_like), blind=0.003)
+    assert "spatial_rank has not learnt" in b.summary["links"]["spatial_rank > mse"]["reason"]
+    weak = {**aps, "mse": [0.2, 0.21, 0.19]}
+    w = A.ablation_chain_verdict(_chain_table(weak), blind=0.003)
+    assert "baseline too weak" in w.summary["links"]["spatial_rank > mse"]["reason"]
+    ok = {"mse": [0.500, 0.5002, 0.4998], "spatial_rank": [0.510, 0.5102, 0.5098],
+          "spatial_rs": [0.530, 0.5302, 0.5298], "spatial_rs_is": [0.540, 0.5402, 0.5398]}
+    assert A.ablation_chain_verdict(_chain_table(ok), blind=0.003).verdict == "reproduced"
+    rising = A.ablation_chain_verdict(_chain_table(ok, rising=("spatial_rank",)), blind=0.003)
+    assert rising.verdict == "inconclusive" and "spatial_rank not converged" in rising.reason
+
+
+def test_blind_ap_is_low_and_a_perfect_guess_is_not(tmp_path):
+    from poselab.data import synth
+    from poselab.metrics import coco_keypoint_eval
+    ann = synth.generate(tmp_path / "val", 6, seed=3, split="val")
+    blind = A.blind_ap(ann)
+    gt = json.loads(open(ann).read())
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "score": 1.0, "keypoints": a["keypoints"]}
+               for a in gt["annotations"] if a.get("num_keypoints", 0) > 0]
+    assert 0.0 <= blind < 0.2 < coco_keypoint_eval(gt, perfect)["AP"]
+    empty = dict(gt, annotations=[])
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    with pytest.raises(ValueError, match="no person"):
+        A.blind_ap(tmp_path / "empty.json")
