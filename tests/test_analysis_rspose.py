@@ -473,3 +473,16 @@ def test_blind_ap_is_low_and_a_perfect_guess_is_not(tmp_path):
     (tmp_path / "empty.json").write_text(json.dumps(empty))
     with pytest.raises(ValueError, match="no person"):
         A.blind_ap(tmp_path / "empty.json")
+
+
+def test_table_e8_rows_and_the_recipes_that_use_them(monkeypatch):
+    import poselab.experiments.zoo  # noqa: F401  (registers the chapter's recipes)
+    rows = {r["model"]: r for r in A.table_e8_rows()}
+    assert len(rows) == 4 and rows["ViTPose ViT-B"]["settings match"] and rows["SimCC ResNet-50"]["settings match"]
+    assert rows["ViTPose ViT-H"]["settings match"] is None and rows["SimCC HRNet-W48"]["instance_delta"] == 0.5
+    assert A.recipe_loss_settings("spatial_rs_is") == {"rank_delta": 0.4, "rank_weight": 1.0, "sort_delta": 1.5,
+                                                       "sort_weight": 2.0, "instance_delta": 3.0, "instance_weight": 0.25}
+    real = A.recipe_loss_settings
+    monkeypatch.setattr(A, "recipe_loss_settings",   # a recipe that sorts with the rank δ
+                        lambda name: {**real(name), "sort_delta": 0.4} if name == "spatial_rs" else real(name))
+    assert {r["model"]: r for r in A.table_e8_rows()}["ViTPose ViT-B"]["settings match"] is False

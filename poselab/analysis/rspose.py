@@ -37,7 +37,8 @@ __all__ = [
     "equivalence_verdict", "init_gradient_shares", "ablation_chain_verdict", "ABLATION_LINKS",
     "combined_path_errors", "rank_blind_inside_window", "model_heatmaps", "plateau_statistics",
     "plateau_sentence", "peak_pixels", "share_over_training", "gradient_share_sentence", "PEAK", "THEOREM1_FORMS",
-    "theorem1_identity", "example_maps", "single_map_updates", "blind_ap",
+    "theorem1_identity", "example_maps", "single_map_updates", "blind_ap", "TABLE_E8",
+    "recipe_loss_settings", "table_e8_rows",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -604,6 +605,51 @@ def init_gradient_shares(ann_json, input_size=(256, 192), seeds=(0, 1, 2), sigma
     return {int(s): model_gradient_split(build_model("heatmap", tuple(input_size), "tiny",
                                                      num_keypoints=labels.shape[1], seed=int(s)),
                                          images, labels, weights, losses) for s in seeds}
+
+
+#: RSPose Table E.8 (COCO): δ and coefficient of each loss per model; None where the row has no
+#: Instance-Sort. ``recipes``: the chapter's recipes that use the row.
+TABLE_E8 = (
+    {"model": "ViTPose ViT-B", "rank_delta": 0.4, "rank_weight": 1.0, "sort_delta": 1.5, "sort_weight": 2.0,
+     "instance_delta": 3.0, "instance_weight": 0.25, "recipes": ("spatial_rank", "spatial_rs", "spatial_rs_is")},
+    {"model": "ViTPose ViT-H", "rank_delta": 0.4, "rank_weight": 1.0, "sort_delta": 1.5, "sort_weight": 2.0,
+     "instance_delta": 3.0, "instance_weight": 1.5, "recipes": ()},
+    {"model": "SimCC ResNet-50", "rank_delta": 0.4, "rank_weight": 1.0, "sort_delta": 0.2, "sort_weight": 0.25,
+     "instance_delta": None, "instance_weight": None, "recipes": ("simcc_rs",)},
+    {"model": "SimCC HRNet-W48", "rank_delta": 0.3, "rank_weight": 1.0, "sort_delta": 1.2, "sort_weight": 0.5,
+     "instance_delta": 0.5, "instance_weight": 0.1, "recipes": ()},
+)
+
+
+def recipe_loss_settings(name: str) -> dict:
+    """The δ's and coefficients a registered recipe of the chapter trains with (its loss builder's
+    defaults updated by the recipe's ``loss_params``), in Table E.8's names."""
+    import inspect
+    from ..experiments import get_recipe
+    from ..experiments.registry import LOSSES
+    recipe = get_recipe(name)
+    builder = LOSSES.lookup(recipe.loss, recipe.name)
+    params = {k: v.default for k, v in inspect.signature(builder).parameters.items()
+              if v.default is not inspect.Parameter.empty}
+    params.update(dict(recipe.loss_params))
+    keys = ("rank_delta", "rank_weight", "sort_delta", "sort_weight", "instance_delta", "instance_weight")
+    return {k: params.get(k, 1.0 if k == "rank_weight" else None) for k in keys}
+
+
+def table_e8_rows() -> list[dict]:
+    """Table E.8 with, per row, the chapter's recipes that use it and whether each recipe's
+    settings equal the row (spatial_rank / spatial_rs switch the later terms off: compared on the
+    terms they train)."""
+    rows = []
+    for row in TABLE_E8:
+        checks = []
+        for r in row["recipes"]:
+            got = recipe_loss_settings(r)
+            on = [k for k in got if not (k.startswith(("sort", "instance")) and got[k.split("_")[0] + "_weight"] == 0)]
+            checks.append(all(got[k] == row[k] for k in on if row[k] is not None))
+        rows.append({**{k: v for k, v in row.items() if k != "recipes"},
+                     "our recipes": ", ".join(row["recipes"]) or "—", "settings match": all(checks) if checks else None})
+    return rows
 
 
 #: RSPose Table 6 (ViT-B, COCO val AP): MSE 75.8, Spatial Rank 75.9, Spatial RS 76.4, + Instance-Sort
