@@ -11,6 +11,14 @@
   keypoints are not independent (:func:`theorem1_counterexample`).
 - App. C: per-keypoint min-max confidence scaling and its effect on AP (:func:`minmax_fit`,
   :func:`minmax_apply`, :func:`ap_with_keypoint_scores`).
+- Eq. 5–6, flat tops: Spatial Rank cannot see where inside the window a map peaks
+  (:func:`rank_blind_inside_window`), and what trained maps look like (:func:`model_heatmaps`,
+  :func:`plateau_statistics`, :func:`example_maps`, :func:`plateau_sentence`).
+- Fig. 3 over training, window and peak-pixel framings (:func:`peak_pixels`,
+  :func:`share_over_training`, :func:`gradient_share_sentence`); one map's updates for the
+  explorer widget (:func:`single_map_updates`).
+- Table 6 as a chain (:func:`ablation_chain_verdict`, with the image-blind guess of
+  :func:`blind_ap`); Table E.8 beside our recipes (:data:`TABLE_E8`, :func:`table_e8_rows`).
 
 Coordinates: ``(x, y)``, pixel centres at integers (DEVELOPERS.md).
 """
