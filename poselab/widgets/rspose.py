@@ -88,7 +88,7 @@ def update_explorer(height: int = 32, width: int = 24, sigma: float = 2.0):
         box.result = r
 
     box = W.VBox([W.HBox([W.VBox([sl["rank_delta"], sl["sort_delta"], sl["sharpness"]]),
-                          W.VBox([sl["dx"], sl["dy"], out])]), fig])
+                          W.VBox([sl["dx"], sl["dy"]])]), out, fig])
     for w in sl.values():
         w.observe(update, "value")
     box.update, box.sliders, box.figure, box.readout = update, sl, fig, out
