@@ -264,3 +264,225 @@ def test_combined_path_is_checked_against_the_loop(monkeypatch):
     monkeypatch.setattr(losses, "spatial_rank_sort_loss", wrong)
     bad = A.combined_path_errors(scores, labels, vis)
     assert bad["spatial_rank_sort"]["loss"] > 1e-3
+
+
+# ----------------------------------------------------------------------------- flat plateaus (#24 item 6)
+def test_rank_is_blind_inside_the_window_and_the_check_can_fail():
+    from poselab.losses import spatial_rank_sort_loss
+    r = A.rank_blind_inside_window((64, 48), 2.0)
+    assert r["holds"]
+    assert r["rank"] == {"centred": 0.0, "corner": 0.0} and max(r["rank_update"].values()) == 0.0
+    assert r["argmax_error_px"]["centred"] == 0.0 and math.isclose(r["argmax_error_px"]["corner"], 6 * math.sqrt(2))
+    assert r["sort"]["corner"] > r["sort"]["centred"]
+    # float32, the training dtype: the same
+    f32 = A.rank_blind_inside_window(rank_fn=lambda x, y, v, d: spatial_rank_loss(x.float(), y.float(), v.float(), d),
+                                     sort_fn=lambda x, y, v, d: spatial_sort_loss(x.float(), y.float(), v.float(), d))
+    assert f32["holds"]
+    # counter-cases: a "rank" loss that reads the labels inside the window, a "sort" loss that does not
+    reads = A.rank_blind_inside_window(rank_fn=lambda x, y, v, d: spatial_rank_sort_loss(x, y, v, d, 1.5, 2.0))
+    assert not reads["holds"] and reads["rank"]["corner"] > 0
+    blind_sort = A.rank_blind_inside_window(sort_fn=spatial_rank_loss)
+    assert not blind_sort["holds"]
+    with pytest.raises(ValueError, match="margin"):
+        A.rank_blind_inside_window(margin=0.3)
+
+
+def _uniform_window_distance(labels):
+    """Mean distance from the label peak to the window's pixels, by a loop (independent)."""
+    H, W = labels.shape
+    py, px = np.unravel_index(int(labels.argmax()), labels.shape)
+    d = [math.hypot(x - px, y - py) for y in range(H) for x in range(W) if labels[y, x] > 0]
+    return sum(d) / len(d)
+
+
+def test_plateau_statistics_tell_a_flat_top_from_a_peak():
+    rng = np.random.default_rng(0)
+    kp = torch.as_tensor(rng.uniform(8, 40, size=(4, 17, 2)))
+    labels, vis = encode_gaussian(kp, None, (64, 48), 2.0)
+    window = (labels > 0).float()
+    flat = window + 0.01 * torch.as_tensor(rng.random(labels.shape), dtype=torch.float32)   # a noisy plateau
+    peaked = labels.clone()
+    sf, sp = A.plateau_statistics(flat, labels, vis), A.plateau_statistics(peaked, labels, vis)
+    assert sp["hit"] == 1.0 and sp["error_px"] == 0.0
+    assert sf["near_top"] == pytest.approx(sf["window"]) and sf["hit"] < 0.1
+    want = np.mean([_uniform_window_distance(labels[b, k].numpy()) for b in range(4) for k in range(17)])
+    assert sf["uniform_error_px"] == pytest.approx(want, rel=1e-9)
+    assert sf["error_px"] > 0.8 * sf["uniform_error_px"]
+    # blurring finds the centre of a symmetric flat top (and keeps a Gaussian's peak)
+    assert sf["blurred_error_px"] < 0.5 and sp["blurred_error_px"] == 0.0
+    flat_text = A.plateau_sentence({"spatial_rank": sf, "mse": sp}, "inconclusive")
+    peak_text = A.plateau_sentence({"spatial_rank": sp, "mse": sp}, "reproduced")
+    assert "flat on top" in flat_text and "peaked" in peak_text and "'reproduced'" in peak_text
+    # an invisible map is left out
+    vis0 = vis.clone(); vis0[:, 1:] = 0
+    assert A.plateau_statistics(flat, labels, vis0)["maps"] == 4
+    with pytest.raises(ValueError, match="shape"):
+        A.plateau_statistics(flat[:, :3], labels, vis)
+    with pytest.raises(ValueError, match="finite"):
+        A.plateau_statistics(flat * float("nan"), labels, vis)
+    with pytest.raises(ValueError, match="positives"):
+        A.plateau_statistics(flat, labels, torch.zeros_like(vis))
+
+
+def test_model_heatmaps_example_maps_and_figure(tmp_path):
+    from poselab.data import synth
+    from poselab.experiments.registry import Geometry
+    from poselab.models import build_model
+    from poselab.viz import rspose as V
+    ann = synth.generate(tmp_path / "val", 3, seed=5, split="val")
+
+    class Run:
+        def geometry(self):
+            return Geometry((64, 48), (16, 12))
+
+        def model(self, device="cpu"):
+            return build_model("heatmap", (64, 48), "tiny", num_keypoints=17, seed=0, autocast="bfloat16")
+    maps, labels, weights = A.model_heatmaps(Run(), ann, 2)
+    assert maps.shape == labels.shape == (2, 17, 16, 12) and maps.dtype == torch.float32
+    ex = A.example_maps({"a": (maps, labels, weights), "b": (maps + 1, labels, weights)})
+    assert set(ex["maps"]) == {"a", "b"} and ex["labels"][ex["keypoint"][1], ex["keypoint"][0]] == 1.0
+    fig = V.plateau_figure(ex["maps"], ex["labels"], ex["keypoint"])
+    assert len(fig.data) == 6 and fig.layout.width <= 820
+    with pytest.raises(ValueError, match="index"):
+        A.example_maps({"a": (maps, labels, weights)}, index=10_000)
+
+
+# ----------------------------------------------------------------------------- Fig. 3 over training (#24 item 2)
+def test_peak_framing_and_share_over_training():
+    kp = torch.tensor([[[5.0, 6.0], [20.0, 30.0]]])
+    labels, vis = encode_gaussian(kp, None, (64, 48), 2.0, dtype=torch.float64)
+    peak = A.peak_pixels(labels, torch.tensor([[1.0, 0.0]]))
+    assert peak.sum() == 1 and bool(peak[0, 0, 6, 5])
+    # MSE with a perfect window but a background of 0.05: the window framing and the peak framing disagree
+    pred = labels + 0.05 * (labels == 0)
+    g = A.loss_gradient("mse", pred + 0.01, labels, vis)
+    window = A.gradient_split(g, labels > 0)
+    dot = A.gradient_split(g, A.peak_pixels(labels, vis))
+    assert dot["neg_share"] > 0.9 and dot["neg_share"] > window["neg_share"]
+    recs = [{"step": 0, "mse": {"neg_share": 0.0}}, {"step": 10, "mse": {"neg_share": 0.6}},
+            {"step": 20, "mse": {"neg_share": 0.8}}]
+    assert A.share_over_training(recs) == pytest.approx(0.7)
+    assert A.share_over_training(recs, skip_initial=False) == pytest.approx(1.4 / 3)
+    with pytest.raises(ValueError, match="after step 0"):
+        A.share_over_training(recs[:1])
+    more = A.gradient_share_sentence({"peak pixel": [0.97, 0.98], "window": [0.3, 0.4]}, [0.03, 0.03])
+    assert "(the negatives dominate)" in more and "(the positives dominate)" in more and "0.03 with the window" in more
+    assert "neither side" in A.gradient_share_sentence({"window": [0.4, 0.6]})
+
+
+def test_model_gradient_split_with_the_peak_framing():
+    from poselab.models import build_model
+    model = build_model("heatmap", (64, 48), "tiny", num_keypoints=17, seed=0)
+    kp = torch.rand(2, 17, 2, generator=torch.Generator().manual_seed(0)) * 10 + 2
+    labels, vis = encode_gaussian(kp, None, (16, 12), 2.0)
+    out = A.model_gradient_split(model, torch.randn(2, 3, 64, 48), labels, vis, ("mse",), peak=True)
+    assert set(out) == {"mse", "mse" + A.PEAK}
+    assert out["mse"]["pos_abs"] + out["mse"]["neg_abs"] == pytest.approx(
+        out["mse" + A.PEAK]["pos_abs"] + out["mse" + A.PEAK]["neg_abs"])
+
+
+# ----------------------------------------------------------------------------- Theorem 1 can fail (#24 item 8)
+def test_theorem1_identity_accepts_b4_and_rejects_wrong_forms():
+    rng = np.random.default_rng(1)
+    L = rng.random((400, 17))
+    C = L + 0.5 * rng.standard_normal((400, 17))
+    forms = {f: A.theorem1_identity(L, C, f) for f in A.THEOREM1_FORMS}
+    assert forms["B.4"]["holds"] and forms["B.4"]["relative_error"] < 1e-12
+    assert not forms["B.5 as printed"]["holds"] and forms["B.5 as printed"]["relative_error"] > 10
+    assert not forms["B.5 corrected"]["holds"]          # finite sample: cross-covariances are not 0
+    # exactly uncorrelated keypoints (centred orthogonal columns): the corrected B.5 is exact, the printed is not
+    Lo = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    assert A.theorem1_identity(Lo, Lo, "B.5 corrected")["holds"]
+    assert not A.theorem1_identity(Lo, Lo, "B.5 as printed")["holds"]
+    with pytest.raises(ValueError, match="form"):
+        A.theorem1_identity(L, C, "B.6")
+
+
+def test_theorem1_counterexample_fails_without_the_cross_term():
+    assert A.theorem1_counterexample()["holds"]
+    independent = A.theorem1_counterexample(cross=0.0)
+    assert independent["diagonal_increases"] and not independent["cov_decreases"] and not independent["holds"]
+
+
+# ----------------------------------------------------------------------------- the update explorer (#24 Add)
+def test_single_map_updates():
+    r = A.single_map_updates((32, 24), 2.0, offset=(0.0, 0.0), sharpness=1.0, noise=0.0)
+    # Spatial Rank's update balanced; a displaced blob gets more MSE gradient and more rank loss
+    assert abs(r["spatial_rank"].sum()) < 1e-12 and r["prediction"].shape == (32, 24)
+    moved = A.single_map_updates((32, 24), 2.0, offset=(4.0, 0.0), rank_delta=0.4, noise=0.0)
+    assert np.abs(moved["mse"]).max() > 2 * np.abs(r["mse"]).max()
+    assert moved["loss"]["spatial_rank"] > r["loss"]["spatial_rank"]
+    # a wider δ_sort smooths the step: the sort update changes
+    wide = A.single_map_updates((32, 24), 2.0, offset=(4.0, 0.0), sort_delta=5.0, noise=0.0)
+    assert not np.allclose(wide["spatial_sort"], moved["spatial_sort"])
+    with pytest.raises(ValueError, match="sharpness"):
+        A.single_map_updates(sharpness=0.0)
+
+
+def test_update_explorer_driven():
+    from poselab.widgets.rspose import update_explorer
+    w = update_explorer()
+    assert len(w.figure.data) == 8
+    before = np.array(w.figure.data[4].z, dtype=float)          # Spatial Rank's panel
+    w.sliders["dx"].value = -5.0
+    after = np.array(w.figure.data[4].z, dtype=float)
+    np.testing.assert_allclose(after, A.single_map_updates((32, 24), 2.0, (-5.0, 1.0), 1.0, 0.4, 1.5)["spatial_rank"])
+    assert not np.allclose(before, after)
+    w.sliders["rank_delta"].value = 2.0
+    assert w.result["loss"]["spatial_rank"] != A.single_map_updates((32, 24), 2.0, (-5.0, 1.0), 1.0, 0.4, 1.5)["loss"]["spatial_rank"]
+    assert "Spatial Rank" in w.readout.value
+    w.sliders["sharpness"].value = 3.0
+    assert float(w.figure.data[2].zmax) == pytest.approx(np.abs(w.result["mse"]).max())
+
+
+def test_ablation_chain_with_a_blind_baseline_decides_the_flat_top_link(tmp_path):
+    """Spatial Rank alone converges below an AP floor set for MSE (flat tops): with the floor alone
+    its link could never be decided. With the blind guess as its learnt-check it can, both ways;
+    MSE still needs the floor, and a recipe no better than the blind guess has not learnt."""
+    aps = {"mse": [0.739, 0.742, 0.736], "spatial_rank": [0.274, 0.270, 0.279],
+           "spatial_rs": [0.70, 0.71, 0.705], "spatial_rs_is": [0.71, 0.715, 0.712]}
+    floor_only = A.ablation_chain_verdict(_chain_table(aps))
+    link = floor_only.summary["links"]["spatial_rank > mse"]
+    assert link["verdict"] == "inconclusive" and "spatial_rank has not learnt" in link["reason"]
+    v = A.ablation_chain_verdict(_chain_table(aps), blind=0.003)
+    assert v.verdict == "not reproduced" and "broken at spatial_rank > mse" in v.reason
+    assert v.summary["links"]["spatial_rs > spatial_rank"]["verdict"] == "reproduced"
+    blind_like = {**aps, "spatial_rank": [0.002, 0.003, 0.0025]}
+    b = A.ablation_chain_verdict(_chain_table(blind_like), blind=0.003)
+    assert "spatial_rank has not learnt" in b.summary["links"]["spatial_rank > mse"]["reason"]
+    weak = {**aps, "mse": [0.2, 0.21, 0.19]}
+    w = A.ablation_chain_verdict(_chain_table(weak), blind=0.003)
+    assert "baseline too weak" in w.summary["links"]["spatial_rank > mse"]["reason"]
+    ok = {"mse": [0.500, 0.5002, 0.4998], "spatial_rank": [0.510, 0.5102, 0.5098],
+          "spatial_rs": [0.530, 0.5302, 0.5298], "spatial_rs_is": [0.540, 0.5402, 0.5398]}
+    assert A.ablation_chain_verdict(_chain_table(ok), blind=0.003).verdict == "reproduced"
+    rising = A.ablation_chain_verdict(_chain_table(ok, rising=("spatial_rank",)), blind=0.003)
+    assert rising.verdict == "inconclusive" and "spatial_rank not converged" in rising.reason
+
+
+def test_blind_ap_is_low_and_a_perfect_guess_is_not(tmp_path):
+    from poselab.data import synth
+    from poselab.metrics import coco_keypoint_eval
+    ann = synth.generate(tmp_path / "val", 6, seed=3, split="val")
+    blind = A.blind_ap(ann)
+    gt = json.loads(open(ann).read())
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "score": 1.0, "keypoints": a["keypoints"]}
+               for a in gt["annotations"] if a.get("num_keypoints", 0) > 0]
+    assert 0.0 <= blind < 0.2 < coco_keypoint_eval(gt, perfect)["AP"]
+    empty = dict(gt, annotations=[])
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    with pytest.raises(ValueError, match="no person"):
+        A.blind_ap(tmp_path / "empty.json")
+
+
+def test_table_e8_rows_and_the_recipes_that_use_them(monkeypatch):
+    import poselab.experiments.zoo  # noqa: F401  (registers the chapter's recipes)
+    rows = {r["model"]: r for r in A.table_e8_rows()}
+    assert len(rows) == 4 and rows["ViTPose ViT-B"]["settings match"] and rows["SimCC ResNet-50"]["settings match"]
+    assert rows["ViTPose ViT-H"]["settings match"] is None and rows["SimCC HRNet-W48"]["instance_delta"] == 0.5
+    assert A.recipe_loss_settings("spatial_rs_is") == {"rank_delta": 0.4, "rank_weight": 1.0, "sort_delta": 1.5,
+                                                       "sort_weight": 2.0, "instance_delta": 3.0, "instance_weight": 0.25}
+    real = A.recipe_loss_settings
+    monkeypatch.setattr(A, "recipe_loss_settings",   # a recipe that sorts with the rank δ
+                        lambda name: {**real(name), "sort_delta": 0.4} if name == "spatial_rs" else real(name))
+    assert {r["model"]: r for r in A.table_e8_rows()}["ViTPose ViT-B"]["settings match"] is False

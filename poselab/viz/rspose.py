@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 __all__ = ["imbalance_figure", "positives_figure", "updates_figure", "gradient_balance_figure",
-           "theorem1_figure"]
+           "theorem1_figure", "plateau_figure"]
 
 
 def imbalance_figure(rows: Sequence[Mapping], width: int = 820, height: int = 380) -> go.Figure:
@@ -91,4 +91,41 @@ def theorem1_figure(checks: Mapping[str, Mapping], width: int = 700, height: int
         fig.add_bar(x=names, y=[checks[n][key] for n in names], name=label)
     fig.update_layout(barmode="group", width=width, height=height, yaxis_title="covariance",
                       margin=dict(l=60, r=20, t=40, b=60), title="Theorem 1 (App. B)")
+    return fig
+
+
+def plateau_figure(maps: Mapping[str, np.ndarray], labels, keypoint=None, half: int | None = 9,
+                   width: int = 820, height: int = 300) -> go.Figure:
+    """Predicted maps side by side, each on its own colour range, cropped to ``half`` px around
+    the joint (None: whole map), with the positive window (labels > 0) outlined in red, the joint
+    (×) and each map's argmax (○) marked — a flat top shows as a wide bright square whose ○ can
+    sit anywhere inside the outline."""
+    names = list(maps)
+    lab = np.asarray(labels, dtype=np.float64)
+    H, W = lab.shape
+    kx, ky = (np.unravel_index(int(lab.argmax()), lab.shape)[::-1] if keypoint is None else keypoint)
+    if half is None:
+        y0, y1, x0, x1 = 0, H, 0, W
+    else:
+        y0, y1 = max(0, int(round(ky)) - half), min(H, int(round(ky)) + half + 1)
+        x0, x1 = max(0, int(round(kx)) - half), min(W, int(round(kx)) + half + 1)
+    xs, ys = np.arange(x0, x1), np.arange(y0, y1)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
+    for c, name in enumerate(names, start=1):
+        z = np.asarray(maps[name], dtype=np.float64)
+        if z.shape != lab.shape:
+            raise ValueError(f"map {name!r} has shape {z.shape}, labels {lab.shape}")
+        crop = z[y0:y1, x0:x1]
+        fig.add_trace(go.Heatmap(z=crop, x=xs, y=ys, colorscale="Viridis", showscale=False,
+                                 hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra></extra>"), 1, c)
+        fig.add_trace(go.Contour(z=(lab[y0:y1, x0:x1] > 0).astype(float), x=xs, y=ys, showscale=False,
+                                 contours=dict(start=0.5, end=0.5, coloring="lines"),
+                                 line=dict(color="red", width=2), hoverinfo="skip"), 1, c)
+        ay, ax = np.unravel_index(int(z.argmax()), z.shape)
+        fig.add_trace(go.Scatter(x=[kx, ax], y=[ky, ay], mode="markers", showlegend=False,
+                                 marker=dict(symbol=["x", "circle-open"], size=[10, 12],
+                                             color=["black", "white"], line=dict(width=2))), 1, c)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{c}", showticklabels=False, row=1, col=c)
+        fig.update_xaxes(showticklabels=False, row=1, col=c)
+    fig.update_layout(width=width, height=height, margin=dict(l=10, r=10, t=40, b=10))
     return fig
