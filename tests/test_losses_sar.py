@@ -230,3 +230,63 @@ def test_module_wrapper():
                        sar_loss(coords, logits, target, visible, 16.0, ms, normalization="softmax"))
     with pytest.raises(ValueError, match="normalization"):
         SARLoss(ms, normalization="bad")
+
+
+# ----------------------------------------------------------------------------- auxiliary heatmap loss
+def _official_aux_loop(logits, target, weights, gamma=2.0):
+    """The official SARHead.loss heatmap term written as its two cases, per valid map, in plain
+    float64 Python/numpy: positives (g > 0) BCE(z, g)·|g − σ(z)|^γ, negatives BCE(z, 0)·σ(z)^γ,
+    summed and divided by the count of pixels with g > 0.7."""
+    z = np.asarray(logits, dtype=np.float64)
+    g = np.asarray(target, dtype=np.float64)
+    total, n_pos = 0.0, 0
+    B, K = z.shape[:2]
+    for b in range(B):
+        for k in range(K):
+            if weights[b][k] <= 0:
+                continue
+            for zz, gg in zip(z[b, k].ravel(), g[b, k].ravel()):
+                p = 1 / (1 + math.exp(-zz))
+                if gg > 0:
+                    bce = -(gg * math.log(p) + (1 - gg) * math.log(1 - p))
+                    total += bce * abs(gg - p) ** gamma
+                else:
+                    total += -math.log(1 - p) * p ** gamma
+                n_pos += gg > 0.7
+    return total / max(n_pos, 1)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_auxiliary_heatmap_loss_matches_official_two_cases(dtype, tol):
+    from poselab.codecs import encode_gaussian
+    from poselab.losses import sar_auxiliary_heatmap_loss
+    g = torch.Generator().manual_seed(0)
+    B, K, h, w = 2, 3, 64, 48  # the papers' heatmap size
+    kp = torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([w - 1.0, h - 1.0])
+    target, _ = encode_gaussian(kp, torch.ones(B, K), (h, w), 2.0, dtype=torch.float64)
+    logits = torch.randn(B, K, h, w, generator=g, dtype=torch.float64) * 3 - 2
+    weights = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    ref = _official_aux_loop(logits.to(dtype).double().numpy(), target.numpy(), weights.tolist())
+    got = sar_auxiliary_heatmap_loss(logits.to(dtype), target.to(dtype), weights)
+    assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert abs(float(got) - ref) <= tol * abs(ref)
+    # counter-cases the loop tells apart: a plain BCE (no |g - σ|^γ focus) and unmasked maps
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    assert abs(float((plain * weights[..., None, None]).sum()) / max(1, int(((target > 0.7) * weights[..., None, None]).sum())) - ref) > 0.1 * ref
+    assert abs(float(sar_auxiliary_heatmap_loss(logits, target)) - ref) > 1e-3 * ref
+
+
+def test_auxiliary_heatmap_loss_edges_and_errors():
+    from poselab.losses import sar_auxiliary_heatmap_loss
+    z = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    none = sar_auxiliary_heatmap_loss(z, torch.zeros(1, 2, 4, 4), torch.zeros(1, 2))
+    assert float(none) == 0.0
+    none.backward()  # a graph even when no map counts
+    big = sar_auxiliary_heatmap_loss(torch.full((1, 1, 4, 4), 1e4), torch.zeros(1, 1, 4, 4))
+    assert torch.isfinite(big)
+    with pytest.raises(ValueError, match="shape"):
+        sar_auxiliary_heatmap_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="weights"):
+        sar_auxiliary_heatmap_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), torch.ones(2))
+    with pytest.raises(ValueError, match="gamma"):
+        sar_auxiliary_heatmap_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), gamma=-1)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .heatmap import check_reduction, check_tensor, empty_loss
 
 __all__ = ["sar_loss", "sar_multi_target_loss", "sar_log_weights", "sar_quality", "SARLoss",
-           "NORMALIZATIONS"]
+           "sar_auxiliary_heatmap_loss", "NORMALIZATIONS"]
 
 NORMALIZATIONS = ("two_step", "softmax")
 
@@ -231,3 +231,53 @@ class SARLoss(torch.nn.Module):
     def forward(self, coords, selector_logits, target, visible=None):
         return sar_loss(coords, selector_logits, target, visible, self.lam, self.map_size,
                         self.reduction, normalization=self.normalization, eps=self.eps)
+
+
+def sar_auxiliary_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                               gamma: float = 2.0, pos_threshold: float = 0.7) -> torch.Tensor:
+    """The auxiliary heatmap loss of the official SAR code (``kennethwdk/SAR``, ``SARHead.loss``
+    with ``with_heatmap=True``, weight 1 in every config; the paper does not mention it).
+
+    A third 1×1 conv predicts heatmap logits ``z`` beside the selector and offsets; it is trained
+    with a quality focal loss against the MSRA Gaussian ``g``, over the labelled joints' maps:
+
+        L_hm = Σ_{maps, px} BCE(z, g) · |g − σ(z)|^γ  /  max(1, #{px : g > pos_threshold})
+
+    (the official code writes the positive pixels ``g > 0`` and the negatives ``g = 0`` as two
+    cases; with ``g = 0`` the positive formula is the negative one, so this one line is both).
+    Its output is not used for decoding: it only shapes the shared features.
+
+    Args:
+        logits: ``(B, K, h, w)`` heatmap logits. target: ``(B, K, h, w)`` Gaussian targets in [0, 1].
+        weights: ``(B, K)`` joint weights (> 0 = the map counts); None = all.
+        gamma: focusing exponent (official: 2). pos_threshold: pixels counted as positives in
+            the normaliser (official: 0.7).
+
+    Returns a scalar (0 with a graph when no map counts). Computed in float32 at least.
+
+    Example:
+        >>> g = torch.zeros(1, 1, 5, 5); g[0, 0, 2, 2] = 1.0
+        >>> good = torch.full((1, 1, 5, 5), -20.0); good[0, 0, 2, 2] = 20.0
+        >>> bool(sar_auxiliary_heatmap_loss(good, g) < 1e-6 < sar_auxiliary_heatmap_loss(-good, g))
+        True
+    """
+    check_tensor(logits, "logits", ndim=4)
+    check_tensor(target, "target", ndim=4)
+    if tuple(target.shape) != tuple(logits.shape):
+        raise ValueError(f"target must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+    gamma, pos_threshold = float(gamma), float(pos_threshold)
+    if not (gamma >= 0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    B, K = logits.shape[:2]
+    work = torch.promote_types(logits.dtype, torch.float32)
+    z, g = logits.to(work), target.to(work)
+    if weights is None:
+        m = torch.ones((B, K), dtype=work, device=z.device)
+    else:
+        if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (B, K):
+            raise ValueError(f"weights must be a (B, K) = {(B, K)} tensor")
+        m = (check_tensor(weights.to(work), "weights") > 0).to(work)
+    per_px = F.binary_cross_entropy_with_logits(z, g, reduction="none") * (g - torch.sigmoid(z)).abs().pow(gamma)
+    m = m[..., None, None]
+    n_pos = ((g > pos_threshold).to(work) * m).sum().clamp_min(1.0)
+    return (per_px * m).sum() / n_pos
