@@ -31,7 +31,7 @@ from ..losses.sar import sar_log_weights, sar_loss, sar_multi_target_loss
 __all__ = ["cell_field", "fit_toy", "reach_floor", "optimum_cases", "DEFAULT_TARGETS", "direct_formula_check",
            "example_outputs", "three_ways_inputs", "pair_verdict", "ordering_verdict", "stride_verdict", "stride_name", "relative_drops", "shift_invariance",
            "TABLE2", "TABLE1", "paper_table2_size", "table2_verdict", "mean_pose_epe", "fg_fc_verdict",
-           "aux_ablation_verdict",
+           "aux_ablation_verdict", "recorded_verdicts", "verdict_sentence",
            "normalization_study", "degenerate_check", "quantization_floor", "match_detections"]
 
 
@@ -602,3 +602,33 @@ def aux_ablation_verdict(table, with_aux: str = "sar_aux", without: str = "sar",
     from ..experiments import compare_recipes
     return compare_recipes(table, with_aux, without, metric="AP", min_effect=min_effect, floor=floor,
                            converge_tolerance=converge_tolerance)
+
+
+def recorded_verdicts(floor: float | None = 0.05, min_share: float = 0.5, min_effect: float = 0.02,
+                      preset: str = "full") -> dict:
+    """The chapter's empirical training claims judged by the same functions on the recorded
+    replication (``poselab replicate 05``; :func:`poselab.experiments.replicate.recorded_verdict`):
+    ``{claim id: {recorded, verdict, reason, preset, seeds, ...}}`` — "no recorded replication
+    yet" (with the command) where there is none. The replication trains one input size, the
+    preset's; its coarse stride is :data:`poselab.experiments.zoo.sar.REPLICATION_STRIDE`."""
+    from ..experiments.presets import get_preset
+    from ..experiments.replicate import recorded_verdict
+    from ..experiments.zoo import sar as zoo
+    p = get_preset(preset)
+    h = zoo.HEADLINE_SAR
+    judges = {
+        "sar.input_size.table": lambda t: table2_verdict({tuple(p.input_size): t}, sar=h, floor=floor,
+                                                         min_share=min_share),
+        "sar.quantization.stride_robustness": lambda t: stride_verdict(
+            t, "mse", h, (p.heatmap_stride, zoo.REPLICATION_STRIDE), p, "synth", "AP", min_effect, floor),
+        "sar.fg_fc_variant": lambda t: fg_fc_verdict(t, floor=floor, min_share=min_share),
+        "sar.training.auxiliary_heatmap": lambda t: aux_ablation_verdict(t, *zoo.AUX_HEATMAP, floor=floor,
+                                                                         min_effect=min_effect)}
+    return {claim: recorded_verdict("05_sar", judge, preset=preset) for claim, judge in judges.items()}
+
+
+def verdict_sentence(what: str, verdict) -> str:
+    """One sentence for a section's close, from the run: ``"<what>: <verdict> — <reason>."``."""
+    v = getattr(verdict, "verdict", None) or verdict.get("verdict")
+    reason = getattr(verdict, "reason", None) or verdict.get("reason", "")
+    return f"{what}: **{v}** — {str(reason).rstrip('.')}."

@@ -26,7 +26,8 @@ import torch
 from ..registry import (CODECS, RECIPES, Geometry, Recipe, register_codec, register_loss,
                         register_model, register_recipe)
 
-__all__ = ["at_stride", "grid_geometry", "RegressionCodec", "CHAPTER_RECIPES", "HEADLINE_SAR", "AUX_HEATMAP"]
+__all__ = ["at_stride", "grid_geometry", "RegressionCodec", "CHAPTER_RECIPES", "HEADLINE_SAR", "AUX_HEATMAP",
+           "REPLICATION_STRIDE", "replication_recipes"]
 
 PAPER = "SAR (Wang & Zhang, CVPR 2024)"
 
@@ -271,3 +272,17 @@ HEADLINE_SAR = "sar_aux"
 AUX_HEATMAP = ("sar_aux", "sar")
 
 CHAPTER_RECIPES = ("sar_regression", "mse", "sar_simcc", HEADLINE_SAR)
+
+
+#: the coarse output stride of the recorded replication (the full preset trains stride 2 at
+#: 128x96: stride 16 is an 8x6 grid, the paper's stride 32 at 256x192)
+REPLICATION_STRIDE = 16
+
+
+def replication_recipes() -> list[Recipe]:
+    """What the chapter's empirical claims compare, for ``poselab replicate 05``: Table 2's four
+    (with the headline SAR), the pure-objective ablation ``sar``, ``sar_fg_fc`` (Table 1) and the
+    heatmap and headline SAR at :data:`REPLICATION_STRIDE` (Fig. 4; the preset's own stride is the
+    fine side). One input size: the preset's."""
+    names = (*CHAPTER_RECIPES, "sar", "sar_fg_fc")
+    return [RECIPES[n] for n in names] + [at_stride(r, REPLICATION_STRIDE) for r in ("mse", HEADLINE_SAR)]
