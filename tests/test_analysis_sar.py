@@ -332,3 +332,36 @@ def test_multi_person_threshold_free_sees_recall_bought_with_false_positives():
     assert M.detection_verdict({"sar": hm, "heatmap": sar}, precision=0.5).verdict == "reproduced"
     with pytest.raises(ValueError, match="precision"):
         M.recall_at_precision(sar[0], 1.5)
+
+
+def test_selector_regressor_explorer_reads_the_picked_cell():
+    """Add list: pick a joint and a grid cell — weight, offset, decoded point — checked against
+    a hand computation (cell centre (j + 0.5)·s − 0.5, point = centre + offset·s, w = c / Σc)."""
+    from poselab.widgets import sar as WS
+    rng = np.random.default_rng(1)
+    K, h, w, H, Wd = 17, 16, 12, 64, 48          # stride 4
+    sel = rng.normal(size=(K, h, w))
+    off = rng.normal(size=(K, 2, h, w))
+    img = (rng.random((H, Wd, 3)) * 255).astype(np.uint8)
+    kp = rng.random((K, 2)) * [Wd - 1, H - 1]
+    box = WS.selector_regressor_explorer(img, sel, off, kp, (H, Wd))
+    joint, row, col = box.children[0].children
+    joint.value, row.value, col.value = 5, 3, 7
+    c = 1 / (1 + np.exp(-sel[5]))
+    centre = np.array([(7 + 0.5) * 4 - 0.5, (3 + 0.5) * 4 - 0.5])
+    point = centre + off[5, :, 3, 7] * 4
+    r = WS.cell_readout(sel[5], off[5], (3, 7), (H, Wd))
+    assert r["c"] == pytest.approx(c[3, 7]) and r["w"] == pytest.approx(c[3, 7] / c.sum())
+    np.testing.assert_allclose(r["point"], point) and np.testing.assert_allclose(r["offset_px"], off[5, :, 3, 7] * 4)
+    bi, bj = np.unravel_index(np.argmax(c), c.shape)
+    np.testing.assert_allclose(r["decoded"], [(bj + 0.5) * 4 - 0.5 + off[5, 0, bi, bj] * 4,
+                                              (bi + 0.5) * 4 - 0.5 + off[5, 1, bi, bj] * 4])
+    text = box.children[1].value
+    assert f"cell (3, 7): c = {c[3, 7]:.3f}" in text and f"from cell ({bi}, {bj})" in text
+    fig = box.children[2]
+    np.testing.assert_allclose(fig.data[3].x, [centre[0], point[0]])
+    # picking the selected cell says so; a cell off the grid is refused
+    row.value, col.value = int(bi), int(bj)
+    assert "(this cell)" in box.children[1].value
+    with pytest.raises(ValueError, match="grid"):
+        WS.cell_readout(sel[5], off[5], (h, 0), (H, Wd))
