@@ -290,3 +290,42 @@ def test_auxiliary_heatmap_loss_edges_and_errors():
         sar_auxiliary_heatmap_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), torch.ones(2))
     with pytest.raises(ValueError, match="gamma"):
         sar_auxiliary_heatmap_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), gamma=-1)
+
+
+@pytest.mark.parametrize("normalization", ["two_step", "softmax"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
+def test_hand_written_backward_matches_autograd_of_the_formula(normalization, dtype, tol):
+    """The loss's one-pass backward (cheaper: 0.6x a direct autograd evaluation, measured side by
+    side) against autograd through the plain formula, at the papers' 64x48 map, with the target
+    differentiable too and some joints weighted 0."""
+    g = torch.Generator().manual_seed(3)
+    B, K, h, w = 2, 5, 64, 48
+    coords = (torch.rand(B, K, h * w, 2, generator=g, dtype=torch.float64) * torch.tensor([w + 4.0, h + 4.0]) - 2).to(dtype)
+    logits = (torch.randn(B, K, h * w, generator=g, dtype=torch.float64) * 3 - 4.6).to(dtype)
+    target = (torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([w - 1.0, h - 1.0])).to(dtype)
+    vis = torch.ones(B, K, dtype=dtype)
+    vis[0, 1] = 0
+    ins = [t.clone().requires_grad_() for t in (coords, logits, target)]
+    ours = sar_loss(*ins, vis, 16.0, (w, h), normalization=normalization)
+    ours.backward()
+    ref_in = [t.clone().requires_grad_() for t in (coords, logits, target)]
+    c, s, t = ref_in
+    d = ((c - t[:, :, None]).abs() / torch.tensor([w, h], dtype=dtype)).sum(-1)
+    wts = torch.softmax(s, -1) if normalization == "softmax" else torch.sigmoid(s) / torch.sigmoid(s).sum(-1, keepdim=True)
+    ref = (-torch.log((wts * torch.exp(-16 * d)).sum(-1) + 1e-6) * vis).sum() / vis.sum()
+    ref.backward()
+    assert abs(float(ours) - float(ref)) <= tol * abs(float(ref))
+    for a, b in zip(ins, ref_in):
+        scale = float(b.grad.abs().max())
+        assert float((a.grad - b.grad).abs().max()) <= tol * scale + 1e-12
+    assert float(ins[0].grad[0, 1].abs().max()) == 0.0   # a joint of weight 0 gets no gradient
+
+
+def test_all_finite_one_pass_and_its_fallback():
+    from poselab.losses._checks import all_finite, check_tensor
+    assert all_finite(torch.full((4,), 3e38))            # the sum overflows, the elements do not
+    assert not all_finite(torch.tensor([3e38, 3e38, float("nan")]))
+    assert not all_finite(torch.tensor([float("inf"), -float("inf")]))   # Inf - Inf = NaN: caught
+    assert all_finite(torch.full((8,), 60000.0, dtype=torch.float16))   # float16 sum overflows
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        check_tensor(torch.tensor([1.0, float("-inf")]), "coords")
