@@ -365,3 +365,36 @@ def test_selector_regressor_explorer_reads_the_picked_cell():
     assert "(this cell)" in box.children[1].value
     with pytest.raises(ValueError, match="grid"):
         WS.cell_readout(sel[5], off[5], (h, 0), (H, Wd))
+
+
+def test_image_detections_put_constructed_instances_back_in_input_px(tmp_path):
+    """Item 8: detections_figure is shown from image_detections; a model whose outputs point
+    exactly at every instance must come back at the true input-px positions."""
+    from poselab.analysis import sar_multi_person as M
+    ds = M.FullImageDataset(M.multi_person_data("val", 3, root=tmp_path))
+    h, w = ds.heatmap_size
+    k = 0
+    vis = ds.visible[1, :, k] > 0
+    truths_hm = ds.targets[1, k][torch.from_numpy(vis)].numpy()
+
+    class Exact(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            sel = torch.full((1, 17, h, w), -8.0)
+            off = torch.zeros(1, 17, 2, h, w)
+            for x_, y_ in truths_hm:
+                i, j = int(np.clip(round(y_), 0, h - 1)), int(np.clip(round(x_), 0, w - 1))
+                sel[0, k, i, j] = 4.0
+                off[0, k, :, i, j] = torch.tensor([x_ - j, y_ - i])
+            return {"selector": sel, "offsets": off}
+    got = M.image_detections({"sar": Exact()}, ds, 1, k, {"sar": 0.5})
+    assert got["image"].shape == ds.input_size + (3,) and got["image"].dtype == np.uint8
+    found = got["detections"]["sar"]
+    assert len(found) == vis.sum() and A.match_detections(found, got["truths"], 1e-3)["recall"] == 1.0
+    assert M.best_threshold({"thresholds": np.array([0.1, 0.5]), "recall": np.array([0.9, 0.5]),
+                             "precision": np.array([0.1, 0.9])}) == 0.5
+    with pytest.raises(ValueError, match="index"):
+        M.image_detections({"sar": Exact()}, ds, 99, k, {"sar": 0.5})

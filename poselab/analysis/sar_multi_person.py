@@ -33,7 +33,8 @@ from .sar import match_detections
 
 __all__ = ["multi_person_data", "FullImageDataset", "bottom_up_loss", "train_bottom_up",
            "detect", "detection_scores", "evaluate_detections", "threshold_sweep", "at_threshold", "KINDS",
-           "best_f1", "recall_at_precision", "threshold_free", "detection_verdict"]
+           "best_f1", "recall_at_precision", "threshold_free", "detection_verdict", "best_threshold",
+           "image_detections"]
 
 KINDS = ("sar", "heatmap")
 CONTROLS = {"image_size": (64, 80), "persons_per_image": (2, 4), "scale_range": (0.45, 0.85),
@@ -281,3 +282,36 @@ def detection_verdict(evaluations: dict, precision: float = 0.5, min_effect: flo
                                             preset=preset, evidence=evidence)
     v = claims.combine_verdicts(parts)
     return v.replace(summary={**v.summary, "per_seed": tf})
+
+
+def best_threshold(evaluation: dict) -> float:
+    """The evaluated threshold with the best F1 (the operating point :func:`best_f1` reports)."""
+    r = np.asarray(evaluation["recall"], dtype=np.float64)
+    p = np.asarray(evaluation["precision"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+    return float(np.asarray(evaluation["thresholds"], dtype=np.float64)[int(np.argmax(f1))])
+
+
+@torch.no_grad()
+def image_detections(models: dict, dataset: FullImageDataset, index: int, joint: int, thresholds: dict,
+                     m: int = 8, nms_px: float = 1.0) -> dict:
+    """One image's detections of one joint type by each model, for
+    :func:`poselab.viz.sar.detections_figure`: ``{"image" (H, W, 3) uint8, "truths" (n, 2) input px
+    (the labelled instances), "detections": {kind: (d, 2) input px}}``. ``models``: ``{kind:
+    model}``; ``thresholds``: ``{kind: γ or τ}`` (e.g. each model's :func:`best_threshold`)."""
+    from ..data.dataset import denormalize_image
+    if not 0 <= int(index) < len(dataset):
+        raise ValueError(f"index must lie in [0, {len(dataset)}), got {index!r}")
+    item = dataset[int(index)]
+    dets = {}
+    for kind, model in models.items():
+        dev = next(model.parameters()).device
+        out = model(item["image"][None].to(dev))
+        out = {k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out.cpu()
+        pts = detect(kind, out, float(thresholds[kind]), m, nms_px)[0][int(joint)]
+        dets[kind] = heatmap_to_input(torch.as_tensor(pts, dtype=torch.float64).reshape(-1, 2),
+                                      dataset.input_size, dataset.heatmap_size).numpy()
+    vis = dataset.visible[int(index), :, int(joint)] > 0
+    return {"image": denormalize_image(item["image"]), "truths": dataset.keypoints[int(index), vis, int(joint)],
+            "detections": dets}
