@@ -398,3 +398,13 @@ def test_image_detections_put_constructed_instances_back_in_input_px(tmp_path):
                              "precision": np.array([0.1, 0.9])}) == 0.5
     with pytest.raises(ValueError, match="index"):
         M.image_detections({"sar": Exact()}, ds, 99, k, {"sar": 0.5})
+
+
+def test_heatmap_offset_verdict_both_ways():
+    from poselab.analysis import sar as A
+    assert A.TABLE1["sar_deconv"] - A.TABLE1["heatmap_offset"] == pytest.approx(0.016)
+    win = _table({"sar_aux": [0.30, 0.31, 0.29], "heatmap_offset": [0.20, 0.21, 0.19]})
+    assert A.heatmap_offset_verdict(win, "sar_aux").verdict == "reproduced"
+    lose = _table({"sar_aux": [0.13, 0.135, 0.125], "heatmap_offset": [0.20, 0.21, 0.19]})
+    v = A.heatmap_offset_verdict(lose, "sar_aux")
+    assert v.verdict == "not reproduced" and v.summary["min_effect"] == pytest.approx(0.008)

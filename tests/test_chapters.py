@@ -43,7 +43,7 @@ EXPECTED_CLAIMS = {
                "sar.quantization.exact_target_floor", "sar.quantization.stride_robustness",
                "sar.normalization.shift_invariance",
                "sar.input_size.table", "sar.multi_person.recall", "sar.fg_fc_variant",
-               "sar.training.auxiliary_heatmap"},
+               "sar.training.auxiliary_heatmap", "sar.heatmap_offset"},
     "06_bcir": {"bcir.bias.eq37_max_error", "bcir.compensation.max_error_px", "bcir.bias.toward_centre",
                 "bcir.epe.argmax_not_better", "bcir.shrinkage.sigma_star_above_true",
                 "bcir.gradient.eq23_matches_autograd", "bcir.gradient.gt_pixel_nonpositive",

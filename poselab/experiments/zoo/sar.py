@@ -10,6 +10,10 @@ Recipes (all on the same tiny backbone, optimiser and data; the heatmap baseline
 - ``sar_simcc`` — SimCC (Li et al., ECCV 2022) as in Table 2: split ratio 2, σ = 6 bins, KL loss.
 - ``sar_fg_fc`` — SAR's ``f^g + FC`` variant (Table 1): per-cell features from the pooled
   feature by a grid-wise FC layer; same loss and decoding as ``sar``.
+- ``heatmap_offset`` — Table 1's "Heatmap+Offset" baseline (after Papandreou et al., CVPR 2017): the
+  heatmap model plus a per-pixel offset branch; loss = the heatmap MSE + the L1 of the offsets
+  (normalised by the map size, as SAR's) at the pixels within ``radius`` heatmap px of the joint;
+  decoding = the argmax pixel + its offset (:class:`HeatmapOffsetCodec`).
 - ``sar_aux`` — SAR as the official code trains it: ``sar`` plus an auxiliary heatmap branch (a
   third 1×1 conv) trained by a quality focal loss to the MSRA Gaussian, weight 1 in every official
   config (:func:`poselab.losses.sar_auxiliary_heatmap_loss`; the paper does not mention it). The
@@ -27,7 +31,8 @@ from ..registry import (CODECS, RECIPES, Geometry, Recipe, register_codec, regis
                         register_model, register_recipe)
 
 __all__ = ["at_stride", "grid_geometry", "RegressionCodec", "CHAPTER_RECIPES", "HEADLINE_SAR", "AUX_HEATMAP",
-           "REPLICATION_STRIDE", "replication_recipes"]
+           "REPLICATION_STRIDE", "replication_recipes",
+           "HeatmapOffsetCodec", "HeatmapOffsetHead"]
 
 PAPER = "SAR (Wang & Zhang, CVPR 2024)"
 
@@ -65,6 +70,92 @@ class RegressionCodec:
             raise ValueError("regression outputs must be {'coords': (B, K, 2)} in heatmap px")
         return (heatmap_to_input(coords, self.input_size, self.heatmap_size),
                 torch.ones(coords.shape[:-1], dtype=coords.dtype, device=coords.device))
+
+
+class HeatmapOffsetCodec:
+    """Heatmap + offset targets and decoding (SAR Table 1's Heatmap+Offset baseline).
+
+    ``encode`` → the Gaussian heatmap codec's ``{"target", "weights"}`` plus ``"keypoints_hm"``
+    ``(..., K, 2)`` (the joints in heatmap px; the loss forms each pixel's offset target from it).
+    ``decode({"heatmap": (B, K, h, w), "offsets": (B, K, 2, h, w) heatmap px})`` → the argmax pixel
+    plus the offset predicted there, in input px; scores = the heatmap maximum.
+    """
+
+    def __init__(self, input_size, heatmap_size, sigma: float = 2.0):
+        from poselab.codecs import HeatmapCodec
+        self._hm = HeatmapCodec(input_size, heatmap_size, sigma=sigma, decoder="argmax")
+        self.input_size, self.heatmap_size = self._hm.input_size, self._hm.heatmap_size
+
+    def encode(self, keypoints, visible=None) -> dict:
+        from poselab.codecs import input_to_heatmap
+        out = self._hm.encode(keypoints, visible)
+        kp = input_to_heatmap(torch.as_tensor(keypoints, dtype=torch.float32), self.input_size, self.heatmap_size)
+        out["keypoints_hm"] = torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+    __call__ = encode
+
+    def decode(self, outputs):
+        from poselab.codecs import heatmap_to_input
+        if not isinstance(outputs, dict) or "heatmap" not in outputs or "offsets" not in outputs:
+            raise ValueError("heatmap_offset outputs must be {'heatmap': (B, K, h, w), 'offsets': (B, K, 2, h, w)}")
+        hm, off = outputs["heatmap"], outputs["offsets"]
+        B, K, h, w = hm.shape
+        scores, idx = hm.reshape(B, K, h * w).max(-1)
+        xy = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], -1).to(off.dtype)
+        picked = off.reshape(B, K, 2, h * w).gather(-1, idx[:, :, None, None].expand(B, K, 2, 1))[..., 0]
+        return heatmap_to_input(xy + picked, self.input_size, self.heatmap_size), scores
+
+
+class HeatmapOffsetHead(torch.nn.Module):
+    """Two 1×1 convs: heatmaps ``(B, K, h, w)`` and per-pixel offsets ``(B, K, 2, h, w)``."""
+
+    def __init__(self, in_channels: int, num_keypoints: int = 17):
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.heatmap = torch.nn.Conv2d(in_channels, num_keypoints, 1)
+        self.offsets = torch.nn.Conv2d(in_channels, 2 * num_keypoints, 1)
+        torch.nn.init.normal_(self.offsets.weight, std=0.001)
+        torch.nn.init.zeros_(self.offsets.bias)
+
+    def forward(self, features):
+        B, _, h, w = features.shape
+        return {"heatmap": self.heatmap(features), "offsets": self.offsets(features).view(B, self.num_keypoints, 2, h, w)}
+
+
+@register_codec("heatmap_offset")
+def heatmap_offset_codec(geometry, sigma: float = 2.0):
+    """:class:`HeatmapOffsetCodec` on the preset's grid."""
+    return HeatmapOffsetCodec(geometry.input_size, geometry.heatmap_size, sigma=sigma)
+
+
+@register_loss("heatmap_offset")
+def heatmap_offset_loss(geometry, radius: float = 2.0, offset_weight: float = 1.0):
+    """Heatmap MSE (:func:`poselab.losses.heatmap_mse_loss`) + ``offset_weight`` × the mean L1 of
+    ``(offset − (K* − p)) / (W, H)`` over the pixels ``p`` within ``radius`` heatmap px (per
+    axis) of each labelled joint ``K*``. Returns ``{"loss", "heatmap", "offset"}``."""
+    from poselab.codecs.sar import sar_cell_centres
+    from poselab.losses import heatmap_mse_loss
+    h, w = geometry.heatmap_size
+    radius, weight = float(radius), float(offset_weight)
+
+    def loss_fn(outputs, batch):
+        hm_loss = heatmap_mse_loss(outputs["heatmap"], batch["target"], batch["weights"])
+        off = outputs["offsets"].movedim(-3, -1)                                   # (B, K, h, w, 2)
+        centres = sar_cell_centres((h, w), dtype=off.dtype, device=off.device)
+        want = batch["keypoints_hm"].to(off.dtype)[:, :, None, None, :] - centres   # (B, K, h, w, 2)
+        near = (want.abs() <= radius).all(-1).to(off.dtype) * (batch["weights"] > 0).to(off.dtype)[..., None, None]
+        scale = torch.tensor([1.0 / w, 1.0 / h], dtype=off.dtype, device=off.device)
+        l1 = ((off - want).abs() * scale).sum(-1)
+        off_loss = (l1 * near).sum() / near.sum().clamp_min(1.0)
+        return {"loss": hm_loss + weight * off_loss, "heatmap": hm_loss.detach(), "offset": off_loss.detach()}
+    return loss_fn
+
+
+@register_model("heatmap_offset")
+def heatmap_offset_model(recipe, geometry, seed):
+    """Tiny backbone + :class:`HeatmapOffsetHead`."""
+    return _with_head(recipe, geometry, seed, lambda c: HeatmapOffsetHead(c, geometry.num_keypoints))
 
 
 @register_codec("sar_regression")
@@ -265,6 +356,12 @@ SAR_AUX = register_recipe(Recipe(
     paper=f"{PAPER} as the official code trains it: Eq. 7-9 + auxiliary heatmap loss (weight 1)",
     description="sar + a heatmap branch (1x1 conv) trained by a quality focal loss to the Gaussian; not decoded"))
 
+HEATMAP_OFFSET = register_recipe(Recipe(
+    name="heatmap_offset", head="heatmap", codec="heatmap_offset", loss="heatmap_offset", model="heatmap_offset",
+    codec_params={"sigma": 2.0}, loss_params={"radius": 2.0, "offset_weight": 1.0},
+    paper=f"{PAPER} Table 1 baseline Heatmap+Offset (after Papandreou et al., CVPR 2017)",
+    description="heatmap MSE + L1 offsets (normalised) within 2 px of the joint; argmax pixel + its offset"))
+
 #: the SAR recipe the chapter's headline claims use (the official code's total loss); ``sar`` is
 #: the pure Eq. 7 objective, kept as the ablation
 HEADLINE_SAR = "sar_aux"
@@ -281,8 +378,9 @@ REPLICATION_STRIDE = 16
 
 def replication_recipes() -> list[Recipe]:
     """What the chapter's empirical claims compare, for ``poselab replicate 05``: Table 2's four
-    (with the headline SAR), the pure-objective ablation ``sar``, ``sar_fg_fc`` (Table 1) and the
+    (with the headline SAR), the pure-objective ablation ``sar``, ``sar_fg_fc`` and
+    ``heatmap_offset`` (Table 1) and the
     heatmap and headline SAR at :data:`REPLICATION_STRIDE` (Fig. 4; the preset's own stride is the
     fine side). One input size: the preset's."""
-    names = (*CHAPTER_RECIPES, "sar", "sar_fg_fc")
+    names = (*CHAPTER_RECIPES, "sar", "sar_fg_fc", "heatmap_offset")
     return [RECIPES[n] for n in names] + [at_stride(r, REPLICATION_STRIDE) for r in ("mse", HEADLINE_SAR)]
