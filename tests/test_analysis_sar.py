@@ -408,3 +408,15 @@ def test_heatmap_offset_verdict_both_ways():
     lose = _table({"sar_aux": [0.13, 0.135, 0.125], "heatmap_offset": [0.20, 0.21, 0.19]})
     v = A.heatmap_offset_verdict(lose, "sar_aux")
     assert v.verdict == "not reproduced" and v.summary["min_effect"] == pytest.approx(0.008)
+
+
+def test_selector_regressor_explorer_sends_no_nan():
+    """A NaN in a FigureWidget's data is not JSON: the kernel wrote a warning (a pink box in the
+    chapter). With or without ground truth, every number the widget sends is finite."""
+    import json
+    from poselab.widgets import sar as WS
+    rng = np.random.default_rng(0)
+    img = (rng.random((64, 48, 3)) * 255).astype(np.uint8)
+    for kp in (None, rng.random((17, 2)) * 40):
+        box = WS.selector_regressor_explorer(img, rng.normal(size=(17, 16, 12)), rng.normal(size=(17, 2, 16, 12)), kp)
+        json.dumps(box.children[2].to_dict(), allow_nan=False, default=lambda o: np.asarray(o).tolist())

@@ -175,7 +175,7 @@ def selector_regressor_explorer(image, selector_logits, offsets, keypoints=None,
                     marker=dict(size=[6, 10], color="red"), line=dict(color="red"), row=1, col=2)
     fig.add_scatter(x=[0], y=[0], mode="markers", name="decoded (top-1)",
                     marker=dict(symbol="x", size=12, color="cyan"), row=1, col=2)
-    fig.add_scatter(x=[np.nan], y=[np.nan], mode="markers", name="ground truth",
+    fig.add_scatter(x=[], y=[], mode="markers", name="ground truth",  # no NaN: a widget message must be JSON
                     marker=dict(symbol="star", size=13, color="gold", line=dict(width=1, color="black")), row=1, col=2)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_xaxes(range=[-0.5, Wd - 0.5], showticklabels=False, row=1, col=2)
@@ -192,7 +192,7 @@ def selector_regressor_explorer(image, selector_logits, offsets, keypoints=None,
             fig.data[1].x, fig.data[1].y = [col.value], [row.value]
             fig.data[3].x, fig.data[3].y = [r["centre"][0], r["point"][0]], [r["centre"][1], r["point"][1]]
             fig.data[4].x, fig.data[4].y = [r["decoded"][0]], [r["decoded"][1]]
-            fig.data[5].x, fig.data[5].y = ([np.nan], [np.nan]) if gt is None else ([gt[0]], [gt[1]])
+            fig.data[5].x, fig.data[5].y = ([], []) if gt is None else ([gt[0]], [gt[1]])
         err = "" if gt is None else f"; decoded point {np.linalg.norm(r['decoded'] - gt):.2f} px from the truth"
         out.value = (f"cell {r['cell']}: c = {r['c']:.3f}, w = {r['w']:.4f}, offset ({r['offset_px'][0]:+.2f}, "
                      f"{r['offset_px'][1]:+.2f}) px, point ({r['point'][0]:.2f}, {r['point'][1]:.2f}); decoded "
