@@ -139,3 +139,61 @@ def test_every_sar_model_follows_a_stride_2_preset(recipe):
     loss.backward()
     if isinstance(out, dict) and "selector" in out:
         assert tuple(out["selector"].shape[-2:]) == tuple(codec.heatmap_size)
+
+
+@pytest.mark.parametrize("stride", [None, 16])
+def test_sar_aux_is_the_official_total_and_sar_stays_pure(stride):
+    """Item 5: the official code adds an auxiliary heatmap loss (weight 1): ``sar_aux`` trains
+    Eq. 7 + that loss through a third conv; ``sar`` (the ablation) has no such branch or term."""
+    from poselab.losses import sar_auxiliary_heatmap_loss
+    geom = Geometry((128, 96), (64, 48))
+    r = RECIPES["sar_aux"] if stride is None else Z.at_stride("sar_aux", stride)
+    model = MODELS[r.model](r, geom, 0)
+    out = model(torch.randn(2, 3, 128, 96))
+    hw = (64, 48) if stride is None else (8, 6)
+    assert tuple(out["heatmap"].shape) == (2, 17) + hw and tuple(out["selector"].shape) == (2, 17) + hw
+    codec = CODECS[r.codec](geom, **dict(r.codec_params))
+    kp = torch.rand(2, 17, 2) * torch.tensor([95.0, 127.0])
+    batch = codec.encode(kp, torch.ones(2, 17))
+    assert tuple(batch["heatmap"].shape) == (2, 17) + hw
+    got = LOSSES[r.loss](geom, **dict(r.loss_params))(out, batch)
+    pure = LOSSES["sar"](geom, **{k: v for k, v in r.loss_params.items() if k != "aux_weight"})(out, batch)
+    aux = sar_auxiliary_heatmap_loss(out["heatmap"], batch["heatmap"], batch["weights"])
+    assert torch.allclose(got["loss"], pure + aux) and float(aux.detach()) > 0
+    got["loss"].backward()
+    head = model.head.head if stride is not None else model.head
+    assert head.heatmap.weight.grad.abs().sum() > 0   # the branch is trained
+    plain = RECIPES["sar"]
+    assert "heatmap" not in MODELS[plain.model](plain, geom, 0)(torch.randn(1, 3, 128, 96))
+    with pytest.raises(ValueError, match="heatmap"):
+        LOSSES["sar_aux"](geom)({k: v for k, v in out.items() if k != "heatmap"}, batch)
+    assert Z.HEADLINE_SAR in Z.CHAPTER_RECIPES and set(Z.AUX_HEATMAP) == {"sar_aux", "sar"}
+
+
+def test_heatmap_offset_baseline_decodes_exact_outputs_continuously():
+    """Add list: Table 1's Heatmap+Offset. Ideal outputs (the Gaussian target and each pixel's
+    exact offset to the joint) decode to the joint itself; without the offsets (the counter-case)
+    decoding is the argmax pixel, off by up to half a pixel per axis."""
+    geom = Geometry((128, 96), (64, 48))
+    r = RECIPES["heatmap_offset"]
+    codec = CODECS[r.codec](geom, **dict(r.codec_params))
+    g = torch.Generator().manual_seed(0)
+    kp = torch.rand(4, 17, 2, generator=g) * torch.tensor([95.0, 127.0])
+    batch = codec.encode(kp, torch.ones(4, 17))
+    from poselab.codecs.sar import sar_cell_centres
+    exact_off = (batch["keypoints_hm"][:, :, None, None, :] - sar_cell_centres((64, 48))).movedim(-1, 2)
+    outputs = {"heatmap": batch["target"], "offsets": exact_off}
+    got, scores = codec.decode(outputs)
+    assert float((got - kp).abs().max()) < 1e-3 and scores.shape == (4, 17)
+    loss = LOSSES[r.loss](geom, **dict(r.loss_params))(outputs, batch)
+    assert float(loss["offset"]) < 1e-6 and float(loss["heatmap"]) == 0.0
+    plain, _ = codec.decode({"heatmap": batch["target"], "offsets": torch.zeros_like(exact_off)})
+    err = (plain - kp).abs().max()
+    assert 0.3 < float(err) <= 1.0 + 1e-4                              # half a heatmap px = 1 input px
+    zero = LOSSES[r.loss](geom, **dict(r.loss_params))({"heatmap": batch["target"], "offsets": torch.zeros_like(exact_off)}, batch)
+    assert float(zero["offset"]) > 0
+    model = MODELS[r.model](r, geom, 0)
+    out = model(torch.randn(2, 3, 128, 96))
+    assert tuple(out["heatmap"].shape) == (2, 17, 64, 48) and tuple(out["offsets"].shape) == (2, 17, 2, 64, 48)
+    with pytest.raises(ValueError, match="heatmap_offset outputs"):
+        codec.decode(out["heatmap"])

@@ -78,6 +78,8 @@ def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]
     if stem not in names:
         raise ValueError(f"chapter {stem!r} has no empirical training claims to replicate; "
                          f"replicable: {', '.join(sorted(names))}")
+    if stem == "05_sar":  # with the stride variants, which are derived, not registered, recipes
+        return zoo_sar.replication_recipes()
     return [zoo_bcir.for_preset(n, preset) if n in zoo_bcir.RECIPES else get_recipe(n) for n in names[stem]]
 
 

@@ -8,7 +8,8 @@ from .integral import IntegralL1Loss, integral_l1_loss, soft_argmax_2d, step_sch
 from .integral import BCIRLoss, bcir_loss, laplacian_shrinkage_regularizer
 from .simcc import SimCCKLLoss, simcc_kl_loss
 from .transport import emd_loss
-from .sar import SARLoss, sar_log_weights, sar_loss, sar_multi_target_loss, sar_quality
+from .sar import (SARLoss, sar_auxiliary_heatmap_loss, sar_log_weights, sar_loss, sar_multi_target_loss,
+                  sar_quality)
 from .confidence_ranking import (CONFIDENCE_RANKING_LOSSES, approx_ndcg_loss, ap_rank_loss,
                                  crps_rank_loss, dr_loss, gaussian_rank_loss, lambdarank_loss,
                                  laplacian_rank_loss, neural_ndcg_loss, ranknet_loss)

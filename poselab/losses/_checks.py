@@ -19,10 +19,29 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["REDUCTIONS", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
+__all__ = ["REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
            "empty_loss", "reduce_per_keypoint"]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every element of ``t`` is finite, in one reduction pass for the usual case: a sum
+    is finite only if every term is (NaN and ±Inf propagate: Inf − Inf is NaN), so a finite sum
+    proves it; a non-finite sum (a NaN/Inf, or finite values whose sum overflows) falls back to
+    the element-wise test. (``isfinite(t).all()`` costs three passes and a bool tensor: a third
+    of the SAR loss's time at 64×48 maps.)
+
+    Example:
+        >>> all_finite(torch.tensor([1.0, 2.0])), all_finite(torch.tensor([1.0, float("inf")]))
+        (True, False)
+        >>> all_finite(torch.tensor([3e38, 3e38]))   # the sum overflows; the elements are finite
+        True
+    """
+    t = t.detach()
+    if bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 def check_tensor(t, name: str, ndim: int | None = None, last: int | None = None) -> torch.Tensor:
@@ -35,7 +54,7 @@ def check_tensor(t, name: str, ndim: int | None = None, last: int | None = None)
         raise ValueError(f"{name} must have {ndim} dims, got shape {tuple(t.shape)}")
     if last is not None and t.shape[-1] != last:
         raise ValueError(f"{name} must have last dim {last}, got shape {tuple(t.shape)}")
-    if t.numel() and not bool(torch.isfinite(t.detach()).all()):
+    if t.numel() and not all_finite(t):
         raise ValueError(f"{name} contains NaN or Inf; check the network output / the target "
                          "encoding (invisible joints must get finite targets and weight 0)")
     return t

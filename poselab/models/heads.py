@@ -61,9 +61,13 @@ class SARHead(nn.Module):
     Two 1×1 convs: selector logits ``(B, K, h, w)`` (bias initialised to the prior
     -log((1-0.01)/0.01) ≈ -4.6, weights N(0, 0.001)) and per-cell offsets ``(B, K, 2, h, w)``
     (units are defined by the SAR codec). Returns ``{"selector": ..., "offsets": ...}``.
+    ``with_heatmap=True`` adds the official code's auxiliary branch: a third 1×1 conv (same
+    prior init) returning ``"heatmap"`` logits ``(B, K, h, w)``, trained by
+    :func:`poselab.losses.sar_auxiliary_heatmap_loss` and never decoded.
     """
 
-    def __init__(self, in_channels: int, num_keypoints: int = 17, prior: float = 0.01):
+    def __init__(self, in_channels: int, num_keypoints: int = 17, prior: float = 0.01,
+                 with_heatmap: bool = False):
         super().__init__()
         self.num_keypoints = num_keypoints
         self.selector = nn.Conv2d(in_channels, num_keypoints, 1)
@@ -72,11 +76,19 @@ class SARHead(nn.Module):
         nn.init.constant_(self.selector.bias, -math.log((1 - prior) / prior))
         nn.init.normal_(self.offsets.weight, std=0.001)
         nn.init.zeros_(self.offsets.bias)
+        self.heatmap = None
+        if with_heatmap:
+            self.heatmap = nn.Conv2d(in_channels, num_keypoints, 1)
+            nn.init.normal_(self.heatmap.weight, std=0.001)
+            nn.init.constant_(self.heatmap.bias, -math.log((1 - prior) / prior))
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         B, _, h, w = features.shape
         offsets = self.offsets(features).view(B, self.num_keypoints, 2, h, w)
-        return {"selector": self.selector(features), "offsets": offsets}
+        out = {"selector": self.selector(features), "offsets": offsets}
+        if self.heatmap is not None:
+            out["heatmap"] = self.heatmap(features)
+        return out
 
 
 #: value of each map's maximum after :class:`MaxAnchor` (HDM's EMD-trained head)
