@@ -7,7 +7,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis.rcnet import toy_dataset, toy_evaluate
+from ..analysis.rcnet import ap_definitions, toy_dataset, toy_evaluate
 from ..viz.rcnet import pr_curve_figure
 
 __all__ = ["toy_ap_widget", "live_history"]
@@ -30,15 +30,18 @@ def toy_ap_widget(initial=(0.9, 0.6, 0.5, 0.8)):
             for trace, new in zip(fig.data, fresh.data):
                 trace.x, trace.y = new.x, new.y
         order = " > ".join(names[i] for i in r["curve"]["order"])
+        area = ap_definitions(scores, toy["oks"], toy["n_gt"])["trapezoid"]
         table.value = ("<table><tr><th>ranking</th><th>AP (Eq. 3)</th><th>AP (pycocotools)</th>"
-                       "<th>AR (Eq. 4)</th><th>AR (pycocotools)</th></tr>"
+                       "<th>AP (trapezoid, OKS 0.5)</th><th>AR (Eq. 4)</th><th>AR (pycocotools)</th></tr>"
                        f"<tr><td>{order}</td><td>{r['ap_eq3']:.3f}</td><td>{r['ap_coco']:.3f}</td>"
-                       f"<td>{r['ar_eq4']:.3f}</td><td>{r['ar_coco']:.3f}</td></tr></table>")
+                       f"<td>{area:.3f}</td><td>{r['ar_eq4']:.3f}</td><td>{r['ar_coco']:.3f}</td></tr></table>")
 
     for s in sliders:
         s.observe(update, "value")
     update()
-    return widgets.VBox([widgets.HBox([widgets.VBox(sliders), fig]), table])
+    box = widgets.VBox([widgets.HBox([widgets.VBox(sliders), fig]), table])
+    box.sliders, box.figure, box.table = sliders, fig, table  # handles for tests and exercises
+    return box
 
 
 def live_history(title: str = "RCNet training: rank loss and ranking accuracy per epoch",
