@@ -416,3 +416,27 @@ def test_float32_training_path_matches_float64(name):
     assert v32.dtype == torch.float32
     assert abs(v32.item() - v64.item()) <= 1e-4 * max(1.0, abs(v64.item()))
     assert torch.allclose(p32.grad.double(), p64.grad, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIDENCE_RANKING_LOSSES))
+def test_module_wrappers_match_the_functions_with_float32_targets(name):
+    from poselab.losses.confidence_ranking import ConfidenceRankingLoss, LaplacianRankLoss
+    pred, target, groups = _data(64, seed=11, n_groups=10)
+    p32 = torch.tensor(pred, dtype=torch.float32)
+    t32 = torch.tensor(target, dtype=torch.float32)
+    g = torch.tensor(groups)
+    want = CONFIDENCE_RANKING_LOSSES[name](p32, t32, groups=g)
+    got = ConfidenceRankingLoss(name)(p32, t32, groups=g)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    if name == "laplacian":
+        assert torch.equal(LaplacianRankLoss(margin=0.3)(p32, t32, g),
+                           laplacian_rank_loss(p32, t32, groups=g, margin=0.3))
+    with pytest.raises(ValueError, match="unknown"):
+        ConfidenceRankingLoss("no_such_loss")
+
+
+def test_targets_are_compared_in_float32_on_mps():
+    from poselab.losses.confidence_ranking import _wide_dtype
+    assert _wide_dtype(torch.device("mps")) == torch.float32  # MPS has no float64
+    assert _wide_dtype(torch.device("cpu")) == torch.float64
+    assert _wide_dtype("cuda") == torch.float64

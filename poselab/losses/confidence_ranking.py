@@ -31,7 +31,7 @@ __all__ = [
     "laplacian_rank_loss", "rank_pair_term", "rank_pair_term_eq9", "ranknet_loss",
     "lambdarank_loss", "approx_ndcg_loss", "neural_ndcg_loss", "ap_rank_loss", "dr_loss",
     "crps_rank_loss", "gaussian_rank_loss", "l1_score_loss", "mse_score_loss",
-    "CONFIDENCE_RANKING_LOSSES", "REGRESSION_CONTROLS",
+    "CONFIDENCE_RANKING_LOSSES", "REGRESSION_CONTROLS", "ConfidenceRankingLoss", "LaplacianRankLoss",
 ]
 
 
@@ -49,7 +49,7 @@ def _check_inputs(pred, target, groups):
     if target.dim() != 1 or target.shape != pred.shape:
         raise ValueError(f"target must have pred's shape {tuple(pred.shape)} (one OKS per pose), "
                          f"got {tuple(target.shape)}")
-    target = target.to(device=pred.device, dtype=torch.float64)
+    target = target.to(device=pred.device, dtype=_wide_dtype(pred.device))
     if pred.numel() and not bool(torch.isfinite(pred.detach()).all()):
         raise ValueError("pred contains NaN or Inf; check the network output (RCNet's sigmoid "
                          "output is always finite for finite inputs)")
@@ -67,6 +67,12 @@ def _check_inputs(pred, target, groups):
                              f"{groups.dtype}")
         groups = groups.to(pred.device)
     return target, groups
+
+
+def _wide_dtype(device) -> torch.dtype:
+    """The dtype targets and ranks are compared in: float64 (exact ties between OKS values), but
+    float32 on Apple MPS, which has no float64 (a float64 target there is a runtime error)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
 def _check_positive(value: float, name: str, allow_zero: bool = False) -> float:
@@ -119,7 +125,7 @@ def _ranks_desc(values: torch.Tensor, same: torch.Tensor | None) -> torch.Tensor
         (values[None, :] == values[:, None]) & (idx[None, :] < idx[:, None]))
     if same is not None:
         before = before & same
-    return 1.0 + before.sum(dim=1).to(torch.float64)
+    return 1.0 + before.sum(dim=1).to(_wide_dtype(values.device))
 
 
 def _max_dcg(gains: torch.Tensor, same, group_idx, n_groups) -> torch.Tensor:
@@ -306,7 +312,7 @@ def lambdarank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tens
     gains = _gains(target)
     max_dcg = _max_dcg(gains, same, group_idx, n_groups)[group_idx]
     g = torch.where(max_dcg > 0, gains / max_dcg.clamp_min(1e-300), torch.zeros_like(gains))
-    inv_d = 1.0 / torch.log2(1.0 + _ranks_desc(pred.detach().to(torch.float64), same))
+    inv_d = 1.0 / torch.log2(1.0 + _ranks_desc(pred.detach().to(_wide_dtype(pred.device)), same))
     weights = (inv_d[:, None] - inv_d[None, :]).abs() * (g[:, None] - g[None, :]).abs()
     weights = (weights * (_order(target, groups) > 0)).to(pred.dtype)
     diff = pred[:, None] - pred[None, :]
@@ -610,3 +616,41 @@ CONFIDENCE_RANKING_LOSSES = {
 
 REGRESSION_CONTROLS = ("l1", "mse")
 """The entries of :data:`CONFIDENCE_RANKING_LOSSES` that are plain score regressions (no ranking)."""
+
+
+class ConfidenceRankingLoss(torch.nn.Module):
+    """``nn.Module`` form of a loss of :data:`CONFIDENCE_RANKING_LOSSES` with its keyword
+    arguments fixed, for training code that composes modules::
+
+        criterion = ConfidenceRankingLoss("ranknet", sigma=10.0)
+        loss = criterion(scores, oks, groups=image_ids)
+
+    Targets may be float32 (what a float32 training loop holds; on Apple MPS, which has no
+    float64, targets are compared in float32 there).
+
+    Example:
+        >>> crit = ConfidenceRankingLoss("laplacian")
+        >>> round(crit(torch.tensor([0.9, 0.2]), torch.tensor([0.8, 0.3])).item(), 4)
+        0.39
+    """
+
+    def __init__(self, name: str = "laplacian", **params):
+        super().__init__()
+        if name not in CONFIDENCE_RANKING_LOSSES:
+            raise ValueError(f"unknown confidence-ranking loss {name!r}; choose one of "
+                             f"{sorted(CONFIDENCE_RANKING_LOSSES)}")
+        self.name, self.params = name, dict(params)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                groups: torch.Tensor | None = None) -> torch.Tensor:
+        return CONFIDENCE_RANKING_LOSSES[self.name](pred, target, groups=groups, **self.params)
+
+    def extra_repr(self) -> str:
+        return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in self.params.items()])
+
+
+class LaplacianRankLoss(ConfidenceRankingLoss):
+    """``nn.Module`` of :func:`laplacian_rank_loss` (RCNet Def. 1, Eq. 8–9)."""
+
+    def __init__(self, b_prime: float = 2.0, c: float = 1.0, margin: float | None = None):
+        super().__init__("laplacian", b_prime=b_prime, c=c, margin=margin)

@@ -202,7 +202,8 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
         seed: RCNet's initialisation and batch order.
         detector: overrides of :data:`DEFAULT_DETECTOR` (see ``simulate_detections``).
         eval_sets: sets to evaluate (default: every evaluation set of the run).
-        track_max_poses, track_every: the per-epoch measurements of ``fit_rescorer``.
+        track_max_poses, track_every: the per-epoch measurements of ``fit_rescorer``
+            (``track_every=-1``: none, for fits whose history nobody reads).
         cache: reuse a stored result with the same key.
 
     Training set: the run's training images (:data:`TRAIN_SET`, detector seed 0);
