@@ -264,3 +264,14 @@ def test_fig1_ap_three_definitions():
     assert math.isclose(got["trapezoid"], 55 / 72)  # the paper's 0.76
     assert math.isclose(got["eq3"], 29 / 36)
     assert math.isclose(got["coco_101"], R.toy_evaluate([4, 2, 1, 3])["curve"]["coco_precision"].mean())
+
+
+def test_theorem3_search_finds_loss_down_accuracy_down_within_assumption4():
+    out = R.theorem3_search(n_items=6, trials=400, seed=0)
+    assert 0 < out["accuracy_down"] < out["loss_down"] <= 400
+    assert out["accuracy_down_with_assumption4"] >= 1
+    ex = out["example"]
+    assert ex["loss"][1] < ex["loss"][0] and ex["accuracy"][1] < ex["accuracy"][0]
+    assert ex["mean_sq_delta"][1] >= ex["mean_sq_delta"][0]
+    with pytest.raises(ValueError):
+        R.theorem3_search(n_items=2)

@@ -162,3 +162,18 @@ def test_tune_rival_and_labelled_accuracies_on_a_fast_run(fast_run):
     assert all(np.isnan(v) for v in res.history["train_accuracy"])  # track_every=-1: nothing measured
     table = rcnet_zoo.rescorer_table({"x": [res]})
     assert any("matched" in k for k in table[0]) and any("all detections" in k for k in table[0])
+
+
+def test_mechanism_sentence_says_which_way_fps_moved():
+    def fits(fp_before, fp_after, ap_before, ap_after):
+        out = _fits([ap_before] * 3, [ap_after] * 3, metric="AP")
+        for f in out:
+            f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = ap_before, ap_after
+            f.sets["generated val"]["before"]["fp_wrong_fp"] = fp_before
+            f.sets["generated val"]["after"]["fp_wrong_fp"] = fp_after
+        return out
+    more = rcnet_zoo.mechanism_sentence(fits(404, 472, 0.46, 0.475))
+    assert "404 -> 472" in more and "ordering true positives" in more
+    fewer = rcnet_zoo.mechanism_sentence(fits(472, 404, 0.46, 0.475))
+    assert "as App. C describes" in fewer and "ordering true positives" not in fewer
+    assert "nothing to attribute" in rcnet_zoo.mechanism_sentence(fits(float("nan"), 3, 0.4, 0.5))

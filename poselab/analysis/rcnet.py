@@ -28,7 +28,7 @@ __all__ = [
     "theorem1_monte_carlo", "lemma5_bound", "theorem3_agreement", "pearson", "ause_oks",
     "ranking_accuracies", "two_person_toy", "two_person_ar", "random_ranking_check",
     "prop2_margin_check", "theorem1_in_range", "swapped_rank_pair_term", "theorem1_pair_bound_gap",
-    "ap_definitions",
+    "ap_definitions", "theorem3_search",
 ]
 
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -639,3 +639,50 @@ def ap_definitions(scores, oks, n_gt: int, threshold: float = 0.5) -> dict:
     idx = np.searchsorted(curve["recall"], grid, side="left")
     coco = float(np.mean([interp[i] if i < interp.size else 0.0 for i in idx]))
     return {"eq3": eq3, "coco_101": coco, "trapezoid": trapezoid}
+
+
+def theorem3_search(n_items: int = 8, trials: int = 2000, step: float = 0.1, seed: int = 0) -> dict:
+    """Theorem 3 ("if l decreases, P_correct increases") probed on finite sets of scores.
+
+    Each trial draws targets s* ~ U(0, 1) and scores μ ~ U(0, 1) for ``n_items`` poses and a
+    step μ' = clip(μ + N(0, step²), 0, 1); among the steps that lower the Laplacian rank loss
+    (b′ = 2, c = 1) it counts those that *lower* the pairwise accuracy, and of these the ones
+    that also meet Assumption 4 (E[δ²] over pairs does not decrease; E[δ] = 0 always, since
+    both orders of a pair count). The proof (App. J.3) reaches "accuracy up" through limits
+    N_A → ∞ in which D_{A3}'s and D_{A4}'s sign-balanced sums vanish; a finite set has no such
+    limit, so a counterexample meeting Assumption 4 shows the theorem needs it.
+
+    Returns ``{"trials", "loss_down", "accuracy_down", "accuracy_down_with_assumption4",
+    "example"}`` (``example``: loss and accuracy before/after of the first counterexample meeting
+    Assumption 4, or None).
+    """
+    import torch
+    from poselab.losses.confidence_ranking import laplacian_rank_loss
+    from poselab.metrics import ranking_accuracy
+    if int(n_items) < 3 or int(trials) < 1 or not step > 0:
+        raise ValueError(f"need n_items >= 3, trials >= 1, step > 0; got {n_items}, {trials}, {step}")
+    rng = np.random.default_rng(seed)
+    off = ~np.eye(int(n_items), dtype=bool)
+    down = worse = with_a4 = 0
+    example = None
+    for _ in range(int(trials)):
+        star, mu = rng.random(int(n_items)), rng.random(int(n_items))
+        nxt = np.clip(mu + rng.normal(0.0, step, mu.size), 0.0, 1.0)
+        t = torch.from_numpy(star)
+        l0 = float(laplacian_rank_loss(torch.from_numpy(mu), t))
+        l1 = float(laplacian_rank_loss(torch.from_numpy(nxt), t))
+        if not l1 < l0:
+            continue
+        down += 1
+        a0, a1 = ranking_accuracy(mu, star), ranking_accuracy(nxt, star)
+        if not a1 < a0:
+            continue
+        worse += 1
+        spread0 = float(((mu[:, None] - mu[None, :])[off] ** 2).mean())
+        spread1 = float(((nxt[:, None] - nxt[None, :])[off] ** 2).mean())
+        if spread1 >= spread0:
+            with_a4 += 1
+            if example is None:
+                example = {"loss": [l0, l1], "accuracy": [a0, a1], "mean_sq_delta": [spread0, spread1]}
+    return {"trials": int(trials), "loss_down": down, "accuracy_down": worse,
+            "accuracy_down_with_assumption4": with_a4, "example": example}
