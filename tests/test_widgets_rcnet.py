@@ -31,3 +31,30 @@ def test_dragging_the_false_positive_moves_ap_not_ar():
     # the PR figure follows: its precision trace ends at 3/4 (3 TPs among 4 detections)
     ys = [np.asarray(d.y, dtype=float) for d in w.figure.data if d.y is not None and len(d.y)]
     assert any(abs(y[-1] - 0.75) < 1e-9 for y in ys)
+
+
+def test_pair_term_point_cases_values_and_gradients():
+    for d, order, case in ((0.3, 1, 1), (0.3, -1, 2), (-0.3, 1, 3), (-0.3, -1, 4), (0.0, 1, 1), (0.0, -1, 2)):
+        assert R.pair_term_point(d, order)["case"] == case
+    # closed forms at the paper's margin (c = 1): ordered (|d| - 1/2)^2 + 1/4, misordered |d| + 1/2
+    p = R.pair_term_point(0.3, 1)
+    assert abs(p["g"] - (0.2 ** 2 + 0.25)) < 1e-12 and abs(p["gradient"] - 2 * (0.3 - 0.5)) < 1e-12
+    q = R.pair_term_point(-0.3, 1)
+    assert abs(q["g"] - 0.8) < 1e-12 and abs(q["gradient"] + 1.0) < 1e-12 and not q["ordered"]
+    assert R.pair_term_point(0.0, -1, c=2.0)["gradient"] == 2.0  # tied: -c * order
+    with pytest.raises(ValueError, match="order"):
+        R.pair_term_point(0.1, 0)
+
+
+def test_loss_shape_widget_follows_its_sliders():
+    from poselab.widgets.rcnet import loss_shape_widget
+    w = loss_shape_widget()
+    w.sliders["delta"].value = -0.4
+    w.sliders["margin"].value = 1.0
+    rows = re.findall(r"<tr><td>[^/]*?</td><td>(\d)</td><td>(\w+)</td><td>([-\d.]+)</td><td>([-\d.]+)</td></tr>",
+                      w.table.value)
+    (case_a, kind_a, g_a, grad_a), (case_b, kind_b, g_b, grad_b) = rows
+    assert (case_a, kind_a, case_b, kind_b) == ("3", "misordered", "4", "ordered")
+    assert float(g_a) == round(0.4 + 1.0 + 0.25, 4)  # continuous form: c|d| + m^2 + c^2/4
+    assert float(g_b) == round((0.4 - 1.0) ** 2 + 0.25, 4) and float(grad_a) == -1.0
+    assert w.figure.data[2].x == (-0.4,) and abs(w.figure.data[2].y[0] - 1.65) < 1e-12

@@ -28,7 +28,7 @@ __all__ = [
     "theorem1_monte_carlo", "lemma5_bound", "theorem3_agreement", "pearson", "ause_oks",
     "ranking_accuracies", "two_person_toy", "two_person_ar", "random_ranking_check",
     "prop2_margin_check", "theorem1_in_range", "swapped_rank_pair_term", "theorem1_pair_bound_gap",
-    "ap_definitions", "theorem3_search",
+    "ap_definitions", "theorem3_search", "pair_term_point",
 ]
 
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -686,3 +686,22 @@ def theorem3_search(n_items: int = 8, trials: int = 2000, step: float = 0.1, see
                 example = {"loss": [l0, l1], "accuracy": [a0, a1], "mean_sq_delta": [spread0, spread1]}
     return {"trials": int(trials), "loss_down": down, "accuracy_down": worse,
             "accuracy_down_with_assumption4": with_a4, "example": example}
+
+
+def pair_term_point(delta: float, order: float = 1.0, c: float = 1.0, margin: float | None = None) -> dict:
+    """g and dg/dδ of one pair at ``delta`` (the loss's :func:`rank_pair_term`, autograd), and
+    which of Eq. 9's four cases the point falls in (1: s*_i > s*_j, δ ≥ 0; 2: s*_i < s*_j, δ ≥ 0;
+    3: s*_i > s*_j, δ < 0; 4: s*_i < s*_j, δ < 0) and whether the pair is ordered.
+
+    Returns ``{"case", "ordered", "g", "gradient"}`` — what the loss-shape widget shows.
+    """
+    import torch
+    from poselab.losses.confidence_ranking import rank_pair_term
+    if order not in (1, -1, 1.0, -1.0):
+        raise ValueError(f"order must be +1 (s*_i > s*_j) or -1 (s*_i < s*_j), got {order!r}")
+    d = torch.tensor([float(delta)], dtype=torch.float64, requires_grad=True)
+    g = rank_pair_term(d, torch.tensor([float(order)], dtype=torch.float64), float(c), margin)
+    g.sum().backward()
+    case = (1 if order > 0 else 2) if delta >= 0 else (3 if order > 0 else 4)
+    return {"case": case, "ordered": bool(order * delta > 0), "g": float(g.item()),
+            "gradient": float(d.grad.item())}
