@@ -58,3 +58,14 @@ def test_loss_shape_widget_follows_its_sliders():
     assert float(g_a) == round(0.4 + 1.0 + 0.25, 4)  # continuous form: c|d| + m^2 + c^2/4
     assert float(g_b) == round((0.4 - 1.0) ** 2 + 0.25, 4) and float(grad_a) == -1.0
     assert w.figure.data[2].x == (-0.4,) and abs(w.figure.data[2].y[0] - 1.65) < 1e-12
+
+
+def test_live_history_turns_nan_into_gaps():
+    """A NaN in a FigureWidget trace is not JSON: the kernel printed a serialization warning (a
+    pink stderr box) when an epoch had nothing to rank."""
+    from poselab.widgets.rcnet import live_history
+    fig, callback = live_history()
+    callback(0, {"train_rank_loss": 0.5, "train_accuracy": float("nan"), "val_rank_loss": 0.4,
+                 "val_accuracy": 0.7})
+    ys = [tuple(d.y) for d in fig.data[:4]]
+    assert ys[1] == (None,) and ys[0] == (0.5,) and ys[3] == (0.7,)

@@ -63,7 +63,8 @@ def live_history(title: str = "RCNet training: rank loss and ranking accuracy pe
         with fig.batch_update():
             for trace, key in zip(fig.data, keys):
                 trace.x = tuple(trace.x or ()) + (epoch,)
-                trace.y = tuple(trace.y or ()) + (record[key],)
+                value = float(record[key])  # NaN (nothing to rank) is not JSON: a gap instead
+                trace.y = tuple(trace.y or ()) + (value if np.isfinite(value) else None,)
 
     return fig, callback
 
