@@ -175,3 +175,103 @@ def test_simulated_detector():
     assert 0.4 < (many["kind"] == 1).sum() / 150 < 0.6
     with pytest.raises(ValueError, match="image_sizes"):
         simulate_detections(boxes, [1, 1, 9], sizes)
+
+
+# ------------------------------------------------------------------------- issue 25: the counter-cases
+
+def test_ranking_accuracy_the_papers_way_ignores_false_positives():
+    """§3.3 ranks predictions matched to a person. Counter-case: every FP below every TP but the
+    TPs in reverse order — all-detections accuracy is high (FP-TP pairs are right), the paper's
+    matched-only accuracy is 0."""
+    oks = np.r_[np.linspace(0.6, 0.95, 8), np.zeros(30)]
+    scores = np.r_[np.linspace(0.9, 0.5, 8), np.linspace(0.1, 0.4, 30)]  # TPs reversed, FPs low
+    got = R.ranking_accuracies(scores, oks)
+    assert got["matched"] == 0.0 and got["n_matched"] == 8
+    assert got["all"] > 0.8 and got["n_all"] == 38
+    # against a loop over the matched pairs
+    m = oks > 0
+    pairs = [(i, j) for i in np.flatnonzero(m) for j in np.flatnonzero(m) if oks[i] > oks[j]]
+    correct = sum(1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0 for i, j in pairs)
+    rng = np.random.default_rng(1)
+    s2 = rng.random(38)
+    pairs_ok = sum(1.0 if s2[i] > s2[j] else 0.0 for i, j in pairs) / len(pairs)
+    assert abs(R.ranking_accuracies(s2, oks)["matched"] - pairs_ok) < 1e-12
+    assert correct == 0.0
+    assert math.isnan(R.ranking_accuracies([0.3, 0.2], [0.0, 0.0])["matched"])  # nothing matched
+
+
+def test_two_persons_make_cocos_ar_depend_on_the_order():
+    rows = {r["order"]: r for r in R.two_person_ar()}
+    a, b = rows["d1 above d2"], rows["d2 above d1"]
+    assert math.isclose(a["ar_coco"], 0.45) and math.isclose(b["ar_coco"], 0.75)
+    assert a["ar_eq4"] == b["ar_eq4"]  # Eq. 4 involves no order
+    # one person per image (the Fig. 1 toy): COCO's AR cannot move either
+    assert {row["ar_coco"] for row in R.toy_permutation_table()} == {1.0}
+
+
+def test_random_ranking_check_tests_the_metric_not_a_coin():
+    from poselab.metrics import ranking_accuracy
+    rng = np.random.default_rng(3)
+    quality = np.r_[np.zeros(150), np.round(rng.random(250), 2)]  # ties, as matched OKS has
+    assert R.random_ranking_check(quality, seed=0, repeats=100)["holds"]
+
+    def ties_are_wrong(s, q):  # counter-case: a tied score counted as misordered
+        better = q[:, None] > q[None, :]
+        return float((better & (s[:, None] > s[None, :])).sum() / better.sum())
+
+    def ties_are_right(s, q):  # counter-case: a tied score counted as correctly ordered
+        better = q[:, None] > q[None, :]
+        return float((better & (s[:, None] >= s[None, :])).sum() / better.sum())
+
+    assert not R.random_ranking_check(quality, seed=0, repeats=100, metric=ties_are_wrong)["holds"]
+    assert not R.random_ranking_check(quality, seed=0, repeats=100, metric=ties_are_right)["holds"]
+    assert R.random_ranking_check(quality, seed=1, repeats=100, metric=ranking_accuracy)["holds"]
+    with pytest.raises(ValueError, match="distinct"):
+        R.random_ranking_check(np.zeros(10))
+
+
+def test_prop2_is_checked_on_the_loss_margin():
+    assert R.prop2_margin_check()["max_error"] < 1e-4
+    assert R.prop2_margin_check(margin=0.3)["max_error"] > 0.1  # the issue's counter-case
+    assert R.prop2_margin_check(c_values=(1.0,), margin=0.5)["max_error"] < 1e-4
+
+
+def test_theorem1_in_range_rejects_the_anti_ranking_loss():
+    ok = R.theorem1_in_range(100_000, seed=0)
+    assert ok["min_gap"] >= 0 and ok["fraction_holds"] == 1.0
+    swapped = R.theorem1_in_range(100_000, seed=0, pair_term=R.swapped_rank_pair_term)
+    assert swapped["min_gap"] < 0 and swapped["fraction_holds"] < 0.95
+    # the samples lie in RCNet's output range: |delta| <= c
+    d = np.linspace(-1, 1, 2001)
+    for o in (1.0, -1.0):
+        assert R.theorem1_pair_bound_gap(d, np.full_like(d, o)).min() >= 0
+        assert R.theorem1_pair_bound_gap(d, np.full_like(d, o), pair_term=R.swapped_rank_pair_term).min() < 0
+    # the proof's g-bar against numerical integration of Eq. 19 over the correct half
+    from scipy import integrate
+    for delta, o in ((0.3, 1.0), (-0.7, 1.0), (0.4, -1.0)):
+        dens = lambda z: (1 + abs(z - delta)) * math.exp(-abs(z - delta)) / 4  # noqa: E731
+        p, _ = integrate.quad(dens, 0, 1) if o > 0 else integrate.quad(dens, -1, 0)
+        gap = R.theorem1_pair_bound_gap(np.array([delta]), np.array([o]))[0]
+        import torch
+        from poselab.losses.confidence_ranking import rank_pair_term
+        g = rank_pair_term(torch.tensor([delta], dtype=torch.float64), torch.tensor([o])).item()
+        assert abs(gap - (g + math.log(4) + math.log(p))) < 1e-9
+
+
+def test_fig1_ap_three_definitions():
+    toy = R.toy_dataset()
+    got = R.ap_definitions([4, 2, 1, 3], toy["oks"], toy["n_gt"])  # P1, P4 (FP), P2, P3
+    assert math.isclose(got["trapezoid"], 55 / 72)  # the paper's 0.76
+    assert math.isclose(got["eq3"], 29 / 36)
+    assert math.isclose(got["coco_101"], R.toy_evaluate([4, 2, 1, 3])["curve"]["coco_precision"].mean())
+
+
+def test_theorem3_search_finds_loss_down_accuracy_down_within_assumption4():
+    out = R.theorem3_search(n_items=6, trials=400, seed=0)
+    assert 0 < out["accuracy_down"] < out["loss_down"] <= 400
+    assert out["accuracy_down_with_assumption4"] >= 1
+    ex = out["example"]
+    assert ex["loss"][1] < ex["loss"][0] and ex["accuracy"][1] < ex["accuracy"][0]
+    assert ex["mean_sq_delta"][1] >= ex["mean_sq_delta"][0]
+    with pytest.raises(ValueError):
+        R.theorem3_search(n_items=2)

@@ -32,10 +32,12 @@ def _pairs(n, groups=None):
 # ------------------------------------------------------------------------- Laplacian (Eq. 8-9)
 
 def _g_loop(d, order, c=1.0, m=None):
+    """Eq. 38 per pair; the misordered branch continuous at d = 0 for every margin (the constant
+    m² + c²/4 instead of c²/2: the same at the paper's m = c/2)."""
     m = c / 2 if m is None else m
     if order * d > 0:
         return (abs(d) - m) ** 2 + c * c / 4
-    return c * abs(d) + c * c / 2
+    return c * abs(d) + m * m + c * c / 4
 
 
 def laplacian_loop(pred, target, b_prime=2.0, c=1.0, groups=None, margin=None):
@@ -90,6 +92,63 @@ def test_laplacian_gradient_flips_a_misordered_pair_and_holds_margin():
     pred = torch.tensor([0.75, 0.25], dtype=torch.float64, requires_grad=True)
     laplacian_rank_loss(pred, torch.tensor([0.9, 0.1], dtype=torch.float64), b_prime=1e12).backward()
     assert pred.grad.abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tied_predictions_get_eq9_gradient(dtype):
+    """Eq. 9 puts delta = 0 in its [0, c] case: d g / d delta = -c * order there. Written as c|delta|
+    the misordered branch got autograd's sign(0) = 0 and a tied pair was never separated."""
+    for c in (1.0, 0.5):
+        for order in (1.0, -1.0):
+            delta = torch.zeros(1, dtype=dtype, requires_grad=True)
+            rank_pair_term(delta, torch.tensor([order]), c).sum().backward()
+            assert math.isclose(delta.grad.item(), -c * order, rel_tol=1e-6), (c, order, delta.grad)
+            ref = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+            rank_pair_term_eq9(ref, torch.tensor([order]), c).sum().backward()
+            if order > 0:  # Eq. 9's case 1 at delta = 0 (case 4 is the delta < 0 side for order -1)
+                assert math.isclose(ref.grad.item(), delta.grad.item(), rel_tol=1e-6)
+    # the whole loss: two tied scores with distinct targets move apart, the better one up
+    pred = torch.tensor([0.5, 0.5], dtype=dtype, requires_grad=True)
+    laplacian_rank_loss(pred, torch.tensor([0.5 + 1e-3, 0.5]), b_prime=1e12).backward()
+    assert pred.grad[0] < 0 < pred.grad[1]
+
+
+def test_margin_form_is_continuous_and_reduces_to_the_paper_at_half():
+    tiny = 1e-9
+    d = torch.tensor([tiny, -tiny], dtype=torch.float64)
+    one = torch.ones(2, dtype=torch.float64)
+    for m in (0.0, 0.3, 0.5, 0.7, 1.0):
+        g = rank_pair_term(d, one, 1.0, m)
+        assert abs(g[0] - g[1]).item() < 1e-8, m
+    # the literal Eq. 38 branches jump (margin 1: 1.25 vs 0.5): the counter-case of the default
+    literal = rank_pair_term(d, one, 1.0, 1.0, continuous=False)
+    assert math.isclose(literal[0].item(), 1.25, rel_tol=1e-6) and math.isclose(literal[1].item(), 0.5, rel_tol=1e-6)
+    # at m = c/2 both forms are the paper's loss, everywhere on [-c, c]
+    grid = torch.linspace(-1, 1, 2001, dtype=torch.float64)
+    for order in (1.0, -1.0):
+        o = torch.full_like(grid, order)
+        assert torch.equal(rank_pair_term(grid, o), rank_pair_term(grid, o, continuous=False))
+        assert (rank_pair_term(grid, o) - rank_pair_term_eq9(grid, o)).abs().max() <= 1e-12
+    # the shift is a constant per branch: gradients of both forms agree away from 0
+    for m in (0.0, 1.0):
+        a = grid.clone().requires_grad_()
+        b = grid.clone().requires_grad_()
+        rank_pair_term(a, torch.ones_like(grid), 1.0, m).sum().backward()
+        rank_pair_term(b, torch.ones_like(grid), 1.0, m, continuous=False).sum().backward()
+        assert torch.equal(a.grad, b.grad)
+
+
+def test_regression_controls_have_no_pair_term():
+    from poselab.losses.confidence_ranking import l1_score_loss, mse_score_loss
+    pred, target = torch.tensor([0.9, 0.2, 0.5]), torch.tensor([0.8, 0.4, 0.5])
+    assert math.isclose(l1_score_loss(pred, target).item(), 0.1, rel_tol=1e-6)
+    assert math.isclose(mse_score_loss(pred, target).item(), 0.05 / 3, rel_tol=1e-5)
+    # the L1 control is the Laplacian loss with its pair term removed
+    big = laplacian_rank_loss(pred, target)
+    assert big.item() > l1_score_loss(pred, target).item() + 0.1
+    # a pure permutation of the scores that keeps every |error| moves neither control
+    p2, t2 = torch.tensor([0.3, 0.7]), torch.tensor([0.5, 0.5])
+    assert l1_score_loss(p2, t2).item() == l1_score_loss(p2.flip(0), t2).item()
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3),
@@ -357,3 +416,27 @@ def test_float32_training_path_matches_float64(name):
     assert v32.dtype == torch.float32
     assert abs(v32.item() - v64.item()) <= 1e-4 * max(1.0, abs(v64.item()))
     assert torch.allclose(p32.grad.double(), p64.grad, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIDENCE_RANKING_LOSSES))
+def test_module_wrappers_match_the_functions_with_float32_targets(name):
+    from poselab.losses.confidence_ranking import ConfidenceRankingLoss, LaplacianRankLoss
+    pred, target, groups = _data(64, seed=11, n_groups=10)
+    p32 = torch.tensor(pred, dtype=torch.float32)
+    t32 = torch.tensor(target, dtype=torch.float32)
+    g = torch.tensor(groups)
+    want = CONFIDENCE_RANKING_LOSSES[name](p32, t32, groups=g)
+    got = ConfidenceRankingLoss(name)(p32, t32, groups=g)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    if name == "laplacian":
+        assert torch.equal(LaplacianRankLoss(margin=0.3)(p32, t32, g),
+                           laplacian_rank_loss(p32, t32, groups=g, margin=0.3))
+    with pytest.raises(ValueError, match="unknown"):
+        ConfidenceRankingLoss("no_such_loss")
+
+
+def test_targets_are_compared_in_float32_on_mps():
+    from poselab.losses.confidence_ranking import _wide_dtype
+    assert _wide_dtype(torch.device("mps")) == torch.float32  # MPS has no float64
+    assert _wide_dtype(torch.device("cpu")) == torch.float64
+    assert _wide_dtype("cuda") == torch.float64

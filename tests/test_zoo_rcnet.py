@@ -112,3 +112,68 @@ def test_collapse_guard():
     out = rcnet_zoo.collapse_guard(v, collapsed)
     assert out.verdict == "inconclusive" and "collapsed" in out.reason
     assert len(runs) == 3
+
+
+def test_worse_than_nothing_is_never_a_win():
+    from poselab import claims
+    v = claims.Verdict("reproduced", "ours higher")
+    worse = _fits([0.50, 0.51, 0.52], [0.45, 0.46, 0.47], metric="AP")  # the rival lost AP
+    for f, (b, a) in zip(worse, [(0.50, 0.45), (0.51, 0.46), (0.52, 0.47)]):
+        f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = b, a
+    out = rcnet_zoo.worse_than_nothing_guard(v, worse)
+    assert out.verdict == "inconclusive" and "no better than the original scores" in out.reason
+    better = _fits([0.50, 0.51, 0.52], [0.51, 0.52, 0.53], metric="AP")
+    for f, (b, a) in zip(better, [(0.50, 0.51), (0.51, 0.52), (0.52, 0.53)]):
+        f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = b, a
+    assert rcnet_zoo.worse_than_nothing_guard(v, better).verdict == "reproduced"
+    lost = claims.Verdict("not reproduced", "the rival higher")
+    assert rcnet_zoo.worse_than_nothing_guard(lost, worse).verdict == "not reproduced"
+
+
+def test_structural_ar_check_fails_on_any_change():
+    same = _fits([0.3, 0.31, 0.32], [0.3, 0.31, 0.32])
+    assert rcnet_zoo.structural_ar_check(same)["holds"]
+    moved = _fits([0.3, 0.31, 0.32], [0.3, 0.31, 0.3200001])
+    out = rcnet_zoo.structural_ar_check(moved)
+    assert not out["holds"] and out["max_abs_change"] > 1e-8
+
+
+def test_rival_params_map_the_slope():
+    assert rcnet_zoo.rival_params("ranknet", 10.0) == {"sigma": 10.0}
+    assert rcnet_zoo.rival_params("approx_ndcg", 3.0) == {"alpha": 3.0}
+    assert rcnet_zoo.rival_params("neural_ndcg", 10.0) == {"temperature": 0.1}
+    assert rcnet_zoo.rival_params("ap_loss", 10.0) == {} and rcnet_zoo.rival_params("ranknet", None) == {}
+
+
+def test_tune_rival_and_labelled_accuracies_on_a_fast_run(fast_run):
+    out = rcnet_zoo.tune_rival(fast_run, "ranknet", (1.0, 10.0), epochs=1, warmup_steps=5, cache=False)
+    assert out["param"] == "sigma" and out["value"] in (1.0, 10.0) and set(out["scores"]) == {"1", "10"}
+    assert rcnet_zoo.tune_rival(fast_run, "ap_loss", (1.0,))["value"] is None
+    with pytest.raises(ValueError, match="holdout"):
+        rcnet_zoo.tune_rival(fast_run, "ranknet", holdout=1.0)
+    res = rcnet_zoo.fit_rcnet(fast_run, epochs=1, track_every=-1, eval_sets=["generated val"], cache=False)
+    from poselab.analysis.rcnet import ranking_accuracies
+    s = res.scores["generated val"]
+    for which in ("before", "after"):
+        want = ranking_accuracies(s[which], s["oks"])
+        got = res.sets["generated val"][which]
+        assert np.isclose(got["ranking_accuracy"], want["matched"], equal_nan=True)
+        assert np.isclose(got["ranking_accuracy_all"], want["all"], equal_nan=True)
+    assert all(np.isnan(v) for v in res.history["train_accuracy"])  # track_every=-1: nothing measured
+    table = rcnet_zoo.rescorer_table({"x": [res]})
+    assert any("matched" in k for k in table[0]) and any("all detections" in k for k in table[0])
+
+
+def test_mechanism_sentence_says_which_way_fps_moved():
+    def fits(fp_before, fp_after, ap_before, ap_after):
+        out = _fits([ap_before] * 3, [ap_after] * 3, metric="AP")
+        for f in out:
+            f.sets["generated val"]["before"]["AP"], f.sets["generated val"]["after"]["AP"] = ap_before, ap_after
+            f.sets["generated val"]["before"]["fp_wrong_fp"] = fp_before
+            f.sets["generated val"]["after"]["fp_wrong_fp"] = fp_after
+        return out
+    more = rcnet_zoo.mechanism_sentence(fits(404, 472, 0.46, 0.475))
+    assert "404 -> 472" in more and "ordering true positives" in more
+    fewer = rcnet_zoo.mechanism_sentence(fits(472, 404, 0.46, 0.475))
+    assert "as App. C describes" in fewer and "ordering true positives" not in fewer
+    assert "nothing to attribute" in rcnet_zoo.mechanism_sentence(fits(float("nan"), 3, 0.4, 0.5))

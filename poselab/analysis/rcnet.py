@@ -26,6 +26,9 @@ __all__ = [
     "toy_dataset", "toy_evaluate", "toy_permutation_table", "random_ranking_accuracy",
     "fp_above_tp", "single_tp_gain", "expected_optimal_margin", "optimal_margin_of_g",
     "theorem1_monte_carlo", "lemma5_bound", "theorem3_agreement", "pearson", "ause_oks",
+    "ranking_accuracies", "two_person_toy", "two_person_ar", "random_ranking_check",
+    "prop2_margin_check", "theorem1_in_range", "swapped_rank_pair_term", "theorem1_pair_bound_gap",
+    "ap_definitions", "theorem3_search", "pair_term_point",
 ]
 
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -417,3 +420,288 @@ def ause_oks(scores, oks, steps: int = 100) -> float:
     keep = np.maximum(1, np.round((1 - fractions) * n).astype(int))
     mean_prefix = lambda e: np.cumsum(e)[keep - 1] / keep  # noqa: E731
     return float(np.mean(mean_prefix(by_score) - mean_prefix(oracle)))
+
+
+# ----------------------------------------------------------------------------- issue-25 checks
+
+def ranking_accuracies(scores, matched_oks) -> dict:
+    """Pairwise ranking accuracy two ways (RCNet §3.3, Table 1/5).
+
+    - ``"matched"`` — **the paper's way**: only the predictions matched to a ground-truth person
+      (``matched_oks > 0``: COCO's greedy match at OKS 0.5), pairs ordered by their OKS;
+    - ``"all"`` — every detection, false positives (target 0) included.
+
+    Ties in OKS are excluded and ties in score count one half
+    (:func:`poselab.metrics.ranking_accuracy`). A way with no pair of distinct OKS gives NaN.
+    Returns ``{"matched", "all", "n_matched", "n_all"}``.
+
+    Example:
+        >>> ranking_accuracies([0.9, 0.8, 0.1], [0.6, 0.9, 0.0])["matched"]  # the 2 TPs misordered
+        0.0
+    """
+    from poselab.metrics import ranking_accuracy
+    s, q = _scores_oks(scores, matched_oks)
+
+    def acc(mask):
+        qq = q[mask]
+        return float(ranking_accuracy(s[mask], qq)) if qq.size > 1 and np.ptp(qq) > 0 else float("nan")
+
+    matched = q > 0
+    return {"matched": acc(matched), "all": acc(np.ones_like(matched)),
+            "n_matched": int(matched.sum()), "n_all": int(q.size)}
+
+
+def two_person_toy(partner_shift: float = 5.0, first_shift: float = 1.5,
+                   second_shift: float = -2.5) -> dict:
+    """One image, two overlapping persons A and B (B = A shifted ``partner_shift`` px right),
+    two detections: d1 between them (A + ``first_shift``) and d2 on A's far side (A +
+    ``second_shift``). d1 is close enough to B to match it, d2 only matches A, so which person
+    each detection gets in COCO's greedy matching depends on which one is scored first.
+
+    Returns the COCO-format ``"gt"``, ``"keypoints"`` (2, 17, 2), ``"oks"`` (2, 2: detection ×
+    person) and ``"n_gt"`` = 2.
+    """
+    images = [{"id": 1, "file_name": "two.png", "height": 120, "width": 140}]
+    anns = []
+    poses = [_TOY_POSE, _TOY_POSE + [partner_shift, 0.0]]
+    for k, pose in enumerate(poses):
+        kp = np.concatenate([pose, np.full((NUM_KEYPOINTS, 1), 2.0)], axis=1)
+        anns.append({"id": k + 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                     "keypoints": kp.ravel().tolist(), "num_keypoints": NUM_KEYPOINTS,
+                     "bbox": [30.0 + k * partner_shift, 12.0, 40.0, 90.0], "area": 2400.0})
+    gt = {"images": images, "annotations": anns, "categories": [dict(PERSON_CATEGORY)]}
+    pred = np.stack([_TOY_POSE + [first_shift, 0.0], _TOY_POSE + [second_shift, 0.0]])
+    oks = oks_matrix(pred, np.stack(poses), np.full((2, NUM_KEYPOINTS), 2.0), np.array([2400.0, 2400.0]))
+    return {"gt": gt, "keypoints": pred, "oks": oks, "n_gt": 2}
+
+
+def two_person_ar(toy: dict | None = None) -> list[dict]:
+    """AR of :func:`two_person_toy` for both score orders: Eq. 4 (each detection's OKS with its
+    best person, no matching, no sorting) and pycocotools (greedy matching in score order).
+
+    Rows ``{"order", "ar_eq4", "ar_coco", "ap_coco"}``. Eq. 4 cannot move; COCO's AR moves
+    whenever one detection can match either of two persons — Table 2's "mAR unchanged" is then
+    an empirical statement about the data, not a consequence of Eq. 4.
+    """
+    toy = two_person_toy() if toy is None else toy
+    rows = []
+    best = toy["oks"].max(axis=1)
+    for name, scores in (("d1 above d2", (0.9, 0.8)), ("d2 above d1", (0.8, 0.9))):
+        results = [{"image_id": 1, "category_id": 1, "score": float(v),
+                    "keypoints": np.concatenate([kp, np.ones((NUM_KEYPOINTS, 1))], 1).ravel().tolist()}
+                   for v, kp in zip(scores, toy["keypoints"])]
+        coco = coco_keypoint_eval(toy["gt"], results)
+        rows.append({"order": name, "ar_eq4": average_recall_eq4(best, toy["n_gt"]),
+                     "ar_coco": float(coco["AR"]), "ap_coco": float(coco["AP"])})
+    return rows
+
+
+def random_ranking_check(quality, *, seed: int = 0, levels: int = 4, repeats: int = 200,
+                         metric=None) -> dict:
+    """Eq. 5–6 as a check of **our ranking-accuracy metric**, not of a coin.
+
+    That i.i.d. scores order a pair correctly with probability ½ is an identity; what can be
+    wrong is the code that measures ranking accuracy. So: score the given ``quality`` (e.g. the
+    chapter's own matched OKS, with its ties) ``repeats`` times with scores drawn i.i.d. from
+    ``levels`` values (many tied scores) and average ``metric(scores, quality)``. A metric that
+    counts tied scores as half-correct and skips tied qualities has expectation exactly ½; one
+    that scores tied scores as wrong gives ≈ ½(1 − 1/levels), one that counts tied qualities
+    gives less than ½, and both are rejected at 4 standard errors.
+
+    Returns ``{"accuracy", "standard_error", "z", "repeats", "n", "holds"}`` (``holds``:
+    |accuracy − ½| ≤ 4 standard errors).
+    """
+    from poselab.metrics import ranking_accuracy
+    metric = ranking_accuracy if metric is None else metric
+    q = _vec(quality, "quality")
+    if q.size < 2 or np.ptp(q) == 0:
+        raise ValueError("random_ranking_check needs at least two distinct quality values")
+    if int(levels) < 2 or int(repeats) < 2:
+        raise ValueError(f"levels and repeats must be >= 2, got {levels}, {repeats}")
+    rng = np.random.default_rng(seed)
+    values = np.array([float(metric(rng.integers(0, int(levels), q.size).astype(np.float64), q))
+                       for _ in range(int(repeats))])
+    mean, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+    z = (mean - 0.5) / se if se > 0 else (0.0 if mean == 0.5 else math.inf)
+    return {"accuracy": mean, "standard_error": se, "z": z, "repeats": int(repeats),
+            "n": int(q.size), "holds": bool(abs(z) <= 4.0)}
+
+
+def prop2_margin_check(c_values=(0.5, 1.0, 2.0), margin: float | None = None) -> dict:
+    """Prop. 2 checked on **the loss**: the margin the rank loss's g settles an ordered pair at
+    (argmin of its ordered branch, :func:`optimal_margin_of_g`) equals the expected optimal
+    margin E[m*] = c/2 under a uniform prior (:func:`expected_optimal_margin`), for each c.
+
+    ``margin``: the loss's margin (``None``: the paper's c/2 at every c; a number: that margin at
+    every c — e.g. 0.3, which the check must reject). Returns ``{"max_error", "rows"}`` with rows
+    ``{"c", "expected_margin", "loss_margin", "error"}``.
+    """
+    rows = []
+    for c in c_values:
+        expected = expected_optimal_margin(c)
+        settled = optimal_margin_of_g(c, margin)
+        rows.append({"c": float(c), "expected_margin": expected, "loss_margin": settled,
+                     "error": abs(settled - expected)})
+    return {"max_error": max(r["error"] for r in rows), "rows": rows}
+
+
+def swapped_rank_pair_term(delta, order, c: float = 1.0):
+    """An **anti-ranking** counterfeit of g: Eq. 38's branches swapped (a correctly ordered pair
+    pays c|δ| + c²/2, a misordered one is pulled to the margin). The counter-case that
+    :func:`theorem1_in_range` must reject."""
+    from poselab.losses.confidence_ranking import rank_pair_term
+    return rank_pair_term(delta, -order, c)
+
+
+def _laplace_diff_cdf(x: np.ndarray, b: float) -> np.ndarray:
+    """CDF of the difference of two independent Laplace(0, b) (density of Eq. 19)."""
+    a = np.abs(x)
+    tail = 0.5 * np.exp(-a / b) * (1.0 + a / (2 * b))
+    return np.where(x >= 0, 1.0 - tail, tail)
+
+
+def theorem1_pair_bound_gap(delta, order, *, b: float = 1.0, c: float = 1.0, pair_term=None) -> np.ndarray:
+    """Per pair, the gap of Theorem 1's pair bound as its proof states it (App. J.1):
+
+        ḡ(δ) = −log P(z on the correct side, z ∈ [−c, c])  ≤  g(δ)/(b·c) + log(4b/c)
+
+    where z = s′_i − s′_j has the difference-of-Laplace density around δ (Eq. 19) and the
+    refined scores live in [0, c] (so z in [−c, c], Eq. 20); the proof's Jensen step (Eq. 23)
+    and −log(b + |z − δ|) ≤ −log b (Eq. 28) give the right-hand side, with g = ∫|z − δ| dz
+    over the correct half (Eq. 29). Returns right-hand side − ḡ (≥ 0 where the bound holds).
+    ``pair_term(delta, order, c)`` replaces g (default: the loss's ``rank_pair_term``).
+    """
+    import torch
+    from poselab.losses.confidence_ranking import rank_pair_term
+    pair_term = rank_pair_term if pair_term is None else pair_term
+    d = np.asarray(delta, dtype=np.float64)
+    o = np.asarray(order, dtype=np.float64)
+    hi = np.where(o > 0, c, 0.0)
+    lo = np.where(o > 0, 0.0, -c)
+    prob = _laplace_diff_cdf(hi - d, b) - _laplace_diff_cdf(lo - d, b)
+    g_bar = -np.log(np.clip(prob, 1e-300, None))
+    g = pair_term(torch.as_tensor(d), torch.as_tensor(o), c).numpy()
+    return g / (b * c) + math.log(4 * b / c) - g_bar
+
+
+def theorem1_in_range(n: int = 1_000_000, *, b: float = 1.0, b_prime: float = 2.0, c: float = 1.0,
+                      seed: int = 0, pair_term=None) -> dict:
+    """Theorem 1 checked where RCNet lives: μ inside its output range [0, c].
+
+    Sample s*_i, s*_j ~ U(0, c) (distinct) and μ ~ Laplace(s*, b′) **truncated to [0, c]** (RCNet's
+    sigmoid range; the untruncated law puts most μ outside it), then per configuration check the
+    pair bound of :func:`theorem1_pair_bound_gap` (the proof's own ḡ over z ∈ [−c, c]). The L1
+    term is the same on both sides of the bound, so the pair bound is the theorem's content.
+
+    With the paper's g the bound holds on every sample; with g's branches swapped
+    (:func:`swapped_rank_pair_term`) it fails on strongly misordered pairs — the check can fail.
+    Returns ``{"min_gap", "fraction_holds", "tightest_delta", "tightest_order", "n",
+    "mean_abs_delta"}``.
+    """
+    for name, v in (("b", b), ("b_prime", b_prime), ("c", c)):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be > 0, got {v}")
+    rng = np.random.default_rng(seed)
+    star = rng.random((2, int(n))) * c
+    keep = star[0] != star[1]
+    star = star[:, keep]
+    # inverse-CDF sampling of Laplace(s*, b') truncated to [0, c]
+    def cdf(x, m):
+        return np.where(x < m, 0.5 * np.exp((x - m) / b_prime), 1.0 - 0.5 * np.exp(-(x - m) / b_prime))
+    lo, hi = cdf(0.0, star), cdf(c, star)
+    u = lo + rng.random(star.shape) * (hi - lo)
+    mu = np.where(u < 0.5, star + b_prime * np.log(2 * u), star - b_prime * np.log(2 * (1 - u)))
+    mu = np.clip(mu, 0.0, c)
+    delta = mu[0] - mu[1]
+    order = np.sign(star[0] - star[1])
+    gap = theorem1_pair_bound_gap(delta, order, b=b, c=c, pair_term=pair_term)
+    k = int(np.argmin(gap))
+    return {"min_gap": float(gap[k]), "fraction_holds": float((gap >= 0).mean()),
+            "tightest_delta": float(delta[k]), "tightest_order": float(order[k]), "n": int(gap.size),
+            "mean_abs_delta": float(np.abs(delta).mean())}
+
+
+def ap_definitions(scores, oks, n_gt: int, threshold: float = 0.5) -> dict:
+    """Fig. 1's AP three ways at one OKS threshold: Eq. 3 (mean precision at each TP over #GT,
+    non-interpolated), COCO's 101-point interpolated precision, and the trapezoidal area under
+    the raw precision–recall curve starting at (recall 0, precision 1).
+
+    Returns ``{"eq3", "coco_101", "trapezoid"}``.
+    """
+    s, q = _scores_oks(scores, oks)
+    curve = precision_recall_curve(s, q, n_gt, threshold)
+    eq3 = average_precision_eq3(s, q, n_gt, thresholds=[threshold])
+    rec = np.r_[0.0, curve["recall"]]
+    prec = np.r_[1.0, curve["precision"]]
+    trapezoid = float(np.sum(np.diff(rec) * (prec[1:] + prec[:-1]) / 2))
+    grid = np.linspace(0.0, 1.0, 101)
+    interp = curve["interpolated"]
+    idx = np.searchsorted(curve["recall"], grid, side="left")
+    coco = float(np.mean([interp[i] if i < interp.size else 0.0 for i in idx]))
+    return {"eq3": eq3, "coco_101": coco, "trapezoid": trapezoid}
+
+
+def theorem3_search(n_items: int = 8, trials: int = 2000, step: float = 0.1, seed: int = 0) -> dict:
+    """Theorem 3 ("if l decreases, P_correct increases") probed on finite sets of scores.
+
+    Each trial draws targets s* ~ U(0, 1) and scores μ ~ U(0, 1) for ``n_items`` poses and a
+    step μ' = clip(μ + N(0, step²), 0, 1); among the steps that lower the Laplacian rank loss
+    (b′ = 2, c = 1) it counts those that *lower* the pairwise accuracy, and of these the ones
+    that also meet Assumption 4 (E[δ²] over pairs does not decrease; E[δ] = 0 always, since
+    both orders of a pair count). The proof (App. J.3) reaches "accuracy up" through limits
+    N_A → ∞ in which D_{A3}'s and D_{A4}'s sign-balanced sums vanish; a finite set has no such
+    limit, so a counterexample meeting Assumption 4 shows the theorem needs it.
+
+    Returns ``{"trials", "loss_down", "accuracy_down", "accuracy_down_with_assumption4",
+    "example"}`` (``example``: loss and accuracy before/after of the first counterexample meeting
+    Assumption 4, or None).
+    """
+    import torch
+    from poselab.losses.confidence_ranking import laplacian_rank_loss
+    from poselab.metrics import ranking_accuracy
+    if int(n_items) < 3 or int(trials) < 1 or not step > 0:
+        raise ValueError(f"need n_items >= 3, trials >= 1, step > 0; got {n_items}, {trials}, {step}")
+    rng = np.random.default_rng(seed)
+    off = ~np.eye(int(n_items), dtype=bool)
+    down = worse = with_a4 = 0
+    example = None
+    for _ in range(int(trials)):
+        star, mu = rng.random(int(n_items)), rng.random(int(n_items))
+        nxt = np.clip(mu + rng.normal(0.0, step, mu.size), 0.0, 1.0)
+        t = torch.from_numpy(star)
+        l0 = float(laplacian_rank_loss(torch.from_numpy(mu), t))
+        l1 = float(laplacian_rank_loss(torch.from_numpy(nxt), t))
+        if not l1 < l0:
+            continue
+        down += 1
+        a0, a1 = ranking_accuracy(mu, star), ranking_accuracy(nxt, star)
+        if not a1 < a0:
+            continue
+        worse += 1
+        spread0 = float(((mu[:, None] - mu[None, :])[off] ** 2).mean())
+        spread1 = float(((nxt[:, None] - nxt[None, :])[off] ** 2).mean())
+        if spread1 >= spread0:
+            with_a4 += 1
+            if example is None:
+                example = {"loss": [l0, l1], "accuracy": [a0, a1], "mean_sq_delta": [spread0, spread1]}
+    return {"trials": int(trials), "loss_down": down, "accuracy_down": worse,
+            "accuracy_down_with_assumption4": with_a4, "example": example}
+
+
+def pair_term_point(delta: float, order: float = 1.0, c: float = 1.0, margin: float | None = None) -> dict:
+    """g and dg/dδ of one pair at ``delta`` (the loss's :func:`rank_pair_term`, autograd), and
+    which of Eq. 9's four cases the point falls in (1: s*_i > s*_j, δ ≥ 0; 2: s*_i < s*_j, δ ≥ 0;
+    3: s*_i > s*_j, δ < 0; 4: s*_i < s*_j, δ < 0) and whether the pair is ordered.
+
+    Returns ``{"case", "ordered", "g", "gradient"}`` — what the loss-shape widget shows.
+    """
+    import torch
+    from poselab.losses.confidence_ranking import rank_pair_term
+    if order not in (1, -1, 1.0, -1.0):
+        raise ValueError(f"order must be +1 (s*_i > s*_j) or -1 (s*_i < s*_j), got {order!r}")
+    d = torch.tensor([float(delta)], dtype=torch.float64, requires_grad=True)
+    g = rank_pair_term(d, torch.tensor([float(order)], dtype=torch.float64), float(c), margin)
+    g.sum().backward()
+    case = (1 if order > 0 else 2) if delta >= 0 else (3 if order > 0 else 4)
+    return {"case": case, "ordered": bool(order * delta > 0), "g": float(g.item()),
+            "gradient": float(d.grad.item())}

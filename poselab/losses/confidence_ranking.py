@@ -30,7 +30,8 @@ import torch.nn.functional as F
 __all__ = [
     "laplacian_rank_loss", "rank_pair_term", "rank_pair_term_eq9", "ranknet_loss",
     "lambdarank_loss", "approx_ndcg_loss", "neural_ndcg_loss", "ap_rank_loss", "dr_loss",
-    "crps_rank_loss", "gaussian_rank_loss", "CONFIDENCE_RANKING_LOSSES",
+    "crps_rank_loss", "gaussian_rank_loss", "l1_score_loss", "mse_score_loss",
+    "CONFIDENCE_RANKING_LOSSES", "REGRESSION_CONTROLS", "ConfidenceRankingLoss", "LaplacianRankLoss",
 ]
 
 
@@ -48,7 +49,7 @@ def _check_inputs(pred, target, groups):
     if target.dim() != 1 or target.shape != pred.shape:
         raise ValueError(f"target must have pred's shape {tuple(pred.shape)} (one OKS per pose), "
                          f"got {tuple(target.shape)}")
-    target = target.to(device=pred.device, dtype=torch.float64)
+    target = target.to(device=pred.device, dtype=_wide_dtype(pred.device))
     if pred.numel() and not bool(torch.isfinite(pred.detach()).all()):
         raise ValueError("pred contains NaN or Inf; check the network output (RCNet's sigmoid "
                          "output is always finite for finite inputs)")
@@ -66,6 +67,12 @@ def _check_inputs(pred, target, groups):
                              f"{groups.dtype}")
         groups = groups.to(pred.device)
     return target, groups
+
+
+def _wide_dtype(device) -> torch.dtype:
+    """The dtype targets and ranks are compared in: float64 (exact ties between OKS values), but
+    float32 on Apple MPS, which has no float64 (a float64 target there is a runtime error)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
 def _check_positive(value: float, name: str, allow_zero: bool = False) -> float:
@@ -118,7 +125,7 @@ def _ranks_desc(values: torch.Tensor, same: torch.Tensor | None) -> torch.Tensor
         (values[None, :] == values[:, None]) & (idx[None, :] < idx[:, None]))
     if same is not None:
         before = before & same
-    return 1.0 + before.sum(dim=1).to(torch.float64)
+    return 1.0 + before.sum(dim=1).to(_wide_dtype(values.device))
 
 
 def _max_dcg(gains: torch.Tensor, same, group_idx, n_groups) -> torch.Tensor:
@@ -132,19 +139,35 @@ def _max_dcg(gains: torch.Tensor, same, group_idx, n_groups) -> torch.Tensor:
 # ----------------------------------------------------------------------------- RCNet's rank loss
 
 def rank_pair_term(delta: torch.Tensor, order: torch.Tensor, c: float = 1.0,
-                   margin: float | None = None) -> torch.Tensor:
+                   margin: float | None = None, *, continuous: bool = True) -> torch.Tensor:
     """g(δ) of a pair in the |δ| form (RCNet App. J.3, Eq. 38), elementwise.
 
-        g = (|δ| − m)² + c²/4     if the pair is ordered like its target (sign δ = order)
-        g = c·|δ| + c²/2          if it is misordered (δ = 0 counts as misordered)
+    With u = order·δ (positive when the pair is ordered like its target):
 
-    with the margin m = c/2 (Prop. 2). For m = c/2 this equals Eq. 9 exactly on δ ∈ [−c, c]
-    (:func:`rank_pair_term_eq9`); ``margin`` ≠ c/2 is the margin ablation of Table 7.
+        g = (u − m)² + c²/4            if u > 0   (ordered: pulled to the margin m)
+        g = −c·u + m² + c²/4           if u ≤ 0   (misordered, or tied: slope −c drives u up)
+
+    with the margin m = c/2 (Prop. 2). For m = c/2 the misordered branch is c·|δ| + c²/2 and
+    this equals Eq. 9 exactly on δ ∈ [−c, c] (:func:`rank_pair_term_eq9`).
+
+    **Ties.** At exactly tied predictions (δ = 0) Eq. 9 puts the pair in its δ ∈ [0, c] case,
+    ½(δ ∓ c)² ± ½δ², whose derivative there is −c·order: the gradient pushes the pair apart in
+    the right direction. Written as c·|δ| the branch would get autograd's sign(0) = 0 instead (a
+    tied pair would never be separated); written as −c·u it gets Eq. 9's −c.
+
+    **Other margins (Table 7).** Eq. 38 with m ≠ c/2 printed literally (``continuous=False``:
+    misordered branch c·|δ| + c²/2) jumps at δ = 0 from m² + c²/4 to c²/2 (margin 1: 1.25 vs
+    0.5), so a pair crossing zero could *lower* the loss by becoming misordered. The default
+    (``continuous=True``) shifts the misordered branch by the constant m² − c²/4 so that g is
+    continuous at δ = 0 for every margin; at m = c/2 the shift is 0 (the paper's loss exactly).
+    A constant shift of one branch leaves every gradient unchanged, so training is the same
+    either way; the loss *value* (what Theorem 3 speaks of) is what the shift repairs.
 
     Args:
         delta: pairwise differences δ_ij = μ_i − μ_j (any shape).
         order: sign(s*_i − s*_j) broadcastable to ``delta``; pairs with order 0 get g = 0.
         c: the score range (1 for scores in [0, 1]). margin: m (default c/2).
+        continuous: the continuous form above (default) or the literal Eq. 38 branches.
 
     Example:
         >>> rank_pair_term(torch.tensor([0.5, -0.5]), torch.tensor([1.0, 1.0])).tolist()
@@ -152,10 +175,11 @@ def rank_pair_term(delta: torch.Tensor, order: torch.Tensor, c: float = 1.0,
     """
     m = c / 2.0 if margin is None else float(margin)
     order = order.to(delta.dtype)
-    a = delta.abs()
-    correct = ((order * delta) > 0).to(delta.dtype)
+    u = order * delta
+    correct = (u > 0).to(delta.dtype)
     valid = order.abs()
-    return correct * ((a - m) ** 2 + c * c / 4.0) + (valid - correct) * (c * a + c * c / 2.0)
+    wrong_at_zero = (m * m + c * c / 4.0) if continuous else c * c / 2.0
+    return correct * ((u - m) ** 2 + c * c / 4.0) + (valid - correct) * (wrong_at_zero - c * u)
 
 
 def rank_pair_term_eq9(delta: torch.Tensor, order: torch.Tensor, c: float = 1.0) -> torch.Tensor:
@@ -288,7 +312,7 @@ def lambdarank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tens
     gains = _gains(target)
     max_dcg = _max_dcg(gains, same, group_idx, n_groups)[group_idx]
     g = torch.where(max_dcg > 0, gains / max_dcg.clamp_min(1e-300), torch.zeros_like(gains))
-    inv_d = 1.0 / torch.log2(1.0 + _ranks_desc(pred.detach().to(torch.float64), same))
+    inv_d = 1.0 / torch.log2(1.0 + _ranks_desc(pred.detach().to(_wide_dtype(pred.device)), same))
     weights = (inv_d[:, None] - inv_d[None, :]).abs() * (g[:, None] - g[None, :]).abs()
     weights = (weights * (_order(target, groups) > 0)).to(pred.dtype)
     diff = pred[:, None] - pred[None, :]
@@ -546,9 +570,87 @@ def gaussian_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.T
     return 2.0 / sigma ** 2 * sq + cubic / (6.0 * sigma_prime ** 2)
 
 
+# ----------------------------------------------------------------------------- the control
+
+def l1_score_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """Plain L1 regression of the score to its target: mean_i |μ_i − s*_i| (no pair term).
+
+    Not in the paper: the **control** for its claim that the *rank* term helps. It is Def. 1's
+    first term alone (2/b′ = 1), so any gain it gives is a gain of pulling scores to the OKS,
+    not of ranking. ``groups`` is accepted (and ignored) for the common signature.
+
+    Example:
+        >>> round(l1_score_loss(torch.tensor([0.9, 0.2]), torch.tensor([0.8, 0.4])).item(), 4)
+        0.15
+    """
+    target, _ = _check_inputs(pred, target, groups)
+    if pred.numel() == 0:
+        return _zero(pred)
+    return (pred - target.to(pred.dtype)).abs().mean()
+
+
+def mse_score_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """Plain squared-error regression of the score to its target: mean_i (μ_i − s*_i)².
+
+    The second control beside :func:`l1_score_loss` (DEKR's ScoreNet is trained this way).
+
+    Example:
+        >>> round(mse_score_loss(torch.tensor([0.9, 0.2]), torch.tensor([0.8, 0.4])).item(), 4)
+        0.025
+    """
+    target, _ = _check_inputs(pred, target, groups)
+    if pred.numel() == 0:
+        return _zero(pred)
+    return (pred - target.to(pred.dtype)).square().mean()
+
+
 CONFIDENCE_RANKING_LOSSES = {
     "laplacian": laplacian_rank_loss, "ranknet": ranknet_loss, "lambdarank": lambdarank_loss,
     "approx_ndcg": approx_ndcg_loss, "neural_ndcg": neural_ndcg_loss, "ap_loss": ap_rank_loss,
     "dr_loss": dr_loss, "crps": crps_rank_loss, "gaussian": gaussian_rank_loss,
+    "l1": l1_score_loss, "mse": mse_score_loss,
 }
 """name → loss; every entry is ``loss(pred, target, groups=None) -> scalar`` with its paper defaults."""
+
+REGRESSION_CONTROLS = ("l1", "mse")
+"""The entries of :data:`CONFIDENCE_RANKING_LOSSES` that are plain score regressions (no ranking)."""
+
+
+class ConfidenceRankingLoss(torch.nn.Module):
+    """``nn.Module`` form of a loss of :data:`CONFIDENCE_RANKING_LOSSES` with its keyword
+    arguments fixed, for training code that composes modules::
+
+        criterion = ConfidenceRankingLoss("ranknet", sigma=10.0)
+        loss = criterion(scores, oks, groups=image_ids)
+
+    Targets may be float32 (what a float32 training loop holds; on Apple MPS, which has no
+    float64, targets are compared in float32 there).
+
+    Example:
+        >>> crit = ConfidenceRankingLoss("laplacian")
+        >>> round(crit(torch.tensor([0.9, 0.2]), torch.tensor([0.8, 0.3])).item(), 4)
+        0.39
+    """
+
+    def __init__(self, name: str = "laplacian", **params):
+        super().__init__()
+        if name not in CONFIDENCE_RANKING_LOSSES:
+            raise ValueError(f"unknown confidence-ranking loss {name!r}; choose one of "
+                             f"{sorted(CONFIDENCE_RANKING_LOSSES)}")
+        self.name, self.params = name, dict(params)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                groups: torch.Tensor | None = None) -> torch.Tensor:
+        return CONFIDENCE_RANKING_LOSSES[self.name](pred, target, groups=groups, **self.params)
+
+    def extra_repr(self) -> str:
+        return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in self.params.items()])
+
+
+class LaplacianRankLoss(ConfidenceRankingLoss):
+    """``nn.Module`` of :func:`laplacian_rank_loss` (RCNet Def. 1, Eq. 8–9)."""
+
+    def __init__(self, b_prime: float = 2.0, c: float = 1.0, margin: float | None = None):
+        super().__init__("laplacian", b_prime=b_prime, c=c, margin=margin)

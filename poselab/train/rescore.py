@@ -112,7 +112,9 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
         val: optional ``(features, target, groups)`` evaluated every epoch.
         track_max_poses: the epoch-end ranking accuracy and rank loss are computed on at most
             this many poses of each set (a fixed random subset; O(n²) pairs).
-        track_every: measure every this many epochs (0: only before and after training).
+        track_every: measure every this many epochs (0: only before and after training; a
+            negative value: never — the per-epoch rank loss and accuracy are NaN, which saves two
+            O(n²) passes per fit where nobody reads them, e.g. the rivals of Tables 8/10).
         callback: ``callback(epoch, record)`` after every measured epoch (progress display).
 
     Returns ``{"epoch", "train_loss"`` (mean batch loss), ``"train_rank_loss", "train_accuracy",
@@ -147,7 +149,7 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
         history["train_loss"].append(float(np.mean(batch_losses)) if batch_losses else float("nan"))
         history["seconds"].append(seconds)
         for name in ("train", "val"):
-            if name not in subsets:
+            if name not in subsets or int(track_every) < 0:
                 history[f"{name}_rank_loss"].append(float("nan"))
                 history[f"{name}_accuracy"].append(float("nan"))
                 continue

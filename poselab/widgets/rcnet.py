@@ -7,10 +7,10 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..analysis.rcnet import toy_dataset, toy_evaluate
+from ..analysis.rcnet import ap_definitions, toy_dataset, toy_evaluate
 from ..viz.rcnet import pr_curve_figure
 
-__all__ = ["toy_ap_widget", "live_history"]
+__all__ = ["toy_ap_widget", "live_history", "loss_shape_widget"]
 
 
 def toy_ap_widget(initial=(0.9, 0.6, 0.5, 0.8)):
@@ -30,15 +30,18 @@ def toy_ap_widget(initial=(0.9, 0.6, 0.5, 0.8)):
             for trace, new in zip(fig.data, fresh.data):
                 trace.x, trace.y = new.x, new.y
         order = " > ".join(names[i] for i in r["curve"]["order"])
+        area = ap_definitions(scores, toy["oks"], toy["n_gt"])["trapezoid"]
         table.value = ("<table><tr><th>ranking</th><th>AP (Eq. 3)</th><th>AP (pycocotools)</th>"
-                       "<th>AR (Eq. 4)</th><th>AR (pycocotools)</th></tr>"
+                       "<th>AP (trapezoid, OKS 0.5)</th><th>AR (Eq. 4)</th><th>AR (pycocotools)</th></tr>"
                        f"<tr><td>{order}</td><td>{r['ap_eq3']:.3f}</td><td>{r['ap_coco']:.3f}</td>"
-                       f"<td>{r['ar_eq4']:.3f}</td><td>{r['ar_coco']:.3f}</td></tr></table>")
+                       f"<td>{area:.3f}</td><td>{r['ar_eq4']:.3f}</td><td>{r['ar_coco']:.3f}</td></tr></table>")
 
     for s in sliders:
         s.observe(update, "value")
     update()
-    return widgets.VBox([widgets.HBox([widgets.VBox(sliders), fig]), table])
+    box = widgets.VBox([widgets.HBox([widgets.VBox(sliders), fig]), table])
+    box.sliders, box.figure, box.table = sliders, fig, table  # handles for tests and exercises
+    return box
 
 
 def live_history(title: str = "RCNet training: rank loss and ranking accuracy per epoch",
@@ -60,6 +63,51 @@ def live_history(title: str = "RCNet training: rank loss and ranking accuracy pe
         with fig.batch_update():
             for trace, key in zip(fig.data, keys):
                 trace.x = tuple(trace.x or ()) + (epoch,)
-                trace.y = tuple(trace.y or ()) + (record[key],)
+                value = float(record[key])  # NaN (nothing to rank) is not JSON: a gap instead
+                trace.y = tuple(trace.y or ()) + (value if np.isfinite(value) else None,)
 
     return fig, callback
+
+
+def loss_shape_widget(delta: float = 0.2, margin: float = 0.5, c: float = 1.0):
+    """g(δ) of the rank loss (RCNet Eq. 9 / 38) with sliders for δ, the margin m and the range c:
+    both target orders, the current point on each, its Eq. 9 case, g and the gradient dg/dδ
+    (including at exactly tied predictions, where Eq. 9 gives −c·order)."""
+    import torch
+
+    from ..analysis.rcnet import pair_term_point
+    from ..losses.confidence_ranking import rank_pair_term
+    sliders = {"delta": widgets.FloatSlider(value=delta, min=-1.0, max=1.0, step=0.01, description="δ"),
+               "margin": widgets.FloatSlider(value=margin, min=0.0, max=1.0, step=0.05, description="margin m"),
+               "c": widgets.FloatSlider(value=c, min=0.5, max=2.0, step=0.25, description="c")}
+    for s in sliders.values():
+        s.continuous_update = False
+    fig = go.FigureWidget(layout=dict(width=640, height=320, xaxis_title="δ = μᵢ − μⱼ", yaxis_title="g(δ)",
+                                      margin=dict(l=60, r=20, t=30, b=50)))
+    for name in ("s*ᵢ > s*ⱼ", "s*ᵢ < s*ⱼ"):
+        fig.add_scatter(x=[], y=[], mode="lines", name=name)
+    for name in ("point (s*ᵢ > s*ⱼ)", "point (s*ᵢ < s*ⱼ)"):
+        fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=10), name=name)
+    table = widgets.HTML()
+
+    def update(_=None):
+        cc, m, d = sliders["c"].value, sliders["margin"].value, sliders["delta"].value * sliders["c"].value
+        grid = torch.linspace(-cc, cc, 401, dtype=torch.float64)
+        rows = []
+        with fig.batch_update():
+            for k, order in enumerate((1.0, -1.0)):
+                fig.data[k].x, fig.data[k].y = grid.numpy(), rank_pair_term(grid, torch.full_like(grid, order), cc, m).numpy()
+                pt = pair_term_point(d, order, cc, m)
+                fig.data[2 + k].x, fig.data[2 + k].y = [d], [pt["g"]]
+                rows.append(f"<tr><td>{'s*ᵢ > s*ⱼ' if order > 0 else 's*ᵢ < s*ⱼ'}</td><td>{pt['case']}</td>"
+                            f"<td>{'ordered' if pt['ordered'] else 'misordered'}</td>"
+                            f"<td>{pt['g']:.4f}</td><td>{pt['gradient']:.4f}</td></tr>")
+        table.value = ("<table><tr><th>target</th><th>Eq. 9 case</th><th>pair</th><th>g(δ)</th>"
+                       "<th>dg/dδ</th></tr>" + "".join(rows) + "</table>")
+
+    for s in sliders.values():
+        s.observe(update, "value")
+    update()
+    box = widgets.VBox([widgets.HBox([widgets.VBox(list(sliders.values())), fig]), table])
+    box.sliders, box.figure, box.table = sliders, fig, table
+    return box

@@ -36,9 +36,15 @@ import torch
 
 __all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR",
            "seed_values", "rcnet_evidence", "gain_verdict", "unchanged_verdict", "beats_verdict",
-           "summary_rows", "rescorer_table", "collapse_guard"]
+           "summary_rows", "rescorer_table", "collapse_guard", "worse_than_nothing_guard",
+           "RIVAL_TEMPERATURES", "METRIC_LABELS", "tune_rival", "mechanism_sentence", "rival_params", "structural_ar_check"]
 
 TRAIN_SET = "generated train"
+#: how tables name the metrics (the two ranking accuracies must never be confused)
+METRIC_LABELS = {"ranking_accuracy": "ranking accuracy, matched (paper §3.3)",
+                 "ranking_accuracy_all": "ranking accuracy, all detections (FPs included)",
+                 "fp_wrong_fp": "FPs above a TP (Table 6)",
+                 "fp_wrong_fp_per_tp": "FPs above a TP, per TP"}
 DEFAULT_DETECTOR = {"jitter": 0.08, "duplicate_prob": 0.4, "duplicate_jitter": 0.2,
                     "false_per_image": 0.6}
 
@@ -123,15 +129,16 @@ def detector_predictions(run, set_name: str = TRAIN_SET, *, detector_seed: int =
 
 
 def _evaluate_scores(run, set_name: str, det: dict, scores: np.ndarray, quality: np.ndarray) -> dict:
-    from poselab.analysis.rcnet import ause_oks, fp_above_tp, pearson
-    from poselab.metrics import coco_keypoint_eval, ranking_accuracy
+    from poselab.analysis.rcnet import ause_oks, fp_above_tp, pearson, ranking_accuracies
+    from poselab.metrics import coco_keypoint_eval
     results = [{"image_id": int(img), "category_id": 1, "score": float(s),
                 "keypoints": np.concatenate([c, k[:, None]], 1).ravel().tolist()}
                for img, s, c, k in zip(det["image_id"], scores, det["coords"], det["scores"])]
     coco = coco_keypoint_eval(_set_json(run, set_name), results)
     out = {k: float(coco[k]) for k in ("AP", "AP50", "AP75", "AR")}
-    distinct = np.ptp(quality) > 0 and scores.size > 1
-    out["ranking_accuracy"] = float(ranking_accuracy(scores, quality)) if distinct else float("nan")
+    ranked = ranking_accuracies(scores, quality)
+    out["ranking_accuracy"] = ranked["matched"]  # the paper's way (§3.3): matched predictions only
+    out["ranking_accuracy_all"] = ranked["all"]  # every detection, false positives included
     out["pearson"] = pearson(scores, quality) if scores.size > 1 else float("nan")
     out["ause_oks"] = ause_oks(scores, quality) if scores.size > 1 else float("nan")
     out.update({f"fp_{k}": v for k, v in fp_above_tp(scores, quality).items()})
@@ -144,7 +151,9 @@ class RCNetResult:
 
     Attributes:
         sets: ``{set name: {"before": metrics, "after": metrics}}`` with AP, AP50, AP75, AR,
-            ranking_accuracy, pearson, ause_oks and the FP-above-TP statistics (``fp_*``).
+            ranking_accuracy (the paper's way, §3.3: only detections matched to a person),
+            ranking_accuracy_all (every detection, false positives included), pearson,
+            ause_oks and the FP-above-TP statistics (``fp_*``).
             Ranking accuracy, Pearson and AUSE compare scores with the OKS matched under the
             **original** scores, before and after (a fixed yardstick).
         history: per-epoch record of :func:`poselab.train.rescore.fit_rescorer`.
@@ -169,7 +178,8 @@ class RCNetResult:
         """Rows ``{set, metric, before, after, change}`` for AP, AP50, AP75, AR, ranking accuracy."""
         rows = []
         for name, s in self.sets.items():
-            for m in ("AP", "AP50", "AP75", "AR", "ranking_accuracy", "pearson", "ause_oks"):
+            for m in ("AP", "AP50", "AP75", "AR", "ranking_accuracy", "ranking_accuracy_all",
+                      "pearson", "ause_oks"):
                 rows.append({"set": name, "metric": m, "before": s["before"][m],
                              "after": s["after"][m], "change": s["after"][m] - s["before"][m]})
         return rows
@@ -192,7 +202,8 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
         seed: RCNet's initialisation and batch order.
         detector: overrides of :data:`DEFAULT_DETECTOR` (see ``simulate_detections``).
         eval_sets: sets to evaluate (default: every evaluation set of the run).
-        track_max_poses, track_every: the per-epoch measurements of ``fit_rescorer``.
+        track_max_poses, track_every: the per-epoch measurements of ``fit_rescorer``
+            (``track_every=-1``: none, for fits whose history nobody reads).
         cache: reuse a stored result with the same key.
 
     Training set: the run's training images (:data:`TRAIN_SET`, detector seed 0);
@@ -294,7 +305,7 @@ def rcnet_evidence(runs, per_seed: dict, **extra) -> dict:
 
 def gain_verdict(results, runs, metric: str = "AP", *, min_effect: float,
                  set_name: str = "generated val", lower_is_better: bool = False,
-                 floor: float | None = None):
+                 floor: float | None = None, paper_effect: float | None = None):
     """"RCNet's scores beat the original scores on ``metric``" over seeds (after vs before,
     paired by seed: the t interval is that of the per-seed differences).
 
@@ -306,7 +317,7 @@ def gain_verdict(results, runs, metric: str = "AP", *, min_effect: float,
     before = seed_values(results, metric, "before", set_name)
     ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
     v = _paired(after, before, lower_is_better=lower_is_better, min_effect=min_effect,
-                metric=metric, preset=runs[0].preset, evidence=ev)
+                metric=metric, preset=runs[0].preset, evidence=ev, paper_effect=paper_effect)
     if floor is not None:
         v = claims.apply_floor(v, seed_values(results, "AP", "before", set_name), floor,
                                name="original-score AP (detector boxes)")
@@ -338,16 +349,19 @@ def unchanged_verdict(results, runs, metric: str = "AR", *, tolerance: float,
 
 
 def beats_verdict(ours, theirs, runs, metric: str = "AP", *, min_effect: float,
-                  set_name: str = "generated val", name: str = "", lower_is_better: bool = False):
+                  set_name: str = "generated val", name: str = "", lower_is_better: bool = False,
+                  paper_effect: float | None = None):
     """"``ours`` (RCNet fits) beat ``theirs`` (other fits on the same runs) after rescoring"."""
     a, b = seed_values(ours, metric, "after", set_name), seed_values(theirs, metric, "after", set_name)
     ev = rcnet_evidence(runs, {"ours": a, name or "theirs": b}, set=set_name)
     return _paired(a, b, lower_is_better=lower_is_better, min_effect=min_effect,
-                   metric=f"{metric} vs {name}" if name else metric, preset=runs[0].preset, evidence=ev)
+                   metric=f"{metric} vs {name}" if name else metric, preset=runs[0].preset, evidence=ev,
+                   paper_effect=paper_effect)
 
 
-def summary_rows(results, metrics=("AP", "AP50", "AP75", "AR", "ranking_accuracy", "pearson",
-                                   "ause_oks", "fp_wrong_fp_per_tp")) -> list[dict]:
+def summary_rows(results, metrics=("AP", "AP50", "AP75", "AR", "ranking_accuracy",
+                                   "ranking_accuracy_all", "pearson", "ause_oks",
+                                   "fp_wrong_fp", "fp_wrong_fp_per_tp")) -> list[dict]:
     """Mean ± std over seeds, before and after rescoring, per evaluation set and metric."""
     rows = []
     for set_name in results[0].sets:
@@ -355,22 +369,25 @@ def summary_rows(results, metrics=("AP", "AP50", "AP75", "AR", "ranking_accuracy
             b = np.asarray(seed_values(results, m, "before", set_name))
             a = np.asarray(seed_values(results, m, "after", set_name))
             sd = (lambda v: float(v.std(ddof=1)) if v.size > 1 else 0.0)  # noqa: E731
-            rows.append({"set": set_name, "metric": m, "before": float(b.mean()),
+            rows.append({"set": set_name, "metric": m, "what": METRIC_LABELS.get(m, m),
+                         "before": float(b.mean()),
                          "before ± std": sd(b), "after": float(a.mean()), "after ± std": sd(a),
                          "change": float((a - b).mean()), "seeds": int(a.size)})
     return rows
 
 
 def rescorer_table(fits: dict, set_name: str = "generated val",
-                   metrics=("AP", "AP75", "AR", "ranking_accuracy")) -> list[dict]:
+                   metrics=("AP", "AP75", "AR", "ranking_accuracy", "ranking_accuracy_all")) -> list[dict]:
     """One row per variant (``{name: [RCNetResult per seed]}``): mean over seeds after rescoring,
     with the original scores as the first row."""
     first = next(iter(fits.values()))
+    label = lambda m: METRIC_LABELS.get(m, m)  # noqa: E731
     rows = [{"variant": "original scores",
-             **{m: float(np.mean(seed_values(first, m, "before", set_name))) for m in metrics}}]
+             **{label(m): float(np.mean(seed_values(first, m, "before", set_name))) for m in metrics}}]
     for name, results in fits.items():
         rows.append({"variant": str(name),
-                     **{m: float(np.mean(seed_values(results, m, "after", set_name))) for m in metrics}})
+                     **{label(m): float(np.mean(seed_values(results, m, "after", set_name)))
+                        for m in metrics}})
     return rows
 
 
@@ -394,3 +411,141 @@ def collapse_guard(verdict, theirs, *, set_name: str = "generated val", margin: 
                                reason=f"the rival collapsed: its ranking accuracy {after:.3f} is below "
                                       f"the original scores' {before:.3f}; {verdict.reason}")
     return verdict.replace(summary=summary)
+
+
+def worse_than_nothing_guard(verdict, theirs, *, metric: str = "AP", set_name: str = "generated val"):
+    """Never count beating a rival that is worse than doing nothing as a win.
+
+    When the rival's rescored ``metric`` is not above the original scores' (mean over seeds of
+    after − before ≤ 0), leaving the scores alone beats it, so "ours beats it" says nothing about
+    the rank loss: a "reproduced" verdict becomes "inconclusive" with that reason. Other
+    verdicts pass unchanged (a rival that beats ours while being worse than nothing makes ours
+    worse than nothing too)."""
+    change = _finite_mean(np.subtract(seed_values(theirs, metric, "after", set_name),
+                                      seed_values(theirs, metric, "before", set_name)))
+    summary = {**verdict.summary, f"rival_{metric}_change": change}
+    if verdict.verdict == "reproduced" and not change > 0:
+        return verdict.replace(verdict="inconclusive", summary=summary,
+                               reason=f"the rival is no better than the original scores ({metric} "
+                                      f"change {change:+.4f}), so beating it is no evidence for the "
+                                      f"rank loss; {verdict.reason}")
+    return verdict.replace(summary=summary)
+
+
+#: the temperature-like parameter of each rival that has one (allRank's defaults, 1, are meant
+#: for raw logits; RCNet's scores are sigmoid outputs in [0, 1], so they are tuned)
+RIVAL_TEMPERATURES = {"ranknet": "sigma", "lambdarank": "sigma", "approx_ndcg": "alpha",
+                      "neural_ndcg": "temperature"}
+
+
+def rival_params(loss: str, value: float | None) -> dict:
+    """``loss_params`` setting the rival's temperature to ``value`` ({} for None or no temperature)."""
+    name = RIVAL_TEMPERATURES.get(loss)
+    if name is None or value is None:
+        return {}
+    if name == "temperature":  # NeuralSort's τ divides the logits: a larger σ is a smaller τ
+        return {name: 1.0 / float(value)}
+    return {name: float(value)}
+
+
+def tune_rival(run, loss: str, candidates=(1.0, 10.0, 30.0), *, epochs: int = 50, lr: float = 1e-3,
+               warmup_steps: int = 250, batch_poses: int = 128, seed: int = 0,
+               holdout: float = 0.25, detector: dict | None = None, cache: bool = True) -> dict:
+    """Pick a rival's temperature on a held-out split of RCNet's **training** detections.
+
+    The training images are split once (``holdout`` of them held out, by ``seed``); for each
+    candidate scale σ (RankNet/LambdaRank σ, ApproxNDCG α, NeuralNDCG 1/τ: the slope the loss
+    puts on a score difference) RCNet is trained on the rest with the main fit's schedule
+    (``epochs``, ``lr``, ``warmup_steps``) and scored on the held-out images by Eq. 3 AP over
+    the detections' matched OKS (a fixed matching: a selection criterion, not a reported
+    metric). The evaluation sets are never seen. Losses without a temperature return
+    ``{"value": None}``.
+
+    Returns ``{"loss", "param", "value", "scores": {candidate: held-out AP}, "original": AP of
+    the original scores on the held-out images}``.
+    """
+    from poselab.analysis.rcnet import average_precision_eq3
+    from poselab.models import RCNet, pose_features
+    from poselab.train.rescore import fit_rescorer, rescore
+    if loss not in RIVAL_TEMPERATURES:
+        return {"loss": loss, "param": None, "value": None, "scores": {}, "original": float("nan")}
+    if not 0 < float(holdout) < 1:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    candidates = [float(c) for c in candidates]
+    if not candidates or any(not (np.isfinite(c) and c > 0) for c in candidates):
+        raise ValueError(f"candidates must be positive numbers, got {candidates}")
+    config = {"run": run.key, "loss": loss, "candidates": candidates, "epochs": int(epochs),
+              "lr": float(lr), "warmup_steps": int(warmup_steps), "batch_poses": int(batch_poses),
+              "seed": int(seed), "holdout": float(holdout),
+              "detector": {**DEFAULT_DETECTOR, **(detector or {})}, "threads": int(torch.get_num_threads())}
+    folder = _cache_dir("tuning", config)
+    if cache and (folder / "tuning.json").is_file():
+        return json.loads((folder / "tuning.json").read_text())
+    train = detector_predictions(run, TRAIN_SET, detector_seed=0, detector=detector)
+    feats = pose_features(train["coords"], train["scores"], train["instance_scores"])
+    images = np.unique(train["image_id"])
+    held_images = np.random.default_rng(seed).choice(images, max(1, int(round(holdout * images.size))),
+                                                     replace=False)
+    held = np.isin(train["image_id"], held_images)
+    target = train["matched_oks"]
+    n_gt = max(1, int((target[held] > 0).sum()))
+    scores = {}
+    for value in candidates:
+        torch.manual_seed(seed)
+        net = RCNet(feats.shape[1])
+        fit_rescorer(net, feats[~held], target[~held], train["image_id"][~held], loss=loss,
+                     loss_params=rival_params(loss, value), epochs=epochs, batch_poses=batch_poses,
+                     lr=lr, warmup_steps=warmup_steps, seed=seed, track_every=-1)
+        s = rescore(net, feats[held], train["image_id"][held])
+        scores[value] = average_precision_eq3(s, target[held], n_gt)
+    best = max(scores, key=lambda v: (scores[v], -abs(np.log(v))))
+    out = {"loss": loss, "param": RIVAL_TEMPERATURES[loss], "value": best,
+           "scores": {f"{k:g}": v for k, v in scores.items()},
+           "original": average_precision_eq3(train["instance_scores"][held], target[held], n_gt)}
+    if cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tuning.json").write_text(json.dumps(out))
+    return out
+
+
+def structural_ar_check(results, set_name: str = "generated val") -> dict:
+    """``rcnet.posthoc.mar_unchanged`` as what it is here: structural.
+
+    COCO's AR counts, at each OKS threshold, the persons matched by some detection. The greedy
+    match gives a person to the first detection (in score order) above the threshold; when no
+    detection can match two persons (isolated people), a person is matched at a threshold iff
+    any of its detections reaches it — whatever the order. Then re-scoring cannot move AR at
+    all, and the check is |AR after − AR before| ≤ 1e-12 per seed. Where it fails, a detection
+    competes for two persons (:func:`poselab.analysis.rcnet.two_person_ar` shows the size).
+
+    Returns ``{"max_abs_change", "per_seed_change", "holds"}``.
+    """
+    change = np.subtract(seed_values(results, "AR", "after", set_name),
+                         seed_values(results, "AR", "before", set_name))
+    worst = float(np.abs(change).max()) if change.size else float("nan")
+    return {"max_abs_change": worst, "per_seed_change": change.tolist(),
+            "holds": bool(change.size and worst <= 1e-12)}
+
+
+def mechanism_sentence(results, set_name: str = "generated val") -> str:
+    """Where RCNet's AP change comes from, in one sentence printed by the run (App. C, Table 6).
+
+    App. C attributes the gain to fewer false positives ranked above true positives. Compares the
+    mean over seeds of FPs above a TP (``fp_wrong_fp``) and of AP before and after, and says
+    which way each moved — when FPs above TPs rise while AP rises, the gain came from ordering
+    the true positives among themselves, against App. C's account.
+    """
+    fp_b = _finite_mean(seed_values(results, "fp_wrong_fp", "before", set_name))
+    fp_a = _finite_mean(seed_values(results, "fp_wrong_fp", "after", set_name))
+    ap = _finite_mean(np.subtract(seed_values(results, "AP", "after", set_name),
+                                  seed_values(results, "AP", "before", set_name)))
+    head = (f"False positives above a true positive: {fp_b:.0f} -> {fp_a:.0f} (mean over seeds) "
+            f"while AP changed by {ap:+.4f}")
+    if not (np.isfinite(fp_b) and np.isfinite(fp_a) and np.isfinite(ap)):
+        return head + "; nothing to attribute."
+    if ap > 0 and fp_a > fp_b:
+        return head + ": the gain came from ordering true positives, not from pushing false " \
+                      "positives down (App. C credits the latter)."
+    if ap > 0 and fp_a < fp_b:
+        return head + ": fewer false positives above true positives, as App. C describes."
+    return head + "."
