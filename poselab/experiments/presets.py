@@ -52,7 +52,8 @@ class Preset:
             :class:`~poselab.data.TopDownDataset`.
         autocast: forward pass precision of a :class:`~poselab.models.PoseModel`: None (float32),
             "bfloat16", "float16", or "auto" (bfloat16 where the device computes it natively —
-            a CUDA GPU with bf16, a CPU with AVX512-BF16 —, else float32). Outputs and losses
+            a CUDA GPU with bf16, a CPU with AVX512-BF16 —, float16 with a gradient scaler on a
+            CUDA GPU without bf16, else float32). Outputs and losses
             stay float32. The resolved choice is part of the cache key.
         channels_last: NHWC memory layout for images and model (faster convolutions on CPU).
     """
@@ -169,16 +170,13 @@ PRESETS: dict[str, Preset] = {
 
 
 def resolve_autocast(autocast: str | None, device) -> str | None:
-    """The forward precision a preset's ``autocast`` gives on ``device`` (see :class:`Preset`)."""
-    import torch
+    """The forward precision a preset's ``autocast`` gives on ``device`` (see :class:`Preset` and
+    :func:`poselab.train.device.autocast_plan`: "auto" → bfloat16 where native, float16 with a
+    gradient scaler on a CUDA GPU without bfloat16, else float32)."""
     if autocast != "auto":
         return autocast
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-        return "bfloat16" if probe is not None and probe() else None
-    return None
+    from poselab.train.device import autocast_plan, device_capability
+    return autocast_plan(device_capability(device), autocast).dtype
 
 
 def get_preset(preset: "Preset | str") -> Preset:
