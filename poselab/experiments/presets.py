@@ -5,6 +5,7 @@
 - ``default``: a student's run: one run trains ≤ 60 s on 2 CPU cores, so a chapter comparing
   2–4 recipes × 3 seeds finishes in ≤ 10 min.
 - ``full``: the calibrated scale: hours on a CPU, minutes on a GPU.
+- ``coco``: real COCO with an ImageNet-pretrained ResNet-18 SimpleBaseline at 256×192 (a GPU).
 
 ``preset.replace(input_size=(128, 128))`` varies a field (the cache key covers every field).
 """
@@ -166,6 +167,15 @@ PRESETS: dict[str, Preset] = {
     # CPU thread for mse (results/mse_full.json), minutes on a GPU
     "full": Preset("full", input_size=(128, 96), heatmap_stride=2, epochs=40, batch_size=16,
                    lr_scale=2.0, val_every=4, autocast="auto", channels_last=True),
+    # real COCO (a folder made by data_scripts/fetch_coco.py, train + val splits) with
+    # SimpleBaseline's setting: 256×192 input, 64×48 heatmaps, ResNet-18 whose trunk starts from
+    # torchvision's ImageNet weights (poselab.models.imagenet_resnet: a 45 MB file, no
+    # torchvision needed), flips with COCO's left/right pairs (poselab.skeleton), rotation ±40°,
+    # scale ±30 %, lr 1e-3 for the recipes' 2e-3, mixed precision (bf16, or fp16 + a gradient
+    # scaler) where the device has it. Meant for a GPU; evaluated with ground-truth boxes.
+    "coco": Preset("coco", input_size=(256, 192), heatmap_stride=4, epochs=20, batch_size=32,
+                   backbone="resnet18_imagenet", lr_scale=0.5, flip_prob=0.5, rotation=40.0,
+                   scale_jitter=0.3, val_every=5, autocast="auto", channels_last=True),
 }
 
 
