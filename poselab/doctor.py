@@ -92,9 +92,13 @@ def doctor_report(device: str = "auto") -> list[tuple[str, str]]:
     data_dir = os.environ.get("POSELAB_DATA_DIR")
     rows.append(("POSELAB_DATA_DIR", data_dir or "unset"))
     rows.append(("run cache", _folder(cache_root(), "")))
+    from poselab.models.imagenet_resnet import RESNET18_URL, imagenet_weights_path
+    weights = imagenet_weights_path()
+    rows.append(("ImageNet ResNet-18", f"{weights} (present)" if weights.is_file() else
+                 f"not downloaded: the coco preset needs {RESNET18_URL} (about 45 MB) at {weights}"))
     tv = _version("torchvision")
-    rows.append(("torchvision", tv or "not installed (optional: only for torchvision's own "
-                                      "weights download; the coco preset loads a weights file)"))
+    rows.append(("torchvision", tv or "not installed (optional: the coco preset reads "
+                                      "torchvision's weights file without it)"))
     rows.append(("pycocotools", _version("pycocotools") or "not installed (needed for COCO AP)"))
     return rows
 

@@ -53,6 +53,15 @@ def test_doctor_on_simulated_mps_says_float64_is_missing(monkeypatch):
     assert rows["autocast (full preset)"].startswith("float32")
 
 
+def test_doctor_says_whether_the_imagenet_weights_are_there(tmp_path, monkeypatch):
+    path = tmp_path / "resnet18.pth"
+    monkeypatch.setenv("POSELAB_RESNET18_WEIGHTS", str(path))
+    assert _rows("cpu")["ImageNet ResNet-18"].startswith("not downloaded")
+    assert "download.pytorch.org/models/resnet18-f37072fd.pth" in _rows("cpu")["ImageNet ResNet-18"]
+    path.write_bytes(b"x")
+    assert _rows("cpu")["ImageNet ResNet-18"] == f"{path} (present)"
+
+
 def test_doctor_names_an_unavailable_device(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cli.main(["doctor", "--device", "cuda:3"]) == 2
