@@ -161,6 +161,24 @@ def step_seconds(recipe, geometry, model, batch, device: torch.device, steps: in
     return statistics.median(times)
 
 
+WARP_TOL = 0.5  # grey levels (0..255): crop warp on the device vs on the CPU
+
+
+def crop_warp_difference(device: torch.device, preset, n: int = 8) -> float:
+    """Largest difference, in grey levels, between one augmented batch of the crop cache warped on
+    ``device`` (:meth:`poselab.data.crop_cache.CropCache.to`) and the same batch on the CPU."""
+    from poselab.data import default_dataset
+    from poselab.data.crop_cache import CropCache
+    from poselab.data.dataset import IMAGENET_STD
+    ann = default_dataset("val", n_images=preset.n_val)
+    kw = dict(input_size=preset.input_size, batch_size=n, seed=0, flip_prob=0.5,
+              rotation=preset.rotation, scale_jitter=preset.scale_jitter)
+    cpu = CropCache(ann, **kw).batch(range(n), epoch=1)["image"]
+    dev = CropCache(ann, **kw).to(device).batch(range(n), epoch=1)["image"].to("cpu")
+    std255 = torch.as_tensor(IMAGENET_STD * 255.0, dtype=torch.float32).view(1, 3, 1, 1)
+    return float(((dev - cpu).abs() * std255).max())
+
+
 def train_and_evaluate(name: str, preset, device: torch.device) -> dict:
     from poselab.experiments import run_recipe
     res = run_recipe(name, preset=preset, device=device, cache=False)
@@ -292,6 +310,14 @@ def main(argv=None) -> int:
             os.environ["POSELAB_CACHE_DIR"] = saved
         shutil.rmtree(cache, ignore_errors=True)
     lines = header(device, cap, half, args, preset) + format_rows(rows, device, half)
+    try:
+        warp = crop_warp_difference(device, preset)
+        warp_line = (f"crop warp on {device} vs the CPU (one augmented batch of 8): largest difference "
+                     f"{warp:.2g} grey levels ({'ok' if warp <= WARP_TOL else 'MISS'}, tolerance {WARP_TOL:g})")
+    except Exception as exc:  # noqa: BLE001 - reported; the script exits 1
+        warp, warp_line = float("inf"), f"crop warp on {device}: ERROR {type(exc).__name__}: {exc}"
+    print(warp_line)
+    lines += ["", warp_line]
     sensitive = [r["recipe"] for r in rows if (r.get("f64_loss_err") or 0.0) > LOSS_RTOL]
     if sensitive:
         lines += ["", f"(!) float32 loss off float64 by more than {LOSS_RTOL:g} on this batch: "
@@ -303,6 +329,8 @@ def main(argv=None) -> int:
         Path(out).write_text(text, encoding="utf-8")
         print(f"gpu_check: wrote {out}", file=sys.stderr)
     failed = [r["recipe"] for r in rows if not r.get("ok")]
+    if not warp <= WARP_TOL:
+        failed.append("crop warp")
     if failed:
         print(f"gpu_check: FAILED {failed}", file=sys.stderr)
     return 1 if failed else 0

@@ -33,6 +33,7 @@ def test_quick_cpu_run_prints_one_row_per_recipe(tmp_path):
     assert all(r.split("|")[2].strip() == "ok" for r in rows)
     text = out.read_text()
     assert "device: cpu" in text and "AP generated val" in text
+    assert "crop warp on cpu vs the CPU" in proc.stdout and "(ok, tolerance" in proc.stdout
     assert (gpu_md.stat().st_mtime_ns if gpu_md.exists() else None) == before  # CPU never writes it
 
 
@@ -94,3 +95,12 @@ def test_bad_arguments_are_named():
         gpu_check.main(["--device", "cpu", "--only", "no_such_recipe"])
     with pytest.raises(SystemExit):
         gpu_check.main(["--device", "tpu-please", "--quick"])
+
+
+def test_a_crop_warp_off_the_cpus_fails_the_run(monkeypatch, capsys):
+    """Counter-case: every recipe passes but the device's crop warp is 3 grey levels off."""
+    monkeypatch.setattr(gpu_check, "crop_warp_difference", lambda device, preset, n=8: 3.0)
+    assert gpu_check.main(["--device", "cpu", "--quick", "--only", "mse"]) == 1
+    out = capsys.readouterr()
+    assert "| mse | ok |" in out.out and "3 grey levels (MISS" in out.out
+    assert "crop warp" in out.err

@@ -380,6 +380,8 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
     score_fn = SCORES[recipe.score]
     model = _prepared(MODELS[recipe.model](recipe, geometry, seed), autocast, preset.channels_last)
     train_set = _train_set(recipe, preset, train_json, codec, seed, synthetic)
+    if dev.type == "cuda" and preset.crop_cache:  # keep and warp the crops on the GPU
+        train_set.to(dev)
     evaluators = {name: Evaluator(path, head=recipe.head, codec=codec, input_size=preset.input_size,
                                   device=dev, score_fn=score_fn) for name, path in eval_sets.items()}
     first_set = next(iter(evaluators.values()))
