@@ -212,6 +212,18 @@ def _fmt(x, spec=".1e") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _misses(r: dict) -> list[str]:
+    """Which agreement checks a row failed."""
+    out = []
+    if r.get("device_loss_err", 0.0) > LOSS_RTOL or r.get("device_out_err", 0.0) > OUTPUT_RTOL:
+        out.append("device vs CPU")
+    if r.get("f64_out_err", 0.0) > OUTPUT_RTOL:
+        out.append("float32 outputs vs float64")
+    if r.get("half_err") is not None and r["half_err"] > HALF_LOSS_RTOL:
+        out.append(f"{r['half']} loss vs float32")
+    return out
+
+
 def format_rows(rows: list[dict], device: torch.device, half: str | None) -> list[str]:
     sets = sorted({s for r in rows for s in r.get("ap", {})})
     head = (["recipe", "status", f"{device.type}/cpu loss err", f"{device.type}/cpu output err",
@@ -220,7 +232,8 @@ def format_rows(rows: list[dict], device: torch.device, half: str | None) -> lis
              "train s/step"] + [f"AP {s}" for s in sets])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        status = "ok" if r.get("ok") else ("ERROR " + r["error"] if r["error"] else "MISS")
+        status = "ok" if r.get("ok") else ("ERROR " + r["error"] if r["error"] else
+                                           "MISS: " + ", ".join(_misses(r)))
         f64_loss = r.get("f64_loss_err")
         cells = [r["recipe"], status, _fmt(r.get("device_loss_err")), _fmt(r.get("device_out_err")),
                  _fmt(r.get("f64_out_err")),

@@ -61,6 +61,7 @@ def test_agreement_fails_when_float32_outputs_drift(monkeypatch):
     monkeypatch.setattr(gpu_check, "_loss_and_outputs", drifting)
     res = gpu_check.agreement(*_setup(), torch.device("cpu"), None)
     assert not res["ok"] and res["f64_out_err"] > gpu_check.OUTPUT_RTOL
+    assert gpu_check._misses(res) == ["float32 outputs vs float64"]
 
 
 def test_agreement_fails_when_half_precision_loss_drifts(monkeypatch):
@@ -72,7 +73,8 @@ def test_agreement_fails_when_half_precision_loss_drifts(monkeypatch):
         return (loss * 1.1 if autocast else loss), outs
 
     monkeypatch.setattr(gpu_check, "_loss_and_outputs", half_off)
-    assert not gpu_check.agreement(*_setup(), torch.device("cpu"), "bfloat16")["ok"]
+    res = gpu_check.agreement(*_setup(), torch.device("cpu"), "bfloat16")
+    assert not res["ok"] and gpu_check._misses(res) == ["bfloat16 loss vs float32"]
     assert gpu_check.agreement(*_setup(), torch.device("cpu"), None)["ok"]
 
 
