@@ -171,3 +171,24 @@ def test_fit_float16_learns_on_cpu():
                device="cpu")
     assert all(torch.isfinite(torch.tensor(hist.losses)))
     assert hist.losses[-1] < hist.losses[0]
+
+
+def test_run_recipe_on_mps_names_the_float64_recipe(tmp_path, monkeypatch):
+    """Explicit MPS + a loss that computes in float64: MPS's own TypeError becomes a ValueError
+    naming the recipe and what to use instead (simulated: the device resolves to mps and fit
+    raises what torch raises on MPS)."""
+    import poselab.train as ptrain
+    from poselab.experiments import PRESETS, run_recipe
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(ptrain, "resolve_device", lambda device="auto": torch.device("mps"))
+
+    def mps_fit(*args, **kwargs):
+        raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework "
+                        "doesn't support float64. Please use float32 instead.")
+
+    monkeypatch.setattr(ptrain, "fit", mps_fit)
+    with pytest.raises(ValueError, match="recipe 'emd' computes in float64, which mps does not have"):
+        run_recipe("emd", preset=PRESETS["fast"].replace(max_steps=1), device="mps", cache=False)
+    monkeypatch.setattr(ptrain, "fit", lambda *a, **k: (_ for _ in ()).throw(TypeError("other")))
+    with pytest.raises(TypeError, match="other"):  # counter-case: other errors pass through
+        run_recipe("emd", preset=PRESETS["fast"].replace(max_steps=1), device="mps", cache=False)
