@@ -7,6 +7,7 @@
     poselab assign [NAME ...] [--out DIR];  poselab grade SUBMISSION [--assignment NAME]
     poselab data synth [--root DIR] [--split train|val]
     poselab bench [--quick] [--only NAME ...] [--out FILE]
+    poselab doctor [--device auto|cpu|cuda|mps]
 
 A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
 without its number (``hdm``). ``run`` writes the executed notebooks and a ``claims.json``
@@ -437,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--only", nargs="+", default=None, metavar="NAME", help="script stems")
     p_bench.add_argument("--out", default=None, help="results file (default benchmarks/results.md)")
     p_bench.add_argument("--timeout", type=_seconds, default=None, help="seconds per script")
+    p_doctor = sub.add_parser("doctor", help="print the device, torch/CUDA versions, threads, "
+                                             "autocast choice, data folders and cache")
+    p_doctor.add_argument("--device", default="auto", help="device to report on (default auto)")
     from poselab.experiments.cli import add_parsers
     add_parsers(sub)  # train, recipes, results, arena
     return parser
@@ -504,6 +508,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return bench.run_suite(out=args.out, quick=args.quick, only=args.only,
                                        timeout=args.timeout)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+        if args.command == "doctor":
+            from poselab import doctor
+            try:
+                return doctor.main(args.device)
             except ValueError as exc:
                 raise CliError(str(exc)) from None
         if args.command in ("train", "recipes", "results", "arena", "replicate"):

@@ -244,3 +244,23 @@ def test_every_batch_path_carries_each_persons_area_for_instance_sort(synth_json
     assert got.max() < 64 * 48 / 1.25 ** 2  # smaller than the whole box (the old constant)
     with pytest.raises(ValueError, match="needs each person's area"):
         heatmap_areas({k: v for k, v in batch.items() if k != "area"}, geometry)
+
+
+def test_crops_kept_on_another_device_warp_there(synth_json):
+    """``CropCache.to(device)``: the warp runs where the crops are (image on that device, the
+    keypoints and targets on the CPU). Simulated on the CPU with torch's ``meta`` device (shapes
+    and devices without data); ``to("cpu")`` gives the very same batches."""
+    codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12))
+    plain = CropCache(synth_json, input_size=(64, 48), target_fn=codec.encode, batch_size=4,
+                      seed=3, rotation=30, scale_jitter=0.25, flip_prob=0.5)
+    moved = CropCache(synth_json, input_size=(64, 48), target_fn=codec.encode, batch_size=4,
+                      seed=3, rotation=30, scale_jitter=0.25, flip_prob=0.5).to("cpu")
+    a, b = plain.batch([0, 1, 2], epoch=1), moved.batch([0, 1, 2], epoch=1)
+    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+    meta = plain.to("meta")
+    assert meta is plain and plain.device.type == "meta"
+    batch = plain.batch([0, 1, 2], epoch=1)
+    assert batch["image"].device.type == "meta" and batch["image"].shape == (3, 3, 64, 48)
+    assert {v.device.type for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "image"} == {"cpu"}
+    assert "weights" in batch  # the codec's targets are there, made on the CPU
+    assert torch.equal(batch["keypoints"], a["keypoints"])

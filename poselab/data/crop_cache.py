@@ -215,6 +215,21 @@ class CropCache:
         self._mean = torch.tensor(IMAGENET_MEAN * 255.0, dtype=torch.float32).view(1, 3, 1, 1)
         self._inv_std = torch.tensor(1.0 / (IMAGENET_STD * 255.0), dtype=torch.float32).view(1, 3, 1, 1)
 
+    def to(self, device: str | torch.device) -> "CropCache":
+        """Keep the cached crops on ``device`` (e.g. a CUDA GPU): each batch's warp (one batched
+        ``grid_sample``) and normalisation then run there and ``image`` comes out on ``device``;
+        keypoints and targets stay on the CPU (small). Returns ``self``. Memory: :attr:`nbytes`
+        on the device."""
+        dev = torch.device(device)
+        self.crops = self.crops.to(dev)
+        self._mean, self._inv_std = self._mean.to(dev), self._inv_std.to(dev)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the crops are kept and warped (:meth:`to`)."""
+        return self.crops.device
+
     @property
     def nbytes(self) -> int:
         """Memory held by the cached crops (bytes)."""
@@ -267,8 +282,9 @@ class CropCache:
         crop_to_cache = _invert_affine(_compose(image_to_crop, self.cache_to_image[idx]))
         theta = _compose(_to_normalised(self.cache_size), _compose(
             crop_to_cache, _invert_affine(_to_normalised(self.input_size).unsqueeze(0))))
-        src = self.crops.index_select(0, idx).to(torch.float32)
-        grid = F.affine_grid(theta.to(torch.float32), [len(idx), 3, H, W], align_corners=False)
+        src = self.crops.index_select(0, idx.to(self.crops.device)).to(torch.float32)
+        grid = F.affine_grid(theta.to(device=self.crops.device, dtype=torch.float32),
+                             [len(idx), 3, H, W], align_corners=False)
         image = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         image = (image - self._mean) * self._inv_std
         if self.memory_format is not torch.contiguous_format:

@@ -25,7 +25,8 @@ _SHOWN = ("AP", "AP50", "AP75", "AR", "EPE", "EPE_crop", "PCK@0.2", "spearman", 
 def add_parsers(sub) -> None:
     p = sub.add_parser("train", help="train a recipe (poselab recipes lists them), cached")
     p.add_argument("recipe", nargs="+", help="registered recipe name(s), e.g. mse (several: one record of all)")
-    p.add_argument("--preset", default="default", help="fast | default | full (default: default)")
+    p.add_argument("--preset", default="default",
+                   help="fast | default | full | coco (default: default)")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default 0)")
     p.add_argument("--data", default="synth", help="'synth' or a COCO folder/json (default synth)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")

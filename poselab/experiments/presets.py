@@ -5,6 +5,7 @@
 - ``default``: a student's run: one run trains ≤ 60 s on 2 CPU cores, so a chapter comparing
   2–4 recipes × 3 seeds finishes in ≤ 10 min.
 - ``full``: the calibrated scale: hours on a CPU, minutes on a GPU.
+- ``coco``: real COCO with an ImageNet-pretrained ResNet-18 SimpleBaseline at 256×192 (a GPU).
 
 ``preset.replace(input_size=(128, 128))`` varies a field (the cache key covers every field).
 """
@@ -52,7 +53,8 @@ class Preset:
             :class:`~poselab.data.TopDownDataset`.
         autocast: forward pass precision of a :class:`~poselab.models.PoseModel`: None (float32),
             "bfloat16", "float16", or "auto" (bfloat16 where the device computes it natively —
-            a CUDA GPU with bf16, a CPU with AVX512-BF16 —, else float32). Outputs and losses
+            a CUDA GPU with bf16, a CPU with AVX512-BF16 —, float16 with a gradient scaler on a
+            CUDA GPU without bf16, else float32). Outputs and losses
             stay float32. The resolved choice is part of the cache key.
         channels_last: NHWC memory layout for images and model (faster convolutions on CPU).
     """
@@ -165,20 +167,26 @@ PRESETS: dict[str, Preset] = {
     # CPU thread for mse (results/mse_full.json), minutes on a GPU
     "full": Preset("full", input_size=(128, 96), heatmap_stride=2, epochs=40, batch_size=16,
                    lr_scale=2.0, val_every=4, autocast="auto", channels_last=True),
+    # real COCO (a folder made by data_scripts/fetch_coco.py, train + val splits) with
+    # SimpleBaseline's setting: 256×192 input, 64×48 heatmaps, ResNet-18 whose trunk starts from
+    # torchvision's ImageNet weights (poselab.models.imagenet_resnet: a 45 MB file, no
+    # torchvision needed), flips with COCO's left/right pairs (poselab.skeleton), rotation ±40°,
+    # scale ±30 %, lr 1e-3 for the recipes' 2e-3, mixed precision (bf16, or fp16 + a gradient
+    # scaler) where the device has it. Meant for a GPU; evaluated with ground-truth boxes.
+    "coco": Preset("coco", input_size=(256, 192), heatmap_stride=4, epochs=20, batch_size=32,
+                   backbone="resnet18_imagenet", lr_scale=0.5, flip_prob=0.5, rotation=40.0,
+                   scale_jitter=0.3, val_every=5, autocast="auto", channels_last=True),
 }
 
 
 def resolve_autocast(autocast: str | None, device) -> str | None:
-    """The forward precision a preset's ``autocast`` gives on ``device`` (see :class:`Preset`)."""
-    import torch
+    """The forward precision a preset's ``autocast`` gives on ``device`` (see :class:`Preset` and
+    :func:`poselab.train.device.autocast_plan`: "auto" → bfloat16 where native, float16 with a
+    gradient scaler on a CUDA GPU without bfloat16, else float32)."""
     if autocast != "auto":
         return autocast
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-        return "bfloat16" if probe is not None and probe() else None
-    return None
+    from poselab.train.device import autocast_plan, device_capability
+    return autocast_plan(device_capability(device), autocast).dtype
 
 
 def chapter_preset(preset: "Preset | str", **overrides) -> Preset:

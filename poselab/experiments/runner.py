@@ -380,6 +380,8 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
     score_fn = SCORES[recipe.score]
     model = _prepared(MODELS[recipe.model](recipe, geometry, seed), autocast, preset.channels_last)
     train_set = _train_set(recipe, preset, train_json, codec, seed, synthetic)
+    if dev.type == "cuda" and preset.crop_cache:  # keep and warp the crops on the GPU
+        train_set.to(dev)
     evaluators = {name: Evaluator(path, head=recipe.head, codec=codec, input_size=preset.input_size,
                                   device=dev, score_fn=score_fn) for name, path in eval_sets.items()}
     first_set = next(iter(evaluators.values()))
@@ -408,8 +410,11 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
                       val_every=preset.val_every or preset.epochs + 1)
     except (TypeError, RuntimeError) as exc:
         if dev.type == "mps" and "float64" in str(exc).lower():
-            raise ValueError(f"recipe {recipe.name!r} computes in float64, which Apple MPS does not "
-                             "have; train it with device='cpu' (or 'auto', which never picks MPS)") from exc
+            from poselab.train.device import check_float64
+            try:
+                check_float64(dev, f"recipe {recipe.name!r}")
+            except ValueError as refused:
+                raise refused from exc
         raise
     step_times = np.asarray(history.step_times) + np.asarray(history.data_times)
     metrics, arrays = {}, {}

@@ -14,8 +14,8 @@ from .backbones import ResNet18Backbone, TinyBackbone
 from .heads import HeatmapHead, SARHead, SimCCHead
 
 HEADS = ("heatmap", "integral", "simcc", "sar")
-BACKBONES = ("tiny", "resnet18")
-_MULTIPLE = {"tiny": 16, "resnet18": 4}
+BACKBONES = ("tiny", "resnet18", "resnet18_imagenet")
+_MULTIPLE = {"tiny": 16, "resnet18": 4, "resnet18_imagenet": 4}
 MAX_INPUT_SIDE = 4096  # px; larger crops are a typo, not an experiment
 MAX_KEYPOINTS = 1024  # COCO 17, COCO-WholeBody 133
 MAX_SIMCC_PARAMS = 50_000_000  # SimCC fc weights h·w·(W·k + H·k); 64×48, k=2 → 43 008
@@ -78,7 +78,8 @@ def count_parameters(model: nn.Module) -> int:
 def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
                 backbone: str = "tiny", num_keypoints: int = NUM_KEYPOINTS,
                 simcc_split_ratio: float = 2.0, seed: int | None = None,
-                heatmap_stride: int = 4, autocast: str | None = None) -> PoseModel:
+                heatmap_stride: int = 4, autocast: str | None = None,
+                weights: str | None = "auto") -> PoseModel:
     """Build a pose model.
 
     Args:
@@ -86,7 +87,11 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
             "simcc" | "sar".
         input_size: (H, W) of the input crops, multiples of 16 for "tiny", of 4 for "resnet18".
         backbone: "tiny" (~0.6 M params with a heatmap head, CPU minutes) or "resnet18"
-            (SimpleBaseline-style ResNet-18 + 3 deconvs, ~15.4 M, from scratch, for GPUs).
+            (SimpleBaseline-style ResNet-18 + 3 deconvs, ~15.4 M, from scratch, for GPUs) or
+            "resnet18_imagenet" (the same with torchvision's parameter names, its trunk loaded
+            from torchvision's ImageNet file: :mod:`poselab.models.imagenet_resnet`).
+        weights: for "resnet18_imagenet" only: "auto" (the ImageNet file where torch hub keeps
+            it, or ``$POSELAB_RESNET18_WEIGHTS``), a file path, or None (random trunk).
         num_keypoints: K (17 for COCO).
         simcc_split_ratio: k, SimCC bins per input pixel (MMPose default 2.0).
         seed: if given, the weights are initialised under ``torch.manual_seed(seed)`` without
@@ -155,7 +160,11 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
         config["autocast"] = autocast
 
     def make() -> PoseModel:
-        net = TinyBackbone(stride=stride) if backbone == "tiny" else ResNet18Backbone(stride=stride)
+        if backbone == "resnet18_imagenet":
+            from .imagenet_resnet import ImageNetResNet18Backbone
+            net = ImageNetResNet18Backbone(stride=stride, weights=weights)
+        else:
+            net = TinyBackbone(stride=stride) if backbone == "tiny" else ResNet18Backbone(stride=stride)
         hm = (H // stride, W // stride)
         if head in ("heatmap", "integral"):
             h = HeatmapHead(net.out_channels, num_keypoints)

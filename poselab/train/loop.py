@@ -14,50 +14,31 @@ from torch.utils.data import default_collate
 
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .device import resolve_device, transfer_plan
 from .history import History
 
 __all__ = ["fit", "FitState", "resolve_device", "to_device", "lr_factor"]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → cuda if available, else cpu; anything else → ``torch.device``.
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Move every tensor in a (nested) dict/list/tuple to ``device``; other values unchanged.
 
-    ``"auto"`` never picks Apple's MPS: it has no float64, which several losses compute in
-    (EMD's Sinkhorn, the ranking losses, Instance-Sort), so a chapter on ``"auto"`` would crash
-    there. Ask for ``device="mps"`` explicitly to train the float32 recipes on it; a float64 path
-    then stops with an error naming the device (:func:`poselab.experiments.run_recipe`).
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from exc
-    if dev.type == "cuda" and (not torch.cuda.is_available()
-                               or (dev.index or 0) >= torch.cuda.device_count()):
-        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise ValueError(f"device {device!r} is not available ({found} CUDA device(s) found); "
-                         "pass device='auto' (picks cuda, mps or cpu) or device='cpu'")
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError(f"device {device!r} is not available (no Apple MPS backend); pass "
-                             "device='auto' or device='cpu'")
-    return dev
+    For a CUDA target, host tensors are pinned and copied with ``non_blocking=True`` (the copy
+    overlaps the previous step's kernels); elsewhere both are off
+    (:func:`poselab.train.device.transfer_plan`)."""
+    device = torch.device(device)
+    return _moved(batch, device, transfer_plan(device))
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) dict/list/tuple to ``device``; other values unchanged."""
+def _moved(batch: Any, device: torch.device, plan: dict[str, bool]) -> Any:
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        if plan["pin_memory"] and batch.device.type == "cpu" and not batch.is_pinned():
+            batch = batch.pin_memory()
+        return batch.to(device, non_blocking=plan["non_blocking"])
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: _moved(v, device, plan) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
+        return type(batch)(_moved(v, device, plan) for v in batch)
     return batch
 
 
@@ -258,18 +239,24 @@ def _finite(value, name: str, minimum: float) -> float:
 
 
 def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int, epoch: int,
-                     loss: float, lr_now: float) -> None:
+                     loss: float, lr_now: float, overflow_ok: bool = False) -> bool:
     """Clip to ``grad_clip`` and raise before the optimiser step if a gradient is NaN/Inf.
 
     A finite loss can still have a NaN gradient (e.g. ``sqrt`` at 0, ``log`` of 0 behind a
     mask); stepping would write NaN weights (and a Checkpoint callback would save them over the
     last good file), and the next step would blame the targets.
+
+    ``overflow_ok`` (float16 with a gradient scaler, whose scale is still >= 1): a non-finite
+    gradient is the scaler's overflow, which skips the step and lowers the scale; returns False
+    instead of raising. Returns True when the gradients are finite.
     """
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
-        return
+        return True
     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if not torch.isfinite(norm):
+        if overflow_ok:
+            return False
         bad = next(name for name, p in model.named_parameters()
                    if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
         raise FloatingPointError(
@@ -280,6 +267,7 @@ def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int,
             f"lower lr (now {lr_now:g})")
     if grad_clip is not None:
         torch.nn.utils.clip_grads_with_norm_(params, float(grad_clip), norm)
+    return True
 
 
 def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=None, *,
@@ -316,7 +304,11 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             gradient norm: a NaN/Inf gradient raises FloatingPointError (naming the step and the
             parameter) before the optimiser step, so no NaN weight is written.
         callbacks: e.g. ``[ProgressBar(), Checkpoint("ckpt.pt"), LiveCurves()]``.
-        device: "auto" (cuda → cpu; MPS only when asked for) or a device string.
+        device: "auto" (cuda → cpu; MPS only when asked for) or a device string. A model whose
+            ``autocast`` is "float16" trains with a ``torch.amp.GradScaler`` (a step whose
+            scaled gradient overflows is skipped and the scale lowered; a non-finite gradient
+            at a scale below 1 raises as in float32). Batches are pinned and copied without
+            blocking only on CUDA.
         seed: ``torch.manual_seed(seed)`` at the start and the batch order; the same seed and the
             same initial weights give identical losses on CPU. Thread count is left to the caller.
         resume_from: a checkpoint written by :class:`~poselab.train.callbacks.Checkpoint`; the
@@ -383,6 +375,9 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     torch.manual_seed(int(seed))
     model.to(dev)
     model.train()
+    # float16 autocast (a preset's "auto" on a CUDA GPU without bfloat16, or asked for): scale
+    # the loss (poselab.train.device.autocast_plan); bfloat16 has float32's range and needs none
+    scaler = torch.amp.GradScaler(dev.type) if getattr(model, "autocast", None) == "float16" else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
     settings = {"seed": int(seed), "batch_size": int(batch_size), "lr": float(lr),
                 "weight_decay": float(weight_decay), "warmup_steps": int(warmup_steps),
@@ -469,9 +464,18 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
                 raise FloatingPointError(f"loss is {float(loss.detach())} at step {state.step} (epoch {epoch}); "
                                          f"lower lr (now {lr_now:g}) or check the targets")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now)
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now)
+                optimizer.step()
+            else:  # float16: scale the loss so small gradients survive, unscale before clipping
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now,
+                                 overflow_ok=scaler.get_scale() >= 1.0)
+                scaler.step(optimizer)  # skipped by the scaler after an overflow
+                scaler.update()
+                state.extra["grad_scale"] = float(scaler.get_scale())
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             step_time = time.perf_counter() - t0
