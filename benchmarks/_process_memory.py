@@ -89,15 +89,24 @@ def _pss(pid: int) -> int | None:
     return None
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie — ended, not yet reaped — holds no memory)."""
+    try:
+        stat = Path("/proc", str(pid), "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
 def tree_memory(root: int) -> dict:
     """One sample: ``{"rss": bytes, "pss": bytes or None, "processes": n}`` summed over the tree of
-    ``root`` (PSS ``None`` when any live process's PSS could not be read)."""
+    ``root``. A process that ends while it is read (or is a zombie) is left out; PSS is ``None``
+    only when a live process's PSS cannot be read (no smaps_rollup, or no permission)."""
     rss, pss, n = 0, 0, 0
     for pid in tree_pids(root):
-        r = _rss(pid)
-        if r is None:
+        r, p = _rss(pid), _pss(pid)
+        if r is None or p is None and Path("/proc").is_dir() and not _alive(pid):
             continue  # ended between listing and reading
-        p = _pss(pid)
         rss += r
         pss = None if pss is None or p is None else pss + p
         n += 1

@@ -100,3 +100,26 @@ def test_run_sampled_reports_the_exit_code_and_an_ended_root():
     assert memory.tree_pids(2 ** 22 + 12345) == [] and memory.tree_memory(2 ** 22 + 12345)["processes"] == 0
     with pytest.raises(ValueError, match="interval"):
         memory.TreeSampler(1, interval=0)
+
+
+def test_a_process_ending_while_it_is_read_is_left_out_not_an_unknown_pss(monkeypatch):
+    """Chapter 04's first measurement lost its PSS: a short-lived process ended between the RSS
+    and the PSS read and made the whole peak unknown."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        if memory._pss(proc.pid) is None:
+            pytest.skip("no /proc/<pid>/smaps_rollup here")
+        real_pss = memory._pss
+        monkeypatch.setattr(memory, "_pss", lambda pid: None if pid == 2 ** 22 + 7 else real_pss(pid))
+        monkeypatch.setattr(memory, "tree_pids", lambda root: [root, 2 ** 22 + 7])
+        monkeypatch.setattr(memory, "_rss", lambda pid: 10 * memory.MIB)
+        sample = memory.tree_memory(proc.pid)
+        assert sample["processes"] == 1 and sample["pss"] is not None and sample["rss"] == 10 * memory.MIB
+        # a live process whose PSS cannot be read makes the PSS unknown
+        monkeypatch.setattr(memory, "_pss", lambda pid: None)
+        assert memory.tree_memory(proc.pid)["pss"] is None
+    finally:
+        proc.stdin.close()
+        proc.wait()
