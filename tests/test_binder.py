@@ -11,6 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
 
@@ -138,3 +140,22 @@ def test_the_blocker_blocks_scipy_when_told(tmp_path):
             "claims.compare_seeds([1.0, 1.1, 1.2], [0.0, 0.1, 0.2], lower_is_better=False, min_effect=0.1)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr and "scipy" in out.stderr
+
+
+@pytest.mark.binder_build
+@pytest.mark.skipif(os.environ.get("POSELAB_BINDER_BUILD") != "1",
+                    reason="builds the Binder environment in a fresh venv (~1.5 GB of packages, several "
+                           "minutes, needs a package index): set POSELAB_BINDER_BUILD=1 to run it, or run "
+                           "python tests/binder_env/fresh_build.py")
+def test_fresh_binder_environment_runs_a_chapter_within_budget(tmp_path):
+    """repo2docker's steps (requirements in one pip call, postBuild, start) in a fresh venv, then
+    chapter 00's default (student) path with only that venv, under 1.6 GB over its process tree."""
+    sys.path.insert(0, str(ROOT / "tests" / "binder_env"))
+    try:
+        import fresh_build
+    finally:
+        sys.path.pop(0)
+    chapter = os.environ.get("POSELAB_BINDER_CHAPTER", "00")
+    result = fresh_build.build_and_run(tmp_path, chapter=chapter)
+    assert result["claims"] > 0 and not result["math_failing"]
+    assert (result["peak_pss_mib"] or result["peak_rss_mib"]) * fresh_build.MIB <= fresh_build.BUDGET_BYTES

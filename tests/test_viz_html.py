@@ -44,6 +44,7 @@ def test_each_verdict_is_coloured_with_its_symbol_and_word(verdict):
     cell = cells(page)[1]
     assert f"background:{background}" in cell and f"color:{colour}" in cell
     assert f"{symbol} {verdict}" in visible(cell) and "because the seeds say so" in visible(cell)
+    assert "—" not in visible(cell)  # the badge replaces the dash between verdict and reason
 
 
 def test_not_reproduced_is_not_coloured_as_reproduced():
@@ -93,6 +94,8 @@ def test_numbers_are_rounded_and_containers_are_text_not_python():
     text = visible(render.fitted_table(["a", "b", "c", "d", "e"], [row]))
     assert "0.1235" in text and "2.2e-16" in text and " 7 " in text
     assert "emd: 0.4123; mse: [0.7391, 0.74]" in text and "[0.3333, 0.6667]" in text
+    nested = visible(render.fitted_table(["v"], [[{"summary": {"ours": 0.5, "theirs": 0.25}, "seeds": 3}]]))
+    assert "summary: (ours: 0.5; theirs: 0.25); seeds: 3" in nested
     assert not re.search(r"\d{6,}", text), text  # no 16-digit floats
     assert "{" not in text and "'" not in text  # no raw dict / repr
     assert "0.12346" in visible(render.fitted_table(["a"], [[0.123456789]], digits=5))
@@ -109,8 +112,10 @@ def test_missing_values_show_a_dash_and_the_reason():
     assert not re.search(r"\b(None|nan|NaN|null)\b", text), text
     assert text.count("—") >= 8
     for reason in ("no value (not measured here)", "undefined (not a number",
-                   "no recorded replication yet"):
+                   "no recorded replication yet", "no value: not measured here, or undefined"):
         assert reason in text
+    # an empty string is a blank cell (nothing applies), not a missing value
+    assert cells(render.fitted_table(["reason"], [[""]])) == [""]
     assert "seed 0: —; seed 1: 0.5" in text
     with pytest.raises(ValueError, match="reason"):
         render.Missing("  ")

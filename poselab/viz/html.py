@@ -45,9 +45,10 @@ VERDICT_STYLES: dict[str, tuple[str, str, str]] = {
     "not reproduced": ("✗", "#6b2f00", "#fde2c4"),
     "fails": ("✗", "#7a0010", "#f8d0d6"),
 }
-_MISSING_TEXTS = {"", "—", "-", "none", "nan", "null", "n/a"}
+_MISSING_TEXTS = {"—", "none", "nan", "null", "n/a"}   # an empty string stays blank (nothing applies)
 _REASON_NONE = "no value (not measured here)"
 _REASON_NAN = "undefined (not a number: e.g. a statistic of constant or empty values)"
+_REASON_TEXT = "no value: not measured here, or undefined (not a number)"
 
 
 class Missing:
@@ -96,7 +97,9 @@ def _missing_reason(value: Any) -> str | None:
             and not math.isfinite(float(value)):
         return _REASON_NAN if math.isnan(float(value)) else None
     if isinstance(value, str) and value.strip().lower() in _MISSING_TEXTS:
-        return _REASON_NAN if value.strip().lower() == "nan" else _REASON_NONE
+        # text already formatted upstream: "—" may have been either, so say both
+        return {"nan": _REASON_NAN, "none": _REASON_NONE, "null": _REASON_NONE}.get(value.strip().lower(),
+                                                                                    _REASON_TEXT)
     return None
 
 
@@ -112,7 +115,8 @@ def _text(value: Any, digits: int) -> str:
     if value is None or isinstance(value, Missing):
         return "—"
     if isinstance(value, Mapping):
-        return "; ".join(f"{k}: {_text(v, digits)}" for k, v in value.items())
+        return "; ".join(f"{k}: ({_text(v, digits)})" if isinstance(v, Mapping) and v else f"{k}: {_text(v, digits)}"
+                         for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_text(v, digits) for v in value) + "]"
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays
@@ -145,7 +149,7 @@ def _cell(value: Any, head: str, digits: int, reasons: dict[str, None]) -> tuple
     text = _text(value, digits)
     verdict = verdict_of(text) if "verdict" in head.lower() else None
     if verdict is not None:
-        rest = text.strip()[len(verdict):].lstrip()
+        rest = text.strip()[len(verdict):].lstrip(" —–-:")
         inner = _badge(verdict) + ((" " + _folded(rest)) if rest else "")
         return inner, (_SHORT if not rest else _CELL)
     short = len(text) <= 28 and " " not in text.strip()
