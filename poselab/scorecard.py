@@ -238,7 +238,8 @@ class ScorecardView:
         scorecard(self.records)  # bad records fail here, not when the notebook renders
 
     def _repr_html_(self) -> str:
-        from poselab.viz.html import fitted_table
+        from poselab.viz.html import Missing, fitted_table
+        no_record = Missing("no recorded replication of this claim")
         out = []
         for key, rows in scorecard(self.records).items():
             if self.papers is not None and key not in self.papers:
@@ -247,7 +248,8 @@ class ScorecardView:
                 ("claim", "paper says", "ours", "kind", "verdict (live)", "preset, seeds", "reason",
                  "recorded verdict"),
                 [[row["id"], row["paper_says"], row["ours"], row["kind"], row["verdict"],
-                  row["evidence"], row["reason"], row["recorded"]] for row in rows],
+                  row["evidence"], row["reason"], no_record if row["recorded"] == "—" else row["recorded"]]
+                 for row in rows],
                 caption=PAPERS.get(key, "other claims")))
         return "".join(out)
 

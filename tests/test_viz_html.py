@@ -165,3 +165,4 @@ def test_scorecard_shows_coloured_verdicts_and_no_raw_values():
     text = visible(page)
     assert "? inconclusive" in text and "✗ fails" in text
     assert "emd: —; mse: 0.7391" in text and not re.search(r"\b(NaN|nan|None)\b", text)
+    assert "— : no recorded replication of this claim" in text  # the empirical claim has none
