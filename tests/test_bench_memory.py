@@ -6,6 +6,7 @@ sampled peak must hold both (sampling the root alone would miss the grandchild â
 and the /proc fallback (no psutil) must agree with psutil."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -123,3 +124,14 @@ def test_a_process_ending_while_it_is_read_is_left_out_not_an_unknown_pss(monkey
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+def test_chapter_memory_quick_lists_every_chapter_and_the_budget():
+    from poselab.labs import list_chapters
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "chapter_memory.py"), "--quick"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "budget 1.6 GB = 1526 MiB" in proc.stdout
+    for path in list_chapters():
+        assert path.stem in proc.stdout
