@@ -10,7 +10,9 @@ Steps (each printed with its time; the first failure stops the run with the end 
 3. ``pip install -r binder/requirements.txt`` in one go, as repo2docker does. One deviation,
    unless ``--torch-wheel none``: where pip's ``find-links`` hold a CPU torch wheel (the team's
    machines: ``/opt/wheels``), that wheel is installed first so the build does not download torch
-   again — the requirements' ``torch>=…`` is then satisfied by it;
+   again — the requirements' ``torch>=…`` is then satisfied by it; and where the requirements'
+   CPU torch index cannot be resolved (an offline machine) while torch came from disk, that index
+   line is left out (pip would retry it for every package, for many minutes);
 4. ``binder/postBuild`` with the venv first on ``PATH`` and ``HOME`` in the temporary folder;
 5. ``binder/start poselab run <chapter> [-p …]`` in the copy, with **only the venv** (no
    ``PYTHONPATH``, no developer packages), its whole process tree sampled
@@ -85,6 +87,27 @@ def torch_wheel(choice: str) -> Path | None:
     return wheels[-1] if wheels else None
 
 
+def index_urls(requirements: Path) -> list[str]:
+    """The ``--index-url`` / ``--extra-index-url`` values of a requirements file."""
+    urls = []
+    for line in requirements.read_text().splitlines():
+        parts = line.split("#")[0].split()
+        if len(parts) >= 2 and parts[0] in ("--extra-index-url", "--index-url", "-i"):
+            urls.append(parts[1])
+    return urls
+
+
+def resolves(url: str) -> bool:
+    """Whether the host of ``url`` has an address (no request is made)."""
+    import socket
+    from urllib.parse import urlparse
+    try:
+        socket.getaddrinfo(urlparse(url).hostname or "", 443)
+        return True
+    except OSError:
+        return False
+
+
 def clean_env(venv_dir: Path, home: Path) -> dict[str, str]:
     """The environment of a Binder user: the venv first on PATH, nothing of the developer's."""
     keep = ("LANG", "LC_ALL", "TERM", "TMPDIR", "PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT",
@@ -114,7 +137,18 @@ def build_and_run(work: Path, chapter: str = "00", parameters: list[str] = (),
     wheel = torch_wheel(torch)
     if wheel is not None:
         _step("torch from disk", [*pip, wheel], env=env)
-    _step("requirements", [*pip, "-r", copy / "binder" / "requirements.txt"], env=env, cwd=copy)
+    requirements = copy / "binder" / "requirements.txt"
+    unreachable = [url for url in index_urls(requirements) if not resolves(url)]
+    if unreachable and wheel is not None:
+        # pip retries an index it cannot resolve for every package it looks up (minutes); the CPU
+        # torch index only serves torch, which the wheel from disk already installed
+        print(f"note: {unreachable} cannot be resolved here; installing without it (torch came from "
+              f"{wheel.name})", flush=True)
+        requirements = work / "requirements-reachable.txt"
+        requirements.write_text("".join(line for line in (copy / "binder" / "requirements.txt").read_text()
+                                        .splitlines(keepends=True)
+                                        if not any(url in line for url in unreachable)))
+    _step("requirements", [*pip, "-r", requirements], env=env, cwd=copy)
     _step("postBuild", ["bash", copy / "binder" / "postBuild"], env=env, cwd=copy)
     command = ["bash", str(copy / "binder" / "start"), str(venv_dir / "bin" / "poselab"), "run", chapter,
                "--out", str(out), *[a for p in parameters for a in ("-p", p)]]
