@@ -159,3 +159,25 @@ def test_fresh_binder_environment_runs_a_chapter_within_budget(tmp_path):
     result = fresh_build.build_and_run(tmp_path, chapter=chapter)
     assert result["claims"] > 0 and not result["math_failing"]
     assert (result["peak_pss_mib"] or result["peak_rss_mib"]) * fresh_build.MIB <= fresh_build.BUDGET_BYTES
+
+
+def test_fresh_build_helpers_keep_the_developer_environment_out(tmp_path, monkeypatch):
+    """The opt-in build above runs the chapter with only the fresh venv: no PYTHONPATH, no
+    developer venv on PATH; it reads the requirements' index lines and drops only an index that
+    cannot be resolved (shown on a .invalid host, which never resolves)."""
+    sys.path.insert(0, str(ROOT / "tests" / "binder_env"))
+    try:
+        import fresh_build
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/dev")
+    monkeypatch.setenv("VIRTUAL_ENV", "/dev/venv")
+    env = fresh_build.clean_env(tmp_path / "venv", tmp_path / "home")
+    assert "PYTHONPATH" not in env and env["PATH"].startswith(str(tmp_path / "venv" / "bin"))
+    assert env["HOME"] == str(tmp_path / "home") and env["VIRTUAL_ENV"] == str(tmp_path / "venv")
+    assert fresh_build.index_urls(BINDER / "requirements.txt") == ["https://download.pytorch.org/whl/cpu"]
+    reqs = tmp_path / "r.txt"
+    reqs.write_text("-i https://a.example/simple\n--extra-index-url https://b.invalid/x  # cpu\nnumpy\n")
+    assert fresh_build.index_urls(reqs) == ["https://a.example/simple", "https://b.invalid/x"]
+    assert not fresh_build.resolves("https://b.invalid/x")
+    assert fresh_build.torch_wheel("none") is None

@@ -25,6 +25,7 @@ package index for ~1.5 GB of packages; several minutes.
 
     python tests/binder_env/fresh_build.py [--chapter 00] [-p key=value ...] [--keep DIR]
                                            [--torch-wheel auto|none|PATH]
+    python tests/binder_env/fresh_build.py --reuse DIR --chapter 04 -p preset=fast   # no rebuild
 """
 from __future__ import annotations
 
@@ -121,7 +122,15 @@ def clean_env(venv_dir: Path, home: Path) -> dict[str, str]:
 def build_and_run(work: Path, chapter: str = "00", parameters: list[str] = (),
                   torch: str = "auto") -> dict:
     """Run every step in ``work``; returns the chapter's measurements (raises BuildFailed)."""
-    copy, venv_dir, home, out = work / "repo", work / "venv", work / "home", work / "run"
+    wheel = build(work, torch)
+    result = run_chapter(work, chapter, parameters)
+    result["torch"] = "wheel from disk" if wheel else "from the requirements' indexes"
+    return result
+
+
+def build(work: Path, torch: str = "auto") -> Path | None:
+    """Steps 1-4 in ``work`` (``repo``, ``venv``, ``home``); returns the torch wheel used, if any."""
+    copy, venv_dir, home = work / "repo", work / "venv", work / "home"
     for d in (copy, home):
         d.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True)
@@ -150,6 +159,15 @@ def build_and_run(work: Path, chapter: str = "00", parameters: list[str] = (),
                                         if not any(url in line for url in unreachable)))
     _step("requirements", [*pip, "-r", requirements], env=env, cwd=copy)
     _step("postBuild", ["bash", copy / "binder" / "postBuild"], env=env, cwd=copy)
+    return wheel
+
+
+def run_chapter(work: Path, chapter: str = "00", parameters: list[str] = ()) -> dict:
+    """Step 5 in a built ``work`` folder: the chapter through ``binder/start`` with only the venv,
+    its process tree sampled; returns the measurements (raises BuildFailed)."""
+    copy, venv_dir, home = work / "repo", work / "venv", work / "home"
+    out = work / f"run-{chapter}"
+    env = clean_env(venv_dir, home)
     command = ["bash", str(copy / "binder" / "start"), str(venv_dir / "bin" / "poselab"), "run", chapter,
                "--out", str(out), *[a for p in parameters for a in ("-p", p)]]
     print(f"[chapter] {' '.join(command)}", flush=True)
@@ -163,8 +181,7 @@ def build_and_run(work: Path, chapter: str = "00", parameters: list[str] = (),
     result = {"chapter": chapter, "parameters": list(parameters), "wall_s": round(wall),
               "peak_rss_mib": round(peak.rss_mib), "claims": len(ledger), "math_failing": failing,
               "peak_pss_mib": None if peak.pss_mib is None else round(peak.pss_mib),
-              "processes": peak.processes, "budget_mib": round(BUDGET_BYTES / MIB),
-              "torch": "wheel from disk" if wheel else "from the requirements' indexes"}
+              "processes": peak.processes, "budget_mib": round(BUDGET_BYTES / MIB)}
     print(json.dumps(result), flush=True)
     judged = peak.pss if peak.pss is not None else peak.rss
     if failing:
@@ -180,10 +197,18 @@ def main(argv=None) -> int:
     ap.add_argument("-p", "--parameter", action="append", default=[], help="chapter parameter key=value")
     ap.add_argument("--torch-wheel", default="auto", help="auto | none | a wheel file")
     ap.add_argument("--keep", default=None, help="build in this folder and keep it (default: a temp folder)")
+    ap.add_argument("--reuse", default=None, help="a folder an earlier --keep built: run the chapter only")
     args = ap.parse_args(argv)
+    if args.reuse:
+        if not (Path(args.reuse) / "venv" / "bin" / "poselab").exists():
+            raise SystemExit(f"--reuse {args.reuse}: no built environment there (build one with --keep)")
+        args.keep = args.reuse
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="poselab-binder-"))
     try:
-        build_and_run(work, args.chapter, args.parameter, args.torch_wheel)
+        if args.reuse:
+            run_chapter(work, args.chapter, args.parameter)
+        else:
+            build_and_run(work, args.chapter, args.parameter, args.torch_wheel)
     except BuildFailed as exc:
         print(f"FAILED: {exc}", flush=True)
         return 1
