@@ -902,7 +902,9 @@ class ClaimsTable:
 
     def _repr_html_(self) -> str:
         from poselab.viz.html import fitted_table
-        return fitted_table(self.columns, [[row[c] for c in self.columns] for row in self.rows()])
+        # the full value (the renderer rounds it and folds a long one), not the shortened text
+        return fitted_table(self.columns, [[rec.get("value") if c == "value" else row[c] for c in self.columns]
+                                           for rec, row in zip(self.records, self.rows())])
 
     def __str__(self) -> str:
         lines = [f"{'claim':48s} {'kind':9s} {'verdict':15s} value"]

@@ -20,7 +20,7 @@ from .claims import recorded_text
 
 __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
            "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
-           "recorded_ledger_dir"]
+           "recorded_ledger_dir", "summary_sentence", "misses", "misses_sentence"]
 
 #: claim-id prefix → the paper (or part of the lab) it belongs to, in display order
 PAPERS: dict[str, str] = {
@@ -238,7 +238,8 @@ class ScorecardView:
         scorecard(self.records)  # bad records fail here, not when the notebook renders
 
     def _repr_html_(self) -> str:
-        from poselab.viz.html import fitted_table
+        from poselab.viz.html import Missing, fitted_table
+        no_record = Missing("no recorded replication of this claim")
         out = []
         for key, rows in scorecard(self.records).items():
             if self.papers is not None and key not in self.papers:
@@ -246,8 +247,9 @@ class ScorecardView:
             out.append(fitted_table(
                 ("claim", "paper says", "ours", "kind", "verdict (live)", "preset, seeds", "reason",
                  "recorded verdict"),
-                [[row["id"], row["paper_says"], _value_text(row["ours"], 60), row["kind"], row["verdict"],
-                  row["evidence"], row["reason"], row["recorded"]] for row in rows],
+                [[row["id"], row["paper_says"], row["ours"], row["kind"], row["verdict"],
+                  row["evidence"], row["reason"], no_record if row["recorded"] == "—" else row["recorded"]]
+                 for row in rows],
                 caption=PAPERS.get(key, "other claims")))
         return "".join(out)
 
@@ -276,3 +278,67 @@ def verdict_figure(records: Iterable[Mapping[str, Any]], width: int = 820, heigh
     fig.update_layout(barmode="stack", width=width, height=height, yaxis_title="claims",
                       title="claims per paper and verdict", margin=dict(l=50, r=20, t=50, b=60))
     return fig
+
+
+_VERDICT_ORDER = ("holds", "reproduced", "inconclusive", "not reproduced", "fails")
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    parts = [f"{counts[v]} {v}" for v in _VERDICT_ORDER if counts.get(v)]
+    parts += [f"{n} {v}" for v, n in counts.items() if v not in _VERDICT_ORDER and n]
+    return ", ".join(parts) or "none"
+
+
+def summary_sentence(records: Iterable[Mapping[str, Any]], source: str = ""):
+    """Closing sentence of the scorecard: how many claims, their verdicts, the failing math claims.
+
+    Example:
+        >>> str(summary_sentence([{"id": "basics.a", "kind": "math", "verdict": "holds", "chapter": "00"},
+        ...                       {"id": "hdm.b", "kind": "empirical", "verdict": "inconclusive", "chapter": "04"}]))
+        'The scorecard holds 2 claims of 2 chapters: 1 holds, 1 inconclusive; every math claim holds.'
+    """
+    from poselab.viz.sentence import Sentence
+    records = list(records)
+    card = scorecard(records)
+    counts = Counter(str(row["verdict"]) for rows in card.values() for row in rows)
+    chapters = len({r.get("chapter") for r in records if r.get("chapter")})
+    facts = summary(records)
+    failing = facts["math_failing"]
+    math = (f"math claims failing (a bug): {', '.join(f'`{c}`' for c in failing)}" if failing
+            else "every math claim holds")
+    origin = f" (the other chapters' claims are {source})" if source else ""
+    return Sentence(f"The scorecard holds {facts['claims']} claims"
+                    f"{f' of {chapters} chapters' if chapters > 1 else ' of one chapter' if chapters else ''}{origin}: "
+                    f"{_counts_text(counts)}; {math}.")
+
+
+def misses(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The empirical claims whose verdict is not "reproduced": ``{claim, verdict, reason}`` rows
+    (the reason falls back to the record's note)."""
+    rows = []
+    for rows_of_paper in scorecard(records).values():
+        for row in rows_of_paper:
+            if row["kind"] == "empirical" and row["verdict"] != "reproduced":
+                rows.append({"claim": row["id"], "verdict": row["verdict"],
+                             "reason": row["reason"] or "no reason recorded"})
+    return rows
+
+
+def misses_sentence(records: Iterable[Mapping[str, Any]]):
+    """Closing sentence of the "what we could not reproduce" table.
+
+    Example:
+        >>> str(misses_sentence([{"id": "hdm.b", "kind": "empirical", "verdict": "inconclusive"},
+        ...                      {"id": "hdm.c", "kind": "empirical", "verdict": "reproduced"}]))
+        "Of 2 empirical claims, 1 did not come out as reproduced (1 inconclusive); the table above gives each one's reason."
+    """
+    from poselab.viz.sentence import Sentence
+    card = scorecard(list(records))
+    empirical = [row for rows in card.values() for row in rows if row["kind"] == "empirical"]
+    missed = Counter(str(row["verdict"]) for row in empirical if row["verdict"] != "reproduced")
+    if not empirical:
+        return Sentence("No empirical claim was recorded, so nothing could fail to reproduce.")
+    if not missed:
+        return Sentence(f"All {len(empirical)} empirical claims came out as reproduced; the table is empty.")
+    return Sentence(f"Of {len(empirical)} empirical claims, {sum(missed.values())} did not come out as "
+                    f"reproduced ({_counts_text(missed)}); the table above gives each one's reason.")

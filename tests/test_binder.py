@@ -11,6 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
 
@@ -138,3 +140,44 @@ def test_the_blocker_blocks_scipy_when_told(tmp_path):
             "claims.compare_seeds([1.0, 1.1, 1.2], [0.0, 0.1, 0.2], lower_is_better=False, min_effect=0.1)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr and "scipy" in out.stderr
+
+
+@pytest.mark.binder_build
+@pytest.mark.skipif(os.environ.get("POSELAB_BINDER_BUILD") != "1",
+                    reason="builds the Binder environment in a fresh venv (~1.5 GB of packages, several "
+                           "minutes, needs a package index): set POSELAB_BINDER_BUILD=1 to run it, or run "
+                           "python tests/binder_env/fresh_build.py")
+def test_fresh_binder_environment_runs_a_chapter_within_budget(tmp_path):
+    """repo2docker's steps (requirements in one pip call, postBuild, start) in a fresh venv, then
+    chapter 00's default (student) path with only that venv, under 1.6 GB over its process tree."""
+    sys.path.insert(0, str(ROOT / "tests" / "binder_env"))
+    try:
+        import fresh_build
+    finally:
+        sys.path.pop(0)
+    chapter = os.environ.get("POSELAB_BINDER_CHAPTER", "00")
+    result = fresh_build.build_and_run(tmp_path, chapter=chapter)
+    assert result["claims"] > 0 and not result["math_failing"]
+    assert (result["peak_pss_mib"] or result["peak_rss_mib"]) * fresh_build.MIB <= fresh_build.BUDGET_BYTES
+
+
+def test_fresh_build_helpers_keep_the_developer_environment_out(tmp_path, monkeypatch):
+    """The opt-in build above runs the chapter with only the fresh venv: no PYTHONPATH, no
+    developer venv on PATH; it reads the requirements' index lines and drops only an index that
+    cannot be resolved (shown on a .invalid host, which never resolves)."""
+    sys.path.insert(0, str(ROOT / "tests" / "binder_env"))
+    try:
+        import fresh_build
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/dev")
+    monkeypatch.setenv("VIRTUAL_ENV", "/dev/venv")
+    env = fresh_build.clean_env(tmp_path / "venv", tmp_path / "home")
+    assert "PYTHONPATH" not in env and env["PATH"].startswith(str(tmp_path / "venv" / "bin"))
+    assert env["HOME"] == str(tmp_path / "home") and env["VIRTUAL_ENV"] == str(tmp_path / "venv")
+    assert fresh_build.index_urls(BINDER / "requirements.txt") == ["https://download.pytorch.org/whl/cpu"]
+    reqs = tmp_path / "r.txt"
+    reqs.write_text("-i https://a.example/simple\n--extra-index-url https://b.invalid/x  # cpu\nnumpy\n")
+    assert fresh_build.index_urls(reqs) == ["https://a.example/simple", "https://b.invalid/x"]
+    assert not fresh_build.resolves("https://b.invalid/x")
+    assert fresh_build.torch_wheel("none") is None

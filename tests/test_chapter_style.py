@@ -173,3 +173,163 @@ def test_prose_names_only_sizes_the_run_or_the_papers_use():
                     bad.append(f"{path.name} cell {i}: {m.group(0)!r}")
     assert not bad, "sizes the run does not use: " + "; ".join(bad)
     assert pattern.search("on 64×48 crops with 16×12 heatmaps")  # the check sees the old prose
+
+
+# --- every section ends with a sentence on what its figure or table shows (issue 31) ---------
+#
+# A `## ` section (from a markdown cell holding a `## ` heading to the next one) whose code cells
+# display something — a `display(...)` call, a `.show()`, or a last statement that is an expression
+# (Jupyter shows its value: a table, a figure, a claim record) — must end with either
+#   * a markdown cell after its last code cell, with a line of prose (a heading alone is not a
+#     sentence), or
+#   * a sentence produced by the run: the last statement of its last code cell calls a poselab
+#     function whose name ends in `_sentence` (`figures.ranking_sentence(evals)`, shown as the
+#     cell's value or through `display(...)`). Such functions return a `poselab.viz.sentence.Sentence`.
+# Cells before the first `## ` heading (the title and the set-up) are no section.
+
+SENTENCE_SUFFIX = "_sentence"
+
+
+def _sections(cells: list[dict]) -> list[tuple[str, list[tuple[int, dict]]]]:
+    """``(heading, [(cell index, cell), ...])`` per `## ` section, in order."""
+    out: list[tuple[str, list[tuple[int, dict]]]] = []
+    for i, cell in enumerate(cells):
+        source = "".join(cell["source"])
+        heading = next((line for line in source.splitlines() if line.startswith("## ")), None) \
+            if cell["cell_type"] == "markdown" else None
+        if heading is not None:
+            out.append((heading[3:].strip(), []))
+        if out:
+            out[-1][1].append((i, cell))
+    return out
+
+
+def _poselab_names(cells: list[dict]) -> set[str]:
+    """Names a chapter binds by importing from poselab (modules and functions alike)."""
+    names = set()
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse(_python("".join(cell["source"])))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "poselab":
+                names |= {a.asname or a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                names |= {a.asname or a.name.split(".")[0] for a in node.names
+                          if a.name.split(".")[0] == "poselab"}
+    return names
+
+
+def _displays(source: str) -> bool:
+    """Whether a code cell shows a figure, table or widget (statically)."""
+    try:
+        tree = ast.parse(_python(source))
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "display":
+                return True
+            if isinstance(func, ast.Attribute) and func.attr == "show":
+                return True
+    lines = [line for line in source.splitlines() if line.strip()]
+    if not tree.body or not lines or lines[-1].rstrip().endswith(";"):
+        return False  # empty, or the value suppressed by a trailing semicolon
+    last = tree.body[-1]
+    if not isinstance(last, ast.Expr) or isinstance(last.value, ast.Constant):
+        return False
+    value = last.value
+    return not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print")
+
+
+def _root_name(func: ast.expr) -> str | None:
+    while isinstance(func, ast.Attribute):
+        func = func.value
+    return func.id if isinstance(func, ast.Name) else None
+
+
+def _ends_with_library_sentence(source: str, poselab_names: set[str]) -> bool:
+    """The cell's last statement shows ``<poselab name>...<something>_sentence(...)``."""
+    try:
+        tree = ast.parse(_python(source))
+    except SyntaxError:
+        return False
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or source.rstrip().endswith(";"):
+        return False
+    call = tree.body[-1].value
+    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "display"
+            and len(call.args) == 1):
+        call = call.args[0]
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name.endswith(SENTENCE_SUFFIX) and _root_name(func) in poselab_names
+
+
+def closing_problems(cells: list[dict]) -> list[str]:
+    """The sections of ``cells`` that show a figure or table and end without a closing sentence."""
+    names = _poselab_names(cells)
+    bad = []
+    for heading, members in _sections(cells):
+        code = [(i, "".join(c["source"])) for i, c in members if c["cell_type"] == "code"]
+        if not any(_displays(src) for _, src in code):
+            continue
+        last_code_index, last_code = code[-1]
+        after = [c for i, c in members if i > last_code_index and c["cell_type"] == "markdown"]
+        prose = any(line.strip() and not line.lstrip().startswith("#")
+                    for c in after for line in "".join(c["source"]).splitlines())
+        if prose or _ends_with_library_sentence(last_code, names):
+            continue
+        bad.append(f"section '{heading}' (last code cell {last_code_index})")
+    return bad
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids)
+def test_sections_end_with_a_sentence_on_their_figure(path):
+    bad = closing_problems(_cells(path))
+    assert not bad, (f"{path.name}: end these sections with a markdown cell saying in one sentence what "
+                     f"the figure/table shows, or (when it depends on the run) with a poselab "
+                     f"`..._sentence(...)` call as the last line of the last code cell: {bad}")
+
+
+def _md(text: str) -> dict:
+    return {"cell_type": "markdown", "source": text, "metadata": {}}
+
+
+def _code(text: str) -> dict:
+    return {"cell_type": "code", "source": text, "metadata": {}, "outputs": [], "execution_count": None}
+
+
+def test_closing_sentence_rule_fails_on_constructed_sections():
+    imports = _code("from poselab.viz import basics as figures\nfrom poselab import claims\nimport numpy")
+    title = _md("# a chapter\n\n| claim |")
+
+    def problems(*section_cells):
+        return closing_problems([title, imports, _md("## 1. A section\n\nintro"), *section_cells])
+
+    # a figure, then nothing: fails; the same with a closing sentence in markdown: passes
+    assert problems(_code("figures.pose_figure(x).show()")) == ["section '1. A section' (last code cell 3)"]
+    assert problems(_code("figures.pose_figure(x).show()"), _md("The figure shows each joint.")) == []
+    # a markdown cell *before* the last code cell does not close the section
+    assert problems(_md("The figure shows each joint."), _code("figures.pose_figure(x).show()"))
+    # a heading alone is not a sentence
+    assert problems(_code("display(figures.f(x))"), _md("### Claim `x.y`"))
+    # a last expression is displayed (a claim record renders as a table): it needs a closing too
+    assert problems(_code("claims.record('x.y', value=1, kind='math', holds=True)"))
+    # ... unless its value is suppressed, or the cell displays nothing at all
+    assert problems(_code("claims.record('x.y', value=1, kind='math', holds=True);")) == []
+    assert problems(_code("print(3)\nvalue = 4")) == []
+    # a sentence from the library, as the last line of the last code cell: passes
+    assert problems(_code("display(figures.f(x))\nfigures.agreement_sentence(x)")) == []
+    assert problems(_code("display(figures.f(x))\ndisplay(figures.agreement_sentence(x))")) == []
+    # ... but not from outside poselab, not under another name, and not before the last line
+    assert problems(_code("display(figures.f(x))\nnumpy.agreement_sentence(x)"))
+    assert problems(_code("display(figures.f(x))\nfigures.agreement(x)"))
+    assert problems(_code("figures.agreement_sentence(x)\ndisplay(figures.f(x))"))
+    # the next `## ` heading ends a section: its prose does not close the one before
+    assert problems(_code("figures.f(x).show()"), _md("## 2. Next\n\nThe figure shows it."))

@@ -279,3 +279,26 @@ def prediction_figures(predictions: dict, ann_json, indices, height: int = 360, 
                                 title=f"image {int(predictions['image_id'][i])}: instance score "
                                       f"{float(predictions['instance_scores'][i]):.2f}"))
     return figs
+
+
+def oks_agreement_sentence(agreement: dict, tolerance: float = 1e-12):
+    """The closing sentence of chapter 00's OKS section, from
+    :func:`poselab.analysis.basics.max_oks_difference`'s result.
+
+    Example:
+        >>> oks_agreement_sentence({"max_abs_diff": 2.2e-16, "pairs": 90, "images": 12})[:40]
+        'On 90 (prediction, ground truth) pairs o'
+    """
+    from poselab.viz.sentence import Sentence, number
+    missing = [k for k in ("max_abs_diff", "pairs", "images") if k not in agreement]
+    if missing:
+        raise ValueError(f"agreement lacks {missing}; pass max_oks_difference(...)'s result")
+    gap, pairs = float(agreement["max_abs_diff"]), int(agreement["pairs"])
+    if pairs == 0:
+        return Sentence("No OKS pair was compared (no image with both a prediction and a ground truth), "
+                        "so the agreement with pycocotools is untested here.")
+    verdict = (f"at most {number(gap, 2)} — float rounding (tolerance {tolerance:g})" if gap <= tolerance
+               else f"up to {number(gap, 3)} — more than float rounding (tolerance {tolerance:g}): a bug in "
+                    "our OKS or its visibility, area or box rule")
+    return Sentence(f"On {pairs} (prediction, ground truth) pairs of {agreement['images']} images, our OKS "
+                    f"and pycocotools' `computeOks` differ by {verdict}.")

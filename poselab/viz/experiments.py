@@ -6,7 +6,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["seed_figure", "learning_curves_figure", "ap_vs_step_time_figure", "per_keypoint_figure"]
+__all__ = ["seed_figure", "learning_curves_figure", "ap_vs_step_time_figure", "per_keypoint_figure",
+           "rescoring_sentence"]
 
 
 def seed_figure(values: Mapping[str, Sequence[float]], metric: str = "AP", title: str = "",
@@ -74,3 +75,27 @@ def per_keypoint_figure(errors: Mapping[str, Sequence[float]], names: Sequence[s
                       height=height, margin=dict(l=60, r=20, t=40, b=90), xaxis_tickangle=-45,
                       legend=dict(orientation="h", y=1.12))
     return fig
+
+
+def rescoring_sentence(recipe: str, before: Sequence[float], after: Sequence[float], verdict=None):
+    """Closing sentence of a post-hoc re-scoring table: AP before and after per seed (the mean
+    change over the seeds) and the claim's verdict when given (a :class:`poselab.claims.Verdict`).
+
+    Example:
+        >>> str(rescoring_sentence("mse", [0.40, 0.42], [0.41, 0.44]))[:75]
+        'Re-scoring the poses of `mse` with RCNet changed generated-val AP by +0.015'
+    """
+    from poselab.viz.sentence import Sentence
+    before, after = [float(v) for v in before], [float(v) for v in after]
+    if len(before) != len(after):
+        raise ValueError(f"before and after need one AP per seed each, got {len(before)} and {len(after)}")
+    if not before:
+        return Sentence(f"No seed of `{recipe}` was re-scored, so the table is empty.")
+    changes = [a - b for b, a in zip(before, after)]
+    mean = sum(changes) / len(changes)
+    seeds = f"mean over {len(changes)} seeds" if len(changes) > 1 else "one seed"
+    text = (f"Re-scoring the poses of `{recipe}` with RCNet changed generated-val AP by {mean:+.3f} "
+            f"({seeds}; from {sum(before) / len(before):.3f} to {sum(after) / len(after):.3f})")
+    if verdict is not None:
+        text += f"; the verdict is *{verdict.verdict}*: {verdict.reason}"
+    return Sentence(text.rstrip(".") + ".")

@@ -76,8 +76,19 @@ def _fitted_frame_type():
                 return FittedFrame
 
             def _repr_html_(self):
-                inner = super()._repr_html_()
-                return None if inner is None else f"<div style='max-width:100%;overflow-x:auto'>{inner}</div>"
+                # through the lab's one table renderer (poselab.viz.html.fitted_table): rounded
+                # numbers, "—" with a reason for a missing value, coloured verdicts, long text folded
+                from poselab.viz.html import Missing, fitted_table
+                plain_index = isinstance(self.index, pd.RangeIndex) and self.index.name is None
+                heads = [str(c) for c in self.columns]
+                # pandas stores a None of a text column as NaN: the two cannot be told apart here
+                gap = Missing("no value: not measured here, or undefined (not a number)")
+                rows = [[gap if v is None or isinstance(v, float) and v != v else v for v in r]
+                        for r in self.itertuples(index=False, name=None)]
+                if not plain_index:
+                    heads = [str(self.index.name or "")] + heads
+                    rows = [[i, *r] for i, r in zip(self.index, rows)]
+                return fitted_table(heads, rows)
 
         _FITTED = FittedFrame
     return _FITTED
