@@ -260,15 +260,25 @@ def _ends_with_library_sentence(source: str, poselab_names: set[str]) -> bool:
         return False
     if not tree.body or not isinstance(tree.body[-1], ast.Expr) or source.rstrip().endswith(";"):
         return False
-    call = tree.body[-1].value
-    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "display"
-            and len(call.args) == 1):
-        call = call.args[0]
-    if not isinstance(call, ast.Call):
-        return False
-    func = call.func
-    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-    return name.endswith(SENTENCE_SUFFIX) and _root_name(func) in poselab_names
+    shown = tree.body[-1].value
+    if (isinstance(shown, ast.Call) and isinstance(shown.func, ast.Name) and shown.func.id == "display"
+            and shown.args):
+        shown = shown.args[-1]  # display(figure, sentence): what is shown last
+    if (isinstance(shown, ast.Call) and isinstance(shown.func, ast.Name) and shown.func.id == "Markdown"
+            and len(shown.args) == 1):
+        shown = shown.args[0]  # Markdown(sentence)
+
+    def is_sentence(node) -> bool:  # a poselab *_sentence(...) call, or such sentences joined by +
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            parts = [node.left, node.right]
+            return any(is_sentence(n) for n in parts) and all(
+                is_sentence(n) or isinstance(n, ast.Constant) for n in parts)
+        if not isinstance(node, ast.Call):
+            return False
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        return name.endswith(SENTENCE_SUFFIX) and _root_name(func) in poselab_names
+    return is_sentence(shown)
 
 
 def closing_problems(cells: list[dict]) -> list[str]:
@@ -326,6 +336,11 @@ def test_closing_sentence_rule_fails_on_constructed_sections():
     assert problems(_code("print(3)\nvalue = 4")) == []
     # a sentence from the library, as the last line of the last code cell: passes
     assert problems(_code("display(figures.f(x))\nfigures.agreement_sentence(x)")) == []
+    assert problems(_code("display(figures.f(x), Markdown(figures.agreement_sentence(x)))")) == []
+    assert problems(_code("display(Markdown(figures.a_sentence(x) + ' ' + figures.b_sentence(y)))")) == []
+    assert problems(_code("display(Markdown(figures.a_sentence(x), figures.f(x)))"))  # not one sentence
+    assert problems(_code("display(Markdown(figures.f(x) + figures.a_sentence(x)))"))  # a non-sentence part
+    assert problems(_code("display(figures.a_sentence(x), figures.f(x))"))  # the figure is shown last
     assert problems(_code("display(figures.f(x))\ndisplay(figures.agreement_sentence(x))")) == []
     # ... but not from outside poselab, not under another name, and not before the last line
     assert problems(_code("display(figures.f(x))\nnumpy.agreement_sentence(x)"))
