@@ -47,9 +47,27 @@ __all__ = ["conditional_plan", "newton_gradient", "sinkhorn_gradient"]
 
 def _solve_gauge_fixed(beta: torch.Tensor, gram: torch.Tensor, rhs: torch.Tensor,
                        inactive: torch.Tensor) -> torch.Tensor:
-    """Solve ``(diag(β) − gram + 11ᵀ + diag(inactive)) z = rhs`` in float64, batched (n, 4, 4)."""
+    """Solve ``(diag(β) − gram + 11ᵀ + diag(inactive)) z = rhs`` in float64, batched (n, 4, 4).
+
+    On very peaked maps at small ``reg`` (≤ 0.15) every pixel sends its mass to one demander, so
+    ``diag(β) − gram`` rounds to zero and the matrix to the singular ``11ᵀ``. Those systems take
+    the least-squares solution (pseudo-inverse of the symmetric matrix) instead of raising.
+    """
     mat = torch.diag_embed(beta.double()) - gram.double() + 1.0 + torch.diag_embed(inactive.double())
-    return torch.linalg.solve(mat, rhs.double().unsqueeze(-1)).squeeze(-1)
+    return solve_or_least_squares(mat, rhs.double())
+
+
+def solve_or_least_squares(mat: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``mat⁻¹ rhs`` for a batch of symmetric ``(n, M, M)`` matrices and ``(n, M)`` right-hand
+    sides; where a matrix is singular (or the solution not finite), the minimum-norm
+    least-squares solution ``pinv(mat) rhs``."""
+    z, info = torch.linalg.solve_ex(mat, rhs.unsqueeze(-1))
+    z = z.squeeze(-1)
+    bad = (info != 0) | ~torch.isfinite(z).all(-1)
+    if bool(bad.any()):
+        z = z.clone()
+        z[bad] = (torch.linalg.pinv(mat[bad], hermitian=True) @ rhs[bad].unsqueeze(-1)).squeeze(-1)
+    return z
 
 
 def newton_gradient(a: torch.Tensor, kernel: torch.Tensor, kc: torch.Tensor, b: torch.Tensor,

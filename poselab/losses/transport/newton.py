@@ -40,8 +40,10 @@ With the row-stabilised kernel ``s_i ≥ e^{-√2/ε}``, so ``a/s²`` is always 
 
 **Stopping.** As Sinkhorn (L1 demander-marginal error ≤ ``tol`` for every problem, or
 ``n_iters``); if two Newton steps in a row fail to halve the best error
-(:class:`~poselab.losses.transport.sinkhorn.Progress`) the solver reports a stall: at the
-dtype's round-off floor that is the answer, above it the caller continues with Sinkhorn.
+(:class:`~poselab.losses.transport.sinkhorn.Progress`) — or the Newton system is singular
+(very peaked maps at reg ≤ 0.15, where each pixel feeds a single demander) — the solver reports
+a stall: at the dtype's round-off floor that is the answer, above it the caller continues with
+Sinkhorn.
 
 Related work: Newton's method on the full (``P + 4``-variable) entropic dual is the
 Sinkhorn–Newton method of Brauer, Clason, Lorenz and Wirth (2017); the semi-dual over one
@@ -131,9 +133,15 @@ def newton_scaling(a: torch.Tensor, kernel: torch.Tensor, b: torch.Tensor, n_ite
         diag.add_(col)
         mat.add_(1.0)
         diag.add_(~active)
-        delta = torch.linalg.solve(mat, r.double().unsqueeze(-1)).squeeze(-1)
+        delta, info = torch.linalg.solve_ex(mat, r.double().unsqueeze(-1))
+        delta = delta.squeeze(-1)
+        if bool((info != 0).any()) or not bool(torch.isfinite(delta).all()):
+            # singular Newton system (peaked maps at small reg: every pixel feeds one demander,
+            # so col no longer depends on g to first order): report a stall, the caller goes on
+            # with Sinkhorn from this v (module docstring, "Stopping")
+            return v, it, err, True, ev
         delta = delta.clamp(-30.0, 30.0)  # a safeguard only; steps are O(1) in practice
         delta = torch.where(active, delta, torch.full_like(delta, -math.inf))
-        delta = delta - delta.amax(1, keepdim=True)  # gauge: max v = 1
-        v = (v.double() * delta.exp()).to(a.dtype)
+        v = v.double() * delta.exp()
+        v = (v / v.amax(1, keepdim=True)).to(a.dtype)  # gauge: max v = 1 (not max Δ = 0: v drifts)
         it += 1
