@@ -97,3 +97,16 @@ def test_bad_arguments_are_refused():
         M.loss_minimiser(FRACTIONS[:1], demanders="dot")
     with pytest.raises(ValueError, match="reg"):
         M.loss_minimiser(FRACTIONS[:1], reg=0.0)
+
+
+def test_minimiser_bias_figure_and_example_sentence():
+    from poselab.analysis.hdm_training import example_heatmaps_sentence
+    from poselab.viz.hdm import minimiser_bias_figure
+    curve = {"reg": np.array([0.25, 1.0]), "mean_offset": np.array([0.001, 0.11]),
+             "max_offset": np.array([0.004, 0.16]), "rounding_error": 0.4, "n_keypoints": 8}
+    fig = minimiser_bias_figure(curve)
+    assert list(fig.data[0].y) == [0.001, 0.11] and fig.layout.width <= 820
+    on, off, dead = np.zeros((8, 6)), np.zeros((8, 6)), np.zeros((8, 6))
+    on[3, 2], off[7, 5] = 1.0, 1.0
+    text = example_heatmaps_sentence({"maps": {"emd": on, "mse": off, "x": dead}, "keypoint": np.array([2.0, 3.0])})
+    assert "emd map holds 100%" in text and "mse map holds 0%" in text and "x map has no positive pixel" in text

@@ -71,7 +71,8 @@ def loss_minimiser(fractions, reg: float = PAPER_REG, window: int = 12, demander
     the minimising suppliers, ``decoded`` (N, 2) their four-pixel decoding, ``offset`` (N,) px
     from the dot, ``toward_nearest`` (N,) bool (the decoded point is nearer the pixel centre
     closest to the dot than the dot is), ``loss`` (N,) at the minimiser, ``loss_demander_map``
-    (N,) at the four-demander map (the map that decodes exactly), ``rounding_error`` (N,) the
+    (N,) at the four-demander map (the map that decodes exactly, with the ``floor`` the fit
+    starts from, so that the two losses are over the same family of maps), ``rounding_error`` (N,) the
     dot's distance to its nearest pixel centre, and ``max_abs_grad`` (the largest logit gradient
     at the end: how converged the fit is).
     """
@@ -105,7 +106,7 @@ def loss_minimiser(fractions, reg: float = PAPER_REG, window: int = 12, demander
     with torch.no_grad():
         maps = suppliers()
         loss = emd_loss(maps, keypoints, visible, reg=reg, tol=1e-12, demanders=demanders, reduction="none")[:, 0]
-        exact = emd_loss(_demander_map(kp, size, "subpixel"), keypoints, visible, reg=reg, tol=1e-12,
+        exact = emd_loss(_demander_map(kp, size, "subpixel") + floor, keypoints, visible, reg=reg, tol=1e-12,
                          demanders=demanders, reduction="none")[:, 0]
         decoded = decode_four_pixel(maps[:, 0]).numpy()
     k = kp.numpy()
@@ -118,8 +119,9 @@ def loss_minimiser(fractions, reg: float = PAPER_REG, window: int = 12, demander
             "max_abs_grad": float(logits.grad.abs().max()), "reg": float(reg), "demanders": demanders}
 
 
-def minimiser_bias_curve(regs, n: int = 32, seed: int = 0, window: int = 12) -> dict:
-    """:func:`loss_minimiser` at each ``reg`` on the same ``n`` random sub-pixel keypoints.
+def minimiser_bias_curve(regs, fractions=None, n: int = 32, seed: int = 0, window: int = 12) -> dict:
+    """:func:`loss_minimiser` at each ``reg`` on the same sub-pixel keypoints: ``fractions``
+    ``(N, 2)`` in ``[0, 1)``, or ``n`` drawn uniformly with ``seed``.
 
     Returns float64 arrays over ``regs``: ``reg``, ``mean_offset``, ``max_offset`` (px),
     ``share_toward_nearest``, ``loss_gain`` (mean loss at the four-demander map minus at the
@@ -127,13 +129,15 @@ def minimiser_bias_curve(regs, n: int = 32, seed: int = 0, window: int = 12) -> 
     ``rounding_error`` (a number: the naive demander's error, for scale).
     """
     regs = np.asarray(regs, dtype=np.float64)
-    fractions = np.random.default_rng(seed).uniform(0.0, 1.0, size=(int(n), 2))
+    if fractions is None:
+        fractions = np.random.default_rng(seed).uniform(0.0, 1.0, size=(int(n), 2))
+    fractions = _check_fractions(fractions)
     rows = [loss_minimiser(fractions, reg=r, window=window) for r in regs]
     return {"reg": regs, "mean_offset": np.array([r["offset"].mean() for r in rows]),
             "max_offset": np.array([r["offset"].max() for r in rows]),
             "share_toward_nearest": np.array([r["toward_nearest"].mean() for r in rows]),
             "loss_gain": np.array([(r["loss_demander_map"] - r["loss"]).mean() for r in rows]),
-            "rounding_error": float(rows[0]["rounding_error"].mean()), "n_keypoints": int(n)}
+            "rounding_error": float(rows[0]["rounding_error"].mean()), "n_keypoints": int(len(fractions))}
 
 
 def minimiser_bias_claim(curve: dict, paper_reg: float = PAPER_REG, small_reg: float = 0.25,
