@@ -440,3 +440,27 @@ def test_emd_vs_mse_at_default_with_the_issues_curve_reads_not_converged():
     assert v.verdict == "inconclusive" and "not converged" in v.reason, v.reason
     flat = with_epe(FakeTable(learnt, curve=lambda r, ap: [(208, ap * 0.9), (500, ap * 0.998), (625, ap)]))
     assert T.emd_vs_mse_verdict(flat).verdict == "not reproduced"
+
+
+def test_clipping_rows_show_how_often_each_recipe_was_clipped():
+    """Issue #26 item 7: the same clip of 1.0 acts at every EMD step and never on MSE."""
+    class Run:
+        def __init__(self, recipe, norms):
+            self.recipe, self.history = recipe, {"losses": [1.0] * len(norms), "grad_norms": norms}
+
+        def training_history(self):
+            from poselab.train.history import History
+            return History.from_dict(self.history)
+
+    class Table:
+        recipes = ["mse", "emd"]
+        results = [Run("mse", [0.004, 0.006, 0.005]), Run("mse", [0.005, 0.005]), Run("emd", [9.9, 12.0, 0.5]),
+                   Run("emd", [9.0, 8.0])]
+
+    rows = {r["recipe"]: r for r in T.clipping_rows(Table())}
+    assert rows["mse"]["grad_clip"] == rows["emd"]["grad_clip"] == 1.0
+    assert rows["mse"]["share of steps clipped"] == 0.0 and rows["mse"]["steps"] == 5
+    assert rows["emd"]["share of steps clipped"] == pytest.approx(0.8)
+    assert rows["emd"]["median gradient norm"] == 9.0 and rows["emd"]["largest gradient norm"] == 12.0
+    Table.results = [Run("mse", []), Run("emd", [])]  # records without gradient norms
+    assert all(r["share of steps clipped"] is None for r in T.clipping_rows(Table()))

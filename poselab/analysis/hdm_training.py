@@ -62,7 +62,7 @@ __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for
            "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps",
            "level_gradient_probe", "heatmap_statistics", "COMPACTNESS_METRICS",
            "build_heatmap_model", "train_heatmap_model", "make_evaluator", "evaluate_heatmap_model",
-           "subset_annotations", "summarize", "example_heatmaps_sentence"]
+           "subset_annotations", "summarize", "example_heatmaps_sentence", "clipping_rows"]
 
 LOSSES = ("mse", "emd")
 
@@ -467,3 +467,28 @@ def example_heatmaps_sentence(shown: dict, radius: float = 1.5) -> str:
         parts.append(f"the {recipe} map holds {near:.0%} of its positive mass within {radius:g} px of the joint "
                      f"(its peak {dist:.1f} px away)")
     return "On this crop's joint, " + "; ".join(parts) + "."
+
+
+def clipping_rows(table) -> list[dict]:
+    """How gradient clipping acted on each recipe of a :func:`poselab.experiments.compare` table:
+    one row per recipe with its ``grad_clip`` (the recipe's setting: every built-in recipe clips
+    the global gradient norm at 1.0), the median and largest gradient norm before clipping over
+    all steps of all seeds, and the share of steps clipped (norm > grad_clip). The same absolute
+    threshold means something different for losses of different scale: it can clip one recipe at
+    every step (normalised-gradient steps) and never touch another. Runs recorded before
+    gradient norms were kept give ``None``s."""
+    from ..experiments.registry import get_recipe
+    rows = []
+    for recipe in table.recipes:
+        runs = [r for r in table.results if r.recipe == recipe]
+        clip = get_recipe(recipe).grad_clip
+        norms = np.concatenate([np.asarray(r.training_history().grad_norms, dtype=np.float64) for r in runs])
+        norms = norms[np.isfinite(norms)]
+        row = {"recipe": recipe, "grad_clip": clip, "steps": int(norms.size)}
+        if norms.size:
+            row.update({"median gradient norm": float(np.median(norms)), "largest gradient norm": float(norms.max()),
+                        "share of steps clipped": float(np.mean(norms > clip)) if clip is not None else 0.0})
+        else:
+            row.update({"median gradient norm": None, "largest gradient norm": None, "share of steps clipped": None})
+        rows.append(row)
+    return rows

@@ -258,8 +258,9 @@ def _finite(value, name: str, minimum: float) -> float:
 
 
 def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int, epoch: int,
-                     loss: float, lr_now: float) -> None:
-    """Clip to ``grad_clip`` and raise before the optimiser step if a gradient is NaN/Inf.
+                     loss: float, lr_now: float) -> float:
+    """Clip to ``grad_clip`` and raise before the optimiser step if a gradient is NaN/Inf;
+    returns the global gradient norm before clipping (NaN when no parameter has a gradient).
 
     A finite loss can still have a NaN gradient (e.g. ``sqrt`` at 0, ``log`` of 0 behind a
     mask); stepping would write NaN weights (and a Checkpoint callback would save them over the
@@ -267,7 +268,7 @@ def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int,
     """
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
-        return
+        return float("nan")
     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if not torch.isfinite(norm):
         bad = next(name for name, p in model.named_parameters()
@@ -280,6 +281,7 @@ def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int,
             f"lower lr (now {lr_now:g})")
     if grad_clip is not None:
         torch.nn.utils.clip_grads_with_norm_(params, float(grad_clip), norm)
+    return float(norm)
 
 
 def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=None, *,
@@ -470,7 +472,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
                                          f"lower lr (now {lr_now:g}) or check the targets")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now)
+            grad_norm = _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now)
             optimizer.step()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
@@ -483,6 +485,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             history.step_times.append(step_time)
             history.data_times.append(data_time)
             history.lrs.append(lr_now)
+            history.grad_norms.append(grad_norm)
             history.epochs.append(epoch)
             history.batch_sizes.append(_batch_size_of(batch))
             for k, v in terms.items():
