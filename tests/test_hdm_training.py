@@ -370,7 +370,8 @@ def test_emd_vs_mse_verdict_floor_agreement_and_fast():
     strong = {"mse": {"AP": [0.50, 0.51, 0.52], "EPE_crop": [5.0, 5.1, 5.05]},
               "emd": {"AP": [0.56, 0.57, 0.58], "EPE_crop": [4.5, 4.6, 4.55]}}
     assert T.emd_vs_mse_verdict(_Table(strong)).verdict == "reproduced"
-    assert T.emd_vs_mse_verdict(_Table(strong, preset="fast")).verdict == "inconclusive"
+    fast = T.emd_vs_mse_verdict(_Table(strong, preset="fast"))
+    assert fast.verdict == "inconclusive" and fast.reason.count("smoke test") == 1, fast.reason
     # the same gaps over an untrained baseline are no finding
     weak = {"mse": {"AP": [0.02, 0.03, 0.025], "EPE_crop": [5.0, 5.1, 5.05]},
             "emd": {"AP": [0.06, 0.07, 0.065], "EPE_crop": [4.5, 4.6, 4.55]}}

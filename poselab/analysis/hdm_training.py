@@ -392,9 +392,11 @@ def emd_vs_mse_verdict(table, set_name: str = "generated val", floor: float | No
                               floor=floor, paper_effect=PAPER_EFFECTS.get(m)) for m in ("AP", "EPE_crop")}
     combined = claims.combine_verdicts(per)
     if combined.verdict == "inconclusive" and all(v.verdict == "inconclusive" for v in per.values()):
-        reasons = list(dict.fromkeys(v.reason for v in per.values()))  # e.g. "emd not converged ..." once
-        combined = claims.Verdict(combined.verdict, f"{combined.reason}: " + "; ".join(reasons),
-                                  combined.summary, combined.evidence)
+        # name why (e.g. "emd not converged ..."), once, unless the combined reason already does
+        reasons = [r for r in dict.fromkeys(v.reason for v in per.values()) if r not in combined.reason]
+        if reasons:
+            combined = claims.Verdict(combined.verdict, f"{combined.reason}: " + "; ".join(reasons),
+                                      combined.summary, combined.evidence)
     return combined
 
 
