@@ -138,3 +138,66 @@ def test_oracle_ceilings_decoders_and_prediction_figures(two_step_runs, tmp_path
     set_name = next(iter(runs.result("mse", 0).metrics))
     figs = prediction_figures(pred, resolve_run_data("synth", preset)[1][set_name], order)
     assert len(figs) == 2 and figs[0].layout.width <= 900
+
+
+def test_simcc_known_coordinates_hold_and_catch_a_self_consistent_quarter_pixel_shift():
+    """Issue #26 item 6: a SimCC convention shifted by 0.25 px in both encode and decode passes the
+    round trip but not the check against input-pixel coordinates of known points."""
+    from poselab.analysis.engine import simcc_known_coordinate_check
+    from poselab.codecs.simcc import SimCCCodec
+    for k in (2, 3):
+        assert simcc_known_coordinate_check(split_ratio=k)["holds"]
+
+    class Shifted(SimCCCodec):
+        def encode(self, keypoints, visible=None):
+            return super().encode(torch.as_tensor(keypoints) + 0.25, visible)
+
+        def decode(self, simcc_x, simcc_y):
+            coords, scores = super().decode(simcc_x, simcc_y)
+            return coords - 0.25, scores
+
+    shifted = lambda unbiased: Shifted((256, 192), 2, 6.0, unbiased=unbiased)  # noqa: E731
+    kp = torch.tensor([[[10.3, 20.7], [100.1, 50.45]]])
+    coords, _ = shifted(False).decode(*[shifted(False).encode(kp)[n] for n in ("target_x", "target_y")])
+    assert (coords - kp).abs().max() <= 0.25 + 1e-5  # the round trip cannot see the shift
+    bad = simcc_known_coordinate_check(codec=shifted)
+    assert not bad["holds"] and bad["peak_bin_errors"] > 0
+
+
+def test_training_is_deterministic_across_processes_and_the_check_sees_a_different_seed():
+    """Issue #26 item 9: chapter 01's determinism claim across two fresh processes (different
+    PYTHONHASHSEED, own caches); the counter-case is two different seeds."""
+    from poselab.analysis.engine import training_losses_in_processes
+    from poselab.experiments import get_preset
+    short = get_preset("fast").replace(name="determinism", max_steps=3, val_every=None)
+    a, b, other = training_losses_in_processes("mse", preset=short, seeds=(0, 0, 1))
+    assert len(a) == 3 and a == b
+    assert other != a  # the counter-case: a different seed is seen
+    with pytest.raises(TypeError, match="registered recipe name"):
+        training_losses_in_processes(object(), preset=short)
+
+
+def test_compare_first_seed_live_trains_the_others_in_workers_with_the_same_numbers(tmp_path, monkeypatch):
+    """Issue #26 item 9: chapter 01's seeds side by side — the first live (callbacks), the others
+    at the same time in one-thread workers; a worker's run equals the same run trained here."""
+    from poselab.analysis.engine import compare_first_seed_live
+    from poselab.experiments import get_preset, run_recipe
+    from poselab.train.callbacks import Callback
+
+    class Steps(Callback):
+        def __init__(self):
+            self.n = 0
+
+        def on_step_end(self, state):
+            self.n += 1
+
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    short = get_preset("fast").replace(name="live-first", max_steps=3, val_every=None)
+    steps = Steps()
+    table = compare_first_seed_live("mse", [0, 1], preset=short, device="cpu", callbacks=[steps], progress=False)
+    assert [r.seed for r in table.results] == [0, 1] and steps.n == 3  # callbacks saw the first seed only
+    assert table.results[1].config["threads"] == 1
+    here = run_recipe("mse", preset=short, seed=1, device="cpu", cache=False, threads=1)
+    assert here.training_history().losses == table.results[1].training_history().losses
+    with pytest.raises(ValueError, match="at least one seed"):
+        compare_first_seed_live("mse", [], preset=short)

@@ -39,7 +39,7 @@ EXPECTED_CLAIMS = {
                "hdm.emd.matches_reference", "hdm.emd.monotone_in_displacement",
                "hdm.sinkhorn.converged_by_cap", "hdm.ablation.subpixel_beats_naive",
                "hdm.ablation.iterations_1000_vs_500", "hdm.training.emd_vs_mse",
-               "hdm.training.compactness"},
+               "hdm.training.compactness", "hdm.loss.minimiser_bias"},
     "05_sar": {"sar.loss.matches_formula", "sar.objective.optimum_cases",
                "sar.normalization.softmax_depends_on_count", "sar.degenerate_to_regression",
                "sar.quantization.exact_target_floor", "sar.quantization.stride_robustness",

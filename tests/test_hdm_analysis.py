@@ -184,6 +184,28 @@ def test_demander_reconstruction_catches_swapped_masses():
 
     bad = A.demander_reconstruction(n=500, seed=1, demanders=swapped)
     assert bad["reconstruction"] > 0.1 and bad["mass_sum"] <= 1e-12  # the sum cannot see it
+    assert ok["reconstruction_holds"] and ok["mass_holds"] and not bad["reconstruction_holds"]
+
+
+def test_demander_masses_must_be_non_negative():
+    """Issue #26 item 6: an extrapolating scheme (the unit cell one pixel off, linear weights
+    beyond it) reconstructs the dot and sums to 1, but asks for negative masses (down to ~-1.96)."""
+    from poselab.codecs.hdm import CORNER_OFFSETS
+
+    def extrapolating(kps):
+        base = torch.floor(kps) - 1.0
+        pos = base.unsqueeze(-2) + torch.tensor(CORNER_OFFSETS, dtype=kps.dtype)
+        t = kps - base  # in [1, 2): beyond the cell
+        wx = torch.stack([1 - t[..., 0], t[..., 0]], -1)
+        wy = torch.stack([1 - t[..., 1], t[..., 1]], -1)
+        mass = torch.stack([wx[..., 0] * wy[..., 0], wx[..., 1] * wy[..., 0],
+                            wx[..., 0] * wy[..., 1], wx[..., 1] * wy[..., 1]], -1)
+        return pos, mass
+
+    bad = A.demander_reconstruction(n=500, seed=1, demanders=extrapolating)
+    assert bad["reconstruction_holds"] and bad["mass_sum"] <= 1e-12  # both old checks pass
+    assert bad["min_mass"] < -1.5 and not bad["mass_holds"]
+    assert A.demander_reconstruction(n=500, seed=1)["min_mass"] >= 0.0
 
 
 def test_iteration_cap_verdict_says_why_it_is_not_testable():
@@ -193,3 +215,37 @@ def test_iteration_cap_verdict_says_why_it_is_not_testable():
     assert v.verdict == "inconclusive" and "7 iterations (< 500)" in v.reason
     v = A.iteration_cap_verdict(800, ev)
     assert v.verdict == "inconclusive" and "binds" in v.reason
+
+
+def test_pixels_above_truth_ignores_a_monotone_sharpening_mass_near_gt_does_not():
+    """Issue #26 item 3: a perfect MSE model (Gaussian on the truth) vs a four-pixel map 1.5 px off
+    the truth; mass_near_gt prefers the wrong map and changes when the Gaussian is raised to the
+    8th power (same keypoint), pixels_above_truth prefers the right one and does not change."""
+    size, kp = (64, 48), np.array([20.0, 30.0])
+    gauss = A.gaussian_map(kp, size, 2.0)
+    off = kp + np.array([1.5, 0.0])
+    four = np.zeros(size)
+    x0, y0 = np.floor(off).astype(int)
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        four[y0 + dy, x0 + dx] = (1 - abs(off[0] - x0 - dx)) * (1 - abs(off[1] - y0 - dy))
+    near = {name: A.heatmap_compactness(m[None], kp[None])["mass_near_gt"][0]
+            for name, m in (("gauss", gauss), ("four", four), ("gauss8", gauss ** 8))}
+    assert near["four"] > near["gauss"] and near["gauss8"] > near["four"]  # decided by the shape
+    above = {name: A.pixels_above_truth(m[None], kp[None])[0]
+             for name, m in (("gauss", gauss), ("four", four), ("gauss8", gauss ** 8))}
+    assert above["gauss"] == above["gauss8"] == 0.0 and above["four"] >= 2.0
+    # matches a loop; unlabelled / outside / empty maps are left out
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(5, 8, 6))
+    kps = rng.uniform([0, 0], [5, 7], size=(5, 2))
+    kps[3] = (40.0, 2.0)
+    maps[4] = -1.0
+    got = A.pixels_above_truth(maps, kps, visible=np.array([1, 0, 2, 2, 2]))
+    want = []
+    for m, k, v in zip(maps, kps, [1, 0, 2, 2, 2]):
+        s, (j, i) = np.maximum(m, 0), np.floor(k + 0.5).astype(int)
+        if v and 0 <= j < 6 and 0 <= i < 8 and s.sum() > 0:
+            want.append(sum(1 for val in s.ravel() if val > s[i, j]))
+    assert got.tolist() == want
+    with pytest.raises(ValueError, match="leading axes"):
+        A.pixels_above_truth(maps, kps[:2])

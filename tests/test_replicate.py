@@ -24,8 +24,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_chapter_recipes_follow_the_chapters():
-    assert [r.name for r in rep.chapter_recipes("04")] == ["mse", "emd"]
-    assert [r.name for r in rep.chapter_recipes("hdm")] == ["mse", "emd"]
+    assert [r.name for r in rep.chapter_recipes("04")] == ["mse", "emd", "mse_dot"]
+    assert [r.name for r in rep.chapter_recipes("hdm")] == ["mse", "emd", "mse_dot"]
     rs = [r.name for r in rep.chapter_recipes("02_rspose")]
     assert rs[:4] == ["mse", "spatial_rank", "spatial_rs", "spatial_rs_is"]
     # BCIR's prior schedule follows the preset (T_o = 6/7 of the epochs)
@@ -41,7 +41,7 @@ def test_records_each_run_resumes_and_reads_back(cache):
     written = rep.replicate("04", preset="fast", seeds=[0, 1], root=out, worktree=False)
     names = sorted(p.name for p in written)
     assert names == ["emd__fast__seed0.json", "emd__fast__seed1.json", "mse__fast__seed0.json",
-                     "mse__fast__seed1.json"]
+                     "mse__fast__seed1.json", "mse_dot__fast__seed0.json", "mse_dot__fast__seed1.json"]
     rec = json.loads((out / "04_hdm" / "mse__fast__seed1.json").read_text())
     for key in ("recipe", "seed", "preset", "commit", "metrics", "validation_curve", "source_digest",
                 "threads", "device", "wall_seconds", "cpu_seconds", "machine"):
@@ -56,16 +56,16 @@ def test_records_each_run_resumes_and_reads_back(cache):
     # a record that is not one is skipped by the reader, never trusted
     (out / "04_hdm" / "junk.json").write_text("{not json")
     table = rep.recorded_table("04", preset="fast", root=out)
-    assert sorted(table.recipes) == ["emd", "mse"] and len(table.results) == 4
+    assert sorted(table.recipes) == ["emd", "mse", "mse_dot"] and len(table.results) == 6
     v = compare_recipes(table, "emd", "mse", metric="EPE_crop", min_effect=0.1)
     assert v.verdict == "inconclusive" and v.reason.startswith("fast run")
     assert rep.recorded_table("04", preset="full", root=out) is None
     rows = rep.plan("04", preset="fast", seeds=[0, 1, 2], root=out)
     assert [(r["recipe"], r["seed"], r["recorded"]) for r in rows] == [
         ("mse", 0, True), ("mse", 1, True), ("mse", 2, False), ("emd", 0, True), ("emd", 1, True),
-        ("emd", 2, False)]
+        ("emd", 2, False), ("mse_dot", 0, True), ("mse_dot", 1, True), ("mse_dot", 2, False)]
     assert [p.name for p in rep.replicate("04", preset="fast", seeds=[3], root=out, worktree=False)] == [
-        "mse__fast__seed3.json", "emd__fast__seed3.json"]  # seed by seed: complete pairs first
+        "mse__fast__seed3.json", "emd__fast__seed3.json", "mse_dot__fast__seed3.json"]  # seed by seed: complete sets first
     assert all(r["steps"] == 40 for r in rows)
 
 
@@ -73,7 +73,7 @@ def test_cli_plan_and_errors(cache, capsys):
     out = cache / "replications"
     assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out), "--plan"]) == 0
     text = capsys.readouterr().out
-    assert "to train: 2 run(s)" in text and "mse" in text
+    assert "to train: 3 run(s)" in text and "mse" in text
     assert cli.main(["replicate", "00", "--preset", "fast", "--out", str(out)]) == 2
     assert "no empirical training claims" in capsys.readouterr().err
     assert cli.main(["replicate", "04", "--preset", "nope", "--out", str(out)]) == 2

@@ -139,9 +139,24 @@ def test_lr_warmup_schedule_and_clipping():
             seen.append(math.sqrt(sum(float(p.grad.square().sum()) for p in state.model.parameters()
                                       if p.grad is not None)))
 
-    fit(model, lambda o, b: 1e6 * mse(o, b), Toy(), max_steps=2, batch_size=8, grad_clip=0.5,
-        callbacks=[Spy()])
+    h = fit(model, lambda o, b: 1e6 * mse(o, b), Toy(), max_steps=2, batch_size=8, grad_clip=0.5,
+            callbacks=[Spy()])
     assert all(n <= 0.5 + 1e-4 for n in seen)
+    # the history keeps the norm before clipping (issue #26 item 7): far above the clip here
+    assert len(h.grad_norms) == 2 and all(n > 10 * 0.5 for n in h.grad_norms)
+    assert History.from_dict(h.to_dict()).grad_norms == h.grad_norms
+    assert History.from_dict({"losses": [1.0]}).grad_norms == []  # records made before it was kept
+    # without clipping the recorded norm is the gradient's norm itself
+    unclipped = []
+
+    class Spy2(Callback):
+        def on_step_end(self, state):
+            unclipped.append(math.sqrt(sum(float(p.grad.double().square().sum())
+                                           for p in state.model.parameters() if p.grad is not None)))
+
+    h2 = fit(build_model("heatmap", SIZE, seed=0), mse, Toy(), max_steps=2, batch_size=8, grad_clip=None,
+             callbacks=[Spy2()])
+    np.testing.assert_allclose(h2.grad_norms, unclipped, rtol=1e-5)
 
 
 def test_nan_loss_raises_and_bad_arguments():

@@ -4,6 +4,12 @@
   (:data:`ROUNDTRIP_BOUNDS_MEASURED`, what the code achieves, not a loose guarantee);
 - :func:`known_coordinate_check` — the pixel convention checked against coordinates known from
   first principles (a wrong but self-consistent convention passes any round trip; it fails here);
+  :func:`simcc_known_coordinate_check` the same for SimCC's sub-pixel bins;
+- :func:`training_losses_in_processes` — one short run per fresh interpreter, side by side: the
+  determinism claim across processes, not only within one;
+- :func:`compare_first_seed_live` — a recipe's seeds with live curves for the first only, the
+  others training at the same time in worker processes (the chapter's wall time is one run's,
+  not three runs' one after another);
 - :class:`OracleHeatmaps` — a "model" returning exact targets, to score a representation's ceiling;
 - :func:`mean_heatmap_baseline` — the MSE of an image-blind per-joint mean heatmap, the floor a
   trained model must beat before "the loss decreased" means it learnt anything from images.
@@ -20,6 +26,7 @@ from ..codecs import ROUNDTRIP_UNITS, HeatmapCodec, encode_gaussian, input_to_he
 from ..losses import heatmap_mse_loss
 
 __all__ = ["ROUNDTRIP_BOUNDS_MEASURED", "codec_roundtrip_report", "known_coordinate_check",
+           "simcc_known_coordinate_check", "training_losses_in_processes", "compare_first_seed_live",
            "OracleHeatmaps", "oracle_heatmaps", "mean_heatmap_baseline"]
 
 # What the code achieves (n = 2000 random keypoints, seeds 0-2, float32, torch 2.13 CPU, measured
@@ -92,6 +99,170 @@ def known_coordinate_check(n: int = 200, seed: int = 0, sigma: float = 2.0,
     return {"peak_pixel_errors": wrong_peaks, "unbiased_value_error": value_err,
             "decode_error_px": decode_err, "n": int(n),
             "holds": bool(wrong_peaks == 0 and value_err <= 1e-6 and decode_err <= 4e-5 * s)}
+
+
+def simcc_known_coordinate_check(n: int = 200, seed: int = 0, input_size=(256, 192), split_ratio: int = 2,
+                                 sigma: float = 6.0, codec=None) -> dict:
+    """SimCC's bin convention against input-pixel coordinates known from first principles.
+
+    Input pixel ``p`` (centre at ``x = p``) covers ``[p − 0.5, p + 0.5)``; split into ``k`` equal
+    bins, its ``m``-th bin is bin ``b = k·p + m`` with centre ``p − 0.5 + (m + 0.5)/k``. Keypoints
+    are placed at that centre plus ``δ/k``, ``δ ∈ (−0.45, 0.45)``, so they lie in bin ``b`` by
+    construction. Checked, per axis: the rounded-centre label peaks at bin ``b`` with value 1;
+    the unbiased label has value ``exp(−δ²/2σ²)`` there; decoding the rounded label gives the bin
+    centre (input px). ``codec`` (default :class:`poselab.codecs.SimCCCodec`) can be replaced: a
+    convention shifted by a quarter pixel in both encode and decode passes any round trip and
+    fails here (tests). Returns ``peak_bin_errors``, ``unbiased_value_error``,
+    ``decode_error_px`` and ``holds``.
+    """
+    from ..codecs.simcc import SimCCCodec
+    k = int(split_ratio)
+    make = codec or (lambda unbiased: SimCCCodec(input_size, k, sigma, unbiased=unbiased))
+    rng = np.random.default_rng(seed)
+    H, W = input_size
+    pix = np.stack([rng.integers(2, W - 2, n), rng.integers(2, H - 2, n)], 1).astype(np.float64)
+    sub = rng.integers(0, k, size=(n, 2)).astype(np.float64)
+    delta = rng.uniform(-0.45, 0.45, size=(n, 2))
+    centre = pix - 0.5 + (sub + 0.5) / k
+    kp = torch.as_tensor(centre + delta / k)[:, None]                                  # (n, 1, 2)
+    bins = (k * pix + sub).astype(int)
+    rounded, unbiased = make(False).encode(kp), make(True).encode(kp)
+    wrong, value_err = 0, 0.0
+    for axis, name in ((0, "target_x"), (1, "target_y")):
+        labels = rounded[name][:, 0].double()
+        wrong += int((labels.argmax(-1).numpy() != bins[:, axis]).sum())
+        wrong += int((labels[np.arange(n), bins[:, axis]].numpy() != 1.0).sum())
+        value = unbiased[name][:, 0].double()[np.arange(n), bins[:, axis]].numpy()
+        value_err = max(value_err, float(np.abs(value - np.exp(-delta[:, axis] ** 2 / (2 * sigma ** 2))).max()))
+    got, _ = make(False).decode(rounded["target_x"], rounded["target_y"])
+    decode_err = float(np.abs(got[:, 0].double().numpy() - centre).max())
+    return {"peak_bin_errors": wrong, "unbiased_value_error": value_err, "decode_error_px": decode_err,
+            "n": int(n), "split_ratio": k,
+            "holds": bool(wrong == 0 and value_err <= 1e-6 and decode_err <= 1e-5)}
+
+
+_LOSSES_IN_A_PROCESS = """
+import json, sys
+from poselab.experiments import run_recipe
+from poselab.experiments.presets import Preset
+spec = json.loads(open(sys.argv[1]).read())
+run = run_recipe(spec["recipe"], data=spec["data"], preset=Preset(**spec["preset"]), seed=spec["seed"],
+                 device="cpu", cache=False, threads=spec["threads"])
+open(sys.argv[2], "w").write(json.dumps(run.training_history().losses))
+"""
+
+
+def training_losses_in_processes(recipe: str, data="synth", preset=None, seeds=(0, 0), threads: int = 1,
+                                 timeout: float = 600.0) -> list[list[float]]:
+    """Train ``recipe`` under ``preset`` once per entry of ``seeds``, each run in its own fresh
+    Python interpreter, all side by side; return each run's training losses (one per step).
+
+    Each process gets ``threads`` torch threads, its own empty run cache (nothing is loaded, and
+    the caller's cache is not touched) and a different ``PYTHONHASHSEED`` (so anything that
+    depended on hash order — set iteration, a dict built from one — would show). Same recipe,
+    preset and seed in two processes must give the same losses bit for bit; ``seeds=(0, 1)``
+    gives the counter-case. ``recipe`` must be a registered name (a fresh interpreter cannot see
+    recipes defined in a notebook). Raises RuntimeError with the end of a failing process's output.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ..experiments import get_preset
+    if not isinstance(recipe, str):
+        raise TypeError(f"recipe must be a registered recipe name (str), got {type(recipe).__name__}")
+    p = get_preset("fast" if preset is None else preset)
+    with tempfile.TemporaryDirectory(prefix="poselab-determinism-") as tmp:
+        procs = []
+        for i, seed in enumerate(seeds):
+            folder = Path(tmp) / f"process{i}"
+            folder.mkdir()
+            spec = folder / "spec.json"
+            spec.write_text(json.dumps({"recipe": recipe, "data": str(data), "preset": p.to_dict(),
+                                        "seed": int(seed), "threads": int(threads)}))
+            env = dict(os.environ, OMP_NUM_THREADS=str(int(threads)), PYTHONHASHSEED=str(i),
+                       POSELAB_CACHE_DIR=str(folder / "cache"))
+            err = open(folder / "stderr.txt", "w+")
+            procs.append((subprocess.Popen([sys.executable, "-c", _LOSSES_IN_A_PROCESS, str(spec),
+                                            str(folder / "losses.json")], stdout=subprocess.DEVNULL,
+                                           stderr=err, env=env), err, folder))
+        out = []
+        try:
+            for proc, err, folder in procs:
+                proc.wait(timeout=timeout)
+                err.seek(0)
+                message = err.read()
+                if proc.returncode != 0 or not (folder / "losses.json").is_file():
+                    raise RuntimeError(f"a training process failed (exit code {proc.returncode}):\n"
+                                       f"{message[-2000:]}")
+                out.append([float(v) for v in json.loads((folder / "losses.json").read_text())])
+        finally:
+            for proc, err, _ in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                err.close()
+    return out
+
+
+def compare_first_seed_live(recipe: str, seeds, data="synth", preset="default", device="auto",
+                            cache: bool = True, callbacks=(), progress: bool = True):
+    """:func:`poselab.experiments.compare` of one recipe over ``seeds`` where only the first seed
+    trains in this process with ``callbacks`` (live curves, a progress bar) and the other seeds
+    train **at the same time** in one-thread worker processes (a background thread waits for
+    them), instead of one after another as callbacks otherwise force. Cached runs are loaded,
+    not trained. Without callbacks, on a GPU, or when the recipe cannot go to a worker, this is
+    plain ``compare`` (the table is the same either way, up to the last bits a thread count
+    changes). Returns the :class:`poselab.experiments.ComparisonTable` in seed order.
+    """
+    import threading
+
+    from ..experiments import ComparisonTable, compare, get_preset
+    from ..experiments.parallel import part_modules, train_many
+    from ..experiments.registry import get_recipe
+    from ..experiments.runner import RunResult, cached_result
+    from ..train import resolve_device
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("compare_first_seed_live needs at least one seed")
+    preset = get_preset(preset)
+    rec = get_recipe(recipe)
+    modules = part_modules(rec)
+    others = [s for s in seeds[1:] if not cache or cached_result(rec, data, preset, s, device) is None]
+    if not callbacks or not others or modules is None or resolve_device(device).type != "cpu":
+        return compare([rec], seeds=seeds, data=data, preset=preset, device=device, cache=cache,
+                       callbacks=callbacks, progress=progress)
+    specs = [dict(recipe=rec.to_dict(), modules=modules, data=str(data), preset=preset.to_dict(), seed=s,
+                  device=str(device), cache=cache, threads=1) for s in others]
+    background: dict = {}
+
+    def work():
+        try:
+            background["folders"] = train_many(specs, len(specs))
+        except BaseException as exc:  # re-raised in the caller
+            background["error"] = exc
+
+    if progress:
+        print(f"seed {seeds[0]} trains here (live); seeds {', '.join(map(str, others))} at the same time "
+              f"in {len(others)} worker process(es)", flush=True)
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    first = compare([rec], seeds=[seeds[0]], data=data, preset=preset, device=device, cache=cache,
+                    callbacks=callbacks, progress=progress)
+    thread.join()
+    if "error" in background:
+        raise background["error"]
+    trained = {s: RunResult.load(f) for s, f in zip(others, background["folders"])}
+    for run in trained.values():
+        run.cached = False
+    rest = compare([rec], seeds=[s for s in seeds[1:] if s not in trained], data=data, preset=preset,
+                   device=device, cache=cache, progress=progress).results if len(trained) < len(seeds) - 1 else []
+    by_seed = {r.seed: r for r in first.results + rest + list(trained.values())}
+    return ComparisonTable([by_seed[s] for s in seeds])
 
 
 class OracleHeatmaps(torch.nn.Module):

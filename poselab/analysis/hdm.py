@@ -23,7 +23,7 @@ __all__ = [
     "theorem1_terms", "theorem1_check", "loss_vs_displacement", "displacement_tracking",
     "reference_sinkhorn_cost", "reference_emd_cost", "emd_reference_agreement", "peaked_maps",
     "argmax_xy", "fit_free_heatmaps", "demander_mechanism", "iteration_cap_study",
-    "iterations_needed", "decoding_study", "heatmap_compactness", "demander_reconstruction",
+    "iterations_needed", "decoding_study", "heatmap_compactness", "pixels_above_truth", "demander_reconstruction",
     "transport_example", "theorem1_claims",
 ]
 
@@ -498,6 +498,36 @@ def heatmap_compactness(heatmaps, keypoints, visible=None, radius: float = 1.5):
             "mass_near_gt": (s * (d2 <= radius ** 2)).sum((1, 2))}
 
 
+def pixels_above_truth(heatmaps, keypoints, visible=None) -> np.ndarray:
+    """How many pixels a map ranks above the ground truth: a compactness around the truth that
+    a monotone sharpening of the same prediction cannot change (HDM Fig. 3, measured).
+
+    With ``s = relu(h)`` (Eq. 3 before normalising): the number of pixels with ``s`` strictly
+    greater than ``s`` at the pixel nearest the keypoint. 0 when the truth's pixel is the map's
+    maximum, the map's whole support (plus ties above 0) when the truth gets no mass. Any
+    strictly increasing ``f`` with ``f(0) = 0`` applied to ``s`` (``s²``, ``s⁸``, a softmax
+    temperature) leaves it unchanged — unlike :func:`heatmap_compactness`'s ``mass_near_gt``,
+    which a sharper copy of the same map raises with the same decoded keypoint. Over labelled
+    joints whose keypoint lies inside the map (and, as ``mass_near_gt``, with positive mass).
+    ``(..., H, W)``, ``(..., 2)`` → 1-D float64 array.
+    """
+    h = np.maximum(np.asarray(heatmaps, dtype=np.float64), 0.0)
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if h.ndim < 2 or kp.shape[-1:] != (2,) or kp.shape[:-1] != h.shape[:-2]:
+        raise ValueError(f"heatmaps (..., H, W) and keypoints (..., 2) must share their leading axes, "
+                         f"got {h.shape} and {kp.shape}")
+    H, W = h.shape[-2:]
+    h = h.reshape(-1, H, W)
+    kp = kp.reshape(-1, 2)
+    keep = np.ones(len(h), bool) if visible is None else (np.asarray(visible).reshape(-1) > 0)
+    j = np.floor(kp[:, 0] + 0.5)
+    i = np.floor(kp[:, 1] + 0.5)
+    keep &= np.isfinite(kp).all(1) & (j >= 0) & (j < W) & (i >= 0) & (i < H) & (h.sum((1, 2)) > 0)
+    h, i, j = h[keep], i[keep].astype(int), j[keep].astype(int)
+    at_truth = h[np.arange(len(h)), i, j]
+    return (h > at_truth[:, None, None]).sum((1, 2)).astype(np.float64)
+
+
 def theorem1_claims(n: int = 64, seed: int = 0, tol: float = 1e-9) -> dict:
     """HDM Theorem 1 as printed and corrected (:func:`theorem1_check` on both kinds of centres).
 
@@ -522,14 +552,21 @@ def theorem1_claims(n: int = 64, seed: int = 0, tol: float = 1e-9) -> dict:
 
 
 def demander_reconstruction(n: int = 10000, seed: int = 0, demanders=subpixel_demanders) -> dict:
-    """HDM Eq. 4's two properties on ``n`` random keypoints (float64): Σ d_i p_i = the dot
-    (``reconstruction`` = max error, px) and Σ d_i = 1 (``mass_sum`` = max error). ``demanders``
-    can be replaced (a test passes a wrong one)."""
+    """HDM Eq. 4's properties on ``n`` random keypoints (float64): Σ d_i p_i = the dot
+    (``reconstruction`` = max error, px), Σ d_i = 1 (``mass_sum`` = max error) and d_i ≥ 0
+    (``min_mass``: demanders *require* mass, §3.1 — an extrapolating scheme with negative masses
+    also reconstructs the dot and sums to 1). ``reconstruction_holds`` and ``mass_holds`` (sum
+    within 1e-12 **and** no negative mass) are the chapter's two claims. ``demanders`` can be
+    replaced (the tests pass wrong ones)."""
     rng = np.random.default_rng(seed)
     kps = torch.as_tensor(rng.uniform(-0.4, 60.4, size=(int(n), 2)))
     pos, mass = demanders(kps)
     rec = float(((mass[..., None] * pos).sum(-2) - kps).abs().max())
-    return {"reconstruction": rec, "mass_sum": float((mass.sum(-1) - 1).abs().max()), "n": int(n)}
+    out = {"reconstruction": rec, "mass_sum": float((mass.sum(-1) - 1).abs().max()),
+           "min_mass": float(mass.min()), "n": int(n)}
+    out["reconstruction_holds"] = bool(rec <= 1e-9)
+    out["mass_holds"] = bool(out["mass_sum"] <= 1e-12 and out["min_mass"] >= 0.0)
+    return out
 
 
 def transport_example(size=(16, 12), centre=(5.2, 6.9), sigma: float = 1.5, keypoint=(4.3, 7.6)) -> dict:

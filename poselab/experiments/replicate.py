@@ -62,7 +62,7 @@ def _chapter_stem(chapter: str) -> str:
 def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]:
     """The recipes a chapter's empirical claims compare, adapted to ``preset`` where the recipe
     depends on it (BCIR's prior schedule). ``chapter``: number, name or file stem."""
-    from .zoo import bcir as zoo_bcir, rspose as zoo_rspose, sar as zoo_sar
+    from .zoo import bcir as zoo_bcir, hdm as zoo_hdm, rspose as zoo_rspose, sar as zoo_sar
     from .registry import RECIPES
     stem = _chapter_stem(chapter)
     preset = get_preset(preset)
@@ -70,7 +70,7 @@ def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]
         "01_train_in_a_minute": ("mse",),
         "02_rspose": zoo_rspose.CHAPTER_RECIPES,
         "03_rcnet": ("mse",),  # the RCNet fit re-ranks this base model's detections
-        "04_hdm": ("mse", "emd"),
+        "04_hdm": zoo_hdm.CHAPTER_RECIPES,  # mse, emd and the dot straw man mse_dot
         "05_sar": (*zoo_sar.CHAPTER_RECIPES, "sar_fg_fc"),
         "06_bcir": ("mse", *zoo_bcir.CHAPTER_RECIPES),
         "07_capstone": tuple(sorted(RECIPES)),

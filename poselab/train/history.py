@@ -22,6 +22,8 @@ class History:
         terms: extra scalars returned by the loss function (``{"loss": ..., "mse": ...}``), name →
             per-step values.
         val: one dict per validation (``{"epoch": e, "step": s, **metrics}``).
+        grad_norms: global gradient norm of every step **before** clipping (how often and how
+            hard ``grad_clip`` acted; empty in records made before it was kept).
     """
 
     losses: list[float] = field(default_factory=list)
@@ -32,6 +34,7 @@ class History:
     batch_sizes: list[int] = field(default_factory=list)
     terms: dict[str, list[float]] = field(default_factory=dict)
     val: list[dict[str, Any]] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -70,7 +73,8 @@ class History:
                 "terms": {k: list(map(float, v)) for k, v in self.terms.items()},
                 "val": [{str(k): (float(v) if isinstance(v, (int, float, np.floating, np.integer))
                                   and not isinstance(v, bool) else v) for k, v in r.items()}
-                        for r in self.val]}
+                        for r in self.val],
+                "grad_norms": list(map(float, self.grad_norms))}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
@@ -78,4 +82,4 @@ class History:
                    data_times=list(d.get("data_times", [])), lrs=list(d.get("lrs", [])),
                    epochs=list(d.get("epochs", [])), batch_sizes=list(d.get("batch_sizes", [])),
                    terms={k: list(v) for k, v in d.get("terms", {}).items()},
-                   val=[dict(r) for r in d.get("val", [])])
+                   val=[dict(r) for r in d.get("val", [])], grad_norms=list(d.get("grad_norms", [])))

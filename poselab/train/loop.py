@@ -239,8 +239,10 @@ def _finite(value, name: str, minimum: float) -> float:
 
 
 def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int, epoch: int,
-                     loss: float, lr_now: float, overflow_ok: bool = False) -> bool:
-    """Clip to ``grad_clip`` and raise before the optimiser step if a gradient is NaN/Inf.
+                     loss: float, lr_now: float, overflow_ok: bool = False) -> float:
+    """Clip to ``grad_clip`` and raise before the optimiser step if a gradient is NaN/Inf;
+    returns the global gradient norm before clipping (NaN when no parameter has a gradient; the
+    non-finite norm itself when ``overflow_ok``, a float16 overflow the grad scaler skips).
 
     A finite loss can still have a NaN gradient (e.g. ``sqrt`` at 0, ``log`` of 0 behind a
     mask); stepping would write NaN weights (and a Checkpoint callback would save them over the
@@ -252,11 +254,11 @@ def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int,
     """
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
-        return True
+        return float("nan")
     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if not torch.isfinite(norm):
         if overflow_ok:
-            return False
+            return float(norm)
         bad = next(name for name, p in model.named_parameters()
                    if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
         raise FloatingPointError(
@@ -267,7 +269,7 @@ def _check_gradients(model: torch.nn.Module, grad_clip: float | None, step: int,
             f"lower lr (now {lr_now:g})")
     if grad_clip is not None:
         torch.nn.utils.clip_grads_with_norm_(params, float(grad_clip), norm)
-    return True
+    return float(norm)
 
 
 def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=None, *,
@@ -466,13 +468,14 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
-                _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now)
+                grad_norm = _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()),
+                                             lr_now)
                 optimizer.step()
             else:  # float16: scale the loss so small gradients survive, unscale before clipping
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-                _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()), lr_now,
-                                 overflow_ok=scaler.get_scale() >= 1.0)
+                grad_norm = _check_gradients(model, grad_clip, state.step, epoch, float(loss.detach()),
+                                             lr_now, overflow_ok=scaler.get_scale() >= 1.0)
                 scaler.step(optimizer)  # skipped by the scaler after an overflow
                 scaler.update()
                 state.extra["grad_scale"] = float(scaler.get_scale())
@@ -487,6 +490,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
             history.step_times.append(step_time)
             history.data_times.append(data_time)
             history.lrs.append(lr_now)
+            history.grad_norms.append(grad_norm)
             history.epochs.append(epoch)
             history.batch_sizes.append(_batch_size_of(batch))
             for k, v in terms.items():

@@ -5,7 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["heatmaps_figure", "displacement_figure", "transport_plan_figure", "bars_figure"]
+__all__ = ["heatmaps_figure", "displacement_figure", "transport_plan_figure", "bars_figure", "minimiser_bias_figure"]
 
 
 def heatmaps_figure(maps, titles, keypoint=None, height=300):
@@ -59,4 +59,22 @@ def bars_figure(groups: dict, title: str, yaxis: str):
                      for s in series])
     fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, height=320,
                       margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def minimiser_bias_figure(curve, paper_reg: float = 1.0):
+    """Where the HDM loss's minimiser decodes, against reg (a
+    :func:`poselab.analysis.hdm_minimiser.minimiser_bias_curve`): mean and largest offset from
+    the dot (px), the naive demander's rounding error for scale, the paper's reg marked."""
+    reg = np.asarray(curve["reg"], dtype=float)
+    fig = go.Figure([go.Scatter(x=reg, y=curve["mean_offset"], mode="lines+markers", name="mean offset"),
+                     go.Scatter(x=reg, y=curve["max_offset"], mode="lines+markers", name="largest offset",
+                                line=dict(dash="dot"))])
+    fig.add_hline(y=float(curve["rounding_error"]), line=dict(color="grey", dash="dash"),
+                  annotation_text="rounding error (naive demander)", annotation_position="top left")
+    fig.add_vline(x=paper_reg, line=dict(color="firebrick", dash="dash"),
+                  annotation_text=f"paper: reg = {paper_reg:g}", annotation_position="top right")
+    fig.update_layout(title=f"Minimiser of the HDM loss: decoded offset from the dot ({curve['n_keypoints']} keypoints)",
+                      xaxis_title="entropic regularisation reg (heatmap px)", yaxis_title="offset (px)",
+                      xaxis_type="log", height=340, width=760, margin=dict(l=10, r=10, t=40, b=10))
     return fig

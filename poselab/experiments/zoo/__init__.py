@@ -3,4 +3,4 @@
 One module per paper; importing :mod:`poselab.experiments` imports them all, so ``poselab
 recipes`` and the capstone arena see every registered recipe.
 """
-from . import bcir, rcnet, rspose, sar  # noqa: F401
+from . import bcir, hdm, rcnet, rspose, sar  # noqa: F401
