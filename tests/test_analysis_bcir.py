@@ -298,3 +298,45 @@ def test_bcir_headline_verdicts_use_the_papers_effects_and_both_floors():
     # both learnt, BCIR clearly below detection: the headline is not reproduced
     below = FakeTable({"mse": [0.545, 0.547, 0.543], "bcir": [0.40, 0.402, 0.398]}, curve=curve)
     assert B.bcir_vs_detection_verdict(below).verdict == "not reproduced"
+
+
+def test_compensation_conditioning_against_direct_sums_and_its_counter_cases():
+    """Gain C/(C − n) from a direct float64 sum; a flat-ish map (a network at initialisation) is
+    badly conditioned (large gain, large gradient ratio), a localized blob is not (gain ≈ 1,
+    shift = its bias), and the guard caps both — each figure fails if swapped with the other."""
+    rng = np.random.default_rng(0)
+    init = rng.normal(0.0, 1e-3, size=(5, 64, 48))
+    blob = B.symmetric_blob(SIZE, (9.0, 50.0), 2.0, peak=1.0, radius=99)
+    maps = np.concatenate([init, blob[None]])
+    gt = np.array([[30.0, 40.0]] * 5 + [[9.0, 50.0]])
+    st = B.compensation_conditioning(maps, gt, beta=10.0)
+    c = np.exp(10.0 * maps).sum((1, 2))
+    applied = c > 64 * 48 * (1 + 1.2e-4)
+    assert np.array_equal(~st["fallback"], applied)
+    np.testing.assert_allclose(st["gain"][applied], (c / (c - 3072))[applied], rtol=1e-9)
+    assert st["gain"][-1] < 1.1 and st["gain"][:5][applied[:5]].min() > 20
+    raw = soft_argmax(torch.tensor(blob), 10.0).numpy()         # the blob's compensated point is its centre
+    assert abs(st["shift"][-1] - np.linalg.norm(raw - [9.0, 50.0])) < 1e-6 and st["shift"][-1] > 0.5
+    assert st["gradient_ratio"][-1] < 2 and np.nanmax(st["gradient_ratio"][:5][applied[:5]]) > 50
+    guarded = B.compensation_conditioning(maps, gt, beta=10.0, max_gain=10.0)
+    assert not guarded["fallback"].any() and guarded["gain"].max() <= 10 + 1e-9
+    assert np.nanmax(guarded["gradient_ratio"]) <= 10 + 1e-6
+    assert abs(guarded["shift"][-1] - st["shift"][-1]) < 1e-12
+    row = B.conditioning_summary(st)
+    assert row["maps"] == 6 and abs(row["fallback share"] - np.mean(~applied)) < 1e-12
+    few = B.compensation_conditioning(maps, visible=[True] * 5 + [False])
+    assert few["gain"].size == 5 and np.isnan(few["gradient_ratio"]).all()
+    with pytest.raises(ValueError, match="heatmaps"):
+        B.compensation_conditioning(np.full((2, 4, 4), np.nan))
+    with pytest.raises(ValueError, match="visible"):
+        B.compensation_conditioning(maps, visible=[True])
+
+
+def test_initial_model_maps_are_the_badly_conditioned_case():
+    """The recipe's model at initialisation predicts logits ≈ 0 at the preset's 64×48 maps."""
+    model = B.initial_model("ipr", "default", seed=0)
+    out = model(torch.zeros(2, 3, 128, 96)).detach()
+    assert tuple(out.shape) == (2, 17, 64, 48) and float(out.abs().max()) < 0.05
+    st = B.compensation_conditioning(out, beta=10.0)
+    applied = ~st["fallback"]
+    assert st["fallback"].any() or st["gain"][applied].min() > 10

@@ -50,6 +50,8 @@ def test_codecs_match_the_losses():
         r = RECIPES[name]
         assert r.codec_params["beta"] == r.loss_params["beta"]
         assert r.codec_params["compensate"] == r.loss_params["compensate"]
+        assert r.codec_params.get("max_gain") == r.loss_params.get("max_gain")
+        assert (r.loss_params.get("max_gain") == Z.GUARD_GAIN) == r.loss_params["compensate"]
     assert RECIPES["bcir_beta1"].loss_params["beta"] == 1.0
     assert RECIPES["bcir_beta20"].loss_params["beta"] == 20.0
 
@@ -83,3 +85,20 @@ def test_t_off_leaves_the_last_epoch_without_the_prior():
 def test_bad_loss_parameters_are_refused():
     with pytest.raises(ValueError, match="tau"):
         LOSSES["bcir"](GEOM, tau=float("nan"))
+
+
+def test_compensating_recipes_train_with_the_gain_guard():
+    """On maps like a network's at initialisation (logits ~1e-3) the recipe's loss must be the
+    guarded one: the unguarded Eq. 38 gives another loss and a gradient hundreds of times larger
+    (the counter-case a builder that drops ``max_gain`` fails)."""
+    g = torch.Generator().manual_seed(1)
+    out = (torch.randn(4, 17, 16, 12, generator=g) * 1e-3).requires_grad_(True)
+    b = batch()
+    fn = LOSSES["bcir"](GEOM, **dict(RECIPES["ipr_debias"].loss_params))
+    got = fn(out, b)["loss"]
+    want = bcir_loss(out, b["target"], b["weights"], beta=10.0, prior_weight=0.0, max_gain=Z.GUARD_GAIN)
+    plain = bcir_loss(out, b["target"], b["weights"], beta=10.0, prior_weight=0.0)
+    assert torch.allclose(got, want) and not torch.allclose(got, plain)
+    (g_guard,) = torch.autograd.grad(got, out)
+    (g_plain,) = torch.autograd.grad(plain, out)
+    assert float(g_plain.norm()) > 10 * float(g_guard.norm())
