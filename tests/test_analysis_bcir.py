@@ -340,3 +340,44 @@ def test_initial_model_maps_are_the_badly_conditioned_case():
     st = B.compensation_conditioning(out, beta=10.0)
     applied = ~st["fallback"]
     assert st["fallback"].any() or st["gain"][applied].min() > 10
+
+
+def test_occluded_joint_split_exists_where_the_person_split_has_no_hard_case():
+    """Generated val: no person is "hard" by two of §7.2.1's three factors, so the person split
+    can never test Table 1's hard-case claim; the occluded-joint split (Table 7) still can."""
+    labels = B.difficulty_split([17, 14, 12], [0.3, 0.2, 0.6], [90, 150, 100])
+    assert "hard" not in set(labels)
+    study = {"v": np.array([2, 1, 1, 2, 0]), "error": np.array([1.0, 3.0, 5.0, 2.0, 9.0]),
+             "label": np.array(["medium"] * 5, dtype=object)}
+    got = B.occluded_joint_errors(study)
+    assert got == {"occluded": 4.0, "visible": 1.5, "n_occluded": 2, "n_visible": 2}
+    assert np.isnan(B.occluded_joint_errors({"v": np.array([2]), "error": np.array([1.0])})["occluded"])
+
+
+def test_localization_study_uses_app_g_windows_per_split():
+    """App. G fits σ in a 9×9 window for easy/medium persons and 17×17 for hard ones; the study
+    must fit each joint in its split's window (the counter-case: one fixed s for every joint)."""
+    from poselab.codecs import IntegralCodec
+    from poselab.data import find_coco_sample
+
+    sample = find_coco_sample()
+    if sample is None:
+        pytest.skip("real COCO sample not present")
+    ann = next(sample.glob("annotations/person_keypoints_*.json"))
+
+    class Tilted(torch.nn.Module):
+        def forward(self, x):
+            ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(12.0), indexing="ij")
+            return (0.05 * xs + 0.03 * ys).expand(x.shape[0], 17, 16, 12).clone()
+
+    codec = IntegralCodec((64, 48), (16, 12), beta=10.0, compensate=False)
+    windows = {"easy": 1, "medium": 2, "hard": 3}
+    st = B.localization_study(Tilted(), ann, (64, 48), codec, max_persons=20, sigma_window=windows)
+    assert st["window"].tolist() == [windows[name] for name in st["label"]]
+    assert set(st["v"].tolist()) <= {1, 2}
+    fixed = B.localization_study(Tilted(), ann, (64, 48), codec, max_persons=20, sigma_window=3)
+    assert set(fixed["window"].tolist()) == {3}
+    differs = st["window"] != 3
+    assert differs.any() and not np.array_equal(st["sigma"][differs], fixed["sigma"][differs])
+    default = B.localization_study(Tilted(), ann, (64, 48), codec, max_persons=20)
+    assert default["window"].tolist() == [8 if name == "hard" else 4 for name in default["label"]]

@@ -237,3 +237,19 @@ def test_guard_gradient_is_bounded_and_bad_caps_are_refused():
             compensated_soft_argmax(h, 10.0, max_gain=bad)
     codec = IntegralCodec((128, 96), (64, 48), beta=10.0, max_gain=10.0)
     assert "max_gain=10.0" in repr(codec)
+
+
+def test_centre_pairs_x_with_w_as_eq38_not_eq37_as_printed():
+    """BCIR prints Eq. 37 with x paired to h/2 and Eq. 38 with x paired to w; poselab follows
+    x along W. On a non-square 64×48 map the soft-argmax of a blob obeys Eq. 37 only with the
+    centre ((W−1)/2, (H−1)/2); the swapped centre misses by pixels, and compensating with it
+    would not recover the blob."""
+    ys, xs = np.mgrid[0:H, 0:W]
+    blob = np.exp(-((xs - 9.0) ** 2 + (ys - 50.0) ** 2) / 8.0) * ((xs - 9.0) ** 2 + (ys - 50.0) ** 2 <= 64)
+    t = torch.tensor(blob)
+    r = float(math.exp(math.log(H * W) - float(softmax_log_normalizer(t, 1.0))))
+    raw = soft_argmax(t, 1.0).numpy()
+    ours = (1 - r) * np.array([9.0, 50.0]) + r * np.array([(W - 1) / 2, (H - 1) / 2])
+    swapped = (1 - r) * np.array([9.0, 50.0]) + r * np.array([(H - 1) / 2, (W - 1) / 2])
+    assert np.abs(raw - ours).max() < 1e-9 and np.abs(raw - swapped).min() > 1.0
+    np.testing.assert_allclose(compensated_soft_argmax(t, 1.0).numpy(), [9.0, 50.0], atol=1e-9)

@@ -14,7 +14,10 @@ Bias compensation (BCIR Eq. 18 / appendix Eq. 38), written for pixel-centre grid
 
 (The paper writes the offset as ``h w² / 2(C - h w)``, i.e. ``n · (size/2) / (C - n)`` for
 continuous coordinates in ``[0, size]``; with pixel centres ``0..W-1`` the uniform mean is
-``(W-1)/2``.) Substituting ``J_r`` shows the compensated point is the expectation under the weights
+``(W-1)/2``.) h and w: the paper's Eq. 38 (and Eq. 18) pairs x with w and y with h, while its
+Eq. 37 pairs x with ``h/2`` and y with ``w/2`` — one of the two is swapped. This module follows
+x along W (pixel (i, j) has x = j): the centre is ``((W-1)/2, (H-1)/2)``, Eq. 38's pairing, and
+Eq. 37 holds with h and w exchanged (tested on a non-square 64×48 map). Substituting ``J_r`` shows the compensated point is the expectation under the weights
 ``exp(β h_p) - 1`` instead of ``exp(β h_p)``:
 
     J = Σ_p p (e^{β h_p} - 1) / Σ_p (e^{β h_p} - 1),
