@@ -381,3 +381,29 @@ def test_localization_study_uses_app_g_windows_per_split():
     assert differs.any() and not np.array_equal(st["sigma"][differs], fixed["sigma"][differs])
     default = B.localization_study(Tilted(), ann, (64, 48), codec, max_persons=20)
     assert default["window"].tolist() == [8 if name == "hard" else 4 for name in default["label"]]
+
+
+def test_detection_sigma_verdict_is_a_chain_that_can_break():
+    """Fig. 5(d): σ = 2 best. Reproduced when σ = 2 beats 0.5, 1 and 3; not reproduced when
+    σ = 3 is clearly better (the counter-case); inconclusive when σ = 1 ties with σ = 2."""
+    from fake_tables import FakeTable
+
+    def curve(r, ap):
+        return [(250, ap * 0.5), (500, ap * 0.99), (625, ap)]
+
+    def table(ap):
+        return FakeTable({name: [ap[s] + d for d in (0.0, 0.002, -0.002)]
+                          for s, name in {0.5: "mse_sigma0_5", 1.0: "mse_sigma1", 2.0: "mse", 3.0: "mse_sigma3"}.items()},
+                         curve=curve)
+    assert B.detection_sigma_verdict(table({0.5: 0.40, 1.0: 0.50, 2.0: 0.55, 3.0: 0.52})).verdict == "reproduced"
+    broken = B.detection_sigma_verdict(table({0.5: 0.40, 1.0: 0.50, 2.0: 0.55, 3.0: 0.60}))
+    assert broken.verdict == "not reproduced" and "σ = 3" in broken.reason
+    tie = B.detection_sigma_verdict(table({0.5: 0.40, 1.0: 0.55, 2.0: 0.55, 3.0: 0.52}))
+    assert tie.verdict == "not reproduced"          # a tight tie: σ = 2 is not better by 0.01
+    noisy = table({0.5: 0.40, 1.0: 0.50, 2.0: 0.55, 3.0: 0.52})
+    for run in noisy.results:
+        if run.recipe == "mse_sigma1":
+            run.metrics["generated val"]["AP"] = [0.45, 0.62, 0.55][run.seed]
+    assert B.detection_sigma_verdict(noisy).verdict == "inconclusive"
+    with pytest.raises(ValueError, match="σ-sweep"):
+        B.detection_sigma_verdict(FakeTable({"mse": [0.5, 0.5, 0.5]}, curve=curve))

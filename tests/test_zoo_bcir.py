@@ -102,3 +102,17 @@ def test_compensating_recipes_train_with_the_gain_guard():
     (g_guard,) = torch.autograd.grad(got, out)
     (g_plain,) = torch.autograd.grad(plain, out)
     assert float(g_plain.norm()) > 10 * float(g_guard.norm())
+
+
+def test_sigma_sweep_recipes_differ_from_mse_only_in_the_target_sigma():
+    base = RECIPES["mse"]
+    for sigma, name in Z.SIGMA_SWEEP.items():
+        r = RECIPES[name]
+        assert r.codec_params["sigma"] == sigma
+        assert (r.head, r.loss, r.codec, r.model, r.backbone) == (base.head, base.loss, base.codec, base.model, base.backbone)
+        assert {k: v for k, v in r.codec_params.items() if k != "sigma"} == \
+               {k: v for k, v in base.codec_params.items() if k != "sigma"}
+        codec = LOSSES  # noqa: F841 - registry imported; the codec's σ is what the target uses
+    from poselab.experiments.registry import CODECS
+    narrow = CODECS.lookup("gaussian", "mse_sigma0_5")(GEOM, **dict(RECIPES["mse_sigma0_5"].codec_params))
+    assert narrow.sigma == 0.5

@@ -42,6 +42,7 @@ __all__ = [
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "difficulty_levels",
     "difficulty_split", "split_means", "SPLITS", "localization_study", "learning_curve",
     "epochs_to_fraction", "bcir_vs_ipr_verdict", "bcir_vs_detection_verdict", "PAPER_AP",
+    "detection_sigma_verdict",
 ]
 
 SPLITS = ("easy", "medium", "hard")
@@ -996,3 +997,21 @@ def bcir_vs_detection_verdict(table, floor: float = 0.3):
     effect = PAPER_AP["bcir"] - PAPER_AP["mse"]
     return compare_recipes(table, "bcir", "mse", metric="AP", min_effect=effect / 2, paper_effect=effect,
                            baseline="mse", floor=floor)
+
+
+def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):
+    """``bcir.shrinkage.detection_sigma_two_best`` (§7.4, Fig. 5(d)): detection trained to σ = 2
+    targets beats every other σ of the sweep on AP — one link per σ (a chain: any link the other
+    way breaks it). ``sweep``: ``{σ: recipe}`` (default the zoo's ``SIGMA_SWEEP``); σ values whose
+    recipe is not in ``table`` are left out. The paper prints no numbers for Fig. 5(d), so each
+    link takes a minimum effect of 0.01 AP and no paper effect."""
+    from .. import claims
+    from ..experiments.verdicts import compare_recipes
+    from ..experiments.zoo.bcir import SIGMA_SWEEP
+    sweep = dict(SIGMA_SWEEP if sweep is None else sweep)
+    best = sweep.pop(2.0)
+    links = {f"σ = 2 > σ = {s:g}": compare_recipes(table, best, name, metric="AP", min_effect=0.01, floor=floor)
+             for s, name in sorted(sweep.items()) if name in table.recipes}
+    if not links:
+        raise ValueError(f"no σ-sweep recipe besides {best!r} in the table; train {sorted(sweep.values())}")
+    return claims.chain_verdict(links, order="AP: σ = 2 above every other σ")

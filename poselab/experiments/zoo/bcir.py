@@ -34,7 +34,7 @@ import math
 from ..presets import PRESETS
 from ..registry import RECIPES, Recipe, register_loss, register_recipe
 
-__all__ = ["GUARD_GAIN", "CHAPTER_RECIPES", "TRAINING_RECIPES", "ABLATION_RECIPES", "BETA_RECIPES", "for_preset",
+__all__ = ["GUARD_GAIN", "SIGMA_SWEEP", "SIGMA_RECIPES", "CHAPTER_RECIPES", "TRAINING_RECIPES", "ABLATION_RECIPES", "BETA_RECIPES", "for_preset",
            "T_OFF_SHARE", "DEFAULT_T_OFF", "t_off_for"]
 
 PAPER = "BCIR (Gu, Yang, Mi, Yao, TPAMI 2023)"
@@ -112,6 +112,25 @@ _recipe("bcir", "BCIR: compensated soft-argmax + λ(t)·L_de (Eq. 20, 21), β = 
         compensate=True, prior_weight=1.0)
 _recipe("bcir_beta1", "BCIR with β = 1 (Table 6 ablation)", beta=1.0, compensate=True, prior_weight=1.0)
 _recipe("bcir_beta20", "BCIR with β = 20 (Table 6 ablation)", beta=20.0, compensate=True, prior_weight=1.0)
+
+#: Fig. 5(d) / §7.4: detection trained to Gaussian targets of several σ (heatmap px); σ = 2 is the
+#: built-in ``mse``. Same model, decoder and budget; only the target's σ changes.
+SIGMA_SWEEP = {0.5: "mse_sigma0_5", 1.0: "mse_sigma1", 2.0: "mse", 3.0: "mse_sigma3"}
+
+
+def _sigma_recipe(sigma: float, name: str):
+    from ..registry import get_recipe
+    base = get_recipe("mse")
+    return register_recipe(base.replace(
+        name=name, codec_params={**dict(base.codec_params), "sigma": float(sigma)}, paper=PAPER,
+        description=f"detection (heatmap + MSE) to a σ = {sigma:g} Gaussian target (BCIR Fig. 5(d))"))
+
+
+for _sigma, _name in SIGMA_SWEEP.items():
+    if _name != "mse":
+        _sigma_recipe(_sigma, _name)
+#: the σ-sweep recipes beside ``mse`` (trained with the chapter's ``sigma_sweep=True``)
+SIGMA_RECIPES = tuple(name for name in SIGMA_SWEEP.values() if name != "mse")
 
 #: the chapter's main comparison (detection vs IPR vs BCIR), its ablations (Table 2, 6) and β
 TRAINING_RECIPES = ("mse", "ipr", "bcir")
