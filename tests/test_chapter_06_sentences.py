@@ -40,3 +40,17 @@ def test_every_section_of_chapter_06_ends_with_its_sentence():
     end = next(i for i in range(first + 1, len(cells)) if "".join(cells[i]["source"]).startswith("## "))
     assert cells[end - 1]["cell_type"] == "markdown"
     assert missing_sentences(cells[:end - 1] + cells[end:]) == [cells[first]["source"][0].strip()]
+
+
+def test_papermill_reads_every_parameter_of_chapter_06():
+    """papermill drops a parameter whose comment holds '=' ("σ = 0.5" did): it then cannot be
+    set with -p and prints a parse warning in every run."""
+    from papermill.translators import PythonTranslator
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    params = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    source = "".join(params["source"])
+    assigned = [line.split("=")[0].strip() for line in source.splitlines()
+                if line and not line.startswith("#") and "=" in line.split("#")[0]]
+    assert [p.name for p in PythonTranslator.inspect({"source": source})] == assigned
+    bad = "x = 1  # a comment with σ = 2 in it"
+    assert PythonTranslator.inspect({"source": bad}) == []
