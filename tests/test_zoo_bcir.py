@@ -51,7 +51,7 @@ def test_codecs_match_the_losses():
         assert r.codec_params["beta"] == r.loss_params["beta"]
         assert r.codec_params["compensate"] == r.loss_params["compensate"]
         assert r.codec_params.get("max_gain") == r.loss_params.get("max_gain")
-        assert (r.loss_params.get("max_gain") == Z.GUARD_GAIN) == r.loss_params["compensate"]
+        assert "max_gain" not in r.loss_params      # the recipes train Eq. 38 as derived
     assert RECIPES["bcir_beta1"].loss_params["beta"] == 1.0
     assert RECIPES["bcir_beta20"].loss_params["beta"] == 20.0
 
@@ -87,17 +87,17 @@ def test_bad_loss_parameters_are_refused():
         LOSSES["bcir"](GEOM, tau=float("nan"))
 
 
-def test_compensating_recipes_train_with_the_gain_guard():
-    """On maps like a network's at initialisation (logits ~1e-3) the recipe's loss must be the
-    guarded one: the unguarded Eq. 38 gives another loss and a gradient hundreds of times larger
-    (the counter-case a builder that drops ``max_gain`` fails)."""
+def test_the_loss_builder_passes_the_gain_guard_through():
+    """On maps like a network's at initialisation (logits ~1e-3) a recipe given ``max_gain``
+    trains the guarded loss: the unguarded Eq. 38 gives another loss and a gradient many times
+    larger (the counter-case a builder that drops ``max_gain`` fails)."""
     g = torch.Generator().manual_seed(1)
     out = (torch.randn(4, 17, 16, 12, generator=g) * 1e-3).requires_grad_(True)
     b = batch()
-    fn = LOSSES["bcir"](GEOM, **dict(RECIPES["ipr_debias"].loss_params))
+    fn = LOSSES["bcir"](GEOM, **{**dict(RECIPES["ipr_debias"].loss_params), "max_gain": Z.GUARD_GAIN})
     got = fn(out, b)["loss"]
     want = bcir_loss(out, b["target"], b["weights"], beta=10.0, prior_weight=0.0, max_gain=Z.GUARD_GAIN)
-    plain = bcir_loss(out, b["target"], b["weights"], beta=10.0, prior_weight=0.0)
+    plain = LOSSES["bcir"](GEOM, **dict(RECIPES["ipr_debias"].loss_params))(out, b)["loss"]
     assert torch.allclose(got, want) and not torch.allclose(got, plain)
     (g_guard,) = torch.autograd.grad(got, out)
     (g_plain,) = torch.autograd.grad(plain, out)
