@@ -52,7 +52,7 @@ EXPECTED_CLAIMS = {
                 "bcir.training.ipr_slower_than_detection", "bcir.training.bcir_vs_ipr",
                 "bcir.training.bcir_vs_detection",
                 "bcir.localization.ipr_more_localized", "bcir.regularizer.helps", "bcir.beta.ablation",
-                "bcir.hard_cases.regression_better"},
+                "bcir.hard_cases.regression_better", "bcir.shrinkage.detection_sigma_two_best"},
     "07_capstone": {"arena.same_inputs", "arena.cache_consistent", "arena.best_recipe",
                     "arena.ranking_losses_raise_spearman", "arena.rcnet_gain_over_best"},
 }

@@ -172,3 +172,84 @@ def test_maps_without_pixels_are_refused():
     with pytest.raises(ValueError, match="at least one pixel"):
         IntegralCodec((64, 48), (16, 12)).decode(torch.zeros(1, 17, 16, 0))
     assert soft_argmax(torch.zeros(0, 17, 16, 12)).shape == (0, 17, 2)   # an empty batch is fine
+
+
+def ref_guarded(m: np.ndarray, beta: float, max_gain: float):
+    """float64 reference of the guard: J = centre + min(C/(C-n), max_gain) (J_r - centre),
+    C summed directly."""
+    jr = np.array(ref_soft_argmax(m, beta))
+    n = m.size
+    c = float(np.exp(beta * m.astype(np.float64)).sum())
+    gain = min(c / (c - n), max_gain) if c > n else max_gain
+    centre = np.array([(m.shape[1] - 1) / 2, (m.shape[0] - 1) / 2])
+    return centre + gain * (jr - centre)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_guard_caps_the_gain_at_initialisation_and_leaves_a_blob_exact(dtype):
+    """Maps like a network's at initialisation (logits ~1e-3): Eq. 38 as derived amplifies the
+    soft-argmax's offset from the centre hundreds of times (or falls back where C <= n); with
+    max_gain the gain is at most the cap (float64 loop reference), and a localized blob is still
+    recovered exactly — the counter-case an always-on clamp (or none) fails."""
+    rng = np.random.default_rng(3)
+    init = rng.normal(0.0, 1e-3, size=(6, H, W)) + np.linspace(0, 2e-3, W)[None, None]
+    t = torch.tensor(init, dtype=dtype)
+    plain, valid = compensated_soft_argmax(t, 10.0, return_valid=True)
+    centre = torch.tensor([(W - 1) / 2, (H - 1) / 2])
+    work = t if dtype == torch.float64 else t.float()     # half maps are computed in float32
+    raw = soft_argmax(work, 10.0)
+    gains = ((compensated_soft_argmax(work, 10.0) - centre.to(raw.dtype)).norm(dim=-1)
+             / (raw - centre.to(raw.dtype)).norm(dim=-1))[valid]
+    assert bool(valid.any()) and float(gains.max()) > 50
+    exact = compensated_soft_argmax(t, 10.0, max_gain=10.0)
+    guarded = compensated_soft_argmax(work, 10.0, max_gain=10.0)
+    assert float((exact.double() - guarded.double()).abs().max()) <= out_tol(dtype)
+    centre = centre.to(raw.dtype)
+    ratio = (guarded - centre).norm(dim=-1) / (raw - centre).norm(dim=-1)
+    assert float(ratio.max()) <= 10.0 * (1 + 1e-3)
+    if dtype == torch.float64:
+        for k in range(6):
+            np.testing.assert_allclose(exact[k].numpy(), ref_guarded(init[k], 10.0, 10.0), rtol=1e-9)
+    ys, xs = np.mgrid[0:H, 0:W]
+    blob = np.exp(-((xs - 9.0) ** 2 + (ys - 50.0) ** 2) / 8.0)
+    b = torch.tensor(blob, dtype=dtype)
+    tol = 1e-9 if dtype == torch.float64 else 0.05
+    assert float((compensated_soft_argmax(b, 10.0, max_gain=10.0).float() - torch.tensor([9.0, 50.0])).abs().max()) < tol
+
+
+def test_guard_gradient_is_bounded_and_bad_caps_are_refused():
+    h = torch.full((1, 1, H, W), 1e-4, dtype=torch.float64)
+    h[..., 40, 30] = 2e-3
+    gt = torch.tensor([[[30.0, 40.0]]], dtype=torch.float64)
+
+    def grad(**kw):
+        x = h.clone().requires_grad_(True)
+        (compensated_soft_argmax(x, 10.0, **kw) - gt).abs().sum().backward()
+        return float(x.grad.norm())
+
+    x = h.clone().requires_grad_(True)
+    (soft_argmax(x, 10.0) - gt).abs().sum().backward()
+    plain = float(x.grad.norm())
+    assert grad() > 100 * plain            # Eq. 38 as derived: the g² term through C
+    assert grad(max_gain=10.0) <= 10.0 * plain * (1 + 1e-9)
+    for bad in (1.0, 0.5, float("nan"), float("inf"), "ten"):
+        with pytest.raises(ValueError, match="max_gain"):
+            compensated_soft_argmax(h, 10.0, max_gain=bad)
+    codec = IntegralCodec((128, 96), (64, 48), beta=10.0, max_gain=10.0)
+    assert "max_gain=10.0" in repr(codec)
+
+
+def test_centre_pairs_x_with_w_as_eq38_not_eq37_as_printed():
+    """BCIR prints Eq. 37 with x paired to h/2 and Eq. 38 with x paired to w; poselab follows
+    x along W. On a non-square 64×48 map the soft-argmax of a blob obeys Eq. 37 only with the
+    centre ((W−1)/2, (H−1)/2); the swapped centre misses by pixels, and compensating with it
+    would not recover the blob."""
+    ys, xs = np.mgrid[0:H, 0:W]
+    blob = np.exp(-((xs - 9.0) ** 2 + (ys - 50.0) ** 2) / 8.0) * ((xs - 9.0) ** 2 + (ys - 50.0) ** 2 <= 64)
+    t = torch.tensor(blob)
+    r = float(math.exp(math.log(H * W) - float(softmax_log_normalizer(t, 1.0))))
+    raw = soft_argmax(t, 1.0).numpy()
+    ours = (1 - r) * np.array([9.0, 50.0]) + r * np.array([(W - 1) / 2, (H - 1) / 2])
+    swapped = (1 - r) * np.array([9.0, 50.0]) + r * np.array([(H - 1) / 2, (W - 1) / 2])
+    assert np.abs(raw - ours).max() < 1e-9 and np.abs(raw - swapped).min() > 1.0
+    np.testing.assert_allclose(compensated_soft_argmax(t, 1.0).numpy(), [9.0, 50.0], atol=1e-9)

@@ -50,6 +50,8 @@ def test_codecs_match_the_losses():
         r = RECIPES[name]
         assert r.codec_params["beta"] == r.loss_params["beta"]
         assert r.codec_params["compensate"] == r.loss_params["compensate"]
+        assert r.codec_params.get("max_gain") == r.loss_params.get("max_gain")
+        assert "max_gain" not in r.loss_params      # the recipes train Eq. 38 as derived
     assert RECIPES["bcir_beta1"].loss_params["beta"] == 1.0
     assert RECIPES["bcir_beta20"].loss_params["beta"] == 20.0
 
@@ -83,3 +85,34 @@ def test_t_off_leaves_the_last_epoch_without_the_prior():
 def test_bad_loss_parameters_are_refused():
     with pytest.raises(ValueError, match="tau"):
         LOSSES["bcir"](GEOM, tau=float("nan"))
+
+
+def test_the_loss_builder_passes_the_gain_guard_through():
+    """On maps like a network's at initialisation (logits ~1e-3) a recipe given ``max_gain``
+    trains the guarded loss: the unguarded Eq. 38 gives another loss and a gradient many times
+    larger (the counter-case a builder that drops ``max_gain`` fails)."""
+    g = torch.Generator().manual_seed(1)
+    out = (torch.randn(4, 17, 16, 12, generator=g) * 1e-3).requires_grad_(True)
+    b = batch()
+    fn = LOSSES["bcir"](GEOM, **{**dict(RECIPES["ipr_debias"].loss_params), "max_gain": Z.GUARD_GAIN})
+    got = fn(out, b)["loss"]
+    want = bcir_loss(out, b["target"], b["weights"], beta=10.0, prior_weight=0.0, max_gain=Z.GUARD_GAIN)
+    plain = LOSSES["bcir"](GEOM, **dict(RECIPES["ipr_debias"].loss_params))(out, b)["loss"]
+    assert torch.allclose(got, want) and not torch.allclose(got, plain)
+    (g_guard,) = torch.autograd.grad(got, out)
+    (g_plain,) = torch.autograd.grad(plain, out)
+    assert float(g_plain.norm()) > 10 * float(g_guard.norm())
+
+
+def test_sigma_sweep_recipes_differ_from_mse_only_in_the_target_sigma():
+    base = RECIPES["mse"]
+    for sigma, name in Z.SIGMA_SWEEP.items():
+        r = RECIPES[name]
+        assert r.codec_params["sigma"] == sigma
+        assert (r.head, r.loss, r.codec, r.model, r.backbone) == (base.head, base.loss, base.codec, base.model, base.backbone)
+        assert {k: v for k, v in r.codec_params.items() if k != "sigma"} == \
+               {k: v for k, v in base.codec_params.items() if k != "sigma"}
+        codec = LOSSES  # noqa: F841 - registry imported; the codec's σ is what the target uses
+    from poselab.experiments.registry import CODECS
+    narrow = CODECS.lookup("gaussian", "mse_sigma0_5")(GEOM, **dict(RECIPES["mse_sigma0_5"].codec_params))
+    assert narrow.sigma == 0.5

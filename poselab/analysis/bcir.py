@@ -36,10 +36,13 @@ __all__ = [
     "shrinkage_curves",
     "ipr_gradient_factors", "ipr_gradient_autograd", "detection_gradient", "gt_pixel_gradient_eq25",
     "gradient_checks", "toy_initial_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
-    "mass_spread", "integral_toy_run",
+    "mass_spread", "integral_toy_run", "toy_shrinkage", "SHRINKAGE_SIGMAS",
+    "compensation_conditioning", "conditioning_summary", "model_heatmaps", "initial_model",
+    "occluded_joint_errors", "conditioning_sentence",
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "difficulty_levels",
     "difficulty_split", "split_means", "SPLITS", "localization_study", "learning_curve",
     "epochs_to_fraction", "bcir_vs_ipr_verdict", "bcir_vs_detection_verdict", "PAPER_AP",
+    "detection_sigma_verdict",
 ]
 
 SPLITS = ("easy", "medium", "hard")
@@ -608,6 +611,152 @@ def integral_toy_run(h0, gt, *, loss: str = "l1", compensated: bool = False, bet
             "beta": beta, "gamma": gamma}
 
 
+#: σ grid of :func:`toy_shrinkage` (fine, so the best-fit σ moves smoothly as a map shrinks)
+SHRINKAGE_SIGMAS = tuple(float(v) for v in np.round(np.geomspace(0.3, 6.0, 41), 4))
+
+
+def toy_shrinkage(h0, gt, *, beta: float = 10.0, compensated: bool = False, loss: str = "l1",
+                  gamma: float | None = None, steps: int = 300, every: int = 20, window: int = 4,
+                  sigmas=SHRINKAGE_SIGMAS) -> dict:
+    """§4.3's density shrinkage on the Eq. 24 toy: :func:`integral_toy_run` from ``h0`` plus the
+    best-fit Gaussian σ̂ (App. G, Pearson χ² in the ``(2·window+1)²`` window at ``gt``) of the
+    normalised map ``softmax(β h)`` at every recorded step.
+
+    Started from a σ = 2 blob at the truth (:func:`toy_initial_heatmap` case 4), plain integral
+    regression keeps raising the truth's pixel (Eq. 25) while the soft-argmax is pulled toward
+    the centre, so σ̂ falls step by step: the shrinkage Eq. 12–14 calls harmful. Returns the run's
+    dict plus ``"sigma" (T,)`` px and ``"probabilities" (T, H, W)``.
+    """
+    run = integral_toy_run(h0, gt, loss=loss, compensated=compensated, beta=beta, gamma=gamma,
+                           steps=steps, every=every)
+    z = beta * (run["frames"] - run["frames"].max((1, 2), keepdims=True))
+    p = np.exp(z)
+    p /= p.sum((1, 2), keepdims=True)
+    g = np.tile(np.asarray(gt, dtype=np.float64).reshape(1, 2), (p.shape[0], 1))
+    run["sigma"] = best_fit_sigma(p, g, int(window), sigmas)["sigma"]
+    run["probabilities"] = p
+    return run
+
+
+# ============================================================================ conditioning of Eq. 38
+def compensation_conditioning(heatmaps, gt=None, visible=None, beta: float = 10.0,
+                              max_gain: float | None = None) -> dict:
+    """How well-conditioned the compensation (Eq. 38) is on these maps — the issue the paper's
+    derivation assumes away (a localized blob, ``C ≫ n``).
+
+    Eq. 38 is ``J = centre + g·(J_r − centre)`` with the gain ``g = C/(C − n)``: a map near 0
+    everywhere (a network at initialisation) has ``C ≈ n``, so either it falls back to the
+    uncompensated point (``C <= n``: :func:`poselab.codecs.compensate_softargmax_bias`) or the
+    soft-argmax's offset from the centre is amplified ``g`` times. With ``gt`` the gradient of the
+    L1 loss (Eq. 20 against Eq. 5) is compared per map: ``‖∇_h L1(J)‖ / ‖∇_h L1(J_r)‖``.
+
+    Args:
+        heatmaps: ``(N, H, W)`` or ``(B, K, H, W)`` logits (computed in their own dtype).
+        gt: ``(..., 2)`` ground truth, heatmap px, or None (no gradient ratio).
+        visible: ``(...)`` mask of the maps to count (None: all).
+        beta: softmax scale β.
+        max_gain: the guard of :func:`poselab.codecs.integral.check_max_gain` (None: Eq. 38).
+    Returns:
+        per map (flattened over the counted maps): ``"fallback"`` (left uncompensated),
+        ``"gain"`` (C/(C − n) as applied; 1 where it fell back), ``"shift"`` (|J − J_r| px),
+        ``"outside"`` (J outside the map), ``"gradient_ratio"`` (NaN without ``gt``), and
+        ``"size"``.
+    """
+    from ..codecs.integral import compensated_soft_argmax, soft_argmax, softmax_log_normalizer
+    h = torch.as_tensor(np.asarray(heatmaps) if not isinstance(heatmaps, torch.Tensor) else heatmaps)
+    if h.ndim < 3 or not torch.is_floating_point(h) or not bool(torch.isfinite(h).all()):
+        raise ValueError(f"heatmaps must be finite floating (N, H, W) or (B, K, H, W) logits, got "
+                         f"{tuple(h.shape)} {h.dtype}")
+    H, W = h.shape[-2:]
+    h = h.reshape(-1, H, W).detach()
+    keep = (np.ones(h.shape[0], bool) if visible is None
+            else np.asarray(visible).reshape(-1).astype(bool))
+    if keep.size != h.shape[0]:
+        raise ValueError(f"visible must have one entry per map ({h.shape[0]}), got {keep.size}")
+    h = h[torch.as_tensor(keep)]
+    hg = h.clone().requires_grad_(gt is not None)
+    raw = soft_argmax(hg, beta)
+    comp, valid = compensated_soft_argmax(hg, beta, return_valid=True, max_gain=max_gain)
+    n = H * W
+    log_c = softmax_log_normalizer(h.double(), beta).numpy()
+    r = np.exp(math.log(n) - log_c)
+    if max_gain is not None:
+        r = np.minimum(r, 1.0 - 1.0 / float(max_gain))
+    valid_np = valid.numpy()
+    gain = np.where(valid_np, 1.0 / np.maximum(1.0 - r, 1e-300), 1.0)
+    rd, cd = raw.detach().double().numpy(), comp.detach().double().numpy()
+    out = {"fallback": ~valid_np, "gain": gain, "shift": np.linalg.norm(cd - rd, axis=-1),
+           "outside": (cd[:, 0] < -0.5) | (cd[:, 0] > W - 0.5) | (cd[:, 1] < -0.5) | (cd[:, 1] > H - 0.5),
+           "gradient_ratio": np.full(h.shape[0], np.nan), "size": (H, W)}
+    if gt is not None:
+        g = torch.as_tensor(np.asarray(gt, dtype=np.float64).reshape(-1, 2)[keep], dtype=raw.dtype)
+        (g_raw,) = torch.autograd.grad((raw - g).abs().sum(), hg, retain_graph=True)
+        (g_comp,) = torch.autograd.grad((comp - g).abs().sum(), hg)
+        num = g_comp.double().flatten(1).norm(dim=1).numpy()
+        den = g_raw.double().flatten(1).norm(dim=1).numpy()
+        out["gradient_ratio"] = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    return out
+
+
+def conditioning_summary(stats: dict) -> dict:
+    """One row of numbers from :func:`compensation_conditioning`: the share of maps that fell
+    back, the median and largest gain among the others, the largest shift (px), the share of
+    compensated points outside the map and the median and largest gradient ratio (over the maps
+    that were compensated; a map that fell back has ratio 1 by construction)."""
+    fb, gain = np.asarray(stats["fallback"]), np.asarray(stats["gain"])
+    used = gain[~fb]
+    ratio = np.asarray(stats["gradient_ratio"], dtype=np.float64)[~fb]
+    finite = ratio[np.isfinite(ratio)]
+    return {"maps": int(fb.size), "fallback share": float(fb.mean()) if fb.size else float("nan"),
+            "median gain": float(np.median(used)) if used.size else float("nan"),
+            "largest gain": float(used.max()) if used.size else float("nan"),
+            "largest shift (px)": float(np.max(stats["shift"])) if fb.size else float("nan"),
+            "outside the map": float(np.mean(stats["outside"])) if fb.size else float("nan"),
+            "median gradient ratio": float(np.median(finite)) if finite.size else float("nan"),
+            "largest gradient ratio": float(finite.max()) if finite.size else float("nan")}
+
+
+def conditioning_sentence(rows: dict) -> str:
+    """One sentence on a ``{name: conditioning_summary(...)}`` table: for each row the share of
+    maps that fell back, the largest gain, the largest shift and the largest gradient ratio."""
+    parts = []
+    for name, r in rows.items():
+        parts.append(f"{name}: {r['fallback share']:.0%} of {r['maps']} maps fall back, the rest are "
+                     f"amplified up to {r['largest gain']:.3g}× (compensated points up to "
+                     f"{r['largest shift (px)']:.3g} px from the soft-argmax, gradients up to "
+                     f"{r['largest gradient ratio']:.3g}× plain IPR's)")
+    return "The table shows how Eq. 38 behaves on real maps — " + "; ".join(parts) + "."
+
+
+def model_heatmaps(model, ann_json, input_size: Sequence[int], max_persons: int = 64,
+                   device: str = "cpu") -> dict:
+    """The first ``max_persons`` persons of ``ann_json`` through ``model``: ``{"heatmaps" (N, K,
+    h, w) float32 logits, "gt" (N, K, 2) heatmap px, "visible" (N, K) bool, "v" (N, K)}``."""
+    from ..codecs import input_to_heatmap
+    from ..data import TopDownDataset
+    ds = TopDownDataset(ann_json, input_size=tuple(input_size), train=False)
+    items = [ds[i] for i in range(min(len(ds), int(max_persons)))]
+    images = torch.stack([torch.as_tensor(it["image"]) for it in items]).to(device)
+    model = model.to(device).eval()
+    with torch.no_grad():
+        out = model(images).float().cpu()
+    kp = torch.stack([torch.as_tensor(it["keypoints"]) for it in items])
+    return {"heatmaps": out, "gt": input_to_heatmap(kp, tuple(input_size), tuple(out.shape[-2:])).numpy(),
+            "visible": np.stack([np.asarray(it["visible"]) for it in items]) > 0,
+            "v": np.stack([np.asarray(it["v"]) for it in items])}
+
+
+def initial_model(recipe, preset, seed: int = 0):
+    """The recipe's model as training starts (same builder and seed as a run of ``preset``)."""
+    from ..experiments.registry import MODELS, Geometry, get_recipe
+    from ..experiments.presets import get_preset
+    rec, p = get_recipe(recipe), get_preset(preset)
+    if p.backbone is not None:
+        rec = rec.replace(backbone=p.backbone)
+    geometry = Geometry(tuple(p.input_size), tuple(p.heatmap_size), 17)
+    return MODELS.lookup(rec.model, rec.name)(rec, geometry, seed).eval()
+
+
 # ============================================================================ localization
 def _window_mask(gt: np.ndarray, s: int, H: int, W: int) -> np.ndarray:
     jx = np.floor(gt[:, 0] + 0.5)[:, None, None]
@@ -706,7 +855,7 @@ def split_means(values, labels) -> dict:
 
 # ============================================================================ trained models
 def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: float = 10.0,
-                       s_values: Sequence[int] = tuple(range(10)), sigma_window: int = 4,
+                       s_values: Sequence[int] = tuple(range(10)), sigma_window=None,
                        max_persons: int | None = 400, batch_size: int = 64, device: str = "cpu",
                        sigmas=(0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5)) -> dict:
     """§7.3–7.5 on a trained model: A(s) (Eq. 26), the best Gaussian σ (App. G) and the error of
@@ -714,7 +863,9 @@ def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: 
 
     The heatmaps are normalised as in Eq. 3 with ``beta`` for every model (the paper's footnote 3
     does the same for detection maps). The person's factors: labelled joints (v > 0), occluded
-    share (v = 1 among them), largest bounding-box side in image px.
+    share (v = 1 among them), largest bounding-box side in image px. ``sigma_window``: the χ²
+    window half-size s, an int or ``{split: s}``; None is App. G's choice, s = 4 for easy and
+    medium persons and s = 8 for hard ones (where A(s) > 0.8 needs the wider window).
 
     Args:
         model: returns ``(B, K, h, w)`` maps for ``(B, 3, H, W)`` crops (heatmap or integral head).
@@ -723,15 +874,18 @@ def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: 
         codec: the recipe's codec (``decode`` gives input-px coordinates and scores).
         max_persons: evaluate the first N persons (None: all).
     Returns:
-        ``{"A" (J, S), "s" (S,), "sigma" (J,), "error" (J,) crop px, "label" (J,) str,
-        "person" (J,), "joint" (J,), "n_persons"}``.
+        ``{"A" (J, S), "s" (S,), "sigma" (J,), "window" (J,), "error" (J,) crop px, "label" (J,)
+        str, "v" (J,) COCO visibility of the joint, "person" (J,), "joint" (J,), "n_persons"}``.
     """
     from ..codecs import input_to_heatmap, spatial_softmax
     from ..data import TopDownDataset
 
+    windows = ({"easy": 4, "medium": 4, "hard": 8} if sigma_window is None
+               else dict(sigma_window) if isinstance(sigma_window, dict)
+               else {name: int(sigma_window) for name in SPLITS})
     ds = TopDownDataset(ann_json, input_size=tuple(input_size), train=False)
     n = len(ds) if max_persons is None else min(len(ds), int(max_persons))
-    A, sig, err, lab, who, joint = [], [], [], [], [], []
+    A, sig, win, err, lab, vv, who, joint = [], [], [], [], [], [], [], []
     model = model.to(device).eval()
     for start in range(0, n, int(batch_size)):
         items = [ds[i] for i in range(start, min(n, start + int(batch_size)))]
@@ -750,15 +904,39 @@ def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: 
         b, k = np.nonzero(vis)
         p, g = prob[b, k], gt[b, k]
         A.append(activation_sum_curve(p, g, s_values))
-        sig.append(best_fit_sigma(p, g, sigma_window, sigmas)["sigma"])
+        w_j = np.array([windows[name] for name in labels[b]], dtype=np.int64)
+        fit = np.full(b.size, np.nan)
+        for s_win in np.unique(w_j):
+            sel = w_j == s_win
+            fit[sel] = best_fit_sigma(p[sel], g[sel], int(s_win), sigmas)["sigma"]
+        sig.append(fit)
+        win.append(w_j)
+        vv.append(v[b, k])
         err.append(np.linalg.norm(coords.numpy()[b, k] - kp.numpy()[b, k], axis=-1))
         lab.append(labels[b])
         who.append(b + start)
         joint.append(k)
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
     return {"A": np.concatenate(A) if A else np.zeros((0, len(s_values))), "s": np.asarray(s_values),
-            "sigma": cat(sig), "error": cat(err), "label": cat(lab).astype(object), "person": cat(who),
+            "sigma": cat(sig), "window": cat(win), "error": cat(err), "label": cat(lab).astype(object),
+            "v": cat(vv), "person": cat(who),
             "joint": cat(joint), "n_persons": n}
+
+
+def occluded_joint_errors(study: dict) -> dict:
+    """Errors on occluded against visible joints (the split of BCIR Table 7: v = 0 there is
+    "occluded", here COCO v = 1) from :func:`localization_study`: ``{"occluded", "visible"}``
+    mean crop-px errors and ``{"n_occluded", "n_visible"}`` counts (NaN means for empty splits).
+
+    §7.2.1's person-level "hard" split (1–5 joints, > 50 % occluded, small box) can be empty on
+    generated data — a person the generator draws rarely meets two of the three — while occluded
+    joints are common; this is the split the paper itself uses when persons cannot be split."""
+    v = np.asarray(study["v"])
+    e = np.asarray(study["error"], dtype=np.float64)
+    occ, vis = (v == 1) & np.isfinite(e), (v == 2) & np.isfinite(e)
+    return {"occluded": float(e[occ].mean()) if occ.any() else float("nan"),
+            "visible": float(e[vis].mean()) if vis.any() else float("nan"),
+            "n_occluded": int(occ.sum()), "n_visible": int(vis.sum())}
 
 
 def learning_curve(history, metric: str = "AP") -> tuple[np.ndarray, np.ndarray]:
@@ -819,3 +997,21 @@ def bcir_vs_detection_verdict(table, floor: float = 0.3):
     effect = PAPER_AP["bcir"] - PAPER_AP["mse"]
     return compare_recipes(table, "bcir", "mse", metric="AP", min_effect=effect / 2, paper_effect=effect,
                            baseline="mse", floor=floor)
+
+
+def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):
+    """``bcir.shrinkage.detection_sigma_two_best`` (§7.4, Fig. 5(d)): detection trained to σ = 2
+    targets beats every other σ of the sweep on AP — one link per σ (a chain: any link the other
+    way breaks it). ``sweep``: ``{σ: recipe}`` (default the zoo's ``SIGMA_SWEEP``); σ values whose
+    recipe is not in ``table`` are left out. The paper prints no numbers for Fig. 5(d), so each
+    link takes a minimum effect of 0.01 AP and no paper effect."""
+    from .. import claims
+    from ..experiments.verdicts import compare_recipes
+    from ..experiments.zoo.bcir import SIGMA_SWEEP
+    sweep = dict(SIGMA_SWEEP if sweep is None else sweep)
+    best = sweep.pop(2.0)
+    links = {f"σ = 2 > σ = {s:g}": compare_recipes(table, best, name, metric="AP", min_effect=0.01, floor=floor)
+             for s, name in sorted(sweep.items()) if name in table.recipes}
+    if not links:
+        raise ValueError(f"no σ-sweep recipe besides {best!r} in the table; train {sorted(sweep.values())}")
+    return claims.chain_verdict(links, order="AP: σ = 2 above every other σ")

@@ -14,7 +14,10 @@ Bias compensation (BCIR Eq. 18 / appendix Eq. 38), written for pixel-centre grid
 
 (The paper writes the offset as ``h w² / 2(C - h w)``, i.e. ``n · (size/2) / (C - n)`` for
 continuous coordinates in ``[0, size]``; with pixel centres ``0..W-1`` the uniform mean is
-``(W-1)/2``.) Substituting ``J_r`` shows the compensated point is the expectation under the weights
+``(W-1)/2``.) h and w: the paper's Eq. 38 (and Eq. 18) pairs x with w and y with h, while its
+Eq. 37 pairs x with ``h/2`` and y with ``w/2`` — one of the two is swapped. This module follows
+x along W (pixel (i, j) has x = j): the centre is ``((W-1)/2, (H-1)/2)``, Eq. 38's pairing, and
+Eq. 37 holds with h and w exchanged (tested on a non-square 64×48 map). Substituting ``J_r`` shows the compensated point is the expectation under the weights
 ``exp(β h_p) - 1`` instead of ``exp(β h_p)``:
 
     J = Σ_p p (e^{β h_p} - 1) / Σ_p (e^{β h_p} - 1),
@@ -38,7 +41,7 @@ from ._checks import as_tensor, check_maps, check_sigma, keypoints_and_visibilit
 from .heatmap import encode_gaussian, heatmap_to_input, input_to_heatmap
 
 __all__ = ["soft_argmax", "spatial_softmax", "softmax_log_normalizer", "compensate_softargmax_bias",
-           "compensated_soft_argmax", "IntegralCodec"]
+           "compensated_soft_argmax", "check_max_gain", "IntegralCodec"]
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -94,18 +97,18 @@ def _expectation(p: torch.Tensor) -> torch.Tensor:
 
 
 def _soft_argmax_unchecked(h: torch.Tensor, beta: float, compensate: bool = False,
-                           keep_work_dtype: bool = False):
+                           keep_work_dtype: bool = False, max_gain: float | None = None):
     """Soft-argmax (and optionally Eq. 38) of checked maps; J_r stays in the working dtype
     between the two steps (rounding J_r to float16 first would be amplified by C / (C - n))."""
     if not compensate:
         z, _ = _scaled_shifted(h, beta)
         j = _expectation(_softmax_flat(z))
     else:
-        j, _ = _soft_argmax_compensated(h, beta)
+        j, _ = _soft_argmax_compensated(h, beta, max_gain)
     return j if keep_work_dtype else j.to(h.dtype)
 
 
-def _soft_argmax_compensated(h: torch.Tensor, beta: float):
+def _soft_argmax_compensated(h: torch.Tensor, beta: float, max_gain: float | None = None):
     """J_r and Eq. 38 from one exponential pass: ``e = exp(β(h − max))`` gives both the softmax
     ``e / S`` and ``log C = log S + β·max`` (S >= 1, since the maximum contributes exp(0))."""
     z, m = _scaled_shifted(h, beta)
@@ -113,7 +116,7 @@ def _soft_argmax_compensated(h: torch.Tensor, beta: float):
     total = e.sum((-2, -1))
     j = _expectation(e / total[..., None, None])
     log_c = torch.log(total) + m[..., 0, 0] * beta
-    return _compensate_unchecked(j, h, beta, None, out_dtype=j.dtype, log_c=log_c)
+    return _compensate_unchecked(j, h, beta, None, out_dtype=j.dtype, log_c=log_c, max_gain=max_gain)
 
 
 def spatial_softmax(heatmaps, beta: float = 10.0) -> torch.Tensor:
@@ -190,7 +193,7 @@ def soft_argmax(heatmaps, beta: float = 10.0) -> torch.Tensor:
 
 
 def compensate_softargmax_bias(coords, heatmaps, beta: float = 10.0, tol: float | None = None,
-                               return_valid: bool = False):
+                               return_valid: bool = False, max_gain: float | None = None):
     """Bias-compensated soft-argmax (BCIR Eq. 18 / Eq. 38, pixel-centre form; module docstring).
 
     ``J = (J_r - r · centre) / (1 - r)`` with ``r = n / C = exp(log n - log C)``, computed in log
@@ -211,6 +214,9 @@ def compensate_softargmax_bias(coords, heatmaps, beta: float = 10.0, tol: float 
         beta: the β used in :func:`soft_argmax`.
         tol: threshold on ``1 - n/C`` below which the map is left uncorrected.
         return_valid: also return ``valid (...)`` bool (True where Eq. 38 was applied).
+        max_gain: a guard (ours, not the paper's): cap the compensation's gain ``C / (C − n)``
+            at ``max_gain`` > 1 by clamping the background share to ``n/C <= 1 − 1/max_gain``
+            (see :func:`check_max_gain`). None (default): Eq. 38 as derived.
     Returns:
         ``(..., 2)`` compensated coordinates in the dtype of ``heatmaps``; differentiable.
         With ``return_valid=True``: ``(coords, valid)``.
@@ -232,12 +238,38 @@ def compensate_softargmax_bias(coords, heatmaps, beta: float = 10.0, tol: float 
                          f"dims + 2), got {tuple(j.shape)}")
     if j.numel() and not bool(torch.isfinite(j).all()):
         raise ValueError("coords contains NaN or Inf; pass the soft_argmax of these heatmaps")
-    out, valid = _compensate_unchecked(j, h, beta, tol)
+    out, valid = _compensate_unchecked(j, h, beta, tol, max_gain=check_max_gain(max_gain))
     return (out, valid) if return_valid else out
 
 
+def check_max_gain(max_gain) -> float | None:
+    """The compensation guard ``max_gain``: None, or a finite number > 1 (ValueError otherwise).
+
+    Why a guard (BCIR issue: the compensation is badly conditioned on real network output): Eq. 38
+    is ``J = centre + g · (J_r − centre)`` with the gain ``g = C / (C − n)``. A network at
+    initialisation predicts logits ≈ 0, so ``C ≈ n`` and ``g`` is in the tens to thousands: the
+    compensated point lands far outside the map and its gradient — which carries a ``g²`` term
+    through ``C`` — is 10⁴ times plain IPR's. With ``max_gain`` the background share is clamped
+    at ``1 − 1/max_gain`` (so ``g <= max_gain``, and no gradient flows through the clamped
+    share); a map whose blob holds more than that share of ``softmax(β h)`` is compensated
+    exactly as Eq. 38, and the point is continuous in the logits. Maps with ``C <= n`` — left
+    uncompensated without the guard — get the capped gain too.
+    """
+    if max_gain is None:
+        return None
+    try:
+        g = float(max_gain)
+    except (TypeError, ValueError):
+        g = float("nan")
+    if not (math.isfinite(g) and g > 1):
+        raise ValueError(f"max_gain must be None or a finite number > 1 (the cap on the compensation's "
+                         f"gain C/(C - n)), got {max_gain!r}")
+    return g
+
+
 def _compensate_unchecked(j: torch.Tensor, h: torch.Tensor, beta: float, tol: float | None,
-                          out_dtype: torch.dtype | None = None, log_c: torch.Tensor | None = None):
+                          out_dtype: torch.dtype | None = None, log_c: torch.Tensor | None = None,
+                          max_gain: float | None = None):
     work = _work_dtype(h.dtype)
     jw = j.to(work)
     H, W = h.shape[-2:]
@@ -246,6 +278,8 @@ def _compensate_unchecked(j: torch.Tensor, h: torch.Tensor, beta: float, tol: fl
         tol = 1000.0 * torch.finfo(work).eps
     log_c = _log_normalizer(h, beta) if log_c is None else log_c
     log_r = math.log(n) - log_c                              # log(n / C), may be ±inf
+    if max_gain is not None:                                 # the guard: n/C <= 1 - 1/max_gain
+        log_r = torch.clamp(log_r, max=math.log1p(-1.0 / max_gain))
     valid = (log_r < math.log1p(-tol)).detach()              # 1 - n/C > tol
     safe = torch.where(valid, log_r, torch.full_like(log_r, -1.0))
     r = torch.exp(safe)
@@ -256,13 +290,15 @@ def _compensate_unchecked(j: torch.Tensor, h: torch.Tensor, beta: float, tol: fl
     return out.to(out_dtype or h.dtype), valid
 
 
-def compensated_soft_argmax(heatmaps, beta: float = 10.0, return_valid: bool = False):
+def compensated_soft_argmax(heatmaps, beta: float = 10.0, return_valid: bool = False,
+                            max_gain: float | None = None):
     """Soft-argmax followed by the bias compensation (BCIR Eq. 3 then Eq. 38), in one call.
 
     Same result as ``compensate_softargmax_bias(soft_argmax(h, β), h, β)``, but ``J_r`` is not
     rounded to the maps' dtype in between: for float16/bfloat16 maps that rounding is amplified
     by the compensation's condition number ``C / (C - n)`` (about 125 for a unit-peak σ = 2 blob
-    on a 64×48 map at β = 1), so use this function for half-precision maps.
+    on a 64×48 map at β = 1), so use this function for half-precision maps. ``max_gain``: the
+    guard of :func:`check_max_gain` (ours; None = Eq. 38 as derived).
 
     Example:
         >>> m = torch.zeros(9, 11, dtype=torch.float16)
@@ -272,7 +308,7 @@ def compensated_soft_argmax(heatmaps, beta: float = 10.0, return_valid: bool = F
     """
     beta = _check_beta(beta)
     h = _checked_maps(heatmaps)
-    j, valid = _soft_argmax_compensated(h, beta)
+    j, valid = _soft_argmax_compensated(h, beta, check_max_gain(max_gain))
     return (j.to(h.dtype), valid) if return_valid else j.to(h.dtype)
 
 
@@ -287,7 +323,8 @@ class IntegralCodec:
     [-0.5, H-0.5]``, else 0.
 
     ``decode(heatmaps (..., K, H, W))`` -> ``(coords (..., K, 2) input px, scores (..., K))``:
-    soft-argmax with β, compensated when ``compensate=True``; score = max softmax probability.
+    soft-argmax with β, compensated when ``compensate=True`` (with the gain guard ``max_gain``
+    when given, :func:`check_max_gain`); score = max softmax probability.
 
     Example:
         >>> codec = IntegralCodec((64, 48), (16, 12), beta=10.0)
@@ -297,16 +334,19 @@ class IntegralCodec:
     """
 
     def __init__(self, input_size=(256, 192), heatmap_size=(64, 48), beta: float = 10.0,
-                 compensate: bool = True, sigma: float = 2.0, with_prior: bool = False):
+                 compensate: bool = True, sigma: float = 2.0, with_prior: bool = False,
+                 max_gain: float | None = None):
         self.input_size = size2(input_size, "input_size")
         self.heatmap_size = size2(heatmap_size, "heatmap_size")
         self.beta = _check_beta(beta)
         self.sigma = check_sigma(sigma)
         self.compensate, self.with_prior = bool(compensate), bool(with_prior)
+        self.max_gain = check_max_gain(max_gain)
 
     def __repr__(self) -> str:
         return (f"IntegralCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-                f"beta={self.beta}, compensate={self.compensate}, with_prior={self.with_prior})")
+                f"beta={self.beta}, compensate={self.compensate}, with_prior={self.with_prior}"
+                + (f", max_gain={self.max_gain}" if self.max_gain is not None else "") + ")")
 
     def encode(self, keypoints, visible=None) -> dict:
         H, W = self.heatmap_size
@@ -327,7 +367,7 @@ class IntegralCodec:
 
     def decode(self, heatmaps):
         h = _checked_maps(heatmaps)
-        coords = _soft_argmax_unchecked(h, self.beta, compensate=self.compensate)
+        coords = _soft_argmax_unchecked(h, self.beta, compensate=self.compensate, max_gain=self.max_gain)
         if h.numel():
             z, _ = _scaled_shifted(h, self.beta)
             scores = _softmax_flat(z).amax((-2, -1)).to(h.dtype)

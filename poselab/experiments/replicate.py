@@ -72,7 +72,7 @@ def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]
         "03_rcnet": ("mse",),  # the RCNet fit re-ranks this base model's detections
         "04_hdm": zoo_hdm.CHAPTER_RECIPES,  # mse, emd and the dot straw man mse_dot
         "05_sar": (*zoo_sar.CHAPTER_RECIPES, "sar_fg_fc"),
-        "06_bcir": ("mse", *zoo_bcir.CHAPTER_RECIPES),
+        "06_bcir": ("mse", *zoo_bcir.CHAPTER_RECIPES, *zoo_bcir.SIGMA_RECIPES),
         "07_capstone": tuple(sorted(RECIPES)),
     }
     if stem not in names:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codecs.heatmap import encode_gaussian
-from ..codecs.integral import _check_beta, _soft_argmax_unchecked, _work_dtype, soft_argmax
+from ..codecs.integral import _check_beta, _soft_argmax_unchecked, _work_dtype, check_max_gain, soft_argmax
 from ._checks import (check_reduction, check_same_shape, check_tensor, check_weights, empty_loss,
                       reduce_per_keypoint)
 
@@ -178,7 +178,8 @@ def laplacian_shrinkage_regularizer(probabilities: torch.Tensor, tau: float,
 
 def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor | None = None,
               beta: float = 10.0, prior_weight: float = 1.0, sigma: float = 2.0,
-              compensate: bool = True, reduction: str = "mean", return_terms: bool = False):
+              compensate: bool = True, reduction: str = "mean", return_terms: bool = False,
+              max_gain: float | None = None):
     """BCIR loss (Eq. 21): L1 on the bias-compensated soft-argmax + λ(t) · Gaussian prior.
 
         Ĵ_r  = soft-argmax(β · ĥ)                                         (Eq. 3)
@@ -208,6 +209,8 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
         compensate: use the bias-compensated point (Eq. 20) instead of Ĵ_r (Eq. 5).
         reduction: "mean", "sum" or "none" → ``(B, K)``.
         return_terms: return ``{"loss", "l1", "prior"}`` (each reduced the same way).
+        max_gain: cap on the compensation's gain C/(C − n) (ours, not the paper's; None = Eq. 38
+            as derived): :func:`poselab.codecs.integral.check_max_gain`.
 
     float16 / bfloat16 heatmaps are computed in float32 and the loss is float32 (as under
     autocast: rounding the coordinates or the prior's pixel sum to half precision would cost
@@ -252,7 +255,8 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
     if heatmaps.numel() == 0:
         zero = empty_loss(heatmaps, reduction, (B, K))
         return {"loss": zero, "l1": zero, "prior": zero} if return_terms else zero
-    coords = _soft_argmax_unchecked(heatmaps, beta, compensate=compensate, keep_work_dtype=True)
+    coords = _soft_argmax_unchecked(heatmaps, beta, compensate=compensate, keep_work_dtype=True,
+                                    max_gain=check_max_gain(max_gain))
     kp, w = kp.to(coords.dtype), w.to(coords.dtype)
     l1 = (coords - kp).abs().sum(-1) * w
     if lam > 0:
@@ -295,18 +299,19 @@ class BCIRLoss(torch.nn.Module):
     """
 
     def __init__(self, beta: float = 10.0, sigma: float = 2.0, compensate: bool = True,
-                 reduction: str = "mean"):
+                 reduction: str = "mean", max_gain: float | None = None):
         super().__init__()
         check_reduction(reduction)
         _check_beta(beta, allow_zero=False)
         if not (math.isfinite(float(sigma)) and float(sigma) > 0):
             raise ValueError(f"sigma must be a positive finite number (heatmap px), got {sigma!r}")
         self.beta, self.sigma, self.compensate, self.reduction = float(beta), float(sigma), bool(compensate), reduction
+        self.max_gain = check_max_gain(max_gain)
 
     def forward(self, heatmaps, keypoints, visible=None, prior_weight: float = 1.0, return_terms: bool = False):
         return bcir_loss(heatmaps, keypoints, visible, beta=self.beta, prior_weight=prior_weight,
                          sigma=self.sigma, compensate=self.compensate, reduction=self.reduction,
-                         return_terms=return_terms)
+                         return_terms=return_terms, max_gain=self.max_gain)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, sigma={self.sigma}, compensate={self.compensate}, reduction={self.reduction!r}"

@@ -1,5 +1,6 @@
-"""BCIR widgets: the soft-argmax bias explorer (§5.1, Fig. 2, Eq. 37–38) and the Fig. 6 toy
-dynamics player (§6.2, Eq. 24). Callbacks only call :mod:`poselab.analysis.bcir` and update
+"""BCIR widgets: the soft-argmax bias explorer (§5.1, Fig. 2, Eq. 37–38), the Fig. 6 toy
+dynamics player and gradient-case explorer (§6.2, Eq. 24) and the density-shrinkage explorer
+(§4.3, Eq. 12–14). Callbacks only call :mod:`poselab.analysis.bcir` and update
 FigureWidgets (≈ 10–50 ms at 64×48)."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from plotly.subplots import make_subplots
 from ..analysis.bcir import bias_curve, symmetric_blob
 from ..viz.bcir import MARKERS, bias_figure
 
-__all__ = ["bias_explorer", "toy_player"]
+__all__ = ["bias_explorer", "toy_player", "gradient_case_explorer", "density_shrinkage_explorer"]
 
 _POINTS = ("true", "soft-argmax", "Eq. 37", "compensated", "centre")
 
@@ -184,4 +185,91 @@ def gradient_case_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 200, eve
     box = W.VBox([W.HBox([case, loss, compensated]), W.HBox([beta, gamma]), W.HBox([play, frame]), label, fig])
     box.draw, box.frame, box.figure, box.label = draw, frame, fig, label
     box.controls = dict(case=case, loss=loss, compensated=compensated, beta=beta, gamma=gamma)
+    return box
+
+
+def density_shrinkage_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 300, every: int = 20,
+                               sigma_true: float = 2.0, offset: float = 1.0):
+    """§4.3 live: the theory and a map that shrinks.
+
+    Left: the Bhattacharyya distance of Eq. 12 against the predicted σ̂ for the σ_true and offset
+    μ − μ_true sliders, with its minimum σ* (:func:`poselab.analysis.bcir.sigma_star`), the root of
+    Eq. 14 as printed and σ_true. Right: the Eq. 24 toy started from a σ = 2 blob at the truth and
+    trained by integral regression (:func:`poselab.analysis.bcir.toy_shrinkage`; β and the
+    compensation are controls), its normalised map at the step slider's step, and its best-fit σ̂
+    against the step; the current σ̂ is marked on the left curve, so the slider shows the map
+    sliding down to the collapsed end of Eq. 12. A β / compensation change reruns the toy (cached
+    per setting); the step slider only swaps frames."""
+    from ..analysis.bcir import (bhattacharyya_distance, sigma_star, sigma_star_eq14_as_printed,
+                                 toy_initial_heatmap, toy_shrinkage)
+    n = steps // every + 1
+    s = dict(continuous_update=False, style={"description_width": "110px"})
+    st = W.FloatSlider(value=sigma_true, min=0.5, max=5.0, step=0.1, description="σ_true (px)", **s)
+    off = W.FloatSlider(value=offset, min=0.0, max=6.0, step=0.25, description="μ − μ_true (px)", **s)
+    beta = W.SelectionSlider(options=[1.0, 2.0, 5.0, 10.0, 20.0], value=10.0, description="β", **s)
+    compensated = W.Checkbox(value=False, description="compensated (Eq. 38)")
+    frame = W.IntSlider(value=0, min=0, max=n - 1, description="step", **s)
+    play = W.Play(value=0, min=0, max=n - 1, interval=300)
+    W.jslink((play, "value"), (frame, "value"))
+    grid = np.geomspace(0.2, 12.0, 200)
+    theory = go.FigureWidget()
+    theory.add_scatter(x=grid, y=grid * 0, mode="lines", name="D_B (Eq. 12)", line=dict(color="black"))
+    theory.add_scatter(x=[1.0], y=[0.0], mode="markers", name="σ* (minimum)", marker=dict(symbol="star", size=14, color="gold"))
+    theory.add_scatter(x=[1.0], y=[0.0], mode="markers", name="Eq. 14 as printed", marker=dict(symbol="x", size=10, color="orange"))
+    theory.add_scatter(x=[1.0, 1.0], y=[0.0, 1.0], mode="lines", name="σ_true", line=dict(color="grey", dash="dot"))
+    theory.add_scatter(x=[1.0], y=[0.0], mode="markers", name="toy map's σ̂", marker=dict(size=12, color="red"))
+    theory.update_xaxes(type="log", title="predicted σ̂ (px)")
+    theory.update_layout(width=400, height=360, margin=dict(l=50, r=10, t=40, b=40), yaxis_title="D_B",
+                         legend=dict(orientation="h", y=-0.3), title="Eq. 12 against σ̂")
+    picture = go.FigureWidget(make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55],
+                                            subplot_titles=["softmax(β h)", "best-fit σ̂ against step"]))
+    picture.add_trace(go.Heatmap(z=np.zeros(tuple(size)), colorscale="Viridis", showscale=False), 1, 1)
+    picture.add_scatter(x=[gt[0]], y=[gt[1]], mode="markers", marker=MARKERS["true"], name="truth", row=1, col=1)
+    picture.add_scatter(x=[], y=[], mode="lines+markers", name="σ̂", line=dict(color="red"), row=1, col=2)
+    picture.add_scatter(x=[0], y=[0], mode="markers", name="this step", marker=dict(size=12, color="black"), row=1, col=2)
+    picture.update_yaxes(autorange="reversed", row=1, col=1)
+    picture.update_yaxes(title="σ̂ (px)", row=1, col=2)
+    picture.update_xaxes(title="step", row=1, col=2)
+    picture.update_layout(width=420, height=360, margin=dict(l=30, r=10, t=40, b=40), showlegend=False)
+    label = W.HTML()
+    runs: dict = {}
+
+    def current():
+        key = (beta.value, compensated.value)
+        if key not in runs:
+            runs[key] = toy_shrinkage(toy_initial_heatmap(4, size, gt), gt, beta=beta.value,
+                                      compensated=compensated.value, steps=steps, every=every)
+        return runs[key]
+
+    def draw(_=None):
+        run = current()
+        f = min(frame.value, len(run["steps"]) - 1)
+        sig_hat = float(run["sigma"][f])
+        d = bhattacharyya_distance(grid, st.value, off.value)
+        star = sigma_star(st.value, off.value)
+        printed = float(sigma_star_eq14_as_printed(st.value, off.value))
+        with theory.batch_update():
+            theory.data[0].y = d
+            theory.data[1].x, theory.data[1].y = [star], [float(bhattacharyya_distance(star, st.value, off.value))]
+            theory.data[2].x, theory.data[2].y = [printed], [float(bhattacharyya_distance(printed, st.value, off.value))]
+            theory.data[3].x, theory.data[3].y = [st.value, st.value], [0.0, float(d.max())]
+            theory.data[4].x, theory.data[4].y = [sig_hat], [float(bhattacharyya_distance(sig_hat, st.value, off.value))]
+        with picture.batch_update():
+            picture.data[0].z = run["probabilities"][f]
+            picture.data[2].x, picture.data[2].y = run["steps"], run["sigma"]
+            picture.data[3].x, picture.data[3].y = [int(run["steps"][f])], [sig_hat]
+        label.value = (f"step {int(run['steps'][f])}: the toy map's best-fit σ̂ = {sig_hat:.2f} px "
+                       f"(step 0: {float(run['sigma'][0]):.2f} px), 90 % of its mass on {int(run['spread'][f])} px, "
+                       f"error {float(run['errors'][f]):.2f} px; for σ_true = {st.value:g} and an offset of "
+                       f"{off.value:g} px, Eq. 12 is smallest at σ* = {star:.2f} px: "
+                       f"D_B(σ̂) = {float(bhattacharyya_distance(sig_hat, st.value, off.value)):.3f} against "
+                       f"D_B(σ*) = {float(bhattacharyya_distance(star, st.value, off.value)):.3f}")
+
+    for control in (st, off, beta, compensated, frame):
+        control.observe(draw, "value")
+    draw()
+    box = W.VBox([W.HBox([st, off]), W.HBox([beta, compensated]), W.HBox([play, frame]), label,
+                  W.HBox([theory, picture])])
+    box.draw, box.frame, box.label, box.figures = draw, frame, label, (theory, picture)
+    box.controls = dict(sigma_true=st, offset=off, beta=beta, compensated=compensated)
     return box
