@@ -27,7 +27,9 @@ def suppliers(heatmaps_flat: torch.Tensor, return_total: bool = False):
 
     Args:
         heatmaps_flat: ``(N, H*W)`` raw predictions.
-        return_total: also return the positive mass ``Σ relu(h)`` ``(N, 1)``.
+        return_total: also return the positive mass ``Σ relu(h)`` ``(N, 1)`` (``inf`` where
+            that sum overflows the dtype; the masses are still exact, the chain rule's
+            ``1/Σ relu(h)`` then rounds to the zero it is in that dtype).
     Returns:
         ``(N, H*W)`` supplier masses (rows sum to 1), and ``total`` if asked.
 
@@ -38,7 +40,13 @@ def suppliers(heatmaps_flat: torch.Tensor, return_total: bool = False):
     mass = torch.relu(heatmaps_flat)
     total = mass.sum(dim=1, keepdim=True)
     empty = total <= 0
-    mass.div_(torch.where(empty, torch.ones_like(total), total))
+    huge = torch.isinf(total)  # finite maps whose sum overflows (float32 values near 1e38)
+    divisor = torch.where(empty | huge, torch.ones_like(total), total)
+    if bool(huge.any()):  # those rows: divided by their peak first, then by the finite sum left
+        rows = huge.squeeze(1)
+        scaled = mass[rows] / mass[rows].amax(dim=1, keepdim=True)
+        mass[rows] = scaled / scaled.sum(dim=1, keepdim=True)
+    mass.div_(divisor)
     if bool(empty.any()):
         mass[empty.squeeze(1)] = 1.0 / max(1, mass.shape[1])
     return (mass, total) if return_total else mass
