@@ -334,6 +334,12 @@ def sar_auxiliary_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, weigh
     gamma, pos_threshold = float(gamma), float(pos_threshold)
     if not (gamma >= 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    if not 0.0 <= pos_threshold < 1.0:
+        raise ValueError(f"pos_threshold must be in [0, 1) (a Gaussian target value), got {pos_threshold!r}")
+    if target.numel() and not (float(target.detach().amin()) >= 0.0 and float(target.detach().amax()) <= 1.0):
+        raise ValueError(f"target must lie in [0, 1] (Gaussian heatmaps, the BCE's probabilities), got "
+                         f"values in [{float(target.detach().amin()):g}, {float(target.detach().amax()):g}]; "
+                         f"rescale 0-255 maps by / 255")
     B, K = logits.shape[:2]
     work = torch.promote_types(logits.dtype, torch.float32)
     z, g = logits.to(work), target.to(work)
