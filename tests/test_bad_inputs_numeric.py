@@ -358,3 +358,20 @@ def test_training_entry_points_refuse_fractional_epochs():
             epochs=1, seed=2.5)
     with pytest.raises(ValueError, match="epochs must be a whole number"):
         fit(torch.nn.Linear(1, 1), lambda out, batch: out.sum(), [torch.zeros(1)] * 4, epochs=2.5)
+
+
+@pytest.mark.parametrize("thr", [float("nan"), -0.1, 1.5])
+def test_rcnet_ap_thresholds_are_checked(thr):
+    # a NaN OKS threshold made every detection a false positive: AP 0 instead of an error
+    from poselab.analysis.rcnet import (average_precision_eq3, average_recall_eq4, fp_above_tp,
+                                        precision_recall_curve)
+    scores, q = [0.9, 0.8, 0.7], [0.99, 0.0, 0.99]
+    with pytest.raises(ValueError, match=r"thresholds must be OKS values in \[0, 1\]"):
+        average_precision_eq3(scores, q, n_gt=2, thresholds=[0.5, thr])
+    with pytest.raises(ValueError, match=r"thresholds must be OKS values in \[0, 1\]"):
+        average_recall_eq4(q, n_gt=2, thresholds=[thr])
+    with pytest.raises(ValueError, match=r"threshold must be OKS values in \[0, 1\]"):
+        precision_recall_curve(scores, q, 2, threshold=thr)
+    with pytest.raises(ValueError, match=r"threshold must be OKS values in \[0, 1\]"):
+        fp_above_tp(scores, q, threshold=thr)
+    assert average_precision_eq3(scores, q, n_gt=2) > 0

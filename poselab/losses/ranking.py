@@ -11,6 +11,12 @@ rest. Scores are compared through the smoothed step (RS loss, Oksuz et al. 2021)
 
 and a positive counts itself with ``H(0) = 0.5`` (as the RS reference does).
 
+Hyper-parameters are checked: every δ > 0 (below :data:`DELTA_MIN` = 1e-6 it is computed as 1e-6,
+so that δ = 1e-300 cannot overflow 1/(2δ)); coefficients finite and ≥ 0; ``positive_threshold``
+in [0, 1); the sort losses' labels in [0, 1] (Eq. 8–9 weigh by ``1 − y``). Finite scores give
+finite losses and updates in float64, float32, float16 and bfloat16 (a score of 1e8 among unit
+scores, or float16 scores spanning ±6e4, included).
+
 Optimisation — the error-driven update (RSPose App. A; AP-Loss, Chen et al.; RS loss)
 --------------------------------------------------------------------------------------
 The exact derivative of a ranking error is zero almost everywhere, so each loss is a
@@ -441,7 +447,8 @@ def spatial_rank_loss(scores: torch.Tensor, labels: torch.Tensor,
         scores: ``(B, K, *S)`` predicted heatmaps ``(B, K, H, W)`` or SimCC vectors ``(B, K, L)``.
         labels: ``(B, K, *S)`` target labels; positives are ``labels > positive_threshold``.
         visible: ``(B, K)``; a map is a problem only where ``visible > 0`` (None = all).
-        delta: half-width δ of the smoothed step (Table E.8: 0.4).
+        delta: half-width δ of the smoothed step (Table E.8: 0.4); a δ below
+            :data:`DELTA_MIN` (1e-6) is computed as DELTA_MIN (H is a step at that width already).
         positive_threshold: labels above it are positives (0: the whole truncated Gaussian window;
             SimCC labels are untruncated — pass e.g. ``codecs.POSITIVE_THRESHOLD_3SIGMA``).
         reduction: "mean" over problems with positives, "sum", or "none" → ``(B, K)`` (0 where a
