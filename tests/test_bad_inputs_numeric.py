@@ -375,3 +375,15 @@ def test_rcnet_ap_thresholds_are_checked(thr):
     with pytest.raises(ValueError, match=r"threshold must be OKS values in \[0, 1\]"):
         fp_above_tp(scores, q, threshold=thr)
     assert average_precision_eq3(scores, q, n_gt=2) > 0
+
+
+def test_model_and_analysis_counts_refuse_fractions():
+    from poselab.models import RCNet, ScoreNet
+    from poselab.models.backbones import TinyBackbone
+    for build, name in ((lambda: RCNet(in_features=4.5), "in_features"),
+                        (lambda: RCNet(in_features=4, hidden=8.5), "hidden"),
+                        (lambda: ScoreNet(in_features=4.5), "in_features"),
+                        (lambda: TinyBackbone(stride=2.5), "stride")):
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            build()
+    assert RCNet(in_features=4.0).in_features == 4
