@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .._numbers import whole_number
+
 from ..codecs.integral import compensate_softargmax_bias, soft_argmax, softmax_log_normalizer
 
 __all__ = [
@@ -70,7 +72,7 @@ def symmetric_blob(size: Sequence[int], center, sigma: float = 2.0, peak: float 
     Returns:
         ``(..., H, W)`` float64.
     """
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a positive finite number (px), got {sigma!r}")
     if peak is not None and mass is not None:
@@ -104,7 +106,7 @@ def eq37_softargmax(true_xy, log_c, size: Sequence[int]) -> np.ndarray:
     about ``J_o`` on a zero background with its support inside the map (module docstring of
     :mod:`poselab.codecs.integral`).
     """
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     r = np.exp(math.log(H * W) - np.asarray(log_c, dtype=np.float64))[..., None]
     centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
     return (1 - r) * np.asarray(true_xy, dtype=np.float64) + r * centre
@@ -127,7 +129,7 @@ def bias_curve(size: Sequence[int], positions, sigma: float = 2.0, beta: float =
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
     maps = symmetric_blob(size, pos, sigma, peak=peak, mass=mass)
     raw, comp, valid, log_c = _decode(maps, beta)
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     return {"true": pos, "measured": raw, "eq37": eq37_softargmax(pos, log_c, size), "compensated": comp,
             "bias": raw - pos, "n_over_c": np.exp(math.log(H * W) - log_c), "valid": valid}
 
@@ -141,9 +143,9 @@ def bias_checks(n_cases: int = 200, size: Sequence[int] = (64, 48), seed: int = 
     the true location and the map centre.
     """
     rng = np.random.default_rng(seed)
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     rows = []
-    for _ in range(int(n_cases)):
+    for _ in range(whole_number(n_cases, "n_cases", 0)):
         sigma = float(rng.uniform(0.5, 5.0))
         r = math.ceil(3 * sigma)
         if 2 * r + 1 > min(H, W):
@@ -166,7 +168,7 @@ def bias_checks(n_cases: int = 200, size: Sequence[int] = (64, 48), seed: int = 
 def toward_centre(measured, true, size: Sequence[int], atol: float = 1e-12) -> np.ndarray:
     """True where, on both axes, ``measured`` lies between ``true`` and the map centre (§5.1:
     the soft-argmax is pulled toward the centre, never past it). ``(N, 2)`` → ``(N,)`` bool."""
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     m, t = np.asarray(measured, dtype=np.float64), np.asarray(true, dtype=np.float64)
     c = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
     return np.all(((m - t) * (c - t) >= -atol) & (np.abs(m - t) <= np.abs(c - t) + atol), axis=-1)
@@ -205,7 +207,7 @@ def compensation_breakdown(size: Sequence[int] = (64, 48), beta: float = 10.0, s
       ``e^{βb} − 1`` of the background pixels are no longer 0 (pulled toward the centre for
       b > 0, pushed away for b < 0). Where C <= n, Eq. 38 is not applied (``valid`` False).
     """
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     r = math.ceil(3 * sigma)
     cy = float(H // 2 + 5)
     out = {}
@@ -434,9 +436,9 @@ def gradient_checks(n_cases: int = 100, size: Sequence[int] = (64, 48), seed: in
     measure float64 rounding of that cancellation, not a disagreement.
     """
     rng = np.random.default_rng(seed)
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     rel, gt_max, eq25, other = 0.0, -np.inf, 0.0, -np.inf
-    for c in range(int(n_cases)):
+    for c in range(whole_number(n_cases, "n_cases", 0)):
         kind = c % 3
         if kind == 0:
             h = rng.normal(size=(H, W)) * rng.uniform(0.01, 3)
@@ -477,7 +479,7 @@ def toy_initial_heatmap(case: int, size: Sequence[int] = (64, 48), gt=(34.0, 46.
     left); 3: a linear ramp over the lower-right quadrant rising toward its corner (0 elsewhere,
     peak 1); 4: a σ = 2 blob (peak 1) at the ground truth.
     """
-    H, W = int(size[0]), int(size[1])
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
     if case == 1:
         return np.random.default_rng(seed).uniform(0, 0.1, size=(H, W))
     if case == 2:
@@ -523,7 +525,7 @@ def toy_dynamics(h0, gt, method: str = "regression", beta: float = 10.0, gamma: 
         ys, xs = np.mgrid[0:H, 0:W]
         return np.array([(z * xs).sum(), (z * ys).sum()])
 
-    for t in range(int(steps) + 1):
+    for t in range(whole_number(steps, "steps", 0) + 1):
         if t % every == 0 or t == steps:
             frames.append(h.copy())
             preds.append(predict(h))
@@ -591,7 +593,7 @@ def integral_toy_run(h0, gt, *, loss: str = "l1", compensated: bool = False, bet
         raise ValueError(f"h0 must be a finite (H, W) map, got shape {tuple(h.shape)}")
     g = torch.tensor(np.asarray(gt, dtype=np.float64).reshape(2))
     frames, preds, spreads, at = [], [], [], []
-    for t in range(int(steps) + 1):
+    for t in range(whole_number(steps, "steps", 0) + 1):
         h.requires_grad_(True)
         j = compensated_soft_argmax(h, beta) if compensated else soft_argmax(h, beta)
         if t % every == 0 or t == steps:
@@ -884,7 +886,8 @@ def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: 
                else dict(sigma_window) if isinstance(sigma_window, dict)
                else {name: int(sigma_window) for name in SPLITS})
     ds = TopDownDataset(ann_json, input_size=tuple(input_size), train=False)
-    n = len(ds) if max_persons is None else min(len(ds), int(max_persons))
+    n = len(ds) if max_persons is None else min(len(ds), whole_number(max_persons, "max_persons", 1))
+    batch_size = whole_number(batch_size, "batch_size", 1)
     A, sig, win, err, lab, vv, who, joint = [], [], [], [], [], [], [], []
     model = model.to(device).eval()
     for start in range(0, n, int(batch_size)):

@@ -56,6 +56,15 @@ def _n_gt(n_gt) -> int:
     return int(n_gt)
 
 
+def _oks_thresholds(thresholds, name: str = "thresholds") -> np.ndarray:
+    """OKS thresholds as a float64 array, each a finite number in [0, 1] (a NaN threshold made
+    every detection a false positive: AP 0 instead of an error)."""
+    t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any((t < 0) | (t > 1)):
+        raise ValueError(f"{name} must be OKS values in [0, 1], got {thresholds!r}")
+    return t
+
+
 # ----------------------------------------------------------------------------- Eq. 3 and Eq. 4
 
 def average_precision_eq3(scores, oks, n_gt: int, thresholds=OKS_THRESHOLDS) -> float:
@@ -79,7 +88,7 @@ def average_precision_eq3(scores, oks, n_gt: int, thresholds=OKS_THRESHOLDS) -> 
     q = q[np.argsort(-s, kind="mergesort")]
     rank = np.arange(1, q.size + 1)
     aps = []
-    for t in np.asarray(thresholds, dtype=np.float64):
+    for t in _oks_thresholds(thresholds):
         tp = (q > t).astype(np.float64)
         aps.append(float((tp * np.cumsum(tp) / rank).sum() / n))
     return float(np.mean(aps))
@@ -94,7 +103,7 @@ def average_recall_eq4(oks, n_gt: int, thresholds=OKS_THRESHOLDS) -> float:
     """
     q = _vec(oks, "oks")
     n = _n_gt(n_gt)
-    return float(np.mean([(q > t).sum() / n for t in np.asarray(thresholds, dtype=np.float64)]))
+    return float(np.mean([(q > t).sum() / n for t in _oks_thresholds(thresholds)]))
 
 
 def precision_recall_curve(scores, oks, n_gt: int, threshold: float = 0.5) -> dict[str, np.ndarray]:
@@ -105,6 +114,7 @@ def precision_recall_curve(scores, oks, n_gt: int, threshold: float = 0.5) -> di
     """
     s, q = _scores_oks(scores, oks)
     n = _n_gt(n_gt)
+    threshold = float(_oks_thresholds(threshold, "threshold")[0])
     order = np.argsort(-s, kind="mergesort")
     tp = (q[order] > threshold).astype(np.float64)
     rank = np.arange(1, tp.size + 1)
@@ -231,6 +241,7 @@ def fp_above_tp(scores, oks, threshold: float = 0.5) -> dict:
     Ties count as half above.
     """
     s, q = _scores_oks(scores, oks)
+    threshold = float(_oks_thresholds(threshold, "threshold")[0])
     tp, fp = s[q >= threshold], s[q < threshold]
     if tp.size == 0 or fp.size == 0:
         return {"n_tp": int(tp.size), "n_fp": int(fp.size), "wrong_fp": 0, "wrong_fp_per_tp": 0.0,

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .._numbers import whole_number
 from ..codecs.heatmap import HeatmapCodec, heatmap_to_input
 from ..codecs.sar import SARCodec, decode_sar, sar_cell_centres
 from ..losses.sar import sar_log_weights, sar_loss, sar_multi_target_loss
@@ -85,12 +86,12 @@ def fit_toy(targets, grid: Sequence[int] = (8, 8), reach: float = 0.5, steps: in
     "final_loss", "grid", "reach", "targets" (N, 2), "normalization"}`` (numpy).
     """
     tg = _as_targets(targets)
-    h, w = (int(grid[0]), int(grid[1]))
+    h, w = (whole_number(grid[0], "grid h", 1), whole_number(grid[1], "grid w", 1))
     if h < 1 or w < 1:
         raise ValueError(f"grid must be (h, w) >= 1, got {grid!r}")
     if not (reach > 0 and math.isfinite(reach)):
         raise ValueError(f"reach must be a positive number of heatmap px, got {reach!r}")
-    steps = int(steps)
+    steps = whole_number(steps, "steps", 1)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     T, N = h * w, tg.shape[0]
@@ -322,7 +323,7 @@ def direct_formula_check(n_joints: int = 64, grid: Sequence[int] = (16, 12), see
     Returns ``{"float64_abs_error", "float32_rel_error", "value"}``.
     """
     rng = np.random.default_rng(int(seed))
-    h, w = (int(grid[0]), int(grid[1]))
+    h, w = (whole_number(grid[0], "grid h", 1), whole_number(grid[1], "grid w", 1))
     T = h * w
     coords = rng.uniform(-3, [w + 3, h + 3], size=(1, n_joints, T, 2))
     logits = rng.normal(-4.6, 3.0, size=(1, n_joints, T))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from .._numbers import whole_number
 from .heatmap import (HeatmapCodec, decode_argmax, decode_dark, encode_dot, encode_gaussian,
                       heatmap_stride, heatmap_to_input, input_to_heatmap)
 from .integral import IntegralCodec, compensate_softargmax_bias, soft_argmax
@@ -83,10 +84,10 @@ def roundtrip_max_error(codec_name: str, n: int = 2000, seed: int = 0) -> float:
     """
     if codec_name not in _RT_SETTINGS:
         raise ValueError(f"unknown codec {codec_name!r}; choose one of {sorted(_RT_SETTINGS)}")
-    n = int(n)
+    n = whole_number(n, "n", 1)
     if n <= 0:
         raise ValueError(f"n must be a positive int, got {n}")
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(whole_number(seed, "seed", 0))
     margin = _RT_SETTINGS[codec_name][1]
     if codec_name == "simcc":
         H, W = _RT_INPUT

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .._numbers import whole_number
+
 import torch
 
 from .heatmap import (_as_tensor, _check_maps, _check_sigma, _keypoints_and_visibility, _size2,
@@ -98,9 +100,7 @@ def sar_top_m(selector_logits, offsets, m: int = 1, gamma: float = 0.0):
     """
     s, o = _check_sar_outputs(selector_logits, offsets)
     H, W = s.shape[-2:]
-    m = int(m)
-    if not 1 <= m <= H * W:
-        raise ValueError(f"m must be in [1, H*W={H * W}], got {m}")
+    m = whole_number(m, "m", 1, H * W)
     if not 0.0 <= float(gamma) <= 1.0:
         raise ValueError(f"gamma is a threshold on sigmoid scores and must lie in [0, 1], got {gamma!r}")
     logit = s.reshape(*s.shape[:-2], H * W)
@@ -157,7 +157,7 @@ class SARCodec:
                  with_heatmap: bool = False, sigma: float = 2.0, score: str = "sigmoid"):
         self.input_size = _size2(input_size, "input_size")
         self.heatmap_size = _size2(heatmap_size, "heatmap_size")
-        self.m, self.gamma, self.score = int(m), float(gamma), score
+        self.m, self.gamma, self.score = whole_number(m, "m", 1), float(gamma), score
         self.with_heatmap, self.sigma = bool(with_heatmap), _check_sigma(sigma)
 
     def __repr__(self) -> str:

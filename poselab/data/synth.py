@@ -84,6 +84,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from poselab._numbers import whole_number
 from poselab.data.pose_bank import load_pose_bank
 from poselab.skeleton import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
 
@@ -733,7 +734,7 @@ def default_dataset(split: str = "train", n_images: int | None = None,
     if not _SPLIT_NAME.match(str(split)):
         raise ValueError(f"split must be a plain name like 'train' or 'val', got {split!r}")
     n_default = DEFAULT_N_IMAGES.get(split, DEFAULT_N_IMAGES["val"])
-    n = n_default if n_images is None else int(n_images)
+    n = n_default if n_images is None else whole_number(n_images, "n_images", 1)
     if n < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     name = split if n == n_default else f"{split}-n{n}"

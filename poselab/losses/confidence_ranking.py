@@ -27,6 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._numbers import whole_number
+
 __all__ = [
     "laplacian_rank_loss", "rank_pair_term", "rank_pair_term_eq9", "ranknet_loss",
     "lambdarank_loss", "approx_ndcg_loss", "neural_ndcg_loss", "ap_rank_loss", "dr_loss",
@@ -56,6 +58,12 @@ def _check_inputs(pred, target, groups):
     if target.numel() and not bool(torch.isfinite(target).all()):
         raise ValueError("target contains NaN or Inf; give every pose a finite target score "
                          "(OKS with its matched person, 0 when unmatched)")
+    if target.numel():
+        lo, hi = float(target.min()), float(target.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"target must lie in [0, 1] (the OKS of each pose with its matched "
+                             f"person), got values in [{lo:g}, {hi:g}]; percentages must be "
+                             f"divided by 100")
     if groups is not None:
         if not isinstance(groups, torch.Tensor):
             groups = torch.as_tensor(groups)
@@ -82,6 +90,29 @@ def _check_positive(value: float, name: str, allow_zero: bool = False) -> float:
         raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, "
                          f"got {value}")
     return value
+
+
+def _check_threshold(value) -> float:
+    """The OKS at which a pose counts as a positive: in (0, 1] (0 makes every pose a positive,
+    above 1 none; NaN compares False with everything: every pose a negative, loss 0)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold must be a number in (0, 1] (an OKS), got {value!r}") from None
+    if not 0.0 < v <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1] (the OKS from which a pose is a positive), "
+                         f"got {value!r}")
+    return v
+
+
+def _check_finite(value, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
 
 
 def _same_group(groups, rows: slice | None = None) -> torch.Tensor | None:
@@ -244,8 +275,7 @@ def laplacian_rank_loss(pred: torch.Tensor, target: torch.Tensor, b_prime: float
     c = _check_positive(c, "c")
     if margin is not None:
         margin = _check_positive(margin, "margin", allow_zero=True)
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    chunk = whole_number(chunk, "chunk", 1)
     n = pred.numel()
     if n == 0:
         return _zero(pred)
@@ -387,6 +417,7 @@ def neural_ndcg_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Ten
     """
     target, groups = _check_inputs(pred, target, groups)
     temperature = _check_positive(temperature, "temperature")
+    sinkhorn_iters = whole_number(sinkhorn_iters, "sinkhorn_iters", 0)
     n = pred.numel()
     if n == 0:
         return _zero(pred)
@@ -404,7 +435,7 @@ def neural_ndcg_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Ten
     logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
     p = torch.softmax(logits, dim=2) * m[:, :, None]  # rows k > n_g are 0
     pair_mask = m[:, :, None] * m[:, None, :]
-    for _ in range(int(sinkhorn_iters)):
+    for _ in range(sinkhorn_iters):
         p = p / p.sum(dim=2, keepdim=True).clamp_min(1e-10) * pair_mask
         p = p / p.sum(dim=1, keepdim=True).clamp_min(1e-10) * pair_mask
         err_rows = ((p.detach().sum(dim=2) - 1.0).abs() * m).max()
@@ -442,7 +473,7 @@ def ap_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor 
     """
     target, groups = _check_inputs(pred, target, groups)
     delta = _check_positive(delta, "delta")
-    pos = target >= float(threshold)
+    pos = target >= _check_threshold(threshold)
     n_pos = int(pos.sum())
     if n_pos == 0:
         return _zero(pred)
@@ -484,11 +515,14 @@ def dr_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor | Non
     lambda_pos = _check_positive(lambda_pos, "lambda_pos")
     lambda_neg = _check_positive(lambda_neg, "lambda_neg")
     steepness = _check_positive(steepness, "steepness")
+    scale = _check_positive(scale, "scale")          # τ < 0 would ascend the loss
+    margin = _check_finite(margin, "margin")
+    threshold = _check_threshold(threshold)
     n = pred.numel()
     if n == 0:
         return _zero(pred)
     group_idx, n_groups = _group_index(groups, n, pred.device)
-    pos = (target >= float(threshold)).to(pred.dtype)
+    pos = (target >= threshold).to(pred.dtype)
     neg = 1.0 - pos
 
     def weighted_mean(logit, member):

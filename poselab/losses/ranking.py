@@ -11,6 +11,12 @@ rest. Scores are compared through the smoothed step (RS loss, Oksuz et al. 2021)
 
 and a positive counts itself with ``H(0) = 0.5`` (as the RS reference does).
 
+Hyper-parameters are checked: every δ > 0 (below :data:`DELTA_MIN` = 1e-6 it is computed as 1e-6,
+so that δ = 1e-300 cannot overflow 1/(2δ)); coefficients finite and ≥ 0; ``positive_threshold``
+in [0, 1); the sort losses' labels in [0, 1] (Eq. 8–9 weigh by ``1 − y``). Finite scores give
+finite losses and updates in float64, float32, float16 and bfloat16 (a score of 1e8 among unit
+scores, or float16 scores spanning ±6e4, included).
+
 Optimisation — the error-driven update (RSPose App. A; AP-Loss, Chen et al.; RS loss)
 --------------------------------------------------------------------------------------
 The exact derivative of a ranking error is zero almost everywhere, so each loss is a
@@ -57,6 +63,8 @@ __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50", "SpatialRankSortLoss", "InstanceSortLoss", "RSPoseLoss"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
+DELTA_MIN = 1e-6  # δ's below it are computed with it: H is already a step at float32's resolution of
+# unit scores (~1e-7), and 1/(2δ) stays far from overflow (δ = 1e-300 gave inf·0 = NaN)
 _RANK_CHUNK = 1 << 17  # pixels per chunk of the rank part (rows · N)
 _SORT_CHUNK = 1 << 20  # positive pairs per chunk of the sort part (rows · |P|²) in float32, half in
 # float64: one 4 MiB dense tensor (re-measured after the |P|-ordered chunks; 2^22 pairs 2.8x slower)
@@ -87,7 +95,7 @@ def _check_delta(delta, name: str) -> float:
     if not math.isfinite(d) or d <= 0:
         raise ValueError(f"{name} must be a positive finite number (the half-width of the "
                          f"smoothed step, in score units), got {delta!r}")
-    return d
+    return max(d, DELTA_MIN)
 
 
 def _check_number(value, name: str) -> float:
@@ -98,6 +106,33 @@ def _check_number(value, name: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return v
+
+
+def _check_weight(value, name: str) -> float:
+    """A loss coefficient: finite and ≥ 0 (a negative one would train the term the wrong way)."""
+    v = _check_number(value, name)
+    if v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (a loss coefficient; negative "
+                         f"ascends the loss), got {value!r}")
+    return v
+
+
+def _check_threshold(value) -> float:
+    v = _check_number(value, "positive_threshold")
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"positive_threshold must be in [0, 1) (labels are peak-1 Gaussians in "
+                         f"[0, 1]; outside it every pixel, or none, is a positive), got {value!r}")
+    return v
+
+
+def _check_unit_labels(labels: torch.Tensor) -> None:
+    """Spatial Sort's Eq. 8–9 weigh by ``1 − y``: labels must lie in [0, 1] (0–255 images or
+    percents would flip the sort target's sign)."""
+    if labels.numel():
+        lo, hi = float(labels.detach().amin()), float(labels.detach().amax())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"labels must lie in [0, 1] for the sort loss (Eq. 8-9 weigh by "
+                             f"1 - y), got values in [{lo:g}, {hi:g}]; rescale them (e.g. / 255)")
 
 
 def _work_dtype(device: torch.device) -> torch.dtype:
@@ -154,7 +189,8 @@ def _positives(raw, pos, pad_below: float, work: torch.dtype):
     pvalid = torch.arange(P, device=dev)[None, :] < count[:, None]
     top = raw.amax(1, keepdim=True).to(work)
     sp = raw.gather(1, pidx).to(work) - top
-    low = (raw.amin() - raw.amax()).to(work) - pad_below
+    # the span in ``work`` (in float16 a span of ±6e4 overflows to −inf), floored at a finite value
+    low = (raw.amin().to(work) - raw.amax().to(work) - pad_below).clamp_min(torch.finfo(work).min / 4)
     return count, pidx, pvalid, top, torch.where(pvalid, sp, low.expand_as(sp))
 
 
@@ -233,9 +269,16 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i), so that the per-positive
     # sums over j are batched row-vector products (the fast bmm orientation); no cancellation
     # here, so float32 unless the input is float64
-    t = (sp * (0.5 / delta)).to(dense)           # H(s_j − s_i) = clamp(t_j + 1/2 − t_i, 0, 1)
+    # t bounded so that every difference t_j − t_i stays finite in ``dense`` (scores beyond
+    # ~1e37·δ from the row maximum tie with each other instead of giving inf − inf = NaN)
+    big = torch.finfo(dense).max / 8
+    t = (sp * (0.5 / delta)).clamp(-big, big).to(dense)  # H(s_j − s_i) = clamp(t_j + 1/2 − t_i, 0, 1)
     ypd = labels.gather(1, pidx).to(dense)
     g = ((t + 0.5)[:, :, None] - t[:, None, :]).clamp_(0.0, 1.0)
+    # a positive against itself is H(0) = 1/2 exactly: (t + 1/2) − t rounds to 0 or 1 once |t| ≥ 2²³
+    # in float32 (δ ≤ 1e-8, or one score of 1e8 in the map), which emptied the denominators of
+    # Eq. 8–9 (0/0 = NaN); with the diagonal fixed both are ≥ 1/2. Exact already for |t| < 2²³.
+    g.diagonal(dim1=1, dim2=2).fill_(0.5)
     # [y_j ≥ y_i] as 0/1 in the dense dtype (y_j − y_i ≥ 0 ⇔ y_j ≥ y_i for finite floats; a
     # float mask multiplies ~30× faster than a bool one on CPU)
     ge = (ypd[:, :, None] - ypd[:, None, :]).ge_(0.0)
@@ -374,7 +417,9 @@ def _spatial(scores, labels, visible, rank_delta, sort_delta, positive_threshold
              do_sort, reduction):
     check_reduction(reduction)
     vis = _check_maps(scores, labels, visible)
-    thr = _check_number(positive_threshold, "positive_threshold")
+    thr = _check_threshold(positive_threshold)
+    if do_sort:
+        _check_unit_labels(labels)
     B, K = scores.shape[:2]
     n = math.prod(scores.shape[2:])
     flat = scores.reshape(B * K, n)
@@ -402,7 +447,8 @@ def spatial_rank_loss(scores: torch.Tensor, labels: torch.Tensor,
         scores: ``(B, K, *S)`` predicted heatmaps ``(B, K, H, W)`` or SimCC vectors ``(B, K, L)``.
         labels: ``(B, K, *S)`` target labels; positives are ``labels > positive_threshold``.
         visible: ``(B, K)``; a map is a problem only where ``visible > 0`` (None = all).
-        delta: half-width δ of the smoothed step (Table E.8: 0.4).
+        delta: half-width δ of the smoothed step (Table E.8: 0.4); a δ below
+            :data:`DELTA_MIN` (1e-6) is computed as DELTA_MIN (H is a step at that width already).
         positive_threshold: labels above it are positives (0: the whole truncated Gaussian window;
             SimCC labels are untruncated — pass e.g. ``codecs.POSITIVE_THRESHOLD_3SIGMA``).
         reduction: "mean" over problems with positives, "sum", or "none" → ``(B, K)`` (0 where a
@@ -467,7 +513,7 @@ def spatial_rank_sort_loss(scores: torch.Tensor, labels: torch.Tensor,
     """
     rd = _check_delta(rank_delta, "rank_delta")
     sd = _check_delta(sort_delta, "sort_delta")
-    lam = _check_number(sort_weight, "sort_weight")
+    lam = _check_weight(sort_weight, "sort_weight")
     rank, sort, active = _spatial(scores, labels, visible, rd, sd, positive_threshold, True,
                                   lam != 0.0 or return_terms, reduction)
     r, s = _reduce(rank, active, reduction), _reduce(sort, active, reduction)
@@ -596,11 +642,11 @@ def rspose_loss(scores: torch.Tensor, labels: torch.Tensor, visible: torch.Tenso
         >>> sorted(out)
         ['instance_sort', 'loss', 'spatial_rank', 'spatial_sort']
     """
-    wr = _check_number(rank_weight, "rank_weight")
-    lam2 = _check_number(instance_weight, "instance_weight")
+    wr = _check_weight(rank_weight, "rank_weight")
+    lam2 = _check_weight(instance_weight, "instance_weight")
     terms = spatial_rank_sort_loss(scores, labels, visible, rank_delta, sort_delta, sort_weight,
                                    positive_threshold, "mean", return_terms=True)
-    total = wr * terms["spatial_rank"] + _check_number(sort_weight, "sort_weight") * terms["spatial_sort"]
+    total = wr * terms["spatial_rank"] + _check_weight(sort_weight, "sort_weight") * terms["spatial_sort"]
     use_is = lam2 != 0.0 and keypoints is not None
     if lam2 != 0.0 and keypoints is None:
         raise ValueError("instance_weight != 0 needs keypoints (B, K, 2) heatmap px and areas (B,); "
@@ -633,8 +679,10 @@ class SpatialRankSortLoss(torch.nn.Module):
     def __init__(self, rank_delta: float = 0.4, sort_delta: float = 1.5, sort_weight: float = 2.0,
                  positive_threshold: float = 0.0, reduction: str = "mean"):
         super().__init__()
-        self.rank_delta, self.sort_delta, self.sort_weight = float(rank_delta), float(sort_delta), float(sort_weight)
-        self.positive_threshold, self.reduction = float(positive_threshold), reduction
+        _check_delta(rank_delta, "rank_delta"), _check_delta(sort_delta, "sort_delta")
+        self.rank_delta, self.sort_delta = float(rank_delta), float(sort_delta)
+        self.sort_weight = _check_weight(sort_weight, "sort_weight")
+        self.positive_threshold, self.reduction = _check_threshold(positive_threshold), reduction
 
     def forward(self, scores, labels, visible=None, return_terms: bool = False):
         return spatial_rank_sort_loss(scores, labels, visible, rank_delta=self.rank_delta,
@@ -667,6 +715,13 @@ class RSPoseLoss(torch.nn.Module):
                  rank_weight: float = 1.0, sort_weight: float = 2.0, instance_weight: float = 0.25,
                  positive_threshold: float = 0.0, sigmas: Sequence[float] | None = None):
         super().__init__()
+        for name, w in (("rank_weight", rank_weight), ("sort_weight", sort_weight),
+                        ("instance_weight", instance_weight)):
+            _check_weight(w, name)
+        for name, d in (("rank_delta", rank_delta), ("sort_delta", sort_delta),
+                        ("instance_delta", instance_delta)):
+            _check_delta(d, name)
+        _check_threshold(positive_threshold)
         self.params = dict(rank_delta=float(rank_delta), sort_delta=float(sort_delta),
                            instance_delta=float(instance_delta), rank_weight=float(rank_weight),
                            sort_weight=float(sort_weight), instance_weight=float(instance_weight),

@@ -15,7 +15,9 @@ adds ``eps = 1e-6`` inside the log; we keep it (``eps=`` to change it, 0 for non
 Numerics: the sum is evaluated in the log domain, ``log Σ w r = logsumexp(log w_t − λ d_t)`` with
 ``log w_t = logsigmoid(s_t) − logsumexp_u logsigmoid(s_u)``, and the ``eps`` term joins through
 ``logaddexp(·, log eps)``. So the value is finite for every finite input (all r_t underflowing,
-targets far outside the map, saturated logits) in float32, float64 and half precision.
+targets far outside the map, saturated logits) in float32, float64 and half precision; half
+precision inputs are computed in float32 and the result cast back (saturating at the dtype's largest
+value, reachable only with ``eps=0``).
 
 The ``"softmax"`` normalisation (``w = softmax(s)``, the "one-step" alternative the paper argues
 against in §3.2) is here for the comparison: its weights, unlike ``c_t``, depend on how many
@@ -161,18 +163,33 @@ def sar_loss(coords: torch.Tensor, selector_logits: torch.Tensor, target: torch.
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     w_size, h_size = _map_size(map_size)
     lam = _check_lam(lam)
-    log_q = _LogWeightedQuality.apply(coords, selector_logits.to(coords.dtype), target.to(coords.dtype),
+    # computed in float32 at least: in float16 a coordinate difference of ±6e4 px overflows to inf
+    # (every r_t then −inf, and the posterior's −inf − (−inf) = NaN in the backward)
+    work = torch.promote_types(coords.dtype, torch.float32)
+    log_q = _LogWeightedQuality.apply(coords.to(work), selector_logits.to(work), target.to(work),
                                       lam / w_size, lam / h_size, normalization == "softmax")  # log Σ w r
     if eps > 0:
         log_q = torch.logaddexp(log_q, torch.tensor(math.log(eps), dtype=log_q.dtype,
                                                         device=log_q.device))
+    v = v.to(work)
     per_kp = -log_q * v
     if reduction == "none":
-        return per_kp
-    total = per_kp.sum()
-    if reduction == "sum":
-        return total
-    return total / v.sum().clamp_min(torch.finfo(v.dtype).tiny)  # no visible joint: 0 / tiny = 0
+        out = per_kp
+    elif reduction == "sum":
+        out = per_kp.sum()
+    else:
+        out = per_kp.sum() / v.sum().clamp_min(torch.finfo(v.dtype).tiny)  # no visible joint: 0 / tiny = 0
+    return _to_input_dtype(out, coords.dtype)
+
+
+def _to_input_dtype(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Cast a float32 result back to a half-precision input's dtype, saturating at its largest
+    finite value (only reachable with ``eps=0``: ``λ·d`` > 65504 in float16) instead of inf."""
+    if out.dtype == dtype:
+        return out
+    big = torch.finfo(dtype).max
+    # the value saturates, the gradient passes unchanged ((out − out.detach()) is exactly 0)
+    return (out.detach().clamp(-big, big) + (out - out.detach())).to(dtype)
 
 
 class _LogWeightedQuality(torch.autograd.Function):
@@ -190,7 +207,10 @@ class _LogWeightedQuality(torch.autograd.Function):
     def forward(ctx, coords, logits, target, ax, ay, softmax):
         diff = coords - target.unsqueeze(-2)                                      # (B, K, T, 2)
         scale = torch.tensor([ax, ay], dtype=coords.dtype, device=coords.device)
-        log_r = -(diff.abs() * scale).sum(-1)
+        # a target of 1e300 px (inf once cast to float32) or a difference past the dtype's range
+        # gives log r = −inf in every cell, and the backward's posterior −inf − (−inf) = NaN:
+        # floor log r at a finite value (those cells tie, as far as the dtype can tell anyway)
+        log_r = -(diff.abs() * scale).sum(-1).clamp_max(torch.finfo(coords.dtype).max / 4)
         log_c = logits if softmax else F.logsigmoid(logits)
         a = log_c + log_r
         lse_a = torch.logsumexp(a, dim=-1, keepdim=True)
@@ -314,6 +334,12 @@ def sar_auxiliary_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, weigh
     gamma, pos_threshold = float(gamma), float(pos_threshold)
     if not (gamma >= 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    if not 0.0 <= pos_threshold < 1.0:
+        raise ValueError(f"pos_threshold must be in [0, 1) (a Gaussian target value), got {pos_threshold!r}")
+    if target.numel() and not (float(target.detach().amin()) >= 0.0 and float(target.detach().amax()) <= 1.0):
+        raise ValueError(f"target must lie in [0, 1] (Gaussian heatmaps, the BCE's probabilities), got "
+                         f"values in [{float(target.detach().amin()):g}, {float(target.detach().amax()):g}]; "
+                         f"rescale 0-255 maps by / 255")
     B, K = logits.shape[:2]
     work = torch.promote_types(logits.dtype, torch.float32)
     z, g = logits.to(work), target.to(work)

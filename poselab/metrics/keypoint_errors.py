@@ -25,8 +25,23 @@ def _distances(pred, gt, visible) -> tuple[np.ndarray, np.ndarray]:
     if not mask.any():
         raise ValueError("no visible joint (all visible <= 0): EPE/PCK average over visible joints "
                          "and are undefined here; filter out persons without labelled joints")
-    dist = np.sqrt(((p - g) ** 2).sum(axis=-1))  # (..., K)
+    d = p - g
+    with np.errstate(over="ignore"):
+        dist = np.sqrt((d ** 2).sum(axis=-1))  # (..., K)
+    big = ~np.isfinite(dist)
+    if big.any():  # a coordinate of ~1e155 or more: dx² overflows; hypot scales instead of squaring
+        dist[big] = np.hypot(d[..., 0], d[..., 1])[big]
     return dist, mask
+
+
+def _mean(x: np.ndarray) -> float:
+    """Mean that stays finite for finite values whose sum overflows (distances of ~1e306)."""
+    with np.errstate(over="ignore"):
+        m = float(x.mean())
+    if not np.isfinite(m) and np.isfinite(x).all():
+        top = float(x.max())
+        m = top * float((x / top).mean())
+    return m
 
 
 def end_point_error(pred, gt, visible) -> float:
@@ -47,7 +62,7 @@ def end_point_error(pred, gt, visible) -> float:
             non-finite inputs.
     """
     dist, mask = _distances(pred, gt, visible)
-    return float(dist[mask].mean())
+    return _mean(dist[mask])
 
 
 def pck(pred, gt, visible, bbox_size, alpha: float = 0.2) -> float:

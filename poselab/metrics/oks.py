@@ -61,8 +61,9 @@ def keypoint_similarity(pred_xy, gt_xy, area, sigmas=None) -> np.ndarray:
     _check_area(a)
     k = np.broadcast_shapes(pred.shape, gt.shape)[-2]
     kappa_sq = (_sigmas(sigmas, k) * 2) ** 2
-    d_sq = ((pred - gt) ** 2).sum(axis=-1)  # (..., K)
-    e = d_sq / kappa_sq / (a[..., None] + _EPS) / 2
+    with np.errstate(over="ignore"):  # a distance of ~1e155 px: d² = inf, similarity exp(−inf) = 0
+        d_sq = ((pred - gt) ** 2).sum(axis=-1)  # (..., K)
+        e = d_sq / kappa_sq / (a[..., None] + _EPS) / 2
     return np.exp(-e)
 
 
@@ -137,6 +138,7 @@ def oks_matrix(pred_xy, gt_xy, gt_vis, gt_area, *, gt_bbox=None, sigmas=None) ->
         dx = np.maximum(0, x0[None, :, None] - px) + np.maximum(0, px - x1[None, :, None])
         dy = np.maximum(0, y0[None, :, None] - py) + np.maximum(0, py - y1[None, :, None])
         kappa_sq = (_sigmas(sigmas, k) * 2) ** 2
-        e = (dx ** 2 + dy ** 2) / kappa_sq / (area[empty][None, :, None] + _EPS) / 2
+        with np.errstate(over="ignore"):  # d² = inf for huge coordinates: exp(−inf) = 0, exact
+            e = (dx ** 2 + dy ** 2) / kappa_sq / (area[empty][None, :, None] + _EPS) / 2
         result[:, empty] = np.exp(-e).mean(axis=-1)
     return result

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .._numbers import whole_number
+
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
     """3×3 (or ``kernel``) convolution → BatchNorm → ReLU."""
@@ -72,7 +74,7 @@ class TinyBackbone(nn.Module):
         self.fuse8 = conv_bn_relu(out_channels, out_channels)
         self.fuse4 = conv_bn_relu(out_channels, out_channels)
         self.out_channels = out_channels
-        self.stride = int(stride)
+        self.stride = whole_number(stride, "stride", 1)
         if self.stride == 2:
             self.lat2 = nn.Conv2d(c1, fine_channels, 1)
             self.reduce4 = nn.Conv2d(out_channels, fine_channels, 1)
@@ -123,7 +125,7 @@ class ResNet18Backbone(nn.Module):
             cin = deconv_channels
         self.deconvs = nn.Sequential(*deconvs)
         self.out_channels = deconv_channels
-        self.stride = int(stride)
+        self.stride = whole_number(stride, "stride", 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.deconvs(self.layers(self.stem(x)))

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .._numbers import whole_number
+
 __all__ = ["ImageNetResNet18Backbone", "RESNET18_URL", "RESNET18_FILE", "imagenet_weights_path",
            "load_imagenet_weights"]
 
@@ -95,7 +97,7 @@ class ImageNetResNet18Backbone(nn.Module):
             if isinstance(m, nn.ConvTranspose2d):
                 nn.init.normal_(m.weight, std=0.001)
         self.out_channels = deconv_channels
-        self.stride = int(stride)
+        self.stride = whole_number(stride, "stride", 1)
         self.weights_file = None
         if weights is not None:
             path = imagenet_weights_path() if weights == "auto" else Path(weights)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._numbers import whole_number
 from poselab.skeleton import LIMBS, NUM_KEYPOINTS
 
 __all__ = ["RCNet", "ScoreNet", "pose_features", "POSE_FEATURES", "TORSO_LIMBS"]
@@ -113,11 +114,11 @@ class RCNet(nn.Module):
     def __init__(self, in_features: int, hidden: int = 16, feedforward: int = 2048,
                  dropout: float = 0.1):
         super().__init__()
-        if int(in_features) < 1 or int(hidden) < 1:
-            raise ValueError(f"in_features and hidden must be >= 1, got {in_features}, {hidden}")
+        in_features = whole_number(in_features, "in_features", 1)
+        hidden = whole_number(hidden, "hidden", 1)
         self.in_features, self.hidden = int(in_features), int(hidden)
         self.embed = nn.Linear(self.in_features, self.hidden)  # φ
-        self.encoder = nn.TransformerEncoderLayer(self.hidden, nhead=1, dim_feedforward=int(feedforward),
+        self.encoder = nn.TransformerEncoderLayer(self.hidden, nhead=1, dim_feedforward=whole_number(feedforward, "feedforward", 1),
                                                   dropout=float(dropout), batch_first=True)  # A
         self.head = nn.Linear(self.hidden, 1)  # H
 
@@ -149,8 +150,8 @@ class ScoreNet(nn.Module):
 
     def __init__(self, in_features: int, hidden: int = 256):
         super().__init__()
-        if int(in_features) < 1 or int(hidden) < 1:
-            raise ValueError(f"in_features and hidden must be >= 1, got {in_features}, {hidden}")
+        in_features = whole_number(in_features, "in_features", 1)
+        hidden = whole_number(hidden, "hidden", 1)
         self.in_features = int(in_features)
         self.mlp = nn.Sequential(nn.Linear(self.in_features, hidden), nn.ReLU(),
                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._numbers import whole_number
 from .heads import SARHead
 
 __all__ = ["GlobalRegressionHead", "GridFCSARHead", "PooledHead"]
@@ -31,7 +32,7 @@ class GlobalRegressionHead(nn.Module):
 
     def __init__(self, in_channels: int, num_keypoints: int, map_size: tuple[int, int]):
         super().__init__()
-        self.num_keypoints = int(num_keypoints)
+        self.num_keypoints = whole_number(num_keypoints, "num_keypoints", 1)
         h, w = map_size
         self.register_buffer("scale", torch.tensor([float(w), float(h)]), persistent=False)
         self.fc = nn.Linear(in_channels, 2 * self.num_keypoints)
@@ -57,8 +58,8 @@ class GridFCSARHead(nn.Module):
     def __init__(self, in_channels: int, num_keypoints: int, map_size: tuple[int, int],
                  cell_channels: int = 16):
         super().__init__()
-        self.map_size = (int(map_size[0]), int(map_size[1]))
-        self.cell_channels = int(cell_channels)
+        self.map_size = (whole_number(map_size[0], "map_size[0]", 1), whole_number(map_size[1], "map_size[1]", 1))
+        self.cell_channels = whole_number(cell_channels, "cell_channels", 1)
         h, w = self.map_size
         self.grid_fc = nn.Linear(in_channels, self.cell_channels * h * w)
         self.sar = SARHead(self.cell_channels, num_keypoints)
@@ -75,9 +76,7 @@ class PooledHead(nn.Module):
 
     def __init__(self, head: nn.Module, factor: int):
         super().__init__()
-        if int(factor) < 1:
-            raise ValueError(f"factor must be an int >= 1, got {factor!r}")
-        self.factor = int(factor)
+        self.factor = whole_number(factor, "factor", 1)
         self.pool = nn.AvgPool2d(self.factor) if self.factor > 1 else nn.Identity()
         self.head = head
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._numbers import whole_number
+
 
 class Callback:
     """Base class: every hook is a no-op."""
@@ -101,7 +103,7 @@ class StopAfter(Callback):
     """Stop training after ``steps`` optimiser steps in total (simulates an interruption)."""
 
     def __init__(self, steps: int):
-        self.steps = int(steps)
+        self.steps = whole_number(steps, "steps", 1)
 
     def on_step_end(self, state) -> None:
         if state.step >= self.steps:

@@ -329,6 +329,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     if epochs is None and max_steps is None:
         raise ValueError("give epochs=..., max_steps=... or both")
     epochs = None if epochs is None else _whole(epochs, "epochs", 0)
+    seed = _whole(seed, "seed", 0)
     max_steps = None if max_steps is None else _whole(max_steps, "max_steps", 0)
     warmup_steps = _whole(warmup_steps, "warmup_steps", 0)
     val_every = _whole(val_every, "val_every", 1)

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from poselab._numbers import whole_number
 from poselab.losses.confidence_ranking import CONFIDENCE_RANKING_LOSSES, laplacian_rank_loss
 
 __all__ = ["PoseSequences", "fit_rescorer", "rescore"]
@@ -125,8 +126,12 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
     from poselab.metrics import ranking_accuracy
     loss_fn = CONFIDENCE_RANKING_LOSSES[loss] if isinstance(loss, str) else loss
     params = dict(loss_params or {})
-    if int(epochs) < 0 or int(batch_poses) < 1 or not lr > 0:
-        raise ValueError(f"epochs must be >= 0, batch_poses >= 1, lr > 0; got {epochs}, {batch_poses}, {lr}")
+    epochs = whole_number(epochs, "epochs", 0)
+    batch_poses = whole_number(batch_poses, "batch_poses", 1)
+    warmup_steps = whole_number(warmup_steps, "warmup_steps", 0)
+    track_every = whole_number(track_every, "track_every", -1)
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
     train = PoseSequences(features, target, groups)
     rng = np.random.default_rng(seed)
     sets = {"train": (np.asarray(features), np.asarray(target, dtype=np.float64), np.asarray(groups))}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+from ..._numbers import whole_number
 from ..presets import PRESETS
 from ..registry import RECIPES, Recipe, register_loss, register_preset_adapter, register_recipe
 
@@ -51,7 +52,7 @@ def t_off_for(epochs: int) -> int:
         >>> [t_off_for(e) for e in (1, 2, 5, 8, 40, 140)]
         [1, 1, 4, 7, 34, 120]
     """
-    epochs = int(epochs)
+    epochs = whole_number(epochs, "epochs", 1)
     return max(1, min(round(T_OFF_SHARE * epochs), epochs - 1))
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._numbers import whole_number
+
 __all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR",
            "seed_values", "rcnet_evidence", "gain_verdict", "unchanged_verdict", "beats_verdict",
            "summary_rows", "rescorer_table", "collapse_guard", "worse_than_nothing_guard",
@@ -218,10 +220,13 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
         raise ValueError(f"{TRAIN_SET!r} is RCNet's training set; evaluate on a disjoint set "
                          f"(one of {sorted(run.metrics)})")
     config = {"run": run.key, "rescorer": rescorer, "loss": loss, "loss_params": loss_params or {},
-              "epochs": int(epochs), "lr": float(lr), "batch_poses": int(batch_poses),
-              "warmup_steps": int(warmup_steps), "seed": int(seed),
+              "epochs": whole_number(epochs, "epochs", 0), "lr": float(lr),
+              "batch_poses": whole_number(batch_poses, "batch_poses", 1),
+              "warmup_steps": whole_number(warmup_steps, "warmup_steps", 0),
+              "seed": whole_number(seed, "seed", 0),
               "detector": {**DEFAULT_DETECTOR, **(detector or {})}, "eval_sets": eval_sets,
-              "track_max_poses": int(track_max_poses), "track_every": int(track_every),
+              "track_max_poses": whole_number(track_max_poses, "track_max_poses", 0),
+              "track_every": whole_number(track_every, "track_every", -1),
               # the fit's numbers depend on the torch thread count (AP 0.4814 with 2 threads vs
               # 0.4773 with 1: 27 % of the claimed gain), so a cached fit is reused only at its own
               "threads": int(torch.get_num_threads())}
@@ -474,9 +479,11 @@ def tune_rival(run, loss: str, candidates=(1.0, 10.0, 30.0), *, epochs: int = 50
     candidates = [float(c) for c in candidates]
     if not candidates or any(not (np.isfinite(c) and c > 0) for c in candidates):
         raise ValueError(f"candidates must be positive numbers, got {candidates}")
-    config = {"run": run.key, "loss": loss, "candidates": candidates, "epochs": int(epochs),
-              "lr": float(lr), "warmup_steps": int(warmup_steps), "batch_poses": int(batch_poses),
-              "seed": int(seed), "holdout": float(holdout),
+    config = {"run": run.key, "loss": loss, "candidates": candidates,
+              "epochs": whole_number(epochs, "epochs", 0), "lr": float(lr),
+              "warmup_steps": whole_number(warmup_steps, "warmup_steps", 0),
+              "batch_poses": whole_number(batch_poses, "batch_poses", 1),
+              "seed": whole_number(seed, "seed", 0), "holdout": float(holdout),
               "detector": {**DEFAULT_DETECTOR, **(detector or {})}, "threads": int(torch.get_num_threads())}
     folder = _cache_dir("tuning", config)
     if cache and (folder / "tuning.json").is_file():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from ..._numbers import whole_number
 from ..registry import (CODECS, RECIPES, Geometry, Recipe, register_codec, register_loss,
                         register_model, register_recipe)
 
@@ -41,7 +42,7 @@ def grid_geometry(geometry: Geometry, stride: int | None = None) -> Geometry:
     """``geometry`` with the output grid of ``stride`` input px per cell (None: unchanged)."""
     if stride is None:
         return geometry
-    s = int(stride)
+    s = whole_number(stride, "stride", 1)
     H, W = geometry.input_size
     if s < 1 or H % s or W % s:
         raise ValueError(f"stride {stride!r} must be a positive int dividing the input size {(H, W)}")
@@ -308,7 +309,7 @@ def at_stride(recipe: Recipe | str, stride: int) -> Recipe:
     ``stride`` input px per cell, named ``<name>-s<stride>``. Gaussian σ stays 8 input px
     (``max(1, 8 / stride)`` heatmap px)."""
     r = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    s = int(stride)
+    s = whole_number(stride, "stride", 1)
     if r.codec == "sar_regression":  # global pooling: the grid only sets the normalisation
         return r.replace(name=f"{r.name}-s{s}", codec_params={**r.codec_params, "stride": s},
                          loss_params={**r.loss_params, "stride": s})
