@@ -104,3 +104,58 @@ def test_bench_checks_its_results_folder_before_running_scripts(tmp_path, monkey
     with pytest.raises(ValueError, match="disk is full"):
         bench.run_suite(folder=tmp_path, out=tmp_path / "out" / "results.md")
     assert not (tmp_path / "ran").exists()
+
+
+# ---- class 10: empty and huge inputs -----------------------------------------------------------
+
+def test_pose_features_of_no_pose_is_an_empty_table():
+    import numpy as np
+    from poselab.models.rcnet import pose_features
+    assert pose_features(np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros(0)).shape == (0, 75)
+
+
+def test_fit_rescorer_on_no_pose_names_the_problem():
+    import numpy as np
+    from poselab.models.rcnet import RCNet
+    from poselab.train.rescore import fit_rescorer
+    with pytest.raises(ValueError, match="at least one pose"):
+        fit_rescorer(RCNet(in_features=75), np.zeros((0, 75), np.float32), np.zeros(0), np.zeros(0, np.int64))
+
+
+@pytest.mark.parametrize("name", ["ranknet_loss", "lambdarank_loss", "approx_ndcg_loss", "ap_rank_loss",
+                                  "dr_loss", "crps_rank_loss", "gaussian_rank_loss", "laplacian_rank_loss"])
+def test_pairwise_losses_refuse_a_table_of_gigabytes_before_allocating(name, monkeypatch):
+    """30 000 poses: an (N, N) float64 table is 7.2 GB; the losses tried to allocate it."""
+    import torch
+    from poselab import losses
+    fn = getattr(losses, name)
+    pred, target = torch.rand(30_000), torch.rand(30_000)
+    kwargs = {"chunk": 30_000} if name == "laplacian_rank_loss" else {}
+    with pytest.raises(ValueError, match=rf"{name} on 30,000 poses \(900,000,000 pairs at once\)"):
+        fn(pred, target, **kwargs)
+    monkeypatch.setenv("POSELAB_MAX_PAIR_MB", "0.5")  # the same rule on a small set: refused too
+    with pytest.raises(ValueError, match="limit 0 MiB|limit 1 MiB"):
+        fn(torch.rand(200), torch.rand(200), **({"chunk": 200} if kwargs else {}))
+    monkeypatch.setenv("POSELAB_MAX_PAIR_MB", "64")
+    assert torch.isfinite(fn(torch.rand(200), torch.rand(200), **({"chunk": 200} if kwargs else {})))
+
+
+def test_a_chunked_laplacian_evaluation_and_slates_stay_allowed():
+    import torch
+    from poselab.losses import laplacian_rank_loss, neural_ndcg_loss
+    assert torch.isfinite(laplacian_rank_loss(torch.rand(30_000), torch.rand(30_000), chunk=512))
+    groups = torch.arange(30_000) // 10  # 3000 images of 10 poses: (3000, 10, 10) slates
+    assert torch.isfinite(neural_ndcg_loss(torch.rand(30_000), torch.rand(30_000), groups))
+
+
+def test_spatial_sort_refuses_a_map_whose_positive_pairs_take_gigabytes():
+    """A 160×160 map of soft labels (every pixel positive): |P|² = 655 M pairs, 2.6 GB per table."""
+    import torch
+    from poselab.losses import spatial_rank_sort_loss, spatial_sort_loss
+    scores, labels = torch.rand(1, 1, 160, 160), torch.rand(1, 1, 160, 160) * 0.9 + 0.05
+    for fn in (spatial_sort_loss, spatial_rank_sort_loss):
+        with pytest.raises(ValueError, match="25,600 positive pixels"):
+            fn(scores, labels)
+    window = torch.zeros(1, 1, 160, 160)
+    window[..., 70:83, 70:83] = labels[..., 70:83, 70:83]  # a 13×13 window: allowed
+    assert torch.isfinite(spatial_sort_loss(scores, window))

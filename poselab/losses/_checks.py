@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
+__all__ = ["MAX_PAIR_MB", "check_pair_memory", "REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
            "empty_loss", "reduce_per_keypoint"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -100,3 +100,26 @@ def reduce_per_keypoint(per_kp: torch.Tensor, reduction: str, denominator: float
         return per_kp
     total = per_kp.sum()
     return total if reduction == "sum" else total / denominator
+
+
+#: the most memory a loss's pair tables may take at once (MiB; env ``POSELAB_MAX_PAIR_MB``):
+#: an (N, N) float64 table of 30 000 poses is 7.2 GB, a |P|×|P| table of a 160×160 map of soft
+#: labels 2.6 GB — both used to be tried
+MAX_PAIR_MB = 2048.0
+
+
+def check_pair_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, pair tables of ``nbytes`` bytes in all that would take more than
+    :data:`MAX_PAIR_MB` (``POSELAB_MAX_PAIR_MB`` overrides it), naming ``what`` and the size."""
+    import os
+    limit = MAX_PAIR_MB
+    env = os.environ.get("POSELAB_MAX_PAIR_MB")
+    if env:
+        try:
+            limit = float(env)
+        except ValueError:
+            raise ValueError(f"POSELAB_MAX_PAIR_MB must be a number of MiB, got {env!r}") from None
+    need = nbytes / 2 ** 20
+    if need > limit:
+        raise ValueError(f"{what} would build pair tables of about {need:,.0f} MiB (limit "
+                         f"{limit:,.0f} MiB; POSELAB_MAX_PAIR_MB raises it)")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._numbers import whole_number
+from ._checks import check_pair_memory
 
 __all__ = [
     "laplacian_rank_loss", "rank_pair_term", "rank_pair_term_eq9", "ranknet_loss",
@@ -39,7 +40,12 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- checks and pairs
 
-def _check_inputs(pred, target, groups):
+#: (N, N) float64 tables a pairwise loss holds at once (differences, order, terms, weights)
+PAIR_TABLES = 4
+
+
+def _check_inputs(pred, target, groups, pair_rows: int | None = None, what: str = "this loss",
+                  slates: bool = False):
     if not isinstance(pred, torch.Tensor):
         raise ValueError(f"pred must be a torch.Tensor of shape (N,), got {type(pred).__name__}")
     if not pred.is_floating_point():
@@ -74,6 +80,15 @@ def _check_inputs(pred, target, groups):
             raise ValueError("groups must hold integer ids (e.g. image ids), got dtype "
                              f"{groups.dtype}")
         groups = groups.to(pred.device)
+    n = pred.numel()
+    if slates and groups is not None and n:  # (G, L, L) tables, L the largest group
+        _, counts = torch.unique(groups, return_counts=True)
+        entries = counts.numel() * int(counts.max()) ** 2
+    else:  # the (N, N) table (groups only mask it), or ``pair_rows`` rows of it at a time
+        entries = n * (n if pair_rows is None else min(n, pair_rows))
+    check_pair_memory(entries * 8 * PAIR_TABLES,
+                      f"{what} on {n:,} poses ({entries:,} pairs at once): rank a subset or per "
+                      "image, or evaluate with laplacian_rank_loss(..., chunk=...);")
     return target, groups
 
 
@@ -270,12 +285,12 @@ def laplacian_rank_loss(pred: torch.Tensor, target: torch.Tensor, b_prime: float
         0.39
         >>> loss.backward()
     """
-    target, groups = _check_inputs(pred, target, groups)
+    chunk = whole_number(chunk, "chunk", 1)
+    target, groups = _check_inputs(pred, target, groups, pair_rows=chunk, what="laplacian_rank_loss")
     b_prime = _check_positive(b_prime, "b_prime")
     c = _check_positive(c, "c")
     if margin is not None:
         margin = _check_positive(margin, "margin", allow_zero=True)
-    chunk = whole_number(chunk, "chunk", 1)
     n = pred.numel()
     if n == 0:
         return _zero(pred)
@@ -307,7 +322,7 @@ def ranknet_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor 
         >>> round(ranknet_loss(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])).item(), 4)
         0.6931
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="ranknet_loss")
     sigma = _check_positive(sigma, "sigma")
     better = (_order(target, groups) > 0).to(pred.dtype)
     count = better.sum()
@@ -332,7 +347,7 @@ def lambdarank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tens
         >>> lambdarank_loss(torch.tensor([0.9, 0.1]), torch.tensor([0.9, 0.1])).item() > 0
         True
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="lambdarank_loss")
     sigma = _check_positive(sigma, "sigma")
     n = pred.numel()
     if n < 2:
@@ -362,7 +377,7 @@ def approx_ndcg_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Ten
         >>> round(approx_ndcg_loss(torch.tensor([0.5]), torch.tensor([1.0])).item(), 4)
         -1.0
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="approx_ndcg_loss")
     alpha = _check_positive(alpha, "alpha")
     n = pred.numel()
     if n == 0:
@@ -415,7 +430,7 @@ def neural_ndcg_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Ten
         >>> -1.0 <= loss.item() < 0
         True
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="neural_ndcg_loss", slates=True)
     temperature = _check_positive(temperature, "temperature")
     sinkhorn_iters = whole_number(sinkhorn_iters, "sinkhorn_iters", 0)
     n = pred.numel()
@@ -471,7 +486,7 @@ def ap_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor 
         >>> round(ap_rank_loss(torch.tensor([0.9, 0.1]), torch.tensor([0.9, 0.1])).item(), 4)
         0.0
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="ap_rank_loss")
     delta = _check_positive(delta, "delta")
     pos = target >= _check_threshold(threshold)
     n_pos = int(pos.sum())
@@ -511,7 +526,7 @@ def dr_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor | Non
         >>> dr_loss(torch.tensor([0.9, 0.1]), torch.tensor([0.9, 0.1])).item() > 0
         True
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="dr_loss")
     lambda_pos = _check_positive(lambda_pos, "lambda_pos")
     lambda_neg = _check_positive(lambda_neg, "lambda_neg")
     steepness = _check_positive(steepness, "steepness")
@@ -553,7 +568,7 @@ def crps_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tenso
         >>> round(crps_rank_loss(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5])).item(), 4)
         0.0
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="crps_rank_loss")
     n = pred.numel()
     if n == 0:
         return _zero(pred)
@@ -587,7 +602,7 @@ def gaussian_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.T
         >>> round(gaussian_rank_loss(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])).item(), 4)
         0.0
     """
-    target, groups = _check_inputs(pred, target, groups)
+    target, groups = _check_inputs(pred, target, groups, what="gaussian_rank_loss")
     sigma = _check_positive(sigma, "sigma")
     sigma_prime = _check_positive(sigma_prime, "sigma_prime")
     c = _check_positive(c, "c")
@@ -618,7 +633,7 @@ def l1_score_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor
         >>> round(l1_score_loss(torch.tensor([0.9, 0.2]), torch.tensor([0.8, 0.4])).item(), 4)
         0.15
     """
-    target, _ = _check_inputs(pred, target, groups)
+    target, _ = _check_inputs(pred, target, groups, pair_rows=0, what="l1_score_loss")
     if pred.numel() == 0:
         return _zero(pred)
     return (pred - target.to(pred.dtype)).abs().mean()
@@ -634,7 +649,7 @@ def mse_score_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tenso
         >>> round(mse_score_loss(torch.tensor([0.9, 0.2]), torch.tensor([0.8, 0.4])).item(), 4)
         0.025
     """
-    target, _ = _check_inputs(pred, target, groups)
+    target, _ = _check_inputs(pred, target, groups, pair_rows=0, what="mse_score_loss")
     if pred.numel() == 0:
         return _zero(pred)
     return (pred - target.to(pred.dtype)).square().mean()

@@ -56,7 +56,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_reduction, check_tensor, check_weights
+from ._checks import check_reduction, check_tensor, check_weights, check_pair_memory
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
@@ -66,6 +66,7 @@ EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
 DELTA_MIN = 1e-6  # δ's below it are computed with it: H is already a step at float32's resolution of
 # unit scores (~1e-7), and 1/(2δ) stays far from overflow (δ = 1e-300 gave inf·0 = NaN)
 _RANK_CHUNK = 1 << 17  # pixels per chunk of the rank part (rows · N)
+_SORT_TABLES = 4  # |P|×|P| tables of the sort part alive at once (differences, steps, masks, terms)
 _SORT_CHUNK = 1 << 20  # positive pairs per chunk of the sort part (rows · |P|²) in float32, half in
 # float64: one 4 MiB dense tensor (re-measured after the |P|-ordered chunks; 2^22 pairs 2.8x slower)
 
@@ -348,6 +349,10 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
         loss_p = torch.empty(n_active, dtype=work, device=dev)
         grad_p = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
         chunk = max(1, _SORT_CHUNK * 4 // (torch.finfo(dense).bits // 8))
+        # one map's |P|×|P| table cannot be split by rows: refuse one of gigabytes up front
+        check_pair_memory(counts[-1] ** 2 * (torch.finfo(dense).bits // 8) * _SORT_TABLES,
+                          f"the sort part on a map with {counts[-1]:,} positive pixels: raise "
+                          "positive_threshold (positives are labels above it) or use a smaller map;")
         a = 0
         while a < n_active:
             e = min(n_active, a + max(1, chunk // max(counts[a], 1) ** 2))

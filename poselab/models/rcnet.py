@@ -44,7 +44,8 @@ def pose_features(coords, keypoint_scores, instance_scores) -> np.ndarray:
         coords: (N, 17, 2) predicted keypoints (image pixels).
         keypoint_scores: (N, 17) joint scores. instance_scores: (N,) original pose scores.
 
-    Returns (N, 75) float32. A pose whose joints all coincide has zero link features (finite).
+    Returns (N, 75) float32 ((0, 75) for no pose). A pose whose joints all coincide has zero
+    link features (finite).
 
     Raises:
         ValueError: wrong shapes or NaN/Inf values (naming the argument).
@@ -73,7 +74,7 @@ def pose_features(coords, keypoint_scores, instance_scores) -> np.ndarray:
     offsets = xy[:, b] - xy[:, a]  # (N, 19, 2)
     lengths = np.linalg.norm(offsets, axis=-1)  # (N, 19)
     torso = np.maximum(lengths[:, list(TORSO_LIMBS)].mean(axis=1), 1.0)[:, None]
-    feats = np.concatenate([(offsets / torso[..., None]).reshape(n, -1), lengths / torso, ks,
+    feats = np.concatenate([(offsets / torso[..., None]).reshape(n, 2 * len(LIMBS)), lengths / torso, ks,
                             inst[:, None]], axis=1)
     return feats.astype(np.float32)
 

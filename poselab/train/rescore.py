@@ -132,6 +132,9 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
     track_every = whole_number(track_every, "track_every", -1)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
+    if len(np.asarray(target).reshape(-1)) == 0:
+        raise ValueError("fit_rescorer needs at least one pose to train on, got 0 (no detection was "
+                         "made or matched on this set: check the pose model and the data)")
     train = PoseSequences(features, target, groups)
     rng = np.random.default_rng(seed)
     sets = {"train": (np.asarray(features), np.asarray(target, dtype=np.float64), np.asarray(groups))}
