@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MAX_PAIR_MB", "check_pair_memory", "REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
+__all__ = ["MAX_PAIR_MB", "check_pair_memory", "finite_number", "REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
            "empty_loss", "reduce_per_keypoint"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -123,3 +123,15 @@ def check_pair_memory(nbytes: int, what: str) -> None:
     if need > limit:
         raise ValueError(f"{what} would build pair tables of about {need:,.0f} MiB (limit "
                          f"{limit:,.0f} MiB; POSELAB_MAX_PAIR_MB raises it)")
+
+
+def finite_number(value, name: str) -> float:
+    """``float(value)``, refused with a ValueError naming ``name`` unless it is a finite number."""
+    import math
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v

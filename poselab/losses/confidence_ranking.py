@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._numbers import whole_number
-from ._checks import check_pair_memory
+from ._checks import check_pair_memory, finite_number
 
 __all__ = [
     "laplacian_rank_loss", "rank_pair_term", "rank_pair_term_eq9", "ranknet_loss",
@@ -117,16 +117,6 @@ def _check_threshold(value) -> float:
     if not 0.0 < v <= 1.0:
         raise ValueError(f"threshold must be in (0, 1] (the OKS from which a pose is a positive), "
                          f"got {value!r}")
-    return v
-
-
-def _check_finite(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return v
 
 
@@ -531,7 +521,7 @@ def dr_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor | Non
     lambda_neg = _check_positive(lambda_neg, "lambda_neg")
     steepness = _check_positive(steepness, "steepness")
     scale = _check_positive(scale, "scale")          # τ < 0 would ascend the loss
-    margin = _check_finite(margin, "margin")
+    margin = finite_number(margin, "margin")
     threshold = _check_threshold(threshold)
     n = pred.numel()
     if n == 0:

@@ -56,7 +56,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_reduction, check_tensor, check_weights, check_pair_memory
+from ._checks import check_pair_memory, check_reduction, check_tensor, check_weights, finite_number
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
@@ -99,19 +99,9 @@ def _check_delta(delta, name: str) -> float:
     return max(d, DELTA_MIN)
 
 
-def _check_number(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return v
-
-
 def _check_weight(value, name: str) -> float:
     """A loss coefficient: finite and ≥ 0 (a negative one would train the term the wrong way)."""
-    v = _check_number(value, name)
+    v = finite_number(value, name)
     if v < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (a loss coefficient; negative "
                          f"ascends the loss), got {value!r}")
@@ -119,7 +109,7 @@ def _check_weight(value, name: str) -> float:
 
 
 def _check_threshold(value) -> float:
-    v = _check_number(value, "positive_threshold")
+    v = finite_number(value, "positive_threshold")
     if not 0.0 <= v < 1.0:
         raise ValueError(f"positive_threshold must be in [0, 1) (labels are peak-1 Gaussians in "
                          f"[0, 1]; outside it every pixel, or none, is a positive), got {value!r}")

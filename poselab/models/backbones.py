@@ -24,7 +24,11 @@ def conv_bn_relu(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Se
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block (two 3×3 convs + identity / 1×1 projection shortcut)."""
+    """ResNet basic block (two 3×3 convs + identity / 1×1 projection shortcut). The projection
+    is named ``shortcut`` (``downsample`` in torchvision's layout, :data:`SHORTCUT_NAME` of a
+    subclass, so that torchvision's state-dict names load)."""
+
+    SHORTCUT_NAME = "shortcut"
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
@@ -32,13 +36,15 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = None
+        projection = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(cout))
+            projection = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                       nn.BatchNorm2d(cout))
+        setattr(self, self.SHORTCUT_NAME, projection)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.shortcut is None else self.shortcut(x)
+        projection = getattr(self, self.SHORTCUT_NAME)
+        identity = x if projection is None else projection(x)
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.bn2(self.conv2(out))
         return F.relu(out + identity, inplace=True)

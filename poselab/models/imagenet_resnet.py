@@ -34,6 +34,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .._numbers import whole_number
+from .backbones import BasicBlock
 
 __all__ = ["ImageNetResNet18Backbone", "RESNET18_URL", "RESNET18_FILE", "imagenet_weights_path",
            "load_imagenet_weights"]
@@ -44,24 +45,10 @@ _ENV = "POSELAB_RESNET18_WEIGHTS"
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.pth?$")
 
 
-class _Block(nn.Module):
+class _Block(BasicBlock):
     """torchvision's ``BasicBlock`` layout (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``)."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return F.relu(self.bn2(self.conv2(out)) + identity, inplace=True)
+    SHORTCUT_NAME = "downsample"
 
 
 class ImageNetResNet18Backbone(nn.Module):
