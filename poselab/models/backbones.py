@@ -23,6 +23,17 @@ def conv_bn_relu(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Se
     )
 
 
+def simple_baseline_deconvs(cin: int, channels: int, stride: int) -> nn.Sequential:
+    """SimpleBaseline's head on a /32 ResNet: 4×4 stride-2 deconvolutions + BN + ReLU, three of
+    them to reach H/4 (``stride`` 4), four to reach H/2 (``stride`` 2)."""
+    layers = []
+    for _ in range(3 if stride == 4 else 4):
+        layers += [nn.ConvTranspose2d(cin, channels, 4, stride=2, padding=1, bias=False),
+                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        cin = channels
+    return nn.Sequential(*layers)
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block (two 3×3 convs + identity / 1×1 projection shortcut). The projection
     is named ``shortcut`` (``downsample`` in torchvision's layout, :data:`SHORTCUT_NAME` of a
@@ -124,12 +135,7 @@ class ResNet18Backbone(nn.Module):
             layers.append(nn.Sequential(BasicBlock(cin, cout, block_stride), BasicBlock(cout, cout)))
             cin = cout
         self.layers = nn.Sequential(*layers)
-        deconvs = []
-        for _ in range(3 if stride == 4 else 4):
-            deconvs += [nn.ConvTranspose2d(cin, deconv_channels, 4, stride=2, padding=1, bias=False),
-                        nn.BatchNorm2d(deconv_channels), nn.ReLU(inplace=True)]
-            cin = deconv_channels
-        self.deconvs = nn.Sequential(*deconvs)
+        self.deconvs = simple_baseline_deconvs(cin, deconv_channels, stride)
         self.out_channels = deconv_channels
         self.stride = whole_number(stride, "stride", 1)
 

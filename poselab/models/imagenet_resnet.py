@@ -34,7 +34,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .._numbers import whole_number
-from .backbones import BasicBlock
+from .backbones import BasicBlock, simple_baseline_deconvs
 
 __all__ = ["ImageNetResNet18Backbone", "RESNET18_URL", "RESNET18_FILE", "imagenet_weights_path",
            "load_imagenet_weights"]
@@ -74,12 +74,7 @@ class ImageNetResNet18Backbone(nn.Module):
         for i, (cout, first_stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
             setattr(self, f"layer{i}", nn.Sequential(_Block(cin, cout, first_stride), _Block(cout, cout)))
             cin = cout
-        deconvs = []
-        for _ in range(3 if stride == 4 else 4):
-            deconvs += [nn.ConvTranspose2d(cin, deconv_channels, 4, stride=2, padding=1, bias=False),
-                        nn.BatchNorm2d(deconv_channels), nn.ReLU(inplace=True)]
-            cin = deconv_channels
-        self.deconvs = nn.Sequential(*deconvs)
+        self.deconvs = simple_baseline_deconvs(cin, deconv_channels, stride)
         for m in self.deconvs.modules():  # SimpleBaseline's initialisation of the new layers
             if isinstance(m, nn.ConvTranspose2d):
                 nn.init.normal_(m.weight, std=0.001)
