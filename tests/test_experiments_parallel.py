@@ -101,6 +101,10 @@ def test_resolve_jobs(monkeypatch):
     assert parallel.resolve_jobs(3, 2, default, CPU) == 2
     if torch.cuda.is_available():
         assert parallel.resolve_jobs(None, 6, default, resolve_device("cuda")) == 1
+    # an explicit count holds on a GPU as well (several processes share it); auto stays 1 there
+    gpu = torch.device("cuda")  # only its type is read: no GPU needed
+    assert parallel.resolve_jobs(4, 6, default, gpu) == 4 and parallel.resolve_jobs(None, 6, default, gpu) == 1
+    assert parallel.resolve_jobs(8, 3, default, gpu) == 3
     monkeypatch.setenv("POSELAB_JOBS", "3")
     assert parallel.resolve_jobs(None, 6, ex.PRESETS["fast"], CPU) == 3
     for bad in ("x", "0", "-2"):

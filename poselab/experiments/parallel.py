@@ -103,7 +103,9 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
     ``min(cores, torch threads, runs to train, 4)`` for runs of at least
     :data:`MIN_PARALLEL_SAMPLES` samples, capped by memory (:func:`memory_available_mb` must
     hold :data:`WORKER_MEMORY_MB` per worker plus one share for the caller), else 1. On a GPU, or with callbacks (live plots, which
-    need the calling process), 1. An int is taken as given (>= 1; > 1 is refused with callbacks).
+    need the calling process), 1. An int is taken as given on any device (>= 1; at most the runs
+    to train; > 1 is refused with callbacks): ``--device cuda --jobs 4`` trains four worker
+    processes side by side on one GPU.
     """
     if jobs is None or jobs == "auto":
         jobs = _env_number("POSELAB_JOBS", int, "an integer >= 1")
@@ -124,7 +126,7 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
     if jobs > 1 and callbacks:
         raise ValueError("callbacks (live plots, progress bars) run in the calling process: "
                          "pass jobs=1 with callbacks, or drop the callbacks to train in parallel")
-    return max(1, min(int(jobs), n_runs)) if device.type == "cpu" else 1
+    return max(1, min(int(jobs), n_runs))  # on a GPU too: N processes share it (replicate --jobs N)
 
 
 def part_modules(recipe: Recipe) -> list[str] | None:
