@@ -212,6 +212,45 @@ def _fmt(x, spec=".1e") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _recorded_full_steps() -> int:
+    """Steps of a recorded ``full`` run (40 epochs of the generated train set), 5000 if none."""
+    import json
+    for record in sorted((HERE.parent / "results" / "replications").glob("*/*__full__seed*.json")):
+        try:
+            return int(json.loads(record.read_text())["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 5000
+
+
+def replication_estimate(rows: list[dict], batch: int, quick: bool, seeds: int = 5) -> str:
+    """An **estimate** of the deciding-scale replication (``poselab replicate CH --preset full``,
+    chapters 01-06, ``seeds`` seeds) on this device, one run at a time: each recipe's measured
+    float32 step (scaled from ``batch`` to the full preset's batch) × the full preset's steps,
+    summed over every chapter's replication recipes. A recipe not measured here is named."""
+    from poselab.experiments import PRESETS
+    from poselab.experiments.replicate import chapter_recipes
+    full = PRESETS["full"]
+    steps = full.max_steps or _recorded_full_steps()
+    step = {r["recipe"]: r["device_step"] * full.batch_size / batch for r in rows if r.get("device_step")}
+    runs, seconds, missing = 0, 0.0, set()
+    for chapter in ("01", "02", "03", "04", "05", "06"):
+        for recipe in chapter_recipes(chapter, "full"):
+            if recipe.name not in step:
+                missing.add(recipe.name)
+                continue
+            runs += seeds
+            seconds += seeds * step[recipe.name] * steps
+    where = "at the quick check's 64×48 input (full trains 128×96: several times more)" if quick else "at 128×96"
+    text = (f"replication estimate (not a run): {runs} runs of `full` ({steps} steps "
+            f"of {full.batch_size}), one at a time on this device, ≈ {seconds / 3600:.1f} h from the "
+            f"measured float32 steps {where}; with --jobs N side by side, up to N× less while the "
+            "device is not saturated")
+    if missing:
+        text += f"; not measured here: {', '.join(sorted(missing))}"
+    return text
+
+
 def half_tolerance(r: dict) -> float:
     """The half-precision loss may be off float32 by :data:`HALF_LOSS_RTOL`, or by as much as
     float32 is off float64 on the same batch where that is more: a loss ill-conditioned by
@@ -340,6 +379,9 @@ def main(argv=None) -> int:
         warp, warp_line = float("inf"), f"crop warp on {device}: ERROR {type(exc).__name__}: {exc}"
     print(warp_line)
     lines += ["", warp_line]
+    estimate = replication_estimate(rows, args.batch, quick=args.quick)
+    print(estimate)
+    lines += ["", estimate]
     sensitive = [r["recipe"] for r in rows if (r.get("f64_loss_err") or 0.0) > LOSS_RTOL]
     if sensitive:
         lines += ["", f"(!) float32 loss off float64 by more than {LOSS_RTOL:g} on this batch: "

@@ -119,3 +119,18 @@ def test_half_tolerance_follows_the_float32_conditioning_of_the_loss():
     ill = {"half": "bfloat16", "half_err": 0.054, "f64_loss_err": 0.24}
     exact = {"half": "bfloat16", "half_err": 0.10, "f64_loss_err": 1e-7}
     assert mod._misses(ill) == [] and mod._misses(exact) == ["bfloat16 loss vs float32"]
+
+
+def test_replication_estimate_sums_measured_recipes_and_names_the_rest():
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location("gpu_check_est", pathlib.Path(__file__).parents[1] / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    steps = mod._recorded_full_steps()
+    text = mod.replication_estimate([{"recipe": "mse", "device_step": 0.01}], batch=16, quick=False)
+    # mse is in chapters 01, 02 (baseline), 03, 04, 05, 06: six chapters × 5 seeds
+    from poselab.experiments.replicate import chapter_recipes
+    runs = sum(5 for ch in ("01", "02", "03", "04", "05", "06") for r in chapter_recipes(ch, "full") if r.name == "mse")
+    hours = runs * 0.01 * steps / 3600
+    assert f"{runs} runs" in text and f"≈ {hours:.1f} h" in text and "not measured here: " in text and "emd" in text
