@@ -144,9 +144,11 @@ def _children(pid: int, marker: str) -> list[int]:
 
 
 @pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux /proc")
-def test_killing_the_caller_with_sigkill_stops_its_workers_and_removes_the_jobs_folder(tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True])
+def test_killing_the_caller_with_sigkill_stops_its_workers_and_removes_the_jobs_folder(tmp_path, sigint_ignored):
     """The outside probe's case: kill -9 of ``train --jobs``'s parent left workers training and
-    a temp folder behind."""
+    a temp folder behind. Also with SIGINT ignored by the caller (``nohup``, ``cmd &`` in a
+    script), which its workers inherit: CI met that case."""
     import json
     import os
     import signal
@@ -157,7 +159,8 @@ def test_killing_the_caller_with_sigkill_stops_its_workers_and_removes_the_jobs_
                      batch_size=8, n_train=12, n_val=6)
     spec = dict(recipe=ex.RECIPES["mse"].to_dict(), modules=[], data="synth", preset=long.to_dict(),
                 seed=0, device="cpu", cache=False, threads=1)
-    code = ("import json, sys\nfrom poselab.experiments import parallel\n"
+    code = (("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" if sigint_ignored else "")
+            + "import json, sys\nfrom poselab.experiments import parallel\n"
             f"parallel.train_many([json.loads({json.dumps(json.dumps(spec))})] * 2, jobs=2)\n")
     env = dict(os.environ, TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
     parent = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)

@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -49,18 +50,24 @@ class _ProgressFile(Callback):
         os.replace(tmp, self.path)
 
 
-ORPHAN_GRACE_S = 30.0  # after the interrupt, how long a worker may take to clean up
+ORPHAN_GRACE_S = 20.0  # after the interrupt, how long a worker may take to clean up
 
 
-def _watch_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+def _watch_parent(parent_pid: int, jobs_folder: Path, poll_s: float = 0.5) -> None:
     """Stop this worker when the process that started it is gone (killed with ``kill -9`` it can
-    stop no one): a KeyboardInterrupt in the main thread lets the run's own clean-up run (no
-    half-written cache entry), then a hard exit if that takes longer than ``ORPHAN_GRACE_S``."""
+    stop no one): a real SIGINT to itself (it also ends a blocking system call) raises
+    KeyboardInterrupt in the main thread, so the run's own clean-up runs (no half-written cache
+    entry); if that takes longer than ``ORPHAN_GRACE_S``, the watcher removes the jobs folder and
+    exits hard."""
     def watch():
         while os.getppid() == parent_pid:
             time.sleep(poll_s)
-        _thread.interrupt_main()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except (OSError, ValueError):
+            _thread.interrupt_main()
         time.sleep(ORPHAN_GRACE_S)
+        shutil.rmtree(jobs_folder, ignore_errors=True)
         os._exit(3)
     threading.Thread(target=watch, name="poselab-parent-watch", daemon=True).start()
 
@@ -70,9 +77,11 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     parent = spec.get("parent_pid")
     parent = parent if isinstance(parent, int) and not isinstance(parent, bool) else None
+    if parent is not None:  # interruptible even when started with SIGINT ignored (nohup, `cmd &`)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if parent is not None:
-            _watch_parent(parent)  # (its interrupt may arrive at once: the caller died meanwhile)
+            _watch_parent(parent, Path(spec_path).parent)  # (may interrupt at once: the caller died meanwhile)
         _train(spec, spec_path)
     except KeyboardInterrupt:
         if parent is not None and os.getppid() != parent:  # orphaned: remove the jobs folder
