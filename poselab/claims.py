@@ -48,6 +48,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .viz.html import plain_text
+
 __all__ = ["KINDS", "VERDICTS", "EVIDENCE_KEYS", "FAST_PRESETS", "ClaimError", "Verdict", "start",
            "record", "records", "t_critical", "compare_seeds", "compare_runs", "apply_floor",
            "combine_verdicts", "guard_dead_maps", "identical_settings", "not_testable", "evidence",
@@ -837,7 +839,7 @@ def _short(value: Any, limit: int = 90) -> str:
         value = {k: value[k] for k in ("ours_mean", "theirs_mean", "advantage", "interval") if k in value}
     if isinstance(value, dict) and "comparison" in value:
         value = value["value"]
-    text = json.dumps(_round(value), ensure_ascii=False)
+    text = plain_text(value)  # "key: value; …" with rounded numbers, never raw JSON
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -854,16 +856,6 @@ def recorded_text(recorded: Mapping | None) -> str:
     scale = ", ".join(p for p in (str(recorded.get("preset") or ""), span) if p)
     return (f"{recorded['verdict']} ({scale}{stale})"
             + (f" — {recorded['reason']}" if recorded.get("reason") else ""))
-
-
-def _round(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_round(v) for v in value]
-    return value
 
 
 class ClaimsTable:

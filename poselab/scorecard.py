@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .claims import recorded_text
+from .viz.html import plain_text
 
 __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
            "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
@@ -136,7 +137,7 @@ def _evidence_text(rec: Mapping[str, Any]) -> str:
 def _value_text(value: Any, limit: int = 80) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = plain_text(value)  # readable "key: value; …", not raw JSON
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -364,3 +364,17 @@ def test_recorded_verdict_beside_the_live_one():
     with pytest.raises(claims.ClaimError, match="recorded="):
         claims.record("demo.e", value=None, paper="p", kind="empirical", verdict=v, evidence=EVIDENCE,
                       recorded={"reason": "no verdict key"})
+
+
+def test_markdown_values_are_readable_not_json():
+    """A value in the Markdown view (and the scorecard's) reads "key: value; …" with rounded
+    numbers: no JSON braces or quoted keys, no 16-digit floats (fails on the old json.dumps)."""
+    from poselab import scorecard
+    claims.start("99_demo")
+    claims.record("demo.r", value={"ours_mean": 0.123456789012, "seeds": [0.5, 0.25]}, paper="p",
+                  kind="math", holds=True)
+    md = claims.table().to_markdown()
+    assert "ours_mean: 0.1235; seeds: [0.5, 0.25]" in md
+    assert '"ours_mean"' not in md and "{" not in md and "0.123456789" not in md
+    card = scorecard.to_markdown(claims.records())
+    assert "ours_mean: 0.1235" in card and '"ours_mean"' not in card

@@ -20,7 +20,7 @@ import math
 import numbers
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["fitted_table", "Missing", "VERDICT_STYLES", "verdict_of", "FOLD_CHARS"]
+__all__ = ["fitted_table", "plain_text", "Missing", "VERDICT_STYLES", "verdict_of", "FOLD_CHARS"]
 
 _BOX = "max-width:100%;overflow-x:auto"
 _TABLE = "font-size:12px;border-collapse:collapse"
@@ -103,8 +103,9 @@ def _missing_reason(value: Any) -> str | None:
     return None
 
 
-def _text(value: Any, digits: int) -> str:
-    """Plain text of a non-missing value: numbers rounded, containers as ``key: value`` text."""
+def plain_text(value: Any, digits: int = 4) -> str:
+    """Plain text of a value for a table cell: numbers rounded to ``digits`` significant figures,
+    containers as ``key: value; …`` text (never JSON), ``None``/NaN as "—"."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, numbers.Integral):
@@ -115,12 +116,12 @@ def _text(value: Any, digits: int) -> str:
     if value is None or isinstance(value, Missing):
         return "—"
     if isinstance(value, Mapping):
-        return "; ".join(f"{k}: ({_text(v, digits)})" if isinstance(v, Mapping) and v else f"{k}: {_text(v, digits)}"
+        return "; ".join(f"{k}: ({plain_text(v, digits)})" if isinstance(v, Mapping) and v else f"{k}: {plain_text(v, digits)}"
                          for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_text(v, digits) for v in value) + "]"
+        return "[" + ", ".join(plain_text(v, digits) for v in value) + "]"
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays
-        return _text(value.tolist(), digits)
+        return plain_text(value.tolist(), digits)
     return str(value)
 
 
@@ -146,7 +147,7 @@ def _cell(value: Any, head: str, digits: int, reasons: dict[str, None]) -> tuple
     if reason is not None:
         reasons[reason] = None
         return f"<span title='{html.escape(reason, quote=True)}'>—</span>", _SHORT
-    text = _text(value, digits)
+    text = plain_text(value, digits)
     verdict = verdict_of(text) if "verdict" in head.lower() else None
     if verdict is not None:
         rest = text.strip()[len(verdict):].lstrip(" —–-:")
