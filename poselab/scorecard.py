@@ -267,8 +267,10 @@ def verdict_figure(records: Iterable[Mapping[str, Any]], width: int = 820, heigh
             raise ValueError(f"{name} must be a number of pixels in [100, 4000], got {value!r}")
     card = scorecard(records)
     order = ["holds", "reproduced", "inconclusive", "not reproduced", "fails"]
-    colours = {"holds": "#2ca02c", "reproduced": "#98df8a", "inconclusive": "#c7c7c7",
-               "not reproduced": "#ff9896", "fails": "#d62728"}
+    # the tables' colour-blind-safe scheme (blue: holds/reproduced, orange: not reproduced, red:
+    # a failing math claim, grey: inconclusive), darker for math, lighter for empirical
+    colours = {"holds": "#1f5f99", "reproduced": "#7fb3e0", "inconclusive": "#b0b0b0",
+               "not reproduced": "#e69138", "fails": "#a8001c"}
     papers = list(card)
     fig = go.Figure()
     for verdict in order:

@@ -51,6 +51,11 @@ def test_files_and_rendering(tmp_path):
     nr = [t for t in fig.data if t.name == "not reproduced"][0]
     rep = [t for t in fig.data if t.name == "reproduced"][0]
     assert list(nr.y) == [0, 1, 0] and list(rep.y) == [0, 0, 0]
+    # no red/green pair (colour-blind readers): holds/reproduced in blue hues, not reproduced orange
+    hexes = {t.name: t.marker.color.lstrip("#") for t in fig.data}
+    rgb = {k: tuple(int(v[i:i + 2], 16) for i in (0, 2, 4)) for k, v in hexes.items()}
+    assert all(b > g and b > r for r, g, b in (rgb["holds"], rgb["reproduced"]))
+    assert rgb["not reproduced"][0] > rgb["not reproduced"][2]
 
 
 def test_load_ledger_from_folder_and_bad_files(tmp_path):
