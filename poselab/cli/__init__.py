@@ -48,7 +48,7 @@ from poselab.errors import CliError
 from poselab.labs import CHAPTER_PATTERN, labs_dir, list_chapters, resolve_chapters
 
 from . import chapters, data, teaching, tools, training
-from ._common import INTERRUPTED, OK, USAGE, Command
+from ._common import INTERRUPTED, OK, USAGE, Command, Parser
 from .chapters import check_parameters, lab, parse_parameters, run
 
 __all__ = ["main", "build_parser", "COMMANDS", "run", "lab", "parse_parameters",
@@ -80,7 +80,7 @@ def _add_commands(sub, table: dict[str, Command], dest: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``poselab`` parser tree, built from the command tables."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="poselab", epilog=EPILOG,
         description="Run the chapters, open the lab, train and record, make data.")
     _add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),

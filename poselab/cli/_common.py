@@ -10,7 +10,7 @@ from typing import Callable
 
 from poselab.errors import CliError
 
-__all__ = ["Command", "CliError", "OK", "FAILED", "USAGE", "INTERRUPTED", "seconds",
+__all__ = ["Command", "Parser", "CliError", "OK", "FAILED", "USAGE", "INTERRUPTED", "seconds",
            "non_negative", "positive_int", "seed", "port", "add_seeds", "add_jobs"]
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -25,6 +25,15 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     handler: Callable[[argparse.Namespace], int] | None = None
     subcommands: dict[str, "Command"] = field(default_factory=dict)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, ``PROG: error: MESSAGE (see PROG
+    --help)``, exit code 2 (argparse prints the whole usage block first). Sub-parsers are made
+    of this class too."""
+
+    def error(self, message: str):
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _number(text: str, convert, ok, expected: str):

@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Iterable
 
-from ._common import FAILED, INTERRUPTED, OK, USAGE, Command, CliError, non_negative, \
-    positive_int, seconds
+from ._common import (FAILED, INTERRUPTED, OK, USAGE, Command, CliError, Parser, non_negative,
+                      positive_int, seconds)
 
 # poselab.data loads numpy and PIL (about 0.35 s): poselab.data.synth and poselab.data.fetch are
 # imported in the handlers ("deferred"), so `poselab --help` stays fast. The fetch options that
@@ -97,7 +97,7 @@ def _fetch(args: argparse.Namespace, prog: str = "poselab") -> int:
 
 def fetch_parser(prog: str = "fetch_coco.py") -> argparse.ArgumentParser:
     """The parser of ``data_scripts/fetch_coco.py``: ``poselab data fetch``'s arguments."""
-    parser = argparse.ArgumentParser(prog=prog, description=FETCH_DESCRIPTION)
+    parser = Parser(prog=prog, description=FETCH_DESCRIPTION)
     _add_fetch(parser)
     return parser
 
