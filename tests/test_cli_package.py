@@ -34,7 +34,7 @@ def _leaves(table, prefix=()):
 def test_the_parser_tree_is_the_command_tables():
     tree = _subcommands(cli.build_parser())
     assert list(tree) == list(cli.COMMANDS)
-    assert set(_subcommands(tree["data"])) == {"synth", "fetch"}
+    assert set(_subcommands(tree["data"])) == {"synth", "generate", "fetch"}
     for path, command in _leaves(cli.COMMANDS):
         assert callable(command.handler), path
 
@@ -68,21 +68,21 @@ def test_seeds_and_seed_are_one_option(command):
     assert a.seeds == b.seeds == [3, 4]
 
 
-def test_no_command_has_a_seed_option_without_the_seeds_spelling():
-    def options(parser):
-        for action in parser._actions:
-            yield from action.option_strings
-        for sub in _subcommands(parser).values():
-            yield from options(sub)
-    names = set(options(cli.build_parser()))
-    assert "--seed" in names  # the alias exists ...
-    for path, _ in _leaves(cli.COMMANDS):  # ... only beside --seeds
+def test_seed_options_are_consistent():
+    """Several seeds are always --seeds (with --seed the same option); a lone --seed takes one."""
+    seen = 0
+    for path, _ in _leaves(cli.COMMANDS):
         parser = cli.build_parser()
         for word in path:
             parser = _subcommands(parser)[word]
         for action in parser._actions:
-            if "--seed" in action.option_strings:
+            if "--seeds" in action.option_strings:
                 assert action.option_strings == ["--seeds", "--seed"] and action.dest == "seeds"
+                assert action.nargs == "+", path
+                seen += 1
+            elif "--seed" in action.option_strings:
+                assert action.nargs is None and path == ("data", "generate"), path
+    assert seen == 4  # train, arena, results, replicate
 
 
 HOSTILE = [
@@ -105,6 +105,8 @@ HOSTILE = [
     ["index", "--check", "--write-readme"],
     ["data", "fetch"],                               # missing --out
     ["data", "fetch", "--out", "x", "--split", "test2017"],
+    ["data", "generate", "--out", "x", "--n-images", "0"],
+    ["data", "generate", "--out", "x", "--n-images", "2", "--occlusion-prob", "7"],  # bad control
 ]
 
 
@@ -153,6 +155,20 @@ def test_a_failed_fetch_is_1_and_a_usage_error_2(tmp_path, capsys):
     assert err.startswith("poselab: error: ") and "Traceback" not in err
     assert data.fetch_main(["--out", str(tmp_path), "--workers", "0"]) == 2
     assert capsys.readouterr().err.startswith("fetch_coco.py: error: argument --workers")
+
+
+def test_generate_writes_a_dataset_and_refuses_to_replace_it(tmp_path, capsys):
+    argv = ["--out", tmp_path / "g", "--n-images", "1", "--seed", "3", "--image-size", "64", "48",
+            "--quiet"]
+    assert data.generate_main(argv) == 0
+    json_path = tmp_path / "g" / "annotations" / "person_keypoints_train.json"
+    assert json_path.is_file() and str(json_path) in capsys.readouterr().out
+    before = json_path.read_bytes()
+    assert cli.main(["data", "generate", *argv]) == 2  # exists: refused, nothing replaced
+    assert capsys.readouterr().err.startswith("poselab: error: ")
+    assert json_path.read_bytes() == before
+    assert cli.main(["data", "generate", *argv, "--overwrite"]) == 0
+    assert json_path.read_bytes() == before  # same seed and controls: the same files
 
 
 def test_fetch_choices_and_documented_defaults_are_fetch_coco_s():

@@ -45,6 +45,7 @@ def _example(args: str) -> list[str]:
     args = re.sub(r"\[[^\[\]]*\]", "", args)                            # optional parts dropped
     args = args.replace("RECIPE", "mse").replace("FILE", "results/x.json").replace("SUBMISSION", "s.ipynb")
     args = args.replace("CHAPTER ...", "00").replace("NAME ...", "").replace("DIR", "runs/x")
+    args = re.sub(r"\bN\b", "1", args)                                  # a count or a seed
     return shlex.split(args)
 
 

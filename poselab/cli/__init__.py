@@ -11,6 +11,7 @@
     poselab replicate CHAPTER [--preset P] [--seeds N ...] [--jobs N] [--device D] [--plan]
     poselab data synth [--root DIR] [--split train|val]
     poselab data fetch --out DIR [--split val2017|train2017] [--max-images N] [--from-dir DIR]
+    poselab data generate --out DIR --n-images N [--seed N] [--split NAME] [--workers N]
     poselab assign [NAME ...] [--out DIR];  poselab grade SUBMISSION [--assignment NAME]
     poselab index [--write-readme | --check]
     poselab bench [--quick] [--only NAME ...] [--out FILE]
@@ -18,7 +19,7 @@
 
 A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
 without its number (``hdm``). Every command that takes seeds takes ``--seeds N [N ...]``
-(``--seed`` is the same option). ``run`` writes the executed notebooks and a ``claims.json``
+(``--seed`` is the same option; ``data generate`` takes one ``--seed N``). ``run`` writes the executed notebooks and a ``claims.json``
 ledger into ``--out``.
 
 Exit codes, the same for every command:
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse printed the help (0) or the usage error (2)
         return USAGE if exc.code else OK
     args.argv = argv  # the command line as given (train --record writes it into the record)
+    args.prog = "poselab"  # the name in a handler's own error lines
     try:
         return args.handler(args)
     except CliError as exc:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from poselab.errors import CliError
 
-__all__ = ["Command", "Parser", "CliError", "OK", "FAILED", "USAGE", "INTERRUPTED", "seconds",
+__all__ = ["Command", "Parser", "run_script", "CliError", "OK", "FAILED", "USAGE", "INTERRUPTED", "seconds",
            "non_negative", "positive_int", "seed", "port", "add_seeds", "add_jobs"]
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -80,3 +81,26 @@ def add_seeds(parser: argparse.ArgumentParser, default, help: str) -> None:
 
 def add_jobs(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--jobs", type=positive_int, default=None, metavar="N", help=help)
+
+
+def run_script(command: Command, prog: str, argv: Iterable[str] | None = None,
+               description: str | None = None) -> int:
+    """One command of the tree as a script of its own (``data_scripts/fetch_coco.py`` is
+    ``poselab data fetch``): the row's arguments and handler under the program name ``prog``,
+    the same exit codes as :func:`poselab.cli.main`."""
+    name = prog.removesuffix(".py")
+    parser = Parser(prog=prog, description=description or command.help)
+    command.add_arguments(parser)
+    try:
+        args = parser.parse_args(None if argv is None else [str(a) for a in argv])
+    except SystemExit as exc:  # the parser printed the help (0) or a usage error (2)
+        return USAGE if exc.code else OK
+    args.prog = name
+    try:
+        return command.handler(args)
+    except CliError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return INTERRUPTED

@@ -1,23 +1,26 @@
-"""``poselab data synth`` (the generated dataset every chapter can use) and ``poselab data fetch``
-(a COCO 2017 person-keypoint subset, the logic in :mod:`poselab.data.fetch`).
+"""``poselab data synth`` (the generated dataset every chapter can use), ``poselab data generate``
+(a generated dataset with your own controls, :func:`poselab.data.synth.generate`) and ``poselab
+data fetch`` (a COCO 2017 person-keypoint subset, the logic in :mod:`poselab.data.fetch`).
 
-``data_scripts/fetch_coco.py`` is :func:`fetch_main`: the same arguments and handler as ``poselab
-data fetch``, under its own program name (``fetch_coco: error: ...`` on stderr).
+``data_scripts/fetch_coco.py`` and ``data_scripts/generate_synth.py`` are :func:`fetch_main` and
+:func:`generate_main`: the same rows of the table under their own program names
+(``fetch_coco: error: ...`` on stderr).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Iterable
 
-from ._common import (FAILED, INTERRUPTED, OK, USAGE, Command, CliError, Parser, non_negative,
-                      positive_int, seconds)
+from ._common import (FAILED, INTERRUPTED, OK, Command, CliError, Parser, non_negative,
+                      positive_int, run_script, seconds, seed)
 
 # poselab.data loads numpy and PIL (about 0.35 s): poselab.data.synth and poselab.data.fetch are
-# imported in the handlers ("deferred"), so `poselab --help` stays fast. The fetch options that
-# are not given take fetch_coco's own defaults; a test keeps the values named below equal to them.
+# imported in the handlers ("deferred"), so `poselab --help` stays fast. Options that are not given
+# take fetch_coco's and generate's own defaults; a test keeps the values named below equal to them.
 
-__all__ = ["COMMANDS", "SPLITS", "fetch_parser", "fetch_main"]
+__all__ = ["COMMANDS", "SPLITS", "fetch_parser", "fetch_main", "generate_main"]
 
 SPLITS = ("val2017", "train2017")  # == poselab.data.fetch.SPLITS (tests/test_cli_package.py)
 _BASE_URL, _LOW_SPEED_LIMIT, _LOW_SPEED_TIME = "http://images.cocodataset.org", 1024, 30
@@ -58,7 +61,7 @@ def _add_fetch(p: argparse.ArgumentParser) -> None:
                      help="build from a local COCO folder instead of downloading (copies images)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a different existing json (and replace invalid existing images)")
-    p.add_argument("--workers", type=positive_int, default=4,
+    p.add_argument("--workers", type=positive_int, default=4, metavar="N",
                    help="parallel image downloads (default 4)")
     p.add_argument("--timeout", type=seconds, default=60.0,
                    help="network timeout in seconds for each wait (default 60)")
@@ -70,9 +73,9 @@ def _add_fetch(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
 
-def _fetch(args: argparse.Namespace, prog: str = "poselab") -> int:
-    """Exit codes as every poselab command: 1 when the fetch ran and failed (one line on stderr
-    saying what to do), 130 on Ctrl-C (re-run to resume)."""
+def _fetch(args: argparse.Namespace) -> int:
+    """1 when the fetch ran and failed (one line on stderr saying what to do), 130 on Ctrl-C
+    (re-run the same command to resume)."""
     from poselab.data import fetch  # deferred: numpy
     try:
         if args.from_dir is not None:
@@ -86,12 +89,12 @@ def _fetch(args: argparse.Namespace, prog: str = "poselab") -> int:
                                       progress=not args.no_progress,
                                       **{k: v for k, v in given.items() if v is not None})
     except (fetch.FetchError, OSError) as err:  # OSError: disk full, permission denied, ...
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
         return FAILED
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
+        print(f"{args.prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         return INTERRUPTED
-    print(f"{prog}: {report.summary()}")
+    print(f"{args.prog}: {report.summary()}")
     return OK
 
 
@@ -102,19 +105,75 @@ def fetch_parser(prog: str = "fetch_coco.py") -> argparse.ArgumentParser:
     return parser
 
 
-def fetch_main(argv: Iterable[str] | None = None) -> int:
-    """``data_scripts/fetch_coco.py``: returns 0, 1 (the fetch failed), 2 (usage) or 130."""
+def _add_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset folder")
+    p.add_argument("--n-images", type=positive_int, required=True, metavar="N",
+                   help="images to generate (about 1.5 persons each with the default controls)")
+    p.add_argument("--seed", type=seed, default=0, metavar="N",
+                   help="the one seed of the dataset (default 0)")
+    p.add_argument("--split", default="train", help="split name (train, val, ...; default train)")
+    controls = p.add_argument_group(
+        "controls", "each one not given takes its value in poselab.data.synth.DEFAULT_CONTROLS")
+    controls.add_argument("--image-size", type=positive_int, nargs=2, metavar=("H", "W"))
+    controls.add_argument("--persons-per-image", type=int, nargs=2, metavar=("MIN", "MAX"))
+    controls.add_argument("--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                          help="body height / image height")
+    controls.add_argument("--occlusion-prob", type=float, metavar="P")
+    controls.add_argument("--truncation-prob", type=float, metavar="P")
+    controls.add_argument("--sigma-true", type=float, metavar="S",
+                          help="label noise in OKS-sigma units")
+    controls.add_argument("--pose-jitter-deg", type=float, metavar="DEG")
+    controls.add_argument("--background-clutter", type=int, nargs=2, metavar=("MIN", "MAX"))
+    controls.add_argument("--noise-std", type=float, nargs=2, metavar=("MIN", "MAX"))
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="rendering processes (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a split this command wrote before (only its own files are "
+                        "deleted; a folder holding anything else is refused)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+_CONTROLS = ("image_size", "persons_per_image", "scale_range", "occlusion_prob", "truncation_prob",
+             "sigma_true", "pose_jitter_deg", "background_clutter", "noise_std")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """2 for bad controls or a split it will not replace (nothing written), 1 when writing
+    failed (disk full, permission denied)."""
+    from poselab.data.synth import generate  # deferred: numpy
+    controls = {name: tuple(value) if isinstance(value, list) else value
+                for name in _CONTROLS if (value := getattr(args, name)) is not None}
+    start = time.perf_counter()
     try:
-        args = fetch_parser().parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:  # argparse printed the usage error (2) or the help (0)
-        return USAGE if exc.code else OK
-    return _fetch(args, prog="fetch_coco")
+        path = generate(args.out, args.n_images, args.seed, split=args.split,
+                        progress=not args.quiet, workers=args.workers, overwrite=args.overwrite,
+                        **controls)
+    except (ValueError, FileExistsError) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        print(f"{args.prog}: error: {exc}", file=sys.stderr)
+        return FAILED
+    print(f"{path}  ({time.perf_counter() - start:.1f} s)")
+    return OK
 
 
 COMMANDS = {
     "data": Command("make datasets", subcommands={
         "synth": Command("generate the default synthetic dataset", _add_synth, _synth),
+        "generate": Command("generate a COCO-format folder of people with your own controls",
+                            _add_generate, _generate),
         "fetch": Command("download (or copy) a COCO 2017 person-keypoint subset",
                          _add_fetch, _fetch),
     }),
 }
+
+
+def fetch_main(argv: Iterable[str] | None = None) -> int:
+    """``data_scripts/fetch_coco.py``: ``poselab data fetch`` under that name."""
+    return run_script(COMMANDS["data"].subcommands["fetch"], "fetch_coco.py", argv,
+                      FETCH_DESCRIPTION)
+
+
+def generate_main(argv: Iterable[str] | None = None) -> int:
+    """``data_scripts/generate_synth.py``: ``poselab data generate`` under that name."""
+    return run_script(COMMANDS["data"].subcommands["generate"], "generate_synth.py", argv)
