@@ -219,3 +219,20 @@ def test_the_old_modules_are_gone():
     assert not (ROOT / "poselab" / "experiments" / "cli.py").exists()
     from poselab.data import fetch
     assert not hasattr(fetch, "build_parser") and not hasattr(fetch, "main")
+
+
+def _undeclared_local_imports(source: str) -> list[int]:
+    import ast
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    top = {id(node) for node in tree.body}
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top
+            and "# deferred" not in lines[node.lineno - 1]]
+
+
+def test_imports_sit_at_the_top_unless_deliberately_deferred():
+    """A function-level import in the CLI is a heavy one deferred on purpose, and says so."""
+    for path in sorted((ROOT / "poselab" / "cli").glob("*.py")):
+        assert _undeclared_local_imports(path.read_text()) == [], path.name
+    assert _undeclared_local_imports("import os\ndef f():\n    import json\n") == [3]
