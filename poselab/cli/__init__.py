@@ -63,7 +63,8 @@ COMMANDS: dict[str, Command] = {**chapters.COMMANDS, **training.COMMANDS, **data
 EPILOG = ("exit codes: 0 done; 1 the command ran and failed (a chapter, a math claim, a record "
           "that does not reproduce, a stale index, a failed download); 2 refused before running "
           "(usage error, unknown chapter/recipe/preset, bad value); 130 interrupted. Commands "
-          "that take seeds take --seeds N [N ...] (--seed is the same option).")
+          "that take seeds take --seeds N [N ...] (--seed is the same option; data generate "
+          "takes one --seed N).")
 
 
 def _add_commands(sub, table: dict[str, Command], dest: str) -> None:
