@@ -7,14 +7,15 @@
 
 Keeps the first N images (sorted by COCO image id) that have a person with keypoints, plus every
 annotation of those images. Re-run the same command to resume after an interruption.
-All logic lives in poselab.data.fetch (see its docstring); this file is only the entry point.
+The same command as `poselab data fetch`: the arguments live in poselab.cli.data, the logic in
+poselab.data.fetch (see its docstring); this file is only the entry point.
 """
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without install
 
-from poselab.data.fetch import main  # noqa: E402
+from poselab.cli.data import fetch_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(fetch_main())

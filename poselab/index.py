@@ -29,7 +29,7 @@ _TAG = re.compile(r"\b(" + "|".join(PAPER_NAMES) + r")\b[,:]?\s*(" + _PLACE
                   + r"\s*[A-Z]?[\d.]+(?:\s*(?:[–\-/,]|and)\s*(?:" + _PLACE + r"\s*)?[A-Z]?[\d.]+)*)")
 _MARK_START, _MARK_END = "<!-- index:start -->", "<!-- index:end -->"
 _ROOT = Path(__file__).resolve().parent.parent
-_SKIP_MODULES = ("poselab.cli", "poselab.experiments.cli", "poselab.index")
+_SKIP_MODULES = ("poselab.cli", "poselab.index")  # and their submodules
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ def tagged_entries() -> list[Entry]:
     out: list[Entry] = []
     seen = set()
     for info in pkgutil.walk_packages(poselab.__path__, "poselab."):
-        if info.name in _SKIP_MODULES or "._" in info.name:
+        if info.name.startswith(tuple(m + "." for m in _SKIP_MODULES)) or info.name in _SKIP_MODULES \
+                or "._" in info.name:
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from poselab import cli
+from poselab.cli.chapters import _cell_timeout
 
 PARAMS = ('fast = False\nseed = 0\nsize = (64, 48)\nnested = {"a": (0, 0)}\nseeds = [0, 1, 2]\n'
           'strides = (4, 16)\nrun_seeds = (0, 1, 2)\nout_dir = ""\n')
@@ -128,7 +129,7 @@ def test_bad_timeout_is_refused_by_the_parser(labs, tmp_path, value):
 def test_timeout_in_the_python_api(labs, tmp_path):
     with pytest.raises(cli.CliError, match="--timeout"):
         cli.run(["0"], out=tmp_path / "o", timeout=float("nan"))
-    assert cli._cell_timeout(0.5) == 1 and cli._cell_timeout(None) is None
+    assert _cell_timeout(0.5) == 1 and _cell_timeout(None) is None
 
 
 def test_docstring_usage_lines_parse():
@@ -137,12 +138,15 @@ def test_docstring_usage_lines_parse():
     lines = [part.strip() for ln in cli.__doc__.splitlines() for part in ln.split(";")
              if part.strip().startswith("poselab ")]
     assert any(ln.startswith("poselab data synth") for ln in lines)
-    examples = {"CHAPTER": "0", "N": "8888", "name=value": "seed=1"}
+    examples = {"CHAPTER": "0", "N": "8888", "name=value": "seed=1", "S": "60", "T": "1e-6"}
     for line in lines:
-        words = []
+        words, alternative = [], False
         for token in line.split()[1:]:
             token = token.strip("[]").rstrip(".")
-            if token in ("...", "|") or not token:
+            if token == "|" or alternative:  # [a | b]: only a
+                alternative = token == "|"
+                continue
+            if token == "..." or not token:
                 continue
             token = token.split("|")[0]
             if token in examples:

@@ -19,7 +19,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image
 
-from poselab.data.fetch import ANNOTATION_ZIP, FetchError, fetch_coco, main
+from poselab.cli.data import fetch_main as main
+from poselab.data.fetch import ANNOTATION_ZIP, FetchError, fetch_coco
 
 NAME = "000000000001.jpg"
 

@@ -556,4 +556,4 @@ def test_narrowest_allowed_sigma_gives_finite_one_hot_targets():
 def test_index_check_and_write_readme_together_is_refused(capsys):
     from poselab.cli import main
     assert main(["index", "--check", "--write-readme"]) == 2
-    assert "not both" in capsys.readouterr().err
+    assert "not allowed with" in capsys.readouterr().err

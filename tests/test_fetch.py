@@ -24,7 +24,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from poselab.data.fetch import build_from_dir, main
+from poselab.cli.data import fetch_main as main
+from poselab.data.fetch import build_from_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = Path(os.environ.get("POSELAB_COCO_SAMPLE", REPO.parent / "shared" / "coco_sample"))

@@ -30,12 +30,12 @@ finished files. Nothing the user made is deleted: only ``.part`` files and files
 ``DIR/.cache`` are ever removed, an existing different json is kept unless ``force=True``, and an
 existing invalid image is reported, not replaced (unless ``force=True``).
 
-Expected failures raise :class:`FetchError` whose one-line message says what to do;
-:func:`main` (the ``data_scripts/fetch_coco.py`` CLI) prints it and exits with status 1.
+Expected failures raise :class:`FetchError` whose one-line message says what to do; the command
+line (``poselab data fetch``, ``data_scripts/fetch_coco.py``: :mod:`poselab.cli.data`) prints it
+and exits with status 1.
 """
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import math
@@ -43,7 +43,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import threading
 import time
 import urllib.error
@@ -54,7 +53,7 @@ import zlib
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+from typing import Callable
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -65,7 +64,6 @@ __all__ = [
     "select_subset",
     "fetch_coco",
     "build_from_dir",
-    "main",
 ]
 
 DEFAULT_BASE_URL = "http://images.cocodataset.org"
@@ -848,97 +846,3 @@ def _positive_number(value, name: str, zero: bool = False) -> float:
         floor = ">= 0" if zero else "> 0"
         raise FetchError(f"{name} must be a finite number {floor}, got {value!r}")
     return number
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a finite positive number of seconds (0, -1, nan, inf refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fetch_coco.py",
-        description=(
-            "Build a COCO 2017 person-keypoint subset in the standard layout "
-            "(DIR/annotations/person_keypoints_<split>.json, DIR/<split>/<file_name>). Keeps the "
-            "first N images (by image id) that have a person with keypoints, and every "
-            "annotation of those images. Resumable: re-run the same command after an interruption."
-        ),
-    )
-    p.add_argument("--split", choices=SPLITS, default="val2017", help="COCO split (default val2017)")
-    p.add_argument("--max-images", type=_positive_int, default=None, metavar="N",
-                   help="keep the first N keypoint images by id (default: all of them)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output COCO folder")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--base-url", default=DEFAULT_BASE_URL, metavar="URL",
-                     help=f"COCO site or mirror with the official layout (default {DEFAULT_BASE_URL})")
-    src.add_argument("--from-dir", metavar="DIR2", default=None,
-                     help="build from a local COCO folder instead of downloading (copies images)")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite a different existing json (and replace invalid existing images)")
-    p.add_argument("--workers", type=_positive_int, default=4, help="parallel image downloads (default 4)")
-    p.add_argument("--timeout", type=_seconds, default=60.0,
-                   help="network timeout in seconds for each wait (default 60)")
-    p.add_argument("--low-speed-limit", type=_non_negative, default=LOW_SPEED_LIMIT, metavar="BYTES",
-                   help=f"abandon (and resume) a transfer slower than BYTES/s ... (default "
-                        f"{LOW_SPEED_LIMIT}; 0 disables)")
-    p.add_argument("--low-speed-time", type=_seconds, default=LOW_SPEED_TIME, metavar="S",
-                   help=f"... for S seconds (default {LOW_SPEED_TIME:g})")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
-    return p
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    """CLI entry point. Returns 0 on success, 1 on an expected error (one line on stderr), 130 on Ctrl-C."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    try:
-        if args.from_dir is not None:
-            report = build_from_dir(args.from_dir, args.out, args.split, args.max_images,
-                                    force=args.force, progress=not args.no_progress)
-        else:
-            report = fetch_coco(args.out, args.split, args.max_images, base_url=args.base_url,
-                                force=args.force, workers=args.workers, timeout=args.timeout,
-                                progress=not args.no_progress,
-                                low_speed_limit=args.low_speed_limit,
-                                low_speed_time=args.low_speed_time)
-    except FetchError as err:
-        print(f"fetch_coco: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # disk full, permission denied, ...
-        print(f"fetch_coco: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("fetch_coco: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    print(f"fetch_coco: {report.summary()}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,18 +1,9 @@
-"""The ``poselab`` command: run chapters through papermill, open the lab, make data.
+"""``poselab run``, ``poselab lab`` and ``poselab list``: the chapters, executed through
+papermill, opened in JupyterLab, listed.
 
-    poselab run [CHAPTER ... | --all] [--fast] [--out DIR] [-p name=value ...]
-    poselab lab [--port N] [--no-browser]
-    poselab list
-    poselab index [--write-readme | --check]
-    poselab assign [NAME ...] [--out DIR];  poselab grade SUBMISSION [--assignment NAME]
-    poselab data synth [--root DIR] [--split train|val]
-    poselab bench [--quick] [--only NAME ...] [--out FILE]
-    poselab doctor [--device auto|cpu|cuda|mps]
-
-A chapter is named by its number (``4`` or ``04``), its file stem (``04_hdm``) or the stem
-without its number (``hdm``). ``run`` writes the executed notebooks and a ``claims.json``
-ledger (list of ``{id, chapter, kind, value, paper, holds, verdict}``) into ``--out`` and exits
-non-zero when a chapter fails (naming the cell and the error) or a ``math`` claim does not hold.
+``run`` writes the executed notebooks and a ``claims.json`` ledger (list of ``{id, chapter, kind,
+value, paper, holds, verdict}``) into ``--out``; it returns 1 when a chapter fails (naming the
+cell and the error) or a ``math`` claim does not hold.
 """
 from __future__ import annotations
 
@@ -27,11 +18,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CliError
-from .labs import CHAPTER_PATTERN, labs_dir, list_chapters, resolve_chapters
+from poselab.labs import labs_dir, list_chapters, resolve_chapters
+from poselab.paths import writable_folder
 
-__all__ = ["main", "run", "lab", "build_parser", "CliError", "labs_dir", "list_chapters",
-           "resolve_chapters", "CHAPTER_PATTERN", "parse_parameters"]
+from ._common import FAILED, OK, Command, CliError, seconds
+from ._common import port as port_number
+
+# papermill (and the numpy behind poselab.scorecard) load in 0.3-1 s: they are imported in the
+# functions that execute chapters, each marked "deferred", so `poselab --help` and `list` stay fast.
+
+__all__ = ["COMMANDS", "run", "lab", "parse_parameters", "check_parameters", "declared_parameters",
+           "run_chapter", "ChapterResult"]
 
 DEFAULT_OUT = "runs/latest"
 
@@ -88,7 +85,7 @@ def parse_parameters(items: list[str]) -> dict:
 def _tuple_translator():
     """papermill's Python translator writes tuples as strings ("(128, 96)"); this subclass writes
     them as tuples (also inside lists and dicts), so ``-p input_size=(128,96)`` arrives as one."""
-    from papermill.translators import PythonTranslator
+    from papermill.translators import PythonTranslator  # deferred: heavy
 
     class TupleTranslator(PythonTranslator):
         @classmethod
@@ -214,7 +211,8 @@ def _execution_error(exc: Exception, output: Path) -> str:
 
 def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
                 timeout: float | None = None) -> ChapterResult:
-    import papermill
+    import papermill  # deferred: heavy
+    from papermill.translators import papermill_translators  # deferred: heavy
 
     params = dict(parameters)
     declared = declared_parameters(notebook)
@@ -235,7 +233,6 @@ def run_chapter(notebook: Path, out_dir: Path, parameters: dict, fast: bool,
         os.environ["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
     ok, error = True, ""
-    from papermill.translators import papermill_translators
     papermill_translators.register("python", _tuple_translator())
     try:
         papermill.execute_notebook(
@@ -281,23 +278,6 @@ def _cell_timeout(timeout) -> int | None:
     return int(math.ceil(timeout))
 
 
-def _port(text: str) -> int:
-    """argparse type of ``lab --port``: a TCP port number."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """argparse type of ``--timeout``: a finite number of seconds > 0 (as ``fetch_coco.py``'s)."""
-    from poselab.data.fetch import _seconds as seconds
-    return seconds(text)
-
-
 def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
         parameters: dict | None = None, timeout: float | None = None,
         stream=None) -> int:
@@ -314,7 +294,6 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     if unknown:
         raise CliError(f"no selected chapter has parameter(s) {', '.join(unknown)}")
     _cell_timeout(timeout)
-    from poselab.paths import writable_folder
     try:
         out_dir = writable_folder(out, "--out")  # the executed notebooks and claims.json
     except ValueError as exc:
@@ -360,14 +339,14 @@ def run(names: list[str], *, fast: bool = False, out: str | Path = DEFAULT_OUT,
     for r in results:
         for c in r.claims:
             print(f"  {c['id']:50s} {c['kind']:9s} {c['verdict']}", file=stream)
-    code = 0
+    code = OK
     if failed_math:
         print("math claims that do not hold: " + ", ".join(c["id"] for c in failed_math), file=stream)
-        code = 1
+        code = FAILED
     if any(not r.ok for r in results):
         print("failed chapters: " + ", ".join(r.chapter for r in results if not r.ok), file=stream)
-        code = 1
-    from poselab import scorecard
+        code = FAILED
+    from poselab import scorecard  # deferred: numpy
     card = scorecard.summary(aggregate)
     md, _ = scorecard.write_scorecard(aggregate, out_dir)
     print(f"scorecard: {card['claims']} claims; " + "; ".join(
@@ -394,145 +373,45 @@ def lab(port: int | None = None, no_browser: bool = False, extra: list[str] | No
     return subprocess.call(cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poselab", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="execute chapters through papermill")
-    p_run.add_argument("chapters", nargs="*", help="numbers or names; all when omitted")
-    p_run.add_argument("--all", action="store_true", help="every chapter (the same as naming none)")
-    p_run.add_argument("--fast", action="store_true", help="CI mode: fast=True (≤ 60 s a chapter)")
-    p_run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    p_run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                       help="chapter parameter, e.g. -p seed=1 -p data=synth")
-    p_run.add_argument("--timeout", type=_seconds, default=None,
-                       help="seconds per cell (rounded up to whole seconds)")
-    p_lab = sub.add_parser("lab", help="open JupyterLab on the chapters")
-    p_lab.add_argument("--port", type=_port, default=None, help="1-65535 (default: Jupyter's)")
-    p_lab.add_argument("--no-browser", action="store_true")
-    p_lab.add_argument("jupyter_args", nargs=argparse.REMAINDER,
-                       help="passed to jupyter lab, e.g. -- --ServerApp.token=abc")
-    sub.add_parser("list", help="list chapters")
-    p_data = sub.add_parser("data", help="make datasets")
-    data_sub = p_data.add_subparsers(dest="data_command", required=True)
-    p_synth = data_sub.add_parser("synth", help="generate the default synthetic dataset")
-    p_synth.add_argument("--root", default=None, help="cache folder (default: data/synth)")
-    p_synth.add_argument("--split", action="append", default=None, choices=["train", "val"])
-    p_assign = sub.add_parser("assign", help="build student versions and autograders (otter assign)")
-    p_assign.add_argument("names", nargs="*", help="assignments (default: all in labs/assignments)")
-    p_assign.add_argument("--out", default="build/assignments", help="output folder (default build/assignments)")
-    p_grade = sub.add_parser("grade", help="grade a submitted assignment notebook in a sandboxed "
-                                           "process, with per-test feedback")
-    p_grade.add_argument("submission", help="the submitted .ipynb")
-    p_grade.add_argument("--assignment", default=None, help="assignment name (default: the file's stem)")
-    p_grade.add_argument("--timeout", type=_seconds, default=120,
-                         help="seconds for the whole submission (default 120)")
-    p_grade.add_argument("--otter", action="store_true",
-                         help="grade with otter run and the autograder zip instead (no sandbox)")
-    p_grade.add_argument("--built", default="build/assignments", help="with --otter: where poselab assign wrote them")
-    p_grade.add_argument("--out", default=None, help="with --otter: grading output folder")
-    p_index = sub.add_parser("index", help="print the paper -> equation -> function -> chapter index")
-    p_index.add_argument("--write-readme", action="store_true", help="refresh the README's copy")
-    p_index.add_argument("--check", action="store_true", help="exit 1 if the README's copy is stale")
-    p_bench = sub.add_parser("bench", help="run benchmarks/*.py and write benchmarks/results.md")
-    p_bench.add_argument("--quick", action="store_true", help="small sizes (each script's own)")
-    p_bench.add_argument("--only", nargs="+", default=None, metavar="NAME", help="script stems")
-    p_bench.add_argument("--out", default=None, help="results file (default benchmarks/results.md)")
-    p_bench.add_argument("--timeout", type=_seconds, default=None, help="seconds per script")
-    p_doctor = sub.add_parser("doctor", help="print the device, torch/CUDA versions, threads, "
-                                             "autocast choice, data folders and cache")
-    p_doctor.add_argument("--device", default="auto", help="device to report on (default auto)")
-    from poselab.experiments.cli import add_parsers
-    add_parsers(sub)  # train, recipes, results, arena
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            if args.all and args.chapters:
-                raise CliError("give chapter names or --all, not both")
-            return run(args.chapters, fast=args.fast, out=args.out,
-                       parameters=parse_parameters(args.parameter), timeout=args.timeout)
-        if args.command == "lab":
-            extra = [a for a in args.jupyter_args if a != "--"]
-            return lab(args.port, args.no_browser, extra)
-        if args.command == "list":
-            for path in list_chapters():
-                print(path.stem)
-            return 0
-        if args.command in ("assign", "grade"):
-            from poselab import assignments
-            try:
-                if args.command == "assign":
-                    for built in assignments.build(args.out, args.names or None):
-                        print(f"{built.name}: student {built.student}  autograder {built.autograder}")
-                    return 0
-                name = args.assignment or Path(args.submission).stem
-                if not args.otter:
-                    from poselab import grading
-                    try:
-                        result = grading.grade_submission(args.submission, name, timeout=args.timeout)
-                    except grading.GradingError as exc:
-                        raise CliError(str(exc)) from None
-                    print(f"{args.submission}:")
-                    print("\n".join(grading.feedback_lines(result)))
-                    return 0
-                zips = sorted((Path(args.built) / name / "autograder").glob("*-autograder_*.zip"))
-                if not zips:
-                    raise CliError(f"no autograder for {name!r} under {args.built}; run poselab assign "
-                                   f"first (or pass --assignment NAME)")
-                result = assignments.grade(args.submission, zips[-1], args.out)
-            except assignments.AssignmentError as exc:
-                raise CliError(str(exc)) from None
-            print(f"{args.submission}: {result['score']:g} / {result['max_score']:g}")
-            return 0
-        if args.command == "index":
-            from poselab import index
-            if args.check and args.write_readme:
-                raise CliError("give --check (report whether the README's index is current) or "
-                               "--write-readme (refresh it), not both")
-            if args.check:
-                current = index.update_readme(check=True)
-                print("README index is current" if current else
-                      "README index is stale: run poselab index --write-readme")
-                return 0 if current else 1
-            if args.write_readme:
-                index.update_readme()
-                print("README index updated")
-                return 0
-            print(index.index_markdown())
-            return 0
-        if args.command == "bench":
-            from poselab import bench
-            try:
-                return bench.run_suite(out=args.out, quick=args.quick, only=args.only,
-                                       timeout=args.timeout)
-            except ValueError as exc:
-                raise CliError(str(exc)) from None
-        if args.command == "doctor":
-            from poselab import doctor
-            try:
-                return doctor.main(args.device)
-            except ValueError as exc:
-                raise CliError(str(exc)) from None
-        if args.command in ("train", "recipes", "results", "arena", "replicate"):
-            from poselab.experiments.cli import dispatch
-            return dispatch(args)
-        if args.command == "data" and args.data_command == "synth":
-            from poselab.data import synth
-            try:
-                for split in args.split or ["train", "val"]:
-                    print(synth.default_dataset(split, root=args.root))
-            except (OSError, ValueError) as exc:  # --root naming a file, no permission, ...
-                raise CliError(f"cannot generate data in {synth.default_root(args.root)}: {exc}; "
-                               "choose another --root") from None
-            return 0
-    except CliError as exc:
-        print(f"poselab: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("chapters", nargs="*", help="numbers or names; all when omitted")
+    p.add_argument("--all", action="store_true", help="every chapter (the same as naming none)")
+    p.add_argument("--fast", action="store_true", help="CI mode: fast=True (≤ 60 s a chapter)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                   help="chapter parameter, e.g. -p seed=1 -p data=synth")
+    p.add_argument("--timeout", type=seconds, default=None,
+                   help="seconds per cell (rounded up to whole seconds)")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _run(args: argparse.Namespace) -> int:
+    if args.all and args.chapters:
+        raise CliError("give chapter names or --all, not both")
+    return run(args.chapters, fast=args.fast, out=args.out,
+               parameters=parse_parameters(args.parameter), timeout=args.timeout)
+
+
+def _add_lab(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=port_number, default=None, help="1-65535 (default: Jupyter's)")
+    p.add_argument("--no-browser", action="store_true")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER,
+                   help="passed to jupyter lab, e.g. -- --ServerApp.token=abc")
+
+
+def _lab(args: argparse.Namespace) -> int:
+    return lab(args.port, args.no_browser, [a for a in args.jupyter_args if a != "--"])
+
+
+def _list(args: argparse.Namespace) -> int:
+    for path in list_chapters():
+        print(path.stem)
+    return OK
+
+
+COMMANDS = {
+    "run": Command("execute chapters through papermill", _add_run, _run),
+    "lab": Command("open JupyterLab on the chapters", _add_lab, _lab),
+    "list": Command("list chapters", None, _list),
+}
