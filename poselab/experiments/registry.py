@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from ..models.pose_model import HEADS
+
 __all__ = ["Geometry", "Recipe", "RECIPES", "CODECS", "LOSSES", "SCORES", "MODELS",
            "register_recipe", "register_codec", "register_loss", "register_score",
            "register_model", "get_recipe", "register_preset_adapter", "adapt_to_preset",
            "PRESET_ADAPTERS"]
-
-HEADS = ("heatmap", "integral", "simcc", "sar")
 
 
 @dataclass(frozen=True)
