@@ -260,11 +260,19 @@ def test_checkpoint_path_naming_a_folder(tmp_path):
         Checkpoint(tmp_path)
 
 
-@pytest.mark.parametrize("size", [(64,), (64.5, 48), (4, 4)])
+@pytest.mark.parametrize("size", [(64,), (64.5, 48), (0, 48)])
 def test_evaluate_default_codec_input_size(size):
     from poselab.train.evaluate import default_codec
     with pytest.raises(ValueError, match="input_size"):
-        default_codec("heatmap", size)
+        default_codec("heatmap", size, heatmap_size=(16, 12))
+
+
+def test_evaluate_default_codec_needs_the_models_map_size():
+    from poselab.train.evaluate import default_codec
+    with pytest.raises(ValueError, match="heatmap_size"):   # no default stride
+        default_codec("integral", (64, 48))
+    with pytest.raises(ValueError, match="heatmap_size"):
+        default_codec("heatmap", (64, 48), heatmap_size=(16.5, 12))
 
 
 @pytest.mark.parametrize("kwargs, words", [

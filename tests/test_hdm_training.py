@@ -465,3 +465,30 @@ def test_clipping_rows_show_how_often_each_recipe_was_clipped():
     assert rows["emd"]["median gradient norm"] == 9.0 and rows["emd"]["largest gradient norm"] == 12.0
     Table.results = [Run("mse", []), Run("emd", [])]  # records without gradient norms
     assert all(r["share of steps clipped"] is None for r in T.clipping_rows(Table()))
+
+
+def test_evaluate_heatmap_model_decodes_at_the_models_own_stride(tmp_path):
+    """A stride-2 EMD model (the default preset's 64×48 maps at 128×96 crops) whose maps are the
+    exact bilinear dots of each crop: decoded at its own size EPE is 0 and AP 1; the stride-4
+    codec of before put every keypoint at about half its coordinates (AP 0.0, EPE ≈ 78 crop px)."""
+    from poselab import data as pdata
+    from poselab.codecs import FourPixelCodec
+    from poselab.data import TopDownDataset
+    size, maps = (128, 96), (64, 48)
+    src = pdata.default_dataset("val", n_images=40, progress=False)
+    sub, root = T.subset_annotations(src, 6, tmp_path / "val6.json")
+    ds = TopDownDataset(sub, root, input_size=size, train=False)
+    dots = FourPixelCodec(size, maps, target="bilinear_dot")
+    table = {ds[i]["image"].numpy().tobytes(): dots.encode(ds[i]["keypoints"][None], ds[i]["visible"][None])["target"][0]
+             for i in range(len(ds))}
+    first = next(iter(table.values()))
+
+    class Oracle(torch.nn.Module):
+        head_type, input_size = "heatmap", size
+
+        def forward(self, images):
+            return torch.stack([table.get(im.numpy().tobytes(), first) for im in images])
+
+    assert T.codec_for("emd", size, heatmap_size=maps).heatmap_size == maps
+    r = T.evaluate_heatmap_model(Oracle(), "emd", T.make_evaluator(sub, root, size), input_size=size)
+    assert r["EPE_crop"] < 1e-3 and r["AP"] > 0.99, (r["AP"], r["EPE_crop"])

@@ -40,11 +40,20 @@ def test_recipe_steps_at_every_preset_stride(name, stride):
     model.eval()
     with torch.no_grad():
         out = model(batch["image"])
-    if isinstance(out, dict) and "selector" in out:
-        coords, scores = codec.decode(out["selector"], out["offsets"])
-    elif isinstance(out, (tuple, list)):
-        coords, scores = codec.decode(*out)
-    else:
-        coords, scores = codec.decode(out)
+    coords, scores = codec.decode(out)  # one protocol: whatever the head returns
     assert coords.shape == (2, 17, 2) and scores.shape == (2, 17)
     assert torch.isfinite(coords).all()
+    # the older argument forms decode the same
+    if isinstance(out, dict) and "selector" in out:
+        old = codec.decode(out["selector"], out["offsets"])
+    elif isinstance(out, (tuple, list)):
+        old = codec.decode(*out)
+    else:
+        old = codec.decode(out)
+    assert torch.equal(old[0], coords) and torch.equal(old[1], scores)
+    # the codec knows its geometry and rebuilds from its spec
+    assert codec.input_size == geom.input_size
+    assert codec.spec() == type(codec)(**{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in codec.spec()["kwargs"].items()}).spec()
+    if codec.heatmap_size is not None and r.codec != "sar_strided" and r.codec != "sar_regression":
+        assert codec.stride == geom.stride

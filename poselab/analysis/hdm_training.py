@@ -67,10 +67,13 @@ __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for
 LOSSES = ("mse", "emd")
 
 
-def codec_for(loss: str, input_size=(64, 48), sigma: float = 2.0):
+def codec_for(loss: str, input_size=(64, 48), sigma: float = 2.0, heatmap_size=None):
     """The codec of each method: ``"mse"`` → MSRA Gaussian + quarter decoder; ``"emd"`` →
-    :class:`FourPixelCodec`. Heatmaps at stride 4."""
-    heatmap_size = (input_size[0] // 4, input_size[1] // 4)
+    :class:`FourPixelCodec`, for maps of ``heatmap_size`` (None: the size of the model
+    :func:`build_heatmap_model` builds, at :data:`poselab.models.DEFAULT_HEATMAP_STRIDE`)."""
+    if heatmap_size is None:
+        from ..models import DEFAULT_HEATMAP_STRIDE as s
+        heatmap_size = (input_size[0] // s, input_size[1] // s)
     if loss == "mse":
         return HeatmapCodec(input_size, heatmap_size, sigma=sigma, decoder="quarter")
     if loss == "emd":
@@ -249,7 +252,9 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     if isinstance(evaluator, (str, Path)):
         evaluator = make_evaluator(evaluator, None, input_size, device)
     ev = copy.copy(evaluator)  # shares the preloaded crops
-    ev.codec, ev.return_predictions = codec_for(loss, input_size, sigma), False
+    from ..train import codec_for_model
+    size = codec_for_model(model, input_size=tuple(input_size), head="heatmap", device=device).heatmap_size
+    ev.codec, ev.return_predictions = codec_for(loss, input_size, sigma, heatmap_size=size), False
     metrics = ev(model)
     metrics.update(heatmap_statistics(model, ev.dataset(tuple(input_size)), input_size, device))
     return metrics

@@ -552,10 +552,11 @@ def probe_batch(ann_json, input_size=(64, 48), sigma: float = 2.0, n: int = 16, 
     :class:`GradientBalanceProbe`: ``(images (n, 3, H, W), labels (n, K, h, w), weights (n, K))``.
 
     ``heatmap_size`` ``(h, w)``: the trained model's output size — pass the preset's
-    ``heatmap_size`` (None: stride 4, ``input_size // 4``)."""
+    ``heatmap_size`` (None: :data:`poselab.models.DEFAULT_HEATMAP_STRIDE`)."""
     from ..codecs import HeatmapCodec
     from ..data import TopDownDataset
-    h, w = ((input_size[0] // 4, input_size[1] // 4) if heatmap_size is None
+    from ..models import DEFAULT_HEATMAP_STRIDE as s
+    h, w = ((input_size[0] // s, input_size[1] // s) if heatmap_size is None
             else (int(heatmap_size[0]), int(heatmap_size[1])))
     if h < 1 or w < 1:
         raise ValueError(f"heatmap_size must be positive (h, w), got {heatmap_size!r}")

@@ -11,10 +11,12 @@ One module per representation; all share the pixel-centre convention documented 
 - :mod:`.sar` — SAR grid priors and top-m decoding; :class:`SARCodec`.
 - :mod:`.hdm` — HDM sub-pixel demanders and four-pixel decoding.
 
-Codec objects share one shape: ``codec.encode(keypoints (..., K, 2) input px, visible (..., K))
--> dict`` of tensors (also ``codec(keypoints, visible)``, a dataset ``target_fn``) with at least
-``"weights" (..., K)``, and ``codec.decode(<model outputs>) -> (coords (..., K, 2) input px,
-scores (..., K))``.
+Codec objects follow one protocol (:class:`Codec`, :mod:`.base`): ``codec.encode(keypoints
+(..., K, 2) input px, visible (..., K)) -> dict`` of tensors (also ``codec(keypoints, visible)``,
+a dataset ``target_fn``) with at least ``"weights" (..., K)``; ``codec.decode(outputs) ->
+(coords (..., K, 2) input px, scores (..., K))`` where ``outputs`` is whatever the matching model
+head returns (tensor, SimCC's tuple, SAR's dict); ``input_size``, ``heatmap_size`` and ``stride``;
+``spec()`` / :func:`codec_from_spec` to save and rebuild it with a model (:func:`attach_codec`).
 
 Round trips: :data:`ROUNDTRIP_BOUNDS_PX` holds the guaranteed max per-axis error of encode ->
 decode for each codec setting below, in :data:`ROUNDTRIP_UNITS`; :func:`roundtrip_max_error`
@@ -33,7 +35,8 @@ from .integral import compensated_soft_argmax, softmax_log_normalizer, spatial_s
 from .sar import SARCodec, decode_sar, sar_cell_centres, sar_cell_points, sar_top_m
 from .simcc import (POSITIVE_THRESHOLD_3SIGMA, SimCCCodec, decode_simcc, encode_simcc, positives,
                     simcc_bins)
-from .hdm import subpixel_demanders, decode_four_pixel
+from .hdm import FourPixelCodec, subpixel_demanders, decode_four_pixel
+from .base import Codec, attach_codec, codec_from_spec, model_codec
 
 # Round-trip settings: input 256x192, heatmap 64x48 (stride 4), σ = 2 heatmap px, K = 1,
 # float32; keypoints uniform over the pixel-centre hull [margin, W-1-margin] x [margin, H-1-margin]
@@ -139,6 +142,7 @@ __all__ = [
     "soft_argmax", "compensate_softargmax_bias", "IntegralCodec",
     "spatial_softmax", "softmax_log_normalizer", "compensated_soft_argmax",
     "sar_cell_centres", "sar_cell_points", "sar_top_m", "decode_sar", "SARCodec",
-    "subpixel_demanders", "decode_four_pixel",
+    "subpixel_demanders", "decode_four_pixel", "FourPixelCodec",
+    "Codec", "attach_codec", "codec_from_spec", "model_codec",
     "ROUNDTRIP_BOUNDS_PX", "ROUNDTRIP_UNITS", "roundtrip_max_error",
 ]

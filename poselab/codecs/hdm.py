@@ -164,6 +164,7 @@ class FourPixelCodec(HeatmapCodec):
         h = torch.as_tensor(heatmaps)
         if h.ndim < 3:
             raise ValueError(f"heatmaps must have shape (..., K, H, W), got {tuple(h.shape)}")
+        self.check_map_size(h, "heatmap")
         coords, square = decode_four_pixel(h, return_scores=True)
         total = torch.relu(h).sum(dim=(-2, -1))
         scores = torch.where(total > 0, square / total.clamp_min(1e-12), torch.zeros_like(total))

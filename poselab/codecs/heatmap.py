@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ._checks import (_as_tensor, _check_maps, _check_sigma, _keypoints_and_visibility,  # noqa: F401
                       _size2)
+from .base import Codec
 
 __all__ = [
     "heatmap_stride", "input_to_heatmap", "heatmap_to_input",
@@ -321,14 +322,15 @@ def decode_dark(heatmaps, kernel: int | None = 11, eps: float = 1e-10):
 
 
 # ----------------------------------------------------------------------------- codec object
-class HeatmapCodec:
+class HeatmapCodec(Codec):
     """Keypoints in input pixels <-> 2-D heatmaps (Gaussian or dot), one object per setting.
 
     ``codec.encode(keypoints (..., K, 2) input px, visible (..., K))`` returns
     ``{"target": (..., K, H, W) float32, "weights": (..., K) float32}`` and is usable directly as
     a dataset ``target_fn`` (``codec(keypoints, visible)`` is the same call).
     ``codec.decode(heatmaps (..., K, H, W))`` returns ``(coords (..., K, 2) input px,
-    scores (..., K))``.
+    scores (..., K))`` (:class:`poselab.codecs.Codec` protocol: the maps must be
+    ``heatmap_size``, else a ValueError names both sizes).
 
     Args:
         input_size, heatmap_size: ``(H, W)``.
@@ -354,6 +356,8 @@ class HeatmapCodec:
             raise ValueError(f"decoder must be one of {self.DECODERS}, got {decoder!r}")
         self.unbiased, self.target, self.decoder = bool(unbiased), target, decoder
         self.dark_kernel = dark_kernel
+        self._remember(input_size=self.input_size, heatmap_size=self.heatmap_size, sigma=self.sigma,
+                       unbiased=self.unbiased, target=target, decoder=decoder, dark_kernel=dark_kernel)
 
     def __repr__(self) -> str:
         return (f"HeatmapCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
@@ -377,6 +381,8 @@ class HeatmapCodec:
     __call__ = encode
 
     def decode(self, heatmaps):
+        heatmaps = _check_maps(heatmaps, "heatmaps")
+        self.check_map_size(heatmaps, "heatmap")
         if self.decoder == "dark":
             coords, scores = decode_dark(heatmaps, kernel=self.dark_kernel)
         else:

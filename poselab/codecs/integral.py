@@ -38,6 +38,7 @@ import math
 import torch
 
 from ._checks import as_tensor, check_maps, check_sigma, keypoints_and_visibility, size2
+from .base import Codec
 from .heatmap import encode_gaussian, heatmap_to_input, input_to_heatmap
 
 __all__ = ["soft_argmax", "spatial_softmax", "softmax_log_normalizer", "compensate_softargmax_bias",
@@ -312,7 +313,7 @@ def compensated_soft_argmax(heatmaps, beta: float = 10.0, return_valid: bool = F
     return (j.to(h.dtype), valid) if return_valid else j.to(h.dtype)
 
 
-class IntegralCodec:
+class IntegralCodec(Codec):
     """Integral-regression targets and decoding (BCIR).
 
     ``encode(keypoints (..., K, 2) input px, visible)`` ->
@@ -342,6 +343,9 @@ class IntegralCodec:
         self.sigma = check_sigma(sigma)
         self.compensate, self.with_prior = bool(compensate), bool(with_prior)
         self.max_gain = check_max_gain(max_gain)
+        self._remember(input_size=self.input_size, heatmap_size=self.heatmap_size, beta=self.beta,
+                       compensate=self.compensate, sigma=self.sigma, with_prior=self.with_prior,
+                       max_gain=self.max_gain)
 
     def __repr__(self) -> str:
         return (f"IntegralCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
@@ -367,6 +371,7 @@ class IntegralCodec:
 
     def decode(self, heatmaps):
         h = _checked_maps(heatmaps)
+        self.check_map_size(h, "heatmap")
         coords = _soft_argmax_unchecked(h, self.beta, compensate=self.compensate, max_gain=self.max_gain)
         if h.numel():
             z, _ = _scaled_shifted(h, self.beta)

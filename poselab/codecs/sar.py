@@ -28,6 +28,7 @@ from .._numbers import whole_number
 
 import torch
 
+from .base import Codec
 from .heatmap import (_as_tensor, _check_maps, _check_sigma, _keypoints_and_visibility, _size2,
                       encode_gaussian, heatmap_to_input, input_to_heatmap)
 
@@ -144,13 +145,14 @@ def decode_sar(selector_logits, offsets, m: int = 1, gamma: float = 0.0, score: 
     return coords, best
 
 
-class SARCodec:
+class SARCodec(Codec):
     """SAR codec. ``encode(keypoints input px, visible)`` ->
     ``{"target": (..., K, 2) keypoints in heatmap px, "weights": (..., K)}`` and, with
     ``with_heatmap=True``, ``"heatmap"``: the MSRA Gaussian (σ) for the auxiliary heatmap branch
     of the official code. Weights: labelled and finite (SAR can regress points outside the grid,
     so no inside-map condition).
-    ``decode(selector_logits, offsets)`` -> ``(coords (..., K, 2) input px, scores (..., K))``.
+    ``decode(outputs)`` with ``outputs`` the SAR head's ``{"selector", "offsets"}`` dict (also
+    ``decode(selector_logits, offsets)``) -> ``(coords (..., K, 2) input px, scores (..., K))``.
     """
 
     def __init__(self, input_size=(256, 192), heatmap_size=(64, 48), m: int = 1, gamma: float = 0.0,
@@ -159,6 +161,10 @@ class SARCodec:
         self.heatmap_size = _size2(heatmap_size, "heatmap_size")
         self.m, self.gamma, self.score = whole_number(m, "m", 1), float(gamma), score
         self.with_heatmap, self.sigma = bool(with_heatmap), _check_sigma(sigma)
+        if score not in ("sigmoid", "normalised"):
+            raise ValueError(f"score must be 'sigmoid' or 'normalised', got {score!r}")
+        self._remember(input_size=self.input_size, heatmap_size=self.heatmap_size, m=self.m,
+                       gamma=self.gamma, with_heatmap=self.with_heatmap, sigma=self.sigma, score=score)
 
     def __repr__(self) -> str:
         return (f"SARCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
@@ -178,6 +184,16 @@ class SARCodec:
 
     __call__ = encode
 
-    def decode(self, selector_logits, offsets):
+    def decode(self, outputs, offsets=None):
+        if offsets is None:
+            if isinstance(outputs, (tuple, list)) and len(outputs) == 2:
+                outputs = {"selector": outputs[0], "offsets": outputs[1]}
+            if not isinstance(outputs, dict) or "selector" not in outputs or "offsets" not in outputs:
+                raise ValueError("SAR outputs are the head's {'selector': (..., K, h, w), 'offsets': "
+                                 f"(..., K, 2, h, w)}} dict, got {type(outputs).__name__}")
+            selector_logits, offsets = outputs["selector"], outputs["offsets"]
+        else:
+            selector_logits = outputs
+        self.check_map_size(_check_maps(selector_logits, "selector_logits"), "selector")
         coords, scores = decode_sar(selector_logits, offsets, self.m, self.gamma, self.score)
         return heatmap_to_input(coords, self.input_size, self.heatmap_size), scores

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from .base import Codec
 from .heatmap import _as_tensor, _check_maps, _check_sigma, _keypoints_and_visibility, _size2
 
 __all__ = ["simcc_bins", "encode_simcc", "decode_simcc", "positives", "SimCCCodec",
@@ -129,18 +130,32 @@ def decode_simcc(simcc_x, simcc_y, split_ratio: float = 2.0, score: str = "softm
     return coords, torch.minimum(vx, vy).to(torch.float32)
 
 
-class SimCCCodec:
+class SimCCCodec(Codec):
     """SimCC codec: ``encode(keypoints input px, visible)`` ->
     ``{"target_x": (..., K, L_x), "target_y": (..., K, L_y), "weights": (..., K)}`` (usable as a
-    dataset ``target_fn``); ``decode(simcc_x, simcc_y)`` -> ``(coords input px, scores)``."""
+    dataset ``target_fn``); ``decode(outputs)`` with ``outputs`` the SimCC head's
+    ``(simcc_x, simcc_y)`` pair (also ``decode(simcc_x, simcc_y)``) -> ``(coords input px,
+    scores)``. No maps: ``heatmap_size`` is None and ``stride`` is ``1 / split_ratio`` (input px
+    per bin)."""
+
+    heatmap_size = None
 
     def __init__(self, input_size=(256, 192), split_ratio: float = 2.0, sigma: float = 6.0,
                  unbiased: bool = False, score: str = "softmax"):
         self.input_size = _size2(input_size, "input_size")
         self.split_ratio = _check_split(split_ratio)
         self.sigma = _check_sigma(sigma)
+        if score not in ("softmax", "raw"):
+            raise ValueError(f"score must be 'softmax' or 'raw', got {score!r}")
         self.unbiased, self.score = bool(unbiased), score
         self.bins = simcc_bins(self.input_size, self.split_ratio)
+        self._remember(input_size=self.input_size, split_ratio=self.split_ratio, sigma=self.sigma,
+                       unbiased=self.unbiased, score=score)
+
+    @property
+    def stride(self) -> float:
+        """Input pixels per bin, ``1 / split_ratio``."""
+        return 1.0 / self.split_ratio
 
     def __repr__(self) -> str:
         return (f"SimCCCodec(input_size={self.input_size}, split_ratio={self.split_ratio}, "
@@ -153,5 +168,20 @@ class SimCCCodec:
 
     __call__ = encode
 
-    def decode(self, simcc_x, simcc_y):
-        return decode_simcc(simcc_x, simcc_y, self.split_ratio, self.score)
+    def decode(self, outputs, simcc_y=None):
+        if simcc_y is None:
+            if isinstance(outputs, dict) and {"x", "y"} <= set(outputs):
+                outputs = (outputs["x"], outputs["y"])
+            if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
+                raise ValueError("SimCC outputs are the head's (simcc_x (..., K, L_x), simcc_y (..., K, L_y)) "
+                                 f"pair, got {type(outputs).__name__}")
+            simcc_x, simcc_y = outputs
+        else:
+            simcc_x = outputs
+        sx = _check_maps(simcc_x, "simcc_x", 1)
+        sy = _check_maps(simcc_y, "simcc_y", 1)
+        if (sx.shape[-1], sy.shape[-1]) != tuple(self.bins):
+            raise ValueError(f"SimCC outputs have {sx.shape[-1]} x-bins and {sy.shape[-1]} y-bins but this codec "
+                             f"decodes {self.bins[0]} and {self.bins[1]} (input {self.input_size[0]}×"
+                             f"{self.input_size[1]}, split_ratio {self.split_ratio:g})")
+        return decode_simcc(sx, sy, self.split_ratio, self.score)

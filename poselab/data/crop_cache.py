@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from poselab.data.coco import load_persons, read_image
-from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD, TopDownDataset
+from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD, TopDownDataset, epoch_batches
 from poselab.data.transforms import BBOX_PADDING, affine_matrix, bbox_to_center_scale, warp_image
 from poselab.skeleton import FLIP_INDEX
 
@@ -238,16 +238,8 @@ class CropCache:
     # ------------------------------------------------------------------ epochs and batches
     def order(self, epoch: int) -> list[list[int]]:
         """Person indices of each batch of ``epoch`` (fit's order for a Dataset of this size)."""
-        n = len(self.persons)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
-            order = torch.randperm(n, generator=g).tolist()
-        else:
-            order = list(range(n))
-        batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
-        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        return batches
+        return epoch_batches(len(self.persons), self.batch_size, self.seed, epoch, self.shuffle,
+                             self.drop_last)
 
     def augmentation(self, epoch: int, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(scale factor (B,), rotation deg (B,), flipped (B,) bool)`` — TopDownDataset's draws."""

@@ -21,13 +21,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .._numbers import whole_number
 from poselab.data.coco import PersonInstance, load_persons, read_image
 from poselab.data.errors import DatasetError
 from poselab.data.transforms import (BBOX_PADDING, _compose, _size_hw, affine_matrix,
                                      apply_affine, bbox_to_center_scale, flip_matrix, warp_image)
 from poselab.skeleton import FLIP_INDEX
 
-__all__ = ["TopDownDataset", "make_loader", "IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image"]
+__all__ = ["TopDownDataset", "make_loader", "epoch_batches", "IMAGENET_MEAN", "IMAGENET_STD",
+           "denormalize_image"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -104,7 +106,7 @@ class TopDownDataset(Dataset):
         self.scale_jitter = float(scale_jitter)
         self.rotation = float(rotation)
         self.target_fn = target_fn
-        self.seed = _whole(seed, "seed", 0)
+        self.seed = whole_number(seed, "seed", 0)
         self.cache_images = bool(cache_images)
         self.padding = float(padding)
         self.epoch = 0
@@ -115,7 +117,7 @@ class TopDownDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draw of this epoch (call before iterating a loader)."""
-        self.epoch = _whole(epoch, "epoch", 0)
+        self.epoch = whole_number(epoch, "epoch", 0)
 
     def image(self, index: int):
         """The decoded RGB image of item ``index`` (cached when ``cache_images``)."""
@@ -216,14 +218,28 @@ def _number(value, name: str) -> float:
     return float(value)
 
 
-def _whole(value, name: str, minimum: int) -> int:
-    """``value`` as an int >= minimum; 2.5, "3", True and NaN are refused, never truncated."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok:
-        ok = math.isfinite(float(value)) and int(value) == value
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
+                  drop_last: bool = False) -> list[list[int]]:
+    """Index batches of one epoch over ``n`` items: the batch order of :func:`poselab.train.fit`
+    and of :class:`poselab.data.crop_cache.CropCache` (one formula, so both see the same order).
+
+    With ``shuffle`` the order is ``randperm(n)`` of a generator seeded by ``seed·1000003 +
+    epoch``, a pure function of (seed, epoch); ``drop_last`` drops a short last batch (unless it
+    is the only one).
+
+    Example:
+        >>> epoch_batches(5, 2, seed=0, epoch=0, shuffle=False)
+        [[0, 1], [2, 3], [4]]
+    """
+    if shuffle:
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        order = list(range(n))
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
 
 
 def _worker_init(worker_id: int) -> None:
@@ -239,10 +255,10 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int,
     Call ``dataset.set_epoch(e)`` before each epoch for fresh augmentation; the shuffle order
     advances with the generator, so the same seed reproduces the whole run.
     """
-    batch_size = _whole(batch_size, "batch_size", 1)
-    num_workers = _whole(num_workers, "num_workers", 0)
+    batch_size = whole_number(batch_size, "batch_size", 1)
+    num_workers = whole_number(num_workers, "num_workers", 0)
     gen = torch.Generator()
-    gen.manual_seed(_whole(seed, "seed", 0))
+    gen.manual_seed(whole_number(seed, "seed", 0))
     return DataLoader(dataset, batch_size=batch_size, shuffle=bool(shuffle), generator=gen,
                       num_workers=num_workers, drop_last=drop_last,
                       worker_init_fn=_worker_init if num_workers else None)

@@ -545,9 +545,9 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
             (a user's images, an edited json) makes it refuse, deleting nothing.
         **controls: any of :data:`DEFAULT_CONTROLS` (see the module docstring).
     """
-    n_images = _whole(n_images, "n_images", 1)
-    seed = _whole(seed, "seed", 0)
-    workers = _whole(workers, "workers", 1)
+    n_images = whole_number(n_images, "n_images", 1)
+    seed = whole_number(seed, "seed", 0)
+    workers = whole_number(workers, "workers", 1)
     if not isinstance(split, str) or not _SPLIT_NAME.match(split):
         raise ValueError(f"split must be a plain name like 'train' or 'val' (letters, digits, "
                          f"'_', '-', '.'; not '.', '..' or 'annotations'), got {split!r}")
@@ -606,19 +606,6 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
     tmp.write_text(text)
     tmp.replace(path)
     return path
-
-
-def _whole(value, name: str, minimum: int) -> int:
-    """``value`` as an int >= minimum; 2.9, "3", True and NaN are refused, not truncated."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        try:
-            ok = math.isfinite(float(value)) and int(value) == value
-        except (TypeError, ValueError, OverflowError):
-            ok = False
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _write_manifest(img_dir: Path, manifest: dict) -> None:

@@ -43,8 +43,10 @@ def simcc_codec(geometry, split_ratio: float = 2.0, sigma: float = 6.0, **kw):
 
 
 @register_codec("integral")
-def integral_codec(geometry, beta: float = 1.0, compensate: bool = False, **kw):
-    """Soft-argmax decoding (:class:`poselab.codecs.IntegralCodec`)."""
+def integral_codec(geometry, beta: float = 10.0, compensate: bool = False, **kw):
+    """Soft-argmax decoding (:class:`poselab.codecs.IntegralCodec`); β defaults to BCIR's 10, as
+    :func:`poselab.losses.integral_l1_loss` and the codec class (every registered recipe names
+    its β). ``compensate=False``: plain integral regression unless the recipe asks for Eq. 38."""
     from poselab.codecs import IntegralCodec
     return IntegralCodec(geometry.input_size, geometry.heatmap_size, beta=beta,
                          compensate=compensate, **kw)
@@ -89,11 +91,9 @@ def mean_score(keypoint_scores: np.ndarray) -> np.ndarray:
 
 def _build(recipe, geometry, seed):
     from poselab.models import build_model
-    kwargs = {}
-    if geometry.stride != 4:
-        kwargs["heatmap_stride"] = int(round(geometry.stride))
     return build_model(recipe.head, geometry.input_size, recipe.backbone,
-                       num_keypoints=geometry.num_keypoints, seed=seed, **kwargs)
+                       num_keypoints=geometry.num_keypoints, seed=seed,
+                       heatmap_stride=int(round(geometry.stride)))
 
 
 @register_model("standard")

@@ -18,6 +18,8 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.pose_model import DEFAULT_HEATMAP_STRIDE
+
 __all__ = ["Preset", "PRESETS", "get_preset", "chapter_preset", "resolve_autocast"]
 
 
@@ -61,7 +63,7 @@ class Preset:
 
     name: str
     input_size: tuple[int, int] = (64, 48)
-    heatmap_stride: int = 4
+    heatmap_stride: int = DEFAULT_HEATMAP_STRIDE
     epochs: int = 10
     max_steps: int | None = None
     batch_size: int = 32

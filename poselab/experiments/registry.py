@@ -17,9 +17,11 @@ looked up in a registry, so a chapter adds a method by registering its parts and
 
 Builders (the contract every chapter codes against):
 
-- codec ``builder(geometry, **codec_params) -> codec`` with ``codec.encode(keypoints (B, K, 2)
-  input px, visible (B, K)) -> dict`` of batched tensors (at least ``"weights" (B, K)``) and
-  ``codec.decode(outputs) -> (coords (B, K, 2) input px, scores (B, K))``;
+- codec ``builder(geometry, **codec_params) -> codec``, a :class:`poselab.codecs.Codec`:
+  ``codec.encode(keypoints (B, K, 2) input px, visible (B, K)) -> dict`` of batched tensors (at
+  least ``"weights" (B, K)``) and ``codec.decode(outputs) -> (coords (B, K, 2) input px, scores
+  (B, K))`` with ``outputs`` what the model returns; the runner attaches it to the model
+  (:func:`poselab.codecs.attach_codec`), so ``poselab.train.evaluate(model, json)`` decodes with it;
 - loss ``builder(geometry, **loss_params) -> loss_fn(outputs, batch)`` returning a scalar tensor
   or ``{"loss": total, "<term>": value}``; ``batch`` holds ``"image"``, ``"keypoints"`` (input
   px), ``"visible"``, every entry of ``codec.encode`` and ``"step"``/``"epoch"``;
@@ -39,12 +41,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from ..models.pose_model import HEADS
+
 __all__ = ["Geometry", "Recipe", "RECIPES", "CODECS", "LOSSES", "SCORES", "MODELS",
            "register_recipe", "register_codec", "register_loss", "register_score",
            "register_model", "get_recipe", "register_preset_adapter", "adapt_to_preset",
            "PRESET_ADAPTERS"]
-
-HEADS = ("heatmap", "integral", "simcc", "sar")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..codecs.base import attach_codec
 from .cache import entry_dir, file_sha256, run_key, source_digest
 from .presets import Preset, get_preset, resolve_autocast
 from .registry import CODECS, LOSSES, MODELS, SCORES, Geometry, Recipe, adapt_to_preset, get_recipe
@@ -109,13 +110,14 @@ class RunResult:
         return CODECS.lookup(recipe.codec, recipe.name)(self.geometry(), **dict(recipe.codec_params))
 
     def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The trained model (eval mode) rebuilt from the recipe and loaded from the weights."""
+        """The trained model (eval mode) rebuilt from the recipe and loaded from the weights, with
+        the recipe's codec attached (``poselab.train.evaluate(model, json)`` decodes with it)."""
         recipe = self.recipe_object()
         model = MODELS.lookup(recipe.model, recipe.name)(recipe, self.geometry(), self.seed)
         model = _prepared(model, self.config.get("autocast"), False)
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-        return model.to(device).eval()
+        return attach_codec(model.to(device).eval(), self.codec())
 
     def predictions(self, set_name: str = GENERATED_VAL) -> dict[str, np.ndarray]:
         """Per-person arrays of one evaluation set: ``coords`` (N, K, 2) image px, ``scores``
@@ -379,6 +381,7 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
     loss_fn = LOSSES[recipe.loss](geometry, **dict(recipe.loss_params))
     score_fn = SCORES[recipe.score]
     model = _prepared(MODELS[recipe.model](recipe, geometry, seed), autocast, preset.channels_last)
+    attach_codec(model, codec)  # the model carries the recipe's decoder (checkpoints save it)
     train_set = _train_set(recipe, preset, train_json, codec, seed, synthetic)
     if dev.type == "cuda" and preset.crop_cache:  # keep and warp the crops on the GPU
         train_set.to(dev)

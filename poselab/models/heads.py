@@ -1,6 +1,7 @@
-"""Heads that turn a stride-4 feature map ``(B, C, h, w)`` into each method's prediction.
+"""Heads that turn the backbone's feature map ``(B, C, h, w)`` into each method's prediction.
 
-Output conventions (``h, w = H/4, W/4`` for input ``(H, W)``):
+Output conventions (``h, w = H/s, W/s`` for input ``(H, W)`` at the backbone's stride ``s``, 4 or 2;
+each decodes with its codec, :class:`poselab.codecs.Codec`):
 
 - :class:`HeatmapHead` — ``(B, K, h, w)`` heatmaps (MSE detection; integral regression reads the
   same tensor as logits for its soft-argmax).

@@ -9,11 +9,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..codecs.base import Codec, attach_codec, codec_from_spec
 from ..skeleton import NUM_KEYPOINTS
 from .backbones import ResNet18Backbone, TinyBackbone
 from .heads import HeatmapHead, SARHead, SimCCHead
 
+#: the model heads; :class:`poselab.experiments.Recipe` checks its ``head`` against this tuple
 HEADS = ("heatmap", "integral", "simcc", "sar")
+#: SimpleBaseline/HRNet's output stride, :func:`build_model`'s default (the presets choose their own)
+DEFAULT_HEATMAP_STRIDE = 4
 BACKBONES = ("tiny", "resnet18", "resnet18_imagenet")
 _MULTIPLE = {"tiny": 16, "resnet18": 4, "resnet18_imagenet": 4}
 MAX_INPUT_SIDE = 4096  # px; larger crops are a typo, not an experiment
@@ -39,7 +43,7 @@ class PoseModel(nn.Module):
         self.head_type = config["head"]
         self.backbone_name = config["backbone"]
         self.input_size = tuple(config["input_size"])
-        self.heatmap_stride = int(config.get("heatmap_stride", 4))
+        self.heatmap_stride = int(config.get("heatmap_stride", DEFAULT_HEATMAP_STRIDE))
         self.heatmap_size = (self.input_size[0] // self.heatmap_stride,
                              self.input_size[1] // self.heatmap_stride)
         self.num_keypoints = config["num_keypoints"]
@@ -78,8 +82,8 @@ def count_parameters(model: nn.Module) -> int:
 def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
                 backbone: str = "tiny", num_keypoints: int = NUM_KEYPOINTS,
                 simcc_split_ratio: float = 2.0, seed: int | None = None,
-                heatmap_stride: int = 4, autocast: str | None = None,
-                weights: str | None = "auto") -> PoseModel:
+                heatmap_stride: int = DEFAULT_HEATMAP_STRIDE, autocast: str | None = None,
+                weights: str | None = "auto", codec=None) -> PoseModel:
     """Build a pose model.
 
     Args:
@@ -103,6 +107,9 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
             ``torch.autocast`` in that dtype (convolutions in half precision, weights and
             outputs float32). On CPUs with AVX512-BF16 "bfloat16" trains the tiny model 1.4-1.7×
             faster (benchmarks/time_to_ap.py).
+        codec: the codec the model's outputs decode with (a :class:`poselab.codecs.Codec` or its
+            ``spec()``), attached by :func:`poselab.codecs.attach_codec`; so
+            ``build_model(**checkpoint["model_config"])`` rebuilds a trained model with its codec.
 
     Outputs (h, w = H/stride, W/stride): heatmap/integral → ``(B, K, h, w)``; simcc →
     ``(x_logits (B, K, W·k), y_logits (B, K, H·k))``; sar → ``{"selector": (B, K, h, w),
@@ -174,8 +181,12 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
             h = SARHead(net.out_channels, num_keypoints)
         return PoseModel(net, h, config)
 
+    if codec is not None and not isinstance(codec, Codec):
+        codec = codec_from_spec(codec)
     if seed is None:
-        return make()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return make()
+        model = make()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = make()
+    return model if codec is None else attach_codec(model, codec)

@@ -10,6 +10,6 @@ from .loop import FitState, fit, lr_factor, resolve_device, to_device
 
 __all__ = ["fit", "History", "FitState", "Callback", "ProgressBar", "Checkpoint", "StopAfter",
            "load_checkpoint", "save_checkpoint", "resolve_device", "to_device", "lr_factor"]
-from .evaluate import Evaluator, default_codec, evaluate, instance_scores, predict_crops
+from .evaluate import Evaluator, codec_for_model, default_codec, evaluate, instance_scores, predict_crops
 
-__all__ += ["evaluate", "Evaluator", "default_codec", "instance_scores", "predict_crops"]
+__all__ += ["evaluate", "Evaluator", "default_codec", "codec_for_model", "instance_scores", "predict_crops"]

@@ -21,41 +21,96 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from .._numbers import whole_number
 from .loop import resolve_device
 
-__all__ = ["evaluate", "Evaluator", "default_codec", "predict_crops", "instance_scores"]
+__all__ = ["evaluate", "Evaluator", "default_codec", "codec_for_model", "predict_crops", "instance_scores",
+           "INFERRED_DECODERS"]
 
 
-def default_codec(head: str, input_size: tuple[int, int], split_ratio: float = 2.0):
-    """The codec :func:`evaluate` decodes with when none is given (settings in the docstring):
-    heatmap → ``HeatmapCodec(decoder="quarter")``; integral → ``IntegralCodec(beta=1,
-    compensate=False)`` (plain soft-argmax, β as in :func:`poselab.losses.integral_l1_loss`);
-    simcc → ``SimCCCodec(split_ratio)``; sar → ``SARCodec()`` — all at stride 4."""
+#: the decoder :func:`codec_for_model` infers for a head when the model carries no codec; the
+#: integral head is read as plain integral regression (Sun et al.; :func:`poselab.losses.integral_l1_loss`
+#: with its default β = 10, BCIR's value, no compensation). A model trained by a recipe carries the
+#: recipe's own codec instead (:func:`poselab.codecs.attach_codec`).
+INFERRED_DECODERS = {"heatmap": "argmax + quarter-pixel shift", "integral": "soft-argmax, β = 10, no compensation",
+                     "simcc": "argmax per axis", "sar": "top-1 cell (SAR Eq. 11)"}
+
+
+def default_codec(head: str, input_size: tuple[int, int], split_ratio: float = 2.0, *,
+                  heatmap_size: tuple[int, int] | None = None):
+    """The codec :func:`evaluate` infers for ``head`` (:data:`INFERRED_DECODERS`) at a geometry:
+    heatmap → ``HeatmapCodec(decoder="quarter")``; integral → ``IntegralCodec(beta=10,
+    compensate=False)``; simcc → ``SimCCCodec(split_ratio)``; sar → ``SARCodec()``.
+
+    ``heatmap_size``: the model's output map ``(h, w)`` — required for the heatmap, integral and
+    sar heads (there is no default stride: a stride-2 model decoded at stride 4 lands every
+    keypoint at half its coordinates). :func:`codec_for_model` reads it from the model."""
     from poselab import codecs
     from poselab.data.transforms import _size_hw
     input_size = _size_hw(input_size, "input_size")
-    if min(input_size) < 8:
-        raise ValueError(f"input_size must be at least 8 x 8 (the heatmap is input / 4), got "
-                         f"{input_size}")
-    hm = (input_size[0] // 4, input_size[1] // 4)
-    if head == "heatmap":
-        return codecs.HeatmapCodec(input_size, hm, decoder="quarter")
-    if head == "integral":
-        return codecs.IntegralCodec(input_size, hm, beta=1.0, compensate=False)
     if head == "simcc":
         return codecs.SimCCCodec(input_size, split_ratio=split_ratio)
-    if head == "sar":
-        return codecs.SARCodec(input_size, hm)
-    raise ValueError(f"unknown head {head!r}; choose heatmap, integral, simcc or sar")
+    if head not in ("heatmap", "integral", "sar"):
+        raise ValueError(f"unknown head {head!r}; choose heatmap, integral, simcc or sar")
+    if heatmap_size is None:
+        raise ValueError(f"default_codec({head!r}, input_size={input_size}) needs heatmap_size=(h, w), the "
+                         "model's output map size (codec_for_model(model) reads it from the model)")
+    heatmap_size = _size_hw(heatmap_size, "heatmap_size")
+    if head == "heatmap":
+        return codecs.HeatmapCodec(input_size, heatmap_size, decoder="quarter")
+    if head == "integral":
+        return codecs.IntegralCodec(input_size, heatmap_size, beta=10.0, compensate=False)
+    return codecs.SARCodec(input_size, heatmap_size)
 
 
-def decode_outputs(head: str, codec, outputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a model output with ``codec`` → ``(coords (B, K, 2) crop px, scores (B, K))``."""
+def _probe_outputs(model, input_size, device):
+    """The model's outputs for one blank crop (eval mode, no grad; the mode is restored)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        model.train(was)
+
+
+def codec_for_model(model, outputs=None, input_size: tuple[int, int] | None = None,
+                    head: str | None = None, device: str | torch.device = "cpu"):
+    """The codec that decodes ``model``: the one it carries (:func:`poselab.codecs.model_codec`:
+    ``model.codec``, or the spec in ``model.config["codec"]`` a checkpoint restored), else the
+    :func:`default_codec` of its head (``head`` or ``model.head_type``) sized from its **actual**
+    outputs (``outputs``, or one forward pass of a blank ``input_size`` crop), never from a
+    default stride.
+
+    Raises ValueError naming what is missing (no head type, outputs of an unknown shape)."""
+    from poselab.codecs import model_codec
+    from poselab.data.transforms import _size_hw
+    codec = model_codec(model)
+    if codec is not None:
+        return codec
+    head = head or getattr(model, "head_type", None)
+    if head is None:
+        raise ValueError("the model carries no codec (poselab.codecs.attach_codec) and has no head_type; "
+                         "pass codec=... or head=...")
+    size = input_size if input_size is not None else getattr(model, "input_size", None)
+    if size is None:
+        raise ValueError("give input_size=(H, W): the model has no input_size attribute")
+    size = _size_hw(size, "input_size")
+    if outputs is None:
+        outputs = _probe_outputs(model, size, resolve_device(device))
     if head == "simcc":
-        return codec.decode(*outputs)
-    if head == "sar":
-        return codec.decode(outputs["selector"], outputs["offsets"])
-    return codec.decode(outputs)
+        if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
+            raise ValueError(f"a SimCC head returns (x_logits, y_logits); this model returned {type(outputs).__name__}")
+        k = outputs[0].shape[-1] / size[1]
+        if round(outputs[1].shape[-1] / k) != size[0]:
+            raise ValueError(f"SimCC outputs of {outputs[0].shape[-1]} x-bins and {outputs[1].shape[-1]} y-bins do "
+                             f"not fit input {size} with one split ratio; pass codec=...")
+        return default_codec(head, size, k)
+    maps = outputs.get("selector") if head == "sar" and isinstance(outputs, dict) else outputs
+    if not isinstance(maps, torch.Tensor) or maps.ndim < 3:
+        raise ValueError(f"cannot infer a codec for a {head!r} head returning {type(outputs).__name__}; give the "
+                         "model its codec (poselab.codecs.attach_codec) or pass codec=...")
+    return default_codec(head, size, heatmap_size=tuple(int(v) for v in maps.shape[-2:]))
 
 
 def instance_scores(keypoint_scores: np.ndarray, bbox_scores: np.ndarray | float = 1.0,
@@ -71,16 +126,17 @@ def instance_scores(keypoint_scores: np.ndarray, bbox_scores: np.ndarray | float
     return np.asarray(bbox_scores, dtype=np.float64) * mean
 
 
-def predict_crops(model, dataset, head: str, codec, batch_size: int = 64,
+def predict_crops(model, dataset, head: str | None = None, codec=None, batch_size: int = 64,
                   device: str | torch.device = "auto") -> dict[str, np.ndarray]:
-    """Run ``model`` over every crop of ``dataset`` (eval mode, no grad).
+    """Run ``model`` over every crop of ``dataset`` (eval mode, no grad) and decode the outputs
+    with ``codec.decode(outputs)`` (None: :func:`codec_for_model` of the first batch's outputs;
+    ``head`` only serves that inference).
 
     Returns numpy arrays: ``coords_crop (N, K, 2)``, ``scores (N, K)``, ``keypoints_crop`` (GT,
     crop px), ``visible (N, K)``, ``center (N, 2)``, ``scale (N, 2)``, ``image_id``, ``ann_id``,
     ``bbox (N, 4)``.
     """
-    from .loop import _whole
-    batch_size = _whole(batch_size, "batch_size", 1)
+    batch_size = whole_number(batch_size, "batch_size", 1)
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -92,7 +148,10 @@ def predict_crops(model, dataset, head: str, codec, batch_size: int = 64,
             for start in range(0, len(dataset), int(batch_size)):
                 items = [dataset[i] for i in range(start, min(len(dataset), start + int(batch_size)))]
                 batch = default_collate(items)
-                coords, scores = decode_outputs(head, codec, model(batch["image"].to(dev)))
+                outputs = model(batch["image"].to(dev))
+                if codec is None:
+                    codec = codec_for_model(model, outputs, tuple(batch["image"].shape[-2:]), head)
+                coords, scores = codec.decode(outputs)
                 out["coords_crop"].append(coords.detach().float().cpu().numpy())
                 out["scores"].append(scores.detach().float().cpu().numpy())
                 for k in keys:
@@ -117,11 +176,11 @@ class Evaluator:
                  device: str | torch.device = "auto", score_threshold: float = 0.2,
                  results_json: str | os.PathLike | None = None, return_predictions: bool = True,
                  max_persons: int | None = None, score_fn=None):
-        from .loop import _finite, _whole
-        batch_size = _whole(batch_size, "batch_size", 1)
+        from .loop import _finite
+        batch_size = whole_number(batch_size, "batch_size", 1)
         score_threshold = _finite(score_threshold, "score_threshold", -float("inf"))
         if max_persons is not None:
-            max_persons = _whole(max_persons, "max_persons", 1)
+            max_persons = whole_number(max_persons, "max_persons", 1)
         if score_fn is not None and not callable(score_fn):
             raise ValueError(f"score_fn must be callable: (N, K) keypoint scores -> (N,), got "
                              f"{type(score_fn).__name__}")
@@ -145,14 +204,21 @@ class Evaluator:
     def __call__(self, model) -> dict[str, Any]:
         from poselab.data import crop_to_image
         from poselab.metrics import coco_keypoint_eval, end_point_error, pck
-        head = self.head or getattr(model, "head_type", None)
-        if head is None:
-            raise ValueError("give head=... (the model has no head_type attribute)")
-        input_size = tuple(self.input_size or getattr(model, "input_size", (64, 48)))
-        codec = self.codec or default_codec(head, input_size,
-                                            getattr(model, "config", {}).get("simcc_split_ratio", 2.0))
+        from poselab.codecs import model_codec
+        codec = self.codec if self.codec is not None else model_codec(model)
+        size = self.input_size or getattr(model, "input_size", None) or (
+            codec.input_size if codec is not None else None)
+        if size is None:
+            raise ValueError("give input_size=(H, W) (the model has no input_size attribute)")
+        input_size = tuple(int(v) for v in size)
+        if codec is not None and tuple(codec.input_size) != input_size:
+            raise ValueError(f"the codec decodes {tuple(codec.input_size)} crops but the model's crops are "
+                             f"{input_size}; build the codec (or give input_size) for the model's crops")
+        if codec is None and (self.head or getattr(model, "head_type", None)) is None:
+            raise ValueError("give head=... or codec=... (the model has no head_type attribute and carries "
+                             "no codec)")
         ds = self.dataset(input_size)
-        p = predict_crops(model, ds, head, codec, self.batch_size, self.device)
+        p = predict_crops(model, ds, self.head, codec, self.batch_size, self.device)
         coords_img = np.asarray(crop_to_image(p["coords_crop"].astype(np.float64), p["center"],
                                               p["scale"], input_size))
         gt_img = np.asarray(crop_to_image(p["keypoints_crop"].astype(np.float64), p["center"],
@@ -207,9 +273,13 @@ def evaluate(model, ann_json, image_root=None, head: str | None = None, codec=No
         model: a pose model (eval mode is set for the call and restored after).
         ann_json: COCO person-keypoints json (generated, the real sample, or official).
         image_root: image folder (default: beside the json, see ``TopDownDataset``).
-        head: "heatmap" | "integral" | "simcc" | "sar" (default ``model.head_type``).
-        codec: decoder (default :func:`default_codec`); its input size must match the crops.
-        input_size: crop (H, W) (default ``model.input_size``).
+        head: "heatmap" | "integral" | "simcc" | "sar" (default ``model.head_type``); used only
+            when neither ``codec`` is given nor the model carries one.
+        codec: decoder (default: the model's own codec — :func:`poselab.codecs.attach_codec`, which
+            :func:`poselab.experiments.run_recipe` and ``RunResult.model()`` attach — else
+            :func:`codec_for_model`: the head's :func:`default_codec` at the model's actual output
+            size); its input size must match the crops.
+        input_size: crop (H, W) (default ``model.input_size``, else the codec's).
         batch_size, device: inference batching and device ("auto": cuda → cpu).
         score_threshold: keypoint-score threshold of the instance score (module docstring).
         results_json: also write the COCO results list there.

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,6 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import default_collate
 
+from .._numbers import whole_number
+from ..data.dataset import epoch_batches
+from ..codecs.base import attach_codec, codec_from_spec, model_codec
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from .device import resolve_device, transfer_plan
@@ -86,18 +88,8 @@ class FitState:
         return save_checkpoint(path, self.checkpoint_payload())
 
 
-def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool,
-                   drop_last: bool) -> list[list[int]]:
-    """Index batches of one epoch; the order is a pure function of (seed, epoch)."""
-    if shuffle:
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-        order = torch.randperm(n, generator=g).tolist()
-    else:
-        order = list(range(n))
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
-        batches.pop()
-    return batches
+#: the batch order of one epoch (one formula, shared with the crop cache)
+_epoch_batches = epoch_batches
 
 
 class _DatasetBatches:
@@ -214,19 +206,6 @@ def _validate(model, loss_fn, val, batches_fn, device) -> dict[str, float]:
         model.train(was_training)
 
 
-def _whole(value, name: str, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``; 1.7, "3", True and NaN are refused (never truncated)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        try:
-            ok = math.isfinite(float(value)) and float(value) == int(value)
-        except (TypeError, ValueError, OverflowError):
-            ok = False
-    if not ok or int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _finite(value, name: str, minimum: float) -> float:
     """``value`` as a finite float >= ``minimum`` (bools and strings refused)."""
     try:
@@ -328,11 +307,11 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     """
     if epochs is None and max_steps is None:
         raise ValueError("give epochs=..., max_steps=... or both")
-    epochs = None if epochs is None else _whole(epochs, "epochs", 0)
-    seed = _whole(seed, "seed", 0)
-    max_steps = None if max_steps is None else _whole(max_steps, "max_steps", 0)
-    warmup_steps = _whole(warmup_steps, "warmup_steps", 0)
-    val_every = _whole(val_every, "val_every", 1)
+    epochs = None if epochs is None else whole_number(epochs, "epochs", 0)
+    seed = whole_number(seed, "seed", 0)
+    max_steps = None if max_steps is None else whole_number(max_steps, "max_steps", 0)
+    warmup_steps = whole_number(warmup_steps, "warmup_steps", 0)
+    val_every = whole_number(val_every, "val_every", 1)
     lr = _finite(lr, "lr", 0.0)
     weight_decay = _finite(weight_decay, "weight_decay", 0.0)
     if grad_clip is not None and not _finite(grad_clip, "grad_clip", 0.0) > 0:
@@ -355,7 +334,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     elif _is_batch_source(train):
         batches = train  # e.g. poselab.data.crop_cache.CropCache: it batches (and seeds) itself
     elif isinstance(train, Dataset) or (hasattr(train, "__getitem__") and hasattr(train, "__len__")):
-        batch_size = _whole(batch_size, "batch_size", 1)
+        batch_size = whole_number(batch_size, "batch_size", 1)
         batches = _DatasetBatches(train, batch_size, seed, shuffle, drop_last, collate)
     else:
         raise ValueError(f"train must be a Dataset or a DataLoader, got {type(train).__name__}")
@@ -392,6 +371,9 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[Any, dict], Any], train, val=
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         load_model_state(model, ckpt["model"], resume_from)
+        spec = (ckpt.get("model_config") or {}).get("codec")
+        if spec is not None and model_codec(model) is None:  # the codec travels with the weights
+            attach_codec(model, codec_from_spec(spec))
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, RuntimeError) as exc:

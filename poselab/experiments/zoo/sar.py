@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from ..._numbers import whole_number
+from ...codecs.base import Codec
 from ..registry import (CODECS, RECIPES, Geometry, Recipe, register_codec, register_loss,
                         register_model, register_recipe)
 
@@ -49,7 +50,7 @@ def grid_geometry(geometry: Geometry, stride: int | None = None) -> Geometry:
     return Geometry(geometry.input_size, (H // s, W // s), geometry.num_keypoints)
 
 
-class RegressionCodec:
+class RegressionCodec(Codec):
     """Targets and decoding for global regression: ``encode`` as :class:`poselab.codecs.SARCodec`
     (keypoints in heatmap px + weights); ``decode({"coords": (B, K, 2) heatmap px})`` → input px,
     scores 1 (regression has no confidence)."""
@@ -58,6 +59,7 @@ class RegressionCodec:
         from poselab.codecs import SARCodec
         self._sar = SARCodec(input_size, heatmap_size)
         self.input_size, self.heatmap_size = self._sar.input_size, self._sar.heatmap_size
+        self._remember(input_size=self.input_size, heatmap_size=self.heatmap_size)
 
     def encode(self, keypoints, visible=None) -> dict:
         return self._sar.encode(keypoints, visible)
@@ -73,7 +75,7 @@ class RegressionCodec:
                 torch.ones(coords.shape[:-1], dtype=coords.dtype, device=coords.device))
 
 
-class HeatmapOffsetCodec:
+class HeatmapOffsetCodec(Codec):
     """Heatmap + offset targets and decoding (SAR Table 1's Heatmap+Offset baseline).
 
     ``encode`` → the Gaussian heatmap codec's ``{"target", "weights"}`` plus ``"keypoints_hm"``
@@ -86,6 +88,7 @@ class HeatmapOffsetCodec:
         from poselab.codecs import HeatmapCodec
         self._hm = HeatmapCodec(input_size, heatmap_size, sigma=sigma, decoder="argmax")
         self.input_size, self.heatmap_size = self._hm.input_size, self._hm.heatmap_size
+        self._remember(input_size=self.input_size, heatmap_size=self.heatmap_size, sigma=self._hm.sigma)
 
     def encode(self, keypoints, visible=None) -> dict:
         from poselab.codecs import input_to_heatmap
@@ -101,6 +104,7 @@ class HeatmapOffsetCodec:
         if not isinstance(outputs, dict) or "heatmap" not in outputs or "offsets" not in outputs:
             raise ValueError("heatmap_offset outputs must be {'heatmap': (B, K, h, w), 'offsets': (B, K, 2, h, w)}")
         hm, off = outputs["heatmap"], outputs["offsets"]
+        self.check_map_size(hm, "heatmap")
         B, K, h, w = hm.shape
         scores, idx = hm.reshape(B, K, h * w).max(-1)
         xy = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], -1).to(off.dtype)
@@ -167,10 +171,12 @@ def regression_codec(geometry, stride: int | None = None):
 
 
 @register_codec("sar_strided")
-def strided_codec(geometry, base: str = "sar", stride: int = 4, **params):
+def strided_codec(geometry, base: str = "sar", stride: int | None = None, **params):
     """The codec ``base`` (a registered name) built for an output grid of ``stride``."""
     if base == "sar_strided":
         raise ValueError("base must be another codec, e.g. 'sar' or 'gaussian'")
+    if stride is None:
+        raise ValueError("sar_strided needs codec_params={'stride': s} (input px per output cell)")
     return CODECS.lookup(base, "sar_strided")(grid_geometry(geometry, stride), **params)
 
 
