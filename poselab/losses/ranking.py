@@ -278,9 +278,9 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     # in float32 (δ ≤ 1e-8, or one score of 1e8 in the map), which emptied the denominators of
     # Eq. 8–9 (0/0 = NaN); with the diagonal fixed both are ≥ 1/2. Exact already for |t| < 2²³.
     g.diagonal(dim1=1, dim2=2).fill_(0.5)
-    # [y_j ≥ y_i] as 0/1 in the dense dtype (y_j − y_i ≥ 0 ⇔ y_j ≥ y_i for finite floats; a
-    # float mask multiplies ~30× faster than a bool one on CPU)
-    ge = (ypd[:, :, None] - ypd[:, None, :]).ge_(0.0)
+    # [y_j ≥ y_i] as 0/1 written straight into the dense dtype (one pass; a float mask
+    # multiplies ~30× faster than a bool one on CPU)
+    ge = torch.ge(ypd[:, :, None], ypd[:, None, :], out=torch.empty_like(g))
     vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)                 # (R, 2, P)
     s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
     a = ge.mul_(g)                             # A[j, i] = G[j, i] [y_j ≥ y_i]
