@@ -88,11 +88,11 @@ def paired_ratios(steps: dict, repeats: int, base: str = "mse") -> dict[str, dic
     pairs = {n: [] for n in steps if n != base}
     base_t = []
     for _ in range(repeats):
-        for name in pairs:
+        for name, times in pairs.items():
             tb = _cpu(steps[base])
             tr = _cpu(steps[name])
             base_t.append(tb)
-            pairs[name].append((tb, tr))
+            times.append((tb, tr))
     out = {base: {"ms": 1e3 * statistics.median(base_t), "ratio": 1.0, "q1": 1.0, "q3": 1.0,
                   "lo": 1.0, "hi": 1.0}}
     for name, ts in pairs.items():

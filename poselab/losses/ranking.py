@@ -212,7 +212,6 @@ def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_gr
     order = _row_order(raw if raw.dtype in (torch.float32, torch.float64) else raw.float())
     s_sorted = torch.sub(raw.gather(1, order), top)      # promoted to ``work`` (exactly) in the sub
     neg_sorted = ~pos.gather(1, order)
-    zero = s_sorted.new_zeros(R, 1)
     cw = _prefix(neg_sorted)                             # counts (int64: exact, converted on use)
     cws = _prefix(torch.where(neg_sorted, s_sorted, 0.0))
     # the window of every positive: sorted pixels in (s_i − δ, s_i + δ) are [lo_i, hi_i)
@@ -263,7 +262,6 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     and the error-driven update of every positive slot ``(R, P)`` (0 on padded slots; only
     positives get a sort update, so the ``(R, N)`` row is never built), or None; in the dtype of
     ``sp``."""
-    R = sp.shape[0]
     work = sp.dtype
     # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i), so that the per-positive
     # sums over j are batched row-vector products (the fast bmm orientation); no cancellation
