@@ -27,7 +27,8 @@ from pathlib import Path
 #: source defines that flag, else run as they are).
 QUICK_ARGS: dict[str, list[str]] = {
     "emd": ["--reps", "2", "--no-train"],
-    "ranking": ["--repeats", "2", "--loop-repeats", "1", "--step-repeats", "2"],
+    "ranking": ["--repeats", "3", "--loop-repeats", "1", "--threads", "1", "--step-sizes"],
+    "train_step": ["--repeats", "5", "--precision", "both"],
     "sar_step": ["--repeats", "4"],
     "synth_speed": ["--images", "20", "--repeats", "1"],
     "train_throughput": ["--steps", "4", "--warmup", "1"],

@@ -95,10 +95,39 @@ def test_train_step_quick_every_recipe_has_a_verdict():
     from poselab.experiments import RECIPES
     out = _run_quick("train_step")
     for name in RECIPES:
-        row = [line for line in out.splitlines() if line.startswith(f"| {name} | 64x48 |")]
+        row = [line for line in out.splitlines() if line.startswith(f"| {name} | ")]
         assert len(row) == 1, name
         assert name == "mse" or ("PASS" in row[0] or "MISS" in row[0])
-    assert "errors:" not in out
+    assert "errors:" not in out and "`default` preset: input 128x96, heatmaps 64x48" in out
+
+
+def test_train_step_pair_ratios_read_the_recipe_against_its_mse_neighbour():
+    """The ratio is the median of (recipe step / the mse step just before it); counter-case: a
+    recipe twice as slow reads 2, and one as fast reads 1, whatever the load does between pairs."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_step_bench", ROOT / "benchmarks" / "train_step.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    clock = {"t": 0.0, "load": 1.0}
+
+    def work(cost):
+        def fn():
+            clock["t"] += cost * clock["load"]
+        return fn
+
+    def slow_then_load():
+        clock["t"] += 2.0 * clock["load"]
+        clock["load"] *= 1.5  # load rises after every slow step: pairs still read 2
+
+    import time as _time
+    real = _time.process_time
+    mod.time.process_time = lambda: clock["t"]
+    try:
+        res = mod.paired_ratios({"mse": work(1.0), "slow": slow_then_load, "same": work(1.0)}, 5)
+    finally:
+        mod.time.process_time = real
+    assert abs(res["slow"]["ratio"] - 2.0) < 1e-9 and abs(res["same"]["ratio"] - 1.0) < 1e-9
+    assert res["slow"]["q1"] <= res["slow"]["ratio"] <= res["slow"]["q3"]
 
 
 def test_data_quick_reports_rates():

@@ -354,17 +354,22 @@ def test_instance_sort_ordering_counter_case():
     assert instance_sort_loss(reversed_, kp, None, areas, delta=3.0).item() > 0.1
 
 
-def test_row_order_radix_keys_sort_float32_rows():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_row_order_sorts_every_row(dtype):
+    """numpy's argsort per row (any order among ties): extreme magnitudes, signed zeros,
+    denormals, all-tied rows, and half precision (sorted as float32, exactly)."""
     g = torch.Generator().manual_seed(11)
-    x = torch.randn(7, 300, generator=g) * torch.logspace(-30, 30, 7)[:, None]
-    x[0, :5] = torch.tensor([0.0, -0.0, 1e-45, -1e-45, 3.4e38])
+    big = {torch.float16: 4, torch.bfloat16: 30}.get(dtype, 30)
+    x = (torch.randn(7, 300, generator=g, dtype=torch.float64)
+         * torch.logspace(-big, big, 7, dtype=torch.float64)[:, None]).to(dtype)
+    x[0, :4] = torch.tensor([0.0, -0.0, 1e-45, -1e-45]).to(dtype)
     x[1, :] = 2.5  # all tied
     order = ranking._row_order(x)
+    assert order.dtype == torch.int64 and order.shape == x.shape
     assert torch.equal(x.gather(1, order), torch.sort(x, 1)[0])
-    assert torch.equal(order[1], torch.arange(300))  # stable
-    # counter-case: the plain bit pattern as an int does not sort negative floats
-    bits = x.view(torch.int32).to(torch.int64)
-    assert not torch.equal(x.gather(1, torch.sort(bits, 1)[1]), torch.sort(x, 1)[0])
+    assert torch.equal(torch.sort(order, 1)[0], torch.arange(300).expand(7, 300))  # a permutation
+    # counter-case: an unsorted permutation is caught by the same check
+    assert not torch.equal(x.gather(1, order.flip(1)), torch.sort(x, 1)[0])
 
 
 # ----------------------------------------------------------------------------- issue 17 paths

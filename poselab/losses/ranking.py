@@ -147,21 +147,18 @@ def _check_maps(scores, labels, visible, name_scores: str = "scores"):
 
 # ----------------------------------------------------------------------------- the core
 def _row_order(x: torch.Tensor) -> torch.Tensor:
-    """Ascending order of every row of ``x (R, N)``.
+    """Ascending order of every row of ``x (R, N)`` (ties in any order: every use below sums
+    over windows of *values*, so the order among equal values only changes rounding).
 
-    float32 rows on CPU: one stable (radix) sort of int64 keys ``row·2³² + u(x)``, where ``u``
-    maps the float32 bit pattern to an order-preserving int32 (negative floats get their 31 low
-    bits flipped) — ~2.5× faster than a row-wise comparison sort. Other dtypes / devices:
-    ``torch.sort``.
+    CPU rows: numpy's ``argsort`` (its SIMD quicksort; 3–4× faster than ``torch.sort`` on
+    float32 and float64 rows, measured at 272 × 3072); half precision is sorted as float32 (exact).
+    Other devices: ``torch.sort``.
     """
-    if x.dtype != torch.float32 or x.device.type != "cpu" or x.shape[0] * x.shape[1] == 0:
+    if x.device.type != "cpu" or x.shape[0] * x.shape[1] == 0:
         return torch.sort(x, 1)[1]
-    R, N = x.shape
-    bits = x.contiguous().view(torch.int32)
-    key = torch.bitwise_xor(bits, torch.bitwise_and(bits >> 31, 0x7FFFFFFF)).to(torch.int64)
-    key += (torch.arange(R, device=x.device, dtype=torch.int64) << 32)[:, None]  # row-major
-    flat = torch.sort(key.reshape(-1), stable=True)[1].view(R, N)
-    return flat - (torch.arange(R, device=x.device, dtype=torch.int64) * N)[:, None]
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    return torch.from_numpy(np.argsort(x.numpy(), axis=1))
 
 
 def _positives(raw, pos, pad_below: float, work: torch.dtype):
@@ -195,6 +192,16 @@ def _window_sums(cw, cws, lo, hi, q, delta: float) -> torch.Tensor:
     return (cw[:, -1:] - w_hi) + (mid_ws - (q - delta) * mid_w) / (2 * delta)
 
 
+def _prefix(x: torch.Tensor) -> torch.Tensor:
+    """Prefix sums of the rows of ``x (R, N)`` with a leading 0 column, ``(R, N + 1)``: the cumsum
+    written into its slot of the result (no concatenation pass); bool rows give int64 counts."""
+    out = torch.empty(x.shape[0], x.shape[1] + 1, device=x.device,
+                      dtype=torch.int64 if x.dtype == torch.bool else x.dtype)
+    out[:, 0] = 0
+    torch.cumsum(x, 1, out=out[:, 1:])
+    return out
+
+
 def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_grad: bool):
     """Spatial Rank (Eq. 5–6) of rows with ≥ 1 positive: losses ``(R,)`` and the error-driven
     update ``(R, N)`` (or None), in the dtype of ``sp``."""
@@ -203,12 +210,10 @@ def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_gr
     work = sp.dtype
     # all pixels sorted once; prefix sums of the negatives' indicator and score
     order = _row_order(raw if raw.dtype in (torch.float32, torch.float64) else raw.float())
-    s_sorted = raw.gather(1, order).to(work) - top
+    s_sorted = torch.sub(raw.gather(1, order), top)      # promoted to ``work`` (exactly) in the sub
     neg_sorted = ~pos.gather(1, order)
-    w = neg_sorted.to(work)
-    zero = s_sorted.new_zeros(R, 1)
-    cw = torch.cat([zero, w.cumsum(1)], 1)
-    cws = torch.cat([zero, (w * s_sorted).cumsum(1)], 1)
+    cw = _prefix(neg_sorted)                             # counts (int64: exact, converted on use)
+    cws = _prefix(torch.where(neg_sorted, s_sorted, 0.0))
     # the window of every positive: sorted pixels in (s_i − δ, s_i + δ) are [lo_i, hi_i)
     if N <= 4 * P:
         # positives are most of the pixels (small maps): search the windows of *all* sorted
@@ -226,7 +231,7 @@ def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_gr
     fp = _window_sums(cw, cws, lo, hi, sp, delta) * pvalid                   # FP(i)
     # rank⁺(i) + FP(i) = Σ over *all* pixels of H(s_j − s_i) (self included): the same window
     # over the same sorted pixels, with weight 1 (prefix counts = indices) — no second sort
-    pcws = torch.cat([zero, s_sorted.cumsum(1)], 1)
+    pcws = _prefix(s_sorted)
     hi_w, lo_w = hi.to(work), lo.to(work)
     total = (N - hi_w) + (pcws.gather(1, hi) - pcws.gather(1, lo)
                           - (sp - delta) * (hi_w - lo_w)) / (2 * delta)
@@ -245,17 +250,18 @@ def _rank_part(raw, pos, top, pidx, pvalid, sp, inv_count, delta: float, need_gr
     diff[:, 0].scatter_add_(1, hi, c - off).scatter_add_(1, lo, off)
     diff[:, 1].scatter_add_(1, lo, slope).scatter_add_(1, hi, -slope)
     acc = diff[:, :, :N].cumsum(2)
-    share = (acc[:, 0] + acc[:, 1] * s_sorted) * neg_sorted
+    share = torch.where(neg_sorted, acc[:, 0] + acc[:, 1] * s_sorted, 0.0)
     grad = torch.empty_like(share).scatter_(1, order, share)
     grad.scatter_add_(1, pidx, torch.where(act, -err, torch.zeros_like(err)))
     return rank, grad.mul_(inv_count[:, None])
 
 
 def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: bool,
-               dense: torch.dtype, N: int):
+               dense: torch.dtype):
     """Spatial Sort / Instance-Sort (Eq. 7–9, 10–13) of rows with ≥ 1 positive: losses ``(R,)``
-    and the error-driven update ``(R, N)`` (or None), in the dtype of ``sp``."""
-    R = sp.shape[0]
+    and the error-driven update of every positive slot ``(R, P)`` (0 on padded slots; only
+    positives get a sort update, so the ``(R, N)`` row is never built), or None; in the dtype of
+    ``sp``."""
     work = sp.dtype
     # dense |P|×|P| with rows j and columns i: G[j, i] = H(s_j − s_i), so that the per-positive
     # sums over j are batched row-vector products (the fast bmm orientation); no cancellation
@@ -270,9 +276,9 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     # in float32 (δ ≤ 1e-8, or one score of 1e8 in the map), which emptied the denominators of
     # Eq. 8–9 (0/0 = NaN); with the diagonal fixed both are ≥ 1/2. Exact already for |t| < 2²³.
     g.diagonal(dim1=1, dim2=2).fill_(0.5)
-    # [y_j ≥ y_i] as 0/1 in the dense dtype (y_j − y_i ≥ 0 ⇔ y_j ≥ y_i for finite floats; a
-    # float mask multiplies ~30× faster than a bool one on CPU)
-    ge = (ypd[:, :, None] - ypd[:, None, :]).ge_(0.0)
+    # [y_j ≥ y_i] as 0/1 written straight into the dense dtype (one pass; a float mask
+    # multiplies ~30× faster than a bool one on CPU)
+    ge = torch.ge(ypd[:, :, None], ypd[:, None, :], out=torch.empty_like(g))
     vw = torch.stack([pvalid.to(dense), (1.0 - ypd) * pvalid], 1)                 # (R, 2, P)
     s_all = torch.bmm(vw, g).to(work)         # Σ_j H, Σ_j H (1 − y_j)
     a = ge.mul_(g)                             # A[j, i] = G[j, i] [y_j ≥ y_i]
@@ -290,15 +296,17 @@ def _sort_part(labels, pidx, pvalid, sp, inv_count, delta: float, need_grad: boo
     f = torch.where(act, err / torch.where(act, denom, torch.ones_like(denom)), torch.zeros_like(err))
     gp = torch.bmm(f.to(dense)[:, None, :], m.transpose(1, 2))[:, 0].to(work) \
         - torch.where(act, err, torch.zeros_like(err))
-    grad = s_all.new_zeros(R, N).scatter_add_(1, pidx, gp * pvalid)
-    return sort, grad.mul_(inv_count[:, None])
+    return sort, (gp * pvalid).mul_(inv_count[:, None])
 
 
 def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_grad, work,
-               dense):
-    """Losses ``(R,)`` and updates ``(R, N)`` of every row (zeros for rows without positives),
-    in ``work``; rank part in chunks of ``_RANK_CHUNK`` pixels, sort part in chunks of
-    ``_SORT_CHUNK`` positive pairs (half in float64; cache-sized)."""
+               dense, out_dtype=None):
+    """Losses ``(R,)`` in ``work`` and updates of every row (zeros for rows without positives):
+    the rank update ``(R, N)`` in ``out_dtype`` (default ``work``; each chunk's ``work`` result
+    is rounded to it as it is stored), the sort update as ``(pidx (R, P), values (R, P))`` in
+    ``out_dtype`` — it is non-zero on the positives only (padded slots: value 0). Rank part in
+    chunks of ``_RANK_CHUNK`` pixels, sort part in chunks of ``_SORT_CHUNK`` positive pairs
+    (half in float64; cache-sized)."""
     R, N = raw.shape
     dev = raw.device
     count = pos.sum(1)
@@ -306,12 +314,17 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
     n_active = int(active.sum())
     every = n_active == R
     idx = None if every else torch.nonzero(active).flatten()
+    out_dtype = work if out_dtype is None else out_dtype
     rank = torch.zeros(R, dtype=work, device=dev)
     sort = torch.zeros(R, dtype=work, device=dev)
     g_rank = g_sort = None
     if n_active == 0:
-        zeros = torch.zeros(R, N, dtype=work, device=dev) if need_grad else None
-        return rank, sort, zeros if do_rank else None, zeros if do_sort else None
+        if not need_grad:
+            return rank, sort, None, None
+        none = (torch.zeros(R, 1, dtype=torch.long, device=dev),
+                torch.zeros(R, 1, dtype=out_dtype, device=dev))
+        return (rank, sort, torch.zeros(R, N, dtype=out_dtype, device=dev) if do_rank else None,
+                none if do_sort else None)
     raw_a, lab_a, pos_a = (raw, labels, pos) if every else (raw[idx], labels[idx], pos[idx])
     count, pidx, pvalid, top, sp = _positives(raw_a, pos_a, 2.0 * max(rank_delta, sort_delta) + 1.0,
                                               work)
@@ -320,7 +333,7 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
     if do_rank:
         per = max(1, _RANK_CHUNK // max(N, 1))
         loss_a = torch.empty(n_active, dtype=work, device=dev)
-        grad_a = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
+        grad_a = torch.empty(n_active, N, dtype=out_dtype, device=dev) if need_grad else None
         for a in range(0, n_active, per):
             sl = slice(a, a + per)
             lo, gr = _rank_part(raw_a[sl], pos_a[sl], top[sl], pidx[sl], pvalid[sl], sp[sl],
@@ -337,7 +350,7 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
         lab_p, pidx_p, pvalid_p = lab_a[perm], pidx[perm], pvalid[perm]
         sp_p, inv_p = sp[perm], inv_count[perm]
         loss_p = torch.empty(n_active, dtype=work, device=dev)
-        grad_p = torch.empty(n_active, N, dtype=work, device=dev) if need_grad else None
+        grad_p = torch.zeros(n_active, pidx.shape[1], dtype=out_dtype, device=dev) if need_grad else None
         chunk = max(1, _SORT_CHUNK * 4 // (torch.finfo(dense).bits // 8))
         # one map's |P|×|P| table cannot be split by rows: refuse one of gigabytes up front
         check_pair_memory(counts[-1] ** 2 * (torch.finfo(dense).bits // 8) * _SORT_TABLES,
@@ -350,20 +363,27 @@ def _rank_sort(raw, labels, pos, rank_delta, sort_delta, do_rank, do_sort, need_
                 e = a + max(1, chunk // counts[e - 1] ** 2)
             pc = max(counts[e - 1], 1)
             lo, gr = _sort_part(lab_p[a:e], pidx_p[a:e, :pc], pvalid_p[a:e, :pc], sp_p[a:e, :pc],
-                                inv_p[a:e], sort_delta, need_grad, dense, N)
+                                inv_p[a:e], sort_delta, need_grad, dense)
             loss_p[a:e] = lo
             if need_grad:
-                grad_p[a:e] = gr
+                grad_p[a:e, :pc] = gr
             a = e
         loss_a = torch.empty_like(loss_p).index_copy_(0, perm, loss_p)
-        grad_a = None if grad_p is None else torch.empty_like(grad_p).index_copy_(0, perm, grad_p)
+        grad_a = None if grad_p is None else (
+            pidx, torch.empty_like(grad_p).index_copy_(0, perm, grad_p))
         out["sort"] = (loss_a, grad_a)
     for name, (loss_a, grad_a) in out.items():
         if every:
             full_loss, full_grad = loss_a, grad_a
         else:
             full_loss = torch.zeros(R, dtype=work, device=dev).index_copy_(0, idx, loss_a)
-            full_grad = None if grad_a is None else torch.zeros(R, N, dtype=work, device=dev).index_copy_(0, idx, grad_a)
+            if grad_a is None:
+                full_grad = None
+            elif name == "rank":
+                full_grad = torch.zeros(R, N, dtype=out_dtype, device=dev).index_copy_(0, idx, grad_a)
+            else:
+                full_grad = tuple(torch.zeros(R, g.shape[1], dtype=g.dtype, device=dev).index_copy_(0, idx, g)
+                                  for g in grad_a)
         if name == "rank":
             rank, g_rank = full_loss, full_grad
         else:
@@ -382,9 +402,8 @@ class _RankSortFunction(torch.autograd.Function):
         with torch.no_grad():
             rank, sort, g_rank, g_sort = _rank_sort(
                 scores.detach(), labels.detach(), pos, rank_delta, sort_delta, do_rank, do_sort,
-                bool(ctx.needs_input_grad[0]), work, dense)
-        ctx.g_rank = None if g_rank is None else g_rank.to(scores.dtype)
-        ctx.g_sort = None if g_sort is None else g_sort.to(scores.dtype)
+                bool(ctx.needs_input_grad[0]), work, dense, scores.dtype)
+        ctx.g_rank, ctx.g_sort, ctx.shape = g_rank, g_sort, scores.shape
         return rank.to(scores.dtype), sort.to(scores.dtype)
 
     @staticmethod
@@ -393,8 +412,12 @@ class _RankSortFunction(torch.autograd.Function):
         if ctx.g_rank is not None and grad_rank is not None:
             grad = ctx.g_rank * grad_rank[:, None]
         if ctx.g_sort is not None and grad_sort is not None:
-            part = ctx.g_sort * grad_sort[:, None]
-            grad = part if grad is None else grad + part
+            # the sort update lives on the positives: added where they are (the same sum
+            # a + b per pixel as adding a dense row that is 0 elsewhere)
+            pidx, values = ctx.g_sort
+            if grad is None:
+                grad = grad_sort.new_zeros(ctx.shape)
+            grad.scatter_add_(1, pidx, values * grad_sort[:, None])
         ctx.g_rank = ctx.g_sort = None
         return grad, None, None, None, None, None, None
 
