@@ -96,6 +96,6 @@ def test_the_walk_finds_a_constructed_cycle():
 def test_poselab_has_no_import_cycle():
     graph = import_graph()
     assert len(graph) > 100 and "poselab.experiments.builtin" in graph
-    assert "poselab.analysis.hdm_training" not in graph["poselab.experiments.builtin"]
+    assert "poselab.chapters.hdm.training" not in graph["poselab.experiments.builtin"]
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)

@@ -24,7 +24,11 @@ from .runner import (GENERATED_VAL, REAL_SAMPLE, ComparisonTable, RunResult, com
 from .verdicts import compare_recipes, table_evidence
 from .replicate import recorded_table, recorded_verdict  # the module stays poselab.experiments.replicate
 from . import builtin  # noqa: F401  (registers mse, emd and the shared parts)
-from . import zoo  # noqa: F401  (registers the paper chapters' recipes)
+from poselab.chapters.bcir import recipes as _bcir  # noqa: F401  (registers the paper chapters' recipes)
+from poselab.chapters.hdm import recipes as _hdm  # noqa: F401
+from poselab.chapters.rcnet import recipes as _rcnet  # noqa: F401
+from poselab.chapters.rspose import recipes as _rspose  # noqa: F401
+from poselab.chapters.sar import recipes as _sar  # noqa: F401
 
 __all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec", "register_loss",
            "register_score", "register_model", "get_recipe", "CODECS", "LOSSES", "SCORES",

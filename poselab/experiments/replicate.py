@@ -62,7 +62,10 @@ def _chapter_stem(chapter: str) -> str:
 def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]:
     """The recipes a chapter's empirical claims compare, adapted to ``preset`` where the recipe
     depends on it (BCIR's prior schedule). ``chapter``: number, name or file stem."""
-    from .zoo import bcir as zoo_bcir, hdm as zoo_hdm, rspose as zoo_rspose, sar as zoo_sar
+    from poselab.chapters.bcir import recipes as zoo_bcir
+    from poselab.chapters.hdm import recipes as zoo_hdm
+    from poselab.chapters.rspose import recipes as zoo_rspose
+    from poselab.chapters.sar import recipes as zoo_sar
     from .registry import RECIPES
     stem = _chapter_stem(chapter)
     preset = get_preset(preset)

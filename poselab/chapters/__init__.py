@@ -1,0 +1,1 @@
+"""poselab.chapters: one package per chapter."""

@@ -1,0 +1,1 @@
+"""Chapter 00: COCO keypoints, heatmaps, OKS and AP."""

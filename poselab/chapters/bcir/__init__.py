@@ -1,0 +1,1 @@
+"""Chapter 06: BCIR, bias-compensated integral regression."""
