@@ -10,7 +10,9 @@
 - :mod:`.verdicts`: :func:`compare_recipes` — a claim's empirical verdict from a table (the
   rule of :mod:`poselab.claims`: t interval, minimum effect, baseline AP floor, evidence).
 - :mod:`.arena`: every recipe on identical data and budget (the capstone).
-- :mod:`.zoo`: the recipes each paper chapter registers.
+- the paper chapters' recipes live in ``poselab/chapters/<chapter>/recipes.py``; this package
+  never imports them: :mod:`poselab` (the package façade, imported before any submodule)
+  loads every chapter, so ``RECIPES`` / ``get_recipe`` see them in every process.
 
     from poselab.experiments import compare
     table = compare(["mse", "emd"], seeds=(0, 1, 2), preset="default")
@@ -24,11 +26,6 @@ from .runner import (GENERATED_VAL, REAL_SAMPLE, ComparisonTable, RunResult, com
 from .verdicts import compare_recipes, table_evidence
 from .replicate import recorded_table, recorded_verdict  # the module stays poselab.experiments.replicate
 from . import builtin  # noqa: F401  (registers mse, emd and the shared parts)
-from poselab.chapters.bcir import recipes as _bcir  # noqa: F401  (registers the paper chapters' recipes)
-from poselab.chapters.hdm import recipes as _hdm  # noqa: F401
-from poselab.chapters.rcnet import recipes as _rcnet  # noqa: F401
-from poselab.chapters.rspose import recipes as _rspose  # noqa: F401
-from poselab.chapters.sar import recipes as _sar  # noqa: F401
 
 __all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec", "register_loss",
            "register_score", "register_model", "get_recipe", "CODECS", "LOSSES", "SCORES",

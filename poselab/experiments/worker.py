@@ -18,7 +18,7 @@ import torch
 
 from poselab.train.callbacks import Callback
 
-from . import builtin  # noqa: F401  (register the built-in recipes in this fresh process)
+from . import builtin  # noqa: F401  (built-in recipes; the chapters' came with the poselab façade)
 from .presets import Preset
 from .registry import Recipe
 from .runner import run_recipe

@@ -1,1 +1,18 @@
-"""Chapter 02: RSPose, ranking losses."""
+"""Chapter 02: RSPose, ranking losses (recipes, analysis, figures, widgets)."""
+from poselab.chapters.registry import Chapter, register, replicating
+from . import recipes
+
+CHAPTER = register(Chapter(
+    number=2, name="rspose", stem="02_rspose",
+    title="RSPose — ranking losses",
+    paper="rspose-ranking-losses.md", tag="RSPose",
+    recipes=recipes.CHAPTER_RECIPES,
+    replication_recipes=replicating(recipes.CHAPTER_RECIPES),
+    expected_claims={"rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
+                     "rspose.imbalance.dot_2d_ratio", "rspose.imbalance.gaussian_2d_ratio",
+                     "rspose.imbalance.simcc_dot_ratio_x", "rspose.imbalance.simcc_dot_ratio_y",
+                     "rspose.loss.matches_reference_loop",
+                     "rspose.plateau.rank_blind_inside_window", "rspose.scaling.minmax_keeps_ap",
+                     "rspose.simcc.kl_vs_rs", "rspose.theorem1.covariance_identity_error",
+                     "rspose.training.ablation", "rspose.training.spearman"},
+    package=__name__))
