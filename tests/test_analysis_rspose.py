@@ -261,7 +261,7 @@ def test_combined_path_is_checked_against_the_loop(monkeypatch):
 
     def wrong(x, y, v, rank_delta=0.4, sort_delta=1.5, **kw):  # sorts with the rank δ
         return real(x, y, v, rank_delta=rank_delta, sort_delta=rank_delta, **kw)
-    monkeypatch.setattr(losses, "spatial_rank_sort_loss", wrong)
+    monkeypatch.setattr(A, "spatial_rank_sort_loss", wrong)  # where the analysis looks it up
     bad = A.combined_path_errors(scores, labels, vis)
     assert bad["spatial_rank_sort"]["loss"] > 1e-3
 

@@ -11,9 +11,12 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
+from poselab.data import load_persons, read_image
 from poselab.skeleton import KEYPOINT_NAMES, LIMBS
+from poselab.viz.sentence import Sentence, number
 
 PALETTE = ("#00c853", "#ff1744", "#2979ff", "#ffab00", "#d500f9", "#00e5ff", "#ff6d00",
            "#76ff03")
@@ -29,8 +32,6 @@ def image_trace(image, name: str = "image") -> go.Image:
     Args:
         image: (H, W, 3) uint8 array or a PIL image.
     """
-    from PIL import Image
-
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"image must be (H, W, 3), got {arr.shape}")
@@ -267,7 +268,6 @@ def precision_recall_figure(evals: dict, threshold_index: int = 0, title: str = 
 def prediction_figures(predictions: dict, ann_json, indices, height: int = 360, width: int = 640):
     """One figure per person index: the photo zoomed to the box, the prediction (solid) and the
     ground truth (dashed). ``predictions``: a ``RunResult.predictions(...)`` dict (image px)."""
-    from poselab.data import load_persons, read_image
     by_ann = {p.ann_id: p for p in load_persons(ann_json)}
     figs = []
     for i in indices:
@@ -289,7 +289,6 @@ def oks_agreement_sentence(agreement: dict, tolerance: float = 1e-12):
         >>> oks_agreement_sentence({"max_abs_diff": 2.2e-16, "pairs": 90, "images": 12})[:40]
         'On 90 (prediction, ground truth) pairs o'
     """
-    from poselab.viz.sentence import Sentence, number
     missing = [k for k in ("max_abs_diff", "pairs", "images") if k not in agreement]
     if missing:
         raise ValueError(f"agreement lacks {missing}; pass max_oks_difference(...)'s result")

@@ -17,17 +17,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import math
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from pycocotools.cocoeval import COCOeval
 
-from poselab.metrics import coco_keypoint_eval, keypoint_similarity, load_coco, oks, oks_matrix
-from poselab.skeleton import NUM_KEYPOINTS
+from poselab.codecs.heatmap import encode_gaussian, input_to_heatmap
+from poselab.data.transforms import affine_matrix, bbox_to_center_scale, image_to_crop, warp_image
+from poselab.metrics import (coco_keypoint_eval, ground_truth_as_results, keypoint_similarity, load_coco, oks,
+                             oks_matrix)
+from poselab.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
 
 ORDERINGS = ("good", "random", "reversed")
 
@@ -80,9 +84,6 @@ def person_crop_and_heatmaps(image, bbox, keypoints, input_size=(256, 192),
         ``{"crop": (h, w, 3) uint8, "keypoints": (K, 3) in crop pixels (v kept),
         "heatmaps": (K, Hh, Wh) float32 numpy, "weights": (K,)}``.
     """
-    from poselab.codecs.heatmap import encode_gaussian, input_to_heatmap
-    from poselab.data.transforms import (affine_matrix, bbox_to_center_scale, image_to_crop,
-                                         warp_image)
 
     kp = np.asarray(keypoints, dtype=np.float64)
     center, scale = bbox_to_center_scale(bbox, input_size)
@@ -159,7 +160,6 @@ def max_oks_difference(gt_json, results: list[dict]) -> dict:
     Returns:
         ``{"max_abs_diff": float, "pairs": int (OKS values compared), "images": int}``.
     """
-    from pycocotools.cocoeval import COCOeval
 
     coco = load_coco(gt_json)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -215,7 +215,6 @@ def ground_truth_ap(gt_json, scores: str = "one", seed: int = 0, perturb_px: flo
     that many px in x (a constructed imperfect predictor: AP must then fall below 1).
     Returns the :func:`poselab.metrics.coco_keypoint_eval` dict.
     """
-    from poselab.metrics import ground_truth_as_results
     if scores not in ("one", "random"):
         raise ValueError(f"scores must be 'one' or 'random', got {scores!r}")
     results = ground_truth_as_results(gt_json)
@@ -290,7 +289,6 @@ def busiest_image(persons) -> tuple[int, list]:
 
 def joint_rows(keypoints) -> list[dict]:
     """One row per joint of a COCO ``(K, 3)`` label: name, x, y, v and what v means."""
-    from poselab.skeleton import KEYPOINT_NAMES
     meaning = {0: "not labelled", 1: "labelled, occluded", 2: "visible"}
     kp = np.asarray(keypoints, dtype=np.float64)
     return [{"joint": KEYPOINT_NAMES[j], "x": round(float(x), 1), "y": round(float(y), 1), "v": int(v),
@@ -299,7 +297,6 @@ def joint_rows(keypoints) -> list[dict]:
 
 def half_ks_distance(area: float, joints=(1, 9, 11), sigmas=None) -> list[dict]:
     """The pixel error at which each joint's KS is 0.5: ``d = sqrt(2 ln 2) · κ · s`` (κ = 2σ)."""
-    from poselab.skeleton import KEYPOINT_NAMES, OKS_SIGMAS
     sig = np.asarray(OKS_SIGMAS if sigmas is None else sigmas, dtype=np.float64)
     s = math.sqrt(float(area))
     return [{"joint": KEYPOINT_NAMES[j], "σ": float(sig[j]),

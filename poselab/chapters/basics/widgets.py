@@ -6,7 +6,9 @@ over ``poselab.chapters.basics.analysis.oks_breakdown`` and the ``poselab.viz.po
 """
 from __future__ import annotations
 
+import ipywidgets as w
 import numpy as np
+import plotly.graph_objects as go
 
 from poselab.chapters.basics.analysis import oks_breakdown
 from poselab.skeleton import KEYPOINT_NAMES
@@ -32,9 +34,6 @@ class OKSExplorer:
     """
 
     def __init__(self, gt_keypoints, area: float, image=None, prediction=None, bbox=None):
-        import ipywidgets as w
-        import plotly.graph_objects as go
-
         self.gt = np.asarray(gt_keypoints, dtype=np.float64)
         if self.gt.ndim != 2 or self.gt.shape[1] != 3:
             raise ValueError(f"gt_keypoints must be (K, 3) (x, y, v), got {self.gt.shape}")

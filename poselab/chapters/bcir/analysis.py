@@ -26,9 +26,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from poselab import claims
 from poselab._numbers import whole_number
-
-from poselab.codecs.integral import compensate_softargmax_bias, soft_argmax, softmax_log_normalizer
+from poselab.chapters.bcir.recipes import SIGMA_SWEEP
+from poselab.codecs import input_to_heatmap, spatial_softmax
+from poselab.codecs.integral import (compensate_softargmax_bias, compensated_soft_argmax, soft_argmax,
+                                     softmax_log_normalizer)
+from poselab.data import TopDownDataset
+from poselab.experiments.presets import get_preset
+from poselab.experiments.registry import MODELS, Geometry, get_recipe
+from poselab.experiments.verdicts import compare_recipes
 
 __all__ = [
     "symmetric_blob", "eq37_softargmax", "bias_curve", "bias_checks", "toward_centre", "bias_vs_spread",
@@ -574,8 +581,6 @@ def integral_toy_run(h0, gt, *, loss: str = "l1", compensated: bool = False, bet
     :func:`mass_spread`), ``steps (T,)``. ``gamma`` defaults to ``0.2 / β`` (L1) or ``0.02 / β``
     (L2, whose gradient grows with the error). float64 throughout.
     """
-    import torch
-    from poselab.codecs.integral import compensated_soft_argmax, soft_argmax, spatial_softmax
     if loss not in ("l1", "l2"):
         raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
     if not (isinstance(steps, (int, np.integer)) and 0 <= steps <= 20000):
@@ -664,7 +669,6 @@ def compensation_conditioning(heatmaps, gt=None, visible=None, beta: float = 10.
         ``"outside"`` (J outside the map), ``"gradient_ratio"`` (NaN without ``gt``), and
         ``"size"``.
     """
-    from poselab.codecs.integral import compensated_soft_argmax, soft_argmax, softmax_log_normalizer
     h = torch.as_tensor(np.asarray(heatmaps) if not isinstance(heatmaps, torch.Tensor) else heatmaps)
     if h.ndim < 3 or not torch.is_floating_point(h) or not bool(torch.isfinite(h).all()):
         raise ValueError(f"heatmaps must be finite floating (N, H, W) or (B, K, H, W) logits, got "
@@ -734,8 +738,6 @@ def model_heatmaps(model, ann_json, input_size: Sequence[int], max_persons: int 
                    device: str = "cpu") -> dict:
     """The first ``max_persons`` persons of ``ann_json`` through ``model``: ``{"heatmaps" (N, K,
     h, w) float32 logits, "gt" (N, K, 2) heatmap px, "visible" (N, K) bool, "v" (N, K)}``."""
-    from poselab.codecs import input_to_heatmap
-    from poselab.data import TopDownDataset
     ds = TopDownDataset(ann_json, input_size=tuple(input_size), train=False)
     items = [ds[i] for i in range(min(len(ds), int(max_persons)))]
     images = torch.stack([torch.as_tensor(it["image"]) for it in items]).to(device)
@@ -750,8 +752,6 @@ def model_heatmaps(model, ann_json, input_size: Sequence[int], max_persons: int 
 
 def initial_model(recipe, preset, seed: int = 0):
     """The recipe's model as training starts (same builder and seed as a run of ``preset``)."""
-    from poselab.experiments.registry import MODELS, Geometry, get_recipe
-    from poselab.experiments.presets import get_preset
     rec, p = get_recipe(recipe), get_preset(preset)
     if p.backbone is not None:
         rec = rec.replace(backbone=p.backbone)
@@ -879,8 +879,6 @@ def localization_study(model, ann_json, input_size: Sequence[int], codec, beta: 
         ``{"A" (J, S), "s" (S,), "sigma" (J,), "window" (J,), "error" (J,) crop px, "label" (J,)
         str, "v" (J,) COCO visibility of the joint, "person" (J,), "joint" (J,), "n_persons"}``.
     """
-    from poselab.codecs import input_to_heatmap, spatial_softmax
-    from poselab.data import TopDownDataset
 
     windows = ({"easy": 4, "medium": 4, "hard": 8} if sigma_window is None
                else dict(sigma_window) if isinstance(sigma_window, dict)
@@ -983,8 +981,6 @@ PAPER_AP = {"mse": 0.705, "ipr": 0.682, "bcir": 0.712}
 def bcir_vs_ipr_verdict(table, floor: float = 0.3):
     """``bcir.training.bcir_vs_ipr``: BCIR beats IPR on AP (the paper's +3.0 AP, minimum half of
     it) and on EPE (by 0.1 crop px), both recipes learnt and converged, combined unanimously."""
-    from poselab import claims
-    from poselab.experiments.verdicts import compare_recipes
     effect = PAPER_AP["bcir"] - PAPER_AP["ipr"]
     return claims.combine_verdicts({
         "AP": compare_recipes(table, "bcir", "ipr", metric="AP", min_effect=effect / 2, paper_effect=effect,
@@ -996,7 +992,6 @@ def bcir_vs_detection_verdict(table, floor: float = 0.3):
     """``bcir.training.bcir_vs_detection``, the paper's headline: BCIR (regression) beats the
     detection baseline it was built on, +0.7 AP on COCO (Table 3; minimum half of it), both
     recipes learnt and converged."""
-    from poselab.experiments.verdicts import compare_recipes
     effect = PAPER_AP["bcir"] - PAPER_AP["mse"]
     return compare_recipes(table, "bcir", "mse", metric="AP", min_effect=effect / 2, paper_effect=effect,
                            baseline="mse", floor=floor)
@@ -1008,9 +1003,6 @@ def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):
     way breaks it). ``sweep``: ``{σ: recipe}`` (default the zoo's ``SIGMA_SWEEP``); σ values whose
     recipe is not in ``table`` are left out. The paper prints no numbers for Fig. 5(d), so each
     link takes a minimum effect of 0.01 AP and no paper effect."""
-    from poselab import claims
-    from poselab.experiments.verdicts import compare_recipes
-    from poselab.chapters.bcir.recipes import SIGMA_SWEEP
     sweep = dict(SIGMA_SWEEP if sweep is None else sweep)
     best = sweep.pop(2.0)
     links = {f"σ = 2 > σ = {s:g}": compare_recipes(table, best, name, metric="AP", min_effect=0.01, floor=floor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -115,7 +116,6 @@ def epe_figure(configs: Mapping, gap: Mapping) -> go.Figure:
 def shrinkage_figure(curves: Mapping, sigma_true: float = 2.0) -> go.Figure:
     """D_B (Eq. 12) against σ̂ for several offsets, with its numerical minimum σ* (stars)
     (:func:`shrinkage_curves`)."""
-    import plotly.colors
     palette = plotly.colors.DEFAULT_PLOTLY_COLORS
     fig = go.Figure()
     s = np.asarray(curves["sigma"])

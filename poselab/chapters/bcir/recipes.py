@@ -31,8 +31,11 @@ from __future__ import annotations
 import math
 
 from poselab._numbers import whole_number
-from poselab.experiments.presets import PRESETS
-from poselab.experiments.registry import RECIPES, Recipe, register_loss, register_preset_adapter, register_recipe
+from poselab.codecs import spatial_softmax
+from poselab.experiments.presets import PRESETS, get_preset
+from poselab.experiments.registry import (RECIPES, Recipe, adapt_to_preset, get_recipe, register_loss,
+                                          register_preset_adapter, register_recipe)
+from poselab.losses import bcir_loss, laplacian_shrinkage_regularizer, step_schedule
 
 __all__ = ["GUARD_GAIN", "SIGMA_SWEEP", "SIGMA_RECIPES", "CHAPTER_RECIPES", "TRAINING_RECIPES", "ABLATION_RECIPES", "BETA_RECIPES", "for_preset",
            "T_OFF_SHARE", "DEFAULT_T_OFF", "t_off_for"]
@@ -70,8 +73,6 @@ def bcir_loss_builder(geometry, beta: float = 10.0, compensate: bool = True, pri
     shrinkage regulariser (Eq. 15) of ``softmax(β·h)``; ``max_gain`` caps the compensation's gain
     (ours). Returns ``{"loss", "l1", "prior"[, "reg"]}``.
     """
-    from poselab.codecs import spatial_softmax
-    from poselab.losses import bcir_loss, laplacian_shrinkage_regularizer, step_schedule
 
     for name, v in (("beta", beta), ("prior_weight", prior_weight), ("sigma", sigma),
                     ("reg_weight", reg_weight), ("tau", tau)):
@@ -117,7 +118,6 @@ SIGMA_SWEEP = {0.5: "mse_sigma0_5", 1.0: "mse_sigma1", 2.0: "mse", 3.0: "mse_sig
 
 
 def _sigma_recipe(sigma: float, name: str):
-    from poselab.experiments.registry import get_recipe
     base = get_recipe("mse")
     return register_recipe(base.replace(
         name=name, codec_params={**dict(base.codec_params), "sigma": float(sigma)}, paper=PAPER,
@@ -143,8 +143,6 @@ def for_preset(name: str, preset) -> Recipe:
     (:func:`poselab.experiments.registry.adapt_to_preset`), so this only shows what will train.
 
     Recipes without a prior term (and ``mse``) come back unchanged."""
-    from poselab.experiments.presets import get_preset
-    from poselab.experiments.registry import adapt_to_preset
     return adapt_to_preset(RECIPES[name], get_preset(preset))
 
 

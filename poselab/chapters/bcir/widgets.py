@@ -11,7 +11,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from poselab.chapters.bcir.analysis import bias_curve, symmetric_blob
+from poselab.chapters.bcir.analysis import (TOY_CASES, bhattacharyya_distance, bias_curve, integral_toy_run,
+                                            mass_spread, sigma_star, sigma_star_eq14_as_printed,
+                                            symmetric_blob, toy_dynamics, toy_initial_heatmap, toy_shrinkage)
 from poselab.chapters.bcir.figures import MARKERS, bias_figure
 
 __all__ = ["bias_explorer", "toy_player", "gradient_case_explorer", "density_shrinkage_explorer"]
@@ -141,7 +143,6 @@ def gradient_case_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 200, eve
     beside detection (:func:`poselab.chapters.bcir.analysis.toy_dynamics`), a step slider and play. A
     change of setting recomputes both runs (cached per setting); the step slider only swaps
     frames. The readout prints the error and how many pixels hold 90 % of the softmax mass."""
-    from poselab.chapters.bcir.analysis import TOY_CASES, integral_toy_run, mass_spread, toy_dynamics, toy_initial_heatmap
     n = steps // every + 1
     fig = _regression_and_detection_figure(np.zeros(tuple(size)), gt, "integral regression", 780)
     case = W.Dropdown(options=[(f"case {c}", c) for c in TOY_CASES], value=2, description="start")
@@ -200,8 +201,6 @@ def density_shrinkage_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 300,
     against the step; the current σ̂ is marked on the left curve, so the slider shows the map
     sliding down to the collapsed end of Eq. 12. A β / compensation change reruns the toy (cached
     per setting); the step slider only swaps frames."""
-    from poselab.chapters.bcir.analysis import (bhattacharyya_distance, sigma_star, sigma_star_eq14_as_printed,
-                                 toy_initial_heatmap, toy_shrinkage)
     n = steps // every + 1
     s = dict(continuous_update=False, style={"description_width": "110px"})
     st = W.FloatSlider(value=sigma_true, min=0.5, max=5.0, step=0.1, description="σ_true (px)", **s)

@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from poselab import losses as L
+
 __all__ = ["PLAYGROUND_LOSSES", "blob_heatmap", "gaussian_labels", "loss_maps"]
 
 PLAYGROUND_LOSSES = ("MSE", "KL", "Spatial Rank", "Spatial Sort", "EMD", "integral L1",
@@ -78,7 +80,6 @@ def loss_maps(heatmap: np.ndarray, keypoint: Sequence[float], sigma: float = 2.0
 
     Returns ``{name: {"value": float, "grad": (H, W) ndarray}}`` (float64).
     """
-    from poselab import losses as L
 
     hm = np.asarray(heatmap, dtype=np.float64)
     if hm.ndim != 2 or not np.all(np.isfinite(hm)):

@@ -16,14 +16,32 @@
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from poselab.codecs import ROUNDTRIP_UNITS, HeatmapCodec, encode_gaussian, input_to_heatmap, roundtrip_max_error
+from poselab import claims
+from poselab.codecs import (ROUNDTRIP_UNITS, HeatmapCodec, encode_gaussian, input_to_heatmap,
+                            roundtrip_max_error)
+from poselab.codecs.simcc import SimCCCodec
+from poselab.data import TopDownDataset
+from poselab.data.dataset import denormalize_image
+from poselab.experiments import (CODECS, ComparisonTable, Geometry, Preset, compare, get_preset, get_recipe,
+                                 resolve_run_data)
+from poselab.experiments.parallel import part_modules, train_many
+from poselab.experiments.runner import RunResult, cached_result
 from poselab.losses import heatmap_mse_loss
+from poselab.metrics import end_point_error
+from poselab.train import Evaluator, predict_crops, resolve_device
 
 __all__ = ["ROUNDTRIP_BOUNDS_MEASURED", "codec_roundtrip_report", "known_coordinate_check",
            "simcc_known_coordinate_check", "training_losses_in_processes", "compare_first_seed_live",
@@ -115,7 +133,6 @@ def simcc_known_coordinate_check(n: int = 200, seed: int = 0, input_size=(256, 1
     fails here (tests). Returns ``peak_bin_errors``, ``unbiased_value_error``,
     ``decode_error_px`` and ``holds``.
     """
-    from poselab.codecs.simcc import SimCCCodec
     k = int(split_ratio)
     make = codec or (lambda unbiased: SimCCCodec(input_size, k, sigma, unbiased=unbiased))
     rng = np.random.default_rng(seed)
@@ -164,14 +181,7 @@ def training_losses_in_processes(recipe: str, data="synth", preset=None, seeds=(
     gives the counter-case. ``recipe`` must be a registered name (a fresh interpreter cannot see
     recipes defined in a notebook). Raises RuntimeError with the end of a failing process's output.
     """
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
 
-    from poselab.experiments import get_preset
     if not isinstance(recipe, str):
         raise TypeError(f"recipe must be a registered recipe name (str), got {type(recipe).__name__}")
     p = get_preset("fast" if preset is None else preset)
@@ -218,13 +228,7 @@ def compare_first_seed_live(recipe: str, seeds, data="synth", preset="default", 
     plain ``compare`` (the table is the same either way, up to the last bits a thread count
     changes). Returns the :class:`poselab.experiments.ComparisonTable` in seed order.
     """
-    import threading
 
-    from poselab.experiments import ComparisonTable, compare, get_preset
-    from poselab.experiments.parallel import part_modules, train_many
-    from poselab.experiments.registry import get_recipe
-    from poselab.experiments.runner import RunResult, cached_result
-    from poselab.train import resolve_device
 
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -350,9 +354,6 @@ def blind_baseline_for_runs(results, data="synth", device="cpu", last: int = 10,
     Returns ``rows`` (one per seed), ``blind`` (the blind losses), ``verdict`` (a
     :class:`poselab.claims.Verdict` with its evidence).
     """
-    from poselab import claims
-    from poselab.data import TopDownDataset
-    from poselab.experiments import Preset, resolve_run_data
     results = list(results)
     first = results[0]
     preset = Preset(**first.config["preset"])  # the run's own budget (also for unnamed presets)
@@ -399,7 +400,6 @@ def oracle_ceilings(ann_json, input_size=(64, 48), heatmap_size=(16, 12), sigma:
     """AP/EPE of *exact* targets scored like a model (:class:`OracleHeatmaps`): what each
     representation could reach at this size. ``{"MSRA target + quarter": {...},
     "unbiased target + DARK": {...}}`` with AP, AP50, EPE_crop."""
-    from poselab.train import Evaluator
     out = {}
     for name, kw in (("MSRA target + quarter decoder", dict(decoder="quarter")),
                      ("unbiased target + DARK (no blur)", dict(unbiased=True, decoder="dark", dark_kernel=None))):
@@ -422,8 +422,6 @@ def decoder_comparison(model, sets: dict, input_size=(64, 48), heatmap_size=(16,
                        sigma: float = 2.0, device="cpu") -> dict:
     """EPE (crop px) of one heatmap model's outputs decoded four ways (:data:`DECODERS`) on each
     evaluation set ``{name: ann_json}``. Returns ``{decoder: {set name: EPE}}``."""
-    from poselab.metrics import end_point_error
-    from poselab.train import Evaluator, predict_crops
     out: dict[str, dict] = {name: {} for name in DECODERS}
     for set_name, ann in sets.items():
         ds = Evaluator(ann, input_size=tuple(input_size)).dataset(tuple(input_size))
@@ -444,9 +442,6 @@ def example_training_item(recipe: str = "mse", preset="default", data="synth", s
                           index: int = 0) -> dict:
     """One augmented training crop as ``run_recipe`` builds it: ``image`` (H, W, 3) uint8, the
     recipe codec's ``target`` (K, h, w) and ``keypoints`` (K, 2) crop px."""
-    from poselab.data import TopDownDataset
-    from poselab.data.dataset import denormalize_image
-    from poselab.experiments import CODECS, Geometry, get_preset, get_recipe, resolve_run_data
     r, p = get_recipe(recipe), get_preset(preset)
     codec = CODECS[r.codec](Geometry(p.input_size, p.heatmap_size), **dict(r.codec_params))
     train_json, _ = resolve_run_data(data, p)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from poselab import claims
 from poselab.codecs.hdm import decode_four_pixel, subpixel_demanders
 from poselab.codecs.heatmap import decode_argmax
 from poselab.losses.transport import emd_loss, hdm_transport
@@ -275,7 +276,7 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
     """
     if backend == "auto":
         try:
-            import ot  # noqa: F401
+            import ot  # noqa: F401  (deferred on purpose: POT is optional, not on Binder)
             backend = "pot"
         except ImportError:
             backend = "numpy"
@@ -284,7 +285,7 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
     if backend != "pot":
         raise ValueError(f"backend must be 'auto', 'pot' or 'numpy', got {backend!r}")
     try:
-        import ot
+        import ot  # deferred on purpose: POT is optional (the [test] extra), not on Binder
     except ImportError:
         raise ImportError("backend='pot' needs POT (pip install pot; it is in poselab's [test] extra, "
                           "not on Binder); backend='numpy' or 'auto' works without it") from None
@@ -333,7 +334,7 @@ def emd_reference_agreement(maps, keypoints, reg: float = 1.0, backend: str = "a
     rel = np.abs(ours - ref) / np.abs(ref)
     if backend == "auto":
         try:
-            import ot  # noqa: F401
+            import ot  # noqa: F401  (deferred on purpose: POT is optional, not on Binder)
             backend = "pot"
         except ImportError:
             backend = "numpy"
@@ -587,7 +588,6 @@ def iteration_cap_verdict(needed: int, evidence: dict, caps=(500, 1000)):
     0.5 AP difference cannot come from the cap: "inconclusive — not testable here". Where the
     cap binds, a training comparison would be needed (not run): also "inconclusive", saying so.
     """
-    from poselab import claims
     summary = {"iterations_needed": int(needed), "caps": list(caps)}
     if needed < min(caps):
         return claims.not_testable(f"at reg = 1 the solver needs {needed} iterations (< {min(caps)}), so caps "

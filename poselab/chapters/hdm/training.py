@@ -41,6 +41,7 @@ Shapes: heatmaps ``(B, K, H, W)``, keypoints ``(B, K, 2)`` as ``(x, y)``; sizes 
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,21 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
+from poselab import claims
+from poselab.chapters.hdm.analysis import argmax_xy, heatmap_compactness, pixels_above_truth
 from poselab.codecs import HeatmapCodec
 from poselab.codecs.hdm import FourPixelCodec
 from poselab.codecs.heatmap import input_to_heatmap
+from poselab.data.coco import default_image_root
+from poselab.experiments import compare_recipes, get_preset, resolve_run_data, table_evidence
+from poselab.experiments.registry import get_recipe
+from poselab.experiments.replicate import recorded_verdict
+from poselab.experiments.verdicts import DEFAULT_AP_FLOOR
 from poselab.losses import emd_loss, heatmap_mse_loss
 from poselab.losses.emd_keypoints import emd_batch_loss, emd_visibility
+from poselab.models import build_model
 from poselab.models.heads import EMD_MAX_ANCHOR, MaxAnchor
-from poselab.chapters.hdm.analysis import heatmap_compactness, pixels_above_truth
+from poselab.train import Evaluator, fit
 
 __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for", "emd_visibility",
            "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps",
@@ -160,7 +169,6 @@ def build_heatmap_model(loss: str, input_size=(64, 48), backbone: str = "tiny", 
     """``build_model("heatmap", input_size, backbone, seed=seed)``; with ``max_anchor`` a number
     its head becomes ``Sequential(head, MaxAnchor(max_anchor))``. ``"auto"``:
     :data:`EMD_MAX_ANCHOR` for ``loss="emd"``, none for ``"mse"``; ``None``: plain head."""
-    from poselab.models import build_model
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if isinstance(max_anchor, str):
@@ -189,7 +197,6 @@ def train_heatmap_model(loss: str, train_set, *, input_size=(64, 48), backbone: 
     ``target`` (a :class:`TopDownDataset` with ``target_fn=HeatmapCodec(...)``).
     Returns ``(model, history)``.
     """
-    from poselab.train import fit
     loss_fn = make_loss_fn(loss, input_size, reg=reg)
     model = build_heatmap_model(loss, input_size, backbone, seed, max_anchor)
     history = fit(model, loss_fn, train_set, val=val, epochs=epochs, max_steps=max_steps,
@@ -202,7 +209,6 @@ def subset_annotations(ann_json, max_persons: int, out_path, image_root=None) ->
     """Write a COCO json with the first images (in file order) whose persons with labelled
     keypoints add up to at most ``max_persons`` (at least one image). Whole images are kept so
     AP stays well defined. Returns ``(json path, image root)`` for :class:`Evaluator`."""
-    from poselab.data.coco import default_image_root
     if int(max_persons) < 1:
         raise ValueError(f"max_persons must be >= 1, got {max_persons}")
     d = json.loads(Path(ann_json).read_text())
@@ -229,7 +235,6 @@ def subset_annotations(ann_json, max_persons: int, out_path, image_root=None) ->
 def make_evaluator(ann_json, image_root=None, input_size=(64, 48), device="cpu"):
     """A :class:`poselab.train.Evaluator` (heatmap head, no predictions returned) whose crops are
     built and preloaded once; pass it to :func:`evaluate_heatmap_model` for every model."""
-    from poselab.train import Evaluator
     ev = Evaluator(ann_json, image_root, head="heatmap", input_size=tuple(input_size),
                    device=device, return_predictions=False)
     ds = ev.dataset(tuple(input_size))
@@ -245,7 +250,6 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     ``evaluator``: from :func:`make_evaluator` (or a COCO json path, then one is made).
     Returns the Evaluator metrics and :data:`COMPACTNESS_METRICS` (:func:`heatmap_statistics`).
     """
-    import copy
     if isinstance(evaluator, (str, Path)):
         evaluator = make_evaluator(evaluator, None, input_size, device)
     ev = copy.copy(evaluator)  # shares the preloaded crops
@@ -353,7 +357,6 @@ def compactness_of_runs(table, data="synth", preset="default", set_name: str = "
     (built once for ``preset``'s input size). Returns ``{recipe: {metric: [value per seed]}}`` in
     the table's seed order, metrics :data:`COMPACTNESS_METRICS`.
     """
-    from poselab.experiments import get_preset, resolve_run_data
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
     if set_name not in sets:
@@ -384,9 +387,6 @@ def emd_vs_mse_verdict(table, set_name: str = "generated val", floor: float | No
     the paper's +0.017 AP for the power check, both recipes learnt and converged), combined
     unanimously (:func:`poselab.claims.combine_verdicts`).
     Returns the combined :class:`poselab.claims.Verdict` (per-metric verdicts in its summary)."""
-    from poselab import claims
-    from poselab.experiments import compare_recipes
-    from poselab.experiments.verdicts import DEFAULT_AP_FLOOR
     floor = DEFAULT_AP_FLOOR if floor is None else floor
     per = {m: compare_recipes(table, "emd", "mse", metric=m, min_effect=MIN_EFFECTS[m], set_name=set_name,
                               floor=floor, paper_effect=PAPER_EFFECTS.get(m)) for m in ("AP", "EPE_crop")}
@@ -412,9 +412,6 @@ def compactness_verdict(table, compactness: dict, set_name: str = "generated val
     sharpening cannot change ``pixels_above_truth``. "Inconclusive" when more than ``max_dead``
     of the EMD maps are dead (:func:`poselab.claims.guard_dead_maps`) or MSE's AP is below the
     floor."""
-    from poselab import claims
-    from poselab.experiments import table_evidence
-    from poselab.experiments.verdicts import DEFAULT_AP_FLOOR
     floor = DEFAULT_AP_FLOOR if floor is None else floor
     metric = "pixels_above_truth"
     ev = table_evidence(table, ["emd", "mse"], "AP", set_name)
@@ -430,7 +427,6 @@ def example_heatmaps(table, data="synth", preset="default", joint: int = 9, inde
     """One evaluation crop's predicted map of ``joint`` from the first seed of each recipe in
     ``table`` (ReLU applied), and the keypoint in heatmap px: ``{"maps": {recipe: (h, w)},
     "keypoint": (2,)}``."""
-    from poselab.experiments import get_preset, resolve_run_data
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
     crop = make_evaluator(sets[set_name], None, p.input_size, device).dataset(p.input_size)[int(index)]
@@ -448,7 +444,6 @@ def recorded_emd_vs_mse(root=None, preset: str = "full") -> dict:
     (``poselab replicate 04 --preset full``, records in ``results/replications/04_hdm/``), by the
     same rule as the live run (:func:`poselab.experiments.replicate.recorded_verdict`).
     ``{"recorded": False, "reason": ...}`` when there is no record yet (none is ever invented)."""
-    from poselab.experiments.replicate import recorded_verdict
     return recorded_verdict("04_hdm", emd_vs_mse_verdict, preset=preset, root=root)
 
 
@@ -456,7 +451,6 @@ def example_heatmaps_sentence(shown: dict, radius: float = 1.5) -> str:
     """One sentence on what :func:`example_heatmaps`' figure shows, measured on its maps: each
     recipe's share of positive mass within ``radius`` px of the keypoint and its argmax's
     distance from it (px)."""
-    from poselab.chapters.hdm.analysis import argmax_xy, heatmap_compactness
     kp = np.asarray(shown["keypoint"], dtype=np.float64)
     parts = []
     for recipe, m in shown["maps"].items():
@@ -479,7 +473,6 @@ def clipping_rows(table) -> list[dict]:
     threshold means something different for losses of different scale: it can clip one recipe at
     every step (normalised-gradient steps) and never touch another. Runs recorded before
     gradient norms were kept give ``None``s."""
-    from poselab.experiments.registry import get_recipe
     rows = []
     for recipe in table.recipes:
         runs = [r for r in table.results if r.recipe == recipe]

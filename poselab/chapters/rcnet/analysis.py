@@ -17,8 +17,10 @@ import math
 from itertools import permutations
 
 import numpy as np
+import torch
 
-from poselab.metrics import coco_keypoint_eval, oks_matrix
+from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
+from poselab.metrics import coco_keypoint_eval, oks_matrix, ranking_accuracy
 from poselab.skeleton import NUM_KEYPOINTS, PERSON_CATEGORY
 
 __all__ = [
@@ -301,8 +303,6 @@ def expected_optimal_margin(c: float = 1.0, prior: str = "uniform", nodes: int =
 def optimal_margin_of_g(c: float = 1.0, margin: float | None = None, grid: int = 200_001) -> float:
     """argmin over δ ∈ [0, c] of g for a correctly ordered pair (Eq. 9 case 1; with ``margin``,
     the Eq. 38 form with that m) on a fine grid — c/2 for the paper's loss."""
-    import torch
-    from poselab.losses.confidence_ranking import rank_pair_term
     d = torch.linspace(0.0, c, int(grid), dtype=torch.float64)
     g = rank_pair_term(d, torch.ones_like(d), c, margin)
     return float(d[int(torch.argmin(g))])
@@ -450,7 +450,6 @@ def ranking_accuracies(scores, matched_oks) -> dict:
         >>> ranking_accuracies([0.9, 0.8, 0.1], [0.6, 0.9, 0.0])["matched"]  # the 2 TPs misordered
         0.0
     """
-    from poselab.metrics import ranking_accuracy
     s, q = _scores_oks(scores, matched_oks)
 
     def acc(mask):
@@ -522,7 +521,6 @@ def random_ranking_check(quality, *, seed: int = 0, levels: int = 4, repeats: in
     Returns ``{"accuracy", "standard_error", "z", "repeats", "n", "holds"}`` (``holds``:
     |accuracy − ½| ≤ 4 standard errors).
     """
-    from poselab.metrics import ranking_accuracy
     metric = ranking_accuracy if metric is None else metric
     q = _vec(quality, "quality")
     if q.size < 2 or np.ptp(q) == 0:
@@ -560,7 +558,6 @@ def swapped_rank_pair_term(delta, order, c: float = 1.0):
     """An **anti-ranking** counterfeit of g: Eq. 38's branches swapped (a correctly ordered pair
     pays c|δ| + c²/2, a misordered one is pulled to the margin). The counter-case that
     :func:`theorem1_in_range` must reject."""
-    from poselab.losses.confidence_ranking import rank_pair_term
     return rank_pair_term(delta, -order, c)
 
 
@@ -582,8 +579,6 @@ def theorem1_pair_bound_gap(delta, order, *, b: float = 1.0, c: float = 1.0, pai
     over the correct half (Eq. 29). Returns right-hand side − ḡ (≥ 0 where the bound holds).
     ``pair_term(delta, order, c)`` replaces g (default: the loss's ``rank_pair_term``).
     """
-    import torch
-    from poselab.losses.confidence_ranking import rank_pair_term
     pair_term = rank_pair_term if pair_term is None else pair_term
     d = np.asarray(delta, dtype=np.float64)
     o = np.asarray(order, dtype=np.float64)
@@ -667,9 +662,6 @@ def theorem3_search(n_items: int = 8, trials: int = 2000, step: float = 0.1, see
     "example"}`` (``example``: loss and accuracy before/after of the first counterexample meeting
     Assumption 4, or None).
     """
-    import torch
-    from poselab.losses.confidence_ranking import laplacian_rank_loss
-    from poselab.metrics import ranking_accuracy
     if int(n_items) < 3 or int(trials) < 1 or not step > 0:
         raise ValueError(f"need n_items >= 3, trials >= 1, step > 0; got {n_items}, {trials}, {step}")
     rng = np.random.default_rng(seed)
@@ -706,8 +698,6 @@ def pair_term_point(delta: float, order: float = 1.0, c: float = 1.0, margin: fl
 
     Returns ``{"case", "ordered", "g", "gradient"}`` — what the loss-shape widget shows.
     """
-    import torch
-    from poselab.losses.confidence_ranking import rank_pair_term
     if order not in (1, -1, 1.0, -1.0):
         raise ValueError(f"order must be +1 (s*_i > s*_j) or -1 (s*_i < s*_j), got {order!r}")
     d = torch.tensor([float(delta)], dtype=torch.float64, requires_grad=True)

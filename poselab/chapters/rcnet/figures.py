@@ -5,7 +5,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
+
+from poselab.losses.confidence_ranking import rank_pair_term, rank_pair_term_eq9
+from poselab.viz.html import fitted_table
 
 __all__ = ["pr_curve_figure", "rank_loss_figure", "rescorer_history_figure",
            "score_scatter_figure", "before_after_figure", "table_html"]
@@ -43,8 +47,6 @@ def rank_loss_figure(c: float = 1.0, margins: Sequence[float] = (), width: int =
                      height: int = 340) -> go.Figure:
     """g(δ) of Eq. 9 for a pair whose target says i above j (left) and j above i (right),
     the four cases coloured; dashed: the Eq. 38 form with other margins (Table 7)."""
-    import torch
-    from poselab.losses.confidence_ranking import rank_pair_term, rank_pair_term_eq9
     d = torch.linspace(-c, c, 401, dtype=torch.float64)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("s*ᵢ > s*ⱼ (δ > 0 is right)",
                                                         "s*ᵢ < s*ⱼ (δ < 0 is right)"))
@@ -139,5 +141,4 @@ def table_html(rows: Sequence[Mapping], columns: Sequence[str] | None = None, di
         if isinstance(v, (float, np.floating)):
             return "nan" if not np.isfinite(v) else f"{v:.{digits}f}"
         return str(v)
-    from poselab.viz.html import fitted_table
     return fitted_table(cols, [[cell(r.get(c, "")) for c in cols] for r in rows])

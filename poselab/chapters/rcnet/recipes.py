@@ -34,7 +34,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from poselab import claims
 from poselab._numbers import whole_number
+from poselab.chapters.rcnet.analysis import (ause_oks, average_precision_eq3, fp_above_tp, pearson,
+                                             ranking_accuracies)
+from poselab.chapters.rcnet.person_detector import simulate_detections
+from poselab.data import TopDownDataset, crop_to_image
+from poselab.experiments.cache import cache_root, run_key, source_digest
+from poselab.experiments.presets import Preset
+from poselab.experiments.registry import SCORES
+from poselab.experiments.runner import resolve_run_data
+from poselab.metrics import coco_keypoint_eval
+from poselab.models import RCNet, ScoreNet, count_parameters, pose_features
+from poselab.train.evaluate import predict_crops
+from poselab.train.rescore import fit_rescorer, rescore
 
 __all__ = ["detector_predictions", "fit_rcnet", "RCNetResult", "TRAIN_SET", "DEFAULT_DETECTOR",
            "seed_values", "rcnet_evidence", "gain_verdict", "unchanged_verdict", "beats_verdict",
@@ -52,13 +65,11 @@ DEFAULT_DETECTOR = {"jitter": 0.08, "duplicate_prob": 0.4, "duplicate_jitter": 0
 
 
 def _cache_dir(kind: str, parts: dict) -> Path:
-    from poselab.experiments.cache import cache_root, run_key, source_digest
     key = run_key({**parts, "source_digest": source_digest()})
     return cache_root() / "rcnet" / kind / key[:16]
 
 
 def _set_json(run, set_name: str) -> Path:
-    from poselab.experiments.runner import resolve_run_data
     train_json, sets = resolve_run_data(run.data, _preset_of(run))
     if set_name == TRAIN_SET:
         return train_json
@@ -68,7 +79,6 @@ def _set_json(run, set_name: str) -> Path:
 
 
 def _preset_of(run):
-    from poselab.experiments.presets import Preset
     p = dict(run.config["preset"])
     return Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
 
@@ -82,8 +92,6 @@ def detector_predictions(run, set_name: str = TRAIN_SET, *, detector_seed: int =
     ``image_id``, ``kind`` (0 true box, 1 duplicate, 2 background) and ``metrics`` (AP, AP50,
     AP75, AR of the original scores).
     """
-    from poselab.chapters.rcnet.person_detector import simulate_detections
-    from poselab.experiments.registry import SCORES
     params = {**DEFAULT_DETECTOR, **(detector or {})}
     folder = _cache_dir("detections", {"run": run.key, "set": set_name, "seed": int(detector_seed),
                                        "detector": params})
@@ -93,9 +101,6 @@ def detector_predictions(run, set_name: str = TRAIN_SET, *, detector_seed: int =
             out = {k: z[k] for k in z.files}
         out["metrics"] = json.loads((folder / "metrics.json").read_text())
         return out
-    from poselab.data import TopDownDataset, crop_to_image
-    from poselab.metrics import coco_keypoint_eval
-    from poselab.train.evaluate import predict_crops
     ann = _set_json(run, set_name)
     recipe, geometry = run.recipe_object(), run.geometry()
     ds = TopDownDataset(ann, input_size=geometry.input_size, train=False)
@@ -131,8 +136,6 @@ def detector_predictions(run, set_name: str = TRAIN_SET, *, detector_seed: int =
 
 
 def _evaluate_scores(run, set_name: str, det: dict, scores: np.ndarray, quality: np.ndarray) -> dict:
-    from poselab.chapters.rcnet.analysis import ause_oks, fp_above_tp, pearson, ranking_accuracies
-    from poselab.metrics import coco_keypoint_eval
     results = [{"image_id": int(img), "category_id": 1, "score": float(s),
                 "keypoints": np.concatenate([c, k[:, None]], 1).ravel().tolist()}
                for img, s, c, k in zip(det["image_id"], scores, det["coords"], det["scores"])]
@@ -211,8 +214,6 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
     Training set: the run's training images (:data:`TRAIN_SET`, detector seed 0);
     evaluation: each of ``eval_sets`` (detector seed 1), disjoint from it.
     """
-    from poselab.models import RCNet, ScoreNet, count_parameters, pose_features
-    from poselab.train.rescore import fit_rescorer, rescore
     if rescorer not in ("rcnet", "scorenet"):
         raise ValueError(f"rescorer must be 'rcnet' or 'scorenet', got {rescorer!r}")
     eval_sets = list(run.metrics) if eval_sets is None else list(eval_sets)
@@ -288,7 +289,6 @@ def fit_rcnet(run, *, rescorer: str = "rcnet", loss: str = "laplacian",
 def _paired(ours, theirs, **kw):
     """:func:`poselab.claims.compare_seeds` with ``paired=True``: both sides come from the same
     pose-model run of each seed (ties, e.g. a metric exactly unchanged, get the sign-flip test)."""
-    from poselab import claims
     return claims.compare_seeds(ours, theirs, paired=True, **kw)
 
 
@@ -300,7 +300,6 @@ def seed_values(results, metric: str = "AP", which: str = "after",
 
 def rcnet_evidence(runs, per_seed: dict, **extra) -> dict:
     """``claims.evidence`` of RCNet fits on ``runs`` (one pose-model run per seed)."""
-    from poselab import claims
     first = runs[0]
     g = first.geometry()
     return claims.evidence(preset=first.preset, seeds=[r.seed for r in runs], per_seed=per_seed,
@@ -317,7 +316,6 @@ def gain_verdict(results, runs, metric: str = "AP", *, min_effect: float,
     ``floor``: the original scores' AP (detector boxes) must reach it, else "inconclusive:
     baseline too weak" (:func:`poselab.claims.apply_floor`).
     """
-    from poselab import claims
     after = seed_values(results, metric, "after", set_name)
     before = seed_values(results, metric, "before", set_name)
     ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
@@ -335,7 +333,6 @@ def unchanged_verdict(results, runs, metric: str = "AR", *, tolerance: float,
     "after exceeds before by ≥ tolerance" and "before exceeds after by ≥ tolerance" are "not
     reproduced" (the interval of the change lies inside ±tolerance); "not reproduced" when either
     is reproduced; else "inconclusive"."""
-    from poselab import claims
     after = seed_values(results, metric, "after", set_name)
     before = seed_values(results, metric, "before", set_name)
     ev = rcnet_evidence(runs, {f"{metric} after": after, f"{metric} before": before}, set=set_name)
@@ -469,9 +466,6 @@ def tune_rival(run, loss: str, candidates=(1.0, 10.0, 30.0), *, epochs: int = 50
     Returns ``{"loss", "param", "value", "scores": {candidate: held-out AP}, "original": AP of
     the original scores on the held-out images}``.
     """
-    from poselab.chapters.rcnet.analysis import average_precision_eq3
-    from poselab.models import RCNet, pose_features
-    from poselab.train.rescore import fit_rescorer, rescore
     if loss not in RIVAL_TEMPERATURES:
         return {"loss": loss, "param": None, "value": None, "scores": {}, "original": float("nan")}
     if not 0 < float(holdout) < 1:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+import torch
 
-from poselab.chapters.rcnet.analysis import ap_definitions, toy_dataset, toy_evaluate
-from poselab.chapters.rcnet.figures import pr_curve_figure
+from poselab.chapters.rcnet.analysis import ap_definitions, pair_term_point, toy_dataset, toy_evaluate
+from poselab.chapters.rcnet.figures import pr_curve_figure, rescorer_history_figure
+from poselab.losses.confidence_ranking import rank_pair_term
 
 __all__ = ["toy_ap_widget", "live_history", "loss_shape_widget"]
 
@@ -51,7 +53,6 @@ def live_history(title: str = "RCNet training: rank loss and ranking accuracy pe
     appends its rank loss and ranking accuracy (train and val) — Theorem 3 watched live.
     ``enabled=False`` (CI runs) returns a note and ``None`` (no FigureWidget: its ~5 MB
     JavaScript bundle would be saved into the executed notebook)."""
-    from poselab.chapters.rcnet.figures import rescorer_history_figure
     if not enabled:
         return widgets.HTML("(live figure off in this run; the history is plotted below)"), None
     empty = {k: [] for k in ("epoch", "train_rank_loss", "train_accuracy", "val_rank_loss",
@@ -73,10 +74,7 @@ def loss_shape_widget(delta: float = 0.2, margin: float = 0.5, c: float = 1.0):
     """g(δ) of the rank loss (RCNet Eq. 9 / 38) with sliders for δ, the margin m and the range c:
     both target orders, the current point on each, its Eq. 9 case, g and the gradient dg/dδ
     (including at exactly tied predictions, where Eq. 9 gives −c·order)."""
-    import torch
 
-    from poselab.chapters.rcnet.analysis import pair_term_point
-    from poselab.losses.confidence_ranking import rank_pair_term
     sliders = {"delta": widgets.FloatSlider(value=delta, min=-1.0, max=1.0, step=0.01, description="δ"),
                "margin": widgets.FloatSlider(value=margin, min=0.0, max=1.0, step=0.05, description="margin m"),
                "c": widgets.FloatSlider(value=c, min=0.5, max=2.0, step=0.25, description="c")}

@@ -24,6 +24,7 @@ Coordinates: ``(x, y)``, pixel centres at integers (DEVELOPERS.md).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -31,11 +32,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from poselab.codecs import encode_dot, encode_gaussian
-from poselab.losses import heatmap_mse_loss
-from poselab.losses.ranking import (instance_sort_loss, spatial_rank_loss, spatial_rank_sort_loss,
-                              spatial_sort_loss)
+from poselab import claims
+from poselab.codecs import HeatmapCodec, encode_dot, encode_gaussian
+from poselab.data import TopDownDataset
+from poselab.experiments import get_recipe
+from poselab.experiments.registry import LOSSES
+from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, validation_curves
+from poselab.losses import heatmap_mse_loss, rspose_loss
+from poselab.losses.ranking import (instance_keypoint_similarity, instance_sort_loss, spatial_rank_loss,
+                                    spatial_rank_sort_loss, spatial_sort_loss)
+from poselab.metrics import coco_keypoint_eval, keypoint_similarity, spearman
+from poselab.models import build_model
 from poselab.train.callbacks import Callback
+from poselab.train.evaluate import instance_scores, predict_crops
 
 __all__ = [
     "PAPER_TABLE1", "heatmap_imbalance", "simcc_imbalance", "imbalance_table", "gradient_split",
@@ -375,7 +384,6 @@ def updates_on_one_heatmap(size=(32, 24), sigma: float = 2.0, shift=(2.0, 1.0),
         x = pred.clone().requires_grad_(True)
         fn(x).backward()
         maps[name] = x.grad[1, 0].numpy()
-    from poselab.losses.ranking import instance_keypoint_similarity
     conf, ks = instance_keypoint_similarity(pred, kp, areas, sig)
     return {"target": labels[1, 0].numpy(), "prediction": pred[1, 0].numpy(),
             "keypoint": kp[1, 0].numpy(), "confidence": conf[:, 0].numpy(), "ks": ks[:, 0].numpy(),
@@ -490,7 +498,6 @@ def keypoint_quality(predictions: dict, ann_json) -> tuple[np.ndarray, np.ndarra
     run's predictions (:meth:`RunResult.predictions`). Unlabelled joints get the person's mean KS
     over labelled ones, so ``L.mean(1)`` is the person's OKS. Persons with no labelled joint are
     dropped. Returns ``(L (n, K), C (n, K))``."""
-    from poselab.metrics import keypoint_similarity
     anns = json.loads(Path(ann_json).read_text())["annotations"]
     area = {int(a["id"]): float(a["area"]) for a in anns}
     ids = np.asarray(predictions["ann_id"]).astype(int)
@@ -531,8 +538,6 @@ def ap_with_keypoint_scores(predictions: dict, ann_json, keypoint_scores, score_
     the keypoint scores above 0.2); coordinates are the run's. Returns pycocotools' AP, AP50, AP75,
     AR and the Spearman correlation of instance score with matched OKS.
     """
-    from poselab.metrics import coco_keypoint_eval, spearman
-    from poselab.train.evaluate import instance_scores
     s = np.asarray(keypoint_scores, dtype=np.float64)
     inst = instance_scores(s, 1.0, 0.2) if score_fn is None else np.asarray(score_fn(s), np.float64)
     coords = np.asarray(predictions["coords"], dtype=np.float64)
@@ -553,8 +558,6 @@ def probe_batch(ann_json, input_size=(64, 48), sigma: float = 2.0, n: int = 16, 
 
     ``heatmap_size`` ``(h, w)``: the trained model's output size — pass the preset's
     ``heatmap_size`` (None: stride 4, ``input_size // 4``)."""
-    from poselab.codecs import HeatmapCodec
-    from poselab.data import TopDownDataset
     h, w = ((input_size[0] // 4, input_size[1] // 4) if heatmap_size is None
             else (int(heatmap_size[0]), int(heatmap_size[1])))
     if h < 1 or w < 1:
@@ -569,8 +572,6 @@ def probe_batch(ann_json, input_size=(64, 48), sigma: float = 2.0, n: int = 16, 
 def train_score_range(run, train_json, n_persons: int = 256, device="cpu"):
     """Per-keypoint minima and maxima of a trained run's confidences on (up to ``n_persons``)
     training crops — RSPose App. C's statistics, "observed on the training set"."""
-    from poselab.data import TopDownDataset
-    from poselab.train.evaluate import predict_crops
     recipe = run.recipe_object()
     geometry = run.geometry()
     ds = TopDownDataset(train_json, input_size=geometry.input_size, train=False)
@@ -587,7 +588,6 @@ def equivalence_verdict(ours, theirs, *, margin: float, metric: str = "AP", pres
     ±margin), "not reproduced" when either is "reproduced", else "inconclusive". ``paired=True``
     when the i-th values of both sides come from the same model (App. C: one model's AP with raw
     and with scaled confidences): the paired interval of the per-model differences."""
-    from poselab import claims
     up = claims.compare_seeds(ours, theirs, lower_is_better=False, min_effect=margin,
                               metric=metric, preset=preset, evidence=evidence, paired=paired)
     down = claims.compare_seeds(theirs, ours, lower_is_better=False, min_effect=margin,
@@ -608,7 +608,6 @@ def init_gradient_shares(ann_json, input_size=(256, 192), seeds=(0, 1, 2), sigma
     """:func:`model_gradient_split` of freshly initialised heatmap models (tiny backbone, one per
     seed) on ``n`` evaluation crops at ``input_size`` (256×192 → the paper's 64×48 heatmaps).
     Returns ``{seed: {loss: split}}`` — RSPose Fig. 3 at initialisation."""
-    from poselab.models import build_model
     images, labels, weights = probe_batch(ann_json, input_size, sigma, n)
     return {int(s): model_gradient_split(build_model("heatmap", tuple(input_size), "tiny",
                                                      num_keypoints=labels.shape[1], seed=int(s)),
@@ -632,9 +631,6 @@ TABLE_E8 = (
 def recipe_loss_settings(name: str) -> dict:
     """The δ's and coefficients a registered recipe of the chapter trains with (its loss builder's
     defaults updated by the recipe's ``loss_params``), in Table E.8's names."""
-    import inspect
-    from poselab.experiments import get_recipe
-    from poselab.experiments.registry import LOSSES
     recipe = get_recipe(name)
     builder = LOSSES.lookup(recipe.loss, recipe.name)
     params = {k: v.default for k, v in inspect.signature(builder).parameters.items()
@@ -671,7 +667,6 @@ def blind_ap(ann_json) -> float:
     each labelled joint's position relative to its person's ``bbox`` (x, y, w, h), averaged over
     ``ann_json``'s persons, put back into every box, all scores 1. What a model that never looks
     at the image scores (the GUIDE's "blind baseline" for an AP floor)."""
-    from poselab.metrics import coco_keypoint_eval
     gt = json.loads(Path(ann_json).read_text())
     people = [a for a in gt["annotations"] if a.get("num_keypoints", 0) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
     if not people:
@@ -700,8 +695,6 @@ def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "genera
     while MSE, the baseline, must still reach ``floor``. Spatial Rank alone cannot reach an AP
     floor set for MSE by training longer — its maps are flat inside the window (section 6 of
     the chapter) — so with the floor alone the first link could never be decided."""
-    from poselab import claims
-    from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, validation_curves
     links = {}
     for a, b, effect in ABLATION_LINKS:
         if blind is None:
@@ -727,7 +720,6 @@ def combined_path_errors(scores, labels, visible, rank_delta: float = 0.4, sort_
     ``rank + sort_weight · sort`` and its update, with **different** δ's for the two parts (a
     combined loss that sorted with the rank δ passed a check of the parts alone: off by 0.094).
     Returns ``{"spatial_rank_sort": {"loss", "update"}, "rspose": {...}}`` absolute errors."""
-    from poselab.losses import rspose_loss, spatial_rank_sort_loss
     ref = reference_rank_sort_loop(scores, labels, visible, rank_delta, sort_delta)
     want = ref["rank"] + sort_weight * ref["sort"]
     want_grad = ref["grad_rank"] + sort_weight * ref["grad_sort"]

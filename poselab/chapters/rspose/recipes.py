@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from poselab.codecs import POSITIVE_THRESHOLD_3SIGMA, input_to_heatmap
 from poselab.experiments.registry import Recipe, register_loss, register_recipe
+from poselab.losses import rspose_loss, simcc_kl_loss, spatial_rank_sort_loss
 
 __all__ = ["CHAPTER_RECIPES", "heatmap_areas"]
 
@@ -62,8 +64,6 @@ def rspose_heatmap_loss(geometry, rank_delta: float = 0.4, sort_delta: float = 1
     """RSPose Eq. 14 on 2-D heatmaps: :func:`poselab.losses.rspose_loss` with the Gaussian
     target's window as positives; returns ``{"loss", "spatial_rank", "spatial_sort",
     "instance_sort"}``."""
-    from poselab.codecs import input_to_heatmap
-    from poselab.losses import rspose_loss
 
     def loss_fn(outputs, batch):
         vis = batch["weights"]
@@ -83,7 +83,6 @@ def rspose_heatmap_loss(geometry, rank_delta: float = 0.4, sort_delta: float = 1
 @register_loss("simcc_kl")
 def simcc_kl(geometry, beta: float = 1.0):
     """:func:`poselab.losses.simcc_kl_loss` to the SimCC labels (SimCC Eq. 2–3 / RSPose Eq. 3)."""
-    from poselab.losses import simcc_kl_loss
 
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < float(beta) < float("inf"):
         raise ValueError(f"simcc_kl: beta must be a finite number > 0, got {beta!r}")
@@ -100,8 +99,6 @@ def simcc_rs(geometry, rank_delta: float = 0.4, sort_delta: float = 0.2, sort_we
     """Spatial RS on each SimCC axis vector (one ranking problem per axis and joint), summed
     over x and y like the KL loss. ``positive_threshold`` None: the 3σ window
     (:data:`poselab.codecs.POSITIVE_THRESHOLD_3SIGMA`)."""
-    from poselab.codecs import POSITIVE_THRESHOLD_3SIGMA
-    from poselab.losses import spatial_rank_sort_loss
     thr = POSITIVE_THRESHOLD_3SIGMA if positive_threshold is None else positive_threshold
 
     def loss_fn(outputs, batch):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from poselab.chapters.rspose.analysis import heatmap_imbalance
-from poselab.chapters.rspose.figures import positives_figure
+from poselab.chapters.rspose.analysis import heatmap_imbalance, single_map_updates
+from poselab.chapters.rspose.figures import positives_figure, updates_figure
 
 __all__ = ["imbalance_explorer", "update_explorer"]
 
@@ -55,8 +55,6 @@ def update_explorer(height: int = 32, width: int = 24, sigma: float = 2.0):
     calls :func:`poselab.chapters.rspose.analysis.single_map_updates` (a few ms at 32×24) and rewrites the
     four panels of one FigureWidget. Returns the widget; ``widget.update()`` re-renders,
     ``widget.sliders`` and ``widget.figure`` are exposed for the tests."""
-    from poselab.chapters.rspose.analysis import single_map_updates
-    from poselab.chapters.rspose.figures import updates_figure
     s = dict(continuous_update=False, style={"description_width": "90px"})
     sl = {"rank_delta": W.FloatLogSlider(value=0.4, base=10, min=-2, max=1, step=0.05, description="δ rank", **s),
           "sort_delta": W.FloatLogSlider(value=1.5, base=10, min=-2, max=1, step=0.05, description="δ sort", **s),

@@ -24,9 +24,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from poselab import claims
 from poselab._numbers import whole_number
+from poselab.chapters.sar import recipes as zoo
 from poselab.codecs.heatmap import HeatmapCodec, heatmap_to_input
 from poselab.codecs.sar import SARCodec, decode_sar, sar_cell_centres
+from poselab.data import TopDownDataset
+from poselab.data.dataset import denormalize_image
+from poselab.experiments import compare_recipes, resolve_run_data
+from poselab.experiments.presets import Preset, get_preset
+from poselab.experiments.replicate import recorded_verdict
 from poselab.losses.sar import sar_log_weights, sar_loss, sar_multi_target_loss
 
 __all__ = ["cell_field", "fit_toy", "reach_floor", "optimum_cases", "DEFAULT_TARGETS", "direct_formula_check",
@@ -350,10 +357,6 @@ def example_outputs(result, index: int = 0, set_name: str = "generated val") -> 
     Returns ``{"image" (H, W, 3) uint8, "keypoints" (K, 2) crop px, "visible" (K,), "outputs"
     (the model's output for the crop, batch dimension removed: tensors), "codec"}``.
     """
-    from poselab.data import TopDownDataset
-    from poselab.data.dataset import denormalize_image
-    from poselab.experiments import resolve_run_data
-    from poselab.experiments.presets import Preset
     preset = Preset(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in result.config["preset"].items()})
     _, sets = resolve_run_data(result.data, preset)
@@ -386,7 +389,6 @@ def three_ways_inputs(examples: dict, joint: int, input_size: Sequence[int]) -> 
 
 
 def _evidence(table, preset, data, recipes, metric, set_name):
-    from poselab import claims
     p = preset
     seeds = sorted({r.seed for r in table.results})
     return claims.evidence(preset=p, seeds=seeds, input_size=p.input_size, heatmap_size=p.heatmap_size,
@@ -400,7 +402,6 @@ def pair_verdict(table, ours: str, theirs: str, preset, data="synth", metric: st
     """``claims.compare_seeds`` of ``ours`` vs ``theirs`` on ``metric`` from a
     :class:`poselab.experiments.ComparisonTable`, with the baseline floor (``claims.apply_floor``
     on ``baseline``'s AP) when ``floor`` is given. Returns a :class:`poselab.claims.Verdict`."""
-    from poselab import claims
     lower = metric.startswith("EPE")
     ev = _evidence(table, preset, data, [ours, theirs], metric, set_name)
     v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
@@ -416,7 +417,6 @@ def ordering_verdict(tables: dict, order: Sequence[str], preset_for, data="synth
     """SAR Table 2's ordering (``order`` from worst to best) at every input size: each consecutive
     pair compared with :func:`pair_verdict`, all combined with ``claims.combine_verdicts``
     (unanimous). ``tables``: ``{input size: ComparisonTable}``; ``preset_for(size)`` → Preset."""
-    from poselab import claims
     parts = {}
     for size, table in tables.items():
         for lo, hi in zip(order[:-1], order[1:]):
@@ -455,7 +455,6 @@ def stride_verdict(table, heatmap: str, sar: str, strides: Sequence[int], preset
     so a SAR that itself fell by a third read "stable". ``base_stride``: the stride the preset's
     own recipes train at (default: ``preset.heatmap_stride``); other strides are ``<name>-s<s>``.
     """
-    from poselab import claims
     base = int(base_stride if base_stride is not None else getattr(preset, "heatmap_stride", 4))
     fine, coarse = min(strides), max(strides)
     if fine == coarse:
@@ -484,8 +483,6 @@ def shift_invariance(shift: float = 3.0, cells: int = 48, seed: int = 0) -> dict
     two-step ``σ(s_t)/Σσ(s)`` is not (each σ saturates on its own). Random cells, targets and
     logits (float64); returns ``{normalization: |L(s + shift) − L(s)|}``. A "two-step" that were
     secretly a softmax would show 0 here."""
-    import torch
-    from poselab.losses import sar_loss
     g = torch.Generator().manual_seed(int(seed))
     coords = torch.rand(2, 3, cells, 2, generator=g, dtype=torch.float64) * 12
     logits = torch.randn(2, 3, cells, generator=g, dtype=torch.float64)
@@ -530,8 +527,6 @@ def table2_verdict(tables: dict, sar: str = "sar", floor: float | None = 0.05, m
     "inconclusive". ``tables``: ``{input size: ComparisonTable}``; ``sar``: the SAR recipe judged.
     Returns :func:`poselab.claims.chain_verdict` (the per-link verdicts in ``summary["links"]``).
     """
-    from poselab import claims
-    from poselab.experiments import compare_recipes
     if not tables:
         raise ValueError("tables must hold at least one input size")
     if not 0 < float(min_share) <= 1:
@@ -555,9 +550,6 @@ def mean_pose_epe(preset, data="synth", set_name: str = "generated val") -> floa
     at its mean crop position over the evaluation set's labelled joints (the set's own mean, a
     slightly better guess than any model could learn from the training set). A model whose
     EPE_crop is not clearly below this has not learnt to localise (:func:`fg_fc_verdict`)."""
-    from poselab.data import TopDownDataset
-    from poselab.experiments import resolve_run_data
-    from poselab.experiments.presets import get_preset
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
     if set_name not in sets:
@@ -583,8 +575,6 @@ def fg_fc_verdict(table, floor: float | None = 0.05, blind_epe: float | None = N
     constant mean pose's. Two models that learnt nothing (AP 0.007 vs 0.006; EPE 13.27 / 12.95
     px vs 13.28 for the mean pose) give "inconclusive", never "not reproduced". Minimum effect:
     ``min_share`` × the paper's gap."""
-    from poselab import claims
-    from poselab.experiments import compare_recipes
     gap = TABLE1[ours] - TABLE1[theirs]
     v = compare_recipes(table, ours, theirs, metric="AP", min_effect=min_share * gap, paper_effect=gap,
                         floor=floor, converge_tolerance=converge_tolerance)
@@ -601,7 +591,6 @@ def heatmap_offset_verdict(table, sar: str = "sar", floor: float | None = 0.05, 
     """SAR Table 1: SAR beats the heatmap + offset baseline at the same cost (72.5 vs 70.9 AP with
     deconvolutions): :func:`poselab.experiments.compare_recipes` with ``min_share`` × that gap as
     the minimum effect and the gap as ``paper_effect``; both sides must have learnt and converged."""
-    from poselab.experiments import compare_recipes
     gap = TABLE1["sar_deconv"] - TABLE1["heatmap_offset"]
     return compare_recipes(table, sar, baseline, metric="AP", min_effect=min_share * gap, paper_effect=gap,
                            floor=floor, converge_tolerance=converge_tolerance)
@@ -613,7 +602,6 @@ def aux_ablation_verdict(table, with_aux: str = "sar_aux", without: str = "sar",
     reads "the auxiliary loss helps by ≥ ``min_effect``" (the paper reports no such ablation:
     no paper effect); "not reproduced" when the runs rule that out. Both sides must have learnt
     and converged."""
-    from poselab.experiments import compare_recipes
     return compare_recipes(table, with_aux, without, metric="AP", min_effect=min_effect, floor=floor,
                            converge_tolerance=converge_tolerance)
 
@@ -625,9 +613,6 @@ def recorded_verdicts(floor: float | None = 0.05, min_share: float = 0.5, min_ef
     ``{claim id: {recorded, verdict, reason, preset, seeds, ...}}`` — "no recorded replication
     yet" (with the command) where there is none. The replication trains one input size, the
     preset's; its coarse stride is :data:`poselab.chapters.sar.recipes.REPLICATION_STRIDE`."""
-    from poselab.experiments.presets import get_preset
-    from poselab.experiments.replicate import recorded_verdict
-    from poselab.chapters.sar import recipes as zoo
     p = get_preset(preset)
     h = zoo.HEADLINE_SAR
     judges = {

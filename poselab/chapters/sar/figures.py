@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -166,7 +167,6 @@ def quantization_floor_figure(floor: Mapping, width: int = 640, height: int = 32
 def sweep_figure(values: Mapping[str, Mapping], xlabel: str, metric: str, width: int = 720,
                  height: int = 360) -> go.Figure:
     """``{method: {x label: [per-seed values]}}`` → per-seed points and mean ± std lines."""
-    import plotly.colors
     palette = plotly.colors.qualitative.Plotly
     fig = go.Figure()
     for i, (method, by_x) in enumerate(values.items()):

@@ -25,11 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from poselab.codecs.heatmap import encode_gaussian, input_to_heatmap, heatmap_to_input
+from poselab import claims
+from poselab.chapters.sar.analysis import match_detections
+from poselab.codecs.heatmap import encode_gaussian, heatmap_to_input, input_to_heatmap
 from poselab.codecs.sar import sar_flatten_outputs, sar_top_m
+from poselab.data import synth
+from poselab.data.coco import load_persons, read_image
+from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD, denormalize_image
 from poselab.losses.heatmap import heatmap_mse_loss
 from poselab.losses.sar import sar_multi_target_loss
-from poselab.chapters.sar.analysis import match_detections
+from poselab.models import build_model
+from poselab.train import fit
 
 __all__ = ["multi_person_data", "FullImageDataset", "bottom_up_loss", "train_bottom_up",
            "detect", "detection_scores", "evaluate_detections", "threshold_sweep", "at_threshold", "KINDS",
@@ -44,7 +50,6 @@ CONTROLS = {"image_size": (64, 80), "persons_per_image": (2, 4), "scale_range": 
 def multi_person_data(split: str, n_images: int, seed: int | None = None, root=None) -> Path:
     """A generated COCO folder of whole images with 2–4 people each (:data:`CONTROLS`), cached
     under ``<default data root>/sar_multi_person``; returns the json path."""
-    from poselab.data import synth
     seed = {"train": 11, "val": 12}.get(split, 13) if seed is None else int(seed)
     out = Path(synth.default_root(root)) / "sar_multi_person" / f"{split}-n{int(n_images)}-s{seed}"
     js = out / "annotations" / f"person_keypoints_{split}.json"
@@ -68,8 +73,6 @@ class FullImageDataset(Dataset):
     """
 
     def __init__(self, ann_json, stride: int = 4, sigma: float = 1.5):
-        from poselab.data.coco import load_persons, read_image
-        from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD
         persons = load_persons(ann_json)
         by_image: dict = {}
         for p in sorted(persons, key=lambda q: (q.image_id, q.ann_id)):
@@ -128,8 +131,6 @@ def train_bottom_up(kind: str, dataset: FullImageDataset, steps: int = 300, batc
                     lr: float = 2e-3, seed: int = 0, device="auto", callbacks: Sequence = ()):
     """A tiny model of ``kind`` trained on whole images with :func:`poselab.train.fit`
     (AdamW, 50-step warm-up, cosine). Returns ``(model in eval mode, History)``."""
-    from poselab.models import build_model
-    from poselab.train import fit
     model = build_model("sar" if kind == "sar" else "heatmap", dataset.input_size, "tiny", seed=seed)
     hist = fit(model, bottom_up_loss(kind), dataset, max_steps=int(steps), epochs=10 ** 6,
                batch_size=batch_size, lr=lr, warmup_steps=min(50, int(steps) // 4), schedule="cosine",
@@ -273,7 +274,6 @@ def detection_verdict(evaluations: dict, precision: float = 0.5, min_effect: flo
     **and** in recall at matched precision (:func:`threshold_free`), each by ``min_effect``,
     per seed (unpaired: separate models), combined unanimously
     (:func:`poselab.claims.combine_verdicts`)."""
-    from poselab import claims
     tf = threshold_free({k: evaluations[k] for k in (ours, theirs)}, precision)
     parts = {}
     for label, key in (("best F1", "best F1"), (f"recall at precision {precision:g}", f"recall at precision {precision:g}")):
@@ -300,7 +300,6 @@ def image_detections(models: dict, dataset: FullImageDataset, index: int, joint:
     :func:`poselab.chapters.sar.figures.detections_figure`: ``{"image" (H, W, 3) uint8, "truths" (n, 2) input px
     (the labelled instances), "detections": {kind: (d, 2) input px}}``. ``models``: ``{kind:
     model}``; ``thresholds``: ``{kind: γ or τ}`` (e.g. each model's :func:`best_threshold`)."""
-    from poselab.data.dataset import denormalize_image
     if not 0 <= int(index) < len(dataset):
         raise ValueError(f"index must lie in [0, {len(dataset)}), got {index!r}")
     item = dataset[int(index)]

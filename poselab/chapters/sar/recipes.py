@@ -28,8 +28,14 @@ from __future__ import annotations
 import torch
 
 from poselab._numbers import whole_number
+from poselab.codecs import HeatmapCodec, SARCodec, heatmap_to_input, input_to_heatmap
+from poselab.codecs.sar import sar_cell_centres, sar_flatten_outputs
 from poselab.experiments.registry import (CODECS, RECIPES, Geometry, Recipe, register_codec, register_loss,
-                        register_model, register_recipe)
+                                          register_model, register_recipe)
+from poselab.losses import heatmap_mse_loss, sar_auxiliary_heatmap_loss, sar_loss
+from poselab.models import build_model
+from poselab.models.heads import HeatmapHead, SARHead, SimCCHead
+from poselab.models.regression_head import GlobalRegressionHead, GridFCSARHead, PooledHead
 
 __all__ = ["at_stride", "grid_geometry", "RegressionCodec", "CHAPTER_RECIPES", "HEADLINE_SAR", "AUX_HEATMAP",
            "REPLICATION_STRIDE", "replication_recipes",
@@ -55,7 +61,6 @@ class RegressionCodec:
     scores 1 (regression has no confidence)."""
 
     def __init__(self, input_size, heatmap_size):
-        from poselab.codecs import SARCodec
         self._sar = SARCodec(input_size, heatmap_size)
         self.input_size, self.heatmap_size = self._sar.input_size, self._sar.heatmap_size
 
@@ -65,7 +70,6 @@ class RegressionCodec:
     __call__ = encode
 
     def decode(self, outputs):
-        from poselab.codecs import heatmap_to_input
         coords = outputs["coords"] if isinstance(outputs, dict) else outputs
         if not isinstance(coords, torch.Tensor) or coords.ndim < 2 or coords.shape[-1] != 2:
             raise ValueError("regression outputs must be {'coords': (B, K, 2)} in heatmap px")
@@ -83,12 +87,10 @@ class HeatmapOffsetCodec:
     """
 
     def __init__(self, input_size, heatmap_size, sigma: float = 2.0):
-        from poselab.codecs import HeatmapCodec
         self._hm = HeatmapCodec(input_size, heatmap_size, sigma=sigma, decoder="argmax")
         self.input_size, self.heatmap_size = self._hm.input_size, self._hm.heatmap_size
 
     def encode(self, keypoints, visible=None) -> dict:
-        from poselab.codecs import input_to_heatmap
         out = self._hm.encode(keypoints, visible)
         kp = input_to_heatmap(torch.as_tensor(keypoints, dtype=torch.float32), self.input_size, self.heatmap_size)
         out["keypoints_hm"] = torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
@@ -97,7 +99,6 @@ class HeatmapOffsetCodec:
     __call__ = encode
 
     def decode(self, outputs):
-        from poselab.codecs import heatmap_to_input
         if not isinstance(outputs, dict) or "heatmap" not in outputs or "offsets" not in outputs:
             raise ValueError("heatmap_offset outputs must be {'heatmap': (B, K, h, w), 'offsets': (B, K, 2, h, w)}")
         hm, off = outputs["heatmap"], outputs["offsets"]
@@ -135,8 +136,6 @@ def heatmap_offset_loss(geometry, radius: float = 2.0, offset_weight: float = 1.
     """Heatmap MSE (:func:`poselab.losses.heatmap_mse_loss`) + ``offset_weight`` × the mean L1 of
     ``(offset − (K* − p)) / (W, H)`` over the pixels ``p`` within ``radius`` heatmap px (per
     axis) of each labelled joint ``K*``. Returns ``{"loss", "heatmap", "offset"}``."""
-    from poselab.codecs.sar import sar_cell_centres
-    from poselab.losses import heatmap_mse_loss
     h, w = geometry.heatmap_size
     radius, weight = float(radius), float(offset_weight)
 
@@ -187,8 +186,6 @@ def sar_objective(geometry, lam: float = 16.0, eps: float = 1e-6, normalization:
                   stride: int | None = None):
     """:func:`poselab.losses.sar_loss` on a SAR head's outputs (SAR Eq. 7–9), targets from
     ``batch["target"]`` (heatmap px), joint weights ``batch["weights"]``."""
-    from poselab.codecs.sar import sar_flatten_outputs
-    from poselab.losses import sar_loss
 
     def loss_fn(outputs, batch):
         h, w = _expected_grid(geometry, stride, outputs["selector"].shape[-2:], "sar loss")
@@ -205,7 +202,6 @@ def sar_with_auxiliary_heatmap(geometry, lam: float = 16.0, eps: float = 1e-6, n
     :func:`poselab.losses.sar_auxiliary_heatmap_loss` on the head's ``"heatmap"`` logits against
     ``batch["heatmap"]`` (the SAR codec with ``with_heatmap=True``). Returns ``{"loss", "sar",
     "heatmap"}``."""
-    from poselab.losses import sar_auxiliary_heatmap_loss
     main = sar_objective(geometry, lam=lam, eps=eps, normalization=normalization, stride=stride)
     weight = float(aux_weight)
 
@@ -223,7 +219,6 @@ def sar_with_auxiliary_heatmap(geometry, lam: float = 16.0, eps: float = 1e-6, n
 def regression_l1(geometry, stride: int | None = None):
     """L1 on coordinates normalised by the map size, mean over labelled joints (SAR Eq. 3's
     ``ℓ1(K, K*)``) — computed as the SAR loss of a one-cell map with λ = 1 and eps = 0."""
-    from poselab.losses import sar_loss
     h, w = grid_geometry(geometry, stride).heatmap_size
 
     def loss_fn(outputs, batch):
@@ -242,7 +237,6 @@ def _seeded(seed, make):
 
 
 def _with_head(recipe, geometry, seed, make_head, head_type="heatmap"):
-    from poselab.models import build_model
     # the backbone at the preset's output stride (features at geometry.heatmap_size), as every
     # other recipe's model: heads and PooledHead factors are sized from it
     model = build_model(head_type, geometry.input_size, recipe.backbone,
@@ -256,7 +250,6 @@ def _with_head(recipe, geometry, seed, make_head, head_type="heatmap"):
 @register_model("sar_global_regression")
 def global_regression_model(recipe, geometry, seed):
     """Tiny backbone + :class:`poselab.models.regression_head.GlobalRegressionHead`."""
-    from poselab.models.regression_head import GlobalRegressionHead
     stride = dict(recipe.codec_params).get("stride")
     hw = grid_geometry(geometry, stride).heatmap_size
     return _with_head(recipe, geometry, seed,
@@ -266,7 +259,6 @@ def global_regression_model(recipe, geometry, seed):
 @register_model("sar_fg_fc")
 def fg_fc_model(recipe, geometry, seed):
     """Tiny backbone + :class:`poselab.models.regression_head.GridFCSARHead` (SAR f^g + FC)."""
-    from poselab.models.regression_head import GridFCSARHead
     stride = dict(recipe.codec_params).get("stride")
     hw = grid_geometry(geometry, stride).heatmap_size
     return _with_head(recipe, geometry, seed,
@@ -276,7 +268,6 @@ def fg_fc_model(recipe, geometry, seed):
 @register_model("sar_aux")
 def sar_aux_model(recipe, geometry, seed):
     """Tiny backbone + :class:`poselab.models.heads.SARHead` with the auxiliary heatmap branch."""
-    from poselab.models.heads import SARHead
     return _with_head(recipe, geometry, seed,
                       lambda c: SARHead(c, geometry.num_keypoints, with_heatmap=True), head_type="sar")
 
@@ -284,8 +275,6 @@ def sar_aux_model(recipe, geometry, seed):
 @register_model("sar_strided")
 def strided_model(recipe, geometry, seed):
     """The recipe's head on features average-pooled from stride 4 to ``codec_params["stride"]``."""
-    from poselab.models.heads import HeatmapHead, SARHead, SimCCHead
-    from poselab.models.regression_head import PooledHead
     stride = int(dict(recipe.codec_params).get("stride", geometry.stride))
     base_stride = int(round(geometry.stride))
     if stride % base_stride:
