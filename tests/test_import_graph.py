@@ -1,7 +1,7 @@
 """poselab's import graph has no cycle, module-level and function-level imports alike (an import
 hidden in a function body still ties the two modules together). Two circles were found by an
 audit: experiments/builtin <-> analysis/hdm_training (HDM's codec, head and loss adapter lived on
-the analysis floor) and cli <-> experiments/cli (CliError); both are gone, and this walk fails on
+the analysis floor, now chapters/) and cli <-> experiments/cli (CliError); both are gone, and this walk fails on
 any new one (shown on a constructed graph).
 
 The core library (skeleton, data, codecs, models, losses, metrics, train, experiments) imports no

@@ -1000,7 +1000,7 @@ def bcir_vs_detection_verdict(table, floor: float = 0.3):
 def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):
     """``bcir.shrinkage.detection_sigma_two_best`` (§7.4, Fig. 5(d)): detection trained to σ = 2
     targets beats every other σ of the sweep on AP — one link per σ (a chain: any link the other
-    way breaks it). ``sweep``: ``{σ: recipe}`` (default the zoo's ``SIGMA_SWEEP``); σ values whose
+    way breaks it). ``sweep``: ``{σ: recipe}`` (default the chapter recipes' ``SIGMA_SWEEP``); σ values whose
     recipe is not in ``table`` are left out. The paper prints no numbers for Fig. 5(d), so each
     link takes a minimum effect of 0.01 AP and no paper effect."""
     sweep = dict(SIGMA_SWEEP if sweep is None else sweep)

@@ -26,7 +26,7 @@ import torch
 
 from poselab import claims
 from poselab._numbers import whole_number
-from poselab.chapters.sar import recipes as zoo
+from poselab.chapters.sar import recipes as sar_recipes
 from poselab.codecs.heatmap import HeatmapCodec, heatmap_to_input
 from poselab.codecs.sar import SARCodec, decode_sar, sar_cell_centres
 from poselab.data import TopDownDataset
@@ -614,15 +614,15 @@ def recorded_verdicts(floor: float | None = 0.05, min_share: float = 0.5, min_ef
     yet" (with the command) where there is none. The replication trains one input size, the
     preset's; its coarse stride is :data:`poselab.chapters.sar.recipes.REPLICATION_STRIDE`."""
     p = get_preset(preset)
-    h = zoo.HEADLINE_SAR
+    h = sar_recipes.HEADLINE_SAR
     judges = {
         "sar.input_size.table": lambda t: table2_verdict({tuple(p.input_size): t}, sar=h, floor=floor,
                                                          min_share=min_share),
         "sar.quantization.stride_robustness": lambda t: stride_verdict(
-            t, "mse", h, (p.heatmap_stride, zoo.REPLICATION_STRIDE), p, "synth", "AP", min_effect, floor),
+            t, "mse", h, (p.heatmap_stride, sar_recipes.REPLICATION_STRIDE), p, "synth", "AP", min_effect, floor),
         "sar.fg_fc_variant": lambda t: fg_fc_verdict(t, floor=floor, min_share=min_share),
         "sar.heatmap_offset": lambda t: heatmap_offset_verdict(t, h, floor=floor, min_share=min_share),
-        "sar.training.auxiliary_heatmap": lambda t: aux_ablation_verdict(t, *zoo.AUX_HEATMAP, floor=floor,
+        "sar.training.auxiliary_heatmap": lambda t: aux_ablation_verdict(t, *sar_recipes.AUX_HEATMAP, floor=floor,
                                                                          min_effect=min_effect)}
     return {claim: recorded_verdict("05_sar", judge, preset=preset) for claim, judge in judges.items()}
 
