@@ -6,11 +6,15 @@ records). Above it: claims, scorecard, index, labs, the CLI, viz (generic render
 ``poselab.chapters`` — one package per chapter (its recipes, analyses, figures and widgets),
 each registering itself in :mod:`poselab.chapters.registry`.
 
-This façade imports :mod:`poselab.chapters` (cheap: each chapter's metadata and recipes), so every
-chapter's recipes are registered wherever ``poselab`` is imported — a notebook, the CLI, or a
-spawned training worker (``python -m poselab.experiments.worker`` imports this package first).
+This façade imports :mod:`poselab.chapters` (cheap: each chapter's registration, no torch) and
+asks :mod:`poselab._hooks` to import every chapter's recipes as soon as :mod:`poselab.experiments`
+is loaded, so every chapter's recipes are registered wherever the engine runs — a notebook, the
+CLI, or a spawned training worker (``python -m poselab.experiments.worker`` imports this package
+first) — while ``import poselab`` alone stays light.
 """
+from . import _hooks, chapters
 from ._version import __version__
-from . import chapters  # noqa: F401,E402  (registers every chapter and its recipes)
+
+_hooks.after_experiments(chapters.load_recipes)
 
 __all__ = ["__version__", "chapters"]

@@ -162,3 +162,58 @@ def test_replicating_adapts_each_recipe_to_the_preset():
     assert full["bcir"].loss_params["t_off_epochs"] != default["bcir"].loss_params["t_off_epochs"]
     from poselab.experiments import RECIPES
     assert [r.name for r in replicating(None)(get_preset("fast"))] == sorted(RECIPES)
+
+
+def test_each_chapter_names_the_recipes_its_module_registers():
+    import importlib
+
+    from poselab.experiments import RECIPES
+    for chapter in chapters():
+        assert set(chapter.recipes) <= set(RECIPES), chapter.stem
+        try:
+            module = importlib.import_module(f"{chapter.package}.recipes")
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "CHAPTER_RECIPES"):
+            assert chapter.recipes == tuple(module.CHAPTER_RECIPES), chapter.stem
+
+
+def _fresh(code: str) -> str:
+    import os
+    import subprocess
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_import_poselab_stays_light_and_the_engine_brings_every_chapters_recipes():
+    # `poselab list` / `--help` import the CLI and the registry, not torch nor any recipe module
+    out = _fresh("import sys, poselab.cli, poselab.scorecard, poselab.labs\n"
+                 "print(sorted(m for m in sys.modules if m == 'torch' or m.endswith('.recipes')))")
+    assert out == "[]"
+    # a fresh process (as a training worker) that imports only the engine sees every chapter's recipes
+    out = _fresh("from poselab.experiments import get_recipe, RECIPES\n"
+                 "get_recipe('spatial_rs_is'); get_recipe('mse_dot'); get_recipe('sar_aux'); "
+                 "get_recipe('bcir_beta20'); print(len(RECIPES))")
+    from poselab.experiments import RECIPES
+    assert int(out) == len(RECIPES) >= 24
+    # ... whichever module comes first (a chapter's recipes module, importing the engine itself)
+    assert _fresh("import poselab.chapters.sar.recipes\nfrom poselab.experiments import RECIPES\n"
+                  "print('emd' in RECIPES and 'spatial_rank' in RECIPES)") == "True"
+
+
+def test_the_hook_runs_callbacks_registered_before_and_after_the_engine_loaded(monkeypatch):
+    from poselab import _hooks
+    monkeypatch.setattr(_hooks, "_AFTER_EXPERIMENTS", [])
+    monkeypatch.setattr(_hooks, "_fired", False)
+    calls = []
+    _hooks.after_experiments(lambda: calls.append("early"))
+    assert calls == []                       # waits for the engine
+    _hooks.experiments_loaded()
+    assert calls == ["early"]
+    _hooks.after_experiments(lambda: calls.append("late"))
+    assert calls == ["early", "late"]        # the engine is there: runs at once
+    with pytest.raises(TypeError, match="callable"):
+        _hooks.after_experiments("poselab.chapters")

@@ -93,7 +93,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 CORE = ("skeleton", "data", "codecs", "models", "losses", "metrics", "train", "experiments",
-        "_numbers", "_version", "paths", "errors")
+        "_numbers", "_version", "_hooks", "paths", "errors")
 
 
 def is_core(module: str) -> bool:

@@ -1,35 +1,37 @@
 """The chapter registry: the one list of chapters that ``poselab list``/``run``, the scorecard, the
 paper → code index, ``poselab replicate``, the capstone and the chapter tests read.
 
-A chapter registers itself once, in its package's ``__init__.py``::
+A chapter registers itself once, in its package's ``__init__.py`` (metadata only: no torch, no
+plotly, so ``import poselab`` and ``poselab list`` stay light)::
 
-    from poselab.chapters.registry import Chapter, register
-    from . import recipes   # registers the chapter's recipes with poselab.experiments
+    from poselab.chapters.registry import Chapter, register, replicating
 
     CHAPTER = register(Chapter(
         number=8, name="mypaper", stem="08_mypaper", title="MyPaper — what it claims",
         paper="mypaper-short-title.md", tag="MyPaper", claim_prefixes=("mypaper",),
-        recipes=recipes.CHAPTER_RECIPES, expected_claims={"mypaper.loss.matches_formula"},
-        replication_recipes=recipes.replication_recipes))
+        recipes=("mse", "mypaper"), replication_recipes=replicating(("mse", "mypaper")),
+        expected_claims={"mypaper.loss.matches_formula"}, package=__name__))
 
+and its recipes in ``<package>/recipes.py``, which :func:`load_recipes` imports as soon as
+:mod:`poselab.experiments` is loaded (the package façade hooks it up: :mod:`poselab._hooks`).
 :mod:`poselab.chapters` imports every subpackage (``pkgutil``), so a new folder under
 ``poselab/chapters/`` is found without an edit anywhere else. Nothing in the core library
 (skeleton, data, codecs, models, losses, metrics, train, experiments) imports this module: a
 chapter's replication recipes reach :mod:`poselab.experiments.replicate` through
-:func:`poselab.experiments.replicate.register_chapter_recipes`, which :func:`register` calls.
+:func:`poselab.experiments.replicate.register_chapter_recipes`, which :func:`load_recipes` (and a
+later :func:`register`) calls.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from poselab.experiments.registry import RECIPES, Recipe, adapt_to_preset, get_recipe
-from poselab.experiments.replicate import register_chapter_recipes, unregister_chapter_recipes
-
 __all__ = ["Chapter", "register", "unregister", "chapters", "get_chapter", "claim_prefixes",
-           "replicating"]
+           "replicating", "load_recipes", "recipes_module"]
 
 _STEM = re.compile(r"^(\d{2})_([A-Za-z0-9_]+)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -47,7 +49,8 @@ class Chapter:
         paper: the paper's file in ``shared/papers/`` (``""`` for a chapter without a paper).
         tag: the paper's name as docstrings cite it (``"HDM"`` in ``(HDM Eq. 5)``), for the index.
         claim_prefixes: first dotted parts of the chapter's claim ids (default: ``(name,)``).
-        recipes: names of the recipes the chapter trains (registered by its ``recipes`` module).
+        recipes: names of the recipes the chapter trains (registered by its ``recipes`` module;
+            ``tests/test_chapter_registry.py`` checks they are registered).
         expected_claims: claim ids the chapter promises (its fast run must record them).
         replication_recipes: ``fn(preset) -> list[Recipe]``: what ``poselab replicate`` trains for
             this chapter (None: the chapter has no empirical training claim to replicate).
@@ -140,8 +143,8 @@ def register(chapter: Chapter) -> Chapter:
             raise ValueError(f"chapter {chapter.stem}: {what} is already taken by chapter "
                              f"{other.stem}; pick another")
     _CHAPTERS[chapter.stem] = chapter
-    if chapter.replication_recipes is not None:
-        register_chapter_recipes(chapter.stem, chapter.replication_recipes)
+    if _loaded:  # registered after the engine loaded (a chapter from another package, a test)
+        _load(chapter)
     return chapter
 
 
@@ -149,7 +152,8 @@ def unregister(chapter: Chapter | str) -> None:
     """Remove a chapter (by Chapter or any of its keys); for tests that register a dummy one."""
     stem = chapter.stem if isinstance(chapter, Chapter) else get_chapter(chapter).stem
     _CHAPTERS.pop(stem, None)
-    unregister_chapter_recipes(stem)
+    if _loaded:
+        _replicate().unregister_chapter_recipes(stem)
 
 
 def chapters() -> list[Chapter]:
@@ -177,12 +181,49 @@ def claim_prefixes() -> dict[str, Chapter]:
 
 
 
-def replicating(names: Sequence[str] | Callable[[], Sequence[str]] | None = None
-                ) -> Callable[[object], list[Recipe]]:
-    """A chapter's ``replication_recipes``: the registered recipes ``names`` (or ``names()``,
-    read when the replication is planned; None: every registered recipe), each adapted to the
-    preset as the runner will train it."""
-    def recipes(preset) -> list[Recipe]:
+def replicating(names: Sequence[str] | Callable[[], Sequence[str]] | None = None) -> Callable:
+    """A chapter's ``replication_recipes``: ``fn(preset) -> list[Recipe]`` giving the registered
+    recipes ``names`` (or ``names()``, read when the replication is planned; None: every
+    registered recipe), each adapted to the preset as the runner will train it."""
+    def recipes(preset) -> list:
+        # deferred: this module is imported with `import poselab`; the engine loads only here
+        from poselab.experiments.registry import RECIPES, adapt_to_preset, get_recipe
         chosen = sorted(RECIPES) if names is None else names() if callable(names) else names
         return [adapt_to_preset(get_recipe(n), preset) for n in chosen]
     return recipes
+
+
+def recipes_module(chapter: Chapter, attribute: str | None = None):
+    """The chapter's ``<package>.recipes`` module (or one of its attributes), imported on call;
+    None when the chapter has no such module."""
+    if not chapter.package or importlib.util.find_spec(f"{chapter.package}.recipes") is None:
+        return None
+    module = importlib.import_module(f"{chapter.package}.recipes")
+    return module if attribute is None else getattr(module, attribute)
+
+
+_loaded = False
+
+
+def _replicate():
+    # deferred: the engine (torch) loads with poselab.experiments, never with `import poselab`
+    from poselab.experiments import replicate
+    return replicate
+
+
+def _load(chapter: Chapter) -> None:
+    recipes_module(chapter)
+    if chapter.replication_recipes is not None:
+        _replicate().register_chapter_recipes(chapter.stem, chapter.replication_recipes)
+
+
+def load_recipes() -> list[str]:
+    """Import every registered chapter's ``recipes`` module (registering its recipes with
+    :mod:`poselab.experiments`) and hand its replication recipes to ``poselab replicate``; the
+    package façade runs this when :mod:`poselab.experiments` is loaded (:mod:`poselab._hooks`).
+    Returns the stems loaded. Chapters registered afterwards are loaded as they register."""
+    global _loaded
+    _loaded = True
+    for chapter in chapters():
+        _load(chapter)
+    return [c.stem for c in chapters()]

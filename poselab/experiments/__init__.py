@@ -11,12 +11,14 @@
   rule of :mod:`poselab.claims`: t interval, minimum effect, baseline AP floor, evidence).
 - :mod:`.arena`: every recipe on identical data and budget (the capstone).
 - the paper chapters' recipes live in ``poselab/chapters/<chapter>/recipes.py``; this package
-  never imports them: :mod:`poselab` (the package façade, imported before any submodule)
-  loads every chapter, so ``RECIPES`` / ``get_recipe`` see them in every process.
+  never imports them: its last line fires :func:`poselab._hooks.experiments_loaded`, on which
+  :mod:`poselab` (the package façade, imported before any submodule) imports every chapter's
+  recipes, so ``RECIPES`` / ``get_recipe`` see them in every process (workers too).
 
     from poselab.experiments import compare
     table = compare(["mse", "emd"], seeds=(0, 1, 2), preset="default")
 """
+from .._hooks import experiments_loaded
 from .registry import (CODECS, LOSSES, MODELS, RECIPES, SCORES, Geometry, Recipe, get_recipe,
                        register_codec, register_loss, register_model, register_recipe,
                        register_score)
@@ -32,3 +34,5 @@ __all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec",
            "MODELS", "Preset", "PRESETS", "get_preset", "chapter_preset", "run_recipe", "compare", "RunResult",
            "ComparisonTable", "resolve_run_data", "GENERATED_VAL", "REAL_SAMPLE", "compare_recipes",
            "table_evidence", "recorded_table", "recorded_verdict"]
+
+experiments_loaded()  # the chapters' recipes register now (poselab._hooks; this package imports no chapter)

@@ -18,7 +18,7 @@ import torch
 
 from poselab.train.callbacks import Callback
 
-from . import builtin  # noqa: F401  (built-in recipes; the chapters' came with the poselab façade)
+from . import builtin  # noqa: F401  (built-in recipes; the chapters' registered when poselab.experiments loaded)
 from .presets import Preset
 from .registry import Recipe
 from .runner import run_recipe

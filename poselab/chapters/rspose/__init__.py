@@ -1,13 +1,12 @@
 """Chapter 02: RSPose, ranking losses (recipes, analysis, figures, widgets)."""
 from poselab.chapters.registry import Chapter, register, replicating
-from . import recipes
 
 CHAPTER = register(Chapter(
     number=2, name="rspose", stem="02_rspose",
     title="RSPose — ranking losses",
     paper="rspose-ranking-losses.md", tag="RSPose",
-    recipes=recipes.CHAPTER_RECIPES,
-    replication_recipes=replicating(recipes.CHAPTER_RECIPES),
+    recipes=("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs"),
+    replication_recipes=replicating(("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs")),
     expected_claims={"rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
                      "rspose.imbalance.dot_2d_ratio", "rspose.imbalance.gaussian_2d_ratio",
                      "rspose.imbalance.simcc_dot_ratio_x", "rspose.imbalance.simcc_dot_ratio_y",
