@@ -4,7 +4,7 @@ and a training step with RS + IS against the MSE step.
 1. Forward + backward of ``rspose_loss`` (Spatial Rank δ 0.4 + 2·Spatial Sort δ 1.5 +
    0.25·Instance-Sort δ 3.0) at B = 16, K = 17, 64×48 heatmaps, MSRA Gaussian σ = 2 (169
    positives per map), against the RS reference's loop (one problem and one positive at a time,
-   :func:`poselab.analysis.rspose.reference_rank_sort_loop`; Instance-Sort through the same loop on
+   :func:`poselab.chapters.rspose.analysis.reference_rank_sort_loop`; Instance-Sort through the same loop on
    the heatmap maxima). Three score maps: random normal (an untrained head), noisy labels (the
    Gaussian target + σ 0.3 normal noise: every 13×13 window's positives mixed with the
    negatives, the case an outside check measured) and a displaced noisy blob (a trained head).
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from poselab.analysis.rspose import reference_rank_sort_loop
+from poselab.chapters.rspose.analysis import reference_rank_sort_loop
 from poselab.codecs import encode_gaussian
 from poselab.losses import heatmap_mse_loss, rspose_loss
 from poselab.losses.ranking import instance_keypoint_similarity

@@ -45,7 +45,7 @@ def doctor_report(device: str = "auto") -> list[tuple[str, str]]:
     """
     import torch
 
-    from poselab import __version__
+    from poselab._version import __version__
     from poselab.data import find_coco_sample
     from poselab.data.synth import default_root
     from poselab.experiments.cache import cache_root

@@ -18,15 +18,33 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PAPER_NAMES", "Entry", "tagged_entries", "chapter_calls", "chapter_claims",
-           "index_markdown", "update_readme"]
+from .chapters.registry import chapters
+from .labs import list_chapters
 
+__all__ = ["PAPER_NAMES", "paper_names", "Entry", "tagged_entries", "chapter_calls", "chapter_claims",
+           "chapters_markdown", "index_markdown", "update_readme"]
+
+#: works the library cites that are not a chapter's paper (a chapter's paper comes from its
+#: registration: :func:`paper_names`)
 PAPER_NAMES = {"COCO": "COCO keypoints", "SimpleBaseline": "SimpleBaseline", "DARK": "DARK",
-               "SimCC": "SimCC", "RSPose": "RSPose", "RCNet": "RCNet", "HDM": "HDM",
-               "SAR": "SAR", "BCIR": "BCIR"}
+               "SimCC": "SimCC"}
 _PLACE = r"(?:Eqs?\.|Fig(?:s|ure)?\.?|Tables?|Theorem|Thm\.|Def(?:inition)?\.?|Prop\.|Lemma|App\.|Appendix|Alg\.|Sec\.|§)"
-_TAG = re.compile(r"\b(" + "|".join(PAPER_NAMES) + r")\b[,:]?\s*(" + _PLACE
-                  + r"\s*[A-Z]?[\d.]+(?:\s*(?:[–\-/,]|and)\s*(?:" + _PLACE + r"\s*)?[A-Z]?[\d.]+)*)")
+
+
+def paper_names() -> dict[str, str]:
+    """Docstring tag → paper: the cited works, then each registered chapter's paper (its ``tag``)."""
+    names = dict(PAPER_NAMES)
+    for chapter in chapters():
+        if chapter.tag:
+            names.setdefault(chapter.tag, chapter.title)
+    return names
+
+
+def _tag_pattern() -> re.Pattern:
+    """``(PAPER, place)`` in a docstring, PAPER one of :func:`paper_names`."""
+    return re.compile(r"\b(" + "|".join(map(re.escape, paper_names())) + r")\b[,:]?\s*(" + _PLACE
+                      + r"\s*[A-Z]?[\d.]+(?:\s*(?:[–\-/,]|and)\s*(?:" + _PLACE
+                      + r"\s*)?[A-Z]?[\d.]+)*)")
 _MARK_START, _MARK_END = "<!-- index:start -->", "<!-- index:end -->"
 _ROOT = Path(__file__).resolve().parent.parent
 _SKIP_MODULES = ("poselab.cli", "poselab.index")  # and their submodules
@@ -45,31 +63,43 @@ def _first_paragraph(doc: str) -> str:
 
 
 def tagged_entries() -> list[Entry]:
-    """Every public function/class of ``poselab`` whose docstring's first paragraph carries a
-    paper tag, one entry per (paper, place)."""
+    """Every public function/class of ``poselab`` (and of any registered chapter's package outside
+    it) whose docstring's first paragraph carries a paper tag, one entry per (paper, place)."""
     import poselab
+    tag = _tag_pattern()
     out: list[Entry] = []
     seen = set()
-    for info in pkgutil.walk_packages(poselab.__path__, "poselab."):
-        if info.name.startswith(tuple(m + "." for m in _SKIP_MODULES)) or info.name in _SKIP_MODULES \
-                or "._" in info.name:
-            continue
-        module = importlib.import_module(info.name)
+    for name in _modules(poselab):
+        module = importlib.import_module(name)
         for name, obj in vars(module).items():
             if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
                 continue
             if getattr(obj, "__module__", None) != module.__name__ or not obj.__doc__:
                 continue
             para = _first_paragraph(obj.__doc__)
-            for paper, place in _TAG.findall(para):
+            for paper, place in tag.findall(para):
                 key = (paper, place.strip(" .,"), f"{module.__name__}.{name}")
                 if key in seen:
                     continue
                 seen.add(key)
                 summary = para.split(". ")[0].rstrip(".")
                 out.append(Entry(paper, key[1], key[2], summary[:110]))
-    order = list(PAPER_NAMES)
+    order = list(paper_names())
     return sorted(out, key=lambda e: (order.index(e.paper), e.place, e.qualname))
+
+
+def _modules(poselab) -> list[str]:
+    """Module names to scan: poselab's, then those of chapters registered from other packages."""
+    names = [i.name for i in pkgutil.walk_packages(poselab.__path__, "poselab.")]
+    for chapter in chapters():
+        root = chapter.package.split(".", 1)[0] if chapter.package else ""
+        if root and root != "poselab":
+            package = importlib.import_module(chapter.package)
+            names.append(chapter.package)
+            if hasattr(package, "__path__"):
+                names += [i.name for i in pkgutil.walk_packages(package.__path__, f"{chapter.package}.")]
+    return [n for n in dict.fromkeys(names) if n not in _SKIP_MODULES and "._" not in n
+            and not n.startswith(tuple(m + "." for m in _SKIP_MODULES))]
 
 
 def _code_cells(notebook: Path) -> list[tuple[int, str]]:
@@ -90,7 +120,17 @@ def _chapters(labs: str | os.PathLike | None = None) -> list[Path]:
     labs = _ROOT / "labs" if labs is None else Path(labs)
     if not labs.is_dir():
         raise ValueError(f"labs={str(labs)!r} is not a folder; pass the chapters folder (labs/)")
-    return sorted(labs.glob("[0-9][0-9]_*.ipynb"))
+    return list_chapters(labs)
+
+
+def chapters_markdown() -> str:
+    """One row per registered chapter: number, notebook, paper, package and recipes."""
+    lines = ["| chapter | notebook | paper | package | recipes |", "| --- | --- | --- | --- | --- |"]
+    for c in chapters():
+        recipes = ", ".join(f"`{r}`" for r in c.recipes) or "—"
+        lines.append(f"| {c.number:02d} {c.title} | `{c.stem}.ipynb` | {c.paper or '—'} | "
+                     f"`{c.package or '—'}` | {recipes} |")
+    return "\n".join(lines) + "\n"
 
 
 def chapter_calls(name: str, labs: Path | None = None) -> list[str]:
@@ -116,7 +156,7 @@ def chapter_claims(labs: Path | None = None) -> dict[str, str]:
 def index_markdown(labs: Path | None = None) -> str:
     """The index as Markdown: per paper, place → function → chapter cells; then claims."""
     entries = tagged_entries()
-    lines = ["| paper | where | function | chapter cells |", "| --- | --- | --- | --- |"]
+    lines = [chapters_markdown(), "| paper | where | function | chapter cells |", "| --- | --- | --- | --- |"]
     for e in entries:
         short = e.qualname.rsplit(".", 1)[-1]
         cells = ", ".join(chapter_calls(short, labs)[:3]) or "—"

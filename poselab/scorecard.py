@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .chapters.registry import claim_prefixes
 from .claims import recorded_text
 from .viz.html import plain_text
 
@@ -23,17 +24,28 @@ __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_mark
            "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
            "recorded_ledger_dir", "summary_sentence", "misses", "misses_sentence"]
 
-#: claim-id prefix → the paper (or part of the lab) it belongs to, in display order
-PAPERS: dict[str, str] = {
-    "basics": "COCO keypoint evaluation (chapter 00)",
-    "engine": "training engine and codecs (chapter 01)",
-    "rspose": "RSPose — ranking losses (chapter 02)",
-    "rcnet": "RCNet — confidence ranking (chapter 03)",
-    "hdm": "HDM — heatmap distribution matching (chapter 04)",
-    "sar": "SAR — spatial-aware regression (chapter 05)",
-    "bcir": "BCIR — bias-compensated integral regression (chapter 06)",
-    "arena": "the loss arena (chapter 07)",
-}
+class _Papers(Mapping):
+    """Claim-id prefix → the chapter's label, read from the chapter registry on every access (so a
+    chapter registered later — a new folder, or a test's dummy — is in the scorecard)."""
+
+    def _current(self) -> dict[str, str]:
+        return {prefix: chapter.label for prefix, chapter in claim_prefixes().items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._current()[key]
+
+    def __iter__(self):
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __repr__(self) -> str:
+        return f"PAPERS({self._current()!r})"
+
+
+#: claim-id prefix → the paper (or part of the lab) it belongs to, in display (chapter) order
+PAPERS: Mapping[str, str] = _Papers()
 _OTHER = "other"
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from poselab.analysis.arena import per_keypoint_error, time_to_metric
+from poselab.chapters.capstone.arena import per_keypoint_error, time_to_metric
 
 
 def test_per_keypoint_error_against_a_loop():

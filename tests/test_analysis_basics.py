@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from poselab.analysis import basics as B
+from poselab.chapters.basics import analysis as B
 from poselab.data import synth
 
 
@@ -52,7 +52,7 @@ def test_half_ks_distance_matches_the_ks_curve():
 
 def test_oks_explorer_fits_the_notebook_and_its_status_line_follows_the_sliders():
     import numpy as np
-    from poselab.widgets.basics import OKSExplorer
+    from poselab.chapters.basics.widgets import OKSExplorer
     gt = np.column_stack([np.linspace(10, 90, 17), np.linspace(20, 180, 17), np.full(17, 2.0)])
     ex = OKSExplorer(gt, area=100.0 ** 2)
     assert (ex.pose_fig.layout.width or 0) + (ex.ks_fig.layout.width or 0) <= 900

@@ -1,4 +1,4 @@
-"""poselab.analysis.bcir: every math claim of chapter 06 against an independent computation, and
+"""poselab.chapters.bcir.analysis: every math claim of chapter 06 against an independent computation, and
 shown failing on a constructed counter-case."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from poselab.analysis import bcir as B
+from poselab.chapters.bcir import analysis as B
 from poselab.codecs import soft_argmax, softmax_log_normalizer
 
 SIZE = (64, 48)

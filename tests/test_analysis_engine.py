@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from poselab.analysis import engine as E
+from poselab.chapters.engine import analysis as E
 from poselab.codecs import HeatmapCodec, ROUNDTRIP_BOUNDS_PX
 
 
@@ -94,7 +94,7 @@ def test_blind_baseline_for_runs_on_an_untrained_model(two_step_runs):
 
 
 def test_compactness_and_example_heatmaps_of_runs(two_step_runs):
-    from poselab.analysis import hdm_training
+    from poselab.chapters.hdm import training as hdm_training
     runs, preset = two_step_runs
     comp = hdm_training.compactness_of_runs(runs, preset=preset)
     assert set(comp) == {"mse", "emd"} and all(len(v) == 1 for per in comp.values() for v in per.values())
@@ -106,7 +106,7 @@ def test_compactness_and_example_heatmaps_of_runs(two_step_runs):
 
 
 def test_recorded_emd_vs_mse_reads_the_replication_and_never_invents_one(two_step_runs, tmp_path):
-    from poselab.analysis import hdm_training
+    from poselab.chapters.hdm import training as hdm_training
     from poselab.experiments.replicate import _write_run, replication_folder
     runs, _ = two_step_runs
     none = hdm_training.recorded_emd_vs_mse(root=tmp_path, preset=runs.results[0].preset)
@@ -121,7 +121,7 @@ def test_recorded_emd_vs_mse_reads_the_replication_and_never_invents_one(two_ste
 
 def test_oracle_ceilings_decoders_and_prediction_figures(two_step_runs, tmp_path):
     from poselab.data import synth
-    from poselab.viz.basics import prediction_figures
+    from poselab.viz.poses import prediction_figures
     ann = synth.generate(tmp_path / "val", n_images=3, seed=11, split="val")
     ceilings = E.oracle_ceilings(ann, (64, 48), (16, 12))
     exact, msra = ceilings["unbiased target + DARK (no blur)"], ceilings["MSRA target + quarter decoder"]
@@ -143,7 +143,7 @@ def test_oracle_ceilings_decoders_and_prediction_figures(two_step_runs, tmp_path
 def test_simcc_known_coordinates_hold_and_catch_a_self_consistent_quarter_pixel_shift():
     """Issue #26 item 6: a SimCC convention shifted by 0.25 px in both encode and decode passes the
     round trip but not the check against input-pixel coordinates of known points."""
-    from poselab.analysis.engine import simcc_known_coordinate_check
+    from poselab.chapters.engine.analysis import simcc_known_coordinate_check
     from poselab.codecs.simcc import SimCCCodec
     for k in (2, 3):
         assert simcc_known_coordinate_check(split_ratio=k)["holds"]
@@ -167,7 +167,7 @@ def test_simcc_known_coordinates_hold_and_catch_a_self_consistent_quarter_pixel_
 def test_training_is_deterministic_across_processes_and_the_check_sees_a_different_seed():
     """Issue #26 item 9: chapter 01's determinism claim across two fresh processes (different
     PYTHONHASHSEED, own caches); the counter-case is two different seeds."""
-    from poselab.analysis.engine import training_losses_in_processes
+    from poselab.chapters.engine.analysis import training_losses_in_processes
     from poselab.experiments import get_preset
     short = get_preset("fast").replace(name="determinism", max_steps=3, val_every=None)
     a, b, other = training_losses_in_processes("mse", preset=short, seeds=(0, 0, 1))
@@ -180,7 +180,7 @@ def test_training_is_deterministic_across_processes_and_the_check_sees_a_differe
 def test_compare_first_seed_live_trains_the_others_in_workers_with_the_same_numbers(tmp_path, monkeypatch):
     """Issue #26 item 9: chapter 01's seeds side by side — the first live (callbacks), the others
     at the same time in one-thread workers; a worker's run equals the same run trained here."""
-    from poselab.analysis.engine import compare_first_seed_live
+    from poselab.chapters.engine.analysis import compare_first_seed_live
     from poselab.experiments import get_preset, run_recipe
     from poselab.train.callbacks import Callback
 

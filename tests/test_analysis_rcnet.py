@@ -6,8 +6,8 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from poselab.analysis import rcnet as R
-from poselab.analysis.person_detector import simulate_detections
+from poselab.chapters.rcnet import analysis as R
+from poselab.chapters.rcnet.person_detector import simulate_detections
 
 
 def ap_loop(scores, oks, n_gt, thresholds=R.OKS_THRESHOLDS):

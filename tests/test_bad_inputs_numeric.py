@@ -334,8 +334,8 @@ def test_confidence_ranking_counts_refuse_fractions():
 
 
 def test_training_entry_points_refuse_fractional_epochs():
-    from poselab.experiments.zoo.bcir import t_off_for
-    from poselab.experiments.zoo.sar import at_stride
+    from poselab.chapters.bcir.recipes import t_off_for
+    from poselab.chapters.sar.recipes import at_stride
     from poselab.models import RCNet
     from poselab.train import fit
     from poselab.train.callbacks import StopAfter
@@ -363,7 +363,7 @@ def test_training_entry_points_refuse_fractional_epochs():
 @pytest.mark.parametrize("thr", [float("nan"), -0.1, 1.5])
 def test_rcnet_ap_thresholds_are_checked(thr):
     # a NaN OKS threshold made every detection a false positive: AP 0 instead of an error
-    from poselab.analysis.rcnet import (average_precision_eq3, average_recall_eq4, fp_above_tp,
+    from poselab.chapters.rcnet.analysis import (average_precision_eq3, average_recall_eq4, fp_above_tp,
                                         precision_recall_curve)
     scores, q = [0.9, 0.8, 0.7], [0.99, 0.0, 0.99]
     with pytest.raises(ValueError, match=r"thresholds must be OKS values in \[0, 1\]"):

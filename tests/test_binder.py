@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tests" / "binder_env"))
 import closure  # noqa: E402  (tests/binder_env/closure.py)
 
 # third-party modules that poselab imports only behind ``except ImportError`` with a fallback
-OPTIONAL_IMPORTS = {"ot": "POT: poselab.analysis.hdm falls back to its numpy Sinkhorn"}
+OPTIONAL_IMPORTS = {"ot": "POT: poselab.chapters.hdm.analysis falls back to its numpy Sinkhorn"}
 
 
 def _imports_of(path: Path) -> list[tuple[str, bool]]:

@@ -316,7 +316,7 @@ def _code(text: str) -> dict:
 
 
 def test_closing_sentence_rule_fails_on_constructed_sections():
-    imports = _code("from poselab.viz import basics as figures\nfrom poselab import claims\nimport numpy")
+    imports = _code("from poselab.viz import poses as figures\nfrom poselab import claims\nimport numpy")
     title = _md("# a chapter\n\n| claim |")
 
     def problems(*section_cells):

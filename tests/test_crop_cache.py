@@ -219,7 +219,7 @@ def test_every_batch_path_carries_each_persons_area_for_instance_sort(synth_json
     import json as _json
     from poselab.data.transforms import bbox_to_center_scale
     from poselab.experiments.registry import Geometry
-    from poselab.experiments.zoo.rspose import heatmap_areas
+    from poselab.chapters.rspose.recipes import heatmap_areas
 
     size = (128, 96)
     geometry = Geometry(size, (64, 48), 17)

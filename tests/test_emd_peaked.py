@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from poselab.analysis.hdm import gaussian_map
+from poselab.chapters.hdm.analysis import gaussian_map
 from poselab.losses import emd_loss
 from poselab.losses.transport import _gathered_kernels, _support, _suppliers
 from poselab.losses.transport.implicit_gradient import solve_or_least_squares

@@ -336,21 +336,31 @@ def test_preset_precision_and_layout_reach_the_model(first_run, monkeypatch):
         TINY.replace(autocast="int8")
 
 
-def test_source_digest_follows_the_analysis_modules_training_imports(tmp_path, monkeypatch):
+def test_source_digest_follows_the_chapter_modules_recipes_import(tmp_path, monkeypatch):
     from poselab.experiments import cache
-    pkg = tmp_path / "pkg"
-    for folder in ("analysis", "experiments"):
+    pkg = tmp_path / "poselab"
+    for folder in ("chapters/paper", "chapters/other", "experiments", "viz"):
         (pkg / folder).mkdir(parents=True)
-    (pkg / "experiments" / "builtin.py").write_text("from ..analysis import used\n")
-    (pkg / "analysis" / "used.py").write_text("from .deeper import x\n")
-    (pkg / "analysis" / "deeper.py").write_text("x = 1\n")
-    (pkg / "analysis" / "figures.py").write_text("y = 1\n")
+    (pkg / "experiments" / "builtin.py").write_text("x = 0\n")
+    (pkg / "chapters" / "paper" / "__init__.py").write_text("from . import recipes\n")
+    (pkg / "chapters" / "paper" / "recipes.py").write_text(
+        "def build():\n    from poselab.chapters.paper.used import f\n")
+    (pkg / "chapters" / "paper" / "used.py").write_text("from .deeper import x\n")
+    (pkg / "chapters" / "paper" / "deeper.py").write_text("x = 1\n")
+    (pkg / "chapters" / "paper" / "figures.py").write_text("y = 1\n")
+    (pkg / "chapters" / "other" / "analysis.py").write_text("z = 1\n")
+    (pkg / "viz" / "poses.py").write_text("w = 1\n")
     monkeypatch.setattr(cache, "_PACKAGE", pkg)
     d0 = cache.source_digest()
-    (pkg / "analysis" / "figures.py").write_text("y = 2\n")
-    assert cache.source_digest() == d0            # no training code imports it
-    (pkg / "analysis" / "deeper.py").write_text("x = 2\n")
-    assert cache.source_digest() != d0            # imported through used.py
+    for unused in ("chapters/paper/figures.py", "chapters/other/analysis.py", "viz/poses.py",
+                   "chapters/paper/__init__.py"):
+        (pkg / unused).write_text("changed = 2\n")
+        assert cache.source_digest() == d0, unused      # no recipe imports it
+    for used in ("chapters/paper/deeper.py", "chapters/paper/used.py", "chapters/paper/recipes.py",
+                 "experiments/builtin.py"):
+        (pkg / used).write_text((pkg / used).read_text() + "# changed\n")
+        assert cache.source_digest() != d0, used        # a recipe reaches it (or it is core)
+        d0 = cache.source_digest()
 
 
 def test_a_record_carries_the_commit_and_digest_its_runs_started_with(tmp_path):

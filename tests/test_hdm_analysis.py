@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from poselab.analysis import hdm as A
+from poselab.chapters.hdm import analysis as A
 
 
 def test_theorem1_identity_holds_with_peak_one_on_dot():

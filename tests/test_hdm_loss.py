@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from poselab.analysis.hdm import reference_sinkhorn_cost
+from poselab.chapters.hdm.analysis import reference_sinkhorn_cost
 from poselab.losses import emd_loss
 from poselab.losses import transport
 from poselab.losses.transport import hdm_transport

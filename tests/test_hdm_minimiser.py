@@ -1,11 +1,11 @@
-"""The HDM loss's own minimiser (poselab.analysis.hdm_minimiser): its decoded bias at the
+"""The HDM loss's own minimiser (poselab.chapters.hdm.minimiser): its decoded bias at the
 paper's reg = 1, the restated Table 4 mechanism on converged minimisers, and their
 counter-cases."""
 import numpy as np
 import pytest
 import torch
 
-from poselab.analysis import hdm_minimiser as M
+from poselab.chapters.hdm import minimiser as M
 from poselab.losses import emd_loss
 
 FRACTIONS = np.random.default_rng(3).uniform(0.0, 1.0, size=(8, 2))
@@ -100,8 +100,8 @@ def test_bad_arguments_are_refused():
 
 
 def test_minimiser_bias_figure_and_example_sentence():
-    from poselab.analysis.hdm_training import example_heatmaps_sentence
-    from poselab.viz.hdm import minimiser_bias_figure
+    from poselab.chapters.hdm.training import example_heatmaps_sentence
+    from poselab.chapters.hdm.figures import minimiser_bias_figure
     curve = {"reg": np.array([0.25, 1.0]), "mean_offset": np.array([0.001, 0.11]),
              "max_offset": np.array([0.004, 0.16]), "rounding_error": 0.4, "n_keypoints": 8}
     fig = minimiser_bias_figure(curve)

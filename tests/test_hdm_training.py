@@ -1,5 +1,5 @@
-"""Tests for poselab.analysis.hdm_training (MSE vs EMD training helpers) and
-poselab.analysis.hdm.heatmap_compactness, against naive float64 loops and closed forms."""
+"""Tests for poselab.chapters.hdm.training (MSE vs EMD training helpers) and
+poselab.chapters.hdm.analysis.heatmap_compactness, against naive float64 loops and closed forms."""
 import json
 import math
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from poselab.analysis import hdm_training as T
-from poselab.analysis.hdm import heatmap_compactness
+from poselab.chapters.hdm import training as T
+from poselab.chapters.hdm.analysis import heatmap_compactness
 from poselab.losses import emd_loss
 
 INPUT, HM = (64, 48), (16, 12)

@@ -1,8 +1,12 @@
 """poselab's import graph has no cycle, module-level and function-level imports alike (an import
 hidden in a function body still ties the two modules together). Two circles were found by an
 audit: experiments/builtin <-> analysis/hdm_training (HDM's codec, head and loss adapter lived on
-the analysis floor) and cli <-> experiments/cli (CliError); both are gone, and this walk fails on
-any new one (shown on a constructed graph)."""
+the analysis floor, now chapters/) and cli <-> experiments/cli (CliError); both are gone, and this walk fails on
+any new one (shown on a constructed graph).
+
+The core library (skeleton, data, codecs, models, losses, metrics, train, experiments) imports no
+chapter, directly or through other modules: the chapters build on the core, never the reverse
+(shown failing on a constructed graph too)."""
 from __future__ import annotations
 
 import ast
@@ -88,6 +92,57 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+CORE = ("skeleton", "data", "codecs", "models", "losses", "metrics", "train", "experiments",
+        "_numbers", "_version", "_hooks", "paths", "errors")
+
+
+def is_core(module: str) -> bool:
+    parts = module.split(".")
+    return len(parts) > 1 and parts[0] == "poselab" and parts[1] in CORE
+
+
+def core_reaching_chapters(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Core module → an import path from it to a ``poselab.chapters`` module (for each core module
+    that reaches one, through any chain of imports)."""
+    found = {}
+    for start in sorted(m for m in graph if is_core(m)):
+        seen, todo = {start: [start]}, [start]
+        while todo:
+            mod = todo.pop()
+            for dep in sorted(graph.get(mod, ())):
+                if dep in seen:
+                    continue
+                seen[dep] = seen[mod] + [dep]
+                if dep == "poselab.chapters" or dep.startswith("poselab.chapters."):
+                    found.setdefault(start, seen[dep])
+                todo.append(dep)
+    return found
+
+
+def test_the_core_check_fails_on_a_constructed_graph():
+    bad = {"poselab.losses.x": {"poselab.codecs"}, "poselab.codecs": {"poselab.claims"},
+           "poselab.claims": {"poselab.chapters.hdm.analysis"}, "poselab.chapters.hdm.analysis": set(),
+           "poselab.chapters.hdm.recipes": {"poselab.losses.x"}, "poselab.scorecard": {"poselab.chapters"}}
+    found = core_reaching_chapters(bad)
+    assert found["poselab.losses.x"] == ["poselab.losses.x", "poselab.codecs", "poselab.claims",
+                                         "poselab.chapters.hdm.analysis"]
+    assert "poselab.scorecard" not in found  # not core: allowed
+    assert core_reaching_chapters({"poselab.losses.x": {"poselab.codecs"}, "poselab.codecs": set(),
+                                   "poselab.chapters.hdm.recipes": {"poselab.losses.x"}}) == {}
+    # the package façade (poselab/__init__) is not core; a core module importing it would reach
+    # the chapters through it
+    assert core_reaching_chapters({"poselab.experiments.runner": {"poselab"},
+                                   "poselab": {"poselab.chapters"}})
+
+
+def test_no_core_module_imports_a_chapter():
+    graph = import_graph()
+    assert "poselab.chapters.hdm" in graph and "poselab.experiments.runner" in graph
+    found = core_reaching_chapters(graph)
+    assert not found, "core modules reaching poselab.chapters: " + "; ".join(
+        " -> ".join(path) for path in found.values())
+
+
 def test_the_walk_finds_a_constructed_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
@@ -96,6 +151,6 @@ def test_the_walk_finds_a_constructed_cycle():
 def test_poselab_has_no_import_cycle():
     graph = import_graph()
     assert len(graph) > 100 and "poselab.experiments.builtin" in graph
-    assert "poselab.analysis.hdm_training" not in graph["poselab.experiments.builtin"]
+    assert "poselab.chapters.hdm.training" not in graph["poselab.experiments.builtin"]
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)

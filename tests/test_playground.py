@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from poselab.analysis.playground import PLAYGROUND_LOSSES, blob_heatmap, gaussian_labels, loss_maps
+from poselab.chapters.capstone.playground import PLAYGROUND_LOSSES, blob_heatmap, gaussian_labels, loss_maps
 
 SIZE = (16, 12)
 KP = (5.3, 7.6)
@@ -69,7 +69,7 @@ def test_bad_input_is_refused():
 
 
 def test_widget_callback_answers_within_a_second():
-    from poselab.widgets.playground import heatmap_playground
+    from poselab.chapters.capstone.widgets import heatmap_playground
     box = heatmap_playground()
     state = box.state
     before = np.array(state.figure.data[1].z, dtype=float)

@@ -8,7 +8,7 @@ import pytest
 from poselab.experiments import PRESETS, RECIPES, Recipe, chapter_preset
 from poselab.experiments.registry import adapt_to_preset, register_preset_adapter, PRESET_ADAPTERS
 from poselab.experiments.runner import _plan
-from poselab.experiments.zoo import bcir
+from poselab.chapters.bcir import recipes as bcir
 
 
 def _t_off(plan):

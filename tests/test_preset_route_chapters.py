@@ -18,7 +18,7 @@ import pytest
 from poselab.experiments import PRESETS, chapter_preset, compare
 from poselab.experiments import runner
 from poselab.experiments.arena import run_arena
-from poselab.experiments.zoo import bcir
+from poselab.chapters.bcir import recipes as bcir
 
 LABS = Path(__file__).resolve().parent.parent / "labs"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from poselab.analysis.engine import OracleHeatmaps
+from poselab.chapters.engine.analysis import OracleHeatmaps
 
 from poselab.losses import heatmap_mse_loss
 from poselab.models import build_model

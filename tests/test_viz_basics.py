@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from poselab.analysis import basics as ab
+from poselab.chapters.basics import analysis as ab
 from poselab.skeleton import LIMBS, OKS_SIGMAS, PERSON_CATEGORY
-from poselab.viz import basics as vb
+from poselab.viz import poses as vb
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "coco_sample"
 VAL_JSON = SAMPLE / "annotations" / "person_keypoints_val2017.json"
@@ -198,7 +198,7 @@ def test_ks_and_pr_figures():
 # ---------------------------------------------------------------- widget
 def test_oks_explorer_callbacks():
     pytest.importorskip("ipywidgets")
-    from poselab.widgets.basics import OKSExplorer
+    from poselab.chapters.basics.widgets import OKSExplorer
 
     gt = toy_person(4, vis=[2] * 16 + [0])
     ex = OKSExplorer(gt, area=2500.0, image=np.zeros((160, 160, 3), dtype=np.uint8))

@@ -1,8 +1,8 @@
 """viz.sar figures build from analysis outputs, fit a 1280-px notebook, and show what they claim."""
 import numpy as np
 
-from poselab.analysis import sar as A
-from poselab.viz import sar as V
+from poselab.chapters.sar import analysis as A
+from poselab.chapters.sar import figures as V
 
 
 def test_figures_build_and_fit():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poselab import claims, scorecard
-from poselab.viz.basics import oks_agreement_sentence
+from poselab.viz.poses import oks_agreement_sentence
 from poselab.viz.experiments import rescoring_sentence
 from poselab.viz.sentence import Sentence, number
 

@@ -4,9 +4,9 @@ analysis functions computed."""
 import numpy as np
 import pytest
 
-from poselab.analysis import bcir as B
-from poselab.viz import bcir as V
-from poselab.widgets import bcir as WB
+from poselab.chapters.bcir import analysis as B
+from poselab.chapters.bcir import figures as V
+from poselab.chapters.bcir import widgets as WB
 
 
 def test_static_figures_build_and_fit_the_notebook():

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from poselab.analysis import rcnet as R  # noqa: E402
-from poselab.widgets.rcnet import toy_ap_widget  # noqa: E402
+from poselab.chapters.rcnet import analysis as R  # noqa: E402
+from poselab.chapters.rcnet.widgets import toy_ap_widget  # noqa: E402
 
 
 def _row(widget):
@@ -47,7 +47,7 @@ def test_pair_term_point_cases_values_and_gradients():
 
 
 def test_loss_shape_widget_follows_its_sliders():
-    from poselab.widgets.rcnet import loss_shape_widget
+    from poselab.chapters.rcnet.widgets import loss_shape_widget
     w = loss_shape_widget()
     w.sliders["delta"].value = -0.4
     w.sliders["margin"].value = 1.0
@@ -63,7 +63,7 @@ def test_loss_shape_widget_follows_its_sliders():
 def test_live_history_turns_nan_into_gaps():
     """A NaN in a FigureWidget trace is not JSON: the kernel printed a serialization warning (a
     pink stderr box) when an epoch had nothing to rank."""
-    from poselab.widgets.rcnet import live_history
+    from poselab.chapters.rcnet.widgets import live_history
     fig, callback = live_history()
     callback(0, {"train_rank_loss": 0.5, "train_accuracy": float("nan"), "val_rank_loss": 0.4,
                  "val_accuracy": 0.7})

@@ -6,7 +6,7 @@ import torch
 
 from poselab.codecs import IntegralCodec
 from poselab.experiments import LOSSES, PRESETS, RECIPES, Geometry
-from poselab.experiments.zoo import bcir as Z
+from poselab.chapters.bcir import recipes as Z
 from poselab.losses import bcir_loss, integral_l1_loss
 from poselab.losses.integral import step_schedule as LOSS_SCHEDULE
 

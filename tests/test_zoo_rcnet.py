@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from poselab.experiments.zoo import rcnet as rcnet_zoo
+from poselab.chapters.rcnet import recipes as rcnet_zoo
 
 
 class _Run:
@@ -152,7 +152,7 @@ def test_tune_rival_and_labelled_accuracies_on_a_fast_run(fast_run):
     with pytest.raises(ValueError, match="holdout"):
         rcnet_zoo.tune_rival(fast_run, "ranknet", holdout=1.0)
     res = rcnet_zoo.fit_rcnet(fast_run, epochs=1, track_every=-1, eval_sets=["generated val"], cache=False)
-    from poselab.analysis.rcnet import ranking_accuracies
+    from poselab.chapters.rcnet.analysis import ranking_accuracies
     s = res.scores["generated val"]
     for which in ("before", "after"):
         want = ranking_accuracies(s[which], s["oks"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from poselab.experiments import CODECS, LOSSES, MODELS, RECIPES, Geometry
-from poselab.experiments.zoo import sar as Z
+from poselab.chapters.sar import recipes as Z
 from poselab.losses import sar_loss
 from poselab.models.regression_head import GlobalRegressionHead, GridFCSARHead, PooledHead
 

@@ -10,11 +10,15 @@
 - :mod:`.verdicts`: :func:`compare_recipes` — a claim's empirical verdict from a table (the
   rule of :mod:`poselab.claims`: t interval, minimum effect, baseline AP floor, evidence).
 - :mod:`.arena`: every recipe on identical data and budget (the capstone).
-- :mod:`.zoo`: the recipes each paper chapter registers.
+- the paper chapters' recipes live in ``poselab/chapters/<chapter>/recipes.py``; this package
+  never imports them: its last line fires :func:`poselab._hooks.experiments_loaded`, on which
+  :mod:`poselab` (the package façade, imported before any submodule) imports every chapter's
+  recipes, so ``RECIPES`` / ``get_recipe`` see them in every process (workers too).
 
     from poselab.experiments import compare
     table = compare(["mse", "emd"], seeds=(0, 1, 2), preset="default")
 """
+from .._hooks import experiments_loaded
 from .registry import (CODECS, LOSSES, MODELS, RECIPES, SCORES, Geometry, Recipe, get_recipe,
                        register_codec, register_loss, register_model, register_recipe,
                        register_score)
@@ -24,10 +28,11 @@ from .runner import (GENERATED_VAL, REAL_SAMPLE, ComparisonTable, RunResult, com
 from .verdicts import compare_recipes, table_evidence
 from .replicate import recorded_table, recorded_verdict  # the module stays poselab.experiments.replicate
 from . import builtin  # noqa: F401  (registers mse, emd and the shared parts)
-from . import zoo  # noqa: F401  (registers the paper chapters' recipes)
 
 __all__ = ["Recipe", "RECIPES", "Geometry", "register_recipe", "register_codec", "register_loss",
            "register_score", "register_model", "get_recipe", "CODECS", "LOSSES", "SCORES",
            "MODELS", "Preset", "PRESETS", "get_preset", "chapter_preset", "run_recipe", "compare", "RunResult",
            "ComparisonTable", "resolve_run_data", "GENERATED_VAL", "REAL_SAMPLE", "compare_recipes",
            "table_evidence", "recorded_table", "recorded_verdict"]
+
+experiments_loaded()  # the chapters' recipes register now (poselab._hooks; this package imports no chapter)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -39,10 +39,11 @@ import torch
 from .cache import source_digest
 from .records import _git, provenance
 from .presets import Preset, get_preset
-from .registry import Recipe, get_recipe
+from .registry import Recipe
 from .runner import ComparisonTable, RunResult, _jsonable, compare
 
-__all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipes", "replication_folder", "record_file", "recorded_runs",
+__all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipes", "register_chapter_recipes",
+           "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR"]
 
 RECORD_KIND = "poselab-replication-run"
@@ -51,36 +52,53 @@ _REPO = Path(__file__).resolve().parent.parent.parent
 REPLICATIONS_DIR = _REPO / "results" / "replications"
 
 
+#: chapter file stem → ``fn(preset) -> list[Recipe]``: what a chapter's empirical claims compare.
+#: Each chapter supplies its own (``poselab.chapters.registry.register`` adds it here), so this
+#: core module never imports a chapter.
+_CHAPTER_RECIPES: dict[str, Callable[[Preset], list[Recipe]]] = {}
+
+
+def register_chapter_recipes(stem: str, recipes: Callable[[Preset], list[Recipe]]) -> None:
+    """Say what ``poselab replicate <stem>`` trains: ``recipes(preset)`` returns the recipes
+    (adapted to the preset where they depend on it). ``stem``: the chapter's notebook stem."""
+    if not isinstance(stem, str) or not re.fullmatch(r"\d\d_\w+", stem):
+        raise ValueError(f"stem must be a chapter's notebook stem such as '04_hdm', got {stem!r}")
+    if not callable(recipes):
+        raise TypeError(f"recipes must be callable(preset) -> list[Recipe], got {type(recipes).__name__}")
+    _CHAPTER_RECIPES[stem] = recipes
+
+
+def unregister_chapter_recipes(stem: str) -> None:
+    """Forget a chapter's replication recipes (tests registering a dummy chapter)."""
+    _CHAPTER_RECIPES.pop(stem, None)
+
+
 def _chapter_stem(chapter: str) -> str:
     """A chapter's file stem from a number, name or stem (a stem is taken as given)."""
-    if re.fullmatch(r"\d\d_\w+", str(chapter)):
-        return str(chapter)
-    from poselab.labs import resolve_chapters  # the chapters' names, numbers and stems
-    return resolve_chapters([str(chapter)])[0].stem
+    text = str(chapter).lower().removesuffix(".ipynb")
+    if re.fullmatch(r"\d\d_\w+", text):
+        return text
+    for stem in _CHAPTER_RECIPES:
+        number, name = stem.split("_", 1)
+        if text in (number, str(int(number)), name):
+            return stem
+    raise ValueError(f"chapter {chapter!r} has no empirical training claims to replicate; "
+                     f"replicable: {', '.join(sorted(_CHAPTER_RECIPES)) or 'none registered'}")
 
 
 def chapter_recipes(chapter: str, preset: Preset | str = "full") -> list[Recipe]:
     """The recipes a chapter's empirical claims compare, adapted to ``preset`` where the recipe
-    depends on it (BCIR's prior schedule). ``chapter``: number, name or file stem."""
-    from .zoo import bcir as zoo_bcir, hdm as zoo_hdm, rspose as zoo_rspose, sar as zoo_sar
-    from .registry import RECIPES
+    depends on it (BCIR's prior schedule). ``chapter``: number, name or file stem of a chapter
+    that registered its replication recipes (:func:`register_chapter_recipes`)."""
     stem = _chapter_stem(chapter)
-    preset = get_preset(preset)
-    names: dict[str, Sequence[str]] = {
-        "01_train_in_a_minute": ("mse",),
-        "02_rspose": zoo_rspose.CHAPTER_RECIPES,
-        "03_rcnet": ("mse",),  # the RCNet fit re-ranks this base model's detections
-        "04_hdm": zoo_hdm.CHAPTER_RECIPES,  # mse, emd and the dot straw man mse_dot
-        "05_sar": (*zoo_sar.CHAPTER_RECIPES, "sar_fg_fc"),
-        "06_bcir": ("mse", *zoo_bcir.CHAPTER_RECIPES, *zoo_bcir.SIGMA_RECIPES),
-        "07_capstone": tuple(sorted(RECIPES)),
-    }
-    if stem not in names:
+    if stem not in _CHAPTER_RECIPES:
         raise ValueError(f"chapter {stem!r} has no empirical training claims to replicate; "
-                         f"replicable: {', '.join(sorted(names))}")
-    if stem == "05_sar":  # with the stride variants, which are derived, not registered, recipes
-        return zoo_sar.replication_recipes()
-    return [zoo_bcir.for_preset(n, preset) if n in zoo_bcir.RECIPES else get_recipe(n) for n in names[stem]]
+                         f"replicable: {', '.join(sorted(_CHAPTER_RECIPES)) or 'none registered'}")
+    recipes = list(_CHAPTER_RECIPES[stem](get_preset(preset)))
+    if not recipes or not all(isinstance(r, Recipe) for r in recipes):
+        raise TypeError(f"chapter {stem!r}'s replication recipes must be a non-empty list of Recipe, "
+                        f"got {recipes!r:.120}")
+    return recipes
 
 
 def replication_folder(chapter: str, root: str | os.PathLike | None = None) -> Path:

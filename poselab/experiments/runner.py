@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..codecs.base import attach_codec
 from .cache import entry_dir, file_sha256, run_key, source_digest
 from .presets import Preset, get_preset, resolve_autocast

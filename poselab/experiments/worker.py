@@ -18,7 +18,7 @@ import torch
 
 from poselab.train.callbacks import Callback
 
-from . import builtin, zoo  # noqa: F401  (register the built-in and zoo recipes in this fresh process)
+from . import builtin  # noqa: F401  (built-in recipes; the chapters' registered when poselab.experiments loaded)
 from .presets import Preset
 from .registry import Recipe
 from .runner import run_recipe

@@ -21,7 +21,7 @@ value, reachable only with ``eps=0``).
 
 The ``"softmax"`` normalisation (``w = softmax(s)``, the "one-step" alternative the paper argues
 against in §3.2) is here for the comparison: its weights, unlike ``c_t``, depend on how many
-targets share the map (see :func:`poselab.analysis.sar.normalization_study`).
+targets share the map (see :func:`poselab.chapters.sar.analysis.normalization_study`).
 """
 from __future__ import annotations
 

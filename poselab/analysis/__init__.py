@@ -1,1 +1,0 @@
-"""poselab.analysis"""

@@ -1,0 +1,233 @@
+"""Plotly figures for the BCIR chapter (static ``go.Figure`` builders over
+:mod:`poselab.chapters.bcir.analysis` arrays; widths ≤ 900 px so they fit a 1280-px notebook)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["MARKERS", "heatmap_points_figure", "bias_figure", "spread_figure", "breakdown_figure",
+           "epe_figure", "shrinkage_figure", "gradient_figure", "toy_frames_figure",
+           "toy_error_figure", "activation_figure", "split_bars_figure", "curves_figure"]
+
+#: marker style per point name (used by the figures and the widgets)
+MARKERS = {
+    "true": dict(symbol="circle", size=11, color="red"),
+    "soft-argmax": dict(symbol="triangle-up", size=12, color="black"),
+    "Eq. 37": dict(symbol="x", size=10, color="orange"),
+    "compensated": dict(symbol="diamond-open", size=13, color="cyan", line=dict(width=2)),
+    "centre": dict(symbol="cross-thin-open", size=14, color="white", line=dict(width=2)),
+    "argmax": dict(symbol="square-open", size=11, color="magenta", line=dict(width=2)),
+}
+
+
+def heatmap_points_figure(heatmap, points: Mapping[str, Sequence[float]], title: str = "",
+                          width: int = 420, height: int = 480, zmax: float | None = None) -> go.Figure:
+    """One heatmap with named points (``MARKERS`` styles), y pointing down."""
+    fig = go.Figure(go.Heatmap(z=np.asarray(heatmap), colorscale="Viridis", zmax=zmax,
+                               colorbar=dict(thickness=10)))
+    for name, (x, y) in points.items():
+        fig.add_scatter(x=[x], y=[y], mode="markers", name=name,
+                        marker=MARKERS.get(name, dict(size=10)))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    fig.update_layout(title=title, width=width, height=height, margin=dict(l=30, r=10, t=40, b=30),
+                      legend=dict(orientation="h", y=-0.08))
+    return fig
+
+
+def bias_figure(curve: Mapping, axis: int = 0, title: str = "") -> go.Figure:
+    """Measured soft-argmax bias against the blob position, with Eq. 37 and the compensated
+    point (:func:`poselab.chapters.bcir.analysis.bias_curve`)."""
+    a = "xy"[axis]
+    pos = np.asarray(curve["true"])[:, axis]
+    fig = go.Figure()
+    fig.add_scatter(x=pos, y=np.asarray(curve["measured"])[:, axis] - pos, mode="markers",
+                    name="soft-argmax − true (measured)", marker=dict(size=8, color="black"))
+    fig.add_scatter(x=pos, y=np.asarray(curve["eq37"])[:, axis] - pos, mode="lines",
+                    name="Eq. 37", line=dict(color="orange", width=2))
+    fig.add_scatter(x=pos, y=np.asarray(curve["compensated"])[:, axis] - pos, mode="lines",
+                    name="compensated (Eq. 38) − true", line=dict(color="teal", dash="dash"))
+    fig.update_layout(title=title or f"bias along {a}", xaxis_title=f"true {a} (heatmap px)",
+                      yaxis_title=f"bias in {a} (px)", width=640, height=340,
+                      margin=dict(l=60, r=10, t=40, b=50))
+    return fig
+
+
+def spread_figure(spread: Mapping, title: str = "") -> go.Figure:
+    """Bias magnitude vs blob σ at fixed mass and fixed peak (:func:`bias_vs_spread`)."""
+    fig = go.Figure()
+    fig.add_scatter(x=spread["sigma"], y=spread["fixed_mass"], mode="lines+markers",
+                    name="fixed mass (a density): flatter = more bias")
+    fig.add_scatter(x=spread["sigma"], y=spread["fixed_peak"], mode="lines+markers",
+                    name="fixed peak: wider = more mass = less bias")
+    fig.update_layout(title=title, xaxis_title="blob σ (px)", yaxis_title="‖soft-argmax − true‖ (px)",
+                      width=640, height=340, margin=dict(l=60, r=10, t=40, b=50),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def breakdown_figure(breakdown: Mapping) -> go.Figure:
+    """Error of the raw and compensated soft-argmax in the three broken cases
+    (:func:`compensation_breakdown`), log scale."""
+    titles = {"border": "blob clipped by the border", "two_modes": "a second mode",
+              "background": "non-zero background"}
+    xlab = {"border": "distance of the centre to the border (px)",
+            "two_modes": "second mode's relative height", "background": "background level b"}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[titles[k] for k in titles])
+    for c, key in enumerate(titles, start=1):
+        d = breakdown[key]
+        for name, dash in (("raw", "solid"), ("compensated", "dash")):
+            y = np.maximum(np.asarray(d[name]), 1e-12)
+            fig.add_scatter(x=d["x"], y=y, mode="lines", name=name, line=dict(dash=dash),
+                            showlegend=c == 1, legendgroup=name,
+                            line_color="black" if name == "raw" else "teal", row=1, col=c)
+        fig.update_xaxes(title_text=xlab[key], row=1, col=c)
+        fig.update_yaxes(type="log", row=1, col=c)
+    fig.update_yaxes(title_text="error (px)", row=1, col=1)
+    fig.update_layout(width=820, height=340, margin=dict(l=60, r=10, t=40, b=60))
+    return fig
+
+
+def epe_figure(configs: Mapping, gap: Mapping) -> go.Figure:
+    """Left: E_de against E_re over random symmetric configurations (Eq. 7, 8) with the
+    diagonal; right: E_de − E_re against the window size s (:func:`epe_gap_vs_spread`)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["random symmetric configurations",
+                                                        "advantage of expectation vs spread"])
+    e_re, e_de = np.asarray(configs["e_re"]), np.asarray(configs["e_de"])
+    fig.add_scatter(x=e_re, y=e_de, mode="markers", marker=dict(size=4, color=configs["s"],
+                    colorscale="Viridis", showscale=False), name="configurations", row=1, col=1)
+    top = float(max(e_re.max(), e_de.max()))
+    fig.add_scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="red", dash="dot"),
+                    name="E_de = E_re", row=1, col=1)
+    for i, off in enumerate(gap["offset"]):
+        fig.add_scatter(x=gap["s"], y=gap["gap"][i], mode="lines+markers",
+                        name=f"‖J − μ‖ = {off:g} px", row=1, col=2)
+    fig.update_xaxes(title_text="E_re = ‖J − μ‖ (px)", row=1, col=1)
+    fig.update_yaxes(title_text="E_de (px)", row=1, col=1)
+    fig.update_xaxes(title_text="support half-width s (px)", row=1, col=2)
+    fig.update_yaxes(title_text="E_de − E_re (px)", row=1, col=2)
+    fig.update_layout(width=820, height=380, margin=dict(l=60, r=10, t=40, b=50))
+    return fig
+
+
+def shrinkage_figure(curves: Mapping, sigma_true: float = 2.0) -> go.Figure:
+    """D_B (Eq. 12) against σ̂ for several offsets, with its numerical minimum σ* (stars)
+    (:func:`shrinkage_curves`)."""
+    palette = plotly.colors.DEFAULT_PLOTLY_COLORS
+    fig = go.Figure()
+    s = np.asarray(curves["sigma"])
+    for i, off in enumerate(curves["offsets"]):
+        color = palette[i % len(palette)]
+        fig.add_scatter(x=s, y=curves["distance"][i], mode="lines", name=f"μ − μ_true = {off:g}",
+                        legendgroup=str(i), line=dict(color=color))
+        star = float(curves["sigma_star"][i])
+        fig.add_scatter(x=[star], y=[float(np.interp(star, s, curves["distance"][i]))], mode="markers",
+                        marker=dict(size=12, symbol="star", color=color), showlegend=False,
+                        legendgroup=str(i), hovertemplate="σ* = %{x:.3f}<extra></extra>")
+    fig.add_scatter(x=[sigma_true, sigma_true], y=[0, 1.5], mode="lines", name="σ_true",
+                    line=dict(color="grey", dash="dot"))
+    fig.update_layout(xaxis_title="predicted σ̂ (px, log scale)", yaxis_title="Bhattacharyya distance (Eq. 12)",
+                      xaxis=dict(type="log", range=[np.log10(s.min()), np.log10(s.max())]),
+                      yaxis_range=[0, 1.5], width=640, height=360, margin=dict(l=60, r=10, t=30, b=50))
+    return fig
+
+
+def gradient_figure(factors: Mapping, autograd, gt, title: str = "") -> go.Figure:
+    """Eq. 23 side by side: value factor, location factor, their product, and autograd."""
+    maps = [factors["value"], factors["location"], factors["gradient"], autograd]
+    names = ["value factor β h̃", "location factor", "Eq. 23 = value × location", "autograd"]
+    fig = make_subplots(rows=1, cols=4, subplot_titles=names, horizontal_spacing=0.03)
+    for c, m in enumerate(maps, start=1):
+        m = np.asarray(m)
+        lim = float(np.abs(m).max()) or 1.0
+        signed = c > 1
+        fig.add_trace(go.Heatmap(z=m, colorscale="RdBu_r" if signed else "Viridis",
+                                 zmin=-lim if signed else 0, zmax=lim, showscale=False), 1, c)
+        fig.add_scatter(x=[gt[0]], y=[gt[1]], mode="markers", marker=MARKERS["true"],
+                        showlegend=False, row=1, col=c)
+        fig.add_scatter(x=[factors["prediction"][0]], y=[factors["prediction"][1]], mode="markers",
+                        marker=MARKERS["soft-argmax"], showlegend=False, row=1, col=c)
+        fig.update_yaxes(autorange="reversed", row=1, col=c, showticklabels=c == 1)
+    fig.update_layout(title=title, width=820, height=330, margin=dict(l=30, r=10, t=60, b=20))
+    return fig
+
+
+def toy_frames_figure(dynamics: Mapping, frame: int = -1, gt=(34.0, 46.0),
+                      cases: Sequence[int] = (1, 2, 3, 4)) -> go.Figure:
+    """Fig. 6 as small multiples: rows regression / detection, one column per case, the heatmap
+    at ``frame`` with the prediction's path and the ground truth."""
+    fig = make_subplots(rows=2, cols=len(cases), horizontal_spacing=0.02, vertical_spacing=0.08,
+                        subplot_titles=[f"case {c}" for c in cases],
+                        row_titles=["regression", "detection"])
+    for r, method in enumerate(("regression", "detection"), start=1):
+        for c, case in enumerate(cases, start=1):
+            d = dynamics[case][method]
+            fig.add_trace(go.Heatmap(z=d["frames"][frame], colorscale="Viridis", showscale=False), r, c)
+            path = d["predictions"][: (len(d["predictions"]) if frame == -1 else frame + 1)]
+            fig.add_scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", showlegend=False,
+                            line=dict(color="white", width=1), marker=dict(size=4, color="white"),
+                            row=r, col=c)
+            fig.add_scatter(x=[gt[0]], y=[gt[1]], mode="markers", marker=MARKERS["true"],
+                            showlegend=False, row=r, col=c)
+            fig.update_yaxes(autorange="reversed", showticklabels=False, row=r, col=c)
+            fig.update_xaxes(showticklabels=False, row=r, col=c)
+    step = int(dynamics[cases[0]]["regression"]["steps"][frame])
+    fig.update_layout(title=f"h ← h − γ∇ after {step} steps (Eq. 24); white: prediction's path, "
+                            "red: ground truth", width=820, height=560,
+                      margin=dict(l=40, r=40, t=70, b=10))
+    return fig
+
+
+def toy_error_figure(dynamics: Mapping) -> go.Figure:
+    """Distance of the prediction to the ground truth against the step, per case and method."""
+    fig = go.Figure()
+    colors = ["#636efa", "#ef553b", "#00cc96", "#ab63fa"]
+    for i, case in enumerate(dynamics):
+        for method, dash in (("regression", "solid"), ("detection", "dot")):
+            d = dynamics[case][method]
+            fig.add_scatter(x=d["steps"], y=d["errors"], mode="lines", name=f"case {case} {method}",
+                            line=dict(color=colors[i % 4], dash=dash))
+    fig.update_layout(xaxis_title="step", yaxis_title="‖prediction − truth‖ (px)", width=760,
+                      height=360, margin=dict(l=60, r=10, t=30, b=50))
+    return fig
+
+
+def activation_figure(s_values, curves: Mapping[str, np.ndarray], title: str = "A(s), Eq. 26") -> go.Figure:
+    """Mean activation sum A(s) against s for each named series (e.g. ``"ipr easy"``)."""
+    fig = go.Figure()
+    for name, c in curves.items():
+        fig.add_scatter(x=list(s_values), y=np.asarray(c), mode="lines+markers", name=name)
+    fig.update_layout(title=title, xaxis_title="s (window (2s+1)², heatmap px)",
+                      yaxis_title="mean A(s)", yaxis_range=[0, 1.02], width=640, height=360,
+                      margin=dict(l=60, r=10, t=40, b=50))
+    return fig
+
+
+def split_bars_figure(groups: Mapping[str, Mapping[str, Mapping]], metric: str,
+                      title: str = "") -> go.Figure:
+    """Grouped bars ``{series: {split: {"mean", "std", "n"}}}`` over easy / medium / hard, with
+    ± std and the count in the hover."""
+    fig = go.Figure()
+    for series, splits in groups.items():
+        names = list(splits)
+        fig.add_bar(name=series, x=names, y=[splits[k]["mean"] for k in names],
+                    error_y=dict(type="data", array=[splits[k]["std"] for k in names], visible=True),
+                    customdata=[splits[k]["n"] for k in names],
+                    hovertemplate="%{x}: %{y:.3f} (n = %{customdata})<extra>" + series + "</extra>")
+    fig.update_layout(barmode="group", title=title, yaxis_title=metric, width=640, height=340,
+                      margin=dict(l=60, r=10, t=40, b=40))
+    return fig
+
+
+def curves_figure(curves: Mapping[str, tuple], metric: str = "AP", title: str = "") -> go.Figure:
+    """Validation ``metric`` against epochs trained, one line per run (Fig. 8): ``{name:
+    (epochs, values)}`` from :func:`poselab.chapters.bcir.analysis.learning_curve`."""
+    fig = go.Figure()
+    for name, (e, v) in curves.items():
+        fig.add_scatter(x=np.asarray(e), y=np.asarray(v), mode="lines+markers", name=name)
+    fig.update_layout(title=title, xaxis_title="epochs trained", yaxis_title=metric, width=640,
+                      height=340, margin=dict(l=60, r=10, t=40, b=50))
+    return fig

@@ -1,0 +1,80 @@
+"""Plotly figures for the HDM chapter (static ``go.Figure`` builders over analysis arrays)."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["heatmaps_figure", "displacement_figure", "transport_plan_figure", "bars_figure", "minimiser_bias_figure"]
+
+
+def heatmaps_figure(maps, titles, keypoint=None, height=300):
+    """Side-by-side heatmaps (list of (H, W) arrays) with the keypoint marked."""
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(titles))
+    for c, m in enumerate(maps, start=1):
+        fig.add_trace(go.Heatmap(z=np.asarray(m), colorscale="Viridis", showscale=False), 1, c)
+        if keypoint is not None:
+            fig.add_trace(go.Scatter(x=[keypoint[0]], y=[keypoint[1]], mode="markers",
+                                     marker=dict(symbol="x", size=10, color="red"),
+                                     showlegend=False), 1, c)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{c}", row=1, col=c)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def displacement_figure(curves):
+    """Each loss (normalised to its maximum) and the localisation error vs peak displacement."""
+    d = curves["displacement"]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for name in ("mse", "emd"):
+        y = np.asarray(curves[name])
+        fig.add_trace(go.Scatter(x=d, y=y / y.max(), name=f"{name.upper()} / max"))
+    fig.add_trace(go.Scatter(x=d, y=curves["err_argmax"], name="localisation error (px)",
+                             line=dict(dash="dot")), secondary_y=True)
+    fig.update_layout(xaxis_title="peak displacement (heatmap px)", height=350,
+                      yaxis_title="loss / max", margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_yaxes(title_text="error (px)", secondary_y=True)
+    return fig
+
+
+def transport_plan_figure(suppliers, plan, positions, masses):
+    """Where each pixel's mass goes: the suppliers, then each demander's share of the plan."""
+    titles = ["suppliers S (Eq. 3)"] + [f"to demander {j}: d={float(masses[j]):.2f}" for j in range(4)]
+    fig = make_subplots(rows=1, cols=5, subplot_titles=titles)
+    maps = [suppliers] + [plan[..., j] for j in range(4)]
+    for c, m in enumerate(maps, start=1):
+        fig.add_trace(go.Heatmap(z=np.asarray(m), colorscale="Magma", showscale=False), 1, c)
+        fig.add_trace(go.Scatter(x=np.asarray(positions)[:, 0], y=np.asarray(positions)[:, 1],
+                                 mode="markers", marker=dict(size=6, color="cyan"),
+                                 showlegend=False), 1, c)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{c}", row=1, col=c)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def bars_figure(groups: dict, title: str, yaxis: str):
+    """Grouped bars: ``{group: {series: value}}``."""
+    series = sorted({s for g in groups.values() for s in g})
+    fig = go.Figure([go.Bar(name=s, x=list(groups), y=[groups[g].get(s, np.nan) for g in groups])
+                     for s in series])
+    fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, height=320,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def minimiser_bias_figure(curve, paper_reg: float = 1.0):
+    """Where the HDM loss's minimiser decodes, against reg (a
+    :func:`poselab.chapters.hdm.minimiser.minimiser_bias_curve`): mean and largest offset from
+    the dot (px), the naive demander's rounding error for scale, the paper's reg marked."""
+    reg = np.asarray(curve["reg"], dtype=float)
+    fig = go.Figure([go.Scatter(x=reg, y=curve["mean_offset"], mode="lines+markers", name="mean offset"),
+                     go.Scatter(x=reg, y=curve["max_offset"], mode="lines+markers", name="largest offset",
+                                line=dict(dash="dot"))])
+    fig.add_hline(y=float(curve["rounding_error"]), line=dict(color="grey", dash="dash"),
+                  annotation_text="rounding error (naive demander)", annotation_position="top left")
+    fig.add_vline(x=paper_reg, line=dict(color="firebrick", dash="dash"),
+                  annotation_text=f"paper: reg = {paper_reg:g}", annotation_position="top right")
+    fig.update_layout(title=f"Minimiser of the HDM loss: decoded offset from the dot ({curve['n_keypoints']} keypoints)",
+                      xaxis_title="entropic regularisation reg (heatmap px)", yaxis_title="offset (px)",
+                      xaxis_type="log", height=340, width=760, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

@@ -1,0 +1,20 @@
+"""Chapter 03: RCNet, confidence ranking (the post-hoc re-scoring fit, analysis, the simulated
+person detector, figures, widgets). It registers no recipe: RCNet re-ranks the detections of
+the ``mse`` model, which is what its replication trains."""
+from poselab.chapters.registry import Chapter, register, replicating
+
+CHAPTER = register(Chapter(
+    number=3, name="rcnet", stem="03_rcnet",
+    title="RCNet — confidence ranking",
+    paper="rcnet-confidence-ranking.md", tag="RCNet",
+    recipes=("mse",),
+    replication_recipes=replicating(("mse",)),
+    expected_claims={"rcnet.ablation.attention_vs_mlp", "rcnet.ablation.margin",
+                     "rcnet.calibration.pearson_ause", "rcnet.control.rank_vs_regression",
+                     "rcnet.loss.eq9_matches_simplified", "rcnet.loss.tied_gradient",
+                     "rcnet.posthoc.map_gain", "rcnet.posthoc.mar_unchanged",
+                     "rcnet.posthoc.ranking_accuracy_gain", "rcnet.prop2.expected_margin",
+                     "rcnet.random.ranking_accuracy", "rcnet.rivals.table",
+                     "rcnet.theorem1.upper_bound", "rcnet.toy.ar_rank_invariant",
+                     "rcnet.toy.correct_order_ap", "rcnet.toy.fp_first_ap"},
+    package=__name__))

@@ -1,0 +1,17 @@
+"""Chapter 02: RSPose, ranking losses (recipes, analysis, figures, widgets)."""
+from poselab.chapters.registry import Chapter, register, replicating
+
+CHAPTER = register(Chapter(
+    number=2, name="rspose", stem="02_rspose",
+    title="RSPose — ranking losses",
+    paper="rspose-ranking-losses.md", tag="RSPose",
+    recipes=("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs"),
+    replication_recipes=replicating(("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs")),
+    expected_claims={"rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
+                     "rspose.imbalance.dot_2d_ratio", "rspose.imbalance.gaussian_2d_ratio",
+                     "rspose.imbalance.simcc_dot_ratio_x", "rspose.imbalance.simcc_dot_ratio_y",
+                     "rspose.loss.matches_reference_loop",
+                     "rspose.plateau.rank_blind_inside_window", "rspose.scaling.minmax_keeps_ap",
+                     "rspose.simcc.kl_vs_rs", "rspose.theorem1.covariance_identity_error",
+                     "rspose.training.ablation", "rspose.training.spearman"},
+    package=__name__))
