@@ -63,9 +63,9 @@ from poselab.experiments.replicate import recorded_verdict
 from poselab.experiments.verdicts import DEFAULT_AP_FLOOR
 from poselab.losses import emd_loss, heatmap_mse_loss
 from poselab.losses.emd_keypoints import emd_batch_loss, emd_visibility
-from poselab.models import build_model
+from poselab.models import DEFAULT_HEATMAP_STRIDE, build_model
 from poselab.models.heads import EMD_MAX_ANCHOR, MaxAnchor
-from poselab.train import Evaluator, fit
+from poselab.train import Evaluator, codec_for_model, fit
 
 __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for", "emd_visibility",
            "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps",
@@ -81,7 +81,7 @@ def codec_for(loss: str, input_size=(64, 48), sigma: float = 2.0, heatmap_size=N
     :class:`FourPixelCodec`, for maps of ``heatmap_size`` (None: the size of the model
     :func:`build_heatmap_model` builds, at :data:`poselab.models.DEFAULT_HEATMAP_STRIDE`)."""
     if heatmap_size is None:
-        from ..models import DEFAULT_HEATMAP_STRIDE as s
+        s = DEFAULT_HEATMAP_STRIDE
         heatmap_size = (input_size[0] // s, input_size[1] // s)
     if loss == "mse":
         return HeatmapCodec(input_size, heatmap_size, sigma=sigma, decoder="quarter")
@@ -256,7 +256,6 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     if isinstance(evaluator, (str, Path)):
         evaluator = make_evaluator(evaluator, None, input_size, device)
     ev = copy.copy(evaluator)  # shares the preloaded crops
-    from ..train import codec_for_model
     size = codec_for_model(model, input_size=tuple(input_size), head="heatmap", device=device).heatmap_size
     ev.codec, ev.return_predictions = codec_for(loss, input_size, sigma, heatmap_size=size), False
     metrics = ev(model)
