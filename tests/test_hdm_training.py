@@ -544,7 +544,7 @@ def test_recorded_gaussian_beats_dot_applies_convergence_to_the_dot_side(tmp_pat
     none = T.recorded_gaussian_beats_dot(root=tmp_path)
     assert none["recorded"] is False and "poselab replicate" in none["reason"]
     sentence = T.gaussian_beats_dot_sentence(claims.not_testable("x"), rec)
-    assert "0.139" in sentence and "higher by 0.394" in sentence, sentence
+    assert "0.139" in sentence and "higher by 0.394" in sentence and "19.2" in sentence, sentence
 
 
 def test_gaussian_beats_dot_live_without_dot_runs_is_not_testable(tmp_path):
