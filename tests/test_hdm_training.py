@@ -2,6 +2,7 @@
 poselab.chapters.hdm.analysis.heatmap_compactness, against naive float64 loops and closed forms."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -567,7 +568,7 @@ def test_sigma_tuning_is_not_testable_and_says_what_is_recorded(tmp_path):
     v = T.sigma_tuning_verdict()
     assert v.verdict == "inconclusive" and v.reason.startswith("not testable here")
     assert v.summary["recorded_runs_per_sigma"]["0.5"] == 0 and "fewer than 3" in v.reason
-    src = json.loads(open("results/replications/06_bcir/mse__full__seed0.json").read())
+    src = json.loads(Path("results/replications/06_bcir/mse__full__seed0.json").read_text())
     folder = tmp_path / "06_bcir"
     folder.mkdir()
     for name in ("mse_sigma0_5", "mse_sigma1", "mse", "mse_sigma3"):

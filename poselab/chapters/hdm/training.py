@@ -456,14 +456,14 @@ def dot_not_trained_reason(preset, root=None, recorded_preset: str = "full",
     against the AP floor. Without records, says so."""
     floor = DEFAULT_AP_FLOOR if floor is None else floor
     p = get_preset(preset)
-    base = f"the live run trains {' and '.join(('mse', 'emd'))} only (train_dot=False)"
+    base = "the live run trains mse and emd only (train_dot=False)"
     table = recorded_table("04_hdm", preset=recorded_preset, root=root)
     if table is None or "mse_dot" not in table.recipes:
         return f"{base}; no recorded {recorded_preset}-preset mse_dot runs to say what it would reach"
     curves = [c for c in validation_curves(table, "mse_dot", "AP") if len(c[0])]
     run = next(r for r in table.results if r.recipe == "mse_dot")
     per_epoch = max(curves[0][0]) / get_preset(run.preset).epochs
-    steps = int(round(p.epochs * per_epoch)) if p.max_steps is None else int(min(p.max_steps, p.epochs * per_epoch))
+    steps = round(p.epochs * per_epoch) if p.max_steps is None else int(min(p.max_steps, p.epochs * per_epoch))
     at = float(np.mean([np.interp(steps, s, v) for s, v in curves]))
     first = min(min(s) for s, _ in curves)
     where = f"after {steps} steps" if steps >= first else f"at its first validation ({int(first)} steps; this preset trains {steps})"
