@@ -16,5 +16,6 @@ CHAPTER = register(Chapter(
                      "hdm.sinkhorn.converged_by_cap",
                      "hdm.theorem1.corrected_identity_max_abs_error",
                      "hdm.theorem1.identity_max_abs_error", "hdm.training.compactness",
-                     "hdm.training.emd_vs_mse", "hdm.training.level_descent"},
+                     "hdm.training.emd_vs_mse", "hdm.training.level_descent",
+                     "hdm.training.gaussian_beats_dot", "hdm.sigma.varies_across_joints"},
     package=__name__))
