@@ -575,7 +575,7 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
         'emd not converged at 625 steps (AP +0.018 over the last 20% of training > tolerance 0.01)'
         >>> has_converged("emd", [([250, 500, 625], [0.03, 0.118, 0.136])], tolerance=0.05,
         ...               relative=True).reason
-        'emd not converged at 625 steps (AP +13% over the last 20% of training > tolerance 5%)'
+        'emd not converged at 625 steps (AP +13.2% over the last 20% of training > tolerance 5.0%)'
     """
     if not (isinstance(tolerance, numbers.Real) and math.isfinite(tolerance) and tolerance > 0):
         raise ClaimError(f"tolerance must be a finite number > 0, got {tolerance!r}")
@@ -601,8 +601,9 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
                          f"validation before the last {fraction:.0%} of training)", summary)
     mean = float(np.mean(gains))
     summary["mean_gain"] = mean
-    shown = f"{mean:+.0%}" if relative else f"{mean:+.3g}"
-    tol = f"{tolerance:.0%}" if relative else f"{tolerance:g}"
+    # one decimal: a 5.2 % gain against a 5 % tolerance must not read "+5% > 5%"
+    shown = f"{mean:+.1%}" if relative else f"{mean:+.3g}"
+    tol = f"{tolerance:.1%}" if relative else f"{tolerance:g}"
     if mean > tolerance:
         return Readiness(name, "converged", False, f"{name} not converged{at} ({metric} {shown} over "
                          f"the last {fraction:.0%} of training > tolerance {tol})", summary)

@@ -378,3 +378,10 @@ def test_markdown_values_are_readable_not_json():
     assert '"ours_mean"' not in md and "{" not in md and "0.123456789" not in md
     card = scorecard.to_markdown(claims.records())
     assert "ours_mean: 0.1235" in card and '"ours_mean"' not in card
+
+
+def test_convergence_reason_shows_a_gain_just_above_the_tolerance():
+    """A 5.2 % late gain against a 5 % tolerance reads "+5.2% … > tolerance 5.0%", not the
+    self-contradictory "+5% > 5%" that whole percents printed."""
+    r = claims.has_converged("x", [([250, 500, 625], [0.5, 0.948, 1.0])], tolerance=0.05, relative=True)
+    assert "not converged" in r.reason and "+5.2%" in r.reason and "tolerance 5.0%" in r.reason
