@@ -172,3 +172,18 @@ def test_recorded_control_that_matches_the_rank_loss_is_not_a_win(tmp_path):
     got = R.recorded_verdicts("full", root=tmp_path)
     assert got["rcnet.posthoc.map_gain"]["verdict"] == "reproduced"
     assert got["rcnet.control.rank_vs_regression"]["verdict"] == "not reproduced"
+
+
+def test_side_by_side_workers_record_base_runs_then_derived_records(cache):
+    """--jobs 2 in place: two base workers, then two derived workers (which read the base runs
+    from the run cache); every record is one-thread, and the plan lists the derived records."""
+    out = cache / "replications"
+    written = rep.replicate("03", preset="fast", seeds=[0, 1], jobs=2, root=out, worktree=False)
+    assert sorted(p.name for p in written) == ["mse__fast__seed0.json", "mse__fast__seed1.json",
+                                               "rcnet_fit__fast__seed0.json", "rcnet_fit__fast__seed1.json"]
+    recs = [json.loads(p.read_text()) for p in written]
+    assert all(r["threads"] == 1 for r in recs)
+    rows = rep.plan("03", preset="fast", seeds=[0, 1, 2], root=out)
+    derived = [(r["recipe"], r["seed"], r["recorded"]) for r in rows if r.get("derived")]
+    assert derived == [("rcnet_fit", 0, True), ("rcnet_fit", 1, True), ("rcnet_fit", 2, False)]
+    assert all(r["expected_seconds"] > 0 for r in rows if r.get("derived"))

@@ -405,6 +405,15 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
                          "recorded": record_file(folder, recipe.name, p.name, seed).is_file(),
                          "steps": steps, "seconds_per_step": sps,
                          "expected_seconds": None if (sps is None or steps is None) else sps * steps})
+    for step in chapter_derived(chapter):  # derived records: CPU seconds of those recorded at this preset
+        done = [_read_derived(path, name=step.name, preset=p.name)
+                for path in sorted(folder.glob(f"{step.name}__{p.name}__seed*.json"))]
+        cpu = [float(r["cpu_seconds"]) for r in done if r.get("cpu_seconds")]
+        for seed in seeds:
+            rows.append({"recipe": step.name, "seed": int(seed), "preset": p.name, "derived": True,
+                         "recorded": record_file(folder, step.name, p.name, seed).is_file(),
+                         "steps": None, "seconds_per_step": None,
+                         "expected_seconds": float(np.mean(cpu)) if cpu else None})
     return rows
 
 
