@@ -91,7 +91,8 @@ class DerivedStep:
         recipe: the base recipe whose run (same preset and seed; from the run cache, trained
             on a miss) ``compute`` receives.
         compute: ``fn(run: RunResult, preset: Preset) -> dict`` of JSON-able values (what the
-            chapter's recorded verdicts read); it may not use the keys the record's provenance uses.
+            chapter's recorded verdicts read), stored under the record's ``values``. It runs in this
+            process (on the CPU unless it moves work itself); the record notes the thread count.
     """
     name: str
     recipe: str
@@ -108,8 +109,6 @@ class DerivedStep:
 
 #: chapter file stem → its derived steps (registered by the chapter, like the recipes)
 _CHAPTER_DERIVED: dict[str, tuple[DerivedStep, ...]] = {}
-_PROVENANCE_KEYS = ("kind", "name", "chapter", "seed", "preset", "base", "commit", "dirty", "source_digest",
-                    "threads", "device", "machine", "wall_seconds", "cpu_seconds", "command", "recorded")
 
 
 def register_chapter_derived(stem: str, steps: Iterable[DerivedStep]) -> None:
@@ -189,7 +188,7 @@ def derive(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 
                         "metrics": base.metrics},
                "commit": started.get("commit"), "dirty": started.get("dirty"),
                "source_digest": source_digest(), "threads": int(torch.get_num_threads()),
-               "device": str(device), "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
+               "device": "cpu", "base_device": str(device), "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
                "wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
                "command": command, "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "values": values}
