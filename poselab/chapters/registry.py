@@ -54,6 +54,9 @@ class Chapter:
         expected_claims: claim ids the chapter promises (its fast run must record them).
         replication_recipes: ``fn(preset) -> list[Recipe]``: what ``poselab replicate`` trains for
             this chapter (None: the chapter has no empirical training claim to replicate).
+        replication_derived: ``fn() -> list[DerivedStep]``: what ``poselab replicate`` records per
+            seed on top of the chapter's base runs (:class:`poselab.experiments.replicate.DerivedStep`,
+            e.g. RCNet's post-hoc fits); None: nothing. Called when the engine loads.
         runs_last: the chapter reads the other chapters' claim ledgers (the capstone), so
             ``poselab run`` and the chapter tests run it after every other chapter, whatever its
             number (a chapter added after the capstone needs no renumbering).
@@ -71,6 +74,7 @@ class Chapter:
     recipes: tuple[str, ...] = ()
     expected_claims: frozenset[str] = field(default_factory=frozenset)
     replication_recipes: Callable | None = None
+    replication_derived: Callable | None = None
     runs_last: bool = False
     notebook: Path | None = None
     package: str = ""
@@ -103,6 +107,8 @@ class Chapter:
             raise TypeError(f"chapter {self.stem}: runs_last must be a bool, got {self.runs_last!r}")
         if self.replication_recipes is not None and not callable(self.replication_recipes):
             raise TypeError(f"chapter {self.stem}: replication_recipes must be callable(preset) or None")
+        if self.replication_derived is not None and not callable(self.replication_derived):
+            raise TypeError(f"chapter {self.stem}: replication_derived must be callable() or None")
         if self.notebook is not None:
             object.__setattr__(self, "notebook", Path(self.notebook))
         bad = [c for c in self.expected_claims if c.split(".", 1)[0] not in self.claim_prefixes]
@@ -154,6 +160,7 @@ def unregister(chapter: Chapter | str) -> None:
     _CHAPTERS.pop(stem, None)
     if _loaded:
         _replicate().unregister_chapter_recipes(stem)
+        _replicate().unregister_chapter_derived(stem)
 
 
 def chapters() -> list[Chapter]:
@@ -215,6 +222,8 @@ def _load(chapter: Chapter) -> None:
     recipes_module(chapter)
     if chapter.replication_recipes is not None:
         _replicate().register_chapter_recipes(chapter.stem, chapter.replication_recipes)
+    if chapter.replication_derived is not None:
+        _replicate().register_chapter_derived(chapter.stem, chapter.replication_derived())
 
 
 def load_recipes() -> list[str]:

@@ -198,7 +198,7 @@ def _replicate(args) -> int:
             return OK
         written = rep.replicate(args.chapter, preset=args.preset, seeds=args.seeds, jobs=args.jobs,
                                 device=args.device, data=args.data, root=args.out,
-                                worktree=not args.in_place, shard=(k, n))
+                                worktree=not args.in_place, shard=(k, n), stage=args.stage)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
     if (k, n) == (0, 1):
@@ -275,6 +275,7 @@ def _add_replicate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-place", action="store_true",
                    help="train the code imported here instead of a clean worktree of HEAD")
     p.add_argument("--shard", type=_shard, default=(0, 1), help=argparse.SUPPRESS)
+    p.add_argument("--stage", choices=("all", "base", "derived"), default="all", help=argparse.SUPPRESS)
 
 
 COMMANDS = {

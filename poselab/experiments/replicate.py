@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -44,7 +45,9 @@ from .runner import ComparisonTable, RunResult, _jsonable, compare
 
 __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipes", "register_chapter_recipes",
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
-           "recorded_table", "replicate", "plan", "REPLICATIONS_DIR"]
+           "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
+           "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
+           "derive", "recorded_derived", "recorded_derived_verdict"]
 
 RECORD_KIND = "poselab-replication-run"
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -71,6 +74,166 @@ def register_chapter_recipes(stem: str, recipes: Callable[[Preset], list[Recipe]
 def unregister_chapter_recipes(stem: str) -> None:
     """Forget a chapter's replication recipes (tests registering a dummy chapter)."""
     _CHAPTER_RECIPES.pop(stem, None)
+
+
+# ----------------------------------------------------------------------------- derived records
+
+DERIVED_KIND = "poselab-replication-derived"
+
+
+@dataclass(frozen=True)
+class DerivedStep:
+    """A computation a chapter records per seed on top of one recorded base run (RCNet's
+    post-hoc fits on the ``mse`` model, for example).
+
+    Attributes:
+        name: the record's name: ``<name>__<preset>__seed<N>.json`` in the chapter's folder.
+        recipe: the base recipe whose run (same preset and seed; from the run cache, trained
+            on a miss) ``compute`` receives.
+        compute: ``fn(run: RunResult, preset: Preset) -> dict`` of JSON-able values (what the
+            chapter's recorded verdicts read), stored under the record's ``values``. It runs in this
+            process (on the CPU unless it moves work itself); the record notes the thread count.
+    """
+    name: str
+    recipe: str
+    compute: Callable[[Any, Preset], dict]
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", self.name):
+            raise ValueError(f"a derived step's name must be letters, digits and '_', got {self.name!r}")
+        if not isinstance(self.recipe, str) or not self.recipe:
+            raise TypeError(f"derived step {self.name}: recipe must be a recipe name, got {self.recipe!r}")
+        if not callable(self.compute):
+            raise TypeError(f"derived step {self.name}: compute must be callable(run, preset) -> dict")
+
+
+#: chapter file stem → its derived steps (registered by the chapter, like the recipes)
+_CHAPTER_DERIVED: dict[str, tuple[DerivedStep, ...]] = {}
+
+
+def register_chapter_derived(stem: str, steps: Iterable[DerivedStep]) -> None:
+    """Say what ``poselab replicate <stem>`` records per seed after the chapter's base runs
+    (:class:`DerivedStep`); the chapter registers them through the chapter registry, so this core
+    module never imports a chapter."""
+    if not isinstance(stem, str) or not re.fullmatch(r"\d\d_\w+", stem):
+        raise ValueError(f"stem must be a chapter's notebook stem such as '03_rcnet', got {stem!r}")
+    steps = tuple(steps)
+    if not steps or not all(isinstance(s, DerivedStep) for s in steps):
+        raise TypeError(f"chapter {stem}: derived steps must be a non-empty list of DerivedStep, got {steps!r:.120}")
+    if len({s.name for s in steps}) != len(steps):
+        raise ValueError(f"chapter {stem}: two derived steps share a name")
+    _CHAPTER_DERIVED[stem] = steps
+
+
+def unregister_chapter_derived(stem: str) -> None:
+    """Forget a chapter's derived steps (tests)."""
+    _CHAPTER_DERIVED.pop(stem, None)
+
+
+def chapter_derived(chapter: str) -> tuple[DerivedStep, ...]:
+    """The chapter's derived steps (empty when it registered none)."""
+    return _CHAPTER_DERIVED.get(_chapter_stem(chapter), ())
+
+
+def _read_derived(path: Path, *, name: str | None = None, preset: str | None = None,
+                  seed: int | None = None) -> dict[str, Any]:
+    """A derived record, checked; a file that is not one raises ValueError naming it and the way out."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable derived record ({type(exc).__name__}: "
+                         f"{str(exc)[:120]}); delete it to compute it again") from None
+    want = {"name": name, "preset": preset, "seed": seed}
+    if not isinstance(rec, dict) or rec.get("kind") != DERIVED_KIND or not isinstance(rec.get("values"), dict) \
+            or any(v is not None and rec.get(k) != v for k, v in want.items()):
+        raise ValueError(f"{path} is not a derived record of {name or 'this step'} (preset {preset}, seed "
+                         f"{seed}); delete it to compute it again")
+    return rec
+
+
+def _derived_todo(folder: Path, steps, preset: str, seeds) -> list[tuple[DerivedStep, int]]:
+    todo = []
+    for seed in seeds:
+        for step in steps:
+            path = record_file(folder, step.name, preset, seed)
+            if path.is_file():
+                _read_derived(path, name=step.name, preset=preset, seed=seed)  # corrupt: fail, never trust
+            else:
+                todo.append((step, seed))
+    return todo
+
+
+def derive(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
+           device: str = "auto", data: str = "synth", root: str | os.PathLike | None = None,
+           shard: tuple[int, int] = (0, 1), started: dict[str, Any] | None = None) -> list[Path]:
+    """Compute and record every derived record of the chapter not recorded yet (one JSON per step
+    and seed, written the moment it is computed); returns the files written now. The base run
+    comes from the run cache (trained on a miss). A record that exists but cannot be read raises
+    ValueError naming the file (never silently recomputed or trusted)."""
+    p = get_preset(preset)
+    seeds = [int(s) for s in seeds]
+    folder = replication_folder(chapter, root).resolve()
+    todo = _derived_todo(folder, chapter_derived(chapter), p.name, seeds)[shard[0]::shard[1]]
+    started = started or provenance()
+    command = "poselab replicate " + shlex.join([str(chapter), "--preset", p.name, "--seeds", *map(str, seeds)])
+    written = []
+    for step, seed in todo:
+        t0, c0 = time.perf_counter(), time.process_time()
+        base = compare([step.recipe], seeds=[seed], data=data, preset=p, device=device, jobs=1).results[0]
+        values = step.compute(base, p)
+        if not isinstance(values, dict):
+            raise TypeError(f"derived step {step.name} returned {type(values).__name__}, not a dict")
+        rec = {"kind": DERIVED_KIND, "name": step.name, "chapter": folder.name, "seed": seed, "preset": p.name,
+               "base": {"recipe": base.recipe, "key": base.key, "seed": base.seed, "data": base.data,
+                        "metrics": base.metrics},
+               "commit": started.get("commit"), "dirty": started.get("dirty"),
+               "source_digest": source_digest(), "threads": int(torch.get_num_threads()),
+               "device": "cpu", "base_device": str(device), "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
+               "wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+               "command": command, "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "values": values}
+        folder.mkdir(parents=True, exist_ok=True)
+        path = record_file(folder, step.name, p.name, seed)
+        _write_json(path, rec)
+        written.append(path)
+        print(f"recorded {path}", flush=True)
+    return written
+
+
+def recorded_derived(chapter: str, name: str, *, preset: str = "full",
+                     root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The chapter's derived records of step ``name`` at ``preset``, by seed; a file that is not
+    one raises ValueError naming it."""
+    folder = replication_folder(chapter, root)
+    recs = [_read_derived(path, name=name, preset=preset)
+            for path in sorted(folder.glob(f"{name}__{preset}__seed*.json"))]
+    return sorted(recs, key=lambda r: int(r["seed"]))
+
+
+def recorded_derived_verdict(chapter: str, name: str, judge, *, preset: str = "full",
+                             root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`recorded_verdict` for derived records: ``judge(records) -> Verdict`` (records by
+    seed, each with ``values``) with the rule the chapter applies to its live run. Same return
+    shape; "no recorded replication yet" (with the command) when there are no records."""
+    stem = replication_folder(chapter, root).name
+    how = f"poselab replicate {stem} --preset {preset}"
+    try:
+        recs = recorded_derived(chapter, name, preset=preset, root=root)
+    except ValueError as exc:
+        return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
+    if not recs:
+        return {"recorded": False, "verdict": "—", "preset": preset,
+                "reason": f"no recorded {preset}-preset replication yet ({how})"}
+    try:
+        v = judge(recs)
+    except (KeyError, ValueError) as exc:
+        return {"recorded": False, "verdict": "—", "preset": preset,
+                "reason": f"the recorded runs cannot answer yet ({str(exc).strip(chr(39))[:160]}; {how})"}
+    digest = source_digest()
+    return {"recorded": True, "verdict": v.verdict, "reason": v.reason, "preset": preset,
+            "seeds": [int(r["seed"]) for r in recs], "runs": len(recs),
+            "commits": sorted({str(r.get("commit"))[:10] for r in recs}),
+            "current": all(r.get("source_digest") == digest for r in recs)}
 
 
 def _chapter_stem(chapter: str) -> str:
@@ -241,6 +404,15 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
                          "recorded": record_file(folder, recipe.name, p.name, seed).is_file(),
                          "steps": steps, "seconds_per_step": sps,
                          "expected_seconds": None if (sps is None or steps is None) else sps * steps})
+    for step in chapter_derived(chapter):  # derived records: CPU seconds of those recorded at this preset
+        done = [_read_derived(path, name=step.name, preset=p.name)
+                for path in sorted(folder.glob(f"{step.name}__{p.name}__seed*.json"))]
+        cpu = [float(r["cpu_seconds"]) for r in done if r.get("cpu_seconds")]
+        for seed in seeds:
+            rows.append({"recipe": step.name, "seed": int(seed), "preset": p.name, "derived": True,
+                         "recorded": record_file(folder, step.name, p.name, seed).is_file(),
+                         "steps": None, "seconds_per_step": None,
+                         "expected_seconds": float(np.mean(cpu)) if cpu else None})
     return rows
 
 
@@ -272,7 +444,7 @@ def _worktree(commit: str) -> Path:
 def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
               jobs: int | None = None, device: str = "auto", data: str = "synth",
               root: str | os.PathLike | None = None, worktree: bool = True,
-              shard: tuple[int, int] = (0, 1)) -> list[Path]:
+              shard: tuple[int, int] = (0, 1), stage: str = "all") -> list[Path]:
     """Train and record every run of the chapter's replication not recorded yet; returns the
     record files written now.
 
@@ -280,7 +452,14 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     checkout's ``root``); ``False`` trains the code imported here. ``jobs`` > 1 trains that many
     runs at once, each in its own process (one torch thread each on a CPU; on a GPU they share
     it). ``shard=(k, n)``: only every n-th missing run from the k-th (what each process takes).
+
+    After the base runs, the chapter's derived records (:func:`register_chapter_derived`, e.g.
+    RCNet's fits on each recorded ``mse`` model) are computed and recorded the same way, one per
+    step and seed, skipping those recorded (:func:`derive`). ``stage``: ``"all"``, ``"base"``
+    (runs only) or ``"derived"`` (derived records only; base runs come from the run cache).
     """
+    if stage not in ("all", "base", "derived"):
+        raise ValueError(f"stage must be 'all', 'base' or 'derived', got {stage!r}")
     p = get_preset(preset)
     seeds = [int(s) for s in seeds]
     if not seeds or any(s < 0 for s in seeds):
@@ -294,18 +473,24 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     recipes = chapter_recipes(chapter, p)
     # seed by seed, so an interrupted replication holds complete pairs of the compared recipes
     todo = [(r, s) for s in seeds for r in recipes
-            if not record_file(folder, r.name, p.name, s).is_file()]
+            if not record_file(folder, r.name, p.name, s).is_file()] if stage != "derived" else []
+    steps = chapter_derived(chapter) if stage != "base" else ()
+    derived_todo = _derived_todo(folder, steps, p.name, seeds)
     if shard == (0, 1):
         print(f"replication of {folder.name} at preset {p.name!r}: {len(recipes)} recipe(s) x "
               f"{len(seeds)} seed(s); {len(recipes) * len(seeds) - len(todo)} recorded, {len(todo)} "
               "to train", flush=True)
-    todo = todo[k::n]
-    if not todo:
+        if steps:
+            print(f"derived records ({', '.join(s.name for s in steps)}) x {len(seeds)} seed(s): "
+                  f"{len(steps) * len(seeds) - len(derived_todo)} recorded, {len(derived_todo)} to compute",
+                  flush=True)
+    todo, derived_todo = todo[k::n], derived_todo[k::n]
+    if not todo and not derived_todo:
         return []
     head = _git("rev-parse", "HEAD")
     base = [sys.executable, "-m", "poselab", "replicate", str(chapter), "--preset", p.name,
             "--seeds", *map(str, seeds), "--device", device, "--data", data, "--out", str(folder.parent),
-            "--in-place"]
+            "--in-place"] + (["--stage", stage] if stage != "all" else [])
     before = set(folder.glob("*.json")) if folder.is_dir() else set()
     if worktree and head:
         if _git("status", "--porcelain", "--", "poselab"):
@@ -315,13 +500,19 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
         env = {**os.environ, "PYTHONPATH": str(tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         rc = subprocess.run(base + (["--jobs", str(jobs)] if jobs else []), cwd=tree, env=env).returncode
         return _finish(folder, before, rc, str(tree))
-    jobs = min(int(jobs or 1), len(todo))
+    jobs = min(int(jobs or 1), max(len(todo), len(derived_todo)))
     if jobs > 1:
         env = dict(os.environ)
         if device in ("auto", "cpu") and not torch.cuda.is_available():
             env["OMP_NUM_THREADS"] = "1"  # side by side on a CPU: one thread per process
-        procs = [subprocess.Popen(base + ["--shard", f"{i}/{jobs}"], env=env) for i in range(jobs)]
-        rc = max(proc.wait() for proc in procs)
+        rc = 0
+        # base runs first, then the derived records (which read the base runs from the run cache)
+        for part, count in (("base", len(todo)), ("derived", len(derived_todo))):
+            if count and rc == 0:
+                width = min(jobs, count)
+                procs = [subprocess.Popen(base + ["--shard", f"{i}/{width}", "--stage", part], env=env)
+                         for i in range(width)]
+                rc = max(proc.wait() for proc in procs)
         return _finish(folder, before, rc, "the worker processes")
     started = provenance()  # the commit these runs train, taken before any of them starts
     command = "poselab replicate " + shlex.join([str(chapter), "--preset", p.name, "--seeds",
@@ -333,6 +524,10 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
         written.append(_write_run(folder, res, started=started, wall=time.perf_counter() - t0,
                                   cpu=time.process_time() - c0, command=command))
         print(f"recorded {written[-1]}", flush=True)
+    if derived_todo:
+        # every base run of the seeds is recorded (or cached) by now; derived records follow
+        written += derive(chapter, preset=p.name, seeds=seeds, device=device, data=data, root=root,
+                          shard=(k, n), started=started)
     return written
 
 

@@ -1,7 +1,15 @@
 """Chapter 03: RCNet, confidence ranking (the post-hoc re-scoring fit, analysis, the simulated
 person detector, figures, widgets). It registers no recipe: RCNet re-ranks the detections of
-the ``mse`` model, which is what its replication trains."""
+the ``mse`` model, which is what its replication trains; the RCNet fits on each recorded model
+are the replication's derived records (:mod:`poselab.chapters.rcnet.replication`)."""
 from poselab.chapters.registry import Chapter, register, replicating
+
+
+def _derived_steps():
+    # deferred: the fits need torch; called when the engine (poselab.experiments) loads
+    from poselab.chapters.rcnet.replication import derived_steps
+    return derived_steps()
+
 
 CHAPTER = register(Chapter(
     number=3, name="rcnet", stem="03_rcnet",
@@ -9,6 +17,7 @@ CHAPTER = register(Chapter(
     paper="rcnet-confidence-ranking.md", tag="RCNet",
     recipes=("mse",),
     replication_recipes=replicating(("mse",)),
+    replication_derived=_derived_steps,
     expected_claims={"rcnet.ablation.attention_vs_mlp", "rcnet.ablation.margin",
                      "rcnet.calibration.pearson_ause", "rcnet.control.rank_vs_regression",
                      "rcnet.loss.eq9_matches_simplified", "rcnet.loss.tied_gradient",
