@@ -49,7 +49,7 @@ from poselab.errors import CliError
 from poselab.labs import CHAPTER_PATTERN, labs_dir, list_chapters, resolve_chapters
 
 from . import chapters, data, teaching, tools, training
-from ._common import INTERRUPTED, OK, USAGE, Command, Parser
+from ._common import OK, USAGE, Command, Parser, dispatch
 from .chapters import check_parameters, lab, parse_parameters, run
 
 __all__ = ["main", "build_parser", "COMMANDS", "run", "lab", "parse_parameters",
@@ -102,11 +102,4 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE if exc.code else OK
     args.argv = argv  # the command line as given (train --record writes it into the record)
     args.prog = "poselab"  # the name in a handler's own error lines
-    try:
-        return args.handler(args)
-    except CliError as exc:
-        print(f"poselab: error: {exc}", file=sys.stderr)
-        return USAGE
-    except KeyboardInterrupt:
-        print("poselab: interrupted", file=sys.stderr)
-        return INTERRUPTED
+    return dispatch(args.handler, args, "poselab")

@@ -96,8 +96,14 @@ def run_script(command: Command, prog: str, argv: Iterable[str] | None = None,
     except SystemExit as exc:  # the parser printed the help (0) or a usage error (2)
         return USAGE if exc.code else OK
     args.prog = name
+    return dispatch(command.handler, args, name)
+
+
+def dispatch(handler, args: argparse.Namespace, name: str) -> int:
+    """Run a command's handler: its exit code, a :class:`CliError` as one line on stderr and
+    exit 2, Ctrl-C as exit 130 (the rule :func:`poselab.cli.main` and scripts share)."""
     try:
-        return command.handler(args)
+        return handler(args)
     except CliError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return USAGE
