@@ -159,3 +159,21 @@ def test_predict_crops_decodes_in_input_px():
     crops = {"images": torch.zeros(5, 3, 64, 48)}
     pts = ooc.predict_crops(Fixed(), RegressionCodec((64, 48), (16, 12)), crops, batch_size=2)
     assert pts.shape == (5, 17, 2) and np.allclose(pts, (-3.0 + 0.5) * 4 - 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_predict_crops_with_sar_outputs_in_each_dtype(dtype):
+    """SAR outputs as autocast would hand them over (half types on a GPU): the decoded point is the
+    cell centre + offset, outside the crop, within the dtype's rounding."""
+    from poselab.codecs import SARCodec
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            sel = torch.full((x.shape[0], 17, 16, 12), -5.0, dtype=dtype)
+            sel[:, :, 0, 0] = 5.0
+            off = torch.zeros(x.shape[0], 17, 2, 16, 12, dtype=dtype)
+            off[:, :, :, 0, 0] = -2.25  # 2.25 cells up-left of the corner cell
+            return {"selector": sel, "offsets": off}
+    pts = ooc.predict_crops(Fixed(), SARCodec((64, 48), (16, 12)), {"images": torch.zeros(3, 3, 64, 48)})
+    assert np.all(np.isfinite(pts)) and np.allclose(pts, (-2.25 + 0.5) * 4 - 0.5, atol=1e-2)
+    assert np.all(ooc.distance_outside(pts, (64, 48)) > 0)
