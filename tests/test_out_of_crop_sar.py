@@ -146,6 +146,10 @@ def test_verdict_flips_with_the_constructed_errors():
     assert "per_seed" in better.evidence and better.evidence["preset"] == "default"
     s = ooc.errors_sentence(_errors([6.0, 6.3, 5.8], [9.1, 9.4, 9.0]), better, "sar_aux", "mse")
     assert isinstance(s, Sentence) and "reproduced" in s and "6.03" in s
+    rows = ooc.errors_table(_errors([6.0, 6.3, 5.8], [9.1, 9.4, 9.0]))
+    assert rows[0]["EPE outside (px)"] == pytest.approx(6.0333333) and rows[1]["seeds"] == 3
+    with pytest.raises(ValueError, match="no per-seed"):
+        ooc.errors_table({"sar": []})
     with pytest.raises(ValueError, match="no errors"):
         ooc.out_of_crop_verdict(_errors([1.0], [2.0]), "sar", "mse", p)
 

@@ -278,14 +278,20 @@ def out_of_crop_errors(pred, crops: dict) -> dict:
 
 
 def errors_table(errors: dict) -> list[dict]:
-    """Rows for a table: ``errors`` ``{recipe: [per-seed out_of_crop_errors dicts]}`` → seed means."""
+    """Rows for a table: ``errors`` ``{recipe: [per-seed out_of_crop_errors dicts]}`` → seed means.
+    "truth beyond the crop" is how far outside the crop the outside joints lie on average: the
+    error of a perfect prediction clamped to the crop, the floor of any heatmap decoder."""
     rows = []
     for recipe, per_seed in errors.items():
+        if not per_seed:
+            raise ValueError(f"no per-seed errors for {recipe!r}")
+
         def m(key):
             return float(np.mean([e[key] for e in per_seed]))
         rows.append({"recipe": recipe, "seeds": len(per_seed), "EPE inside (px)": m("epe_inside"),
                      "EPE outside (px)": m("epe_outside"), "joints outside": int(per_seed[0]["n_outside"]),
-                     "placed outside (share)": m("share_placed_outside")})
+                     "placed outside (share)": m("share_placed_outside"),
+                     "truth beyond the crop (px)": m("outside_beyond_px")})
     return rows
 
 
