@@ -143,6 +143,12 @@ def test_verdict_flips_with_the_constructed_errors():
     blind = ooc.out_of_crop_verdict(_errors([6.0, 6.3, 5.8], [9.1, 9.4, 9.0]), "sar_aux", "mse", p,
                                     learnt=[has_learnt("mse", [0.001, 0.0, 0.002], floor=0.05)])
     assert blind.verdict == "inconclusive" and "not learnt" in blind.reason
+    assert "placed none" not in better.reason  # share 0.5 in the constructed errors
+    unused = _errors([6.0, 6.3, 5.8], [9.1, 9.4, 9.0])
+    for e in unused["sar_aux"]:
+        e["share_placed_outside"] = 0.0
+    unused_v = ooc.out_of_crop_verdict(unused, "sar_aux", "mse", p, seeds=(0, 1, 2))
+    assert unused_v.verdict == "reproduced" and "placed none" in unused_v.reason
     assert "per_seed" in better.evidence and better.evidence["preset"] == "default"
     s = ooc.errors_sentence(_errors([6.0, 6.3, 5.8], [9.1, 9.4, 9.0]), better, "sar_aux", "mse")
     assert isinstance(s, Sentence) and "reproduced" in s and "6.03" in s

@@ -319,7 +319,11 @@ def out_of_crop_verdict(errors: dict, ours: str, theirs: str, preset=None, data=
                              metric=f"EPE on joints outside the crop, {ours} vs {theirs} (px)",
                              preset=getattr(preset, "name", preset), evidence=ev)
     n = min(e["n_outside"] for e in (*errors[ours], *errors[theirs]))
-    v = v.replace(summary={**v.summary, "joints_outside": n})
+    placed = float(np.mean([e["share_placed_outside"] for e in errors[ours]]))
+    v = v.replace(summary={**v.summary, "joints_outside": n, "ours_share_placed_outside": placed})
+    if placed == 0.0 and n > 0:
+        v = v.replace(reason=f"{v.reason}; {ours} placed none of its points for outside joints outside the crop "
+                             "(its reach is unused: training gives joints outside the crop weight 0)")
     if n < int(min_joints):
         return v.replace(verdict="inconclusive",
                          reason=f"only {n} joints fall outside the crops (< {int(min_joints)}): too few to judge")
