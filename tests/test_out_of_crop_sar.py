@@ -29,6 +29,15 @@ def test_heatmap_stays_in_the_crop_regression_and_sar_reach_outside(input_size, 
     assert isinstance(ooc.reach_sentence(reach), Sentence) and "regression, SAR" in ooc.reach_sentence(reach)
 
 
+@pytest.mark.parametrize("decoder", ["quarter", "argmax", "dark"])
+def test_every_heatmap_decoder_stays_in_the_crop(decoder):
+    """DARK may refine a border peak by up to half a map pixel outwards: onto the crop's edge, never beyond."""
+    size, hm = (256, 192), (64, 48)
+    reach = ooc.decoder_reach(ooc.chapter_decoders(size, hm, heatmap_decoder=decoder), size)
+    assert reach["heatmap, any map"]["max_outside"] == 0.0 and not reach["heatmap"]["reaches_outside"]
+    assert ooc.reach_holds(reach)
+
+
 def test_a_clamping_regression_decoder_fails_the_reach_check():
     size, hm = (64, 48), (16, 12)
     decoders = ooc.chapter_decoders(size, hm)

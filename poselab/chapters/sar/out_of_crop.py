@@ -136,11 +136,12 @@ def _one(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).reshape(-1, 2)[0].cpu().numpy()
 
 
-def chapter_decoders(input_size, heatmap_size, sigma: float = 2.0) -> dict:
+def chapter_decoders(input_size, heatmap_size, sigma: float = 2.0, heatmap_decoder: str = "quarter") -> dict:
     """The chapter's decoders for :func:`decoder_reach`, one joint each:
 
-    - ``heatmap``: :class:`poselab.codecs.HeatmapCodec` (argmax + quarter), fed its own Gaussian
-      target of the outside point (``encode`` → ``decode``);
+    - ``heatmap``: :class:`poselab.codecs.HeatmapCodec` with ``heatmap_decoder`` ("quarter":
+      argmax + quarter shift, the ``mse`` recipe's; "argmax"; "dark"), fed its own Gaussian target
+      of the outside point (``encode`` → ``decode``);
     - ``heatmap, any map``: the same decoder on :func:`heatmap_adversarial_maps`;
     - ``regression``: :class:`poselab.chapters.sar.recipes.RegressionCodec`, fed the point itself;
     - ``SAR``: :class:`poselab.codecs.SARCodec` (top-1 cell + its offset), fed a selector peaked on
@@ -151,7 +152,7 @@ def chapter_decoders(input_size, heatmap_size, sigma: float = 2.0) -> dict:
 
     size = _size(input_size)
     hh, hw = _size(heatmap_size)
-    hm = HeatmapCodec(size, (hh, hw), sigma=sigma, decoder="argmax")
+    hm = HeatmapCodec(size, (hh, hw), sigma=sigma, decoder=heatmap_decoder)
     reg = RegressionCodec(size, (hh, hw))
     sar = SARCodec(size, (hh, hw))
 
