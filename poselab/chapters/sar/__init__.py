@@ -18,6 +18,7 @@ CHAPTER = register(Chapter(
                      "sar.input_size.table", "sar.loss.matches_formula",
                      "sar.multi_person.recall", "sar.normalization.shift_invariance",
                      "sar.normalization.softmax_depends_on_count", "sar.objective.optimum_cases",
+                     "sar.out_of_crop.reach", "sar.out_of_crop.error",
                      "sar.quantization.exact_target_floor", "sar.quantization.stride_robustness",
                      "sar.training.auxiliary_heatmap"},
     package=__name__))
