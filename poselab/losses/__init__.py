@@ -15,4 +15,4 @@ from .confidence_ranking import (CONFIDENCE_RANKING_LOSSES, approx_ndcg_loss, ap
                                  crps_rank_loss, dr_loss, gaussian_rank_loss, lambdarank_loss,
                                  laplacian_rank_loss, neural_ndcg_loss, ranknet_loss)
 from .ranking import (InstanceSortLoss, RSPoseLoss, SpatialRankSortLoss, instance_sort_loss, rspose_loss,
-                      spatial_rank_loss, spatial_rank_sort_loss, spatial_sort_loss)
+                      simcc_instance_sort_loss, spatial_rank_loss, spatial_rank_sort_loss, spatial_sort_loss)
