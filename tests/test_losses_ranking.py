@@ -634,3 +634,14 @@ def test_simcc_instance_sort_half_precision_outputs(dtype, tol):
     assert abs(loss.item() - l64.item()) <= tol * abs(l64.item())
     for a, b in ((gx, gx64), (gy, gy64)):
         assert (a.double() - b).abs().max() <= tol * b.abs().max()
+
+
+def test_simcc_module_wrapper_equals_the_function():
+    from poselab.losses import SimCCInstanceSortLoss, simcc_instance_sort_loss
+    sx, sy, kp, vis, areas = simcc_persons(B=4, seed=4)
+    m = SimCCInstanceSortLoss(delta=0.5, split_ratio=2.0)
+    assert torch.equal(m((sx, sy), kp, vis, areas), simcc_instance_sort_loss(sx, sy, kp, vis, areas, delta=0.5))
+    assert torch.equal(SimCCInstanceSortLoss(reduction="none")([sx, sy], kp, vis, areas),
+                       simcc_instance_sort_loss(sx, sy, kp, vis, areas, reduction="none"))
+    with pytest.raises(TypeError, match="pair"):
+        m(sx, kp, vis, areas)

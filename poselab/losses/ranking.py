@@ -60,7 +60,8 @@ from ._checks import check_pair_memory, check_reduction, check_tensor, check_wei
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "instance_sort_loss", "simcc_instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
-           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50", "SpatialRankSortLoss", "InstanceSortLoss", "RSPoseLoss"]
+           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50", "SpatialRankSortLoss", "InstanceSortLoss", "SimCCInstanceSortLoss",
+           "RSPoseLoss"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
 DELTA_MIN = 1e-6  # δ's below it are computed with it: H is already a step at float32's resolution of
@@ -810,6 +811,25 @@ class InstanceSortLoss(torch.nn.Module):
     def forward(self, heatmaps, keypoints, visible, areas):
         return instance_sort_loss(heatmaps, keypoints, visible, areas, delta=self.delta, sigmas=self.sigmas,
                                   reduction=self.reduction)
+
+
+class SimCCInstanceSortLoss(torch.nn.Module):
+    """Module wrapper of :func:`simcc_instance_sort_loss` (RSPose Eq. 10-13 on SimCC's outputs): δ,
+    SimCC's split ratio and the OKS sigmas fixed; ``forward(outputs, keypoints (B, K, 2) input px,
+    visible (B, K), areas (B,) input px²)`` with ``outputs`` the head's ``(simcc_x (B, K, L_x),
+    simcc_y (B, K, L_y))`` pair."""
+
+    def __init__(self, delta: float = 0.5, split_ratio: float = 2.0, sigmas: Sequence[float] | None = None,
+                 reduction: str = "mean"):
+        super().__init__()
+        self.delta, self.split_ratio, self.sigmas, self.reduction = float(delta), float(split_ratio), sigmas, reduction
+
+    def forward(self, outputs, keypoints, visible, areas):
+        if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
+            raise TypeError(f"outputs must be SimCC's (simcc_x, simcc_y) pair, got {type(outputs).__name__}")
+        return simcc_instance_sort_loss(outputs[0], outputs[1], keypoints, visible, areas, delta=self.delta,
+                                        split_ratio=self.split_ratio, sigmas=self.sigmas,
+                                        reduction=self.reduction)
 
 
 class RSPoseLoss(torch.nn.Module):
