@@ -563,12 +563,12 @@ def test_simcc_instance_sort_counter_cases():
     sy[:, :, 81] = 20.0
     areas = torch.full((B,), 200.0, dtype=torch.float64)
     up = torch.tensor([8.0, 6.0, 4.0, 2.0], dtype=torch.float64)[:, None]
-    aligned = ranking.simcc_instance_sort_loss(sx + 0 * sx, sy, kp, None, areas, delta=0.5)
+    equal = ranking.simcc_instance_sort_loss(sx, sy, kp, None, areas, delta=0.5)
     sx_al = sx.clone(); sx_al[:, :, 81] = up
     sx_rev = sx.clone(); sx_rev[:, :, 81] = up.flip(0)
     assert ranking.simcc_instance_sort_loss(sx_al, sy, kp, None, areas, delta=0.5).item() <= 1e-9
     assert ranking.simcc_instance_sort_loss(sx_rev, sy, kp, None, areas, delta=0.5).item() > 0.1
-    assert aligned.item() > 0   # equal confidences within δ: the ordering is not yet enforced
+    assert equal.item() > 0   # equal confidences (within δ): the KS order is not yet enforced
     # the confidence is the smaller axis: y's maxima do not matter while they stay above x's
     sy_big = sy.clone(); sy_big[:, :, 81] = up.flip(0) * 10
     assert ranking.simcc_instance_sort_loss(sx_al, sy_big, kp, None, areas, delta=0.5).item() <= 1e-9
