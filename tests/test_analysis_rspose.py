@@ -486,3 +486,72 @@ def test_table_e8_rows_and_the_recipes_that_use_them(monkeypatch):
     monkeypatch.setattr(A, "recipe_loss_settings",   # a recipe that sorts with the rank δ
                         lambda name: {**real(name), "sort_delta": 0.4} if name == "spatial_rs" else real(name))
     assert {r["model"]: r for r in A.table_e8_rows()}["ViTPose ViT-B"]["settings match"] is False
+
+
+def test_step_cost_verdict_counter_cases():
+    mse = [1.00, 1.01, 0.99, 1.02, 1.00]
+    equal = A.step_cost_verdict(list(mse), mse)                   # equal costs
+    assert equal.verdict == "reproduced" and equal.summary["interval"][1] <= 1.3
+    paper = A.step_cost_verdict([m * A.PAPER_STEP_RATIO for m in mse], mse)
+    assert paper.verdict == "reproduced" and abs(paper.summary["ratio"] - 1.52 / 1.427) < 1e-12
+    slow = A.step_cost_verdict([1.8 * m * (1 + 0.01 * i) for i, m in enumerate(mse)], mse)   # 1.8x
+    assert slow.verdict == "not reproduced" and slow.summary["interval"][0] > 1.3
+    assert "benchmarks/train_step.py" in slow.reason and "noisy" in slow.reason
+    # an interval that straddles the margin decides nothing
+    wide = A.step_cost_verdict([1.1, 1.5, 1.25], [1.0, 1.0, 1.0])
+    assert wide.verdict == "inconclusive" and wide.summary["interval"][0] < 1.3 < wide.summary["interval"][1]
+    # missing step times (a run without history, a NaN) → inconclusive, naming the seed
+    for bad in (None, float("nan"), 0.0):
+        v = A.step_cost_verdict([1.0, bad, 1.0], [1.0, 1.0, 1.0], seeds=[0, 5, 7])
+        assert v.verdict == "inconclusive" and "[5]" in v.reason
+        assert [r["ratio"] for r in v.summary["rows"]] == [1.0, None, 1.0]
+    # too few seeds, the fast preset: inconclusive even at equal costs
+    assert A.step_cost_verdict([1.0, 1.0], [1.0, 1.0]).verdict == "inconclusive"
+    assert A.step_cost_verdict([1.0], [1.0]).verdict == "inconclusive"
+    fast = A.step_cost_verdict([1.0] * 3, [1.0] * 3, preset="fast")
+    assert fast.verdict == "inconclusive" and "reproduced" in fast.reason
+    # bad arguments
+    with pytest.raises(ValueError, match="paired"):
+        A.step_cost_verdict([1.0, 1.0], [1.0])
+    with pytest.raises(ValueError, match="paper's own ratio"):
+        A.step_cost_verdict([1.0] * 3, [1.0] * 3, margin=1.01)
+    with pytest.raises(ValueError, match="margin"):
+        A.step_cost_verdict([1.0] * 3, [1.0] * 3, margin=float("nan"))
+
+
+class _Run:
+    def __init__(self, recipe, seed, steps=None, data=None, sps=float("nan")):
+        self.recipe, self.seed, self.preset, self.data, self.device = recipe, seed, "default", "synth", "cpu"
+        self.history = {} if steps is None else {"step_times": steps, "data_times": data or [0.0] * len(steps)}
+        self.seconds_per_step = sps
+        self.config = {"geometry": {"input_size": [128, 96], "heatmap_size": [64, 48]}}
+
+
+class _Table:
+    def __init__(self, runs):
+        self.results = runs
+
+    def result(self, recipe, seed):
+        return next(r for r in self.results if r.recipe == recipe and r.seed == seed)
+
+
+def test_run_step_seconds_and_step_cost_from_a_table():
+    # the first two steps are skipped, data time is added, the median is taken
+    run = _Run("mse", 0, steps=[9.0, 9.0, 1.0, 2.0, 3.0, 100.0, 2.0], data=[0.5] * 7)
+    assert A.run_step_seconds(run) == 2.5
+    assert A.run_step_seconds(_Run("mse", 0, sps=0.7)) == 0.7          # no history: seconds_per_step
+    assert A.run_step_seconds(_Run("mse", 0)) is None                   # nothing: missing
+    assert A.run_step_seconds(_Run("mse", 0, steps=[float("nan")] * 3)) is None
+    steps = [0.1] * 2 + [0.2] * 10
+    table = _Table([_Run("mse", s, steps=steps) for s in (0, 1, 2)]
+                   + [_Run("spatial_rs_is", s, steps=[t * (1.7 + 0.01 * s) for t in steps]) for s in (0, 1, 2)])
+    v = A.step_cost(table)
+    assert v.verdict == "not reproduced" and v.evidence["seeds"] == [0, 1, 2]
+    assert abs(v.summary["ratios"][2] - 1.72) < 1e-9
+    table.results[-1] = _Run("spatial_rs_is", 2)                        # one run lost its step times
+    assert A.step_cost(table).verdict == "inconclusive"
+    from poselab.chapters.rspose.figures import step_cost_sentence
+    assert "1.71×" in step_cost_sentence(v) and "not reproduced" in step_cost_sentence(v)
+    assert "no ratio" in step_cost_sentence(A.step_cost_verdict([None], [1.0]))
+    with pytest.raises(KeyError, match="spatial_rs_is"):
+        A.step_cost(_Table([_Run("mse", 0, steps=steps)]))

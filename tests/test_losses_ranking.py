@@ -470,3 +470,178 @@ def test_module_wrappers_equal_the_functions():
     assert torch.equal(integral_l1_loss(scores, kpb, vis), integral_l1_loss(scores, kpb, vis, beta=10.0))
     with pytest.raises(ValueError):
         BCIRLoss(beta=-1.0)
+
+
+# ----------------------------------------------------------------------------- SimCC Instance-Sort
+def naive_simcc_instance(sx, sy, keypoints, visible, areas, delta, k=2.0):
+    """Instance-Sort on SimCC vectors, one person and joint at a time (float64 numpy): confidence =
+    min of the two axes' maxima (SimCC's decoder score), location = the arg-max bins in input px;
+    the update on the confidence goes to the arg-max bin of the smaller axis (half each on a tie)."""
+    x, y = sx.detach().double().numpy(), sy.detach().double().numpy()
+    kp, v, a = keypoints.double().numpy(), visible.double().numpy(), areas.double().numpy()
+    B, K = x.shape[:2]
+    conf, ks = np.zeros((B, K)), np.zeros((B, K))
+    ix, iy = np.zeros((B, K), int), np.zeros((B, K), int)
+    for b in range(B):
+        for j in range(K):
+            ix[b, j], iy[b, j] = int(np.argmax(x[b, j])), int(np.argmax(y[b, j]))
+            conf[b, j] = min(x[b, j, ix[b, j]], y[b, j, iy[b, j]])
+            px, py = (ix[b, j] + 0.5) / k - 0.5, (iy[b, j] + 0.5) / k - 0.5
+            d2 = (px - kp[b, j, 0]) ** 2 + (py - kp[b, j, 1]) ** 2
+            ks[b, j] = math.exp(-d2 / (2 * a[b] * (2 * OKS_SIGMAS[j]) ** 2))
+    gx, gy = np.zeros_like(x), np.zeros_like(y)
+    losses = []
+    for j in range(K):
+        pos = v[:, j] > 0
+        if not pos.any():
+            continue
+        _, l_s, _, g = naive_problem(conf[:, j], ks[:, j], pos, delta, delta)
+        losses.append(l_s)
+        for b in range(B):
+            mx, my = x[b, j, ix[b, j]], y[b, j, iy[b, j]]
+            wx = 1.0 if mx < my else 0.5 if mx == my else 0.0
+            gx[b, j, ix[b, j]] += wx * g[b]
+            gy[b, j, iy[b, j]] += (1.0 - wx) * g[b]
+    n = max(len(losses), 1)
+    return sum(losses) / n, gx / n, gy / n
+
+
+def simcc_persons(B=8, K=17, size=(256, 192), k=2.0, seed=0, dtype=torch.float64):
+    """SimCC-shaped predictions at the paper's 256×192 input (384 and 512 bins): the labels of a
+    shifted keypoint plus noise, so the maxima are near the joints at various distances."""
+    from poselab.codecs import encode_simcc
+    g = torch.Generator().manual_seed(seed)
+    H, W = size
+    kp = torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0])
+    shift = torch.randn(B, K, 2, generator=g, dtype=torch.float64) * 6
+    lx, ly, _ = encode_simcc((kp + shift).clamp(0, W - 1), None, size, split_ratio=k, sigma=6.0)
+    sx = 20 * lx.double() + 0.05 * torch.randn(lx.shape, generator=g, dtype=torch.float64)
+    sy = 20 * ly.double() + 0.05 * torch.randn(ly.shape, generator=g, dtype=torch.float64)
+    vis = (torch.rand(B, K, generator=g) > 0.2).double()
+    areas = torch.rand(B, generator=g, dtype=torch.float64) * 8000 + 1000   # input px²
+    return sx.to(dtype), sy.to(dtype), kp, vis, areas
+
+
+def _simcc_grads(sx, sy, *args, **kw):
+    x, y = sx.detach().clone().requires_grad_(True), sy.detach().clone().requires_grad_(True)
+    loss = ranking.simcc_instance_sort_loss(x, y, *args, **kw)
+    loss.backward()
+    return loss.detach(), x.grad, y.grad
+
+
+@pytest.mark.parametrize("delta", [0.5, 3.0])
+def test_simcc_instance_sort_matches_naive_loop_at_the_papers_size(delta):
+    sx, sy, kp, vis, areas = simcc_persons(seed=1)
+    assert sx.shape[-1] == 384 and sy.shape[-1] == 512
+    ref, ref_gx, ref_gy = naive_simcc_instance(sx, sy, kp, vis, areas, delta)
+    loss, gx, gy = _simcc_grads(sx, sy, kp, vis, areas, delta=delta)
+    assert abs(loss.item() - ref) <= 1e-9 and ref > 1e-3
+    assert np.abs(gx.numpy() - ref_gx).max() <= 1e-9 and np.abs(gy.numpy() - ref_gy).max() <= 1e-9
+    assert np.abs(ref_gx).max() > 1e-4 and np.abs(ref_gy).max() > 1e-4    # both axes get updates
+    # the update touches one bin per axis and joint at most
+    assert int((gx != 0).sum(-1).max()) <= 1 and int((gy != 0).sum(-1).max()) <= 1
+
+
+def test_simcc_instance_sort_float32_matches_float64():
+    sx, sy, kp, vis, areas = simcc_persons(seed=2)
+    l64, gx64, gy64 = _simcc_grads(sx, sy, kp, vis, areas)
+    l32, gx32, gy32 = _simcc_grads(sx.float(), sy.float(), kp.float(), vis.float(), areas.float())
+    assert l32.dtype == torch.float32 and gx32.dtype == torch.float32
+    assert abs(l32.item() - l64.item()) <= 1e-5 * max(1.0, abs(l64.item()))
+    for a, b in ((gx32, gx64), (gy32, gy64)):
+        assert (a.double() - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_simcc_instance_sort_counter_cases():
+    # conf ordered like KS → 0; the reverse → clearly positive; a tie of the two axes splits the update
+    B, K = 4, 17
+    kp = torch.full((B, K, 2), 40.0, dtype=torch.float64)
+    kp[:, :, 0] = torch.tensor([40.0, 42.0, 46.0, 52.0])[:, None]    # person b is b-th best localised
+    sx = torch.zeros(B, K, 192, dtype=torch.float64)
+    sy = torch.zeros(B, K, 256, dtype=torch.float64)
+    sx[:, :, 81] = 10.0    # x-bin 81 → input px 40.25 for everyone
+    sy[:, :, 81] = 20.0
+    areas = torch.full((B,), 200.0, dtype=torch.float64)
+    up = torch.tensor([8.0, 6.0, 4.0, 2.0], dtype=torch.float64)[:, None]
+    equal = ranking.simcc_instance_sort_loss(sx, sy, kp, None, areas, delta=0.5)
+    sx_al = sx.clone(); sx_al[:, :, 81] = up
+    sx_rev = sx.clone(); sx_rev[:, :, 81] = up.flip(0)
+    assert ranking.simcc_instance_sort_loss(sx_al, sy, kp, None, areas, delta=0.5).item() <= 1e-9
+    assert ranking.simcc_instance_sort_loss(sx_rev, sy, kp, None, areas, delta=0.5).item() > 0.1
+    assert equal.item() > 0   # equal confidences (within δ): the KS order is not yet enforced
+    # the confidence is the smaller axis: y's maxima do not matter while they stay above x's
+    sy_big = sy.clone(); sy_big[:, :, 81] = up.flip(0) * 10
+    assert ranking.simcc_instance_sort_loss(sx_al, sy_big, kp, None, areas, delta=0.5).item() <= 1e-9
+    sy_tie = sy.clone(); sy_tie[:, :, 81] = up.flip(0)                 # ties on every (b, k)
+    _, gx, gy = _simcc_grads(sx_rev, sy_tie, kp, None, areas, delta=0.5)
+    assert torch.allclose(gx.sum(-1), gy.sum(-1)) and gx.abs().max() > 0
+    # the location comes from the arg-max bins, in input px at split_ratio k
+    sx_k = torch.zeros(B, K, 96, dtype=torch.float64); sx_k[:, :, 40] = up   # k = 1: bin 40 → 40 px
+    sy_k = torch.zeros(B, K, 128, dtype=torch.float64); sy_k[:, :, 40] = 20.0
+    kp_k = kp.clone(); kp_k[:, :, 0] = torch.tensor([40.0, 38.0, 35.0, 31.0])[:, None]
+    big = torch.full((B,), 20000.0, dtype=torch.float64)   # large persons: KS > 0 at 20 px too
+    assert ranking.simcc_instance_sort_loss(sx_k, sy_k, kp_k, None, big, delta=0.5,
+                                            split_ratio=1.0).item() <= 1e-9
+    # read at k = 2 the same bin is 19.75 px: the KS order reverses
+    assert ranking.simcc_instance_sort_loss(sx_k, sy_k, kp_k, None, big, delta=0.5,
+                                            split_ratio=2.0).item() > 0.01
+
+
+def test_simcc_instance_sort_bad_inputs():
+    sx, sy, kp, vis, areas = simcc_persons(B=2, seed=3)
+    f = ranking.simcc_instance_sort_loss
+    with pytest.raises(ValueError, match="simcc_x must have 3 dims"):
+        f(sx[0], sy, kp, vis, areas)
+    with pytest.raises(ValueError, match=r"share their \(B, K\)"):
+        f(sx, sy[:, :5], kp, vis, areas)
+    with pytest.raises(TypeError, match="one dtype"):
+        f(sx, sy.float(), kp, vis, areas)
+    with pytest.raises(ValueError, match="NaN"):
+        f(sx.clone().fill_(float("nan")), sy, kp, vis, areas)
+    with pytest.raises(ValueError, match="at least one bin"):
+        f(sx[..., :0], sy, kp, vis, areas)
+    with pytest.raises(ValueError, match="keypoints must have shape"):
+        f(sx, sy, kp[:, :3], vis, areas)
+    with pytest.raises(ValueError, match=r"input px²"):
+        f(sx, sy, kp, vis, torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="split_ratio"):
+        f(sx, sy, kp, vis, areas, split_ratio=0.0)
+    with pytest.raises(ValueError, match="split_ratio"):
+        f(sx, sy, kp, vis, areas, split_ratio=float("inf"))
+    with pytest.raises(ValueError, match="pass sigmas"):
+        f(sx[:, :3], sy[:, :3], kp[:, :3], vis[:, :3], areas)
+    with pytest.raises(ValueError, match="reduction"):
+        f(sx, sy, kp, vis, areas, reduction="max")
+    with pytest.raises(TypeError, match="simcc_instance_sort_loss"):
+        instance_sort_loss((sx, sy), kp, vis, areas)
+    # nobody visible / an empty batch: a finite zero tied to the graph, (K,) with reduction="none"
+    x = sx.clone().requires_grad_(True)
+    zero = f(x, sy, kp, torch.zeros_like(vis), areas)
+    zero.backward()
+    assert zero.item() == 0.0 and x.grad.abs().max() == 0
+    assert f(sx[:0], sy[:0], kp[:0], vis[:0], areas[:0], reduction="none").shape == (17,)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-2), (torch.bfloat16, 2e-2)])
+def test_simcc_instance_sort_half_precision_outputs(dtype, tol):
+    """Autocast hands the loss half-precision outputs while the batch's keypoints and areas stay
+    float32: against float64 on the same rounded outputs (ties included)."""
+    sx, sy, kp, vis, areas = simcc_persons(seed=2)
+    hx, hy = sx.to(dtype), sy.to(dtype)
+    l64, gx64, gy64 = _simcc_grads(hx.double(), hy.double(), kp, vis, areas)
+    loss, gx, gy = _simcc_grads(hx, hy, kp.float(), vis.float(), areas.float())
+    assert loss.dtype == dtype and gx.dtype == dtype and torch.isfinite(gx).all()
+    assert abs(loss.item() - l64.item()) <= tol * abs(l64.item())
+    for a, b in ((gx, gx64), (gy, gy64)):
+        assert (a.double() - b).abs().max() <= tol * b.abs().max()
+
+
+def test_simcc_module_wrapper_equals_the_function():
+    from poselab.losses import SimCCInstanceSortLoss, simcc_instance_sort_loss
+    sx, sy, kp, vis, areas = simcc_persons(B=4, seed=4)
+    m = SimCCInstanceSortLoss(delta=0.5, split_ratio=2.0)
+    assert torch.equal(m((sx, sy), kp, vis, areas), simcc_instance_sort_loss(sx, sy, kp, vis, areas, delta=0.5))
+    assert torch.equal(SimCCInstanceSortLoss(reduction="none")([sx, sy], kp, vis, areas),
+                       simcc_instance_sort_loss(sx, sy, kp, vis, areas, reduction="none"))
+    with pytest.raises(TypeError, match="pair"):
+        m(sx, kp, vis, areas)

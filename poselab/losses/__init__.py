@@ -14,5 +14,6 @@ from .sar import (SARLoss, sar_auxiliary_heatmap_loss, sar_log_weights, sar_loss
 from .confidence_ranking import (CONFIDENCE_RANKING_LOSSES, approx_ndcg_loss, ap_rank_loss,
                                  crps_rank_loss, dr_loss, gaussian_rank_loss, lambdarank_loss,
                                  laplacian_rank_loss, neural_ndcg_loss, ranknet_loss)
-from .ranking import (InstanceSortLoss, RSPoseLoss, SpatialRankSortLoss, instance_sort_loss, rspose_loss,
-                      spatial_rank_loss, spatial_rank_sort_loss, spatial_sort_loss)
+from .ranking import (InstanceSortLoss, RSPoseLoss, SimCCInstanceSortLoss, SpatialRankSortLoss,
+                      instance_sort_loss, rspose_loss, simcc_instance_sort_loss, spatial_rank_loss,
+                      spatial_rank_sort_loss, spatial_sort_loss)

@@ -59,8 +59,9 @@ import torch
 from ._checks import check_pair_memory, check_reduction, check_tensor, check_weights, finite_number
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
-           "instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
-           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50", "SpatialRankSortLoss", "InstanceSortLoss", "RSPoseLoss"]
+           "instance_sort_loss", "simcc_instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
+           "RSPOSE_VITPOSE_B", "RSPOSE_SIMCC_R50", "SpatialRankSortLoss", "InstanceSortLoss", "SimCCInstanceSortLoss",
+           "RSPoseLoss"]
 
 EPS = 1e-10  # the RS reference's threshold on FP(i) and on the mis-sorted mass
 DELTA_MIN = 1e-6  # δ's below it are computed with it: H is already a step at float32's resolution of
@@ -542,6 +543,19 @@ def spatial_rank_sort_loss(scores: torch.Tensor, labels: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------- Instance-Sort
+def _keypoint_sigmas(sigmas, K: int, device) -> torch.Tensor:
+    """COCO keypoint σ's ``(K,)`` float64 (default :data:`poselab.skeleton.OKS_SIGMAS`, K = 17)."""
+    if sigmas is None:
+        from ..skeleton import OKS_SIGMAS
+        if K != len(OKS_SIGMAS):
+            raise ValueError(f"the outputs have K = {K} keypoints; pass sigmas (K,) for non-COCO joints")
+        sigmas = OKS_SIGMAS
+    sig = torch.tensor(np.array(sigmas, dtype=np.float64), device=device)
+    if sig.shape != (K,) or not bool(torch.isfinite(sig).all()) or bool((sig <= 0).any()):
+        raise ValueError(f"sigmas must be K = {K} positive finite numbers, got shape {tuple(sig.shape)}")
+    return sig
+
+
 def instance_keypoint_similarity(heatmaps: torch.Tensor, keypoints: torch.Tensor,
                                  areas: torch.Tensor, sigmas: Sequence[float] | None = None):
     """Confidence and localisation quality of every heatmap (RSPose Eq. 11).
@@ -553,14 +567,7 @@ def instance_keypoint_similarity(heatmaps: torch.Tensor, keypoints: torch.Tensor
     Returns ``(confidence (B, K) with grad, ks (B, K) detached)``.
     """
     B, K, H, W = heatmaps.shape
-    if sigmas is None:
-        from ..skeleton import OKS_SIGMAS
-        if K != len(OKS_SIGMAS):
-            raise ValueError(f"heatmaps have K = {K} channels; pass sigmas (K,) for non-COCO joints")
-        sigmas = OKS_SIGMAS
-    sig = torch.tensor(np.array(sigmas, dtype=np.float64), device=heatmaps.device)
-    if sig.shape != (K,) or not bool(torch.isfinite(sig).all()) or bool((sig <= 0).any()):
-        raise ValueError(f"sigmas must be K = {K} positive finite numbers, got shape {tuple(sig.shape)}")
+    sig = _keypoint_sigmas(sigmas, K, heatmaps.device)
     conf, idx = heatmaps.reshape(B, K, H * W).max(-1)
     with torch.no_grad():
         px = torch.stack([idx % W, torch.div(idx, W, rounding_mode="floor")], -1).to(torch.float64)
@@ -603,8 +610,28 @@ def instance_sort_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor,
     """
     check_reduction(reduction)
     _check_delta(delta, "delta")
+    if isinstance(heatmaps, (tuple, list)):
+        raise TypeError("instance_sort_loss takes 2-D heatmaps (B, K, H, W); for SimCC's "
+                        "(simcc_x, simcc_y) pair use simcc_instance_sort_loss")
     check_tensor(heatmaps, "heatmaps", ndim=4)
     return _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction)
+
+
+def _check_persons(keypoints, visible, areas, B: int, K: int, like: torch.Tensor, area_unit: str):
+    """The per-person inputs of Instance-Sort: ``keypoints (B, K, 2)``, ``visible (B, K)`` (None =
+    all) and ``areas (B,)`` > 0 for every person with a visible joint. Returns the visibility in
+    ``like``'s dtype."""
+    check_tensor(keypoints, "keypoints", ndim=3, last=2)
+    if tuple(keypoints.shape[:2]) != (B, K):
+        raise ValueError(f"keypoints must have shape (B, K, 2) = ({B}, {K}, 2), got "
+                         f"{tuple(keypoints.shape)}")
+    vis = check_weights(visible, (B, K), like)
+    check_tensor(areas, "areas", ndim=1)
+    if areas.shape[0] != B:
+        raise ValueError(f"areas must have shape (B,) = ({B},), got {tuple(areas.shape)}")
+    if B and bool((areas.detach()[vis.detach().amax(1) > 0] <= 0).any()):
+        raise ValueError(f"areas must be > 0 ({area_unit}) for every person with a visible joint")
+    return vis
 
 
 def _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction):
@@ -613,21 +640,84 @@ def _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction
     d = _check_delta(delta, "delta")
     if heatmaps.dim() != 4:
         raise ValueError(f"heatmaps must have 4 dims, got shape {tuple(heatmaps.shape)}")
-    check_tensor(keypoints, "keypoints", ndim=3, last=2)
     B, K = heatmaps.shape[:2]
-    if tuple(keypoints.shape[:2]) != (B, K):
-        raise ValueError(f"keypoints must have shape (B, K, 2) = ({B}, {K}, 2), got "
-                         f"{tuple(keypoints.shape)}")
-    vis = check_weights(visible, (B, K), heatmaps)
-    check_tensor(areas, "areas", ndim=1)
-    if areas.shape[0] != B:
-        raise ValueError(f"areas must have shape (B,) = ({B},), got {tuple(areas.shape)}")
-    if B and bool((areas.detach()[vis.detach().amax(1) > 0] <= 0).any()):
-        raise ValueError("areas must be > 0 (heatmap px²) for every person with a visible joint")
+    vis = _check_persons(keypoints, visible, areas, B, K, heatmaps, "heatmap px²")
     if B == 0 or K == 0 or heatmaps.shape[2] * heatmaps.shape[3] == 0:
         zero = heatmaps.sum() * 0.0
         return zero.expand(K) if reduction == "none" else zero
     conf, ks = instance_keypoint_similarity(heatmaps, keypoints, areas.clamp_min(1e-12), sigmas)
+    pos = (vis.detach() > 0).t().contiguous()                               # (K, B)
+    _, sort = _RankSortFunction.apply(conf.t().contiguous(), ks.t().contiguous(), pos, d, d,
+                                      False, True)
+    return _reduce(sort, pos.any(1), reduction)
+
+
+def simcc_instance_sort_loss(simcc_x: torch.Tensor, simcc_y: torch.Tensor, keypoints: torch.Tensor,
+                             visible: torch.Tensor | None, areas: torch.Tensor, delta: float = 0.5,
+                             split_ratio: float = 2.0, sigmas: Sequence[float] | None = None,
+                             reduction: str = "mean") -> torch.Tensor:
+    """Instance-Sort loss (RSPose Eq. 10–13) on SimCC's 1-D outputs (RSPose applies it to
+    SimCC-HRNet48, Table 6 / E.8: δ 0.5, coefficient 0.1).
+
+    Per keypoint type, the persons of the batch are sorted so that the higher confidence goes with
+    the better localised keypoint, as :func:`instance_sort_loss` does for 2-D heatmaps. The paper
+    does not say how a SimCC keypoint's confidence and location are read; we read them as SimCC's
+    decoder does (:func:`poselab.codecs.decode_simcc`, MMPose's ``get_simcc_maximum``):
+
+        conf_b = min(max_i simcc_x[b, k, i], max_j simcc_y[b, k, j])
+        loc_b  = ((argmax_i + 0.5) / k_split − 0.5, (argmax_j + 0.5) / k_split − 0.5)  (input px)
+        KS_b   = exp(−|loc_b − keypoint_b|² / (2 s_b² κ_k²))                          (Eq. 11)
+
+    so the error-driven update on ``conf_b`` lands on the arg-max bin of the axis whose maximum is
+    the smaller (half on each when the two maxima are equal); KS is a detached target. The scores
+    are taken as given (logits or probabilities: pass what the decoder scores).
+
+    Args:
+        simcc_x: ``(B, K, L_x)``, simcc_y: ``(B, K, L_y)`` the head's outputs, same dtype.
+        keypoints: ``(B, K, 2)`` ground truth ``(x, y)`` in **input px** (the SimCC codec's unit).
+        visible: ``(B, K)`` (None = all). areas: ``(B,)`` person areas in input px².
+        delta: δ of the smoothed step (Table E.8, SimCC-HRNet-W48: 0.5).
+        split_ratio: SimCC's k, bins per input pixel (> 0).
+        sigmas: ``(K,)`` COCO keypoint σ's (default :data:`poselab.skeleton.OKS_SIGMAS`, K = 17).
+        reduction: "mean" over keypoint types with ≥ 1 person, "sum", or "none" → ``(K,)``.
+
+    Example:
+        >>> sx = torch.zeros(3, 17, 12); sy = torch.zeros(3, 17, 16)
+        >>> sx[:, :, 6] = torch.tensor([3.0, 2.0, 1.0])[:, None]; sy[:, :, 8] = 5.0
+        >>> kp = torch.full((3, 17, 2), 3.25); kp[0, :, 0] = 0.0   # person 0: worst KS, top score
+        >>> loss = simcc_instance_sort_loss(sx.requires_grad_(), sy, kp, None, torch.full((3,), 40.0))
+        >>> loss.item() > 0
+        True
+    """
+    check_reduction(reduction)
+    d = _check_delta(delta, "delta")
+    k = finite_number(split_ratio, "split_ratio")
+    if k <= 0:
+        raise ValueError(f"split_ratio must be > 0 (bins per input pixel), got {split_ratio!r}")
+    check_tensor(simcc_x, "simcc_x", ndim=3)
+    check_tensor(simcc_y, "simcc_y", ndim=3)
+    if simcc_x.shape[:2] != simcc_y.shape[:2]:
+        raise ValueError(f"simcc_x {tuple(simcc_x.shape)} and simcc_y {tuple(simcc_y.shape)} must "
+                         f"share their (B, K) dims")
+    if simcc_x.dtype != simcc_y.dtype:
+        raise TypeError(f"simcc_x ({simcc_x.dtype}) and simcc_y ({simcc_y.dtype}) must have one dtype")
+    B, K = simcc_x.shape[:2]
+    if B * K and (simcc_x.shape[2] == 0 or simcc_y.shape[2] == 0):
+        raise ValueError(f"simcc_x {tuple(simcc_x.shape)} and simcc_y {tuple(simcc_y.shape)} need at "
+                         f"least one bin per axis")
+    vis = _check_persons(keypoints, visible, areas, B, K, simcc_x, "input px²")
+    if B == 0 or K == 0:
+        zero = simcc_x.sum() * 0.0 + simcc_y.sum() * 0.0
+        return zero.expand(K) if reduction == "none" else zero
+    sig = _keypoint_sigmas(sigmas, K, simcc_x.device)
+    conf_x, ix = simcc_x.max(-1)
+    conf_y, iy = simcc_y.max(-1)
+    conf = torch.minimum(conf_x, conf_y)
+    with torch.no_grad():
+        loc = (torch.stack([ix, iy], -1).to(torch.float64) + 0.5) / k - 0.5
+        d2 = (loc - keypoints.detach().to(torch.float64)).square().sum(-1)
+        area = areas.detach().to(torch.float64).clamp_min(1e-12)
+        ks = torch.exp(-d2 / (2.0 * area[:, None] * ((2.0 * sig) ** 2)[None, :])).to(simcc_x.dtype)
     pos = (vis.detach() > 0).t().contiguous()                               # (K, B)
     _, sort = _RankSortFunction.apply(conf.t().contiguous(), ks.t().contiguous(), pos, d, d,
                                       False, True)
@@ -721,6 +811,25 @@ class InstanceSortLoss(torch.nn.Module):
     def forward(self, heatmaps, keypoints, visible, areas):
         return instance_sort_loss(heatmaps, keypoints, visible, areas, delta=self.delta, sigmas=self.sigmas,
                                   reduction=self.reduction)
+
+
+class SimCCInstanceSortLoss(torch.nn.Module):
+    """Module wrapper of :func:`simcc_instance_sort_loss` (RSPose Eq. 10-13 on SimCC's outputs): δ,
+    SimCC's split ratio and the OKS sigmas fixed; ``forward(outputs, keypoints (B, K, 2) input px,
+    visible (B, K), areas (B,) input px²)`` with ``outputs`` the head's ``(simcc_x (B, K, L_x),
+    simcc_y (B, K, L_y))`` pair."""
+
+    def __init__(self, delta: float = 0.5, split_ratio: float = 2.0, sigmas: Sequence[float] | None = None,
+                 reduction: str = "mean"):
+        super().__init__()
+        self.delta, self.split_ratio, self.sigmas, self.reduction = float(delta), float(split_ratio), sigmas, reduction
+
+    def forward(self, outputs, keypoints, visible, areas):
+        if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
+            raise TypeError(f"outputs must be SimCC's (simcc_x, simcc_y) pair, got {type(outputs).__name__}")
+        return simcc_instance_sort_loss(outputs[0], outputs[1], keypoints, visible, areas, delta=self.delta,
+                                        split_ratio=self.split_ratio, sigmas=self.sigmas,
+                                        reduction=self.reduction)
 
 
 class RSPoseLoss(torch.nn.Module):

@@ -7,7 +7,7 @@ CHAPTER = register(Chapter(
     paper="rspose-ranking-losses.md", tag="RSPose",
     recipes=("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs"),
     replication_recipes=replicating(("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs")),
-    expected_claims={"rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
+    expected_claims={"rspose.cost.step_time", "rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
                      "rspose.imbalance.dot_2d_ratio", "rspose.imbalance.gaussian_2d_ratio",
                      "rspose.imbalance.simcc_dot_ratio_x", "rspose.imbalance.simcc_dot_ratio_y",
                      "rspose.loss.matches_reference_loop",

@@ -19,6 +19,8 @@
   explorer widget (:func:`single_map_updates`).
 - Table 6 as a chain (:func:`ablation_chain_verdict`, with the image-blind guess of
   :func:`blind_ap`); Table E.8 beside our recipes (:data:`TABLE_E8`, :func:`table_e8_rows`).
+- App. D, cost: ranking vs MSE step time of the trained runs, paired by seed
+  (:func:`run_step_seconds`, :func:`step_cost_verdict`, :func:`step_cost`; its sentence: ``figures.step_cost_sentence``).
 
 Coordinates: ``(x, y)``, pixel centres at integers (DEVELOPERS.md).
 """
@@ -55,7 +57,8 @@ __all__ = [
     "combined_path_errors", "rank_blind_inside_window", "model_heatmaps", "plateau_statistics",
     "plateau_sentence", "peak_pixels", "share_over_training", "gradient_share_sentence", "PEAK", "THEOREM1_FORMS",
     "theorem1_identity", "example_maps", "single_map_updates", "blind_ap", "TABLE_E8",
-    "recipe_loss_settings", "table_e8_rows",
+    "recipe_loss_settings", "table_e8_rows", "PAPER_STEP_SECONDS", "PAPER_STEP_RATIO", "STEP_BENCHMARK",
+    "run_step_seconds", "step_cost_verdict", "step_cost",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -900,3 +903,139 @@ def plateau_sentence(stats: dict, link_verdict: str, rank: str = "spatial_rank",
             f"{100 * b['hit']:.1f} %; a decoder that blurs the map first, as DARK does, lands "
             f"{r.get('blurred_error_px', float('nan')):.2f} px from it), {meaning}: its verdict here is "
             f"'{link_verdict}'.")
+
+
+#: RSPose App. D: seconds per training iteration of ViTPose-H (2 H100 GPUs, batch 64 per GPU,
+#: averaged over 1,000 iterations) with MSE and with Spatial RS + Instance-Sort.
+PAPER_STEP_SECONDS = {"mse": 1.427, "spatial_rs_is": 1.520}
+#: The paper's overhead as a ratio, 1.520 / 1.427 = 1.065 (+6.5 %).
+PAPER_STEP_RATIO = PAPER_STEP_SECONDS["spatial_rs_is"] / PAPER_STEP_SECONDS["mse"]
+#: The side-by-side benchmark that measures the same ratio on one fixed batch.
+STEP_BENCHMARK = "benchmarks/train_step.py"
+
+
+def run_step_seconds(run, skip: int = 2) -> float | None:
+    """Median seconds of one training step of a trained run (forward + loss + backward + update,
+    data loading included, the first ``skip`` steps left out as :class:`RunResult` does), from the
+    run's history; the run's ``seconds_per_step`` when the history has no step times; None when
+    neither holds a positive finite time."""
+    history = getattr(run, "history", None) or {}
+    steps = np.asarray(history.get("step_times") or [], dtype=float)
+    data = np.asarray(history.get("data_times") or [], dtype=float)
+    if steps.size:
+        t = steps + data if data.size == steps.size else steps
+        t = t[skip:] if t.size > 2 * skip else t
+        t = t[np.isfinite(t)]
+        value = float(np.median(t)) if t.size else float("nan")
+    else:
+        value = getattr(run, "seconds_per_step", None)
+        value = float("nan") if value is None else float(value)
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def step_cost_verdict(ours, theirs, *, margin: float = 1.3, paper_ratio: float = PAPER_STEP_RATIO,
+                      alpha: float = 0.05, min_seeds: int = 3, preset=None, evidence=None,
+                      seeds=None) -> claims.Verdict:
+    """Verdict for App. D's "our losses add little to a training step" (1.520 s vs 1.427 s per
+    iteration, ×1.065), from per-seed step times paired by seed.
+
+    ``ours``: seconds per step of the ranking recipe, one per seed; ``theirs``: of MSE, the same
+    seeds in the same order (None / NaN / ≤ 0 where a run has no step times). Per seed the ratio
+    ``ours / theirs``; the ``1 − alpha`` t interval of the mean log ratio gives an interval of the
+    ratio (geometric mean); ``summary["rows"]`` holds one row per seed. "reproduced" when the whole interval is ≤ ``margin`` (the overhead stays
+    within the stated margin of the paper's, default 1.3×), "not reproduced" when the whole interval
+    is above it, else "inconclusive"; also "inconclusive" with fewer than ``min_seeds`` pairs, a
+    missing time, or the ``fast`` preset (the statistics are still computed). ``margin`` below the
+    paper's own ratio is refused (the claim could never hold). The reason says that CPU timings
+    under load are noisy and names :data:`STEP_BENCHMARK`, which measures the ratio side by side.
+
+    Example:
+        >>> step_cost_verdict([1.0, 1.02, 0.99], [1.0, 1.0, 1.0]).verdict
+        'reproduced'
+        >>> step_cost_verdict([1.8, 1.82, 1.79], [1.0, 1.0, 1.0]).verdict
+        'not reproduced'
+        >>> step_cost_verdict([1.0, None, 1.0], [1.0, 1.0, 1.0]).verdict
+        'inconclusive'
+    """
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin)) or isinstance(margin, bool):
+        raise ValueError(f"margin must be a finite number (the largest step-time ratio the claim "
+                         f"allows), got {margin!r}")
+    if not (isinstance(paper_ratio, (int, float)) and math.isfinite(paper_ratio) and paper_ratio > 0):
+        raise ValueError(f"paper_ratio must be a finite number > 0, got {paper_ratio!r}")
+    if margin < paper_ratio:
+        raise ValueError(f"margin {margin:g} is below the paper's own ratio {paper_ratio:.3f}: "
+                         f"the claim could never hold")
+    if not (0 < alpha < 0.5):
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    ours, theirs = list(ours), list(theirs)
+    if len(ours) != len(theirs):
+        raise ValueError(f"step times are paired by seed: got {len(ours)} ranking and "
+                         f"{len(theirs)} MSE values")
+    seeds = list(range(len(ours))) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != len(ours):
+        raise ValueError(f"seeds: {len(seeds)} given for {len(ours)} pairs of step times")
+
+    def ok(v):
+        return v is not None and not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0
+
+    missing = [s for s, a, b in zip(seeds, ours, theirs) if not (ok(a) and ok(b))]
+    pairs = [(float(a), float(b)) for a, b in zip(ours, theirs) if ok(a) and ok(b)]
+    ratios = [a / b for a, b in pairs]
+    noise = (f"CPU step times under load are noisy (runs share the cores, cached runs were timed at "
+             f"other moments); {STEP_BENCHMARK} measures the ratio side by side on one batch")
+    rows = [{"seed": s, "ranking s/step": float(a) if ok(a) else None, "MSE s/step": float(b) if ok(b) else None,
+             "ratio": float(a) / float(b) if ok(a) and ok(b) else None} for s, a, b in zip(seeds, ours, theirs)]
+    summary = {"rows": rows, "ratios": ratios, "margin": float(margin), "paper_ratio": float(paper_ratio),
+               "paper_seconds": dict(PAPER_STEP_SECONDS), "ours_seconds": [a for a, _ in pairs],
+               "theirs_seconds": [b for _, b in pairs], "missing_seeds": missing, "alpha": alpha,
+               "ratio": None, "interval": None}
+    ev = dict(evidence or {})
+    if missing:
+        return claims.Verdict("inconclusive", f"no step times for seed(s) {missing}: the step-time "
+                              f"ratio cannot be paired; {noise}", summary, ev)
+    if len(ratios) < 2:
+        summary.update(ratio=ratios[0] if ratios else None, n=len(ratios))
+        return claims.Verdict("inconclusive", f"{len(ratios)} pair(s) of step times, a t interval "
+                              f"needs at least 2 (min_seeds {min_seeds}); {noise}", summary, ev)
+    logs = np.log(np.asarray(ratios))
+    n = logs.size
+    mean, sd = float(logs.mean()), float(logs.std(ddof=1))
+    half = claims.t_critical(n - 1, alpha) * sd / math.sqrt(n)
+    lo, hi = math.exp(mean - half), math.exp(mean + half)
+    summary.update(ratio=math.exp(mean), interval=[lo, hi], n=n)
+    said = (f"ranking / MSE step time {math.exp(mean):.3f}x (geometric mean of {n} seeds, "
+            f"{100 * (1 - alpha):g} % interval {lo:.3f}-{hi:.3f}) against the paper's "
+            f"{paper_ratio:.3f}x (+{100 * (paper_ratio - 1):.1f} %) and the margin {margin:g}x")
+    if hi <= margin:
+        verdict, why = "reproduced", f"{said}: the overhead stays within the margin"
+    elif lo > margin:
+        verdict, why = "not reproduced", f"{said}: the overhead is above the margin"
+    else:
+        verdict, why = "inconclusive", f"{said}: the interval straddles the margin"
+    if n < min_seeds:
+        verdict, why = "inconclusive", f"{why}; only {n} seed(s), the rule needs {min_seeds}"
+    name = getattr(preset, "name", preset)
+    if name == "fast" and verdict != "inconclusive":
+        verdict, why = "inconclusive", f"fast preset (a smoke run; would be '{verdict}'): {why}"
+    return claims.Verdict(verdict, f"{why}; {noise}", summary, ev)
+
+
+def step_cost(table, ours: str = "spatial_rs_is", theirs: str = "mse", seeds=None, **kwargs) -> claims.Verdict:
+    """:func:`step_cost_verdict` of two recipes of a trained comparison table: each run's
+    :func:`run_step_seconds`, paired by seed (``seeds``: the table's seeds by default), with the
+    evidence of the runs (per-seed seconds, preset, sizes)."""
+    seeds = list(seeds) if seeds is not None else sorted({r.seed for r in table.results if r.recipe == ours})
+    if not seeds:
+        raise KeyError(f"no run of {ours!r} in this table")
+    a = [run_step_seconds(table.result(ours, s)) for s in seeds]
+    b = [run_step_seconds(table.result(theirs, s)) for s in seeds]
+    first = table.result(ours, seeds[0])
+    g = first.config.get("geometry", {})
+    ev = claims.evidence(preset=first.preset, seeds=seeds,
+                         per_seed={f"{ours} s/step": [float("nan") if v is None else v for v in a],
+                                   f"{theirs} s/step": [float("nan") if v is None else v for v in b]},
+                         input_size=g.get("input_size", (0, 0)), heatmap_size=g.get("heatmap_size", (0, 0)),
+                         data=first.data, device=first.device)
+    kwargs.setdefault("preset", first.preset)
+    return step_cost_verdict(a, b, evidence=ev, seeds=seeds, **kwargs)
+
