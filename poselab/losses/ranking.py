@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from ._checks import check_pair_memory, check_reduction, check_tensor, check_weights, finite_number
+from ..skeleton import OKS_SIGMAS
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
@@ -554,7 +555,6 @@ def instance_keypoint_similarity(heatmaps: torch.Tensor, keypoints: torch.Tensor
     """
     B, K, H, W = heatmaps.shape
     if sigmas is None:
-        from ..skeleton import OKS_SIGMAS
         if K != len(OKS_SIGMAS):
             raise ValueError(f"heatmaps have K = {K} channels; pass sigmas (K,) for non-COCO joints")
         sigmas = OKS_SIGMAS
