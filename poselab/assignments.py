@@ -129,7 +129,7 @@ def build(out: str | os.PathLike = "build/assignments", names: list[str] | None 
     student version is checked for leaked solutions and hidden tests.
     """
     try:
-        import otter  # noqa: F401
+        import otter  # noqa: F401  # deferred: otter-grader is optional; this checks for it
     except ImportError:
         raise AssignmentError("otter-grader is not installed: pip install otter-grader "
                               "(it comes with poselab's test extras: pip install -e .[test])") from None

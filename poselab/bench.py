@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from poselab.paths import writable_folder
+
 #: Small-size options per script for ``--quick`` (scripts not listed get ``--quick`` if their
 #: source defines that flag, else run as they are).
 QUICK_ARGS: dict[str, list[str]] = {
@@ -125,7 +127,7 @@ def _git_commit(root: Path) -> str:
 
 def machine_header(quick: bool) -> str:
     try:
-        import torch
+        import torch  # deferred: `poselab --help` imports this module
         torch_line = f"torch {torch.__version__}, {torch.get_num_threads()} threads by default"
     except ImportError:
         torch_line = "torch not installed"
@@ -195,7 +197,6 @@ def run_suite(folder: Path | None = None, out: Path | None = None, quick: bool =
     if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
         raise ValueError(f"out={str(out)!r} must be a results file (e.g. benchmarks/results.md), "
                          "not a folder or a path under a file")
-    from poselab.paths import writable_folder
     writable_folder(out.parent, "the results file's folder")  # before the scripts run
     results = []
     for path in scripts:

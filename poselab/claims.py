@@ -38,17 +38,18 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import json
 import math
 import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .viz.html import plain_text
+from .viz.html import fitted_table, plain_text
 
 __all__ = ["KINDS", "VERDICTS", "EVIDENCE_KEYS", "FAST_PRESETS", "ClaimError", "Verdict", "start",
            "record", "records", "t_critical", "compare_seeds", "compare_runs", "apply_floor",
@@ -91,7 +92,6 @@ class Verdict:
         return self.verdict == "reproduced"
 
     def replace(self, **changes) -> "Verdict":
-        from dataclasses import replace
         return replace(self, **changes)
 
     def __str__(self) -> str:
@@ -100,7 +100,7 @@ class Verdict:
 
 @functools.lru_cache(maxsize=4096)
 def _t_ppf(q: float, df: float) -> float:
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # deferred: scipy.stats is slow to import; verdicts only
     return float(student_t.ppf(q, df))
 
 
@@ -165,7 +165,6 @@ def _permutation_pvalues(a: np.ndarray, b: np.ndarray, sign: float, paired: bool
     "advantage > 0" and ``p_down`` for "advantage < shift" (ours moved by ``shift`` first).
     Exact enumeration when small (sign flips of the paired differences; splits of the pooled
     values), else 20000 random ones. Valid for ties and discrete values."""
-    import itertools
 
     def null_stats(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         if paired:
@@ -894,7 +893,6 @@ class ClaimsTable:
         return self.to_markdown()
 
     def _repr_html_(self) -> str:
-        from poselab.viz.html import fitted_table
         # the full value (the renderer rounds it and folds a long one), not the shortened text
         return fitted_table(self.columns, [[rec.get("value") if c == "value" else row[c] for c in self.columns]
                                            for rec, row in zip(self.records, self.rows())])

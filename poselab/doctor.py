@@ -15,7 +15,10 @@ import importlib.util
 import os
 import platform
 import sys
+from importlib.metadata import version
 from pathlib import Path
+
+from poselab._version import __version__
 
 __all__ = ["doctor_report", "format_report", "main"]
 
@@ -24,7 +27,6 @@ def _version(module: str) -> str | None:
     if importlib.util.find_spec(module) is None:
         return None
     try:
-        from importlib.metadata import version
         return version(module)
     except Exception:  # noqa: BLE001 - installed without metadata (a checkout on the path)
         return "installed"
@@ -43,14 +45,14 @@ def doctor_report(device: str = "auto") -> list[tuple[str, str]]:
     ``device``: what to resolve (as ``run_recipe(device=...)`` would); an unavailable device
     raises ``ValueError`` naming it.
     """
-    import torch
-
-    from poselab._version import __version__
-    from poselab.data import find_coco_sample
-    from poselab.data.synth import default_root
-    from poselab.experiments.cache import cache_root
-    from poselab.experiments.presets import PRESETS
-    from poselab.train.device import (autocast_plan, device_capability, resolve_device,
+    # deferred: torch and the library under it; `poselab --help` imports this module
+    import torch  # deferred
+    from poselab.data import find_coco_sample  # deferred
+    from poselab.data.synth import default_root  # deferred
+    from poselab.experiments.cache import cache_root  # deferred
+    from poselab.experiments.presets import PRESETS  # deferred
+    from poselab.models.imagenet_resnet import RESNET18_URL, imagenet_weights_path  # deferred
+    from poselab.train.device import (autocast_plan, device_capability, resolve_device,  # deferred
                                       transfer_plan)
 
     dev = resolve_device(device)
@@ -92,7 +94,6 @@ def doctor_report(device: str = "auto") -> list[tuple[str, str]]:
     data_dir = os.environ.get("POSELAB_DATA_DIR")
     rows.append(("POSELAB_DATA_DIR", data_dir or "unset"))
     rows.append(("run cache", _folder(cache_root(), "")))
-    from poselab.models.imagenet_resnet import RESNET18_URL, imagenet_weights_path
     weights = imagenet_weights_path()
     rows.append(("ImageNet ResNet-18", f"{weights} (present)" if weights.is_file() else
                  f"not downloaded: the coco preset needs {RESNET18_URL} (about 45 MB) at {weights}"))

@@ -47,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from .assignments import _src
+from .assignments import AssignmentError, _src, assignments_dir
+from .assignments import _cells as read_cells
 
 __all__ = ["GradingError", "AssignmentTest", "assignment_tests", "submission_code", "grade_submission",
            "feedback_lines"]
@@ -72,7 +73,6 @@ class AssignmentTest:
 
 def _cells(path: Path) -> list[dict]:
     """The notebook's cells (:func:`poselab.assignments` reads them), errors as GradingError."""
-    from .assignments import AssignmentError, _cells as read_cells
     try:
         return read_cells(path)
     except AssignmentError as exc:
@@ -289,7 +289,6 @@ def grade_submission(submission: str | os.PathLike, assignment: str | os.PathLik
     ``timeout``: wall-clock seconds for the whole submission (its CPU time is limited alike);
     tests not finished by then score 0 with a "timed out" message.
     """
-    from .assignments import assignments_dir
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout <= 3600):
         raise GradingError(f"timeout must be a number of seconds in (0, 3600], got {timeout!r}")
     source = Path(assignment)

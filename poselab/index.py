@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import poselab
+
 from .chapters.registry import chapters
 from .labs import list_chapters
 
@@ -65,7 +67,6 @@ def _first_paragraph(doc: str) -> str:
 def tagged_entries() -> list[Entry]:
     """Every public function/class of ``poselab`` (and of any registered chapter's package outside
     it) whose docstring's first paragraph carries a paper tag, one entry per (paper, place)."""
-    import poselab
     tag = _tag_pattern()
     out: list[Entry] = []
     seen = set()

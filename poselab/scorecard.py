@@ -18,7 +18,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .chapters.registry import claim_prefixes
 from .claims import recorded_text
-from .viz.html import plain_text
+from .viz.html import Missing, fitted_table, plain_text
+from .viz.sentence import Sentence
 
 __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
            "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
@@ -251,7 +252,6 @@ class ScorecardView:
         scorecard(self.records)  # bad records fail here, not when the notebook renders
 
     def _repr_html_(self) -> str:
-        from poselab.viz.html import Missing, fitted_table
         no_record = Missing("no recorded replication of this claim")
         out = []
         for key, rows in scorecard(self.records).items():
@@ -272,7 +272,7 @@ class ScorecardView:
 
 def verdict_figure(records: Iterable[Mapping[str, Any]], width: int = 820, height: int = 380):
     """Stacked bars: per paper, how many claims hold / reproduce / are inconclusive / fail."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # deferred: plotly, this figure only
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
                 100 <= value <= 4000):
@@ -312,7 +312,6 @@ def summary_sentence(records: Iterable[Mapping[str, Any]], source: str = ""):
         ...                       {"id": "hdm.b", "kind": "empirical", "verdict": "inconclusive", "chapter": "04"}]))
         'The scorecard holds 2 claims of 2 chapters: 1 holds, 1 inconclusive; every math claim holds.'
     """
-    from poselab.viz.sentence import Sentence
     records = list(records)
     card = scorecard(records)
     counts = Counter(str(row["verdict"]) for rows in card.values() for row in rows)
@@ -347,7 +346,6 @@ def misses_sentence(records: Iterable[Mapping[str, Any]]):
         ...                      {"id": "hdm.c", "kind": "empirical", "verdict": "reproduced"}]))
         "Of 2 empirical claims, 1 did not come out as reproduced (1 inconclusive); the table above gives each one's reason."
     """
-    from poselab.viz.sentence import Sentence
     card = scorecard(list(records))
     empirical = [row for rows in card.values() for row in rows if row["kind"] == "empirical"]
     missed = Counter(str(row["verdict"]) for row in empirical if row["verdict"] != "reproduced")

@@ -154,3 +154,43 @@ def test_poselab_has_no_import_cycle():
     assert "poselab.chapters.hdm.training" not in graph["poselab.experiments.builtin"]
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def undeclared_function_imports(source: str) -> list[int]:
+    """Lines of the imports inside a function body that are not marked ``# deferred`` (on the
+    import's own line, or in the comment lines directly above it)."""
+    lines = source.splitlines()
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno in found:
+                continue
+            above, i = [], node.lineno - 2
+            while i >= 0 and lines[i].strip().startswith("#"):
+                above.append(lines[i])
+                i -= 1
+            if not any("# deferred" in line for line in [lines[node.lineno - 1], *above]):
+                found.append(node.lineno)
+    return sorted(found)
+
+
+def test_function_level_imports_are_deliberately_deferred():
+    """Imports sit at the top of a module; one inside a function is a heavy or optional import
+    deferred on purpose (torch under `poselab --help`, plotly for one figure, POT, otter) and
+    says so with a ``# deferred: why`` comment."""
+    bad = {str(path.relative_to(PACKAGE.parent)): lines for path in sorted(PACKAGE.rglob("*.py"))
+           if (lines := undeclared_function_imports(path.read_text()))}
+    assert not bad, f"function-level imports without a '# deferred: why' comment: {bad}"
+
+
+def test_the_deferred_import_check_fails_on_a_constructed_module():
+    source = ("import os\n\n\ndef f():\n    import json\n    return json\n\n\n"
+              "class C:\n    def g(self):\n        import torch  # deferred: heavy\n"
+              "        # deferred: plotly, one figure\n        import plotly\n"
+              "        from math import pi\n        return pi\n\n\n"
+              "def outer():\n    def inner():\n        import re\n    return inner\n")
+    assert undeclared_function_imports(source) == [5, 14, 20]
+    assert undeclared_function_imports("import os\ntry:\n    import json\nexcept ImportError:\n"
+                                       "    json = None\n") == []

@@ -14,6 +14,8 @@ The torch parts are imported on first use, so ``poselab.data.synth`` works witho
 """
 from __future__ import annotations
 
+import importlib
+
 from poselab.data.coco import PersonInstance, load_persons, read_image
 from poselab.data.errors import DatasetError, DatasetNotFound
 from poselab.data.registry import find_coco_sample, resolve_dataset
@@ -35,7 +37,6 @@ _LAZY = {"TopDownDataset": "dataset", "make_loader": "dataset", "default_dataset
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
         module = importlib.import_module(f"poselab.data.{_LAZY[name]}")
         return getattr(module, name)
     raise AttributeError(f"module 'poselab.data' has no attribute {name!r}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import DatasetNotFound
 from .registry import find_coco_sample, resolve_dataset
+from . import synth
 
 __all__ = ["ChapterData", "resolve_chapter_data"]
 
@@ -58,8 +59,7 @@ def resolve_chapter_data(data: str | os.PathLike = "auto", real_data: str | os.P
     else:
         why = "as requested"
     if name == "synth":
-        from .synth import default_dataset
-        ann = default_dataset(split, n_images=n_images, progress=progress)
+        ann = synth.default_dataset(split, n_images=n_images, progress=progress)
     elif name == "coco_sample":
         if sample is None:
             raise DatasetNotFound("data='coco_sample' but the real COCO sample was not found; set "

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
+from pycocotools.coco import COCO
 
 from poselab.data.errors import DatasetError, DatasetNotFound, HOW_TO_GET_DATA
 from poselab.skeleton import NUM_KEYPOINTS
@@ -210,7 +211,6 @@ def load_persons(ann_json: str | Path, image_root: str | Path | None = None,
         DatasetNotFound / DatasetError: see :func:`read_coco_json`; also for keypoint arrays of
         the wrong length and annotations naming an image that is not listed.
     """
-    from pycocotools.coco import COCO
 
     ann_json = Path(ann_json)
     if _as_int(min_keypoints) is None or min_keypoints < 0:

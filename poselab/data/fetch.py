@@ -55,6 +55,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from PIL import Image
+from tqdm.auto import tqdm
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "ANNOTATION_ZIP",
@@ -206,7 +209,6 @@ def _load_json(path: Path, what: str, hint: str = "delete it and re-run") -> dic
 
 def _image_problem(path: Path, width: object, height: object) -> str | None:
     """None when ``path`` is a decodable image of size (width, height), else what is wrong."""
-    from PIL import Image  # local import: PIL is only needed here
 
     try:
         with Image.open(path) as im:
@@ -524,7 +526,6 @@ def _bytes_bar(desc: str, progress: bool):
     The bar appears only once the server answered (an HTTP error prints no empty bar) and is
     cleared instead of left on screen when ``close(ok=False)``.
     """
-    from tqdm.auto import tqdm
 
     holder: list = []
 
@@ -634,7 +635,6 @@ def _run_images(
     desc: str,
 ) -> tuple[int, int]:
     """Run ``task(image) -> transferred?`` over images with a progress bar; (n_transferred, n_present)."""
-    from tqdm.auto import tqdm
 
     transferred = present = 0
     bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress)

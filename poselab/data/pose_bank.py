@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poselab.data import _pose_bank_table as _table
 from poselab.skeleton import NUM_KEYPOINTS
 
 __all__ = ["build_pose_bank", "load_pose_bank", "write_pose_bank_module", "PARENT", "TABLE_PATH"]
@@ -127,7 +128,6 @@ def write_pose_bank_module(bank: dict, path: str | Path = TABLE_PATH) -> Path:
 
 def load_pose_bank() -> tuple[np.ndarray, np.ndarray]:
     """The shipped bank: ``poses`` ``(N, 17, 2)`` float64 and ``visibility`` ``(N, 17)`` int."""
-    from poselab.data import _pose_bank_table as table
-    poses = np.asarray(table.POSES, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
-    vis = np.asarray(table.VISIBILITY, dtype=np.int64)
+    poses = np.asarray(_table.POSES, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
+    vis = np.asarray(_table.VISIBILITY, dtype=np.int64)
     return poses, vis

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 from poselab.data.errors import DatasetNotFound, HOW_TO_GET_DATA
+from poselab.data import synth
 
 __all__ = ["find_coco_sample", "resolve_dataset"]
 
@@ -64,8 +65,7 @@ def resolve_dataset(data: str | os.PathLike, split: str = "val") -> Path:
         raise ValueError(f"split must be a split name such as 'train', 'val' or 'val2017', got "
                          f"{split!r}")
     if isinstance(data, str) and data == "synth":
-        from poselab.data.synth import default_dataset
-        return default_dataset(split)
+        return synth.default_dataset(split)
     if isinstance(data, str) and data == "coco_sample":
         folder = find_coco_sample()
         if folder is None:

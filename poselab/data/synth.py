@@ -69,9 +69,9 @@ images is a prefix of one of ``m > n`` images with the same seed and controls.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import hashlib
 import math
 import numbers
 import os
@@ -79,13 +79,16 @@ import re
 import shutil
 import tempfile
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm.auto import tqdm
 
 from poselab._numbers import whole_number
 from poselab.data.pose_bank import load_pose_bank
+from poselab.paths import writable_folder
 from poselab.skeleton import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
 
 __all__ = ["generate", "remove_generated", "default_dataset", "default_root", "DEFAULT_CONTROLS", "DEFAULT_SEEDS",
@@ -519,7 +522,6 @@ def _rendered(seed, n_images, ctrl, workers, chunk=16):
         for c in chunks:
             yield from _render_chunk((seed, c, ctrl))
         return
-    from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for result in pool.map(_render_chunk, [(seed, c, ctrl) for c in chunks]):
             yield from result
@@ -575,7 +577,6 @@ def generate(out_dir: str | os.PathLike, n_images: int, seed: int, *, split: str
     images, annotations = [], []
     iterator = _rendered(seed, int(n_images), ctrl, max(1, int(workers)))
     if progress:
-        from tqdm.auto import tqdm
         iterator = tqdm(iterator, total=int(n_images), desc=f"generating {split}", unit="img")
     for index, jpeg, anns in iterator:
         image_id = index + 1
@@ -739,7 +740,6 @@ def default_dataset(split: str = "train", n_images: int | None = None,
 
     if complete():
         return json_path
-    from poselab.paths import writable_folder
     writable_folder(root, "the data folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
     try:

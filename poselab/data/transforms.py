@@ -161,7 +161,7 @@ def apply_affine(points, matrix):
     column of ``(K, 3)`` keypoints) are not accepted: pass ``keypoints[..., :2]``.
     """
     if _is_torch(points):
-        import torch
+        import torch  # deferred: poselab.data works without torch (torch input brings it)
         m = torch.as_tensor(np.asarray(matrix), dtype=points.dtype, device=points.device)
         if points.shape[-1] != 2 or m.shape != (2, 3):
             raise ValueError(f"points must be (..., 2) and matrix (2, 3), got {tuple(points.shape)} "
@@ -252,7 +252,7 @@ def _window_maps(center, scale, input_size, points):
     size = np.array([w, h], dtype=np.float64)
     o = (size - 1.0) / 2.0
     if _is_torch(points):
-        import torch
+        import torch  # deferred: poselab.data works without torch (torch input brings it)
         c = torch.as_tensor(center, dtype=points.dtype, device=points.device)
         s = torch.as_tensor(scale, dtype=points.dtype, device=points.device)
         if not (bool(torch.isfinite(c).all()) and bool((s > 0).all()) and bool(torch.isfinite(s).all())):

@@ -10,11 +10,16 @@ the arena instant and only recipes whose code or settings changed train again.
 """
 from __future__ import annotations
 
+import html as _html
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
+
+from poselab.viz.html import fitted_table
 
 from .presets import Preset, get_preset
 from .registry import RECIPES, Recipe, get_recipe
@@ -117,8 +122,6 @@ class RecordedArena:
         return out
 
     def _repr_html_(self) -> str:
-        import html as _html
-        from poselab.viz.html import fitted_table
         return (f"<p>{_html.escape(self.label)}</p>"
                 + "".join(fitted_table(heads, rows, caption=name) for name, heads, rows in self.tables()))
 
@@ -131,8 +134,6 @@ def recorded_arena(name: str = "default", root=None) -> RecordedArena | None:
     --out`` wrote it and ``manifest.json`` (command, commit, dates, machine, wall time) — as
     ``{"markdown": ..., "manifest": ..., "label": ...}``, or None where there is none.
     ``root``: another folder holding ``arena_<name>/`` (default: the checkout's ``results``)."""
-    import json
-    from pathlib import Path
 
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"name must be a recorded arena's name such as 'default', got {name!r}")

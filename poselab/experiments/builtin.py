@@ -9,36 +9,40 @@ max-anchored head of chapter 04).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from .registry import (Recipe, register_codec, register_loss, register_model, register_recipe,
-                       register_score)
+from poselab.codecs import HeatmapCodec, IntegralCodec, SARCodec, SimCCCodec
+from poselab.codecs.hdm import FourPixelCodec
+from poselab.losses import heatmap_mse_loss
+from poselab.losses.emd_keypoints import emd_batch_loss
+from poselab.models import build_model
+from poselab.models.heads import MaxAnchor
+from poselab.train.evaluate import instance_scores
+
+from .registry import Recipe, register_codec, register_loss, register_model, register_recipe, register_score
 
 
 @register_codec("gaussian")
 def gaussian_codec(geometry, sigma: float = 2.0, decoder: str = "quarter", **kw):
     """MSRA / unbiased Gaussian heatmap target (:class:`poselab.codecs.HeatmapCodec`)."""
-    from poselab.codecs import HeatmapCodec
     return HeatmapCodec(geometry.input_size, geometry.heatmap_size, sigma=sigma, decoder=decoder, **kw)
 
 
 @register_codec("dot")
 def dot_codec(geometry, decoder: str = "argmax", **kw):
     """One-hot dot target at the rounded pixel (:class:`poselab.codecs.HeatmapCodec`)."""
-    from poselab.codecs import HeatmapCodec
     return HeatmapCodec(geometry.input_size, geometry.heatmap_size, target="dot", decoder=decoder, **kw)
 
 
 @register_codec("four_pixel")
 def four_pixel_codec(geometry, **kw):
     """Dot target, HDM four-pixel decoding (HDM §3.4)."""
-    from poselab.codecs.hdm import FourPixelCodec
     return FourPixelCodec(geometry.input_size, geometry.heatmap_size, **kw)
 
 
 @register_codec("simcc")
 def simcc_codec(geometry, split_ratio: float = 2.0, sigma: float = 6.0, **kw):
     """SimCC 1-D labels (:class:`poselab.codecs.SimCCCodec`)."""
-    from poselab.codecs import SimCCCodec
     return SimCCCodec(geometry.input_size, split_ratio=split_ratio, sigma=sigma, **kw)
 
 
@@ -47,7 +51,6 @@ def integral_codec(geometry, beta: float = 10.0, compensate: bool = False, **kw)
     """Soft-argmax decoding (:class:`poselab.codecs.IntegralCodec`); β defaults to BCIR's 10, as
     :func:`poselab.losses.integral_l1_loss` and the codec class (every registered recipe names
     its β). ``compensate=False``: plain integral regression unless the recipe asks for Eq. 38."""
-    from poselab.codecs import IntegralCodec
     return IntegralCodec(geometry.input_size, geometry.heatmap_size, beta=beta,
                          compensate=compensate, **kw)
 
@@ -55,14 +58,12 @@ def integral_codec(geometry, beta: float = 10.0, compensate: bool = False, **kw)
 @register_codec("sar")
 def sar_codec(geometry, **kw):
     """SAR grid (:class:`poselab.codecs.SARCodec`)."""
-    from poselab.codecs import SARCodec
     return SARCodec(geometry.input_size, geometry.heatmap_size, **kw)
 
 
 @register_loss("mse")
 def mse_loss(geometry, **params):
     """:func:`poselab.losses.heatmap_mse_loss` to ``batch["target"]``, weighted by ``batch["weights"]``."""
-    from poselab.losses import heatmap_mse_loss
 
     def loss_fn(outputs, batch):
         return heatmap_mse_loss(outputs, batch["target"], batch["weights"], **params)
@@ -72,14 +73,12 @@ def mse_loss(geometry, **params):
 @register_loss("emd")
 def emd_loss(geometry, reg: float = 1.0, n_iters: int = 1000, tol: float = 1e-6):
     """HDM Eq. 5: :func:`poselab.losses.emd_loss` from the raw maps to the keypoints."""
-    from poselab.losses.emd_keypoints import emd_batch_loss
     return emd_batch_loss(geometry.input_size, reg=reg, n_iters=n_iters, tol=tol)
 
 
 @register_score("bbox_keypoint")
 def bbox_keypoint_score(keypoint_scores: np.ndarray) -> np.ndarray:
     """MMPose: mean of the keypoint scores above 0.2 (GT boxes: box score 1)."""
-    from poselab.train.evaluate import instance_scores
     return instance_scores(keypoint_scores, 1.0, 0.2)
 
 
@@ -90,7 +89,6 @@ def mean_score(keypoint_scores: np.ndarray) -> np.ndarray:
 
 
 def _build(recipe, geometry, seed):
-    from poselab.models import build_model
     return build_model(recipe.head, geometry.input_size, recipe.backbone,
                        num_keypoints=geometry.num_keypoints, seed=seed,
                        heatmap_stride=int(round(geometry.stride)))
@@ -106,8 +104,6 @@ def standard_model(recipe, geometry, seed):
 def max_anchored_model(recipe, geometry, seed):
     """The standard model whose heatmaps are shifted to ``H = z − max z + 1`` (HDM chapter:
     :class:`poselab.models.heads.MaxAnchor`)."""
-    import torch
-    from poselab.models.heads import MaxAnchor
     model = _build(recipe, geometry, seed)
     model.head = torch.nn.Sequential(model.head, MaxAnchor())
     return model

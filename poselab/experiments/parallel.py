@@ -13,12 +13,19 @@ in a notebook or script train in the calling process instead.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
 
 from .presets import Preset
 from .registry import CODECS, LOSSES, MODELS, SCORES, Recipe
@@ -159,10 +166,6 @@ JOBS_PREFIX = "poselab-jobs-"
 def remove_stale_job_folders(root: str | os.PathLike | None = None) -> list[str]:
     """Remove the jobs folders left by callers that no longer run (``kill -9`` skips their
     clean-up; their workers stop themselves); return the names removed."""
-    import re
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{JOBS_PREFIX}*"):
@@ -196,12 +199,6 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
     gets a one-line progress report of the running workers every ``status_every`` seconds. A
     failing worker stops the others and raises RuntimeError with the end of its error output.
     """
-    import json
-    import subprocess
-    import sys
-    import tempfile
-    import time
-    from pathlib import Path
 
     def label(i: int) -> str:
         return f"{specs[i]['recipe']['name']} seed {specs[i]['seed']}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models.pose_model import DEFAULT_HEATMAP_STRIDE
+from ..train import device as _device
 
 __all__ = ["Preset", "PRESETS", "get_preset", "chapter_preset", "resolve_autocast"]
 
@@ -187,8 +188,7 @@ def resolve_autocast(autocast: str | None, device) -> str | None:
     gradient scaler on a CUDA GPU without bfloat16, else float32)."""
     if autocast != "auto":
         return autocast
-    from poselab.train.device import autocast_plan, device_capability
-    return autocast_plan(device_capability(device), autocast).dtype
+    return _device.autocast_plan(_device.device_capability(device), autocast).dtype
 
 
 def chapter_preset(preset: "Preset | str", **overrides) -> Preset:

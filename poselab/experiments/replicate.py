@@ -37,7 +37,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from .cache import source_digest
+from poselab.data import synth
+
+from .cache import list_entries, source_digest
 from .records import _git, provenance
 from .presets import Preset, get_preset
 from .registry import Recipe
@@ -383,7 +385,6 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
     folder = replication_folder(chapter, root)
     measured = {r["recipe"]: r.get("seconds_per_step") for r in recorded_runs(chapter, root=root)
                 if r.get("preset") == p.name and r.get("seconds_per_step")}
-    from .cache import list_entries
     for path in sorted((_REPO / "results").glob("*.json")):  # poselab train --record files
         try:
             runs = json.loads(path.read_text()).get("runs", [])
@@ -422,7 +423,6 @@ def _steps(p: Preset) -> int | None:
     n_people = {"fast": None}.get(p.name)
     if n_people is None:
         try:
-            from poselab.data import synth
             with open(synth.default_dataset("train", progress=False)) as f:
                 n_people = sum(1 for a in json.load(f)["annotations"] if a.get("num_keypoints", 0) > 0)
         except Exception:  # a plan is an estimate: no data yet means no estimate

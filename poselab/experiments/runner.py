@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -30,9 +31,21 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from poselab import data as pdata
+from poselab import train as ptrain  # fit, Evaluator, resolve_device: looked up when called
+from poselab.data import TopDownDataset
+from poselab.data.crop_cache import CropCache
+from poselab.data.synth import GENERATOR_VERSION
+from poselab.metrics import ranking_accuracy, spearman
+from poselab.paths import writable_folder
+from poselab.train.device import check_float64
+from poselab.train.history import History
+from poselab.viz.html import fitted_table
+
 from .._version import __version__
 from ..codecs.base import attach_codec
 from .cache import entry_dir, file_sha256, run_key, source_digest
+from .parallel import part_modules, resolve_jobs, train_many
 from .presets import Preset, get_preset, resolve_autocast
 from .registry import CODECS, LOSSES, MODELS, SCORES, Geometry, Recipe, adapt_to_preset, get_recipe
 
@@ -95,7 +108,6 @@ class RunResult:
         return int(value) if value else None
 
     def training_history(self):
-        from poselab.train.history import History
         return History.from_dict(self.history)
 
     def recipe_object(self) -> Recipe:
@@ -157,7 +169,6 @@ def resolve_run_data(data: str | os.PathLike, preset: Preset,
     its ``train`` and ``val`` splits, evaluated on ``"val"``. The real COCO sample
     (:func:`poselab.data.find_coco_sample`) is added as ``"real COCO sample"`` when present.
     """
-    from poselab import data as pdata
     if isinstance(data, str) and data == "synth":
         train = pdata.default_dataset("train", n_images=preset.n_train, progress=progress)
         sets = {GENERATED_VAL: pdata.default_dataset("val", n_images=preset.n_val, progress=progress)}
@@ -178,7 +189,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     try:
-        import resource
+        import resource  # deferred: Unix only (absent on Windows); the except below handles it
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return rss / 1024 if sys.platform != "darwin" else rss / 2 ** 20
     except (ImportError, OSError):
@@ -186,7 +197,6 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def _ranking_metrics(instance: np.ndarray, oks: np.ndarray) -> dict[str, float]:
-    from poselab.metrics import ranking_accuracy, spearman
     if instance.size < 2 or np.ptp(instance) == 0 or np.ptp(oks) == 0:
         return {"spearman": float("nan"), "ranking_accuracy": float("nan")}
     return {"spearman": float(spearman(instance, oks)),
@@ -212,12 +222,10 @@ def _train_set(recipe: Recipe, preset: Preset, train_json: Path, codec, seed: in
     flip = preset.flip_prob if synthetic else 0.5
     aug = dict(flip_prob=flip, rotation=preset.rotation, scale_jitter=preset.scale_jitter)
     if preset.crop_cache:
-        from poselab.data.crop_cache import CropCache
         return CropCache(train_json, input_size=preset.input_size, target_fn=codec.encode,
                          batch_size=preset.batch_size, seed=seed, resolution=preset.cache_resolution,
                          memory_format=torch.channels_last if preset.channels_last else torch.contiguous_format,
                          **aug)
-    from poselab.data import TopDownDataset
     ds = TopDownDataset(train_json, input_size=preset.input_size, train=True, target_fn=codec,
                         seed=seed, **aug)
     ds.preload()
@@ -272,15 +280,13 @@ def run_recipe(recipe: Recipe | str, data: str | os.PathLike = "synth", preset: 
 def _plan(recipe: Recipe | str, data, preset: Preset | str, seed: int, device) -> dict[str, Any]:
     """Everything that decides a run before it trains: the resolved recipe, preset and device,
     the data files, the cache key and the cache folder."""
-    from poselab.data.synth import GENERATOR_VERSION
-    from poselab.train import resolve_device
 
     preset = get_preset(preset)
     recipe = adapt_to_preset(get_recipe(recipe), preset)  # the one route a preset reaches a recipe
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
         raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     seed = int(seed)
-    dev = resolve_device(device)
+    dev = ptrain.resolve_device(device)
     if preset.backbone is not None:
         recipe = recipe.replace(backbone=preset.backbone)
     for registry, name in ((CODECS, recipe.codec), (LOSSES, recipe.loss), (MODELS, recipe.model),
@@ -323,7 +329,6 @@ def _file_digests(folder: Path) -> dict[str, str]:
 
 def _set_aside(folder: Path, why: str) -> None:
     """Move a damaged cache entry out of the way (kept for inspection) and say so."""
-    import warnings
     target = folder.with_name(f"{folder.name}.damaged-{int(time.time())}")
     try:
         os.replace(folder, target)
@@ -363,7 +368,6 @@ def _load_cached(folder: Path, plan: dict[str, Any] | None = None) -> RunResult 
 
 
 def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResult:
-    from poselab.train import Evaluator, fit
 
     plan = _plan(recipe, data, preset, seed, device)
     recipe, preset, seed, dev = plan["recipe"], plan["preset"], plan["seed"], plan["dev"]
@@ -374,7 +378,6 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
         hit = _load_cached(folder, plan)
         if hit is not None:
             return hit
-    from poselab.paths import writable_folder
     writable_folder(folder.parent, "the run cache")  # before training, not after
 
     codec = CODECS[recipe.codec](geometry, **dict(recipe.codec_params))
@@ -385,14 +388,15 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
     train_set = _train_set(recipe, preset, train_json, codec, seed, synthetic)
     if dev.type == "cuda" and preset.crop_cache:  # keep and warp the crops on the GPU
         train_set.to(dev)
-    evaluators = {name: Evaluator(path, head=recipe.head, codec=codec, input_size=preset.input_size,
-                                  device=dev, score_fn=score_fn) for name, path in eval_sets.items()}
+    evaluators = {name: ptrain.Evaluator(path, head=recipe.head, codec=codec,
+                                         input_size=preset.input_size, device=dev, score_fn=score_fn)
+                  for name, path in eval_sets.items()}
     first_set = next(iter(evaluators.values()))
     val_cb = None
     if preset.val_every:
-        val_eval = Evaluator(first_set.ann_json, head=recipe.head, codec=codec,
-                             input_size=preset.input_size, device=dev, score_fn=score_fn,
-                             return_predictions=False)
+        val_eval = ptrain.Evaluator(first_set.ann_json, head=recipe.head, codec=codec,
+                                    input_size=preset.input_size, device=dev, score_fn=score_fn,
+                                    return_predictions=False)
         val_eval._datasets = first_set._datasets  # share the decoded val crops
         val_cb = val_eval
     if dev.type == "cuda":
@@ -405,15 +409,14 @@ def _run_recipe(recipe, data, preset, seed, device, callbacks, cache) -> RunResu
         return loss_fn(outputs, batch)
 
     try:
-        history = fit(model, hashed_loss, train_set, val=val_cb, epochs=preset.epochs,
-                      max_steps=preset.max_steps, batch_size=preset.batch_size,
-                      lr=recipe.lr * preset.lr_scale, weight_decay=recipe.weight_decay,
-                      warmup_steps=recipe.warmup_steps, schedule=preset.schedule,
-                      grad_clip=recipe.grad_clip, callbacks=list(callbacks), device=dev, seed=seed,
-                      val_every=preset.val_every or preset.epochs + 1)
+        history = ptrain.fit(model, hashed_loss, train_set, val=val_cb, epochs=preset.epochs,
+                             max_steps=preset.max_steps, batch_size=preset.batch_size,
+                             lr=recipe.lr * preset.lr_scale, weight_decay=recipe.weight_decay,
+                             warmup_steps=recipe.warmup_steps, schedule=preset.schedule,
+                             grad_clip=recipe.grad_clip, callbacks=list(callbacks), device=dev, seed=seed,
+                             val_every=preset.val_every or preset.epochs + 1)
     except (TypeError, RuntimeError) as exc:
         if dev.type == "mps" and "float64" in str(exc).lower():
-            from poselab.train.device import check_float64
             try:
                 check_float64(dev, f"recipe {recipe.name!r}")
             except ValueError as refused:
@@ -549,7 +552,6 @@ class ComparisonTable:
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
-        from poselab.viz.html import fitted_table
         out = []
         for set_name in self.sets:
             rows = self.summary(set_name, self.SHOWN)
@@ -564,7 +566,7 @@ class ComparisonTable:
 
     def figure(self, metric: str = "AP", set_name: str = GENERATED_VAL, title: str | None = None):
         """Per-seed points and mean ± std per recipe (:func:`poselab.viz.experiments.seed_figure`)."""
-        from poselab.viz.experiments import seed_figure
+        from poselab.viz.experiments import seed_figure  # deferred: plotly, this figure only
         return seed_figure({r: self.values(r, metric, set_name) for r in self.recipes},
                            metric=metric, title=title or f"{metric} on {set_name}")
 
@@ -582,8 +584,6 @@ def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
     table is the same either way, up to the last bits a thread count changes
     (``RunResult.threads``).
     """
-    from .parallel import part_modules, resolve_jobs, train_many
-    from poselab.train import resolve_device
 
     if isinstance(recipes, (str, Recipe)):
         recipes = [recipes]  # one recipe, not the letters of its name
@@ -604,7 +604,7 @@ def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
         raise ValueError(f"callbacks must be a list of poselab.train callbacks, got {callbacks!r}")
     callbacks = list(callbacks)
     preset = get_preset(preset)
-    dev = resolve_device(device)
+    dev = ptrain.resolve_device(device)
     resolve_jobs(jobs, 2, preset, dev, callbacks)  # bad jobs / POSELAB_JOBS fail before any work
     runs = [(seed, recipe) for seed in seeds for recipe in recipes]
     found: dict[int, RunResult] = {}

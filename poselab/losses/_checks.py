@@ -17,6 +17,9 @@ Example:
 """
 from __future__ import annotations
 
+import math
+import os
+
 import torch
 
 __all__ = ["MAX_PAIR_MB", "check_pair_memory", "finite_number", "REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
@@ -111,7 +114,6 @@ MAX_PAIR_MB = 2048.0
 def check_pair_memory(nbytes: int, what: str) -> None:
     """Refuse, before allocating, pair tables of ``nbytes`` bytes in all that would take more than
     :data:`MAX_PAIR_MB` (``POSELAB_MAX_PAIR_MB`` overrides it), naming ``what`` and the size."""
-    import os
     limit = MAX_PAIR_MB
     env = os.environ.get("POSELAB_MAX_PAIR_MB")
     if env:
@@ -127,7 +129,6 @@ def check_pair_memory(nbytes: int, what: str) -> None:
 
 def finite_number(value, name: str) -> float:
     """``float(value)``, refused with a ValueError naming ``name`` unless it is a finite number."""
-    import math
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from ._checks import check_pair_memory, check_reduction, check_tensor, check_weights, finite_number
+from ..skeleton import OKS_SIGMAS
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
            "instance_sort_loss", "simcc_instance_sort_loss", "instance_keypoint_similarity", "rspose_loss", "smoothed_step",
@@ -546,7 +547,6 @@ def spatial_rank_sort_loss(scores: torch.Tensor, labels: torch.Tensor,
 def _keypoint_sigmas(sigmas, K: int, device) -> torch.Tensor:
     """COCO keypoint σ's ``(K,)`` float64 (default :data:`poselab.skeleton.OKS_SIGMAS`, K = 17)."""
     if sigmas is None:
-        from ..skeleton import OKS_SIGMAS
         if K != len(OKS_SIGMAS):
             raise ValueError(f"the outputs have K = {K} keypoints; pass sigmas (K,) for non-COCO joints")
         sigmas = OKS_SIGMAS

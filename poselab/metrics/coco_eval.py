@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from poselab.metrics.oks import oks_matrix
 
@@ -29,7 +31,6 @@ def _quiet(verbose: bool):
 
 def load_coco(gt_json, *, verbose: bool = False):
     """A pycocotools ``COCO`` object from a json path, a COCO-format dict or a ``COCO`` object."""
-    from pycocotools.coco import COCO
 
     if isinstance(gt_json, COCO):
         return gt_json
@@ -244,7 +245,6 @@ def coco_keypoint_eval(gt_json, results, *, verbose: bool = False) -> dict[str, 
         ValueError: results not in the format above, NaN/inf keypoints or scores, image ids not
             in the ground truth, unknown category ids.
     """
-    from pycocotools.cocoeval import COCOeval
 
     coco = load_coco(gt_json, verbose=verbose)
     clean = _clean_results(coco, results)

@@ -13,6 +13,7 @@ from ..codecs.base import Codec, attach_codec, codec_from_spec
 from ..skeleton import NUM_KEYPOINTS
 from .backbones import ResNet18Backbone, TinyBackbone
 from .heads import HeatmapHead, SARHead, SimCCHead
+from .imagenet_resnet import ImageNetResNet18Backbone
 
 #: the model heads; :class:`poselab.experiments.Recipe` checks its ``head`` against this tuple
 HEADS = ("heatmap", "integral", "simcc", "sar")
@@ -168,7 +169,6 @@ def build_model(head: str = "heatmap", input_size: tuple[int, int] = (64, 48),
 
     def make() -> PoseModel:
         if backbone == "resnet18_imagenet":
-            from .imagenet_resnet import ImageNetResNet18Backbone
             net = ImageNetResNet18Backbone(stride=stride, weights=weights)
         else:
             net = TinyBackbone(stride=stride) if backbone == "tiny" else ResNet18Backbone(stride=stride)

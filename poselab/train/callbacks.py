@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .._numbers import whole_number
 
 
@@ -37,7 +39,6 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_fit_start(self, state) -> None:
-        from tqdm.auto import tqdm
         self.bar = tqdm(total=state.total_steps, initial=state.step, desc="train", unit="step",
                         **self.kwargs)
 

@@ -21,8 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from poselab import codecs
+from poselab.codecs import model_codec
+from poselab.data import TopDownDataset, crop_to_image
+from poselab.data.transforms import _size_hw
+from poselab.metrics import coco_keypoint_eval, end_point_error, pck
+
 from .._numbers import whole_number
-from .loop import resolve_device
+from .loop import _finite, resolve_device
 
 __all__ = ["evaluate", "Evaluator", "default_codec", "codec_for_model", "predict_crops", "instance_scores",
            "INFERRED_DECODERS"]
@@ -45,8 +51,6 @@ def default_codec(head: str, input_size: tuple[int, int], split_ratio: float = 2
     ``heatmap_size``: the model's output map ``(h, w)`` — required for the heatmap, integral and
     sar heads (there is no default stride: a stride-2 model decoded at stride 4 lands every
     keypoint at half its coordinates). :func:`codec_for_model` reads it from the model."""
-    from poselab import codecs
-    from poselab.data.transforms import _size_hw
     input_size = _size_hw(input_size, "input_size")
     if head == "simcc":
         return codecs.SimCCCodec(input_size, split_ratio=split_ratio)
@@ -83,8 +87,6 @@ def codec_for_model(model, outputs=None, input_size: tuple[int, int] | None = No
     default stride.
 
     Raises ValueError naming what is missing (no head type, outputs of an unknown shape)."""
-    from poselab.codecs import model_codec
-    from poselab.data.transforms import _size_hw
     codec = model_codec(model)
     if codec is not None:
         return codec
@@ -176,7 +178,6 @@ class Evaluator:
                  device: str | torch.device = "auto", score_threshold: float = 0.2,
                  results_json: str | os.PathLike | None = None, return_predictions: bool = True,
                  max_persons: int | None = None, score_fn=None):
-        from .loop import _finite
         batch_size = whole_number(batch_size, "batch_size", 1)
         score_threshold = _finite(score_threshold, "score_threshold", -float("inf"))
         if max_persons is not None:
@@ -194,7 +195,6 @@ class Evaluator:
 
     def dataset(self, input_size: tuple[int, int]):
         if input_size not in self._datasets:
-            from poselab.data import TopDownDataset
             ds = TopDownDataset(self.ann_json, self.image_root, input_size=input_size, train=False)
             if self.max_persons is not None:
                 ds.persons = ds.persons[: int(self.max_persons)]
@@ -202,9 +202,6 @@ class Evaluator:
         return self._datasets[input_size]
 
     def __call__(self, model) -> dict[str, Any]:
-        from poselab.data import crop_to_image
-        from poselab.metrics import coco_keypoint_eval, end_point_error, pck
-        from poselab.codecs import model_codec
         codec = self.codec if self.codec is not None else model_codec(model)
         size = self.input_size or getattr(model, "input_size", None) or (
             codec.input_size if codec is not None else None)

@@ -17,6 +17,7 @@ import torch
 
 from poselab._numbers import whole_number
 from poselab.losses.confidence_ranking import CONFIDENCE_RANKING_LOSSES, laplacian_rank_loss
+from poselab.metrics import ranking_accuracy
 
 __all__ = ["PoseSequences", "fit_rescorer", "rescore"]
 
@@ -123,7 +124,6 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
     accuracy of the refined scores at the epoch's end, epoch 0 = before training),
     ``"seconds"}``.
     """
-    from poselab.metrics import ranking_accuracy
     loss_fn = CONFIDENCE_RANKING_LOSSES[loss] if isinstance(loss, str) else loss
     params = dict(loss_params or {})
     epochs = whole_number(epochs, "epochs", 0)

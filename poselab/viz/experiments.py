@@ -6,6 +6,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from poselab.viz.sentence import Sentence
+
 __all__ = ["seed_figure", "learning_curves_figure", "ap_vs_step_time_figure", "per_keypoint_figure",
            "rescoring_sentence"]
 
@@ -85,7 +87,6 @@ def rescoring_sentence(recipe: str, before: Sequence[float], after: Sequence[flo
         >>> str(rescoring_sentence("mse", [0.40, 0.42], [0.41, 0.44]))[:75]
         'Re-scoring the poses of `mse` with RCNet changed generated-val AP by +0.015'
     """
-    from poselab.viz.sentence import Sentence
     before, after = [float(v) for v in before], [float(v) for v in after]
     if len(before) != len(after):
         raise ValueError(f"before and after need one AP per seed each, got {len(before)} and {len(after)}")

@@ -7,6 +7,8 @@ style test looks for that suffix on the last line of a section's last code cell)
 """
 from __future__ import annotations
 
+import math
+
 __all__ = ["Sentence", "number"]
 
 
@@ -30,7 +32,6 @@ def number(value: float, digits: int = 3) -> str:
         >>> number(0.123456), number(2.2e-16), number(float("nan"))
         ('0.123', '2.2e-16', '—')
     """
-    import math
     if value is None or isinstance(value, bool):
         return "—"
     value = float(value)

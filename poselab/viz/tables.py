@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+from poselab.viz.html import Missing, fitted_table
+
 __all__ = ["table", "mean_std"]
 
 
@@ -68,7 +70,7 @@ def _fitted_frame_type():
     the notebook)."""
     global _FITTED
     if _FITTED is None:
-        import pandas as pd
+        import pandas as pd  # deferred: pandas is slow to import; the class is built on first use
 
         class FittedFrame(pd.DataFrame):
             @property
@@ -78,7 +80,6 @@ def _fitted_frame_type():
             def _repr_html_(self):
                 # through the lab's one table renderer (poselab.viz.html.fitted_table): rounded
                 # numbers, "—" with a reason for a missing value, coloured verdicts, long text folded
-                from poselab.viz.html import Missing, fitted_table
                 plain_index = isinstance(self.index, pd.RangeIndex) and self.index.name is None
                 heads = [str(c) for c in self.columns]
                 # pandas stores a None of a text column as NaN: the two cannot be told apart here

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import plotly.graph_objects as go
+from IPython.display import display
 
 from poselab.train.callbacks import Callback
 from poselab.train.history import History
@@ -81,7 +82,6 @@ class LiveCurves(Callback):
                 self.figure.add_scatter(x=[], y=[], mode="lines+markers", name="val", yaxis="y2",
                                         line=dict(color="rgb(214,39,40)"))
             if self.display:
-                from IPython.display import display
                 display(self.figure)
         self._draw(state.history)
 

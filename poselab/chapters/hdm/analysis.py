@@ -276,7 +276,7 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
     """
     if backend == "auto":
         try:
-            import ot  # noqa: F401  (deferred on purpose: POT is optional, not on Binder)
+            import ot  # noqa: F401  # deferred: POT is optional, not on Binder
             backend = "pot"
         except ImportError:
             backend = "numpy"
@@ -334,7 +334,7 @@ def emd_reference_agreement(maps, keypoints, reg: float = 1.0, backend: str = "a
     rel = np.abs(ours - ref) / np.abs(ref)
     if backend == "auto":
         try:
-            import ot  # noqa: F401  (deferred on purpose: POT is optional, not on Binder)
+            import ot  # noqa: F401  # deferred: POT is optional, not on Binder
             backend = "pot"
         except ImportError:
             backend = "numpy"

@@ -52,6 +52,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from poselab import claims
+from poselab.chapters.bcir.recipes import SIGMA_SWEEP
 from poselab.chapters.hdm.analysis import argmax_xy, heatmap_compactness, pixels_above_truth
 from poselab.codecs import HeatmapCodec
 from poselab.codecs.hdm import FourPixelCodec
@@ -59,7 +60,7 @@ from poselab.codecs.heatmap import input_to_heatmap
 from poselab.data.coco import default_image_root
 from poselab.experiments import compare_recipes, get_preset, resolve_run_data, table_evidence
 from poselab.experiments.registry import get_recipe
-from poselab.experiments.replicate import recorded_table, recorded_verdict
+from poselab.experiments.replicate import recorded_runs, recorded_table, recorded_verdict
 from poselab.experiments.verdicts import DEFAULT_AP_FLOOR, DEFAULT_CONVERGE_TOLERANCE, validation_curves
 from poselab.losses import emd_loss, heatmap_mse_loss
 from poselab.losses.emd_keypoints import emd_batch_loss, emd_visibility
@@ -612,8 +613,6 @@ def sigma_tuning_verdict(root=None, preset: str = "full", min_seeds: int = 3) ->
     seed noise. The lab's σ sweep is chapter 06's (``poselab.chapters.bcir.recipes.SIGMA_SWEEP``,
     trained only with that chapter's ``sigma_sweep=True``); this counts its recorded ``preset``
     runs per σ and lists the metrics a record keeps (whole-set metrics, no per-joint errors)."""
-    from poselab.chapters.bcir.recipes import SIGMA_SWEEP
-    from poselab.experiments.replicate import recorded_runs
 
     recs = recorded_runs("06_bcir", preset=preset, root=root)
     counts = {s: sum(r.get("recipe") == name for r in recs) for s, name in SIGMA_SWEEP.items()}

@@ -20,6 +20,7 @@ from typing import Any
 
 from poselab import claims
 from poselab.chapters.rcnet import recipes as rc
+from poselab.experiments.replicate import DerivedStep, recorded_derived_verdict
 
 __all__ = ["DERIVED_NAME", "EVAL_SET", "EMPIRICAL_CLAIMS", "replication_config", "replication_fit",
            "claim_verdict", "variants_from_records", "recorded_verdicts", "derived_steps"]
@@ -73,7 +74,6 @@ def replication_fit(run, preset) -> dict[str, Any]:
 
 def derived_steps() -> list:
     """What the chapter registers with ``poselab replicate`` (``Chapter.replication_derived``)."""
-    from poselab.experiments.replicate import DerivedStep
     return [DerivedStep(DERIVED_NAME, "mse", replication_fit)]
 
 
@@ -164,7 +164,6 @@ def recorded_verdicts(preset: str = "full", root=None) -> dict[str, dict]:
     on the chapter's derived records at ``preset``
     (:func:`poselab.experiments.replicate.recorded_derived_verdict`); "no recorded replication
     yet" with the command where there are none."""
-    from poselab.experiments.replicate import recorded_derived_verdict
 
     def judge(claim_id):
         def run(records):

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from poselab import claims
+from poselab.chapters.sar.recipes import RegressionCodec
+from poselab.codecs import SARCodec, input_to_heatmap
 from poselab.codecs.heatmap import HeatmapCodec
 from poselab.data import TopDownDataset
 from poselab.data.transforms import affine_matrix, apply_affine, bbox_to_center_scale, warp_image
@@ -147,8 +149,6 @@ def chapter_decoders(input_size, heatmap_size, sigma: float = 2.0, heatmap_decod
     - ``SAR``: :class:`poselab.codecs.SARCodec` (top-1 cell + its offset), fed a selector peaked on
       the border cell nearest the point and that cell's offset to it.
     """
-    from poselab.chapters.sar.recipes import RegressionCodec
-    from poselab.codecs import SARCodec, input_to_heatmap
 
     size = _size(input_size)
     hh, hw = _size(heatmap_size)
