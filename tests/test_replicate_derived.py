@@ -187,3 +187,15 @@ def test_side_by_side_workers_record_base_runs_then_derived_records(cache):
     derived = [(r["recipe"], r["seed"], r["recorded"]) for r in rows if r.get("derived")]
     assert derived == [("rcnet_fit", 0, True), ("rcnet_fit", 1, True), ("rcnet_fit", 2, False)]
     assert all(r["expected_seconds"] > 0 for r in rows if r.get("derived"))
+
+
+@pytest.mark.parametrize("module", ["poselab.chapters.rcnet.replication", "poselab.chapters.sar.recipes"])
+def test_chapter_modules_import_first_in_a_fresh_process(module):
+    """A chapter module that imports the engine, imported before anything else: the engine's load
+    hook must not re-enter it half-loaded (rcnet.replication failed this way when its derived
+    steps were resolved at registration instead of on first use)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-800:]

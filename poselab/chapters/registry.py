@@ -223,7 +223,7 @@ def _load(chapter: Chapter) -> None:
     if chapter.replication_recipes is not None:
         _replicate().register_chapter_recipes(chapter.stem, chapter.replication_recipes)
     if chapter.replication_derived is not None:
-        _replicate().register_chapter_derived(chapter.stem, chapter.replication_derived())
+        _replicate().register_chapter_derived(chapter.stem, chapter.replication_derived)  # resolved on first use
 
 
 def load_recipes() -> list[str]:

@@ -113,18 +113,24 @@ class DerivedStep:
 _CHAPTER_DERIVED: dict[str, tuple[DerivedStep, ...]] = {}
 
 
-def register_chapter_derived(stem: str, steps: Iterable[DerivedStep]) -> None:
+def register_chapter_derived(stem: str, steps: Iterable[DerivedStep] | Callable[[], Iterable[DerivedStep]]) -> None:
     """Say what ``poselab replicate <stem>`` records per seed after the chapter's base runs
     (:class:`DerivedStep`); the chapter registers them through the chapter registry, so this core
-    module never imports a chapter."""
+    module never imports a chapter. ``steps`` may be a function returning them, called (and its
+    result checked) when the steps are first asked for: the chapter's module that defines them
+    may itself import the engine, so it cannot be imported while the engine loads."""
     if not isinstance(stem, str) or not re.fullmatch(r"\d\d_\w+", stem):
         raise ValueError(f"stem must be a chapter's notebook stem such as '03_rcnet', got {stem!r}")
+    _CHAPTER_DERIVED[stem] = steps if callable(steps) else _checked_steps(stem, steps)
+
+
+def _checked_steps(stem: str, steps: Iterable[DerivedStep]) -> tuple[DerivedStep, ...]:
     steps = tuple(steps)
     if not steps or not all(isinstance(s, DerivedStep) for s in steps):
         raise TypeError(f"chapter {stem}: derived steps must be a non-empty list of DerivedStep, got {steps!r:.120}")
     if len({s.name for s in steps}) != len(steps):
         raise ValueError(f"chapter {stem}: two derived steps share a name")
-    _CHAPTER_DERIVED[stem] = steps
+    return steps
 
 
 def unregister_chapter_derived(stem: str) -> None:
@@ -134,7 +140,11 @@ def unregister_chapter_derived(stem: str) -> None:
 
 def chapter_derived(chapter: str) -> tuple[DerivedStep, ...]:
     """The chapter's derived steps (empty when it registered none)."""
-    return _CHAPTER_DERIVED.get(_chapter_stem(chapter), ())
+    stem = _chapter_stem(chapter)
+    steps = _CHAPTER_DERIVED.get(stem, ())
+    if callable(steps):  # registered lazily: resolve and check once
+        steps = _CHAPTER_DERIVED[stem] = _checked_steps(stem, steps())
+    return steps
 
 
 def _read_derived(path: Path, *, name: str | None = None, preset: str | None = None,

@@ -6,7 +6,7 @@ from poselab.chapters.registry import Chapter, register, replicating
 
 
 def _derived_steps():
-    # deferred: the fits need torch; called when the engine (poselab.experiments) loads
+    # deferred: the fits need torch, and this module imports the engine; called on first use
     from poselab.chapters.rcnet.replication import derived_steps
     return derived_steps()
 
