@@ -233,17 +233,23 @@ def recorded_derived_verdict(chapter: str, name: str, judge, *, preset: str = "f
         recs = recorded_derived(chapter, name, preset=preset, root=root)
     except ValueError as exc:
         return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
-    if not recs:
+    return _judged(judge, recs if recs else None, recs, preset, how)
+
+
+def _judged(judge, evidence, recs: list[dict[str, Any]], preset: str, how: str) -> dict[str, Any]:
+    """``judge(evidence)`` as a recorded verdict (the shape :func:`recorded_verdict` documents);
+    no evidence or a judge that cannot answer is reported with ``how`` to make the records."""
+    if evidence is None:
         return {"recorded": False, "verdict": "—", "preset": preset,
                 "reason": f"no recorded {preset}-preset replication yet ({how})"}
     try:
-        v = judge(recs)
+        v = judge(evidence)
     except (KeyError, ValueError) as exc:
         return {"recorded": False, "verdict": "—", "preset": preset,
                 "reason": f"the recorded runs cannot answer yet ({str(exc).strip(chr(39))[:160]}; {how})"}
     digest = source_digest()
     return {"recorded": True, "verdict": v.verdict, "reason": v.reason, "preset": preset,
-            "seeds": [int(r["seed"]) for r in recs], "runs": len(recs),
+            "seeds": sorted({int(r["seed"]) for r in recs}), "runs": len(recs),
             "commits": sorted({str(r.get("commit"))[:10] for r in recs}),
             "current": all(r.get("source_digest") == digest for r in recs)}
 
@@ -562,17 +568,5 @@ def recorded_verdict(chapter: str, judge, *, preset: str = "full",
     stem = replication_folder(chapter, root).name
     table = recorded_table(chapter, preset=preset, root=root)
     how = f"poselab replicate {stem} --preset {preset}"
-    if table is None:
-        return {"recorded": False, "verdict": "—", "preset": preset,
-                "reason": f"no recorded {preset}-preset replication yet ({how})"}
-    try:
-        v = judge(table)
-    except (KeyError, ValueError) as exc:
-        return {"recorded": False, "verdict": "—", "preset": preset,
-                "reason": f"the recorded runs cannot answer yet ({str(exc).strip(chr(39))[:160]}; {how})"}
-    recs = recorded_runs(chapter, preset=preset, root=root)
-    digest = source_digest()
-    return {"recorded": True, "verdict": v.verdict, "reason": v.reason, "preset": preset,
-            "seeds": sorted({int(r["seed"]) for r in recs}), "runs": len(recs),
-            "commits": sorted({str(r.get("commit"))[:10] for r in recs}),
-            "current": all(r.get("source_digest") == digest for r in recs)}
+    recs = recorded_runs(chapter, preset=preset, root=root) if table is not None else []
+    return _judged(judge, table, recs, preset, how)
