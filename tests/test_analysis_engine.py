@@ -201,3 +201,51 @@ def test_compare_first_seed_live_trains_the_others_in_workers_with_the_same_numb
     assert here.training_history().losses == table.results[1].training_history().losses
     with pytest.raises(ValueError, match="at least one seed"):
         compare_first_seed_live("mse", [], preset=short)
+
+
+def _blind_records(model_losses, blind=1.0, sets=None):
+    sets = sets or ["generated val"] * len(model_losses)
+    return [{"seed": i, "preset": "full",
+             "values": {"row": {"seed": i, "model loss on evaluation crops": m, "final training loss": m},
+                        "blind": {"train crops": blind, "evaluation crops": blind}, "set": s,
+                        "data": "synth", "preset": "full"}}
+            for i, (m, s) in enumerate(zip(model_losses, sets))]
+
+
+def test_blind_rule_on_records_comes_out_both_ways():
+    learnt = E.blind_from_records(_blind_records([0.50, 0.52, 0.49, 0.51, 0.50]))
+    assert learnt.verdict == "reproduced"
+    blind_only = E.blind_from_records(_blind_records([1.01, 1.02, 0.99, 1.03, 1.00]))
+    assert blind_only.verdict == "not reproduced"
+    # below the blind loss but by less than 10 % of it: the claim's minimum effect rules it out
+    near = E.blind_from_records(_blind_records([0.97, 0.96, 0.975, 0.965, 0.97]))
+    assert near.verdict != "reproduced"
+    assert E.blind_from_records(_blind_records([0.5, 0.5])).verdict == "inconclusive"  # 2 seeds
+
+
+def test_blind_records_scored_against_different_predictors_are_refused():
+    recs = _blind_records([0.5, 0.5, 0.5])
+    recs[2]["values"]["blind"] = {"train crops": 2.0, "evaluation crops": 2.0}
+    with pytest.raises(ValueError, match=r"seeds \[2\]"):
+        E.blind_from_records(recs)
+
+
+def test_recorded_blind_verdict_reads_the_chapter_folder(tmp_path):
+    import json
+    assert E.recorded_blind_verdict(root=tmp_path)["recorded"] is False   # nothing recorded yet
+    folder = tmp_path / "01_train_in_a_minute"
+    folder.mkdir()
+    for rec in _blind_records([0.50, 0.52, 0.49]):
+        rec.update(kind="poselab-replication-derived", name=E.BLIND_DERIVED, chapter=folder.name)
+        (folder / f"{E.BLIND_DERIVED}__full__seed{rec['seed']}.json").write_text(json.dumps(rec))
+    out = E.recorded_blind_verdict(root=tmp_path)
+    assert out["recorded"] is True and out["verdict"] == "reproduced" and out["seeds"] == [0, 1, 2]
+
+
+def test_blind_record_matches_the_live_rule(two_step_runs):
+    runs, preset = two_step_runs
+    run = runs.result("mse", 0)
+    live = E.blind_baseline_for_runs([run])
+    rec = E.blind_record(run)
+    assert rec["row"] == live["rows"][0] and rec["blind"] == live["blind"]
+    assert [s.name for s in E.derived_steps()] == [E.BLIND_DERIVED]

@@ -38,6 +38,7 @@ from poselab.data.dataset import denormalize_image
 from poselab.experiments import (CODECS, ComparisonTable, Geometry, Preset, compare, get_preset, get_recipe,
                                  resolve_run_data)
 from poselab.experiments.parallel import part_modules, train_many
+from poselab.experiments.replicate import DerivedStep, recorded_derived_verdict
 from poselab.experiments.runner import RunResult, cached_result
 from poselab.losses import heatmap_mse_loss
 from poselab.metrics import end_point_error
@@ -45,7 +46,8 @@ from poselab.train import Evaluator, predict_crops, resolve_device
 
 __all__ = ["ROUNDTRIP_BOUNDS_MEASURED", "codec_roundtrip_report", "known_coordinate_check",
            "simcc_known_coordinate_check", "training_losses_in_processes", "compare_first_seed_live",
-           "OracleHeatmaps", "oracle_heatmaps", "mean_heatmap_baseline"]
+           "OracleHeatmaps", "oracle_heatmaps", "mean_heatmap_baseline", "blind_baseline_for_runs", "blind_verdict",
+           "BLIND_DERIVED", "blind_record", "blind_from_records", "recorded_blind_verdict", "derived_steps"]
 
 # What the code achieves (n = 2000 random keypoints, seeds 0-2, float32, torch 2.13 CPU, measured
 # 2026-11-24 by `codec_roundtrip_report`): quantising codecs at their exact quantisation bound
@@ -339,6 +341,58 @@ def mean_heatmap_baseline(targets: torch.Tensor, weights: torch.Tensor,
     return {"loss": loss, "zero_loss": zero}
 
 
+def _eval_crops(ann, size, codec):
+    ds = TopDownDataset(ann, input_size=size, train=False, target_fn=codec)
+    items = [ds[i] for i in range(len(ds))]
+    return (torch.stack([torch.as_tensor(it["image"]) for it in items]),
+            torch.stack([torch.as_tensor(it["target"]) for it in items]),
+            torch.stack([torch.as_tensor(it["weights"]) for it in items]))
+
+
+def _blind_setup(run, data):
+    """The run's preset, the blind predictor's losses and the first evaluation set's crops."""
+    preset = Preset(**run.config["preset"])  # the run's own budget (also for unnamed presets)
+    codec = run.codec()
+    train_json, sets = resolve_run_data(data, preset)
+    _, t_train, w_train = _eval_crops(train_json, preset.input_size, codec)
+    set_name, ann = next(iter(sets.items()))
+    images, t_val, w_val = _eval_crops(ann, preset.input_size, codec)
+    blind = {"train crops": mean_heatmap_baseline(t_train, w_train)["loss"],
+             "evaluation crops": mean_heatmap_baseline(t_train, w_train, evaluate_on=(t_val, w_val))["loss"]}
+    return preset, set_name, blind, (images, t_val, w_val)
+
+
+def _blind_row(run, crops, device, last):
+    images, t_val, w_val = crops
+    model = run.model(device).eval()
+    with torch.no_grad():
+        pred = torch.cat([model(images[i:i + 64].to(device)).float().cpu() for i in range(0, len(images), 64)])
+    hist = run.training_history()
+    return {"seed": run.seed, "first training loss": float(hist.losses[0]),
+            "final training loss": float(hist.final_loss(min(last, hist.steps))),
+            "model loss on evaluation crops": float(heatmap_mse_loss(pred.double(), t_val.double(),
+                                                                     w_val.double()))}
+
+
+def blind_verdict(rows, blind: dict, preset, data: str, set_name: str,
+                  min_effect: float = 0.1) -> claims.Verdict:
+    """The rule of ``engine.training.loss_decreases`` on per-seed ``rows`` (each with ``seed`` and
+    ``model loss on evaluation crops``, ``final training loss``) against the blind predictor's
+    losses ``blind``: the models' evaluation loss must be below the blind predictor's by at least
+    ``min_effect`` × the blind loss (:func:`poselab.claims.compare_seeds`; fast presets and fewer
+    than 3 seeds are "inconclusive"). The live run and the recorded replication use it alike."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    model_losses = [float(r["model loss on evaluation crops"]) for r in rows]
+    evidence = claims.evidence(preset=preset, seeds=[int(r["seed"]) for r in rows],
+                               per_seed={"model loss": model_losses,
+                                         "final training loss": [float(r["final training loss"]) for r in rows]},
+                               input_size=preset.input_size, heatmap_size=preset.heatmap_size,
+                               data=f"{data} ({set_name})", blind_losses=dict(blind))
+    return claims.compare_seeds(model_losses, [float(blind["evaluation crops"])] * len(rows), lower_is_better=True,
+                                min_effect=min_effect * float(blind["evaluation crops"]), metric="MSE",
+                                evidence=evidence)
+
+
 def blind_baseline_for_runs(results, data="synth", device="cpu", last: int = 10,
                             min_effect: float = 0.1) -> dict:
     """``engine.training.loss_decreases`` for heatmap runs of one recipe (one per seed).
@@ -347,53 +401,58 @@ def blind_baseline_for_runs(results, data="synth", device="cpu", last: int = 10,
     un-augmented training crops) is scored on the training crops and on the first evaluation
     set's crops. Each run contributes its final training loss (mean of the ``last`` steps) and its
     model's loss on the evaluation crops (the training loss function, MMPose normalisation).
-    The verdict (:func:`poselab.claims.compare_seeds`) asks whether the models' evaluation loss
-    is below the blind predictor's by at least ``min_effect`` × the blind loss; fast presets and
-    fewer than 3 seeds are "inconclusive".
+    The verdict is :func:`blind_verdict`.
 
     Returns ``rows`` (one per seed), ``blind`` (the blind losses), ``verdict`` (a
     :class:`poselab.claims.Verdict` with its evidence).
     """
     results = list(results)
-    first = results[0]
-    preset = Preset(**first.config["preset"])  # the run's own budget (also for unnamed presets)
-    codec = first.codec()
-    train_json, sets = resolve_run_data(data, preset)
-    size = preset.input_size
+    preset, set_name, blind, crops = _blind_setup(results[0], data)
+    rows = [_blind_row(run, crops, device, last) for run in results]
+    return {"rows": rows, "blind": blind,
+            "verdict": blind_verdict(rows, blind, preset, data, set_name, min_effect=min_effect)}
 
-    def crops(ann):
-        ds = TopDownDataset(ann, input_size=size, train=False, target_fn=codec)
-        items = [ds[i] for i in range(len(ds))]
-        return (torch.stack([torch.as_tensor(it["image"]) for it in items]),
-                torch.stack([torch.as_tensor(it["target"]) for it in items]),
-                torch.stack([torch.as_tensor(it["weights"]) for it in items]))
 
-    _, t_train, w_train = crops(train_json)
-    set_name, ann = next(iter(sets.items()))
-    images, t_val, w_val = crops(ann)
-    blind = {"train crops": mean_heatmap_baseline(t_train, w_train)["loss"],
-             "evaluation crops": mean_heatmap_baseline(t_train, w_train, evaluate_on=(t_val, w_val))["loss"]}
-    rows = []
-    for run in results:
-        model = run.model(device).eval()
-        with torch.no_grad():
-            pred = torch.cat([model(images[i:i + 64].to(device)).float().cpu()
-                              for i in range(0, len(images), 64)])
-        hist = run.training_history()
-        rows.append({"seed": run.seed, "first training loss": float(hist.losses[0]),
-                     "final training loss": float(hist.final_loss(min(last, hist.steps))),
-                     "model loss on evaluation crops": float(heatmap_mse_loss(pred.double(), t_val.double(),
-                                                                              w_val.double()))})
-    model_losses = [r["model loss on evaluation crops"] for r in rows]
-    evidence = claims.evidence(preset=preset, seeds=[r["seed"] for r in rows],
-                               per_seed={"model loss": model_losses,
-                                         "final training loss": [r["final training loss"] for r in rows]},
-                               input_size=preset.input_size, heatmap_size=preset.heatmap_size,
-                               data=f"{data} ({set_name})", blind_losses=blind)
-    verdict = claims.compare_seeds(model_losses, [blind["evaluation crops"]] * len(rows), lower_is_better=True,
-                                   min_effect=min_effect * blind["evaluation crops"], metric="MSE",
-                                   evidence=evidence)
-    return {"rows": rows, "blind": blind, "verdict": verdict}
+#: the name of chapter 01's derived replication record (``blind_mse__<preset>__seed<N>.json``)
+BLIND_DERIVED = "blind_mse"
+
+
+def blind_record(run, preset=None, last: int = 10) -> dict:
+    """Chapter 01's derived record for one seed's recorded ``mse`` run: its row of
+    :func:`blind_baseline_for_runs` and the blind predictor's losses (``poselab replicate 01``)."""
+    data = run.data if isinstance(run.data, str) else "synth"
+    run_preset, set_name, blind, crops = _blind_setup(run, data)
+    return {"row": _blind_row(run, crops, "cpu", last), "blind": blind, "set": set_name, "data": data,
+            "preset": run_preset.name}
+
+
+def blind_from_records(records, min_effect: float = 0.1) -> claims.Verdict:
+    """:func:`blind_verdict` on chapter 01's derived records (one per seed). The records must share
+    one blind predictor (same data and preset), else ValueError names the seeds that differ."""
+    records = list(records)
+    if not records:
+        raise ValueError("no blind_mse records")
+    first = records[0]["values"]
+    odd = [int(r["seed"]) for r in records
+           if r["values"]["blind"] != first["blind"] or r["values"]["set"] != first["set"]]
+    if odd:
+        raise ValueError(f"seeds {odd} were scored against another blind predictor than seed "
+                         f"{records[0]['seed']} (other data or preset)")
+    return blind_verdict([r["values"]["row"] for r in records], first["blind"], records[0]["preset"],
+                         first["data"], first["set"], min_effect=min_effect)
+
+
+def recorded_blind_verdict(preset: str = "full", root=None) -> dict:
+    """``engine.training.loss_decreases`` judged on the recorded replication (:func:`blind_from_records`
+    on ``results/replications/01_train_in_a_minute/blind_mse__<preset>__seed*.json``), in the shape
+    of :func:`poselab.experiments.replicate.recorded_verdict`."""
+    return recorded_derived_verdict("01_train_in_a_minute", BLIND_DERIVED, blind_from_records,
+                                    preset=preset, root=root)
+
+
+def derived_steps() -> list:
+    """What chapter 01 registers with ``poselab replicate`` (``Chapter.replication_derived``)."""
+    return [DerivedStep(BLIND_DERIVED, "mse", blind_record)]
 
 
 def oracle_ceilings(ann_json, input_size=(64, 48), heatmap_size=(16, 12), sigma: float = 2.0) -> dict:
