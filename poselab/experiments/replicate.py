@@ -49,7 +49,8 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "recorded_derived_verdict"]
+           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_pooled",
+           "recorded_pooled_verdict"]
 
 RECORD_KIND = "poselab-replication-run"
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -382,14 +383,48 @@ def recorded_table(chapter: str, *, preset: str = "full", root: str | os.PathLik
                    ) -> ComparisonTable | None:
     """The recorded runs of one preset as a :class:`ComparisonTable` (None when there are none),
     so :func:`poselab.experiments.compare_recipes` judges them with the live run's rule."""
+    return _runs_table(recorded_runs(chapter, preset=preset, root=root))
+
+
+def _runs_table(recs: list[dict[str, Any]]) -> ComparisonTable | None:
     results = []
-    for rec in recorded_runs(chapter, preset=preset, root=root):
+    for rec in recs:
         run = dict(rec["run"])
         run["metrics"] = {name: {k: float("nan") if v is None else v for k, v in m.items()}
                           for name, m in run["metrics"].items()}
         fields = {f for f in RunResult.__dataclass_fields__}
         results.append(RunResult(**{k: v for k, v in run.items() if k in fields}, cached=True))
     return ComparisonTable(results) if results else None
+
+
+def recorded_pooled(*, preset: str = "full", root: str | os.PathLike | None = None,
+                    exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every chapter's run records of ``preset`` pooled (chapter folders under ``root``, except the
+    stems in ``exclude``), one per (recipe, seed): where several chapters recorded the same run,
+    the one trained with the code of now (source digest) wins, then the newest. Each record gains
+    ``chapter`` (the folder it came from)."""
+    base = Path(root) if root is not None else REPLICATIONS_DIR
+    chosen: dict[tuple[str, int], dict[str, Any]] = {}
+    digest = source_digest()
+    skip = set(exclude)
+    for folder in sorted(p for p in base.glob("*") if p.is_dir() and p.name not in skip):
+        for rec in recorded_runs(folder.name, preset=preset, root=base):
+            rec = {**rec, "chapter": folder.name}
+            key = (str(rec["recipe"]), int(rec["seed"]))
+            rank = (rec.get("source_digest") == digest, str(rec.get("recorded") or ""))
+            old = chosen.get(key)
+            if old is None or rank > (old.get("source_digest") == digest, str(old.get("recorded") or "")):
+                chosen[key] = rec
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def recorded_pooled_verdict(judge, *, preset: str = "full", root: str | os.PathLike | None = None,
+                            exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """:func:`recorded_verdict` on :func:`recorded_pooled` (every chapter's records at ``preset``):
+    for claims about recipes across chapters (the capstone's arena)."""
+    recs = recorded_pooled(preset=preset, root=root, exclude=exclude)
+    return _judged(judge, _runs_table(recs), recs, preset,
+                   f"poselab replicate <chapter> --preset {preset}, for the chapters that own the recipes")
 
 
 def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),

@@ -1,0 +1,81 @@
+"""The capstone's arena claims judged on every chapter's recorded replication (pooled records)."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from poselab.chapters.capstone import arena as A
+from poselab.experiments import replicate as rep
+
+SET = "generated val"
+#: a real record's run (its config: geometry, preset, recipe) as the template of constructed ones
+_TEMPLATE = json.loads((Path(__file__).resolve().parent.parent / "results" / "replications" / "04_hdm"
+                        / "mse__full__seed0.json").read_text())["run"]
+
+
+def _record(recipe, seed, ap, spearman=0.7, digest="x", when="2026-12-06T00:00:00+00:00"):
+    steps = [100.0 * i for i in range(1, 11)]
+    val = [{"step": s, "AP": ap * min(1.0, 0.5 + 0.1 * i)} for i, s in enumerate(steps)]  # flat after half
+    metrics = {SET: {"AP": ap, "EPE_crop": 3.0, "spearman": spearman}}
+    run = copy.deepcopy(_TEMPLATE)
+    run.update(recipe=recipe, seed=seed, metrics=metrics, key=f"{recipe}{seed}", created=when,
+               history={**run["history"], "val": val})
+    run["config"]["source_digest"] = digest
+    return {"kind": rep.RECORD_KIND, "recipe": recipe, "seed": seed, "preset": "full", "metrics": metrics,
+            "validation_curve": val, "source_digest": digest, "recorded": when, "commit": "c", "run": run}
+
+
+def _write(root, chapter, recs):
+    folder = root / chapter
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in recs:
+        (folder / f"{r['recipe']}__full__seed{r['seed']}.json").write_text(json.dumps(r))
+
+
+def test_pooled_records_take_one_run_per_recipe_and_seed(tmp_path):
+    _write(tmp_path, "03_rcnet", [_record("mse", 0, 0.70, when="2026-12-06T01:00:00+00:00")])
+    _write(tmp_path, "06_bcir", [_record("mse", 0, 0.71, when="2026-12-06T02:00:00+00:00"),
+                                 _record("ipr", 0, 0.40)])
+    _write(tmp_path, "07_capstone", [_record("emd", 0, 0.9)])
+    pooled = rep.recorded_pooled(root=tmp_path, exclude=("07_capstone",))
+    assert [(r["recipe"], r["seed"]) for r in pooled] == [("ipr", 0), ("mse", 0)]
+    assert next(r for r in pooled if r["recipe"] == "mse")["chapter"] == "06_bcir"   # the newest
+
+
+def test_recorded_best_recipe_needs_every_arena_recipe_then_decides_both_ways(tmp_path):
+    _write(tmp_path, "04_hdm", [_record("mse", s, 0.70 + 0.002 * s) for s in range(5)]
+           + [_record("emd", s, 0.50 + 0.002 * s) for s in range(5)])
+    out = A.recorded_arena_verdicts(["mse", "emd", "ipr"], root=tmp_path)
+    best = out["arena.best_recipe"]
+    assert best["recorded"] is False and "ipr (0)" in best["reason"]        # not all recorded: no answer
+    out = A.recorded_arena_verdicts(["mse", "emd"], root=tmp_path)
+    assert out["arena.best_recipe"]["verdict"] == "reproduced" and out["arena.best_recipe"]["seeds"] == [0, 1, 2, 3, 4]
+    # a runner-up within noise of the best: the minimum effect (0.01 AP) is not shown
+    _write(tmp_path, "06_bcir", [_record("bcir", s, 0.70 + 0.002 * ((s * 3) % 5)) for s in range(5)])
+    close = A.recorded_arena_verdicts(["mse", "emd", "bcir"], root=tmp_path)["arena.best_recipe"]
+    assert close["recorded"] is True and close["verdict"] != "reproduced"
+
+
+def test_recorded_rcnet_gain_reads_chapter_03_fits_paired(tmp_path):
+    _write(tmp_path, "04_hdm", [_record("mse", s, 0.70) for s in range(3)])
+    out = A.recorded_arena_verdicts(["mse"], root=tmp_path)["arena.rcnet_gain_over_best"]
+    assert out["recorded"] is False and "RCNet fit" in out["reason"]
+    folder = tmp_path / "03_rcnet"
+    folder.mkdir()
+    for s, (b, a) in enumerate([(0.60, 0.611), (0.70, 0.709), (0.65, 0.662)]):  # +0.009..0.012, paired
+        rec = {"kind": rep.DERIVED_KIND, "name": "rcnet_fit", "seed": s, "preset": "full",
+               "values": {"variants": {"laplacian": {"before": {"AP": b}, "after": {"AP": a}}}}}
+        (folder / f"rcnet_fit__full__seed{s}.json").write_text(json.dumps(rec))
+    out = A.recorded_arena_verdicts(["mse"], root=tmp_path)["arena.rcnet_gain_over_best"]
+    assert out["verdict"] == "reproduced"           # unpaired, the 0.05 AP spread between seeds would hide it
+
+
+def test_live_rules_on_one_seed_and_without_a_ranking_recipe(tmp_path):
+    _write(tmp_path, "04_hdm", [_record("mse", 0, 0.7), _record("emd", 0, 0.5)])
+    table = rep.recorded_table("04_hdm", root=tmp_path)
+    verdict, best, runner = A.best_recipe_verdict(table)
+    assert (best, runner) == ("mse", "emd") and verdict.verdict == "inconclusive"
+    with pytest.raises(ValueError, match="fewer than 3"):
+        A.best_recipe_verdict(table, min_seeds=3)
+    assert A.ranking_spearman_verdict(table).reason.startswith("not testable")
