@@ -226,6 +226,14 @@ def test_source_digest_covers_code_but_not_presentation(tmp_path, monkeypatch):
     assert cache.source_digest() == d0
     (pkg / "losses" / "l.py").write_text("A = 2\n")
     assert cache.source_digest() != d0
+    # the replication's orchestration and records do not change what a run computes
+    (pkg / "experiments").mkdir()
+    (pkg / "experiments" / "replicate.py").write_text("R = 1\n")
+    d1 = cache.source_digest()
+    (pkg / "experiments" / "replicate.py").write_text("R = 2\n")
+    assert cache.source_digest() == d1
+    (pkg / "experiments" / "runner.py").write_text("X = 1\n")
+    assert cache.source_digest() != d1
 
 
 def test_data_stream_hash_is_shared_across_recipes_and_changes_with_the_seed(first_run, monkeypatch):

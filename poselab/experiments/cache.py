@@ -30,7 +30,9 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 _IGNORED = ("viz", "cli")
 _IGNORED_FILES = ("cli.py", "claims.py", "scorecard.py", "index.py", "assignments.py", "bench.py",
                   os.path.join("experiments", "cli.py"), os.path.join("experiments", "records.py"),
-                  os.path.join("experiments", "arena.py"), os.path.join("experiments", "verdicts.py"))
+                  os.path.join("experiments", "arena.py"), os.path.join("experiments", "verdicts.py"),
+                  # records and orchestrates runs; what a run computes is the runner's and the loop's
+                  os.path.join("experiments", "replicate.py"))
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:

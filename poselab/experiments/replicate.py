@@ -553,14 +553,15 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
         return _finish(folder, before, rc, str(tree))
     jobs = min(int(jobs or 1), max(len(todo), len(derived_todo)))
     if jobs > 1:
-        env = dict(os.environ)
-        if device in ("auto", "cpu") and not torch.cuda.is_available():
-            env["OMP_NUM_THREADS"] = "1"  # side by side on a CPU: one thread per process
+        on_cpu = device in ("auto", "cpu") and not torch.cuda.is_available()
         rc = 0
         # base runs first, then the derived records (which read the base runs from the run cache)
         for part, count in (("base", len(todo)), ("derived", len(derived_todo))):
             if count and rc == 0:
                 width = min(jobs, count)
+                env = dict(os.environ)
+                if on_cpu or part == "derived":
+                    env["OMP_NUM_THREADS"] = "1"  # side by side on a CPU (derived steps compute there): one thread each
                 procs = [subprocess.Popen(base + ["--shard", f"{i}/{width}", "--stage", part], env=env)
                          for i in range(width)]
                 rc = max(proc.wait() for proc in procs)
