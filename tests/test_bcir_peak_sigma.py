@@ -42,6 +42,14 @@ def test_fit_recovers_sigma_and_centre_at_64x48(dtype, tol, s):
     assert fit["sigma"].dtype == np.float64
 
 
+@pytest.mark.parametrize("dtype, tol", [(torch.float16, 2e-3), (torch.bfloat16, 2e-2), (torch.float32, 1e-4)])
+def test_fit_takes_half_precision_torch_maps(dtype, tol):
+    """A GPU's autocast gives float16 / bfloat16 maps: the fit takes the tensor as it is."""
+    maps = torch.from_numpy(np.stack([gaussian(*c) for c in CASES[:4]])).to(dtype)
+    fit = B.fit_peak_sigma(maps, 4)
+    assert np.abs(fit["sigma"] / np.array([c[2] for c in CASES[:4]]) - 1).max() <= tol
+
+
 def test_fit_is_unbiased_under_noise_and_one_map_works():
     rng = np.random.default_rng(0)
     maps = gaussian(20.3, 30.7, 2.0)[None] + rng.normal(0, 0.02, (300, *SIZE))
@@ -147,6 +155,9 @@ def test_study_on_generated_people_with_label_noise(tmp_path):
     want = 0.2 * 2 * OKS_SIGMAS[st["joint"][i]] * math.sqrt(float(it["area"])) * 12 / float(it["scale"][0])
     assert st["sigma_true_px"][i] == pytest.approx(want, rel=1e-5)
     assert st["sigma_true_px"].min() > 0
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"info": {"description": "COCO 2017"}, "images": [], "annotations": []}))
+    assert B.annotation_noise(coco) is None
     with pytest.raises(ValueError, match="windows"):
         B.peak_sigma_study(Fixed(), ann, (64, 48), windows={"easy": 4})
 

@@ -820,7 +820,7 @@ def best_fit_sigma(probabilities, gt, s: int = 4, sigmas=(0.5, 1, 1.5, 2, 2.5, 3
 def _peak_patches(maps: np.ndarray, s: int, peaks=None):
     """``(N, 2s+1, 2s+1)`` windows of ``maps`` around each map's peak (NaN outside the map) and the
     peaks ``(N, 2)`` (x, y) as ints."""
-    N, H, W = maps.shape
+    N, _, W = maps.shape
     if peaks is None:
         flat = np.argmax(maps.reshape(N, -1), axis=1)
         peaks = np.stack([flat % W, flat // W], 1)
@@ -844,7 +844,8 @@ def fit_peak_sigma(maps, s: int = 4, *, background: bool = True, max_iter: int =
     follows the map, so it measures the spread of what the model predicts wherever it predicts it.
 
     Args:
-        maps: ``(N, H, W)`` (or ``(H, W)``) heatmaps, any float dtype (computed in float64); raw
+        maps: ``(N, H, W)`` (or ``(H, W)``) heatmaps, numpy or torch, any float dtype (computed
+            in float64); raw
             detection outputs or normalised maps — σ is the same for any positive scale.
         s: window half-size (≥ 1).
         sigma_range: ``(lo, hi)`` px σ is kept in (hi None: ``4·s``); a fit that ends on a bound
@@ -854,11 +855,13 @@ def fit_peak_sigma(maps, s: int = 4, *, background: bool = True, max_iter: int =
         "peak" (N, 2), "rmse" (N,) in map units, "at_bound" (N,) bool}``; a map with no peak
         above its window (flat) gets σ = NaN.
     """
+    if isinstance(maps, torch.Tensor):  # float16 / bfloat16 maps (a GPU's autocast) included
+        maps = maps.detach().to("cpu", torch.float64).numpy()
     m = np.asarray(maps, dtype=np.float64)
     if m.ndim == 2:
         m = m[None]
     if m.ndim != 3 or m.shape[1] < 1 or m.shape[2] < 1:
-        raise ValueError(f"maps must be (N, H, W) or (H, W), got shape {np.shape(maps)}")
+        raise ValueError(f"maps must be (N, H, W) or (H, W), got shape {m.shape}")
     if not np.isfinite(m).all():
         raise ValueError("maps must be finite (NaN or inf found)")
     s = whole_number(s, "s", 1)
@@ -1033,9 +1036,10 @@ def peak_sigma_rows(study: dict, label_sigma: float) -> dict:
     best-fit σ, the share of fits on a σ bound, the offset Δ of the fitted centres (RMS per axis
     over the joints whose peak lies within the window of the label — a peak further away is another
     mode, not an offset of this one; their share is given), the RMS σ_true (px), and
-    :func:`predicted_sigma`'s σ_eff and σ* for that Δ and σ_true."""
+    :func:`predicted_sigma`'s σ_eff and σ* for that Δ and σ_true (an unknown σ_true — data the
+    generator did not write — is NaN in the row and taken as 0 there, so σ_eff is a lower bound)."""
     rows = {}
-    for name in PEAK_SPLITS:
+    for name, default_window in PEAK_SPLITS.items():
         sel = (np.asarray(study["split"]) == name) & np.isfinite(study["sigma"])
         sig = np.asarray(study["sigma"])[sel]
         off = np.asarray(study["offset"], dtype=np.float64).reshape(-1, 2)[sel]
@@ -1046,7 +1050,7 @@ def peak_sigma_rows(study: dict, label_sigma: float) -> dict:
         st_rms = float(np.sqrt(np.mean(st ** 2))) if sel.any() and np.isfinite(st).all() else float("nan")
         pred = predicted_sigma(label_sigma, st_rms if np.isfinite(st_rms) else 0.0, delta)
         q = np.percentile(sig, [25, 50, 75]) if sig.size else [float("nan")] * 3
-        rows[name] = {"joints": int(sel.sum()), "window s": int(win[0]) if sel.any() else PEAK_SPLITS[name],
+        rows[name] = {"joints": int(sel.sum()), "window s": int(win[0]) if sel.any() else default_window,
                       "best-fit σ, median (px)": float(q[1]), "quartiles (px)": f"{q[0]:.2f}–{q[2]:.2f}",
                       "fits on a bound": float(np.mean(np.asarray(study["at_bound"])[sel])) if sel.any()
                       else float("nan"),

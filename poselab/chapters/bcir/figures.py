@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 __all__ = ["MARKERS", "heatmap_points_figure", "bias_figure", "spread_figure", "breakdown_figure",
            "epe_figure", "shrinkage_figure", "gradient_figure", "toy_frames_figure",
            "toy_error_figure", "activation_figure", "split_bars_figure", "curves_figure",
-           "sigma_sweep_figure"]
+           "sigma_sweep_figure", "peak_sigma_figure"]
 
 #: marker style per point name (used by the figures and the widgets)
 MARKERS = {
@@ -265,4 +265,28 @@ def sigma_sweep_figure(points: Mapping, title: str = "Fig. 5(d): detection AP ag
                       annotations=[dict(text=note, xref="paper", yref="paper", x=0, y=-0.3, showarrow=False,
                                         xanchor="left", font=dict(size=11))])
     fig.update_xaxes(tickvals=sig)
+    return fig
+
+
+def peak_sigma_figure(study: Mapping, rows: Mapping, title: str = "best-fit σ of the detector's maps") -> go.Figure:
+    """Histograms of the best-fit σ per split (:func:`~poselab.chapters.bcir.analysis.peak_sigma_study`)
+    with §4.3's predicted range per split (:func:`~poselab.chapters.bcir.analysis.peak_sigma_rows`):
+    dashed at σ_eff (offset 0), dotted at σ* for the measured offset."""
+    colours = {"easy": "#0072B2", "hard": "#D55E00"}
+    fig = go.Figure()
+    sig = np.asarray(study["sigma"], dtype=np.float64)
+    split = np.asarray(study["split"])
+    for name, colour in colours.items():
+        values = sig[(split == name) & np.isfinite(sig)]
+        if values.size:
+            fig.add_trace(go.Histogram(x=values, name=f"{name} (n = {values.size})", histnorm="probability",
+                                       xbins=dict(start=0.0, end=8.0, size=0.1), opacity=0.6,
+                                       marker_color=colour))
+        r = rows.get(name, {})
+        for key, dash in (("σ_eff = √(σ_L² + σ_true²)", "dash"), ("Eq. 12–14 σ* at Δ", "dot")):
+            if np.isfinite(r.get(key, np.nan)):
+                fig.add_vline(x=r[key], line=dict(color=colour, dash=dash, width=2))
+    fig.update_layout(title=title, barmode="overlay", width=760, height=380,
+                      xaxis_title="best-fit σ (heatmap px); dashed σ_eff, dotted σ* at the measured offset",
+                      yaxis_title="share of joints", xaxis_range=[0, 8])
     return fig
