@@ -405,5 +405,15 @@ def test_detection_sigma_verdict_is_a_chain_that_can_break():
         if run.recipe == "mse_sigma1":
             run.metrics["generated val"]["AP"] = [0.45, 0.62, 0.55][run.seed]
     assert B.detection_sigma_verdict(noisy).verdict == "inconclusive"
-    with pytest.raises(ValueError, match="σ-sweep"):
-        B.detection_sigma_verdict(FakeTable({"mse": [0.5, 0.5, 0.5]}, curve=curve))
+    # a σ not trained (or not recorded) is an open link named in the reason, never left out
+    only = B.detection_sigma_verdict(FakeTable({"mse": [0.5, 0.5, 0.5]}, curve=curve))
+    assert only.verdict == "inconclusive" and "mse_sigma0_5" in only.reason and "mse_sigma3" in only.reason
+    part = table({0.5: 0.40, 1.0: 0.50, 2.0: 0.55, 3.0: 0.52})
+    part.recipes.remove("mse_sigma3")
+    partial = B.detection_sigma_verdict(part)
+    assert partial.verdict == "inconclusive" and "mse_sigma3" in partial.reason
+    part = table({0.5: 0.40, 1.0: 0.60, 2.0: 0.55, 3.0: 0.52})
+    part.recipes.remove("mse_sigma3")
+    assert B.detection_sigma_verdict(part).verdict == "not reproduced"     # a present link breaks it
+    with pytest.raises(ValueError, match="σ = 2 recipe"):
+        B.detection_sigma_verdict(FakeTable({"mse_sigma1": [0.5, 0.5, 0.5]}, curve=curve))

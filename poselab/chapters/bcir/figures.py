@@ -11,7 +11,8 @@ from plotly.subplots import make_subplots
 
 __all__ = ["MARKERS", "heatmap_points_figure", "bias_figure", "spread_figure", "breakdown_figure",
            "epe_figure", "shrinkage_figure", "gradient_figure", "toy_frames_figure",
-           "toy_error_figure", "activation_figure", "split_bars_figure", "curves_figure"]
+           "toy_error_figure", "activation_figure", "split_bars_figure", "curves_figure",
+           "sigma_sweep_figure", "peak_sigma_figure"]
 
 #: marker style per point name (used by the figures and the widgets)
 MARKERS = {
@@ -230,4 +231,62 @@ def curves_figure(curves: Mapping[str, tuple], metric: str = "AP", title: str = 
         fig.add_scatter(x=np.asarray(e), y=np.asarray(v), mode="lines+markers", name=name)
     fig.update_layout(title=title, xaxis_title="epochs trained", yaxis_title=metric, width=640,
                       height=340, margin=dict(l=60, r=10, t=40, b=50))
+    return fig
+
+
+def sigma_sweep_figure(points: Mapping, title: str = "Fig. 5(d): detection AP against the training σ") -> go.Figure:
+    """AP against the Gaussian target's σ (:func:`~poselab.chapters.bcir.analysis.sigma_sweep_points`):
+    one dot per recorded seed, the mean of each σ joined by a line, and every missing (σ, seed)
+    cell drawn as an open grey marker on the axis and named under the plot."""
+    sig = [float(s) for s in points["sigma"]]
+    fig = go.Figure()
+    xs, ys = [], []
+    for s in sig:
+        for seed, v in sorted(points["values"][s].items()):
+            xs.append(s)
+            ys.append(v)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="one seed",
+                             marker=dict(size=9, color="#0072B2")))
+    means = [(s, float(np.nanmean(list(points["values"][s].values())))) for s in sig if points["values"][s]]
+    if means:
+        fig.add_trace(go.Scatter(x=[m[0] for m in means], y=[m[1] for m in means], mode="lines",
+                                 name="mean over seeds", line=dict(color="#0072B2", dash="dot")))
+    if points["missing"]:
+        fig.add_trace(go.Scatter(x=[float(s) for s, _, _ in points["missing"]], y=[0.0] * len(points["missing"]),
+                                 mode="markers", name="missing cell (no record)",
+                                 marker=dict(symbol="x-open", size=11, color="grey")))
+    gaps = sorted({(float(s), name) for s, name, _ in points["missing"]})
+    note = ("missing: " + "; ".join(f"σ = {s:g} ({name}) seed "
+                                    + ", ".join(str(seed) for t, _, seed in points["missing"] if float(t) == s)
+                                    for s, name in gaps)) if gaps else "every cell recorded"
+    fig.update_layout(title=title, width=760, height=420, xaxis_title="training target σ (heatmap px)",
+                      yaxis_title=points.get("metric", "AP"), yaxis_range=[-0.03, 1.0],
+                      margin=dict(b=110),
+                      annotations=[dict(text=note, xref="paper", yref="paper", x=0, y=-0.3, showarrow=False,
+                                        xanchor="left", font=dict(size=11))])
+    fig.update_xaxes(tickvals=sig)
+    return fig
+
+
+def peak_sigma_figure(study: Mapping, rows: Mapping, title: str = "best-fit σ of the detector's maps") -> go.Figure:
+    """Histograms of the best-fit σ per split (:func:`~poselab.chapters.bcir.analysis.peak_sigma_study`)
+    with §4.3's predicted range per split (:func:`~poselab.chapters.bcir.analysis.peak_sigma_rows`):
+    dashed at σ_eff (offset 0), dotted at σ* for the measured offset."""
+    colours = {"easy": "#0072B2", "hard": "#D55E00"}
+    fig = go.Figure()
+    sig = np.asarray(study["sigma"], dtype=np.float64)
+    split = np.asarray(study["split"])
+    for name, colour in colours.items():
+        values = sig[(split == name) & np.isfinite(sig)]
+        if values.size:
+            fig.add_trace(go.Histogram(x=values, name=f"{name} (n = {values.size})", histnorm="probability",
+                                       xbins=dict(start=0.0, end=8.0, size=0.1), opacity=0.6,
+                                       marker_color=colour))
+        r = rows.get(name, {})
+        for key, dash in (("σ_eff = √(σ_L² + σ_true²)", "dash"), ("Eq. 12–14 σ* at Δ", "dot")):
+            if np.isfinite(r.get(key, np.nan)):
+                fig.add_vline(x=r[key], line=dict(color=colour, dash=dash, width=2))
+    fig.update_layout(title=title, barmode="overlay", width=760, height=380,
+                      xaxis_title="best-fit σ (heatmap px); dashed σ_eff, dotted σ* at the measured offset",
+                      yaxis_title="share of joints", xaxis_range=[0, 8])
     return fig
