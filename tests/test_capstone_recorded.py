@@ -79,3 +79,14 @@ def test_live_rules_on_one_seed_and_without_a_ranking_recipe(tmp_path):
     with pytest.raises(ValueError, match="fewer than 3"):
         A.best_recipe_verdict(table, min_seeds=3)
     assert A.ranking_spearman_verdict(table).reason.startswith("not testable")
+
+
+def test_recorded_spearman_compares_the_ranking_recipe_the_live_arena_races(tmp_path):
+    _write(tmp_path, "02_rspose", [_record("mse", s, 0.70, spearman=0.50 + 0.01 * s) for s in range(3)]
+           + [_record("spatial_rank", s, 0.70, spearman=0.70 + 0.01 * s) for s in range(3)])
+    # the arena races spatial_rs_is, which has no record: spatial_rank's records must not stand in
+    out = A.recorded_arena_verdicts(["mse", "spatial_rs_is", "spatial_rank"], root=tmp_path)
+    assert out["arena.ranking_losses_raise_spearman"]["recorded"] is False
+    out = A.recorded_arena_verdicts(["mse", "spatial_rank"], root=tmp_path)
+    assert out["arena.ranking_losses_raise_spearman"]["verdict"] == "reproduced"
+    assert out["arena.ranking_losses_raise_spearman"]["runs"] == 6

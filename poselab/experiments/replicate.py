@@ -398,17 +398,20 @@ def _runs_table(recs: list[dict[str, Any]]) -> ComparisonTable | None:
 
 
 def recorded_pooled(*, preset: str = "full", root: str | os.PathLike | None = None,
-                    exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
+                    exclude: Iterable[str] = (), recipes: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Every chapter's run records of ``preset`` pooled (chapter folders under ``root``, except the
-    stems in ``exclude``), one per (recipe, seed): where several chapters recorded the same run,
-    the one trained with the code of now (source digest) wins, then the newest. Each record gains
-    ``chapter`` (the folder it came from)."""
+    stems in ``exclude``; only ``recipes`` when given), one per (recipe, seed): where several
+    chapters recorded the same run, the one trained with the code of now (source digest) wins,
+    then the newest. Each record gains ``chapter`` (the folder it came from)."""
     base = Path(root) if root is not None else REPLICATIONS_DIR
     chosen: dict[tuple[str, int], dict[str, Any]] = {}
     digest = source_digest()
     skip = set(exclude)
+    keep = None if recipes is None else set(recipes)
     for folder in sorted(p for p in base.glob("*") if p.is_dir() and p.name not in skip):
         for rec in recorded_runs(folder.name, preset=preset, root=base):
+            if keep is not None and rec.get("recipe") not in keep:
+                continue
             rec = {**rec, "chapter": folder.name}
             key = (str(rec["recipe"]), int(rec["seed"]))
             rank = (rec.get("source_digest") == digest, str(rec.get("recorded") or ""))
@@ -419,10 +422,10 @@ def recorded_pooled(*, preset: str = "full", root: str | os.PathLike | None = No
 
 
 def recorded_pooled_verdict(judge, *, preset: str = "full", root: str | os.PathLike | None = None,
-                            exclude: Iterable[str] = ()) -> dict[str, Any]:
-    """:func:`recorded_verdict` on :func:`recorded_pooled` (every chapter's records at ``preset``):
-    for claims about recipes across chapters (the capstone's arena)."""
-    recs = recorded_pooled(preset=preset, root=root, exclude=exclude)
+                            exclude: Iterable[str] = (), recipes: Iterable[str] | None = None) -> dict[str, Any]:
+    """:func:`recorded_verdict` on :func:`recorded_pooled` (every chapter's records at ``preset``,
+    of ``recipes`` when given): for claims about recipes across chapters (the capstone's arena)."""
+    recs = recorded_pooled(preset=preset, root=root, exclude=exclude, recipes=recipes)
     return _judged(judge, _runs_table(recs), recs, preset,
                    f"poselab replicate <chapter> --preset {preset}, for the chapters that own the recipes")
 

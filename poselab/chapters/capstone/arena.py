@@ -140,5 +140,8 @@ def recorded_arena_verdicts(recipes: Sequence[str], *, preset: str = "full", roo
 
     judges = {"arena.best_recipe": best, "arena.ranking_losses_raise_spearman": spearman,
               "arena.rcnet_gain_over_best": gain}
-    return {cid: recorded_pooled_verdict(judge, preset=preset, root=root, exclude=(_STEM,))
+    used = {"arena.best_recipe": recipes, "arena.rcnet_gain_over_best": recipes,
+            # the ranking recipe the live arena compares (the first of RANKING_RECIPES it races)
+            "arena.ranking_losses_raise_spearman": ["mse", *[r for r in RANKING_RECIPES if r in recipes][:1]]}
+    return {cid: recorded_pooled_verdict(judge, preset=preset, root=root, exclude=(_STEM,), recipes=used[cid])
             for cid, judge in judges.items()}
