@@ -578,3 +578,94 @@ def test_sigma_tuning_is_not_testable_and_says_what_is_recorded(tmp_path):
     assert full.summary["recorded_runs_per_sigma"] == {"0.5": 3, "1": 3, "2": 3, "3": 3}
     assert "fewer than" not in full.reason and "no per-joint errors" in full.reason
     assert full.verdict == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- consistency during training
+def test_training_consistency_against_hand_counts_and_bad_inputs():
+    """drop_share = total fall / total movement, counted by hand on a small curve; the order of
+    the validations does not matter; a monotone curve scores 0, a flat one NaN."""
+    m = T.training_consistency([0, 1, 2, 3, 4], [0.1, 0.3, 0.25, 0.4, 0.3])
+    # moves: +0.2, -0.05, +0.15, -0.1 -> falls 0.15 of 0.5
+    assert m["drop_share"] == pytest.approx(0.3) and m["improving_share"] == 0.5
+    assert m["largest_drop"] == pytest.approx(0.1) and m["net_gain"] == pytest.approx(0.2) and m["intervals"] == 4
+    shuffled = T.training_consistency([3, 0, 4, 2, 1], [0.4, 0.1, 0.3, 0.25, 0.3])
+    assert shuffled == pytest.approx(m)
+    assert T.training_consistency([0, 1, 2], [0.1, 0.2, 0.3])["drop_share"] == 0.0
+    assert math.isnan(T.training_consistency([0, 1], [0.2, 0.2])["drop_share"])
+    for steps, values, word in (([0], [0.1], "at least 2"), ([0, 1], [0.1, float("nan")], "finite"),
+                                ([0, 0], [0.1, 0.2], "same step"), ([0, 1, 2], [0.1, 0.2], "one length")):
+        with pytest.raises(ValueError, match=word):
+            T.training_consistency(steps, values)
+
+
+class _CurveRun:
+    def __init__(self, recipe, seed, curve, preset, steps):
+        self.recipe, self.seed, self.preset, self.data = recipe, seed, preset, "synth"
+        self.metrics = {"generated val": {"AP": curve[-1]}}
+        self.config = {"geometry": {"input_size": [128, 96], "heatmap_size": [64, 48]}}
+        self.history = {"val": [{"step": float(s), "AP": float(v)} for s, v in zip(steps, curve)],
+                        "step_times": [0.1] * int(steps[-1])}
+
+
+class _CurveTable:
+    """A compare() table from validation curves: ``{recipe: [AP curve per seed]}``."""
+
+    def __init__(self, curves, preset="full", every=500):
+        self.results = [_CurveRun(r, s, c, preset, [every * (i + 1) for i in range(len(c))])
+                        for r, per in curves.items() for s, c in enumerate(per)]
+        self.recipes = list(curves)
+
+    def values(self, recipe, metric, set_name="generated val"):
+        return [r.metrics[set_name][metric] for r in self.results if r.recipe == recipe]
+
+
+def _zigzag(seed, drop=0.04):  # rises 0.1 then falls `drop`, flat over the last fifth
+    d = drop + 0.01 * seed
+    return [0.30, 0.45, 0.45 - d, 0.58, 0.58 - d, 0.66, 0.66 - d, 0.70, 0.70 - d / 4, 0.70]
+
+
+def _monotone(seed):
+    return [0.30 + 0.002 * seed + x for x in (0.0, 0.10, 0.16, 0.20, 0.23, 0.26, 0.28, 0.30, 0.305, 0.31)]
+
+
+def _nearly_monotone(seed):  # one small late dip, its size varying by seed (like the records)
+    c = _monotone(seed)
+    c[8] = c[7] - 0.001 * seed
+    return c
+
+
+def test_consistency_verdict_comes_out_every_way():
+    """Reproduced when MSE's curves fall back (a quarter of their movement) and EMD's never do;
+    not reproduced when both rise steadily (the recorded runs' case) or MSE is the steady one;
+    inconclusive when EMD is still climbing (it never fell only because it is slow), when a run
+    validated too rarely, when MSE has not learnt, and on a fast run."""
+    seeds = range(5)
+    v = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s) for s in seeds], "emd": [_monotone(s) for s in seeds]}))
+    assert v.verdict == "reproduced", v.reason
+    assert v.summary["paired"] is True and "paper_effect" not in v.reason
+    steady = T.consistency_verdict(_CurveTable({"mse": [_nearly_monotone(s) for s in seeds],
+                                                "emd": [_nearly_monotone(s) for s in (2, 0, 4, 1, 3)]}))
+    assert steady.verdict == "not reproduced" and "minimum effect" in steady.reason, steady.reason
+    other_way = T.consistency_verdict(_CurveTable({"mse": [_monotone(s) for s in seeds], "emd": [_zigzag(s) for s in seeds]}))
+    assert other_way.verdict == "not reproduced", other_way.reason
+    climbing = [[0.05 * (i + 1) + 0.001 * s for i in range(10)] for s in seeds]
+    v = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s) for s in seeds], "emd": climbing}))
+    assert v.verdict == "inconclusive" and "emd not converged" in v.reason, v.reason
+    short = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s)[-3:] for s in seeds], "emd": [_monotone(s)[-3:] for s in seeds]}))
+    assert short.verdict == "inconclusive" and "validated 3 times" in short.reason, short.reason
+    weak = [[x - 0.5 for x in _zigzag(s)] for s in seeds]
+    v = T.consistency_verdict(_CurveTable({"mse": weak, "emd": [_monotone(s) for s in seeds]}))
+    assert v.verdict == "inconclusive" and "baseline too weak" in v.reason, v.reason
+    fast = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s) for s in seeds], "emd": [_monotone(s) for s in seeds]},
+                                             preset="fast"))
+    assert fast.verdict == "inconclusive"
+
+
+def test_recorded_consistency_on_the_committed_replication(tmp_path):
+    """The committed 5-seed full replication: both recipes' AP rises at nearly every validation,
+    so the difference in drop_share is far below the minimum effect: not reproduced (both sides
+    learnt and converged). No records: says how to make them."""
+    rec = T.recorded_consistency()
+    assert rec["recorded"] and rec["seeds"] == [0, 1, 2, 3, 4]
+    assert rec["verdict"] == "not reproduced" and "minimum effect 0.05" in rec["reason"], rec["reason"]
+    assert T.recorded_consistency(root=tmp_path)["recorded"] is False

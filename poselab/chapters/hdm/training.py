@@ -74,7 +74,9 @@ __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for
            "build_heatmap_model", "train_heatmap_model", "make_evaluator", "evaluate_heatmap_model",
            "subset_annotations", "summarize", "example_heatmaps_sentence", "clipping_rows",
            "DOT_RECIPES", "gaussian_beats_dot_verdict", "recorded_gaussian_beats_dot", "dot_not_trained_reason",
-           "gaussian_beats_dot_live", "gaussian_beats_dot_sentence", "sigma_tuning_verdict"]
+           "gaussian_beats_dot_live", "gaussian_beats_dot_sentence", "sigma_tuning_verdict",
+           "CONSISTENCY_MEASURE", "CONSISTENCY_MIN_EFFECT", "training_consistency", "consistency_of_runs",
+           "consistency_verdict", "recorded_consistency", "consistency_curves", "consistency_sentence"]
 
 LOSSES = ("mse", "emd")
 
@@ -626,3 +628,132 @@ def sigma_tuning_verdict(root=None, preset: str = "full", min_seeds: int = 3) ->
               + f"; a record keeps whole-set metrics only ({kept}), no per-joint errors; chapter 04 trains σ = 2 only")
     return claims.not_testable(reason, summary={"recorded_runs_per_sigma": {f"{s:g}": n for s, n in counts.items()},
                                                 "record_metrics": keys, "preset": preset})
+
+
+# ----------------------------------------------------------------------------- consistency during training
+#: HDM's abstract, §1 and §4: with MSE to a Gaussian "the model performance of body joint
+#: localization may not be consistently improved during the optimization", while EMD to the dot
+#: "can achieve a more consistent model performance improvement". Measured on each run's
+#: validation AP curve by :func:`training_consistency`; the claim compares ``drop_share``.
+CONSISTENCY_MEASURE = "drop_share"
+#: the smallest difference in ``drop_share`` the claim is about: 0.05 = one twentieth of a run's
+#: whole AP movement going backwards (e.g. one 0.02-AP drop on a 0.4-AP rise). Our choice: the
+#: paper states the claim without a number (no figure or table measures it), so there is no
+#: ``paper_effect`` and no power check against one.
+CONSISTENCY_MIN_EFFECT = 0.05
+#: fewer validations than this and a curve cannot show consistency (3 intervals: too coarse)
+CONSISTENCY_MIN_VALIDATIONS = 5
+
+
+def training_consistency(steps, values) -> dict[str, float]:
+    """How consistently one validation curve improves (HDM abstract/§4's "consistent improvement").
+
+    ``steps``, ``values``: a run's validations (any order; sorted by step), higher is better
+    (AP). Over the intervals between consecutive validations, with Δᵢ the change:
+
+    - ``drop_share`` = Σ max(0, −Δᵢ) / Σ |Δᵢ|: the share of the curve's whole movement that went
+      backwards (0: never fell; 0.5: as much down as up). NaN for a flat curve (no movement);
+    - ``improving_share``: share of intervals where the value rose (ties count as not rising);
+    - ``largest_drop``: the largest single fall (0 if none); ``net_gain``: last − first;
+      ``intervals``.
+
+    It sees only what the validations see: a drop and recovery between two validations is
+    invisible, so curves validated at different intervals are not comparable.
+
+    Example:
+        >>> training_consistency([0, 1, 2, 3], [0.1, 0.3, 0.25, 0.4])["drop_share"]
+        0.125
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if s.ndim != 1 or v.shape != s.shape:
+        raise ValueError(f"steps and values must be 1-D of one length, got shapes {s.shape} and {v.shape}")
+    if s.size < 2:
+        raise ValueError(f"a consistency needs at least 2 validations, got {s.size}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(v))):
+        raise ValueError("steps and values must be finite (a NaN validation cannot be judged)")
+    order = np.argsort(s, kind="stable")
+    if np.any(np.diff(s[order]) == 0):
+        raise ValueError("two validations at the same step")
+    d = np.diff(v[order])
+    moved = float(np.abs(d).sum())
+    drops = np.maximum(-d, 0.0)
+    return {"drop_share": float(drops.sum() / moved) if moved > 0 else float("nan"),
+            "improving_share": float(np.mean(d > 0)), "largest_drop": float(drops.max()),
+            "net_gain": float(v[order][-1] - v[order][0]), "intervals": int(d.size)}
+
+
+def consistency_of_runs(table, recipes=("emd", "mse"), metric: str = "AP") -> dict[str, dict[str, list]]:
+    """:func:`training_consistency` of each run's validation ``metric`` curve, per recipe, in
+    the table's seed order: ``{recipe: {"seeds", "validations", measure: [per seed]}}``; a run
+    with fewer than 2 validations gets NaN measures."""
+    out = {}
+    for recipe in recipes:
+        runs = [r for r in table.results if r.recipe == recipe]
+        if not runs:
+            raise ValueError(f"no {recipe!r} runs in the table (recipes: {list(table.recipes)})")
+        per = {"seeds": [r.seed for r in runs], "validations": []}
+        for steps, values in validation_curves(table, recipe, metric):
+            per["validations"].append(len(steps))
+            m = training_consistency(steps, values) if len(steps) >= 2 else {
+                k: float("nan") for k in ("drop_share", "improving_share", "largest_drop", "net_gain", "intervals")}
+            for k, x in m.items():
+                per.setdefault(k, []).append(x)
+        out[recipe] = per
+    return out
+
+
+def consistency_verdict(table, set_name: str = "generated val", floor: float | None = None) -> claims.Verdict:
+    """``hdm.training.consistent_improvement``: EMD's validation AP moves backwards less than
+    MSE's (``drop_share`` of :func:`training_consistency`, lower is better) by at least
+    :data:`CONSISTENCY_MIN_EFFECT`, over seeds (:func:`poselab.claims.compare_seeds`, paired by
+    seed when both recipes have the same seeds; no ``paper_effect``: the paper gives none).
+
+    Then the rule of the other training claims: MSE's AP reaches the floor, EMD has learnt, and
+    **both** have converged — a curve still climbing steeply never falls, so an unconverged side
+    would win by being slow. "Inconclusive" also when a run has fewer than
+    :data:`CONSISTENCY_MIN_VALIDATIONS` validations (the live default run validates 3 times)."""
+    floor = DEFAULT_AP_FLOOR if floor is None else floor
+    per = consistency_of_runs(table)
+    ev = table_evidence(table, ["emd", "mse"], "AP", set_name)
+    ev["per_seed"].update({f"{r} {CONSISTENCY_MEASURE}": per[r][CONSISTENCY_MEASURE] for r in ("emd", "mse")})
+    v = claims.compare_seeds(per["emd"][CONSISTENCY_MEASURE], per["mse"][CONSISTENCY_MEASURE], lower_is_better=True,
+                             min_effect=CONSISTENCY_MIN_EFFECT, metric=CONSISTENCY_MEASURE,
+                             preset=table.results[0].preset, evidence=ev, paired=_paired_by_seed(table, "emd", "mse"))
+    few = min(min(per[r]["validations"]) for r in ("emd", "mse"))
+    if few < CONSISTENCY_MIN_VALIDATIONS:
+        return claims.not_testable(f"a run validated {few} times; a consistency needs at least "
+                                   f"{CONSISTENCY_MIN_VALIDATIONS} validations", summary=v.summary, evidence=ev)
+    v = claims.apply_floor(v, table.values("mse", "AP", set_name), floor, name="mse AP")
+    checks = [claims.has_learnt("emd", table.values("emd", "AP", set_name), floor=floor)]
+    checks += [claims.has_converged(r, validation_curves(table, r, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
+                                    relative=True) for r in ("emd", "mse")]
+    return claims.require_ready(v, checks)
+
+
+def recorded_consistency(root=None, preset: str = "full") -> dict:
+    """``hdm.training.consistent_improvement`` on chapter 04's recorded replication, by the live
+    rule (:func:`poselab.experiments.replicate.recorded_verdict`)."""
+    return recorded_verdict("04_hdm", consistency_verdict, preset=preset, root=root)
+
+
+def consistency_curves(table, recipes=("mse", "emd"), metric: str = "AP") -> dict[str, list]:
+    """``{recipe: [(steps, values) per seed]}`` of the validation curves, for
+    :func:`poselab.chapters.hdm.figures.validation_curves_figure`."""
+    return {r: validation_curves(table, r, metric) for r in recipes if r in table.recipes}
+
+
+def consistency_sentence(table, verdict: claims.Verdict, label: str) -> str:
+    """One sentence on the consistency of ``table``'s curves (``label``: which run, e.g.
+    "recorded full preset"): each recipe's per-seed ``drop_share`` and intervals with a rise, and
+    the verdict with its reason."""
+    per = consistency_of_runs(table)
+    parts = []
+    for r in ("mse", "emd"):
+        p = per[r]
+        rises = sum(round(i * n) for i, n in zip(p["improving_share"], p["intervals"]) if np.isfinite(i))
+        parts.append(f"{r}'s AP went backwards by " + " / ".join(f"{x:.3f}" for x in p["drop_share"])
+                     + f" of its movement (seeds {', '.join(map(str, p['seeds']))}; it rose in {rises} of "
+                     f"{int(np.nansum(p['intervals']))} validation intervals)")
+    return (f"In the {label} runs, " + "; ".join(parts)
+            + f": hdm.training.consistent_improvement is {verdict.verdict} ({verdict.reason}).")
