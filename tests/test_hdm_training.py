@@ -465,8 +465,14 @@ def test_clipping_rows_show_how_often_each_recipe_was_clipped():
     assert rows["mse"]["share of steps clipped"] == 0.0 and rows["mse"]["steps"] == 5
     assert rows["emd"]["share of steps clipped"] == pytest.approx(0.8)
     assert rows["emd"]["median gradient norm"] == 9.0 and rows["emd"]["largest gradient norm"] == 12.0
+    sentence = T.clipping_sentence(list(rows.values()))
+    assert "mse, emd clip the global gradient norm at 1" in sentence, sentence
+    assert "emd on 80% of its 5 steps" in sentence and "mse on 0% of its 5 steps" in sentence, sentence
+    rows["mse"]["grad_clip"] = None  # a recipe without clipping is named as such
+    assert "mse are not clipped" in T.clipping_sentence(list(rows.values()))
     Table.results = [Run("mse", []), Run("emd", [])]  # records without gradient norms
     assert all(r["share of steps clipped"] is None for r in T.clipping_rows(Table()))
+    assert "no gradient norms kept" in T.clipping_sentence(T.clipping_rows(Table()))
 
 
 def test_evaluate_heatmap_model_decodes_at_the_models_own_stride(tmp_path):
@@ -669,3 +675,65 @@ def test_recorded_consistency_on_the_committed_replication(tmp_path):
     assert rec["recorded"] and rec["seeds"] == [0, 1, 2, 3, 4]
     assert rec["verdict"] == "not reproduced" and "minimum effect 0.05" in rec["reason"], rec["reason"]
     assert T.recorded_consistency(root=tmp_path)["recorded"] is False
+
+
+# ----------------------------------------------------------------------------- Theorem 1 during training
+def _theorem1_rows(preds, gau, dot):
+    from poselab.chapters.hdm.analysis import theorem1_terms
+    return [{"step": i, **{k: float(v) for k, v in theorem1_terms(p, gau, dot).items()}} for i, p in enumerate(preds)]
+
+
+def _gau_and_dot(n=6, size=(64, 48), seed=0):
+    from poselab.chapters.hdm.analysis import dot_map, gaussian_map
+    rng = np.random.default_rng(seed)
+    kp = np.round(rng.uniform([4, 4], [size[1] - 5, size[0] - 5], size=(n, 17, 2)))
+    return gaussian_map(kp, size, 2.0), dot_map(kp, size)
+
+
+def test_theorem1_summary_sees_the_consequence_only_when_it_happens():
+    """At the papers' 64×48: predictions growing toward the Gaussian (t·H_Gau, t ↑ 1) lower R_Gau
+    and raise R_dot (towards C) — the consequence is seen; predictions growing toward the dot
+    (t·H_dot) lower both — the counter-case, where it is not; identity residual ~ 0 in both."""
+    gau, dot = _gau_and_dot()
+    ts = np.linspace(0.0, 1.0, 6)
+    toward_gau = T.theorem1_training_summary(_theorem1_rows([t * gau for t in ts], gau, dot))
+    assert toward_gau["consequence_seen"] and toward_gau["dot_rose_while_gau_fell"] >= 4
+    assert toward_gau["end"]["R_dot"] == pytest.approx(toward_gau["C"], rel=1e-12)
+    assert toward_gau["max_abs_corrected_residual"] < 1e-9
+    toward_dot = T.theorem1_training_summary(_theorem1_rows([t * dot for t in ts], gau, dot))
+    assert toward_dot["gau_fell"] == 5 and not toward_dot["consequence_seen"]
+    assert toward_dot["dot_rose_while_gau_fell"] == 0
+    with pytest.raises(ValueError, match="at least 2"):
+        T.theorem1_training_summary(_theorem1_rows([gau], gau, dot))
+    bad = _theorem1_rows([gau, gau], gau, dot)
+    bad[1]["R_dot"] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        T.theorem1_training_summary(bad)
+
+
+def test_theorem1_tracker_matches_a_direct_computation_and_leaves_training_unchanged():
+    """The tracker's last row equals Theorem 1's terms computed directly from the trained model
+    (float32 forward, float64 terms, joints the probe does not hold zeroed), and training with it
+    gives bit-identical weights to training without it."""
+    from poselab.chapters.hdm.analysis import theorem1_terms
+
+    ds = _Toy()
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    batch["visible"][0, 3] = 0  # an unlabelled joint: held by neither target
+    probe = T.theorem1_probe(batch["image"], batch["keypoints"], batch["visible"], INPUT, HM)
+    assert not probe["mask"][0, 3] and probe["gau"][0, 3].max() == 0 and probe["dot"][0, 3].max() == 0
+    tracker = T.Theorem1Tracker(probe, evaluations=2)
+    tracked, _ = T.train_heatmap_model("mse", ds, max_steps=4, batch_size=4, seed=1, callbacks=[tracker])
+    plain, _ = T.train_heatmap_model("mse", ds, max_steps=4, batch_size=4, seed=1)
+    for a, b in zip(tracked.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [r["step"] for r in tracker.rows] == [0, 2, 4]
+    with torch.no_grad():
+        pred = tracked.eval()(batch["image"]).double().numpy() * probe["mask"][..., None, None]
+    direct = theorem1_terms(pred, probe["gau"], probe["dot"])
+    assert tracker.rows[-1]["R_dot"] == pytest.approx(direct["R_dot"], rel=1e-6)
+    assert tracker.rows[-1]["R_gau"] == pytest.approx(direct["R_gau"], rel=1e-6)
+    with pytest.raises(ValueError, match="evaluations"):
+        T.Theorem1Tracker(probe, evaluations=0)
+    with pytest.raises(ValueError, match="theorem1_probe"):
+        T.Theorem1Tracker({"images": probe["images"]})

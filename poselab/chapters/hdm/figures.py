@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 __all__ = ["heatmaps_figure", "displacement_figure", "transport_plan_figure", "bars_figure", "minimiser_bias_figure",
-           "validation_curves_figure"]
+           "validation_curves_figure", "theorem1_training_figure"]
 
 
 def heatmaps_figure(maps, titles, keypoint=None, height=300):
@@ -108,4 +108,30 @@ def validation_curves_figure(curves, metric: str = "AP", title: str = "", width:
                                  name=f"{recipe} (mean of {len(runs)} seeds; band: range)"))
     fig.update_layout(title=title, xaxis_title="training step", yaxis_title=f"validation {metric}",
                       height=360, width=width, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def theorem1_training_figure(tracked, width: int = 760):
+    """HDM Theorem 1's terms along a run (a
+    :func:`poselab.chapters.hdm.training.theorem1_along_training` result): R_Gau (what MSE
+    training lowers), R_dot, 2E⟨H_pred, H_Gau⟩, 2E⟨H_pred, H_dot⟩ and the constant C against the
+    step, with the run's validation AP on a second axis when it validated."""
+    rows = sorted(tracked["rows"], key=lambda r: r["step"])
+    steps = [r["step"] for r in rows]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key, name, dash in (("R_gau", "R_Gau (MSE to the Gaussian)", None), ("R_dot", "R_dot (MSE to the dot)", None),
+                            ("E_pred_gau", "2E⟨H_pred, H_Gau⟩", "dot"), ("E_pred_dot", "2E⟨H_pred, H_dot⟩", "dot"),
+                            ("C", "C = E‖H_Gau − H_dot‖²", "dash")):
+        scale = 2.0 if key.startswith("E_") else 1.0
+        fig.add_trace(go.Scatter(x=steps, y=[scale * r[key] for r in rows], mode="lines+markers", name=name,
+                                 line=dict(dash=dash)), secondary_y=False)
+    if tracked.get("validation"):
+        s, v = zip(*tracked["validation"])
+        fig.add_trace(go.Scatter(x=s, y=v, mode="lines+markers", name="validation AP",
+                                 line=dict(color="black", width=3)), secondary_y=True)
+        fig.update_yaxes(title_text="validation AP", secondary_y=True)
+    fig.update_layout(title=f"Theorem 1 along the {tracked['recipe']} run (seed {tracked['seed']}, "
+                            f"{tracked['n_crops']} validation crops; per crop, summed over joints)",
+                      xaxis_title="training step", yaxis_title="risk / term", height=380, width=width,
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
