@@ -652,12 +652,14 @@ def test_consistency_verdict_comes_out_every_way():
     steady = T.consistency_verdict(_CurveTable({"mse": [_nearly_monotone(s) for s in seeds],
                                                 "emd": [_nearly_monotone(s) for s in (2, 0, 4, 1, 3)]}))
     assert steady.verdict == "not reproduced" and "minimum effect" in steady.reason, steady.reason
-    other_way = T.consistency_verdict(_CurveTable({"mse": [_monotone(s) for s in seeds], "emd": [_zigzag(s) for s in seeds]}))
+    other_way = T.consistency_verdict(_CurveTable({"mse": [_monotone(s) for s in seeds],
+                                                   "emd": [_zigzag(s) for s in seeds]}))
     assert other_way.verdict == "not reproduced", other_way.reason
     climbing = [[0.05 * (i + 1) + 0.001 * s for i in range(10)] for s in seeds]
     v = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s) for s in seeds], "emd": climbing}))
     assert v.verdict == "inconclusive" and "emd not converged" in v.reason, v.reason
-    short = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s)[-3:] for s in seeds], "emd": [_monotone(s)[-3:] for s in seeds]}))
+    short = T.consistency_verdict(_CurveTable({"mse": [_zigzag(s)[-3:] for s in seeds],
+                                               "emd": [_monotone(s)[-3:] for s in seeds]}))
     assert short.verdict == "inconclusive" and "validated 3 times" in short.reason, short.reason
     weak = [[x - 0.5 for x in _zigzag(s)] for s in seeds]
     v = T.consistency_verdict(_CurveTable({"mse": weak, "emd": [_monotone(s) for s in seeds]}))
@@ -737,3 +739,23 @@ def test_theorem1_tracker_matches_a_direct_computation_and_leaves_training_uncha
         T.Theorem1Tracker(probe, evaluations=0)
     with pytest.raises(ValueError, match="theorem1_probe"):
         T.Theorem1Tracker({"images": probe["images"]})
+
+
+def test_sentences_of_section_7_say_what_was_measured():
+    """The closing sentences print the measured numbers: the consistency one each seed's
+    drop_share and the verdict (or that there are no runs); the Theorem 1 one the counts and
+    both risks' ends, with C."""
+    seeds = range(5)
+    table = _CurveTable({"mse": [_zigzag(s) for s in seeds], "emd": [_monotone(s) for s in seeds]})
+    v = T.consistency_verdict(table)
+    sentence = T.consistency_sentence(table, v, "constructed")
+    assert sentence._repr_markdown_() == sentence and "is reproduced" in sentence
+    assert f"{T.consistency_of_runs(table)['mse']['drop_share'][0]:.3f}" in sentence
+    assert "no recorded" in T.consistency_sentence(None, {"verdict": "—", "reason": "none"}, "recorded")
+    gau, dot = _gau_and_dot()
+    rows = _theorem1_rows([t * gau for t in np.linspace(0.0, 1.0, 4)], gau, dot)
+    tracked = {"rows": rows, "summary": T.theorem1_training_summary(rows), "validation": [(2, 0.1), (3, 0.2)],
+               "recipe": "mse", "seed": 0, "preset": "default", "n_crops": 6}
+    s = T.theorem1_training_sentence(tracked)
+    assert "R_Gau fell in 3 intervals and R_dot rose in 3 of them" in s, s
+    assert f"R_dot = C = {tracked['summary']['C']:.3g}" in s and "0.100 → 0.200" in s

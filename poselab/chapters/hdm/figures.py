@@ -120,7 +120,8 @@ def theorem1_training_figure(tracked, width: int = 760):
     steps = [r["step"] for r in rows]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for key, name, dash in (("R_gau", "R_Gau (MSE to the Gaussian)", None), ("R_dot", "R_dot (MSE to the dot)", None),
-                            ("E_pred_gau", "2E⟨H_pred, H_Gau⟩", "dot"), ("E_pred_dot", "2E⟨H_pred, H_dot⟩", "dot"),
+                            ("E_pred_gau", "2E⟨H_pred, H_Gau⟩", "dot"),
+                            ("E_pred_dot", "2E⟨H_pred, H_dot⟩", "dot"),
                             ("C", "C = E‖H_Gau − H_dot‖²", "dash")):
         scale = 2.0 if key.startswith("E_") else 1.0
         fig.add_trace(go.Scatter(x=steps, y=[scale * r[key] for r in rows], mode="lines+markers", name=name,

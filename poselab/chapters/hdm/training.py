@@ -899,9 +899,12 @@ def theorem1_along_training(recipe: str = "mse", data="synth", preset="default",
     The run goes through :func:`poselab.experiments.run_recipe` with ``cache=False`` and one
     thread, as :func:`poselab.experiments.compare`'s workers train (a cached run kept only its
     final weights; the tracker does not change training, so the run re-enters the cache as the
-    run ``compare`` would train: called before ``compare``, it costs no extra training). Returns ``{"rows", "summary"`` (:func:`theorem1_training_summary`),
-    ``"validation"``: [(step, AP)] of the run's own validations, ``"AP"``: its final AP,
-    ``"recipe", "seed", "preset", "n_crops"}``."""
+    run ``compare`` would train, bit for bit at the fast preset: called before ``compare``, it
+    costs no extra training). The Gaussian targets are MSRA's at the recipe's σ.
+
+    Returns ``{"rows", "summary"`` (:func:`theorem1_training_summary`), ``"validation"``:
+    [(step, AP)] of the run's own validations, ``"AP"``: its final AP, ``"recipe", "seed",
+    "preset", "n_crops"}``."""
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
     if set_name not in sets:
@@ -931,10 +934,12 @@ def theorem1_training_sentence(tracked: dict) -> Sentence:
     seen = ("so lowering the risk MSE training minimises did not lower the risk to the dot there"
             if s["consequence_seen"] else "so in this run R_dot never rose while R_Gau fell")
     return Sentence(f"Along the {tracked['recipe']} run (seed {tracked['seed']}, {tracked['preset']} preset, "
-            f"{tracked['n_crops']} validation crops, {s['intervals']} intervals between {len(s['steps'])} evaluations), "
+            f"{tracked['n_crops']} validation crops, {s['intervals']} intervals between "
+            f"{len(s['steps'])} evaluations), "
             f"R_Gau fell in {s['gau_fell']} intervals and R_dot rose in {s['dot_rose_while_gau_fell']} of them, "
             f"{seen}: from step {s['steps'][0]} to {s['steps'][-1]} R_Gau went {a['R_gau']:.3g} → {b['R_gau']:.3g} "
-            f"while R_dot went {a['R_dot']:.3g} → {b['R_dot']:.3g} and 2E⟨H_pred, H_Gau⟩ {2 * a['E_pred_gau']:.3g} → "
+            f"while R_dot went {a['R_dot']:.3g} → {b['R_dot']:.3g} and 2E⟨H_pred, H_Gau⟩ "
+            f"{2 * a['E_pred_gau']:.3g} → "
             f"{2 * b['E_pred_gau']:.3g} (a model predicting the Gaussians exactly would have R_dot = C = {s['C']:.3g})"
             f"{ap}; Eq. 6 (corrected) held at every evaluation to "
             f"{s['max_abs_corrected_residual']:.1e}.")
