@@ -17,5 +17,6 @@ CHAPTER = register(Chapter(
                      "hdm.theorem1.corrected_identity_max_abs_error",
                      "hdm.theorem1.identity_max_abs_error", "hdm.training.compactness",
                      "hdm.training.emd_vs_mse", "hdm.training.level_descent",
+                     "hdm.training.consistent_improvement",
                      "hdm.training.gaussian_beats_dot", "hdm.sigma.varies_across_joints"},
     package=__name__))

@@ -5,7 +5,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["heatmaps_figure", "displacement_figure", "transport_plan_figure", "bars_figure", "minimiser_bias_figure"]
+__all__ = ["heatmaps_figure", "displacement_figure", "transport_plan_figure", "bars_figure", "minimiser_bias_figure",
+           "validation_curves_figure", "theorem1_training_figure"]
 
 
 def heatmaps_figure(maps, titles, keypoint=None, height=300):
@@ -77,4 +78,61 @@ def minimiser_bias_figure(curve, paper_reg: float = 1.0):
     fig.update_layout(title=f"Minimiser of the HDM loss: decoded offset from the dot ({curve['n_keypoints']} keypoints)",
                       xaxis_title="entropic regularisation reg (heatmap px)", yaxis_title="offset (px)",
                       xaxis_type="log", height=340, width=760, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def validation_curves_figure(curves, metric: str = "AP", title: str = "", width: int = 760):
+    """Validation curves of several recipes over training: each recipe's mean over seeds (line)
+    and its seeds' range (band, min to max), with every seed's curve faint underneath.
+
+    ``curves``: ``{recipe: [(steps, values) per seed]}`` (e.g.
+    :func:`poselab.chapters.hdm.training.consistency_curves`); seeds are interpolated onto the
+    first seed's steps for the mean and band."""
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    fig = go.Figure()
+    for i, (recipe, runs) in enumerate(curves.items()):
+        runs = [(np.asarray(s, dtype=float), np.asarray(v, dtype=float)) for s, v in runs if len(s)]
+        if not runs:
+            continue
+        colour = colours[i % len(colours)]
+        grid = runs[0][0]
+        stack = np.array([np.interp(grid, s, v) for s, v in runs])
+        for s, v in runs:
+            fig.add_trace(go.Scatter(x=s, y=v, mode="lines", line=dict(color=colour, width=0.6),
+                                     opacity=0.35, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=np.concatenate([grid, grid[::-1]]),
+                                 y=np.concatenate([stack.max(0), stack.min(0)[::-1]]), fill="toself",
+                                 fillcolor=colour, opacity=0.15, line=dict(width=0), showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=grid, y=stack.mean(0), mode="lines+markers", line=dict(color=colour),
+                                 name=f"{recipe} (mean of {len(runs)} seeds; band: range)"))
+    fig.update_layout(title=title, xaxis_title="training step", yaxis_title=f"validation {metric}",
+                      height=360, width=width, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def theorem1_training_figure(tracked, width: int = 760):
+    """HDM Theorem 1's terms along a run (a
+    :func:`poselab.chapters.hdm.training.theorem1_along_training` result): R_Gau (what MSE
+    training lowers), R_dot, 2E⟨H_pred, H_Gau⟩, 2E⟨H_pred, H_dot⟩ and the constant C against the
+    step, with the run's validation AP on a second axis when it validated."""
+    rows = sorted(tracked["rows"], key=lambda r: r["step"])
+    steps = [r["step"] for r in rows]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key, name, dash in (("R_gau", "R_Gau (MSE to the Gaussian)", None), ("R_dot", "R_dot (MSE to the dot)", None),
+                            ("E_pred_gau", "2E⟨H_pred, H_Gau⟩", "dot"),
+                            ("E_pred_dot", "2E⟨H_pred, H_dot⟩", "dot"),
+                            ("C", "C = E‖H_Gau − H_dot‖²", "dash")):
+        scale = 2.0 if key.startswith("E_") else 1.0
+        fig.add_trace(go.Scatter(x=steps, y=[scale * r[key] for r in rows], mode="lines+markers", name=name,
+                                 line=dict(dash=dash)), secondary_y=False)
+    if tracked.get("validation"):
+        s, v = zip(*tracked["validation"])
+        fig.add_trace(go.Scatter(x=s, y=v, mode="lines+markers", name="validation AP",
+                                 line=dict(color="black", width=3)), secondary_y=True)
+        fig.update_yaxes(title_text="validation AP", secondary_y=True)
+    fig.update_layout(title=f"Theorem 1 along the {tracked['recipe']} run (seed {tracked['seed']}, "
+                            f"{tracked['n_crops']} validation crops; per crop, summed over joints)",
+                      xaxis_title="training step", yaxis_title="risk / term", height=380, width=width,
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
