@@ -759,3 +759,18 @@ def test_sentences_of_section_7_say_what_was_measured():
     s = T.theorem1_training_sentence(tracked)
     assert "R_Gau fell in 3 intervals and R_dot rose in 3 of them" in s, s
     assert f"R_dot = C = {tracked['summary']['C']:.3g}" in s and "0.100 → 0.200" in s
+
+
+def test_theorem1_along_training_trains_once_then_reads_back(tmp_path, monkeypatch):
+    """The tracked run enters the run cache, and re-opening the chapter reads its terms back
+    instead of training again (a second call with training forbidden returns the same terms)."""
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path))
+    first = T.theorem1_along_training("mse", preset="fast", seed=0, device="cpu", n_crops=8, evaluations=2)
+    assert first["rows"] and first["preset"] == "fast"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+    monkeypatch.setattr(T, "run_recipe", no_training)
+    assert T.theorem1_along_training("mse", preset="fast", seed=0, device="cpu", n_crops=8, evaluations=2) == first
+    with pytest.raises(AssertionError, match="trained again"):  # another probe is another measurement
+        T.theorem1_along_training("mse", preset="fast", seed=0, device="cpu", n_crops=4, evaluations=2)
