@@ -42,6 +42,11 @@ def test_new_recipes_step_in_float32_with_finite_loss(name):
     assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
     out["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    # the forward a CPU with bf16 or a GPU autocasts to: the loss stays finite on bfloat16 outputs
+    with torch.no_grad():
+        raw = model(batch["image"])
+    half = tuple(o.bfloat16() for o in raw) if isinstance(raw, (tuple, list)) else raw.bfloat16()
+    assert torch.isfinite(loss_fn(half, batch)["loss"].float())
     if name == "simcc_rs_is":   # the Instance-Sort term is there and weighted 0.1
         assert "instance_sort" in out and torch.isfinite(out["instance_sort"])
         base = (out["spatial_rank"] + 0.25 * out["spatial_sort"]).detach()
@@ -67,13 +72,15 @@ def test_simcc_rs_is_differs_from_simcc_rs_only_by_instance_sort():
         LOSSES["simcc_rs"](geom, instance_weight=-1.0)
 
 
-def test_simcc_rs_is_trains_one_fast_step(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["simcc_rs_is", "spatial_rs_dot", "spatial_rs_sort_d1_w0p5"])
+def test_new_recipes_train_one_fast_step(name, tmp_path, monkeypatch):
     from poselab.experiments import PRESETS, run_recipe
     monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
     tiny = PRESETS["fast"].replace(name="one-step", max_steps=1, val_every=None, n_train=8, n_val=4, batch_size=4)
-    run = run_recipe("simcc_rs_is", preset=tiny, seed=0, device="cpu")
+    run = run_recipe(name, preset=tiny, seed=0, device="cpu")
     assert len(run.history["losses"]) == 1 and math.isfinite(run.history["losses"][0])
-    assert math.isfinite(run.history["terms"]["instance_sort"][0])
+    if name == "simcc_rs_is":
+        assert math.isfinite(run.history["terms"]["instance_sort"][0])
 
 
 def test_crop_areas_and_heatmap_areas_agree():
@@ -158,6 +165,7 @@ def test_live_or_untrained_says_what_is_missing():
     t = _table({"mse": [0.5, 0.5, 0.5]})
     v = X.live_or_untrained(t, X.dot_mse_verdict, ("mse", "mse_dot"), "set train_extra=True")
     assert v.verdict == "inconclusive" and "mse_dot" in v.reason and "train_extra" in v.reason
+    assert v.evidence["per_seed"] == {"mse AP": [0.5, 0.5, 0.5]} and v.evidence["preset"] == "full"
     full = _table({"mse": [0.55, 0.56, 0.54, 0.57, 0.55], "mse_dot": [0.40, 0.42, 0.41, 0.40, 0.43]})
     assert X.live_or_untrained(full, lambda t: X.dot_mse_verdict(t, blind=BLIND), ("mse", "mse_dot"),
                                "").verdict == "reproduced"
@@ -221,3 +229,16 @@ def test_extra_judges_values_and_rows():
     rows = X.extra_rows({c: j(good) for c, j in judges.items()},
                         {"rspose.table1.gaussian_vs_dot_mse": {"verdict": "inconclusive", "reason": "two seeds"}})
     assert [r["verdict (recorded)"] for r in rows] == ["—", "inconclusive", "—"]
+
+
+def test_cached_table_reads_the_cache_and_never_trains(tmp_path, monkeypatch):
+    from poselab.experiments import PRESETS, run_recipe
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    tiny = PRESETS["fast"].replace(name="one-step", max_steps=1, val_every=None, n_train=8, n_val=4, batch_size=4)
+    assert X.cached_table(["mse"], [0], preset=tiny, device="cpu") == (None, [("mse", 0)])
+    run_recipe("mse", preset=tiny, seed=0, device="cpu")
+    table, missing = X.cached_table(["mse", "mse_dot"], [0, 1], preset=tiny, device="cpu")
+    assert table.recipes == ["mse"] and [r.seed for r in table.results] == [0]
+    assert missing == [("mse", 1), ("mse_dot", 0), ("mse_dot", 1)]
+    # nothing was trained by the look-up
+    assert X.cached_table(["mse_dot"], [0], preset=tiny, device="cpu")[0] is None

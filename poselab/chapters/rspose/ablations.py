@@ -21,7 +21,7 @@ import numpy as np
 from poselab import claims
 from poselab.experiments import ComparisonTable, compare_recipes
 from poselab.experiments.runner import cached_result
-from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, validation_curves
+from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, table_evidence, validation_curves
 
 __all__ = ["PAPER_TABLE1_MSE", "PAPER_SIMCC_INSTANCE_SORT", "PAPER_TABLE7", "STANDARD_RECIPES",
            "paired_by_seed", "judged_comparison", "simcc_instance_sort_verdict", "dot_mse_verdict",
@@ -120,14 +120,17 @@ def dot_gaps(table, set_name: str = "generated val") -> dict:
     return out
 
 
-def live_or_untrained(table, judge, needed: Sequence[str], how: str) -> claims.Verdict:
+def live_or_untrained(table, judge, needed: Sequence[str], how: str, set_name: str = "generated val") -> claims.Verdict:
     """``judge(table)`` when ``table`` holds every recipe in ``needed``; else "inconclusive: not
-    testable here", naming the recipes the live run lacks and ``how`` to train them."""
+    testable here", naming the recipes the live run lacks and ``how`` to train them, with the
+    evidence of the ``needed`` recipes it does hold (their preset, seeds and per-seed AP)."""
     have = set(table.recipes) if table is not None else set()
     missing = [r for r in needed if r not in have]
     if missing:
+        present = [r for r in needed if r in have]
+        ev = table_evidence(table, present, "AP", set_name) if table is not None and table.results else {}
         return claims.not_testable(f"the live run has no {', '.join(missing)} runs ({how})",
-                                   summary={"missing": missing})
+                                   summary={"missing": missing}, evidence=ev)
     return judge(table)
 
 
