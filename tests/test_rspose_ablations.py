@@ -210,6 +210,9 @@ def test_extra_claims_sentence_shows_live_and_recorded():
                                                  "seeds": [0, 1, 2]}})
     assert "live **inconclusive**" in s and "recorded (full, 3 seeds) **reproduced**" in s
     assert "no recorded replication yet" in F.extra_claims_sentence({"a": v}, {})
+    s = F.extra_claims_sentence({"a": v}, {"a": {"recorded": True, "verdict": "inconclusive", "preset": "full",
+                                                 "seeds": [0, 1], "source": "04_hdm"}})
+    assert "recorded (full, 2 seeds, chapter 04_hdm's records) **inconclusive**" in s
 
 
 def test_extra_judges_values_and_rows():
@@ -242,3 +245,25 @@ def test_cached_table_reads_the_cache_and_never_trains(tmp_path, monkeypatch):
     assert missing == [("mse", 1), ("mse_dot", 0), ("mse_dot", 1)]
     # nothing was trained by the look-up
     assert X.cached_table(["mse_dot"], [0], preset=tiny, device="cpu")[0] is None
+
+
+def test_extra_recorded_falls_back_to_chapter_04_only_for_the_mse_framing():
+    answered = {"04_hdm": {"recorded": True, "verdict": "inconclusive", "reason": "mse_dot not converged",
+                           "preset": "full", "seeds": [0, 1, 2, 3, 4]}}
+    seen = []
+
+    def fake(chapter, judge, preset="full"):
+        seen.append(chapter)
+        return answered.get(chapter, {"recorded": False, "verdict": "—", "reason": "no records", "preset": preset})
+
+    got = X.extra_recorded(X.extra_judges(blind=BLIND), recorded=fake)
+    mse = got["rspose.table1.gaussian_vs_dot_mse"]
+    assert mse["recorded"] and mse["source"] == "04_hdm" and "chapter 04_hdm's records" in mse["reason"]
+    assert not got["rspose.simcc.instance_sort_effect"]["recorded"]
+    assert not got["rspose.table1.gaussian_vs_dot_ranking"]["recorded"]
+    assert seen.count("04_hdm") == 1
+    # chapter 02's own records win once they answer
+    answered["02_rspose"] = {"recorded": True, "verdict": "reproduced", "reason": "ok", "preset": "full", "seeds": [0]}
+    got = X.extra_recorded(X.extra_judges(blind=BLIND), recorded=fake)
+    assert got["rspose.table1.gaussian_vs_dot_mse"]["verdict"] == "reproduced"
+    assert "source" not in got["rspose.table1.gaussian_vs_dot_mse"]

@@ -19,14 +19,15 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from poselab import claims
-from poselab.experiments import ComparisonTable, compare_recipes
+from poselab.experiments import ComparisonTable, compare_recipes, recorded_verdict
 from poselab.experiments.runner import cached_result
 from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, table_evidence, validation_curves
 
 __all__ = ["PAPER_TABLE1_MSE", "PAPER_SIMCC_INSTANCE_SORT", "PAPER_TABLE7", "STANDARD_RECIPES",
            "paired_by_seed", "judged_comparison", "simcc_instance_sort_verdict", "dot_mse_verdict",
            "dot_ranking_verdict", "dot_gaps", "live_or_untrained", "cached_table", "merged_table",
-           "table7_grid", "EXTRA_CLAIMS", "extra_judges", "extra_value", "extra_rows"]
+           "table7_grid", "EXTRA_CLAIMS", "extra_judges", "extra_value", "extra_rows",
+           "extra_recorded"]
 
 #: RSPose Table 1, ViTPose (ViT-B), MSE: AP with the dot target and with Gaussian label smoothing
 PAPER_TABLE1_MSE = {"dot": 67.7, "gaussian": 75.8}
@@ -189,7 +190,10 @@ EXTRA_CLAIMS = {
     "rspose.table1.gaussian_vs_dot_mse": {
         "recipes": ("mse", "mse_dot"),
         "paper": "RSPose Table 1 (ViTPose ViT-B, MSE): Gaussian label smoothing 75.8 vs dot annotation 67.7 AP",
-        "note": "mse_dot is chapter 04's recipe; mse must reach the AP floor, mse_dot beat the image-blind guess"},
+        "note": "mse_dot is chapter 04's recipe; mse must reach the AP floor, mse_dot beat the image-blind guess",
+        # chapter 04's replication trains the same two recipes at the same preset and data: until
+        # chapter 02's records hold them, its records are read (and labelled so)
+        "also_recorded_by": "04_hdm"},
     "rspose.table1.gaussian_vs_dot_ranking": {
         "recipes": ("spatial_rs", "spatial_rs_dot"),
         "paper": "RSPose Table 1 under ranking: the Gaussian window vs one positive pixel with the Spatial RS loss "
@@ -227,3 +231,23 @@ def extra_rows(live: Mapping[str, claims.Verdict], recorded: Mapping[str, Mappin
     return [{"claim": c, "verdict (live)": v.verdict, "reason (live)": v.reason,
              "verdict (recorded)": (recorded.get(c) or {}).get("verdict", "—"),
              "reason (recorded)": (recorded.get(c) or {}).get("reason", "")} for c, v in live.items()]
+
+
+def extra_recorded(judges: Mapping, *, preset: str = "full", recorded=recorded_verdict) -> dict:
+    """``claim id -> recorded verdict`` of :data:`EXTRA_CLAIMS` on chapter 02's recorded
+    replication (``recorded(chapter, judge, preset=...)``, by default
+    :func:`poselab.experiments.recorded_verdict`). A claim whose recipes another chapter's
+    replication also trains (``also_recorded_by``: Table 1's MSE framing, chapter 04's ``mse`` and
+    ``mse_dot``) is judged on that chapter's records while chapter 02's cannot answer, with
+    ``source`` naming them and the reason saying so."""
+    out = {}
+    for claim_id, judge in judges.items():
+        rec = dict(recorded("02_rspose", judge, preset=preset))
+        other = EXTRA_CLAIMS.get(claim_id, {}).get("also_recorded_by")
+        if not rec.get("recorded") and other:
+            alt = dict(recorded(other, judge, preset=preset))
+            if alt.get("recorded"):
+                rec = {**alt, "source": other,
+                       "reason": f"chapter {other}'s records of the same recipes: {alt.get('reason', '')}"}
+        out[claim_id] = rec
+    return out

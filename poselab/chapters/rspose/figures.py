@@ -206,7 +206,8 @@ def extra_claims_sentence(verdicts: Mapping[str, object], recorded: Mapping[str,
     parts = []
     for name, v in verdicts.items():
         rec = recorded.get(name) or {}
-        where = (f"recorded ({rec.get('preset')}, {len(rec.get('seeds') or [])} seeds) **{rec['verdict']}**"
+        source = f", chapter {rec['source']}'s records" if rec.get("source") else ""
+        where = (f"recorded ({rec.get('preset')}, {len(rec.get('seeds') or [])} seeds{source}) **{rec['verdict']}**"
                  if rec.get("recorded") else "no recorded replication yet")
         parts.append(f"{name}: live **{getattr(v, 'verdict', v)}**, {where}")
     return Sentence("The table lists each claim beyond the default run with its live and recorded verdicts — "
