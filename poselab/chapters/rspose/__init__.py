@@ -6,12 +6,17 @@ CHAPTER = register(Chapter(
     title="RSPose — ranking losses",
     paper="rspose-ranking-losses.md", tag="RSPose",
     recipes=("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs"),
-    replication_recipes=replicating(("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs")),
+    # the chapter's recipes, then what only the replication trains (recipes.EXTRA_RECIPES):
+    # Instance-Sort on SimCC and Table 1's dot cells (mse_dot is chapter 04's recipe, reused)
+    replication_recipes=replicating(("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs",
+                                     "simcc_rs_is", "mse_dot", "spatial_rs_dot")),
     expected_claims={"rspose.cost.step_time", "rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
                      "rspose.imbalance.dot_2d_ratio", "rspose.imbalance.gaussian_2d_ratio",
                      "rspose.imbalance.simcc_dot_ratio_x", "rspose.imbalance.simcc_dot_ratio_y",
                      "rspose.loss.matches_reference_loop",
                      "rspose.plateau.rank_blind_inside_window", "rspose.scaling.minmax_keeps_ap",
-                     "rspose.simcc.kl_vs_rs", "rspose.theorem1.covariance_identity_error",
+                     "rspose.simcc.kl_vs_rs", "rspose.simcc.instance_sort_effect",
+                     "rspose.table1.gaussian_vs_dot_mse", "rspose.table1.gaussian_vs_dot_ranking",
+                     "rspose.theorem1.covariance_identity_error",
                      "rspose.training.ablation", "rspose.training.spearman"},
     package=__name__))

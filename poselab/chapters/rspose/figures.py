@@ -11,7 +11,8 @@ from plotly.subplots import make_subplots
 from poselab.viz.sentence import Sentence
 
 __all__ = ["imbalance_figure", "positives_figure", "updates_figure", "gradient_balance_figure",
-           "theorem1_figure", "plateau_figure", "step_cost_sentence"]
+           "theorem1_figure", "plateau_figure", "step_cost_sentence", "table7_figure", "table7_sentence",
+           "extra_claims_sentence"]
 
 
 def imbalance_figure(rows: Sequence[Mapping], width: int = 820, height: int = 380) -> go.Figure:
@@ -145,3 +146,69 @@ def step_cost_sentence(verdict) -> str:
                     f"({spread}) against the paper's "
                     f"{s['paper_ratio']:.3f}× on GPUs, so the claim that the overhead stays within "
                     f"{s['margin']:g}× is **{verdict.verdict}** at this scale.")
+
+
+def _grid_missing(grid: Sequence[Mapping]) -> list[str]:
+    return [f"δ {r['sort_delta']:g} / λ₁ {r['sort_weight']:g}" for r in grid if r["AP"] is None]
+
+
+def table7_figure(grid: Sequence[Mapping], width: int = 820, height: int = 330) -> go.Figure:
+    """Table 7's Spatial Sort grid (rows δ_sort, columns λ₁) as two annotated heat grids: our AP
+    where the cell was trained, "not trained" where not, beside the paper's AP (ViTPose-B); the
+    title names the missing cells."""
+    deltas = sorted({r["sort_delta"] for r in grid})
+    weights = sorted({r["sort_weight"] for r in grid})
+    at = {(r["sort_delta"], r["sort_weight"]): r for r in grid}
+
+    def z_text(key):
+        z = [[np.nan if at.get((d, w)) is None or at[(d, w)][key] is None else at[(d, w)][key]
+              for w in weights] for d in deltas]
+        text = [["not trained" if np.isnan(v) else f"{v:.3f}" for v in row] for row in z]
+        return z, text
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("ours (AP, generated val)", "RSPose Table 7 (AP, COCO)"),
+                        horizontal_spacing=0.14)
+    for col, key in ((1, "AP"), (2, "paper_AP")):
+        z, text = z_text(key)
+        fig.add_trace(go.Heatmap(z=z, x=[f"λ₁ {w:g}" for w in weights], y=[f"δ {d:g}" for d in deltas],
+                                 text=text, texttemplate="%{text}", colorscale="Blues", showscale=False,
+                                 hoverongaps=False), 1, col)
+    missing = _grid_missing(grid)
+    title = "Spatial Sort δ and coefficient (Table 7)" + (f" — not trained: {', '.join(missing)}" if missing else "")
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), width=width, height=height,
+                      margin=dict(l=60, r=20, t=70, b=40))
+    return fig
+
+
+def table7_sentence(grid: Sequence[Mapping]) -> Sentence:
+    """One sentence on the Table 7 grid: how many cells were trained, the spread of our AP over
+    them beside the paper's 76.1–76.4, and which cells are missing."""
+    trained = [r for r in grid if r["AP"] is not None]
+    paper = [r["paper_AP"] for r in grid if r["paper_AP"] is not None]
+    paper_span = f"the paper's {min(paper):.3f}–{max(paper):.3f}" if paper else "no paper values"
+    if not trained:
+        return Sentence(f"The grid shows none of our {len(grid)} cells (none trained or cached: set "
+                        f"`grid_preset` to train them) beside {paper_span}.")
+    best = max(trained, key=lambda r: r["AP"])
+    span = f"AP {min(r['AP'] for r in trained):.3f}–{max(r['AP'] for r in trained):.3f}"
+    seeds = sorted({r["seeds"] for r in trained})
+    missing = _grid_missing(grid)
+    tail = f"; not trained: {', '.join(missing)}" if missing else ""
+    return Sentence(f"The grid shows {len(trained)} of {len(grid)} cells trained ({'/'.join(map(str, seeds))} "
+                    f"seed(s) each): {span}, best at δ {best['sort_delta']:g} / λ₁ {best['sort_weight']:g}, "
+                    f"beside {paper_span}{tail}.")
+
+
+def extra_claims_sentence(verdicts: Mapping[str, object], recorded: Mapping[str, Mapping]) -> Sentence:
+    """One sentence on the claims judged beyond the default run: each claim's live verdict beside
+    the recorded replication's (``recorded[claim]`` as :func:`poselab.experiments.recorded_verdict`
+    returns it)."""
+    parts = []
+    for name, v in verdicts.items():
+        rec = recorded.get(name) or {}
+        source = f", chapter {rec['source']}'s records" if rec.get("source") else ""
+        where = (f"recorded ({rec.get('preset')}, {len(rec.get('seeds') or [])} seeds{source}) **{rec['verdict']}**"
+                 if rec.get("recorded") else "no recorded replication yet")
+        parts.append(f"{name}: live **{getattr(v, 'verdict', v)}**, {where}")
+    return Sentence("The table lists each claim beyond the default run with its live and recorded verdicts — "
+                    + "; ".join(parts) + ".")
