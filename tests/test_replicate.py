@@ -95,8 +95,12 @@ def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):
                            "--seeds", "0", "1", "--jobs", "2", "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    recs = [json.loads(p.read_text()) for p in sorted((out / "01_train_in_a_minute").glob("*.json"))]
+    files = [json.loads(p.read_text()) for p in sorted((out / "01_train_in_a_minute").glob("*.json"))]
+    recs = [r for r in files if r["kind"] == rep.RECORD_KIND]
     assert [(r["recipe"], r["seed"]) for r in recs] == [("mse", 0), ("mse", 1)]
+    # chapter 01's derived records (the blind-predictor rule on each seed's model) follow the runs
+    derived = [r for r in files if r["kind"] == rep.DERIVED_KIND]
+    assert [(r["name"], r["seed"]) for r in derived] == [("blind_mse", 0), ("blind_mse", 1)]
     assert {r["commit"] for r in recs} == {head.stdout.strip()} and not any(r["dirty"] for r in recs)
     assert all(r["threads"] == 1 for r in recs)
     assert (tree / "poselab").is_dir()

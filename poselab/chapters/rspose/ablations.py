@@ -4,8 +4,8 @@ paper's remark that Instance-Sort hurts SimCC-ResNet-50 (Table 6), and Table 7's
 δ / coefficient grid.
 
 None of these recipes is trained by the chapter's default run (it is over its budget already):
-the replication (``poselab replicate 02``) trains ``simcc_rs_is``, ``mse_dot`` and
-``spatial_rs_dot`` beside the chapter's recipes; the chapter trains them live only when asked
+the replication (``poselab replicate 02``) trains ``simcc_rs_is`` and ``spatial_rs_dot``
+beside the chapter's recipes (``mse_dot`` is recorded by chapter 04's, and read from there); the chapter trains them live only when asked
 (``train_extra``), and the Table 7 grid only when asked (``grid_preset``). Otherwise the chapter
 reads whatever the run cache already holds (:func:`cached_table`, never trains) and says what is
 missing. The verdicts are pure functions of a comparison table, so the live run and the recorded
@@ -191,8 +191,8 @@ EXTRA_CLAIMS = {
         "recipes": ("mse", "mse_dot"),
         "paper": "RSPose Table 1 (ViTPose ViT-B, MSE): Gaussian label smoothing 75.8 vs dot annotation 67.7 AP",
         "note": "mse_dot is chapter 04's recipe; mse must reach the AP floor, mse_dot beat the image-blind guess",
-        # chapter 04's replication trains the same two recipes at the same preset and data: until
-        # chapter 02's records hold them, its records are read (and labelled so)
+        # chapter 04's replication trains the same two recipes at the same preset and data, so
+        # chapter 02's does not train them again: its records are read (and labelled so)
         "also_recorded_by": "04_hdm"},
     "rspose.table1.gaussian_vs_dot_ranking": {
         "recipes": ("spatial_rs", "spatial_rs_dot"),
