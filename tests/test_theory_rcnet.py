@@ -175,3 +175,14 @@ def test_row_helpers_and_lemma5_on_scores():
     assert T.lemma5_on_scores([0.2, 0.3], [0.4, 0.0])["pairs"] == "all detections"
     runs = {"lr 5": T.cor6_gradient_descent(lr=5.0, steps=40, window=5)}
     assert T.cor6_rows(runs)[0]["run"] == "lr 5" and "breaks on lr 5" in T.cor6_sentence(runs)
+
+
+def test_lemma5_on_scores_without_two_distinct_oks_and_its_sentence():
+    none = T.lemma5_on_scores([0.2, 0.3, 0.4], [0.0, 0.0, 0.0])  # a model that matched nobody
+    assert none["holds"] is None and np.isnan(none["bound"])
+    assert "not evaluated" in T.lemma5_scores_sentence(none)
+    assert T.lemma5_rows({"x": none})[0]["holds"] == "n/a"
+    vacuous = T.lemma5_on_scores([0.9, 0.1, 0.5], [0.61, 0.6, 0.9])
+    assert vacuous["bound"] < 0 and "vacuous" in T.lemma5_scores_sentence(vacuous)
+    useful = T.lemma5_on_scores([0.11, 0.52, 0.89], [0.1, 0.5, 0.9])
+    assert useful["bound"] > 0 and "informative and holds" in T.lemma5_scores_sentence(useful)

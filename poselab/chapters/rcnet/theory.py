@@ -25,7 +25,7 @@ import torch
 
 from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
 
-__all__ = ["lemma5_quantities", "lemma5_check", "lemma5_on_scores", "lemma5_rows", "theorem3_case",
+__all__ = ["lemma5_quantities", "lemma5_check", "lemma5_on_scores", "lemma5_scores_sentence", "lemma5_rows", "theorem3_case",
            "theorem3_outside_case", "theorem3_check", "theorem3_rows", "theorem3_sentence",
            "cor6_gradient_descent", "cor6_rows", "cor6_sentence"]
 
@@ -140,11 +140,29 @@ def lemma5_check(n_cases: int = 2000, n_items: int = 8, *, dtype=np.float64, see
 def lemma5_on_scores(scores, oks) -> dict:
     """Lemma 5 on a run's refined scores: the detections matched to a person (``oks > 0``, the
     paper's pairs, §3.3), or every detection when fewer than two distinct matched OKS exist.
-    Adds ``"pairs"`` (which set was used) to :func:`lemma5_quantities`' result."""
+    Adds ``"pairs"`` (which set was used) to :func:`lemma5_quantities`' result; with no two
+    distinct OKS at all (a model that matched nobody) the numbers are NaN and ``"holds"`` None."""
     s, q = np.asarray(scores, dtype=np.float64), np.asarray(oks, dtype=np.float64)
     matched = q > 0
-    use = matched if matched.sum() > 1 and np.ptp(q[matched]) > 0 else np.ones_like(matched)
-    return {**lemma5_quantities(s[use], q[use]), "pairs": "matched" if use is matched else "all detections"}
+    if matched.sum() > 1 and np.ptp(q[matched]) > 0:
+        return {**lemma5_quantities(s[matched], q[matched]), "pairs": "matched"}
+    if q.size > 1 and np.ptp(q) > 0:
+        return {**lemma5_quantities(s, q), "pairs": "all detections"}
+    nan = float("nan")
+    return {"accuracy": nan, "bound": nan, "slack": nan, "tolerance": nan, "holds": None, "min_gap": nan,
+            "mean_error": nan, "n": int(q.size), "pairs": "none (fewer than two distinct OKS)"}
+
+
+def lemma5_scores_sentence(result: dict) -> str:
+    """What :func:`lemma5_on_scores` found, in one sentence printed by the run."""
+    if result["holds"] is None:
+        return f"Lemma 5 on RCNet's scores: not evaluated, {result['pairs']}."
+    head = (f"Lemma 5 on RCNet's scores ({result['pairs']}, {result['n']} detections): accuracy "
+            f"{result['accuracy']:.3f}, bound {result['bound']:.3g}")
+    if result["bound"] <= 0:
+        return head + (f"; the smallest OKS gap ({result['min_gap']:.2g}) against a mean error of "
+                       f"{result['mean_error']:.3g} makes the bound vacuous.")
+    return head + ("; the bound is informative and " + ("holds." if result["holds"] else "FAILS."))
 
 
 def lemma5_rows(checks: dict) -> list[dict]:
@@ -153,7 +171,7 @@ def lemma5_rows(checks: dict) -> list[dict]:
     rows = []
     for label, r in checks.items():
         many = "cases" in r
-        rows.append({"case": label, "holds": bool(r["holds"]),
+        rows.append({"case": label, "holds": "n/a" if r["holds"] is None else bool(r["holds"]),
                      "min slack (accuracy - bound)": r["min_slack"] if many else r["slack"],
                      "cases": r["cases"] if many else 1,
                      "cases with bound > 0": r["non_vacuous"] if many else int(r["bound"] > 0),
