@@ -1,5 +1,6 @@
 """Chapter 03: RCNet, confidence ranking (the post-hoc re-scoring fit, analysis, the simulated
-person detector, figures, widgets). It registers no recipe: RCNet re-ranks the detections of
+person detector, the numerical checks of Lemma 5 / Theorem 3 / Cor. 6 (``theory``), where the AP
+gain comes from (``mechanism``), figures, widgets). It registers no recipe: RCNet re-ranks the detections of
 the ``mse`` model, which is what its replication trains; the RCNet fits on each recorded model
 are the replication's derived records (:mod:`poselab.chapters.rcnet.replication`)."""
 from poselab.chapters.registry import Chapter, register, replicating
