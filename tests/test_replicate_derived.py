@@ -107,10 +107,12 @@ def _variants(seed, gain, control=0.01):
             "margins": {"0": other(0.05), "0.5": lap}, "scorenet": other(0.01)}
 
 
-def _write_records(folder, gains, preset="full", control=0.01):
+def _write_records(folder, gains, preset="full", control=0.01, threads=None):
     folder.mkdir(parents=True, exist_ok=True)
+    threads = [1] * len(gains) if threads is None else threads
     for seed, gain in enumerate(gains):
         rec = {"kind": rep.DERIVED_KIND, "name": R.DERIVED_NAME, "chapter": "03_rcnet", "seed": seed,
+               "threads": threads[seed],
                "preset": preset, "base": {"recipe": "mse", "data": "synth"}, "commit": "abc", "source_digest": "x",
                "values": {"variants": _variants(seed, gain, control), "set": R.EVAL_SET,
                           "geometry": {"input_size": [128, 96], "heatmap_size": [64, 48]}}}
@@ -159,6 +161,24 @@ def test_recorded_verdicts_without_records_and_with_a_missing_part(tmp_path):
     got = R.recorded_verdicts("full", root=tmp_path)
     assert got["rcnet.ablation.attention_vs_mlp"]["recorded"] is False
     assert "cannot answer yet" in got["rcnet.ablation.attention_vs_mlp"]["reason"]
+
+
+def test_recorded_verdicts_refuse_to_pool_fits_of_different_thread_counts(tmp_path):
+    # five seeds that would say "reproduced", but seed 3 was fitted with 2 threads
+    _write_records(tmp_path / "03_rcnet", [0.01] * 5, threads=[1, 1, 1, 2, 1])
+    got = R.recorded_verdicts("full", root=tmp_path)
+    for claim in R.EMPIRICAL_CLAIMS:
+        assert got[claim]["verdict"] == "inconclusive", claim
+        assert "different torch thread counts" in got[claim]["reason"] and "seed 3: 2" in got[claim]["reason"]
+    # a record of several without its count cannot be checked: refused too
+    _write_records(tmp_path / "03_rcnet", [0.01] * 5, threads=[1, None, 1, 1, 1])
+    got = R.recorded_verdicts("full", root=tmp_path)
+    assert got["rcnet.posthoc.map_gain"]["verdict"] == "inconclusive"
+    assert "seed 1: not recorded" in got["rcnet.posthoc.map_gain"]["reason"]
+    # one count throughout (two threads everywhere is fine too): judged as usual
+    _write_records(tmp_path / "03_rcnet", [0.01] * 5, threads=[2] * 5)
+    assert R.recorded_verdicts("full", root=tmp_path)["rcnet.posthoc.map_gain"]["verdict"] == "reproduced"
+    assert R.thread_mismatch([{"seed": 0}]) is None  # a single seed pools nothing
 
 
 def test_claim_verdict_names_an_unknown_claim():

@@ -12,7 +12,7 @@ from poselab.losses.confidence_ranking import rank_pair_term, rank_pair_term_eq9
 from poselab.viz.html import fitted_table
 
 __all__ = ["pr_curve_figure", "rank_loss_figure", "rescorer_history_figure",
-           "score_scatter_figure", "before_after_figure", "table_html"]
+           "score_scatter_figure", "before_after_figure", "table_html", "descent_figure"]
 
 _KIND_NAMES = ("true box", "duplicate", "background box")
 
@@ -84,6 +84,33 @@ def rescorer_history_figure(history: Mapping[str, Sequence[float]], title: str =
                       margin=dict(l=60, r=60, t=50, b=50), legend=dict(orientation="h", y=-0.25))
     fig.update_yaxes(title_text="rank loss (Eq. 8)", secondary_y=False)
     fig.update_yaxes(title_text="ranking accuracy", secondary_y=True)
+    return fig
+
+
+def descent_figure(runs: Mapping[str, Mapping], title: str = "", width: int = 820,
+                   height: int = 380) -> go.Figure:
+    """Loss (left) and pairwise accuracy (right) per gradient-descent step of each run of
+    :func:`poselab.chapters.rcnet.theory.cor6_gradient_descent` (``{label: result}``); crosses
+    mark the steps where the loss rose and where the accuracy fell while the loss fell."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("rank loss (Eq. 8)", "pairwise ranking accuracy"))
+    palette = ("firebrick", "royalblue", "seagreen", "darkorange", "purple")
+    for k, (label, run) in enumerate(runs.items()):
+        colour = palette[k % len(palette)]
+        loss, acc = np.asarray(run["losses"]), np.asarray(run["accuracies"])
+        step = np.arange(loss.size)
+        fig.add_scatter(x=step, y=loss, name=label, line=dict(color=colour), legendgroup=label, row=1, col=1)
+        fig.add_scatter(x=step, y=acc, name=label, line=dict(color=colour), legendgroup=label,
+                        showlegend=False, row=1, col=2)
+        rise = np.nonzero(np.diff(loss) > 0)[0] + 1
+        drop = np.nonzero((np.diff(loss) < 0) & (np.diff(acc) < 0))[0] + 1
+        fig.add_scatter(x=rise, y=loss[rise], mode="markers", marker=dict(symbol="x", size=5, color=colour),
+                        name=f"{label}: loss rose", legendgroup=label, row=1, col=1)
+        fig.add_scatter(x=drop, y=acc[drop], mode="markers", marker=dict(symbol="x", size=7, color=colour),
+                        name=f"{label}: accuracy fell as the loss fell", legendgroup=label, row=1, col=2)
+    fig.update_layout(title=title or "Full-batch gradient descent on RCNet (Corollary 6's setting)",
+                      width=width, height=height, margin=dict(l=60, r=30, t=60, b=50),
+                      legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title_text="gradient-descent step")
     return fig
 
 

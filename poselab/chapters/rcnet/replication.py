@@ -23,7 +23,7 @@ from poselab.chapters.rcnet import recipes as rc
 from poselab.experiments.replicate import DerivedStep, recorded_derived_verdict
 
 __all__ = ["DERIVED_NAME", "EVAL_SET", "EMPIRICAL_CLAIMS", "replication_config", "replication_fit",
-           "claim_verdict", "variants_from_records", "recorded_verdicts", "derived_steps"]
+           "claim_verdict", "variants_from_records", "recorded_verdicts", "derived_steps", "thread_mismatch"]
 
 DERIVED_NAME = "rcnet_fit"
 EVAL_SET = "generated val"
@@ -159,14 +159,39 @@ def _metric_floats(records):
     return [{**r, "values": {**r["values"], "variants": conv(r["values"]["variants"])}} for r in records]
 
 
+def thread_mismatch(records: list[dict]) -> claims.Verdict | None:
+    """An "inconclusive" verdict when the records' RCNet fits ran with different torch thread
+    counts (or a record of several lacks its count), else None.
+
+    The fit's numbers depend on the thread count (#25 item 6: AP 0.4814 with 2 threads vs
+    0.4773 with 1 from identical detections, 27 % of the claimed gain), so seeds fitted under
+    different counts are not one experiment and are never pooled into a verdict."""
+    if len(records) < 2:
+        return None
+    counts = {int(r["seed"]): r.get("threads") for r in records}
+    known = {c for c in counts.values() if c is not None}
+    if len(known) <= 1 and None not in counts.values():
+        return None
+    listed = ", ".join(f"seed {s}: {'not recorded' if c is None else c}" for s, c in sorted(counts.items()))
+    why = ("a record does not say its thread count" if len(known) <= 1 else
+           "the RCNet fits ran with different torch thread counts")
+    return claims.Verdict("inconclusive",
+                          f"{why} ({listed}); the fit's result depends on the thread count (#25 item 6), "
+                          f"so these seeds are not pooled; rerun them at one count")
+
+
 def recorded_verdicts(preset: str = "full", root=None) -> dict[str, dict]:
     """``{claim id: recorded verdict}`` of every empirical claim, judged by :func:`claim_verdict`
     on the chapter's derived records at ``preset``
     (:func:`poselab.experiments.replicate.recorded_derived_verdict`); "no recorded replication
-    yet" with the command where there are none."""
+    yet" with the command where there are none; "inconclusive" when the seeds' fits ran with
+    different thread counts (:func:`thread_mismatch`)."""
 
     def judge(claim_id):
         def run(records):
+            refused = thread_mismatch(records)
+            if refused is not None:
+                return refused
             variants, runs = variants_from_records(_metric_floats(records))
             return claim_verdict(claim_id, variants, runs)
         return run
