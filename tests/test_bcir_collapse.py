@@ -28,7 +28,7 @@ def _row(study, case, loss, compensated):
 
 def test_the_bias_drives_the_l2_collapse_from_the_blob_at_the_truth(studies):
     s64, s32 = studies
-    assert len(s64["rows"]) == 16 and s64["size"] == [64, 48] and s32["dtype"] == "float32"
+    assert len(s64["rows"]) == 20 and s64["size"] == [64, 48] and s32["dtype"] == "float32"
     held = B.collapse_checks(s64, s32)
     assert held["bias_drives_collapse"] and held["l1_collapses_either_way"]
     assert held["dtype_agrees"] and held["dtype_differs"] == []
@@ -50,7 +50,10 @@ def test_the_bias_drives_the_l2_collapse_from_the_blob_at_the_truth(studies):
     assert "keeps the compensated one's (10 → 10 px" in text and "float64 and float32 give the same label" in text
     assert "no general cure" in text and "case 2 L1" in text
     table = F.collapse_rows(s64, s32)
-    assert len(table) == 16 and table[-1]["float32: spread"] == "kept"
+    assert len(table) == 20 and table[15]["float32: spread"] == "kept"
+    # the fifth start, 0.5 px off the truth: compensated L2 collapses too (the error is not zero)
+    assert held["near_collapses_anyway"] and _row(s64, B.NEAR_CASE, "l2", True)["start_error_px"] > 0.5
+    assert "0.5 px off the truth the compensated L2 map collapses too" in text
 
 
 def test_an_identity_compensation_does_not_pass_as_keeping_the_spread():
@@ -78,6 +81,12 @@ def test_collapse_checks_fail_on_constructed_counter_cases(studies):
     held = B.collapse_checks(s64, other)
     assert not held["dtype_agrees"] and held["dtype_differs"] == [(4, "l2", True)]
     assert "disagree in 1 row" in F.collapse_sentence(s64, held)
+    spared = copy.deepcopy(s64)                                    # off the truth, compensated L2 keeps
+    row = _row(spared, B.NEAR_CASE, "l2", True)
+    row["end_px"], row["label"] = row["start_px"], "kept"
+    assert B.collapse_checks(spared)["near_collapses_anyway"] is False
+    assert "the compensated L2 map is kept" in F.collapse_sentence(spared, B.collapse_checks(spared))
+    assert B.collapse_checks(B.collapse_study((16, 12), (9.0, 12.0), steps=2, near=0))["near_collapses_anyway"] is None
 
 
 def test_spread_labels_and_bad_input():
@@ -92,5 +101,7 @@ def test_spread_labels_and_bad_input():
         B.integral_toy_run(h0, GT, steps=1, compensated=True, compensator="identity")
     run = B.integral_toy_run(h0, GT, loss="l2", steps=3, every=1, dtype=torch.float32)
     assert run["frames"].dtype == np.float64 and run["frames"].shape == (4, 64, 48)
+    with pytest.raises(ValueError, match="near"):
+        B.collapse_study(SIZE, GT, steps=1, near=-1.0)
     with pytest.raises(ValueError, match="no row"):
         B.collapse_checks({"rows": [], "dtype": "float64"})

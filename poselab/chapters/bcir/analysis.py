@@ -49,7 +49,7 @@ __all__ = [
     "ipr_gradient_factors", "ipr_gradient_autograd", "detection_gradient", "gt_pixel_gradient_eq25",
     "gradient_checks", "toy_initial_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
     "mass_spread", "integral_toy_run", "toy_shrinkage", "SHRINKAGE_SIGMAS",
-    "COLLAPSE_SHARE", "KEEP_SHARE", "spread_label", "collapse_study", "collapse_checks",
+    "COLLAPSE_SHARE", "KEEP_SHARE", "NEAR_CASE", "spread_label", "collapse_study", "collapse_checks",
     "compensation_conditioning", "conditioning_summary", "model_heatmaps", "initial_model",
     "occluded_joint_errors", "conditioning_sentence",
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "fit_peak_sigma", "PEAK_SPLITS", "annotation_noise",
@@ -664,6 +664,8 @@ def toy_shrinkage(h0, gt, *, beta: float = 10.0, compensated: bool = False, loss
 #: pixels it started with; it "kept" its spread when it ends on at least KEEP_SHARE of them
 COLLAPSE_SHARE = 0.5
 KEEP_SHARE = 0.9
+#: the label of :func:`collapse_study`'s fifth start (case 4's blob a little off the truth)
+NEAR_CASE = "4 off"
 
 
 def spread_label(start, end) -> str:
@@ -681,18 +683,24 @@ def spread_label(start, end) -> str:
 
 
 def collapse_study(size: Sequence[int] = (64, 48), gt=(34.0, 46.0), *, steps: int = 400, beta: float = 10.0,
-                   dtype: torch.dtype = torch.float64, compensator=None, seed: int = 0) -> dict:
+                   dtype: torch.dtype = torch.float64, compensator=None, seed: int = 0, near: float = 0.5) -> dict:
     """The paper's causal claim on the Eq. 24 toy (§6.2 case 4, Fig. 6): is it the soft-argmax's
     bias that drives the map to collapse? Every start of :data:`TOY_CASES` × loss {L1, L2} ×
     {plain, compensated (Eq. 38)} runs :func:`integral_toy_run` for ``steps`` steps (its default
     γ per loss, the explorer's), and each row keeps the spread (pixels holding 90 % of
     ``softmax(β h)``) at the start and the end, its :func:`spread_label` and the end error.
     Deterministic (case 1's random start is seeded by ``seed``). ``compensator``: passed on (a
-    counter-case replaces the compensation). Returns ``{"rows": [...], "steps", "beta", "dtype",
-    "size", "gt"}``."""
+    counter-case replaces the compensation). ``near`` > 0 adds a fifth start, case 4's blob
+    ``near`` px off the truth along both axes (case ``"4 off"``): from case 4 itself the
+    compensated point is exact, so its L2 gradient is zero and "keeping the spread" may only mean
+    "not moving". Returns ``{"rows": [...], "steps", "beta", "dtype", "size", "gt", "near"}``."""
+    if not (isinstance(near, (int, float)) and math.isfinite(near) and near >= 0):
+        raise ValueError(f"near must be a finite number of px >= 0, got {near!r}")
+    starts = {case: toy_initial_heatmap(case, size, gt, seed) for case in TOY_CASES}
+    if near > 0:
+        starts[NEAR_CASE] = symmetric_blob(size, (gt[0] - near, gt[1] - near), 2.0, peak=1.0, radius=12)
     rows = []
-    for case in TOY_CASES:
-        h0 = toy_initial_heatmap(case, size, gt, seed)
+    for case, h0 in starts.items():
         for loss in ("l1", "l2"):
             for compensated in (False, True):
                 run = integral_toy_run(h0, gt, loss=loss, compensated=compensated, beta=beta, steps=steps,
@@ -702,7 +710,7 @@ def collapse_study(size: Sequence[int] = (64, 48), gt=(34.0, 46.0), *, steps: in
                              "end_px": end, "label": spread_label(start, end),
                              "start_error_px": float(run["errors"][0]), "end_error_px": float(run["errors"][-1])})
     return {"rows": rows, "steps": int(steps), "beta": float(beta), "dtype": str(dtype).replace("torch.", ""),
-            "size": [int(v) for v in size], "gt": [float(v) for v in gt]}
+            "size": [int(v) for v in size], "gt": [float(v) for v in gt], "near": float(near)}
 
 
 def _collapse_row(study: dict, case: int, loss: str, compensated: bool) -> dict:
@@ -721,9 +729,13 @@ def collapse_checks(study: dict, other: dict | None = None) -> dict:
     - ``l1_collapses_either_way``: with the L1 loss both collapse (L1's gradient keeps its size
       as the error vanishes, so the truth's pixel keeps rising whatever the bias);
 
-    and over every start and loss, ``compensation_never_narrower``: the compensated run never ends
-    on fewer pixels than the plain one, with ``exceptions`` the (case, loss) where it does.
-    ``dtype_agrees``: every row's label is the same in ``other`` (True without ``other``)."""
+    - ``near_collapses_anyway`` (with the study's ``near`` start): from the blob a little off the
+      truth the **compensated** L2 run collapses too — the compensation spares the map only where
+      it makes the error exactly zero (None without that start);
+
+    and over the four starts and both losses, ``compensation_never_narrower``: the compensated run
+    never ends on fewer pixels than the plain one, with ``exceptions`` the (case, loss) where it
+    does. ``dtype_agrees``: every row's label is the same in ``other`` (True without ``other``)."""
     def collapsed(loss, compensated):
         return _collapse_row(study, 4, loss, compensated)["label"] == "collapsed"
 
@@ -732,7 +744,10 @@ def collapse_checks(study: dict, other: dict | None = None) -> dict:
     differ = ([] if other is None else
               [(r["case"], r["loss"], r["compensated"]) for r in study["rows"]
                if _collapse_row(other, r["case"], r["loss"], r["compensated"])["label"] != r["label"]])
+    has_near = any(r["case"] == NEAR_CASE for r in study["rows"])
+    near = _collapse_row(study, NEAR_CASE, "l2", True)["label"] == "collapsed" if has_near else None
     return {"bias_drives_collapse": collapsed("l2", False) and _collapse_row(study, 4, "l2", True)["label"] == "kept",
+            "near_collapses_anyway": near,
             "l1_collapses_either_way": collapsed("l1", False) and collapsed("l1", True),
             "compensation_never_narrower": not exceptions, "exceptions": exceptions,
             "dtype_agrees": not differ, "dtype_differs": differ,

@@ -334,6 +334,13 @@ def collapse_sentence(study: Mapping, checks: Mapping) -> Sentence:
                        f"{far[0]['end_error_px']:.0f} px from the truth)")
     else:
         others = "; and the compensated run never ends on fewer pixels than the plain one, from any start"
+    near = next((r for r in study["rows"] if r["case"] == "4 off" and r["loss"] == "l2" and r["compensated"]), None)
+    if near is not None:
+        others += (f"; and from the same blob {study['near']:g} px off the truth the compensated L2 map "
+                   f"{'collapses too' if near['label'] == 'collapsed' else 'is ' + near['label']} "
+                   f"({near['start_px']} → {near['end_px']} px)"
+                   + (": the compensation spares the map only while it makes the error zero"
+                      if near["label"] == "collapsed" and l2c["label"] == "kept" else ""))
     agree = (f"{' and '.join(checks['dtypes'])} give the same label in every row" if checks["dtype_agrees"] else
              f"{' and '.join(checks['dtypes'])} disagree in {len(checks['dtype_differs'])} row(s)")
     return Sentence(f"After {study['steps']} steps at β = {study['beta']:g}: {held}{others}; {agree}.")
