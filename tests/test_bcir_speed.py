@@ -74,7 +74,7 @@ def test_recorded_speed_verdict_both_ways(tmp_path):
     assert "6× lies within every seed's range" in y.reason
     rv = recorded_verdict("06_bcir", B.ipr_slower_verdict, root=no)
     assert rv["recorded"] and rv["verdict"] == "not reproduced", rv["reason"]
-    assert "6× lies outside every seed's range" in rv["reason"]
+    assert "6× lies outside the range of every seed" in rv["reason"]
 
 
 def test_sparse_validation_cannot_resolve_the_ratio(tmp_path):
@@ -101,6 +101,13 @@ def test_speed_verdict_needs_both_sides_learnt_and_one_seed_is_not_enough(tmp_pa
     one = _write(tmp_path / "one", {"mse": [2.0], "ipr": [12.0]})
     v = B.ipr_slower_verdict(recorded_table("06_bcir", root=one))
     assert v.verdict == "inconclusive" and "fewer than 3" in v.reason
+    # runs that never validated (the fast preset): no ratio, no bracket, and the reason says so
+    flat = _write(tmp_path / "flat", {"mse": [2.0, 2.05, 1.95], "ipr": [12.0, 12.3, 11.8]})
+    table = recorded_table("06_bcir", root=flat)
+    for run in table.results:
+        run.history["val"] = []
+    v = B.ipr_slower_verdict(table)
+    assert v.verdict == "inconclusive" and "no seed has the validations to bracket both crossings" in v.reason
     with pytest.raises(ValueError, match="same seed"):
         B.ipr_slower_verdict(recorded_table("06_bcir", root=_write(tmp_path / "none", {"mse": [2.0]})))
 

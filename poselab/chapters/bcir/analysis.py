@@ -1478,9 +1478,11 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
 
     spans = ", ".join(f"seed {s}: {show(x)}× ({show(lo)}–{show(hi)}×)" for s, x, lo, hi in zip(seeds, ratio, r_lo, r_hi))
     inside = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if lo <= PAPER_SPEED_RATIO <= hi]
-    paper = (f"the paper's {PAPER_SPEED_RATIO:g}× lies within every seed's range" if len(inside) == len(seeds) else
+    known = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if not (np.isnan(lo) or np.isnan(hi))]
+    paper = ("no seed has the validations to bracket both crossings" if not known else
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies within every seed's range" if len(inside) == len(seeds) else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {inside}" if inside else
-             f"the paper's {PAPER_SPEED_RATIO:g}× lies outside every seed's range")
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies outside the range of every seed that has one")
     where = (f"{theirs} / {ours} epochs to {fraction:.0%} of final AP, interpolated (possible with the crossings anywhere "
              f"between the validations around them, every {number(every[ours])} / {number(every[theirs])} epochs): "
              f"{spans}; {paper}")
