@@ -55,7 +55,8 @@ __all__ = [
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "fit_peak_sigma", "PEAK_SPLITS", "annotation_noise",
     "peak_sigma_study", "predicted_sigma", "peak_sigma_rows", "peak_sigma_sentence", "difficulty_levels",
     "difficulty_split", "split_means", "SPLITS", "localization_study", "learning_curve",
-    "epochs_to_fraction", "fraction_bracket", "ipr_slower_verdict", "PAPER_SPEED_RATIO", "bcir_vs_ipr_verdict", "bcir_vs_detection_verdict", "PAPER_AP",
+    "epochs_to_fraction", "fraction_bracket", "ipr_slower_verdict", "PAPER_SPEED_RATIO", "bcir_vs_ipr_verdict",
+    "bcir_vs_detection_verdict", "PAPER_AP",
     "detection_sigma_verdict", "sigma_sweep_points", "sigma_sweep_sentence",
 ]
 
@@ -1473,19 +1474,21 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     resolved = all(e.verdict == v.verdict for e in ends.values())
     every = {n: float(np.nanmedian(per[n]["every"])) if np.isfinite(per[n]["every"]).any() else float("nan")
              for n in (ours, theirs)}
+
     def show(x):
         return "∞" if x == float("inf") else number(x)
 
-    spans = ", ".join(f"seed {s}: {show(x)}× ({show(lo)}–{show(hi)}×)" for s, x, lo, hi in zip(seeds, ratio, r_lo, r_hi))
+    spans = ", ".join(f"seed {s}: {show(x)}× ({show(lo)}–{show(hi)}×)"
+                      for s, x, lo, hi in zip(seeds, ratio, r_lo, r_hi))
     inside = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if lo <= PAPER_SPEED_RATIO <= hi]
     known = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if not (np.isnan(lo) or np.isnan(hi))]
     paper = ("no seed has the validations to bracket both crossings" if not known else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies within every seed's range" if len(inside) == len(seeds) else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {inside}" if inside else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies outside the range of every seed that has one")
-    where = (f"{theirs} / {ours} epochs to {fraction:.0%} of final AP, interpolated (possible with the crossings anywhere "
-             f"between the validations around them, every {number(every[ours])} / {number(every[theirs])} epochs): "
-             f"{spans}; {paper}")
+    where = (f"{theirs} / {ours} epochs to {fraction:.0%} of final AP, interpolated (possible with the "
+             f"crossings anywhere between the validations around them, every {number(every[ours])} / "
+             f"{number(every[theirs])} epochs): {spans}; {paper}")
     summary = {**v.summary, "ratio": ratio.tolist(), "ratio_lo": r_lo.tolist(), "ratio_hi": r_hi.tolist(),
                "paper_ratio": PAPER_SPEED_RATIO, "resolved": resolved, "validation_every": every,
                "at_bracket_ends": {k: e.verdict for k, e in ends.items()},
@@ -1498,13 +1501,13 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
         tail = (f"; validation too sparse to resolve the ratio (the rule says {ends['smallest'].verdict} at the "
                 f"smallest, {ends['largest'].verdict} at the largest)" if not resolved else
                 f"; the range of seed(s) {straddle} holds the claim's minimum {least:.3g}×: validation this sparse "
-                f"cannot place their ratios against it" if straddle else "")
+                f"cannot place their ratios against it" if straddle and v.verdict == "inconclusive" else "")
         v = v.replace(summary=summary, reason=f"{v.reason}; {where}{tail}")
     else:
         v = v.replace(verdict="inconclusive", summary=summary,
                       reason=(f"validation too sparse to resolve the ratio: {where}; the rule says "
-                              f"{ends['smallest'].verdict} at the smallest and {ends['largest'].verdict} at the largest "
-                              f"(the interpolated crossings alone said: {v.verdict})"))
+                              f"{ends['smallest'].verdict} at the smallest and {ends['largest'].verdict} at the "
+                              f"largest (the interpolated crossings alone said: {v.verdict})"))
     checks = [claims.has_learnt(n, table.values(n, "AP"), floor=floor) for n in (ours, theirs)]
     checks += [claims.has_converged(n, validation_curves(table, n, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
                                     relative=True) for n in (ours, theirs)]

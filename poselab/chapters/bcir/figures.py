@@ -299,7 +299,8 @@ def collapse_rows(study: Mapping, other: Mapping | None = None) -> list[dict]:
     compensation), with ``other``'s (the float32 study's) end spread and label beside."""
     rows = []
     for i, r in enumerate(study["rows"]):
-        row = {"start": f"case {r['case']}", "loss": r["loss"].upper(), "compensated": "yes" if r["compensated"] else "no",
+        row = {"start": f"case {r['case']}", "loss": r["loss"].upper(),
+               "compensated": "yes" if r["compensated"] else "no",
                "90 % of mass on (px), step 0": r["start_px"], f"… step {study['steps']}": r["end_px"],
                "spread": r["label"], "error (px), step 0": r["start_error_px"],
                f"error (px), step {study['steps']}": r["end_error_px"]}
@@ -317,7 +318,8 @@ def collapse_sentence(study: Mapping, checks: Mapping) -> Sentence:
         return next(r for r in study["rows"] if (r["case"], r["loss"], r["compensated"]) == (case, loss, compensated))
 
     l2p, l2c, l1p, l1c = row(4, "l2", False), row(4, "l2", True), row(4, "l1", False), row(4, "l1", True)
-    held = (f"from the σ = 2 blob at the truth (case 4), L2 {'collapses' if l2p['label'] == 'collapsed' else 'does not collapse'} "
+    verb = "collapses" if l2p["label"] == "collapsed" else "does not collapse"
+    held = (f"from the σ = 2 blob at the truth (case 4), L2 {verb} "
             f"the plain soft-argmax's map ({l2p['start_px']} → {l2p['end_px']} px holding 90 % of the mass) and "
             f"{'keeps' if l2c['label'] == 'kept' else 'does not keep'} the compensated one's "
             f"({l2c['start_px']} → {l2c['end_px']} px"
