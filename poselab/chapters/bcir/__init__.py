@@ -17,6 +17,8 @@ CHAPTER = register(Chapter(
     expected_claims={"bcir.beta.ablation", "bcir.bias.eq37_max_error", "bcir.bias.toward_centre",
                      "bcir.compensation.max_error_px", "bcir.epe.argmax_not_better",
                      "bcir.gradient.eq23_matches_autograd", "bcir.gradient.gt_pixel_nonpositive",
+                     "bcir.gradient_cases.bias_drives_collapse", "bcir.gradient_cases.l1_collapses_either_way",
+                     "bcir.gradient_cases.off_truth_collapses_anyway",
                      "bcir.hard_cases.regression_better", "bcir.localization.ipr_more_localized",
                      "bcir.regularizer.helps", "bcir.shrinkage.detection_sigma_two_best",
                      "bcir.shrinkage.sigma_star_above_true", "bcir.training.bcir_vs_detection",

@@ -36,8 +36,9 @@ from poselab.codecs.integral import (compensate_softargmax_bias, compensated_sof
 from poselab.data import TopDownDataset
 from poselab.experiments.presets import get_preset
 from poselab.experiments.registry import MODELS, Geometry, get_recipe
-from poselab.experiments.verdicts import compare_recipes
+from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, table_evidence, validation_curves
 from poselab.skeleton import OKS_SIGMAS
+from poselab.viz.sentence import number
 
 __all__ = [
     "symmetric_blob", "eq37_softargmax", "bias_curve", "bias_checks", "toward_centre", "bias_vs_spread",
@@ -48,12 +49,14 @@ __all__ = [
     "ipr_gradient_factors", "ipr_gradient_autograd", "detection_gradient", "gt_pixel_gradient_eq25",
     "gradient_checks", "toy_initial_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
     "mass_spread", "integral_toy_run", "toy_shrinkage", "SHRINKAGE_SIGMAS",
+    "COLLAPSE_SHARE", "KEEP_SHARE", "NEAR_CASE", "spread_label", "collapse_study", "collapse_checks",
     "compensation_conditioning", "conditioning_summary", "model_heatmaps", "initial_model",
     "occluded_joint_errors", "conditioning_sentence",
     "activation_sum", "activation_sum_curve", "best_fit_sigma", "fit_peak_sigma", "PEAK_SPLITS", "annotation_noise",
     "peak_sigma_study", "predicted_sigma", "peak_sigma_rows", "peak_sigma_sentence", "difficulty_levels",
     "difficulty_split", "split_means", "SPLITS", "localization_study", "learning_curve",
-    "epochs_to_fraction", "bcir_vs_ipr_verdict", "bcir_vs_detection_verdict", "PAPER_AP",
+    "epochs_to_fraction", "fraction_bracket", "ipr_slower_verdict", "PAPER_SPEED_RATIO", "bcir_vs_ipr_verdict",
+    "bcir_vs_detection_verdict", "PAPER_AP",
     "detection_sigma_verdict", "sigma_sweep_points", "sigma_sweep_sentence",
 ]
 
@@ -572,7 +575,8 @@ def mass_spread(probabilities, share: float = 0.9) -> np.ndarray:
 
 
 def integral_toy_run(h0, gt, *, loss: str = "l1", compensated: bool = False, beta: float = 10.0,
-                     gamma: float | None = None, steps: int = 400, every: int = 20) -> dict:
+                     gamma: float | None = None, steps: int = 400, every: int = 20,
+                     dtype: torch.dtype = torch.float64, compensator=None) -> dict:
     """Eq. 24's toy for **any** integral loss, by autograd: ``h ← h − γ ∇_h L(J(h), gt)`` with
     ``J`` the soft-argmax (BCIR Eq. 3) or its bias-compensated form (Eq. 38), and ``L`` the L1
     (``"l1"``, the paper's integral loss) or squared L2 (``"l2"``) distance to ``gt`` (x, y px).
@@ -582,7 +586,10 @@ def integral_toy_run(h0, gt, *, loss: str = "l1", compensated: bool = False, bet
     Recorded every ``every`` steps (and at 0): ``frames (T, H, W)`` (the logits), ``predictions
     (T, 2)``, ``errors (T,)`` px, ``spread (T,)`` (pixels holding 90 % of ``softmax(β h)``,
     :func:`mass_spread`), ``steps (T,)``. ``gamma`` defaults to ``0.2 / β`` (L1) or ``0.02 / β``
-    (L2, whose gradient grows with the error). float64 throughout.
+    (L2, whose gradient grows with the error). ``dtype``: the map's and the step's dtype (float64
+    by default; float32 as a network's maps). ``compensator``: ``(h, β) -> J`` used in place of
+    :func:`poselab.codecs.compensated_soft_argmax` when ``compensated`` (for counter-cases, e.g.
+    the plain soft-argmax posing as a compensation).
     """
     if loss not in ("l1", "l2"):
         raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
@@ -596,17 +603,22 @@ def integral_toy_run(h0, gt, *, loss: str = "l1", compensated: bool = False, bet
     gamma = (0.2 / beta if loss == "l1" else 0.02 / beta) if gamma is None else float(gamma)
     if not (math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-    h = torch.tensor(np.asarray(h0, dtype=np.float64))
+    if dtype not in (torch.float64, torch.float32):
+        raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+    if compensator is not None and not callable(compensator):
+        raise TypeError(f"compensator must be a callable (h, beta) -> (x, y), got {type(compensator).__name__}")
+    decode = (compensator or compensated_soft_argmax) if compensated else soft_argmax
+    h = torch.tensor(np.asarray(h0, dtype=np.float64)).to(dtype)
     if h.ndim != 2 or not torch.isfinite(h).all():
         raise ValueError(f"h0 must be a finite (H, W) map, got shape {tuple(h.shape)}")
-    g = torch.tensor(np.asarray(gt, dtype=np.float64).reshape(2))
+    g = torch.tensor(np.asarray(gt, dtype=np.float64).reshape(2)).to(dtype)
     frames, preds, spreads, at = [], [], [], []
     for t in range(whole_number(steps, "steps", 0) + 1):
         h.requires_grad_(True)
-        j = compensated_soft_argmax(h, beta) if compensated else soft_argmax(h, beta)
+        j = decode(h, beta)
         if t % every == 0 or t == steps:
-            frames.append(h.detach().numpy().copy())
-            preds.append(j.detach().numpy().copy())
+            frames.append(h.detach().numpy().astype(np.float64))
+            preds.append(j.detach().numpy().astype(np.float64))
             spreads.append(int(mass_spread(spatial_softmax(h.detach(), beta).numpy())))
             at.append(t)
         if t == steps:
@@ -646,6 +658,101 @@ def toy_shrinkage(h0, gt, *, beta: float = 10.0, compensated: bool = False, loss
     run["sigma"] = best_fit_sigma(p, g, int(window), sigmas)["sigma"]
     run["probabilities"] = p
     return run
+
+
+# ============================================================================ does the bias drive the collapse?
+#: a run "collapsed" when its map ends with 90 % of the softmax mass on at most this share of the
+#: pixels it started with; it "kept" its spread when it ends on at least KEEP_SHARE of them
+COLLAPSE_SHARE = 0.5
+KEEP_SHARE = 0.9
+#: the label of :func:`collapse_study`'s fifth start (case 4's blob a little off the truth)
+NEAR_CASE = "4 off"
+
+
+def spread_label(start, end) -> str:
+    """How a map's spread (pixels holding 90 % of its softmax mass, :func:`mass_spread`) changed
+    from ``start`` to ``end``: "collapsed" (``end <= COLLAPSE_SHARE * start``), "narrowed",
+    "kept" (``KEEP_SHARE * start <= end <= start / KEEP_SHARE``) or "widened"."""
+    a, b = float(start), float(end)
+    if not (math.isfinite(a) and math.isfinite(b) and a >= 1 and b >= 1):
+        raise ValueError(f"spreads are pixel counts >= 1, got start={start!r}, end={end!r}")
+    if b <= COLLAPSE_SHARE * a:
+        return "collapsed"
+    if b < KEEP_SHARE * a:
+        return "narrowed"
+    return "kept" if b <= a / KEEP_SHARE else "widened"
+
+
+def collapse_study(size: Sequence[int] = (64, 48), gt=(34.0, 46.0), *, steps: int = 400, beta: float = 10.0,
+                   dtype: torch.dtype = torch.float64, compensator=None, seed: int = 0, near: float = 0.5) -> dict:
+    """The paper's causal claim on the Eq. 24 toy (§6.2 case 4, Fig. 6): is it the soft-argmax's
+    bias that drives the map to collapse? Every start of :data:`TOY_CASES` × loss {L1, L2} ×
+    {plain, compensated (Eq. 38)} runs :func:`integral_toy_run` for ``steps`` steps (its default
+    γ per loss, the explorer's), and each row keeps the spread (pixels holding 90 % of
+    ``softmax(β h)``) at the start and the end, its :func:`spread_label` and the end error.
+    Deterministic (case 1's random start is seeded by ``seed``). ``compensator``: passed on (a
+    counter-case replaces the compensation). ``near`` > 0 adds a fifth start, case 4's blob
+    ``near`` px off the truth along both axes (case ``"4 off"``): from case 4 itself the
+    compensated point is exact, so its L2 gradient is zero and "keeping the spread" may only mean
+    "not moving". Returns ``{"rows": [...], "steps", "beta", "dtype", "size", "gt", "near"}``."""
+    if not (isinstance(near, (int, float)) and math.isfinite(near) and near >= 0):
+        raise ValueError(f"near must be a finite number of px >= 0, got {near!r}")
+    starts = {case: toy_initial_heatmap(case, size, gt, seed) for case in TOY_CASES}
+    if near > 0:
+        starts[NEAR_CASE] = symmetric_blob(size, (gt[0] - near, gt[1] - near), 2.0, peak=1.0, radius=12)
+    rows = []
+    for case, h0 in starts.items():
+        for loss in ("l1", "l2"):
+            for compensated in (False, True):
+                run = integral_toy_run(h0, gt, loss=loss, compensated=compensated, beta=beta, steps=steps,
+                                       every=max(1, int(steps)), dtype=dtype, compensator=compensator)
+                start, end = int(run["spread"][0]), int(run["spread"][-1])
+                rows.append({"case": case, "loss": loss, "compensated": compensated, "start_px": start,
+                             "end_px": end, "label": spread_label(start, end),
+                             "start_error_px": float(run["errors"][0]), "end_error_px": float(run["errors"][-1])})
+    return {"rows": rows, "steps": int(steps), "beta": float(beta), "dtype": str(dtype).replace("torch.", ""),
+            "size": [int(v) for v in size], "gt": [float(v) for v in gt], "near": float(near)}
+
+
+def _collapse_row(study: dict, case: int, loss: str, compensated: bool) -> dict:
+    for row in study["rows"]:
+        if (row["case"], row["loss"], row["compensated"]) == (case, loss, compensated):
+            return row
+    raise ValueError(f"the study has no row for case {case}, {loss}, compensated={compensated}")
+
+
+def collapse_checks(study: dict, other: dict | None = None) -> dict:
+    """What holds in a :func:`collapse_study` (and whether ``other``, the same study in another
+    dtype, agrees). From the σ = 2 blob at the truth (case 4):
+
+    - ``bias_drives_collapse``: with the L2 loss the plain soft-argmax collapses the map while
+      the compensated one keeps its spread — take the bias away and the collapse goes;
+    - ``l1_collapses_either_way``: with the L1 loss both collapse (L1's gradient keeps its size
+      as the error vanishes, so the truth's pixel keeps rising whatever the bias);
+
+    - ``near_collapses_anyway`` (with the study's ``near`` start): from the blob a little off the
+      truth the **compensated** L2 run collapses too — the compensation spares the map only where
+      it makes the error exactly zero (None without that start);
+
+    and over the four starts and both losses, ``compensation_never_narrower``: the compensated run
+    never ends on fewer pixels than the plain one, with ``exceptions`` the (case, loss) where it
+    does. ``dtype_agrees``: every row's label is the same in ``other`` (True without ``other``)."""
+    def collapsed(loss, compensated):
+        return _collapse_row(study, 4, loss, compensated)["label"] == "collapsed"
+
+    exceptions = [(c, loss) for c in TOY_CASES for loss in ("l1", "l2")
+                  if _collapse_row(study, c, loss, True)["end_px"] < _collapse_row(study, c, loss, False)["end_px"]]
+    differ = ([] if other is None else
+              [(r["case"], r["loss"], r["compensated"]) for r in study["rows"]
+               if _collapse_row(other, r["case"], r["loss"], r["compensated"])["label"] != r["label"]])
+    has_near = any(r["case"] == NEAR_CASE for r in study["rows"])
+    near = _collapse_row(study, NEAR_CASE, "l2", True)["label"] == "collapsed" if has_near else None
+    return {"bias_drives_collapse": collapsed("l2", False) and _collapse_row(study, 4, "l2", True)["label"] == "kept",
+            "near_collapses_anyway": near,
+            "l1_collapses_either_way": collapsed("l1", False) and collapsed("l1", True),
+            "compensation_never_narrower": not exceptions, "exceptions": exceptions,
+            "dtype_agrees": not differ, "dtype_differs": differ,
+            "dtypes": [study["dtype"]] + ([other["dtype"]] if other is not None else [])}
 
 
 # ============================================================================ conditioning of Eq. 38
@@ -1213,12 +1320,31 @@ def occluded_joint_errors(study: dict) -> dict:
 
 def learning_curve(history, metric: str = "AP") -> tuple[np.ndarray, np.ndarray]:
     """Validation ``metric`` against epochs trained (validation step / steps per epoch) from a
-    :class:`poselab.train.History` (or its dict). Empty arrays when the run never validated."""
+    :class:`poselab.train.History` (or its dict). Empty arrays when the run never validated.
+
+    Steps per epoch come from the history's per-step epochs; a compact history (a recorded
+    replication's run keeps only its validations) takes them from the validations' ``epoch``
+    (0-based, the epoch that just ended): ``max(step / (epoch + 1))`` over the validations, which
+    is exact for any validation at an epoch's end."""
     d = history.to_dict() if hasattr(history, "to_dict") else dict(history)
-    per_epoch = max(1, sum(1 for e in d.get("epochs", []) if e == 0))
     rows = [r for r in d.get("val", []) if metric in r and r[metric] is not None]
+    if d.get("epochs"):
+        per_epoch = float(max(1, sum(1 for e in d["epochs"] if e == 0)))
+    else:
+        ends = [float(r["step"]) / (float(r["epoch"]) + 1) for r in rows if r.get("epoch") is not None]
+        per_epoch = max(ends) if ends and max(ends) > 0 else 1.0
     return (np.array([r["step"] / per_epoch for r in rows], dtype=np.float64),
             np.array([r[metric] for r in rows], dtype=np.float64))
+
+
+def _crossing(epochs, values, fraction: float):
+    """``(e, v, k, level)``: the first validation ``k`` reaching ``fraction`` of the final value
+    (``k`` None without a curve or with a final value <= 0)."""
+    e, v = np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v[-1]) or v[-1] <= 0:
+        return e, v, None, float("nan")
+    level = fraction * v[-1]
+    return e, v, int(np.nonzero(v >= level)[0][0]), level
 
 
 def epochs_to_fraction(epochs, values, fraction: float = 0.8, interpolate: bool = True) -> float:
@@ -1230,17 +1356,27 @@ def epochs_to_fraction(epochs, values, fraction: float = 0.8, interpolate: bool 
     validating every 2 of 5 epochs, the first validation reaching the level could only be epoch
     2, 4 or 5, which made 6x unreachable and ties certain. ``interpolate=False``: that first
     validation epoch."""
-    e, v = np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    if v.size == 0 or not np.isfinite(v[-1]) or v[-1] <= 0:
+    e, v, k, level = _crossing(epochs, values, fraction)
+    if k is None:
         return float("nan")
-    level = fraction * v[-1]
-    k = int(np.nonzero(v >= level)[0][0])
     if not interpolate:
         return float(e[k])
     e0, v0 = (0.0, 0.0) if k == 0 else (e[k - 1], v[k - 1])
     if v[k] <= v0:
         return float(e[k])
     return float(e0 + (level - v0) / (v[k] - v0) * (e[k] - e0))
+
+
+def fraction_bracket(epochs, values, fraction: float = 0.8) -> tuple[float, float]:
+    """The validations around :func:`epochs_to_fraction`'s crossing: ``(lo, hi)`` epochs, the last
+    validation below the level (0 when the first one already reaches it) and the first at or
+    above it. Where between them the curve crossed, the validations cannot tell: any epoch in
+    the bracket is as consistent with them as the interpolated one. ``(nan, nan)`` without a
+    curve."""
+    e, _, k, _ = _crossing(epochs, values, fraction)
+    if k is None:
+        return float("nan"), float("nan")
+    return (0.0 if k == 0 else float(e[k - 1])), float(e[k])
 
 
 #: BCIR Table 3 (SBL-ResNet-50, 256×192, COCO val): detection 70.5 AP / 9.52 px, IPR 68.2 / 9.63,
@@ -1266,6 +1402,122 @@ def bcir_vs_detection_verdict(table, floor: float = 0.3):
     effect = PAPER_AP["bcir"] - PAPER_AP["mse"]
     return compare_recipes(table, "bcir", "mse", metric="AP", min_effect=effect / 2, paper_effect=effect,
                            baseline="mse", floor=floor)
+
+
+#: Fig. 8a: detection reaches 80 % of its final AP in about 10 epochs, IPR in about 60
+PAPER_SPEED_RATIO = 6.0
+
+
+def _every(epochs: np.ndarray) -> float:
+    """The validation interval of a curve (median gap, from epoch 0), NaN without a curve."""
+    return float(np.median(np.diff(np.concatenate([[0.0], epochs])))) if epochs.size else float("nan")
+
+
+def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: str = "mse",
+                       theirs: str = "ipr"):
+    """``bcir.training.ipr_slower_than_detection`` (Fig. 8a): IPR needs about 6× the epochs of
+    detection to reach ``fraction`` (80 %) of its final AP.
+
+    Per seed (detection and IPR of one seed share its data stream: paired), the epochs to the
+    level (:func:`epochs_to_fraction`, interpolated between validations, from the runs'
+    validation histories — live, or a recorded replication's compact ones) give the ratio
+    IPR / detection; the rule is :func:`poselab.claims.compare_seeds` on the log epochs (the
+    advantage is the log ratio), paper effect ln 6, minimum effect half of it (a ratio of
+    √6 ≈ 2.45). Then:
+
+    - **resolution**: validations only bracket each crossing (:func:`fraction_bracket`). The rule
+      is applied again with every crossing at its bracket's end that makes the ratio smallest,
+      and at the end that makes it largest (a detection run at the level by its first validation
+      can be any factor faster); if the three disagree, validation is too sparse to resolve the
+      ratio and a decided verdict becomes "inconclusive", saying so. The reason always gives
+      each seed's possible ratios and whether the paper's 6× is among them;
+    - **readiness**: both recipes learnt (AP ≥ ``floor``) and converged
+      (:func:`poselab.experiments.compare_recipes`' rule), and each reached the level before its
+      last validation (otherwise the budget ends while it still climbs to its "final" AP).
+    """
+    runs = {name: {int(r.seed): r for r in table.results if r.recipe == name} for name in (ours, theirs)}
+    seeds = sorted(set(runs[ours]) & set(runs[theirs]))
+    if not seeds:
+        raise ValueError(f"the speed claim needs runs of {ours!r} and {theirs!r} of the same seed; the table has "
+                         f"{ours} seeds {sorted(runs[ours])} and {theirs} seeds {sorted(runs[theirs])}")
+    per = {name: {"epochs": [], "lo": [], "hi": [], "every": [], "reached": []} for name in (ours, theirs)}
+    for s in seeds:
+        for name in (ours, theirs):
+            e, v = learning_curve(getattr(runs[name][s], "history", None) or {})
+            lo, hi = fraction_bracket(e, v, fraction)
+            p = per[name]
+            p["epochs"].append(epochs_to_fraction(e, v, fraction))
+            p["lo"].append(lo), p["hi"].append(hi), p["every"].append(_every(e))
+            p["reached"].append(bool(e.size) and math.isfinite(hi) and hi < float(e[-1]))
+    a, b = per[ours], per[theirs]
+
+    def ln(values):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(np.asarray(values, dtype=np.float64)).tolist()
+
+    ratio = np.asarray(b["epochs"]) / np.asarray(a["epochs"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_lo, r_hi = np.asarray(b["lo"]) / np.asarray(a["hi"]), np.asarray(b["hi"]) / np.asarray(a["lo"])
+    ev = table_evidence(table, [ours, theirs], "AP")
+    ev["per_seed"].update({f"{n} epochs to {fraction:.0%} of final AP": per[n]["epochs"] for n in (ours, theirs)})
+    ev["per_seed"][f"{theirs} / {ours} epochs"] = ratio.tolist()
+    ev["seeds"] = seeds
+    metric = f"ln(epochs to {fraction:.0%} of final AP)"
+
+    def judge(det, reg):
+        return claims.compare_seeds(ln(det), ln(reg), lower_is_better=True, min_effect=math.log(PAPER_SPEED_RATIO) / 2,
+                                    paper_effect=-math.log(PAPER_SPEED_RATIO), paired=True, metric=metric,
+                                    preset=table.results[0].preset, evidence=ev)
+
+    v = judge(a["epochs"], b["epochs"])
+    ends = {"smallest": judge(a["hi"], b["lo"]), "largest": judge(a["lo"], b["hi"])}
+    resolved = all(e.verdict == v.verdict for e in ends.values())
+    every = {n: float(np.nanmedian(per[n]["every"])) if np.isfinite(per[n]["every"]).any() else float("nan")
+             for n in (ours, theirs)}
+
+    def show(x):
+        return "∞" if x == float("inf") else number(x)
+
+    spans = ", ".join(f"seed {s}: {show(x)}× ({show(lo)}–{show(hi)}×)"
+                      for s, x, lo, hi in zip(seeds, ratio, r_lo, r_hi))
+    inside = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if lo <= PAPER_SPEED_RATIO <= hi]
+    known = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if not (np.isnan(lo) or np.isnan(hi))]
+    paper = ("no seed has the validations to bracket both crossings" if not known else
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies within every seed's range" if len(inside) == len(seeds) else
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {inside}" if inside else
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies outside the range of every seed that has one")
+    where = (f"{theirs} / {ours} epochs to {fraction:.0%} of final AP, interpolated (possible with the "
+             f"crossings anywhere between the validations around them, every {number(every[ours])} / "
+             f"{number(every[theirs])} epochs): {spans}; {paper}")
+    summary = {**v.summary, "ratio": ratio.tolist(), "ratio_lo": r_lo.tolist(), "ratio_hi": r_hi.tolist(),
+               "paper_ratio": PAPER_SPEED_RATIO, "resolved": resolved, "validation_every": every,
+               "at_bracket_ends": {k: e.verdict for k, e in ends.items()},
+               **{f"{n}_epochs": per[n]["epochs"] for n in (ours, theirs)}}
+    least = math.sqrt(PAPER_SPEED_RATIO)
+    straddle = [s for s, lo, hi in zip(seeds, r_lo, r_hi)
+                if not (np.isnan(lo) or np.isnan(hi) or lo > least or hi < least)]
+    summary["straddle_seeds"] = straddle
+    if resolved or v.verdict == "inconclusive":
+        tail = (f"; validation too sparse to resolve the ratio (the rule says {ends['smallest'].verdict} at the "
+                f"smallest, {ends['largest'].verdict} at the largest)" if not resolved else
+                f"; the range of seed(s) {straddle} holds the claim's minimum {least:.3g}×: validation this sparse "
+                f"cannot place their ratios against it" if straddle and v.verdict == "inconclusive" else "")
+        v = v.replace(summary=summary, reason=f"{v.reason}; {where}{tail}")
+    else:
+        v = v.replace(verdict="inconclusive", summary=summary,
+                      reason=(f"validation too sparse to resolve the ratio: {where}; the rule says "
+                              f"{ends['smallest'].verdict} at the smallest and {ends['largest'].verdict} at the "
+                              f"largest (the interpolated crossings alone said: {v.verdict})"))
+    checks = [claims.has_learnt(n, table.values(n, "AP"), floor=floor) for n in (ours, theirs)]
+    checks += [claims.has_converged(n, validation_curves(table, n, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
+                                    relative=True) for n in (ours, theirs)]
+    for n in (ours, theirs):
+        late = [s for s, ok in zip(seeds, per[n]["reached"]) if not ok]
+        checks.append(claims.Readiness(n, "reached", not late, (
+            f"{n} reaches {fraction:.0%} of its final AP only at its last validation or never (seed(s) {late}): the "
+            f"budget ends while it climbs" if late else
+            f"{n} reaches {fraction:.0%} of its final AP before its last validation"), {"late_seeds": late}))
+    return claims.require_ready(v, checks)
 
 
 def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):

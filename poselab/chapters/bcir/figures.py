@@ -9,10 +9,12 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from poselab.viz.sentence import Sentence
+
 __all__ = ["MARKERS", "heatmap_points_figure", "bias_figure", "spread_figure", "breakdown_figure",
            "epe_figure", "shrinkage_figure", "gradient_figure", "toy_frames_figure",
            "toy_error_figure", "activation_figure", "split_bars_figure", "curves_figure",
-           "sigma_sweep_figure", "peak_sigma_figure"]
+           "sigma_sweep_figure", "peak_sigma_figure", "collapse_rows", "collapse_sentence"]
 
 #: marker style per point name (used by the figures and the widgets)
 MARKERS = {
@@ -290,3 +292,57 @@ def peak_sigma_figure(study: Mapping, rows: Mapping, title: str = "best-fit σ o
                       xaxis_title="best-fit σ (heatmap px); dashed σ_eff, dotted σ* at the measured offset",
                       yaxis_title="share of joints", xaxis_range=[0, 8])
     return fig
+
+
+def collapse_rows(study: Mapping, other: Mapping | None = None) -> list[dict]:
+    """Table rows of :func:`poselab.chapters.bcir.analysis.collapse_study` (one per start × loss ×
+    compensation), with ``other``'s (the float32 study's) end spread and label beside."""
+    rows = []
+    for i, r in enumerate(study["rows"]):
+        row = {"start": f"case {r['case']}", "loss": r["loss"].upper(),
+               "compensated": "yes" if r["compensated"] else "no",
+               "90 % of mass on (px), step 0": r["start_px"], f"… step {study['steps']}": r["end_px"],
+               "spread": r["label"], "error (px), step 0": r["start_error_px"],
+               f"error (px), step {study['steps']}": r["end_error_px"]}
+        if other is not None:
+            o = other["rows"][i]
+            row.update({f"{other['dtype']}: px": o["end_px"], f"{other['dtype']}: spread": o["label"]})
+        rows.append(row)
+    return rows
+
+
+def collapse_sentence(study: Mapping, checks: Mapping) -> Sentence:
+    """What the collapse table shows, from :func:`poselab.chapters.bcir.analysis.collapse_checks`:
+    what holds of the paper's causal claim on the toy and what does not."""
+    def row(case, loss, compensated):
+        return next(r for r in study["rows"] if (r["case"], r["loss"], r["compensated"]) == (case, loss, compensated))
+
+    l2p, l2c, l1p, l1c = row(4, "l2", False), row(4, "l2", True), row(4, "l1", False), row(4, "l1", True)
+    verb = "collapses" if l2p["label"] == "collapsed" else "does not collapse"
+    held = (f"from the σ = 2 blob at the truth (case 4), L2 {verb} "
+            f"the plain soft-argmax's map ({l2p['start_px']} → {l2p['end_px']} px holding 90 % of the mass) and "
+            f"{'keeps' if l2c['label'] == 'kept' else 'does not keep'} the compensated one's "
+            f"({l2c['start_px']} → {l2c['end_px']} px"
+            + (f"; its point is exact from step 0, error {l2c['start_error_px']:.1g} px, so L2 has nothing to push"
+               if l2c["start_error_px"] < 1e-3 else "") + f"), while L1 ends on {l1p['end_px']} and "
+            f"{l1c['end_px']} px without and with the compensation ({l1p['label']}, {l1c['label']})")
+    if checks["exceptions"]:
+        bad = ", ".join(f"case {c} {loss.upper()}" for c, loss in checks["exceptions"])
+        others = (f"; but the compensation is no general cure: it ends on fewer pixels than the plain "
+                  f"soft-argmax from {bad}")
+        far = [r for r in study["rows"] if r["compensated"] and r["label"] == "collapsed" and r["end_error_px"] > 5]
+        if far:
+            others += (f" (from case {far[0]['case']} the compensated map collapses onto {far[0]['end_px']} px "
+                       f"{far[0]['end_error_px']:.0f} px from the truth)")
+    else:
+        others = "; and the compensated run never ends on fewer pixels than the plain one, from any start"
+    near = next((r for r in study["rows"] if r["case"] == "4 off" and r["loss"] == "l2" and r["compensated"]), None)
+    if near is not None:
+        others += (f"; and from the same blob {study['near']:g} px off the truth the compensated L2 map "
+                   f"{'collapses too' if near['label'] == 'collapsed' else 'is ' + near['label']} "
+                   f"({near['start_px']} → {near['end_px']} px)"
+                   + (": the compensation spares the map only while it makes the error zero"
+                      if near["label"] == "collapsed" and l2c["label"] == "kept" else ""))
+    agree = (f"{' and '.join(checks['dtypes'])} give the same label in every row" if checks["dtype_agrees"] else
+             f"{' and '.join(checks['dtypes'])} disagree in {len(checks['dtype_differs'])} row(s)")
+    return Sentence(f"After {study['steps']} steps at β = {study['beta']:g}: {held}{others}; {agree}.")
