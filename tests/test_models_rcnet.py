@@ -126,3 +126,17 @@ def test_rescore_keeps_the_input_order():
     a = rescore(net, x, g)
     b = rescore(net, x[perm], g[perm])
     assert np.allclose(a[perm], b, atol=1e-6)
+
+
+def test_rescoring_targets_are_float32_only_on_mps_and_exact_enough_there():
+    from poselab.losses import laplacian_rank_loss
+    from poselab.train.rescore import target_dtype
+    assert target_dtype("mps") == torch.float32 and target_dtype(torch.device("mps")) == torch.float32
+    assert target_dtype("cpu") == torch.float64 and target_dtype("cuda") == torch.float64
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(200, generator=g)                       # RCNet's sigmoid outputs
+    oks = torch.rand(200, generator=g, dtype=torch.float64)   # exact OKS
+    exact = laplacian_rank_loss(pred.double(), oks)
+    mps_like = laplacian_rank_loss(pred, oks.to(torch.float32))
+    assert mps_like.dtype == torch.float32
+    assert float(mps_like) == pytest.approx(float(exact), rel=1e-5)

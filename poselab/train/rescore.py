@@ -19,7 +19,14 @@ from poselab._numbers import whole_number
 from poselab.losses.confidence_ranking import CONFIDENCE_RANKING_LOSSES, laplacian_rank_loss
 from poselab.metrics import ranking_accuracy
 
-__all__ = ["PoseSequences", "fit_rescorer", "rescore"]
+__all__ = ["PoseSequences", "fit_rescorer", "rescore", "target_dtype"]
+
+
+def target_dtype(device) -> torch.dtype:
+    """The dtype of the OKS targets a re-scoring fit moves to ``device``: float64 (the exact OKS)
+    everywhere but Apple's MPS, which has no float64 and gets float32 (OKS in [0, 1]: float32
+    keeps ~7 digits, far below any OKS difference a ranking depends on)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
 
 class PoseSequences:
@@ -178,7 +185,7 @@ def fit_rescorer(model: torch.nn.Module, features, target, groups, *,
         losses = []
         for g in train.batches(int(batch_poses), rng):
             pred = _run(model, train, g, device)
-            tgt = train.target[g][~train.mask[g]].to(device)
+            tgt = train.target[g][~train.mask[g]].to(device, dtype=target_dtype(device))
             value = loss_fn(pred, tgt, **params)
             opt.zero_grad()
             value.backward()
