@@ -50,7 +50,7 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
            "derive", "recorded_derived", "recorded_derived_verdict", "recorded_pooled",
-           "recorded_pooled_verdict"]
+           "recorded_pooled_verdict", "borrowed_runs"]
 
 RECORD_KIND = "poselab-replication-run"
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -379,11 +379,40 @@ def recorded_runs(chapter: str, *, preset: str | None = None,
     return out
 
 
+def borrowed_runs(chapter: str, *, preset: str = "full", root: str | os.PathLike | None = None,
+                  data: str = "synth") -> list[dict[str, Any]]:
+    """Run records another chapter made of a recipe this chapter's replication compares, for the
+    (recipe, seed) pairs this chapter has not recorded itself (same preset and data): one run per
+    recipe, preset, seed and data, whichever chapter trained it. Each gains ``chapter`` (where it
+    lives). A recipe a derived step of this chapter builds on is never borrowed (the derived step
+    needs the model in the run cache, so the chapter trains and records it). Chapters without
+    registered replication recipes borrow nothing."""
+    stem = replication_folder(chapter, root).name
+    try:
+        wanted = {r.name for r in chapter_recipes(stem, preset)}
+    except ValueError:
+        return []
+    wanted -= {step.recipe for step in chapter_derived(stem)}
+    base = Path(root) if root is not None else REPLICATIONS_DIR
+    own = {(r["recipe"], int(r["seed"])) for r in recorded_runs(stem, preset=preset, root=root)}
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in recorded_pooled(preset=preset, root=base, exclude=(stem,), recipes=wanted):
+        key = (rec["recipe"], int(rec["seed"]))
+        if key not in own and rec.get("data", data) == data:
+            found[key] = rec
+    return [found[k] for k in sorted(found)]
+
+
+def _chapter_runs(chapter: str, preset: str, root) -> list[dict[str, Any]]:
+    return recorded_runs(chapter, preset=preset, root=root) + borrowed_runs(chapter, preset=preset, root=root)
+
+
 def recorded_table(chapter: str, *, preset: str = "full", root: str | os.PathLike | None = None
                    ) -> ComparisonTable | None:
     """The recorded runs of one preset as a :class:`ComparisonTable` (None when there are none),
-    so :func:`poselab.experiments.compare_recipes` judges them with the live run's rule."""
-    return _runs_table(recorded_runs(chapter, preset=preset, root=root))
+    so :func:`poselab.experiments.compare_recipes` judges them with the live run's rule: the
+    chapter's own records and those it borrows from other chapters (:func:`borrowed_runs`)."""
+    return _runs_table(_chapter_runs(chapter, preset, root))
 
 
 def _runs_table(recs: list[dict[str, Any]]) -> ComparisonTable | None:
@@ -432,11 +461,13 @@ def recorded_pooled_verdict(judge, *, preset: str = "full", root: str | os.PathL
 
 def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
          root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """One row per run the replication needs: recipe, seed, recorded (bool), steps, and the
-    CPU seconds it is expected to cost (seconds per step of a recorded or cached run of the same
-    recipe and preset × steps; None when nothing measured it)."""
+    """One row per run the replication needs: recipe, seed, recorded (bool: by this chapter or
+    another, :func:`borrowed_runs`), steps, and the CPU seconds it is expected to cost (seconds per
+    step of a recorded or cached run of the same recipe and preset × steps; None when nothing
+    measured it)."""
     p = get_preset(preset)
     folder = replication_folder(chapter, root)
+    lent = {(r["recipe"], int(r["seed"])) for r in borrowed_runs(chapter, preset=p.name, root=root)}
     measured = {r["recipe"]: r.get("seconds_per_step") for r in recorded_runs(chapter, root=root)
                 if r.get("preset") == p.name and r.get("seconds_per_step")}
     for path in sorted((_REPO / "results").glob("*.json")):  # poselab train --record files
@@ -456,7 +487,8 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
             steps = _steps(p)
             sps = measured.get(recipe.name)
             rows.append({"recipe": recipe.name, "seed": int(seed), "preset": p.name,
-                         "recorded": record_file(folder, recipe.name, p.name, seed).is_file(),
+                         "recorded": record_file(folder, recipe.name, p.name, seed).is_file()
+                         or (recipe.name, int(seed)) in lent,
                          "steps": steps, "seconds_per_step": sps,
                          "expected_seconds": None if (sps is None or steps is None) else sps * steps})
     for step in chapter_derived(chapter):  # derived records: CPU seconds of those recorded at this preset
@@ -526,8 +558,11 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     folder = replication_folder(chapter, root).resolve()
     recipes = chapter_recipes(chapter, p)
     # seed by seed, so an interrupted replication holds complete pairs of the compared recipes
+    lent = {(r["recipe"], int(r["seed"])) for r in borrowed_runs(chapter, preset=p.name, root=folder.parent,
+                                                                  data=str(data))}
     todo = [(r, s) for s in seeds for r in recipes
-            if not record_file(folder, r.name, p.name, s).is_file()] if stage != "derived" else []
+            if not record_file(folder, r.name, p.name, s).is_file() and (r.name, s) not in lent] \
+        if stage != "derived" else []
     steps = chapter_derived(chapter) if stage != "base" else ()
     derived_todo = _derived_todo(folder, steps, p.name, seeds)
     if shard == (0, 1):
@@ -607,5 +642,5 @@ def recorded_verdict(chapter: str, judge, *, preset: str = "full",
     stem = replication_folder(chapter, root).name
     table = recorded_table(chapter, preset=preset, root=root)
     how = f"poselab replicate {stem} --preset {preset}"
-    recs = recorded_runs(chapter, preset=preset, root=root) if table is not None else []
+    recs = _chapter_runs(chapter, preset, root) if table is not None else []
     return _judged(judge, table, recs, preset, how)
