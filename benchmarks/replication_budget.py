@@ -24,7 +24,7 @@ from pathlib import Path
 
 from poselab.experiments import replicate as rep
 
-CHAPTERS = ("02_rspose", "03_rcnet", "04_hdm", "05_sar", "06_bcir")
+CHAPTERS = ("01_train_in_a_minute", "02_rspose", "03_rcnet", "04_hdm", "05_sar", "06_bcir")
 CORES = 2
 
 
@@ -46,8 +46,10 @@ def budget(seeds=(0, 1, 2, 3, 4)) -> list[dict]:
         plan = rep.plan(stem, preset="full", seeds=seeds)
         todo = [r for r in plan if not r["recorded"]]
         timed = [r for r in todo if r["recipe"] in cost and r["steps"]]
-        hours = sum(cost[r["recipe"]] * r["steps"] for r in timed) / 3600
-        untimed = sorted({r["recipe"] for r in todo if r["recipe"] not in cost})
+        derived = [r for r in todo if r.get("derived") and r.get("expected_seconds")]  # their own records' mean
+        hours = (sum(cost[r["recipe"]] * r["steps"] for r in timed)
+                 + sum(r["expected_seconds"] for r in derived)) / 3600
+        untimed = sorted({r["recipe"] for r in todo if r["recipe"] not in cost and r not in derived})
         spent = sum(float(r.get("cpu_seconds") or 0) for r in rep.recorded_runs(stem, preset="full")) / 3600
         rows.append({"chapter": stem, "runs": len(plan), "recorded": len(plan) - len(todo),
                      "cpu_hours_spent": spent, "to_train": len(todo), "cpu_hours_left": hours,
