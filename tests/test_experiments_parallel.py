@@ -9,6 +9,7 @@ import torch
 
 from poselab import experiments as ex
 from poselab.experiments import parallel
+from poselab.experiments.runner import cached_result
 from poselab.train import resolve_device
 
 TINY = ex.Preset("tiny-parallel", input_size=(64, 48), epochs=5, max_steps=3, batch_size=8,
@@ -197,3 +198,26 @@ def test_stale_jobs_folders_of_dead_callers_are_removed_and_live_ones_kept(tmp_p
         (folder / "spec0.json").write_text("{}")
     assert parallel.remove_stale_job_folders(tmp_path) == [dead.name]
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_train_in_background_trains_while_the_caller_works_and_equals_a_plain_run():
+    mse = ex.RECIPES["mse"]
+    bg = parallel.train_in_background([(mse, 1)], data="synth", preset=TINY, device="cpu", jobs=1)
+    here = ex.run_recipe("mse", preset=TINY, seed=0, device="cpu", threads=1)   # the caller's own run
+    folders = bg.join()
+    assert set(folders) == {("mse", 1)} and here.seed == 0
+    done = ex.RunResult.load(folders[("mse", 1)])
+    assert done.seed == 1 and cached_result("mse", preset=TINY, seed=1, device="cpu") is not None
+    plain = ex.run_recipe("mse", preset=TINY, seed=1, device="cpu", cache=False, threads=1)
+    assert plain.history["losses"] == done.history["losses"]
+
+
+def test_train_in_background_declines_what_the_caller_must_train_itself(monkeypatch):
+    mse = ex.RECIPES["mse"]
+    assert parallel.train_in_background([], data="synth", preset=TINY) is None
+    # automatic jobs: a preset too small for workers to pay (TINY trains 24 samples)
+    assert parallel.train_in_background([(mse, 1)], data="synth", preset=TINY) is None
+    assert parallel.train_in_background([(mse, 1)], data="synth", preset=TINY, device="cuda", jobs=1) is None
+    # a recipe whose parts a worker cannot import (defined in a notebook) trains in the caller
+    monkeypatch.setattr(parallel, "part_modules", lambda recipe: None)
+    assert parallel.train_in_background([(mse, 1)], data="synth", preset=TINY, jobs=1) is None

@@ -20,9 +20,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from .presets import Preset
 from .registry import CODECS, LOSSES, MODELS, SCORES, Recipe
 
 __all__ = ["resolve_jobs", "part_modules", "portable", "train_many", "MIN_PARALLEL_SAMPLES",
-           "memory_available_mb", "WORKER_MEMORY_MB"]
+           "memory_available_mb", "WORKER_MEMORY_MB", "BackgroundRuns", "train_in_background"]
 
 # a worker's start-up (fresh interpreter, torch and poselab imports: ~3-5 s) only pays for runs
 # that train at least this many samples (the fast preset's 40 steps × 16 do not)
@@ -259,3 +260,55 @@ def train_many(specs: list[dict[str, Any]], jobs: int, on_done=None, status=None
                 proc.wait()
                 err.close()
     return folders  # type: ignore[return-value]
+
+
+class BackgroundRuns:
+    """Runs training in worker processes (:func:`train_many`) while the caller goes on; a daemon
+    thread waits for them. :meth:`join` waits and returns ``{(recipe name, seed): cache folder}``,
+    re-raising a worker's failure in the caller."""
+
+    def __init__(self, specs: list[dict[str, Any]], jobs: int):
+        self.keys = [(spec["recipe"]["name"], int(spec["seed"])) for spec in specs]
+        self._out: dict[str, Any] = {}
+
+        def work():
+            try:
+                self._out["folders"] = train_many(specs, jobs)
+            except BaseException as exc:  # re-raised by join()
+                self._out["error"] = exc
+
+        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread.start()
+
+    def join(self) -> dict[tuple[str, int], str]:
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return dict(zip(self.keys, self._out["folders"]))
+
+
+def train_in_background(runs: Sequence[tuple[Recipe, int]], *, data: str, preset: Preset,
+                        device: str = "cpu", cache: bool = True, jobs: int | None = None,
+                        threads: int = 1) -> BackgroundRuns | None:
+    """Start training ``runs`` (``(recipe, seed)`` pairs the caller knows are not cached) in
+    ``threads``-thread worker processes, ``jobs`` at a time (default: :func:`resolve_jobs`, which
+    weighs cores and memory), while the caller trains something else in its own process. None
+    when nothing goes to a worker: no runs, a device other than the CPU, a recipe a worker cannot
+    rebuild (:func:`part_modules`), or one job only (the caller then trains them itself)."""
+    runs = list(runs)
+    if not runs or torch.device(device if device != "auto" else "cpu").type != "cpu" \
+            or (device == "auto" and torch.cuda.is_available()):
+        return None
+    modules = [part_modules(recipe) for recipe, _ in runs]
+    if any(m is None for m in modules):
+        return None
+    if jobs is None or jobs == "auto":
+        # the caller's own run counts: run it beside one worker or more only where the machine
+        # (cores, memory, the preset's size) would train two runs at once
+        jobs = resolve_jobs(jobs, len(runs) + 1, preset, torch.device("cpu"))
+        if jobs < 2:
+            return None
+    jobs = resolve_jobs(int(jobs), len(runs), preset, torch.device("cpu"))
+    specs = [dict(recipe=recipe.to_dict(), modules=m, data=str(data), preset=preset.to_dict(), seed=int(seed),
+                  device="cpu", cache=cache, threads=int(threads)) for (recipe, seed), m in zip(runs, modules)]
+    return BackgroundRuns(specs, jobs)

@@ -390,7 +390,7 @@ def borrowed_runs(chapter: str, *, preset: str = "full", root: str | os.PathLike
     stem = replication_folder(chapter, root).name
     try:
         wanted = {r.name for r in chapter_recipes(stem, preset)}
-    except ValueError:
+    except (ValueError, KeyError):  # no registered replication, or a preset made up by a caller
         return []
     wanted -= {step.recipe for step in chapter_derived(stem)}
     base = Path(root) if root is not None else REPLICATIONS_DIR

@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,7 +36,7 @@ from poselab.data import TopDownDataset
 from poselab.data.dataset import denormalize_image
 from poselab.experiments import (CODECS, ComparisonTable, Geometry, Preset, compare, get_preset, get_recipe,
                                  resolve_run_data)
-from poselab.experiments.parallel import part_modules, train_many
+from poselab.experiments.parallel import train_in_background
 from poselab.experiments.replicate import DerivedStep, recorded_derived_verdict
 from poselab.experiments.runner import RunResult, cached_result
 from poselab.losses import heatmap_mse_loss
@@ -230,39 +229,24 @@ def compare_first_seed_live(recipe: str, seeds, data="synth", preset="default", 
     plain ``compare`` (the table is the same either way, up to the last bits a thread count
     changes). Returns the :class:`poselab.experiments.ComparisonTable` in seed order.
     """
-
-
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("compare_first_seed_live needs at least one seed")
     preset = get_preset(preset)
     rec = get_recipe(recipe)
-    modules = part_modules(rec)
     others = [s for s in seeds[1:] if not cache or cached_result(rec, data, preset, s, device) is None]
-    if not callbacks or not others or modules is None or resolve_device(device).type != "cpu":
+    background = (train_in_background([(rec, s) for s in others], data=data, preset=preset, device=str(device),
+                                      cache=cache, jobs=len(others))
+                  if callbacks and others and resolve_device(device).type == "cpu" else None)
+    if background is None:
         return compare([rec], seeds=seeds, data=data, preset=preset, device=device, cache=cache,
                        callbacks=callbacks, progress=progress)
-    specs = [dict(recipe=rec.to_dict(), modules=modules, data=str(data), preset=preset.to_dict(), seed=s,
-                  device=str(device), cache=cache, threads=1) for s in others]
-    background: dict = {}
-
-    def work():
-        try:
-            background["folders"] = train_many(specs, len(specs))
-        except BaseException as exc:  # re-raised in the caller
-            background["error"] = exc
-
     if progress:
         print(f"seed {seeds[0]} trains here (live); seeds {', '.join(map(str, others))} at the same time "
               f"in {len(others)} worker process(es)", flush=True)
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
     first = compare([rec], seeds=[seeds[0]], data=data, preset=preset, device=device, cache=cache,
                     callbacks=callbacks, progress=progress)
-    thread.join()
-    if "error" in background:
-        raise background["error"]
-    trained = {s: RunResult.load(f) for s, f in zip(others, background["folders"])}
+    trained = {seed: RunResult.load(f) for (_, seed), f in background.join().items()}
     for run in trained.values():
         run.cached = False
     rest = compare([rec], seeds=[s for s in seeds[1:] if s not in trained], data=data, preset=preset,

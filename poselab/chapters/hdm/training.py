@@ -60,6 +60,7 @@ from poselab.codecs.heatmap import input_to_heatmap
 from poselab.data.coco import default_image_root
 from poselab.experiments import compare_recipes, get_preset, resolve_run_data, run_recipe, table_evidence
 from poselab.experiments.cache import cache_root
+from poselab.experiments.parallel import train_in_background
 from poselab.experiments.registry import get_recipe
 from poselab.experiments.runner import cached_result
 from poselab.experiments.replicate import recorded_runs, recorded_table, recorded_verdict
@@ -894,7 +895,7 @@ def theorem1_training_summary(rows) -> dict:
 
 def theorem1_along_training(recipe: str = "mse", data="synth", preset="default", seed: int = 0,
                             device="cpu", n_crops: int = 64, evaluations: int = 12,
-                            set_name: str = "generated val") -> dict:
+                            set_name: str = "generated val", alongside=()) -> dict:
     """Train ``recipe`` (``preset``, ``seed``) once more with a :class:`Theorem1Tracker` on the
     first ``n_crops`` crops of ``set_name``, evaluated about ``evaluations`` times.
 
@@ -906,7 +907,12 @@ def theorem1_along_training(recipe: str = "mse", data="synth", preset="default",
 
     Returns ``{"rows", "summary"`` (:func:`theorem1_training_summary`), ``"validation"``:
     [(step, AP)] of the run's own validations, ``"AP"``: its final AP, ``"recipe", "seed",
-    "preset", "n_crops"}``."""
+    "preset", "n_crops"}``.
+
+    ``alongside``: ``(recipe name, seed)`` runs the caller will compare next; those not cached
+    train **at the same time** in one-thread worker processes
+    (:func:`poselab.experiments.parallel.train_in_background`, where cores and memory allow), so
+    the tracked run costs the chapter no wall time of its own."""
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
     if set_name not in sets:
@@ -924,8 +930,13 @@ def theorem1_along_training(recipe: str = "mse", data="synth", preset="default",
     sigma = float(dict(get_recipe(recipe).codec_params).get("sigma", 2.0))
     probe = theorem1_probe(batch["image"], batch["keypoints"], batch["visible"], p.input_size, p.heatmap_size, sigma)
     tracker = Theorem1Tracker(probe, evaluations=evaluations)
+    others = [(get_recipe(r), int(s)) for r, s in dict.fromkeys((str(r), int(s)) for r, s in alongside)
+              if (r, int(s)) != (recipe, int(seed)) and cached_result(r, data=data, preset=p, seed=s, device=device) is None]
+    background = train_in_background(others, data=data, preset=p, device=str(device)) if others else None
     run = run_recipe(recipe, data=data, preset=p, seed=seed, device=device, callbacks=[tracker], cache=False,
                      threads=1)
+    if background is not None:
+        background.join()  # the runs the caller compares next are cached now
     val = [(int(r["step"]), float(r["AP"])) for r in (run.history or {}).get("val", []) if r.get("AP") is not None]
     out = {"rows": tracker.rows, "summary": theorem1_training_summary(tracker.rows), "validation": val,
            "AP": float(run.metrics[set_name]["AP"]), "recipe": recipe, "seed": int(seed), "preset": p.name,
