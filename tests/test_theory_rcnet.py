@@ -186,3 +186,41 @@ def test_lemma5_on_scores_without_two_distinct_oks_and_its_sentence():
     assert vacuous["bound"] < 0 and "vacuous" in T.lemma5_scores_sentence(vacuous)
     useful = T.lemma5_on_scores([0.11, 0.52, 0.89], [0.1, 0.5, 0.9])
     assert useful["bound"] > 0 and "informative and holds" in T.lemma5_scores_sentence(useful)
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def test_lemma5_on_scores_rejects_mismatched_nan_and_2d_inputs():
+    with pytest.raises(ValueError, match="same length"):
+        T.lemma5_on_scores([0.1, 0.2, 0.3], [0.5, 0.6])          # was a deep IndexError
+    with pytest.raises(ValueError, match="1-D"):
+        T.lemma5_on_scores([[0.1, 0.2]], [[0.5, 0.6]])            # was silently flattened
+    with pytest.raises(ValueError, match="finite"):
+        T.lemma5_on_scores([0.1, 0.2, 0.3], [float("nan"), 0.5, 0.6])  # a NaN OKS counted as unmatched
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lemma5_takes_gpu_tensors(dtype):
+    mu, star = torch.tensor([0.125, 0.5, 0.875], dtype=dtype), torch.tensor([0.0, 0.5, 1.0], dtype=dtype)
+    got = T.lemma5_quantities(mu, star)
+    assert got == T.lemma5_quantities([0.125, 0.5, 0.875], [0.0, 0.5, 1.0])
+    assert T.lemma5_on_scores(mu, star)["pairs"] == "matched"
+
+
+def test_theorem3_case_rejects_infinite_margin_and_empty_sets():
+    with pytest.raises(ValueError, match="finite"):
+        T.theorem3_case([0, 1], [0, 1], [0, 1], c=float("inf"))   # was a NaN loss
+    with pytest.raises(ValueError, match="two distinct target"):
+        T.theorem3_case([], [], [])                                # was numpy's zero-size message
+    with pytest.raises(ValueError, match="step > 0"):
+        T.theorem3_check(4, 5, step=float("inf"))
+
+
+@pytest.mark.parametrize("bad", [{"n_images": 0}, {"poses": 1}])
+def test_cor6_rejects_sets_without_a_pair(bad):
+    with pytest.raises(ValueError, match="poses >= 2"):  # was ZeroDivisionError
+        T.cor6_gradient_descent(steps=5, window=2, **bad)
+
+
+def test_cor6_sentence_needs_a_run():
+    with pytest.raises(ValueError, match="at least one"):  # was '; the chain holds on every run.'
+        T.cor6_sentence({})
