@@ -26,8 +26,9 @@ import torch
 from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
 
 __all__ = ["lemma5_quantities", "lemma5_check", "lemma5_on_scores", "lemma5_scores_sentence", "lemma5_rows", "theorem3_case",
-           "theorem3_outside_case", "theorem3_check", "theorem3_rows", "theorem3_sentence",
-           "cor6_gradient_descent", "cor6_rows", "cor6_sentence"]
+           "theorem3_outside_case", "theorem3_check", "theorem3_search_rows", "theorem3_rows", "theorem3_sentence",
+           "cor6_gradient_descent", "cor6_rows", "cor6_sentence",
+           "theorem3_agreement_sentence"]
 
 
 def _arrow(pair, digits: int = 4) -> str:
@@ -185,7 +186,11 @@ def lemma5_rows(checks: dict) -> list[dict]:
     rows = []
     for label, r in checks.items():
         many = "cases" in r
-        rows.append({"case": label, "holds": "n/a" if r["holds"] is None else bool(r["holds"]),
+        if r["holds"] is None:  # lemma5_on_scores without two distinct OKS: nothing was evaluated
+            rows.append({"case": label, "holds": "not evaluated", "min slack (accuracy - bound)": None,
+                         "cases": 0, "cases with bound > 0": 0, "tightest": f"not evaluated: {r.get('pairs', '')}"})
+            continue
+        rows.append({"case": label, "holds": bool(r["holds"]),
                      "min slack (accuracy - bound)": r["min_slack"] if many else r["slack"],
                      "cases": r["cases"] if many else 1,
                      "cases with bound > 0": r["non_vacuous"] if many else int(r["bound"] > 0),
@@ -357,6 +362,21 @@ def theorem3_rows(cases: dict) -> list[dict]:
     return rows
 
 
+def _counts(counts: dict) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+
+
+def theorem3_search_rows(searches: dict) -> list[dict]:
+    """Table rows of :func:`theorem3_check` results (``{label: search}``), the per-hypothesis and
+    per-proof-step counts written out as text (not Python dicts)."""
+    return [{"search": label, "holds": s["holds"], "trials": s["trials"], "steps that lowered the loss": s["loss_down"],
+             "... and the accuracy": s["accuracy_down"], "... meeting every checkable hypothesis": s["contradictions"],
+             "of these, Eq. 61 or Eq. 65 fails": s["explained_by_eq61_or_eq65"],
+             "violated hypotheses (accuracy-down steps)": _counts(s["violations"]),
+             "failing proof steps (contradictions)": _counts(s["failed_steps"]), "dtype": s["dtype"]}
+            for label, s in searches.items()]
+
+
 def theorem3_sentence(case: dict, search: dict) -> str:
     """One sentence on the outside case and the search, printed by the run."""
     head = (f"The outside case: loss {case['loss'][0]:.3f} -> {case['loss'][1]:.3f} while accuracy "
@@ -471,10 +491,25 @@ def cor6_sentence(results: dict) -> str:
                      f"loss rose at {r['loss_rises']} of {r['steps']} steps, accuracy fell at "
                      f"{r['accuracy_drops_when_loss_fell']} steps where the loss fell")
     broken = [label for label, r in results.items() if not r["chain_holds"]]
+    which = ("every run" if len(broken) == len(results) else  # labels hold commas: quote them
+             ", ".join(f"'{label}'" for label in broken))
     tail = ("the chain holds on every run" if not broken else
-            "the chain breaks on " + ", ".join(broken) + " (a loss rise breaks Lemma 7; an accuracy drop "
+            "the chain breaks on " + which + " (a loss rise breaks Lemma 7; an accuracy drop "
             "under a falling loss breaks the Theorem 3 step)")
     return "; ".join(parts) + "; " + tail + "."
+
+
+def theorem3_agreement_sentence(agreement: dict, where: str = "the training poses") -> str:
+    """One sentence on :func:`poselab.chapters.rcnet.analysis.theorem3_agreement` (Theorem 3 read
+    off a fit's epochs), printed by the run instead of its raw dict."""
+    n = int(agreement["loss_down_epochs"])
+    head = f"Theorem 3 on {where}: the rank loss fell in {n} epoch{'s' if n != 1 else ''}"
+    if n:
+        share = float(agreement["accuracy_up_given_loss_down"])
+        head += (f", and the ranking accuracy rose or stayed in {share:.0%} of them"
+                 + (" (as the theorem says)" if share == 1.0 else " (the theorem says every one)"))
+    return (head + f"; over the fit the loss changed by {agreement['loss_change']:+.4f} and the accuracy by "
+            f"{agreement['accuracy_change']:+.4f}.")
 
 
 def RCNetForCor6(features: int) -> torch.nn.Module:  # noqa: N802 (a factory named for the module it builds)
