@@ -376,13 +376,6 @@ def compactness_of_runs(table, data="synth", preset="default", set_name: str = "
     _, sets = resolve_run_data(data, p)
     if set_name not in sets:
         raise ValueError(f"set_name must be one of {sorted(sets)}, got {set_name!r}")
-    done = cached_result(recipe, data=data, preset=p, seed=seed, device=device)
-    track = _track_file(done, n_crops, evaluations, set_name) if done is not None else None
-    if track is not None and track.is_file():  # re-opening the chapter trains nothing
-        try:
-            return json.loads(track.read_text())
-        except (OSError, ValueError):
-            pass  # an unreadable track is made again
     dataset = make_evaluator(sets[set_name], None, p.input_size, device).dataset(p.input_size)
     out: dict[str, dict[str, list[float]]] = {}
     for run in table.results:
