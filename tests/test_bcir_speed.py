@@ -119,3 +119,23 @@ def test_the_committed_records_are_judged_and_say_what_validation_resolves():
     rv = recorded_verdict("06_bcir", B.ipr_slower_verdict)
     assert rv["recorded"] and rv["verdict"] == "inconclusive"
     assert "every 4 / 4 epochs" in rv["reason"]
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def test_speed_measures_reject_a_fraction_outside_0_1_and_mismatched_curves():
+    import pytest
+    from poselab.chapters.bcir import analysis as B
+    for f in (0, 2, float("nan")):                             # 2 and NaN were an IndexError deep inside
+        with pytest.raises(ValueError, match="fraction"):
+            B.epochs_to_fraction([1, 2, 3], [0.1, 0.2, 0.3], f)
+    with pytest.raises(ValueError, match="one length"):        # was silently 1.6
+        B.epochs_to_fraction([1, 2, 3], [0.1, 0.2])
+
+
+def test_speed_verdict_without_validations_says_so_without_dashes():
+    import sys
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from fake_tables import FakeTable
+    from poselab.chapters.bcir import analysis as B
+    v = B.ipr_slower_verdict(FakeTable({"mse": [0.5], "ipr": [0.4]}, preset="full"))
+    assert v.verdict == "inconclusive" and "—×" not in v.reason and "nothing to read a ratio from" in v.reason
