@@ -90,3 +90,30 @@ def test_recorded_spearman_compares_the_ranking_recipe_the_live_arena_races(tmp_
     out = A.recorded_arena_verdicts(["mse", "spatial_rank"], root=tmp_path)
     assert out["arena.ranking_losses_raise_spearman"]["verdict"] == "reproduced"
     assert out["arena.ranking_losses_raise_spearman"]["runs"] == 6
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def _fake(aps):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fake_tables import FakeTable
+    return FakeTable(aps, preset="full", curve=lambda r, ap: [(2500, ap * 0.6), (4000, ap * 0.998), (5000, ap)])
+
+
+def test_best_recipe_verdict_refuses_a_string_and_a_lone_recipe():
+    table = _fake({"mse": [0.70, 0.72, 0.71], "emd": [0.60, 0.61, 0.62]})
+    with pytest.raises(TypeError, match="list of recipe names"):   # "mse" was read as 'm', 's', 'e'
+        A.best_recipe_verdict(table, "mse")
+    with pytest.raises(ValueError, match="min_seeds"):
+        A.best_recipe_verdict(table, min_seeds=float("nan"))
+    lone, best, runner_up = A.best_recipe_verdict(_fake({"mse": [0.70, 0.72, 0.71]}))
+    assert lone.verdict == "inconclusive" and "only one arena recipe" in lone.reason  # was mse against itself
+    assert A.best_recipe_verdict(table)[1:] == ("mse", "emd")
+
+
+def test_rcnet_gain_verdict_needs_one_value_per_distinct_seed():
+    with pytest.raises(ValueError, match="one entry per seed"):     # seeds [0] for three pairs was accepted
+        A.rcnet_gain_verdict([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0], preset="full")
+    with pytest.raises(ValueError, match="once"):                   # one seed thrice was 'three seeds'
+        A.rcnet_gain_verdict([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0, 0, 0], preset="full")
+    assert A.rcnet_gain_verdict([0.10, 0.20, 0.30], [0.20, 0.31, 0.39], [0, 1, 2], preset="full").verdict == "reproduced"
