@@ -269,3 +269,18 @@ def test_extra_recorded_falls_back_to_chapter_04_only_for_the_mse_framing():
     got = X.extra_recorded(X.extra_judges(blind=BLIND), recorded=fake)
     assert got["rspose.table1.gaussian_vs_dot_mse"]["verdict"] == "reproduced"
     assert "source" not in got["rspose.table1.gaussian_vs_dot_mse"]
+
+
+# ----------------------------------------------------------------------------- hostile inputs / sentences (QA)
+def test_table7_sentence_with_one_cell_names_the_chapter_parameter_and_no_best():
+    cells = R.TABLE7_CELLS
+    one = X.table7_grid(_table({"spatial_rs": [0.0]}), cells)
+    s = F.table7_sentence(one)
+    assert "1 of 6 cells" in s and "best at" not in s and "nothing to compare it with" in s  # was 'best at' one cell
+    assert "`train_grid=True`" in F.table7_sentence(X.table7_grid(None, cells))  # was `grid_preset`: no such parameter
+
+
+def test_ablation_helpers_on_no_table_and_unknown_claim():
+    assert X.paired_by_seed(None, "mse", "mse_dot") is False                       # was AttributeError
+    with pytest.raises(ValueError, match="claim_id"):                               # was KeyError: 'nope'
+        X.extra_value(None, "nope")

@@ -6,7 +6,7 @@ paper's remark that Instance-Sort hurts SimCC-ResNet-50 (Table 6), and Table 7's
 None of these recipes is trained by the chapter's default run (it is over its budget already):
 the replication (``poselab replicate 02``) trains ``simcc_rs_is`` and ``spatial_rs_dot``
 beside the chapter's recipes (``mse_dot`` is recorded by chapter 04's, and read from there); the chapter trains them live only when asked
-(``train_extra``), and the Table 7 grid only when asked (``grid_preset``). Otherwise the chapter
+(``train_extra``), and the Table 7 grid only when asked (``train_grid``). Otherwise the chapter
 reads whatever the run cache already holds (:func:`cached_table`, never trains) and says what is
 missing. The verdicts are pure functions of a comparison table, so the live run and the recorded
 replication are judged by the same rule (:func:`poselab.experiments.recorded_verdict`).
@@ -44,6 +44,8 @@ STANDARD_RECIPES = ("mse",)
 def paired_by_seed(table, a: str, b: str) -> bool:
     """True when both recipes' runs come in the same seed order, one run per seed: the i-th
     values of the two sides are then one seed's pair (same initialisation and data stream)."""
+    if table is None:
+        return False
     seeds = [[r.seed for r in table.results if r.recipe == x] for x in (a, b)]
     return bool(seeds[0]) and seeds[0] == seeds[1] and len(set(seeds[0])) == len(seeds[0])
 
@@ -219,6 +221,8 @@ def extra_judges(*, floor: float = 0.3, blind: float | None = None, min_effect: 
 def extra_value(table, claim_id: str, set_name: str = "generated val") -> dict:
     """The value recorded for one of :data:`EXTRA_CLAIMS`: each compared recipe's per-seed AP
     (``"not trained"`` where the table has none) and, for the Table 1 claims, :func:`dot_gaps`."""
+    if claim_id not in EXTRA_CLAIMS:
+        raise ValueError(f"claim_id must be one of {sorted(EXTRA_CLAIMS)}, got {claim_id!r}")
     have = set(table.recipes) if table is not None else set()
     out = {r: table.values(r, "AP", set_name) if r in have else "not trained" for r in EXTRA_CLAIMS[claim_id]["recipes"]}
     if claim_id.startswith("rspose.table1."):
