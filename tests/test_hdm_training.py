@@ -804,3 +804,9 @@ def test_training_consistency_takes_gpu_tensors(dtype):
     want = T.training_consistency([0, 1, 2, 3], [0.125, 0.375, 0.25, 0.5])
     got = T.training_consistency(torch.tensor([0, 1, 2, 3], dtype=dtype), torch.tensor([0.125, 0.375, 0.25, 0.5], dtype=dtype))
     assert got == want and want["drop_share"] == pytest.approx(0.2)
+
+
+def test_consistency_sentence_on_a_flat_curve_says_so_instead_of_nan():
+    table = _CurveTable({"mse": [[0.0] * 10, _zigzag(1)], "emd": [_monotone(0), _monotone(1)]})
+    sentence = T.consistency_sentence(table, T.consistency_verdict(table), "constructed")
+    assert "nan" not in sentence and "— (flat or unvalidated)" in sentence   # an AP stuck at 0 printed 'nan'

@@ -786,7 +786,8 @@ def consistency_sentence(table, verdict, label: str) -> Sentence:
     for r in ("mse", "emd"):
         p = per[r]
         rises = sum(round(i * n) for i, n in zip(p["improving_share"], p["intervals"]) if np.isfinite(i))
-        parts.append(f"{r}'s AP went backwards by " + " / ".join(f"{x:.3f}" for x in p["drop_share"])
+        parts.append(f"{r}'s AP went backwards by " + " / ".join(f"{x:.3f}" if np.isfinite(x) else "— (flat or unvalidated)"
+                                                                 for x in p["drop_share"])
                      + f" of its movement (seeds {', '.join(map(str, p['seeds']))}; it rose in {rises} of "
                      f"{int(np.nansum(p['intervals']))} validation intervals)")
     return Sentence(f"In the {label} runs, " + "; ".join(parts)
