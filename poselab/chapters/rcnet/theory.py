@@ -356,14 +356,14 @@ def theorem3_rows(cases: dict) -> list[dict]:
                      "pair term": _arrow(c["pair_term"]), "accuracy": _arrow(c["accuracy"]),
                      "E[delta^2]": _arrow(c["mean_sq_delta"]), "Var[delta*]": c["var_delta_star"],
                      **{k: c[k] for k in ("D_A1", "D_A2", "D_A3", "D_A4")},
-                     "violated": "; ".join(c["violated"]) or "none",
-                     "proof steps that fail": "; ".join(c["failed_steps"]) or "none",
+                     "violated": "; ".join(c["violated"]) or "no hypothesis",
+                     "proof steps that fail": "; ".join(c["failed_steps"]) or "no step",
                      "contradicts": c["contradicts"]})
     return rows
 
 
 def _counts(counts: dict) -> str:
-    return "; ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+    return "; ".join(f"{k}: {v}" for k, v in counts.items()) or "no step"  # "none" renders as a missing value
 
 
 def theorem3_search_rows(searches: dict) -> list[dict]:
