@@ -117,3 +117,8 @@ def test_rcnet_gain_verdict_needs_one_value_per_distinct_seed():
     with pytest.raises(ValueError, match="once"):                   # one seed thrice was 'three seeds'
         A.rcnet_gain_verdict([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0, 0, 0], preset="full")
     assert A.rcnet_gain_verdict([0.10, 0.20, 0.30], [0.20, 0.31, 0.39], [0, 1, 2], preset="full").verdict == "reproduced"
+
+
+def test_recorded_arena_verdicts_refuse_a_string_of_recipes(tmp_path):
+    with pytest.raises(TypeError, match="list of recipe names"):
+        A.recorded_arena_verdicts("mse", root=tmp_path)

@@ -284,3 +284,10 @@ def test_ablation_helpers_on_no_table_and_unknown_claim():
     assert X.paired_by_seed(None, "mse", "mse_dot") is False                       # was AttributeError
     with pytest.raises(ValueError, match="claim_id"):                               # was KeyError: 'nope'
         X.extra_value(None, "nope")
+
+
+@pytest.mark.parametrize("bad", [{"blind": float("nan")}, {"blind": -0.1}, {"floor": float("nan")}])
+def test_judged_comparison_refuses_a_nan_or_negative_blind_or_floor(bad):
+    table = _table({"mse": [0.70, 0.72, 0.71], "mse_dot": [0.50, 0.52, 0.51]})
+    with pytest.raises(ValueError, match="blind|floor"):      # was judged as if the guess were fine
+        X.dot_mse_verdict(table, **bad)

@@ -130,6 +130,8 @@ def recorded_arena_verdicts(recipes: Sequence[str], *, preset: str = "full", roo
     :data:`ARENA_MIN_SEEDS` seeds; ``arena.rcnet_gain_over_best`` reads chapter 03's RCNet fits,
     which exist for ``mse`` only. Returns claim id → recorded verdict
     (:func:`poselab.experiments.replicate.recorded_verdict`'s shape)."""
+    if isinstance(recipes, str):
+        raise TypeError(f"recipes must be a list of recipe names, got the string {recipes!r}")
     recipes = list(recipes)
 
     def best(table):
