@@ -14,6 +14,7 @@ replication are judged by the same rule (:func:`poselab.experiments.recorded_ver
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -59,9 +60,9 @@ def judged_comparison(table, ours: str, theirs: str, *, min_effect: float,
     no ``blind``) by reaching ``floor``, another by beating ``blind`` by 10 % — and each has
     converged (validation AP gained < 5 % over the last fifth). Else "inconclusive", naming the
     side."""
-    if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor >= 0):
+    if not (isinstance(floor, numbers.Real) and math.isfinite(floor) and floor >= 0):
         raise ValueError(f"floor must be a finite AP >= 0, got {floor!r}")
-    if blind is not None and not (isinstance(blind, (int, float)) and math.isfinite(blind) and blind >= 0):
+    if blind is not None and not (isinstance(blind, numbers.Real) and math.isfinite(blind) and blind >= 0):
         raise ValueError(f"blind must be None or the image-blind guess's finite AP >= 0, got {blind!r}")
     v = compare_recipes(table, ours, theirs, metric="AP", min_effect=min_effect, paper_effect=paper_effect,
                         paired=paired_by_seed(table, ours, theirs), floor=None, converge_tolerance=None,
