@@ -139,3 +139,12 @@ def test_speed_verdict_without_validations_says_so_without_dashes():
     from poselab.chapters.bcir import analysis as B
     v = B.ipr_slower_verdict(FakeTable({"mse": [0.5], "ipr": [0.4]}, preset="full"))
     assert v.verdict == "inconclusive" and "—×" not in v.reason and "nothing to read a ratio from" in v.reason
+
+
+def test_curves_figure_without_validations_says_so():
+    import numpy as np
+    from poselab.chapters.bcir import figures as F
+    empty = F.curves_figure({"mse": (np.zeros(0), np.zeros(0)), "ipr": (np.zeros(0), np.zeros(0))})
+    assert any("no validation" in a.text for a in empty.layout.annotations)   # was blank axes
+    drawn = F.curves_figure({"mse": (np.array([1.0, 2.0]), np.array([0.1, 0.2]))})
+    assert not drawn.layout.annotations
