@@ -291,3 +291,10 @@ def test_judged_comparison_refuses_a_nan_or_negative_blind_or_floor(bad):
     table = _table({"mse": [0.70, 0.72, 0.71], "mse_dot": [0.50, 0.52, 0.51]})
     with pytest.raises(ValueError, match="blind|floor"):      # was judged as if the guess were fine
         X.dot_mse_verdict(table, **bad)
+
+
+def test_extra_claims_recorded_without_their_recipes_say_so_in_words():
+    judges = X.extra_judges()
+    table = _table({"mse": [0.70, 0.72, 0.71], "spatial_rank": [0.5, 0.52, 0.51]})
+    with pytest.raises(ValueError, match=r"no simcc_rs or simcc_rs_is runs in the table \(it holds mse, spatial_rank\)"):
+        judges["rspose.simcc.instance_sort_effect"](table)   # was the runner's KeyError with a Python list

@@ -64,6 +64,9 @@ def judged_comparison(table, ours: str, theirs: str, *, min_effect: float,
         raise ValueError(f"floor must be a finite AP >= 0, got {floor!r}")
     if blind is not None and not (isinstance(blind, numbers.Real) and math.isfinite(blind) and blind >= 0):
         raise ValueError(f"blind must be None or the image-blind guess's finite AP >= 0, got {blind!r}")
+    missing = [r for r in (ours, theirs) if r not in table.recipes]
+    if missing:  # a recorded replication without them says so in words (not the runner's KeyError repr)
+        raise ValueError(f"no {' or '.join(missing)} runs in the table (it holds {', '.join(table.recipes) or 'none'})")
     v = compare_recipes(table, ours, theirs, metric="AP", min_effect=min_effect, paper_effect=paper_effect,
                         paired=paired_by_seed(table, ours, theirs), floor=None, converge_tolerance=None,
                         set_name=set_name)
