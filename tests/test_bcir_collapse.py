@@ -108,9 +108,6 @@ def test_spread_labels_and_bad_input():
 
 
 def test_collapse_study_takes_numpy_numbers_for_near():
-    import numpy as np
-    import pytest
-    from poselab.chapters.bcir import analysis as B
     rows = B.collapse_study(steps=1, near=np.float32(0.5))["rows"]   # was "near must be a finite number"
     assert any(r["case"] == B.NEAR_CASE for r in rows)
     with pytest.raises(ValueError, match="near"):

@@ -218,9 +218,6 @@ def test_recorded_sweep_with_missing_cells_is_inconclusive_and_says_which(tmp_pa
 
 # ----------------------------------------------------------------------------- hostile inputs (QA)
 def test_fit_peak_sigma_on_no_maps_and_bad_max_iter():
-    import numpy as np
-    import pytest
-    from poselab.chapters.bcir import analysis as B
     out = B.fit_peak_sigma(np.zeros((0, 64, 48)))            # was numpy's "cannot reshape array of size 0"
     assert out["sigma"].shape == (0,) and out["centre"].shape == (0, 2) and out["at_bound"].dtype == bool
     with pytest.raises(ValueError, match="max_iter"):        # -1 was silently no iteration
@@ -228,9 +225,6 @@ def test_fit_peak_sigma_on_no_maps_and_bad_max_iter():
 
 
 def test_predicted_sigma_rejects_nan_and_non_scalar_label():
-    import numpy as np
-    import pytest
-    from poselab.chapters.bcir import analysis as B
     for st, off in ((float("nan"), 0.0), (0.0, float("nan")), (0.0, float("inf"))):  # were NaN / inf σ*
         with pytest.raises(ValueError, match="finite"):
             B.predicted_sigma(2.0, st, off)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fake_tables import FakeTable
 
 from poselab.chapters.capstone import arena as A
 from poselab.experiments import replicate as rep
@@ -94,9 +95,6 @@ def test_recorded_spearman_compares_the_ranking_recipe_the_live_arena_races(tmp_
 
 # ----------------------------------------------------------------------------- hostile inputs (QA)
 def _fake(aps):
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from fake_tables import FakeTable
     return FakeTable(aps, preset="full", curve=lambda r, ap: [(2500, ap * 0.6), (4000, ap * 0.998), (5000, ap)])
 
 
@@ -106,7 +104,7 @@ def test_best_recipe_verdict_refuses_a_string_and_a_lone_recipe():
         A.best_recipe_verdict(table, "mse")
     with pytest.raises(ValueError, match="min_seeds"):
         A.best_recipe_verdict(table, min_seeds=float("nan"))
-    lone, best, runner_up = A.best_recipe_verdict(_fake({"mse": [0.70, 0.72, 0.71]}))
+    lone, _, _ = A.best_recipe_verdict(_fake({"mse": [0.70, 0.72, 0.71]}))
     assert lone.verdict == "inconclusive" and "only one arena recipe" in lone.reason  # was mse against itself
     assert A.best_recipe_verdict(table)[1:] == ("mse", "emd")
 

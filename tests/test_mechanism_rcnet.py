@@ -2,6 +2,7 @@
 positives (poselab.chapters.rcnet.mechanism), each move isolated by a constructed rescoring."""
 import numpy as np
 import pytest
+import torch
 
 from poselab.chapters.rcnet import mechanism as M
 
@@ -45,7 +46,6 @@ def test_decomposition_sentence_says_whether_it_agrees_with_app_c():
 def test_ap_gain_decomposition_takes_gpu_tensors(dtype):
     """Scores as a GPU hands them back (bfloat16 / float16 torch tensors): the same split as float64
     numpy, not numpy's 'unsupported ScalarType BFloat16'."""
-    import torch
     t = getattr(torch, dtype)
     before, after, oks = [3.0, 2.0, 1.0], [2.0, 3.0, 1.0], [0.5, 0.75, 0.0]
     want = M.ap_gain_decomposition(before, after, oks, n_gt=2)

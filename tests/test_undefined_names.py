@@ -19,5 +19,5 @@ def _ruff():
 @pytest.mark.skipif(_ruff() is None, reason="ruff is not installed")
 def test_no_undefined_names_in_poselab():
     out = subprocess.run([_ruff(), "check", "--isolated", "--select", "F821,F822,F823", "--output-format", "concise",
-                          str(ROOT / "poselab")], capture_output=True, text=True, timeout=120)
+                          str(ROOT / "poselab")], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
