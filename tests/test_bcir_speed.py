@@ -142,3 +142,9 @@ def test_curves_figure_without_validations_says_so():
     assert any("no validation" in a.text for a in empty.layout.annotations)   # was blank axes
     drawn = F.curves_figure({"mse": (np.array([1.0, 2.0]), np.array([0.1, 0.2]))})
     assert not drawn.layout.annotations
+
+
+def test_speed_verdict_names_seeds_without_python_lists():
+    v = B.ipr_slower_verdict(FakeTable({"mse": [0.5], "ipr": [0.4]}, preset="full",
+                                       curve=lambda r, ap: [(100, ap * 0.1), (200, ap * 0.2), (300, ap)]))
+    assert "last validation or never (seed(s) 0)" in v.reason and "[" not in v.reason   # was 'seed(s) [0]'

@@ -1501,7 +1501,7 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     known = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if not (np.isnan(lo) or np.isnan(hi))]
     paper = ("no seed has the validations to bracket both crossings" if not known else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies within every seed's range" if len(inside) == len(seeds) else
-             f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {inside}" if inside else
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {', '.join(map(str, inside))}" if inside else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies outside the range of every seed that has one")
     where = (f"{theirs} / {ours} epochs to {fraction:.0%} of final AP, interpolated (possible with the "
              f"crossings anywhere between the validations around them, every {number(every[ours])} / "
@@ -1519,7 +1519,7 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     if resolved or v.verdict == "inconclusive":
         tail = (f"; validation too sparse to resolve the ratio (the rule says {ends['smallest'].verdict} at the "
                 f"smallest, {ends['largest'].verdict} at the largest)" if not resolved else
-                f"; the range of seed(s) {straddle} holds the claim's minimum {least:.3g}×: validation this sparse "
+                f"; the range of seed(s) {', '.join(map(str, straddle))} holds the claim's minimum {least:.3g}×: validation this sparse "
                 f"cannot place their ratios against it" if straddle and v.verdict == "inconclusive" else "")
         v = v.replace(summary=summary, reason=f"{v.reason}; {where}{tail}")
     else:
@@ -1533,7 +1533,7 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     for n in (ours, theirs):
         late = [s for s, ok in zip(seeds, per[n]["reached"]) if not ok]
         checks.append(claims.Readiness(n, "reached", not late, (
-            f"{n} reaches {fraction:.0%} of its final AP only at its last validation or never (seed(s) {late}): the "
+            f"{n} reaches {fraction:.0%} of its final AP only at its last validation or never (seed(s) {', '.join(map(str, late))}): the "
             f"budget ends while it climbs" if late else
             f"{n} reaches {fraction:.0%} of its final AP before its last validation"), {"late_seeds": late}))
     return claims.require_ready(v, checks)
