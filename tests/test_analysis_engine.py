@@ -249,3 +249,37 @@ def test_blind_record_matches_the_live_rule(two_step_runs):
     rec = E.blind_record(run)
     assert rec["row"] == live["rows"][0] and rec["blind"] == live["blind"]
     assert [s.name for s in E.derived_steps()] == [E.BLIND_DERIVED]
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+_BLIND = {"train crops": 0.0185, "evaluation crops": 0.0208}
+
+
+def _blind_rec(seed, preset="full", data="synth", blind=_BLIND, row_seed=None):
+    row = {"seed": seed if row_seed is None else row_seed, "model loss on evaluation crops": 0.010 + 0.0005 * seed,
+           "final training loss": 0.01, "first training loss": 0.06}
+    return {"seed": seed, "preset": preset, "values": {"row": row, "blind": blind, "set": "generated val", "data": data}}
+
+
+def test_blind_from_records_refuses_mixed_presets_data_and_repeated_seeds():
+    assert E.blind_from_records([_blind_rec(s) for s in range(3)]).verdict == "reproduced"
+    with pytest.raises(ValueError, match="another blind predictor"):   # a fast record pooled with full ones
+        E.blind_from_records([_blind_rec(0), _blind_rec(1, preset="fast"), _blind_rec(2)])
+    with pytest.raises(ValueError, match="another blind predictor"):
+        E.blind_from_records([_blind_rec(0), _blind_rec(1, data="coco"), _blind_rec(2)])
+    with pytest.raises(ValueError, match="once"):                      # one seed thrice was 'three seeds'
+        E.blind_from_records([_blind_rec(0), _blind_rec(0), _blind_rec(0)])
+    with pytest.raises(ValueError, match="another seed's row"):
+        E.blind_from_records([_blind_rec(0), _blind_rec(1, row_seed=2), _blind_rec(2)])
+    with pytest.raises(ValueError, match="not blind_mse records"):     # was KeyError: 'values'
+        E.blind_from_records([{"seed": 0}])
+
+
+def test_blind_verdict_needs_a_blind_loss_and_rows():
+    rows = [_blind_rec(s)["values"]["row"] for s in range(3)]
+    with pytest.raises(ValueError, match="evaluation crops"):          # was KeyError / ClaimError on min_effect
+        E.blind_verdict(rows, {}, "full", "synth", "generated val")
+    with pytest.raises(ValueError, match="evaluation crops"):
+        E.blind_verdict(rows, {"evaluation crops": float("nan")}, "full", "synth", "generated val")
+    with pytest.raises(ValueError, match="at least one"):
+        E.blind_verdict([], _BLIND, "full", "synth", "generated val")

@@ -105,3 +105,10 @@ def test_spread_labels_and_bad_input():
         B.collapse_study(SIZE, GT, steps=1, near=-1.0)
     with pytest.raises(ValueError, match="no row"):
         B.collapse_checks({"rows": [], "dtype": "float64"})
+
+
+def test_collapse_study_takes_numpy_numbers_for_near():
+    rows = B.collapse_study(steps=1, near=np.float32(0.5))["rows"]   # was "near must be a finite number"
+    assert any(r["case"] == B.NEAR_CASE for r in rows)
+    with pytest.raises(ValueError, match="near"):
+        B.collapse_study(steps=1, near=True)

@@ -214,3 +214,21 @@ def test_recorded_sweep_with_missing_cells_is_inconclusive_and_says_which(tmp_pa
     none = B.sigma_sweep_points(None)
     assert len(none["missing"]) == 12 and all(not v for v in none["values"].values())
     assert "every cell" not in F.sigma_sweep_figure(none).layout.annotations[0].text
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def test_fit_peak_sigma_on_no_maps_and_bad_max_iter():
+    out = B.fit_peak_sigma(np.zeros((0, 64, 48)))            # was numpy's "cannot reshape array of size 0"
+    assert out["sigma"].shape == (0,) and out["centre"].shape == (0, 2) and out["at_bound"].dtype == bool
+    with pytest.raises(ValueError, match="max_iter"):        # -1 was silently no iteration
+        B.fit_peak_sigma(np.zeros((1, 8, 8)), max_iter=-1)
+
+
+def test_predicted_sigma_rejects_nan_and_non_scalar_label():
+    for st, off in ((float("nan"), 0.0), (0.0, float("nan")), (0.0, float("inf"))):  # were NaN / inf σ*
+        with pytest.raises(ValueError, match="finite"):
+            B.predicted_sigma(2.0, st, off)
+    for label in (np.array([1.0, 2.0]), None, "2"):          # were numpy's ambiguous-truth / ufunc errors
+        with pytest.raises(ValueError, match="label_sigma"):
+            B.predicted_sigma(label, 0.0, 0.0)
+    assert B.predicted_sigma(np.float32(2.0), 0.0, 0.0)["sigma_star"] == 2.0

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_tables import FakeTable
 
 from poselab.chapters.bcir import analysis as B
+from poselab.chapters.bcir import figures as F
 from poselab.experiments.replicate import recorded_table, recorded_verdict
 
 RECORD = Path(__file__).resolve().parents[1] / "results" / "replications" / "06_bcir" / "mse__full__seed0.json"
@@ -119,3 +121,30 @@ def test_the_committed_records_are_judged_and_say_what_validation_resolves():
     rv = recorded_verdict("06_bcir", B.ipr_slower_verdict)
     assert rv["recorded"] and rv["verdict"] == "inconclusive"
     assert "every 4 / 4 epochs" in rv["reason"]
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def test_speed_measures_reject_a_fraction_outside_0_1_and_mismatched_curves():
+    for f in (0, 2, float("nan")):                             # 2 and NaN were an IndexError deep inside
+        with pytest.raises(ValueError, match="fraction"):
+            B.epochs_to_fraction([1, 2, 3], [0.1, 0.2, 0.3], f)
+    with pytest.raises(ValueError, match="one length"):        # was silently 1.6
+        B.epochs_to_fraction([1, 2, 3], [0.1, 0.2])
+
+
+def test_speed_verdict_without_validations_says_so_without_dashes():
+    v = B.ipr_slower_verdict(FakeTable({"mse": [0.5], "ipr": [0.4]}, preset="full"))
+    assert v.verdict == "inconclusive" and "—×" not in v.reason and "nothing to read a ratio from" in v.reason
+
+
+def test_curves_figure_without_validations_says_so():
+    empty = F.curves_figure({"mse": (np.zeros(0), np.zeros(0)), "ipr": (np.zeros(0), np.zeros(0))})
+    assert any("no validation" in a.text for a in empty.layout.annotations)   # was blank axes
+    drawn = F.curves_figure({"mse": (np.array([1.0, 2.0]), np.array([0.1, 0.2]))})
+    assert not drawn.layout.annotations
+
+
+def test_speed_verdict_names_seeds_without_python_lists():
+    v = B.ipr_slower_verdict(FakeTable({"mse": [0.5], "ipr": [0.4]}, preset="full",
+                                       curve=lambda r, ap: [(100, ap * 0.1), (200, ap * 0.2), (300, ap)]))
+    assert "last validation or never (seed(s) 0)" in v.reason and "[" not in v.reason   # was 'seed(s) [0]'

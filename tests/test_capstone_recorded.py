@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fake_tables import FakeTable
 
 from poselab.chapters.capstone import arena as A
 from poselab.experiments import replicate as rep
@@ -109,3 +110,32 @@ def test_a_chapter_borrows_runs_another_chapter_recorded_and_does_not_train_them
     assert table.recipes == ["mse"] and len(table.values("mse", "AP")) == 3
     _write(tmp_path, "06_bcir", [_record("mse", 0, 0.70)])   # the chapter's own record wins
     assert [r["seed"] for r in rep.borrowed_runs("06", root=tmp_path)] == [1, 2]
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def _fake(aps):
+    return FakeTable(aps, preset="full", curve=lambda r, ap: [(2500, ap * 0.6), (4000, ap * 0.998), (5000, ap)])
+
+
+def test_best_recipe_verdict_refuses_a_string_and_a_lone_recipe():
+    table = _fake({"mse": [0.70, 0.72, 0.71], "emd": [0.60, 0.61, 0.62]})
+    with pytest.raises(TypeError, match="list of recipe names"):   # "mse" was read as 'm', 's', 'e'
+        A.best_recipe_verdict(table, "mse")
+    with pytest.raises(ValueError, match="min_seeds"):
+        A.best_recipe_verdict(table, min_seeds=float("nan"))
+    lone, _, _ = A.best_recipe_verdict(_fake({"mse": [0.70, 0.72, 0.71]}))
+    assert lone.verdict == "inconclusive" and "only one arena recipe" in lone.reason  # was mse against itself
+    assert A.best_recipe_verdict(table)[1:] == ("mse", "emd")
+
+
+def test_rcnet_gain_verdict_needs_one_value_per_distinct_seed():
+    with pytest.raises(ValueError, match="one entry per seed"):     # seeds [0] for three pairs was accepted
+        A.rcnet_gain_verdict([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0], preset="full")
+    with pytest.raises(ValueError, match="once"):                   # one seed thrice was 'three seeds'
+        A.rcnet_gain_verdict([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0, 0, 0], preset="full")
+    assert A.rcnet_gain_verdict([0.10, 0.20, 0.30], [0.20, 0.31, 0.39], [0, 1, 2], preset="full").verdict == "reproduced"
+
+
+def test_recorded_arena_verdicts_refuse_a_string_of_recipes(tmp_path):
+    with pytest.raises(TypeError, match="list of recipe names"):
+        A.recorded_arena_verdicts("mse", root=tmp_path)

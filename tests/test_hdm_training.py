@@ -774,3 +774,39 @@ def test_theorem1_along_training_trains_once_then_reads_back(tmp_path, monkeypat
     assert T.theorem1_along_training("mse", preset="fast", seed=0, device="cpu", n_crops=8, evaluations=2) == first
     with pytest.raises(AssertionError, match="trained again"):  # another probe is another measurement
         T.theorem1_along_training("mse", preset="fast", seed=0, device="cpu", n_crops=4, evaluations=2)
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def _t1_row(step, gau, dot, **over):
+    return {"step": step, "R_dot": dot, "R_gau": gau, "E_pred_gau": 0.1, "E_pred_dot": 0.1, "C": 1.0,
+            "residual": 0.0, "corrected_residual": 0.0, **over}
+
+
+def test_theorem1_training_summary_rejects_rows_it_cannot_read():
+    with pytest.raises(ValueError, match="lacks"):                 # was KeyError: 'R_dot'
+        T.theorem1_training_summary([{"step": 0}, {"step": 1}])
+    with pytest.raises(ValueError, match="same step"):            # two runs' rows mixed: was read as one run
+        T.theorem1_training_summary([_t1_row(0, 1.0, 1.0), _t1_row(0, 0.5, 2.0)])
+    for bad in ({"C": float("nan")}, {"corrected_residual": float("nan")}):  # was a NaN C in the sentence
+        with pytest.raises(ValueError, match="finite"):
+            T.theorem1_training_summary([_t1_row(0, 1.0, 1.0), _t1_row(1, 0.5, 2.0, **bad)])
+    assert T.theorem1_training_summary([_t1_row(0, 1.0, 1.0), _t1_row(1, 0.5, 2.0)])["consequence_seen"]
+
+
+@pytest.mark.parametrize("n_crops", [0, -1, 2.5, True])
+def test_theorem1_along_training_rejects_n_crops_before_training(n_crops):
+    with pytest.raises(ValueError, match="n_crops"):               # 0 was an IndexError inside collate
+        T.theorem1_along_training(preset="fast", n_crops=n_crops)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_training_consistency_takes_gpu_tensors(dtype):
+    want = T.training_consistency([0, 1, 2, 3], [0.125, 0.375, 0.25, 0.5])
+    got = T.training_consistency(torch.tensor([0, 1, 2, 3], dtype=dtype), torch.tensor([0.125, 0.375, 0.25, 0.5], dtype=dtype))
+    assert got == want and want["drop_share"] == pytest.approx(0.2)
+
+
+def test_consistency_sentence_on_a_flat_curve_says_so_instead_of_nan():
+    table = _CurveTable({"mse": [[0.0] * 10, _zigzag(1)], "emd": [_monotone(0), _monotone(1)]})
+    sentence = T.consistency_sentence(table, T.consistency_verdict(table), "constructed")
+    assert "nan" not in sentence and "— (flat or unvalidated)" in sentence   # an AP stuck at 0 printed 'nan'

@@ -2,6 +2,7 @@
 positives (poselab.chapters.rcnet.mechanism), each move isolated by a constructed rescoring."""
 import numpy as np
 import pytest
+import torch
 
 from poselab.chapters.rcnet import mechanism as M
 
@@ -39,3 +40,15 @@ def test_decomposition_sentence_says_whether_it_agrees_with_app_c():
     assert "as App. C says" in agrees and "not from" not in agrees
     assert "no AP gain" in M.decomposition_sentence([row(0.0, 0.0, 0.0)])
     assert "No rescoring" in M.decomposition_sentence([])
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_ap_gain_decomposition_takes_gpu_tensors(dtype):
+    """Scores as a GPU hands them back (bfloat16 / float16 torch tensors): the same split as float64
+    numpy, not numpy's 'unsupported ScalarType BFloat16'."""
+    t = getattr(torch, dtype)
+    before, after, oks = [3.0, 2.0, 1.0], [2.0, 3.0, 1.0], [0.5, 0.75, 0.0]
+    want = M.ap_gain_decomposition(before, after, oks, n_gt=2)
+    got = M.ap_gain_decomposition(torch.tensor(before, dtype=t), torch.tensor(after, dtype=t),
+                                  torch.tensor(oks, dtype=t), n_gt=2)
+    assert got == pytest.approx(want)

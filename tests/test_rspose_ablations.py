@@ -269,3 +269,32 @@ def test_extra_recorded_falls_back_to_chapter_04_only_for_the_mse_framing():
     got = X.extra_recorded(X.extra_judges(blind=BLIND), recorded=fake)
     assert got["rspose.table1.gaussian_vs_dot_mse"]["verdict"] == "reproduced"
     assert "source" not in got["rspose.table1.gaussian_vs_dot_mse"]
+
+
+# ----------------------------------------------------------------------------- hostile inputs / sentences (QA)
+def test_table7_sentence_with_one_cell_names_the_chapter_parameter_and_no_best():
+    cells = R.TABLE7_CELLS
+    one = X.table7_grid(_table({"spatial_rs": [0.0]}), cells)
+    s = F.table7_sentence(one)
+    assert "1 of 6 cells" in s and "best at" not in s and "nothing to compare it with" in s  # was 'best at' one cell
+    assert "`train_grid=True`" in F.table7_sentence(X.table7_grid(None, cells))  # was `grid_preset`: no such parameter
+
+
+def test_ablation_helpers_on_no_table_and_unknown_claim():
+    assert X.paired_by_seed(None, "mse", "mse_dot") is False                       # was AttributeError
+    with pytest.raises(ValueError, match="claim_id"):                               # was KeyError: 'nope'
+        X.extra_value(None, "nope")
+
+
+@pytest.mark.parametrize("bad", [{"blind": float("nan")}, {"blind": -0.1}, {"floor": float("nan")}])
+def test_judged_comparison_refuses_a_nan_or_negative_blind_or_floor(bad):
+    table = _table({"mse": [0.70, 0.72, 0.71], "mse_dot": [0.50, 0.52, 0.51]})
+    with pytest.raises(ValueError, match="blind|floor"):      # was judged as if the guess were fine
+        X.dot_mse_verdict(table, **bad)
+
+
+def test_extra_claims_recorded_without_their_recipes_say_so_in_words():
+    judges = X.extra_judges()
+    table = _table({"mse": [0.70, 0.72, 0.71], "spatial_rank": [0.5, 0.52, 0.51]})
+    with pytest.raises(ValueError, match=r"no simcc_rs or simcc_rs_is runs in the table \(it holds mse, spatial_rank\)"):
+        judges["rspose.simcc.instance_sort_effect"](table)   # was the runner's KeyError with a Python list

@@ -174,15 +174,84 @@ def test_row_helpers_and_lemma5_on_scores():
     assert on["pairs"] == "matched" and on["n"] == 3
     assert T.lemma5_on_scores([0.2, 0.3], [0.4, 0.0])["pairs"] == "all detections"
     runs = {"lr 5": T.cor6_gradient_descent(lr=5.0, steps=40, window=5)}
-    assert T.cor6_rows(runs)[0]["run"] == "lr 5" and "breaks on lr 5" in T.cor6_sentence(runs)
+    assert T.cor6_rows(runs)[0]["run"] == "lr 5" and "breaks on every run" in T.cor6_sentence(runs)
 
 
 def test_lemma5_on_scores_without_two_distinct_oks_and_its_sentence():
     none = T.lemma5_on_scores([0.2, 0.3, 0.4], [0.0, 0.0, 0.0])  # a model that matched nobody
     assert none["holds"] is None and np.isnan(none["bound"])
     assert "not evaluated" in T.lemma5_scores_sentence(none)
-    assert T.lemma5_rows({"x": none})[0]["holds"] == "n/a"
+    assert T.lemma5_rows({"x": none})[0]["holds"] == "not evaluated"
     vacuous = T.lemma5_on_scores([0.9, 0.1, 0.5], [0.61, 0.6, 0.9])
     assert vacuous["bound"] < 0 and "vacuous" in T.lemma5_scores_sentence(vacuous)
     useful = T.lemma5_on_scores([0.11, 0.52, 0.89], [0.1, 0.5, 0.9])
     assert useful["bound"] > 0 and "informative and holds" in T.lemma5_scores_sentence(useful)
+
+
+# ----------------------------------------------------------------------------- hostile inputs (QA)
+def test_lemma5_on_scores_rejects_mismatched_nan_and_2d_inputs():
+    with pytest.raises(ValueError, match="same length"):
+        T.lemma5_on_scores([0.1, 0.2, 0.3], [0.5, 0.6])          # was a deep IndexError
+    with pytest.raises(ValueError, match="1-D"):
+        T.lemma5_on_scores([[0.1, 0.2]], [[0.5, 0.6]])            # was silently flattened
+    with pytest.raises(ValueError, match="finite"):
+        T.lemma5_on_scores([0.1, 0.2, 0.3], [float("nan"), 0.5, 0.6])  # a NaN OKS counted as unmatched
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lemma5_takes_gpu_tensors(dtype):
+    mu, star = torch.tensor([0.125, 0.5, 0.875], dtype=dtype), torch.tensor([0.0, 0.5, 1.0], dtype=dtype)
+    got = T.lemma5_quantities(mu, star)
+    assert got == T.lemma5_quantities([0.125, 0.5, 0.875], [0.0, 0.5, 1.0])
+    assert T.lemma5_on_scores(mu, star)["pairs"] == "matched"
+
+
+def test_theorem3_case_rejects_infinite_margin_and_empty_sets():
+    with pytest.raises(ValueError, match="finite"):
+        T.theorem3_case([0, 1], [0, 1], [0, 1], c=float("inf"))   # was a NaN loss
+    with pytest.raises(ValueError, match="two distinct target"):
+        T.theorem3_case([], [], [])                                # was numpy's zero-size message
+    with pytest.raises(ValueError, match="step > 0"):
+        T.theorem3_check(4, 5, step=float("inf"))
+
+
+@pytest.mark.parametrize("bad", [{"n_images": 0}, {"poses": 1}])
+def test_cor6_rejects_sets_without_a_pair(bad):
+    with pytest.raises(ValueError, match="poses >= 2"):  # was ZeroDivisionError
+        T.cor6_gradient_descent(steps=5, window=2, **bad)
+
+
+def test_cor6_sentence_needs_a_run():
+    with pytest.raises(ValueError, match="at least one"):  # was '; the chain holds on every run.'
+        T.cor6_sentence({})
+
+
+def test_lemma5_rows_say_not_evaluated_instead_of_nan():
+    rows = T.lemma5_rows({"scores": T.lemma5_on_scores([0.3, 0.2], [0.0, 0.0])})
+    assert rows[0]["holds"] == "not evaluated" and "nan" not in str(rows[0]).lower()
+
+
+def test_theorem3_search_rows_hold_text_not_python_dicts():
+    rows = T.theorem3_search_rows({"random": T.theorem3_check(8, 300, seed=0)})
+    assert rows[0]["... meeting every checkable hypothesis"] > 0   # this search finds contradictions
+    assert all(not isinstance(v, (dict, list)) for v in rows[0].values())
+    assert "{" not in str(list(rows[0].values())) and "D_A4 = 0 (Eq. 65): " in rows[0]["failing proof steps (contradictions)"]
+    assert T.theorem3_search_rows({"none": T.theorem3_check(8, 5, kind="gradient")})[0][
+        "violated hypotheses (accuracy-down steps)"] == "no step"   # not "none": the renderer shows it as missing
+
+
+def test_cor6_sentence_quotes_labels_with_commas():
+    r = {"holds": False, "chain_holds": False, "loss": [1.0, 0.5], "accuracy": [0.5, 0.8], "loss_rises": 0,
+         "steps": 10, "accuracy_drops_when_loss_fell": 2}
+    ok = {**r, "chain_holds": True, "accuracy_drops_when_loss_fell": 0}
+    assert "the chain breaks on every run" in T.cor6_sentence({"a, b": r, "c, d": r})
+    assert "the chain breaks on 'a, b' (" in T.cor6_sentence({"a, b": r, "c, d": ok})
+
+
+def test_theorem3_agreement_sentence():
+    s = T.theorem3_agreement_sentence({"loss_down_epochs": 1, "accuracy_up_given_loss_down": 0.0,
+                                       "accuracy_change": -0.28, "loss_change": -0.21})
+    assert "fell in 1 epoch," in s and "0% of them (the theorem says every one)" in s and "{" not in s
+    s = T.theorem3_agreement_sentence({"loss_down_epochs": 0, "accuracy_up_given_loss_down": float("nan"),
+                                       "accuracy_change": 0.0, "loss_change": 0.1})
+    assert "nan" not in s and "fell in 0 epochs;" in s

@@ -47,7 +47,11 @@ def learning_curves_figure(histories: Mapping[str, object], metric: str = "AP",
             continue
         x = [float(t[min(s, len(t)) - 1]) if len(t) else 0.0 for s in steps]
         fig.add_scatter(x=x, y=vals, mode="lines+markers", name=name)
-    fig.update_layout(xaxis_title="training seconds", yaxis_title=metric, width=width,
+    if not fig.data:  # no run validated during training (e.g. the fast preset)
+        fig.add_annotation(text=f"no run validated {metric} during training at this preset: no curve to draw",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
+    fig.update_layout(title=f"validation {metric} against training seconds", xaxis_title="training seconds",
+                      yaxis_title=metric, width=width,
                       height=height, margin=dict(l=60, r=20, t=40, b=50),
                       yaxis=dict(rangemode="tozero"))
     return fig

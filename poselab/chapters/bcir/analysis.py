@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -695,7 +696,7 @@ def collapse_study(size: Sequence[int] = (64, 48), gt=(34.0, 46.0), *, steps: in
     ``near`` px off the truth along both axes (case ``"4 off"``): from case 4 itself the
     compensated point is exact, so its L2 gradient is zero and "keeping the spread" may only mean
     "not moving". Returns ``{"rows": [...], "steps", "beta", "dtype", "size", "gt", "near"}``."""
-    if not (isinstance(near, (int, float)) and math.isfinite(near) and near >= 0):
+    if isinstance(near, bool) or not (isinstance(near, numbers.Real) and math.isfinite(near) and near >= 0):
         raise ValueError(f"near must be a finite number of px >= 0, got {near!r}")
     starts = {case: toy_initial_heatmap(case, size, gt, seed) for case in TOY_CASES}
     if near > 0:
@@ -972,6 +973,11 @@ def fit_peak_sigma(maps, s: int = 4, *, background: bool = True, max_iter: int =
     if not np.isfinite(m).all():
         raise ValueError("maps must be finite (NaN or inf found)")
     s = whole_number(s, "s", 1)
+    max_iter = whole_number(max_iter, "max_iter", 0)
+    if m.shape[0] == 0:  # no map (e.g. a split with no joint): empty results, not numpy's reshape error
+        empty = np.zeros(0)
+        return {"sigma": empty, "centre": np.zeros((0, 2)), "amplitude": empty.copy(), "background": empty.copy(),
+                "peak": np.zeros((0, 2), dtype=np.int64), "rmse": empty.copy(), "at_bound": np.zeros(0, dtype=bool)}
     lo = float(sigma_range[0])
     hi = float(4 * s if sigma_range[1] is None else sigma_range[1])
     if not 0 < lo < hi:
@@ -1129,9 +1135,14 @@ def predicted_sigma(label_sigma: float, sigma_true_px, offset_px) -> dict:
     per axis: σ* = σ_eff when Δ = 0 and grows with Δ, never below σ_eff.
     Returns ``{"sigma_eff", "sigma_star"}`` (arrays broadcast over the inputs).
     """
-    if not (np.isfinite(label_sigma) and label_sigma > 0):
-        raise ValueError(f"label_sigma must be finite and > 0, got {label_sigma}")
+    if isinstance(label_sigma, bool) or not isinstance(label_sigma, numbers.Real) or not (
+            math.isfinite(label_sigma) and label_sigma > 0):
+        raise ValueError(f"label_sigma must be one finite number > 0 (px), got {label_sigma!r}")
     st = np.asarray(sigma_true_px, dtype=np.float64)
+    off = np.asarray(offset_px, dtype=np.float64)
+    if not (np.isfinite(st).all() and np.isfinite(off).all()):
+        raise ValueError("sigma_true_px and offset_px must be finite (NaN or inf found): an unknown σ_true is "
+                         "taken as 0 by the caller, not passed as NaN")
     if np.any(st < 0):
         raise ValueError("sigma_true_px must be >= 0")
     eff = np.sqrt(float(label_sigma) ** 2 + st ** 2)
@@ -1155,7 +1166,9 @@ def peak_sigma_rows(study: dict, label_sigma: float) -> dict:
         st = np.asarray(study["sigma_true_px"], dtype=np.float64)[sel]
         delta = float(np.sqrt(np.mean(off[near] ** 2))) if near.any() else float("nan")
         st_rms = float(np.sqrt(np.mean(st ** 2))) if sel.any() and np.isfinite(st).all() else float("nan")
-        pred = predicted_sigma(label_sigma, st_rms if np.isfinite(st_rms) else 0.0, delta)
+        pred = predicted_sigma(label_sigma, st_rms if np.isfinite(st_rms) else 0.0, delta if np.isfinite(delta) else 0.0)
+        if not np.isfinite(delta):  # no peak near its label: σ* at an unmeasured Δ is undefined
+            pred["sigma_star"] = float("nan")
         q = np.percentile(sig, [25, 50, 75]) if sig.size else [float("nan")] * 3
         rows[name] = {"joints": int(sel.sum()), "window s": int(win[0]) if sel.any() else default_window,
                       "best-fit σ, median (px)": float(q[1]), "quartiles (px)": f"{q[0]:.2f}–{q[2]:.2f}",
@@ -1341,6 +1354,10 @@ def _crossing(epochs, values, fraction: float):
     """``(e, v, k, level)``: the first validation ``k`` reaching ``fraction`` of the final value
     (``k`` None without a curve or with a final value <= 0)."""
     e, v = np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if e.ndim != 1 or e.shape != v.shape:
+        raise ValueError(f"epochs and values must be 1-D of one length, got shapes {e.shape} and {v.shape}")
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1] (a share of the final value), got {fraction!r}")
     if v.size == 0 or not np.isfinite(v[-1]) or v[-1] <= 0:
         return e, v, None, float("nan")
     level = fraction * v[-1]
@@ -1484,11 +1501,13 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     known = [s for s, lo, hi in zip(seeds, r_lo, r_hi) if not (np.isnan(lo) or np.isnan(hi))]
     paper = ("no seed has the validations to bracket both crossings" if not known else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies within every seed's range" if len(inside) == len(seeds) else
-             f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {inside}" if inside else
+             f"the paper's {PAPER_SPEED_RATIO:g}× lies within the range of seed(s) {', '.join(map(str, inside))}" if inside else
              f"the paper's {PAPER_SPEED_RATIO:g}× lies outside the range of every seed that has one")
     where = (f"{theirs} / {ours} epochs to {fraction:.0%} of final AP, interpolated (possible with the "
              f"crossings anywhere between the validations around them, every {number(every[ours])} / "
-             f"{number(every[theirs])} epochs): {spans}; {paper}")
+             f"{number(every[theirs])} epochs): {spans}; {paper}" if known or np.isfinite(ratio).any() else
+             f"{theirs} / {ours} epochs to {fraction:.0%} of final AP: {paper} (the runs hold no validation "
+             f"curve that reaches the level: nothing to read a ratio from)")
     summary = {**v.summary, "ratio": ratio.tolist(), "ratio_lo": r_lo.tolist(), "ratio_hi": r_hi.tolist(),
                "paper_ratio": PAPER_SPEED_RATIO, "resolved": resolved, "validation_every": every,
                "at_bracket_ends": {k: e.verdict for k, e in ends.items()},
@@ -1500,7 +1519,7 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     if resolved or v.verdict == "inconclusive":
         tail = (f"; validation too sparse to resolve the ratio (the rule says {ends['smallest'].verdict} at the "
                 f"smallest, {ends['largest'].verdict} at the largest)" if not resolved else
-                f"; the range of seed(s) {straddle} holds the claim's minimum {least:.3g}×: validation this sparse "
+                f"; the range of seed(s) {', '.join(map(str, straddle))} holds the claim's minimum {least:.3g}×: validation this sparse "
                 f"cannot place their ratios against it" if straddle and v.verdict == "inconclusive" else "")
         v = v.replace(summary=summary, reason=f"{v.reason}; {where}{tail}")
     else:
@@ -1514,7 +1533,7 @@ def ipr_slower_verdict(table, floor: float = 0.3, fraction: float = 0.8, ours: s
     for n in (ours, theirs):
         late = [s for s, ok in zip(seeds, per[n]["reached"]) if not ok]
         checks.append(claims.Readiness(n, "reached", not late, (
-            f"{n} reaches {fraction:.0%} of its final AP only at its last validation or never (seed(s) {late}): the "
+            f"{n} reaches {fraction:.0%} of its final AP only at its last validation or never (seed(s) {', '.join(map(str, late))}): the "
             f"budget ends while it climbs" if late else
             f"{n} reaches {fraction:.0%} of its final AP before its last validation"), {"late_seeds": late}))
     return claims.require_ready(v, checks)

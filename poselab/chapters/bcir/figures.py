@@ -231,6 +231,9 @@ def curves_figure(curves: Mapping[str, tuple], metric: str = "AP", title: str = 
     fig = go.Figure()
     for name, (e, v) in curves.items():
         fig.add_scatter(x=np.asarray(e), y=np.asarray(v), mode="lines+markers", name=name)
+    if not any(np.asarray(e).size for e, _ in curves.values()):  # e.g. the fast preset: no validation at all
+        fig.add_annotation(text="no validation during training at this preset: no curve to draw",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
     fig.update_layout(title=title, xaxis_title="epochs trained", yaxis_title=metric, width=640,
                       height=340, margin=dict(l=60, r=10, t=40, b=50))
     return fig

@@ -74,6 +74,11 @@ def best_recipe_verdict(table, recipes: Sequence[str] | None = None, *,
     the best and the runner-up. With ``min_seeds`` every recipe of ``recipes`` must have that many
     seeds in ``table``, else ValueError names the missing ones (a best recipe among some of the
     arena's recipes is not the arena's answer)."""
+    if isinstance(recipes, str):
+        raise TypeError(f"recipes must be a list of recipe names, got the string {recipes!r}")
+    if min_seeds is not None and (isinstance(min_seeds, bool) or not isinstance(min_seeds, (int, np.integer))
+                                  or min_seeds < 1):
+        raise ValueError(f"min_seeds must be an int >= 1 or None, got {min_seeds!r}")
     if min_seeds is not None:
         wanted = list(recipes if recipes is not None else table.recipes)
         have = {r: len(table.values(r, "AP")) if r in table.recipes else 0 for r in wanted}
@@ -85,6 +90,9 @@ def best_recipe_verdict(table, recipes: Sequence[str] | None = None, *,
     if not ranking:
         raise ValueError("no arena recipe in the table")
     best, runner_up = ranking[0], ranking[1] if len(ranking) > 1 else ranking[0]
+    if len(ranking) < 2:  # a recipe against itself would read as a measured tie
+        return (claims.not_testable(f"only one arena recipe ({best}) in the table: a best recipe needs a runner-up"),
+                best, runner_up)
     baseline = "mse" if "mse" in table.recipes else None
     return compare_recipes(table, best, runner_up, metric="AP", min_effect=0.01, baseline=baseline), best, runner_up
 
@@ -102,6 +110,12 @@ def rcnet_gain_verdict(before: Sequence[float], after: Sequence[float], seeds: S
                        preset, evidence: Mapping | None = None) -> claims.Verdict:
     """``arena.rcnet_gain_over_best``: RCNet re-scoring raises the best recipe's AP, paired by seed
     (the same model before and after), minimum effect 0.005 AP."""
+    seeds = [int(x) for x in seeds]
+    if not len(before) == len(after) == len(seeds):
+        raise ValueError(f"before, after and seeds need one entry per seed, got {len(before)}, {len(after)} and "
+                         f"{len(seeds)}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"each seed must come once (seeds {seeds}): a repeated fit is not another seed")
     ev = dict(evidence or {})
     ev.setdefault("seeds", list(seeds))
     ev.setdefault("per_seed", {"before": list(before), "after": list(after)})
@@ -116,6 +130,8 @@ def recorded_arena_verdicts(recipes: Sequence[str], *, preset: str = "full", roo
     :data:`ARENA_MIN_SEEDS` seeds; ``arena.rcnet_gain_over_best`` reads chapter 03's RCNet fits,
     which exist for ``mse`` only. Returns claim id → recorded verdict
     (:func:`poselab.experiments.replicate.recorded_verdict`'s shape)."""
+    if isinstance(recipes, str):
+        raise TypeError(f"recipes must be a list of recipe names, got the string {recipes!r}")
     recipes = list(recipes)
 
     def best(table):
@@ -124,7 +140,8 @@ def recorded_arena_verdicts(recipes: Sequence[str], *, preset: str = "full", roo
     def spearman(table):
         v = ranking_spearman_verdict(table)
         if v.reason.startswith("not testable"):
-            raise ValueError(v.reason)
+            raise ValueError(f"no ranking-loss recipe ({', '.join(RANKING_RECIPES)}) recorded beside mse at "
+                             f"preset {preset}")
         return v
 
     def gain(table):

@@ -365,6 +365,15 @@ def blind_verdict(rows, blind: dict, preset, data: str, set_name: str,
     losses ``blind``: the models' evaluation loss must be below the blind predictor's by at least
     ``min_effect`` × the blind loss (:func:`poselab.claims.compare_seeds`; fast presets and fewer
     than 3 seeds are "inconclusive"). The live run and the recorded replication use it alike."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("blind_verdict needs at least one seed's row")
+    seeds = [int(r["seed"]) for r in rows]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"each seed must come once (seeds {seeds}): a repeated seed is not another replicate")
+    if "evaluation crops" not in blind or not (math.isfinite(float(blind["evaluation crops"]))
+                                               and float(blind["evaluation crops"]) > 0):
+        raise ValueError(f"blind must hold the blind predictor's finite, positive 'evaluation crops' loss, got {dict(blind)}")
     preset = get_preset(preset) if isinstance(preset, str) else preset
     model_losses = [float(r["model loss on evaluation crops"]) for r in rows]
     evidence = claims.evidence(preset=preset, seeds=[int(r["seed"]) for r in rows],
@@ -416,12 +425,21 @@ def blind_from_records(records, min_effect: float = 0.1) -> claims.Verdict:
     records = list(records)
     if not records:
         raise ValueError("no blind_mse records")
+    bad = [i for i, r in enumerate(records) if not ({"seed", "preset", "values"} <= set(r)
+                                                   and {"row", "blind", "set", "data"} <= set(r["values"]))]
+    if bad:
+        raise ValueError(f"records {bad} are not blind_mse records (need seed, preset and values with row, blind, "
+                         "set, data: engine.blind_record)")
     first = records[0]["values"]
     odd = [int(r["seed"]) for r in records
-           if r["values"]["blind"] != first["blind"] or r["values"]["set"] != first["set"]]
+           if r["values"]["blind"] != first["blind"] or r["values"]["set"] != first["set"]
+           or r["values"]["data"] != first["data"] or r["preset"] != records[0]["preset"]]
     if odd:
         raise ValueError(f"seeds {odd} were scored against another blind predictor than seed "
                          f"{records[0]['seed']} (other data or preset)")
+    mixed = [int(r["seed"]) for r in records if int(r["values"]["row"]["seed"]) != int(r["seed"])]
+    if mixed:
+        raise ValueError(f"records of seed(s) {mixed} hold another seed's row")
     return blind_verdict([r["values"]["row"] for r in records], first["blind"], records[0]["preset"],
                          first["data"], first["set"], min_effect=min_effect)
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -687,8 +688,8 @@ def training_consistency(steps, values) -> dict[str, float]:
         >>> round(training_consistency([0, 1, 2, 3], [0.1, 0.3, 0.25, 0.4])["drop_share"], 6)
         0.125
     """
-    s = np.asarray(steps, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
+    s, v = (np.asarray(x.detach().to("cpu", torch.float64) if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+            for x in (steps, values))  # bfloat16 / float16 tensors as a GPU logs them
     if s.ndim != 1 or v.shape != s.shape:
         raise ValueError(f"steps and values must be 1-D of one length, got shapes {s.shape} and {v.shape}")
     if s.size < 2:
@@ -786,7 +787,8 @@ def consistency_sentence(table, verdict, label: str) -> Sentence:
     for r in ("mse", "emd"):
         p = per[r]
         rises = sum(round(i * n) for i, n in zip(p["improving_share"], p["intervals"]) if np.isfinite(i))
-        parts.append(f"{r}'s AP went backwards by " + " / ".join(f"{x:.3f}" for x in p["drop_share"])
+        parts.append(f"{r}'s AP went backwards by " + " / ".join(f"{x:.3f}" if np.isfinite(x) else "— (flat or unvalidated)"
+                                                                 for x in p["drop_share"])
                      + f" of its movement (seeds {', '.join(map(str, p['seeds']))}; it rose in {rises} of "
                      f"{int(np.nansum(p['intervals']))} validation intervals)")
     return Sentence(f"In the {label} runs, " + "; ".join(parts)
@@ -875,11 +877,20 @@ def theorem1_training_summary(rows) -> dict:
     at the first and last evaluation; ``C`` (E‖H_Gau − H_dot‖², the R_dot of a model that
     predicts the Gaussian targets exactly); ``max_abs_corrected_residual``: Eq. 6 (with our
     correction) checked at every evaluation."""
+    rows = list(rows)
+    for i, r in enumerate(rows):
+        lacks = [k for k in ("step", "C", "corrected_residual", "R_dot", "R_gau", "E_pred_gau", "E_pred_dot")
+                 if k not in r]
+        if lacks:
+            raise ValueError(f"Theorem 1 row {i} lacks {lacks}: give Theorem1Tracker rows")
     rows = sorted(rows, key=lambda r: r["step"])
     if len(rows) < 2:
         raise ValueError(f"a run's Theorem 1 terms need at least 2 evaluations, got {len(rows)}")
+    if len({r["step"] for r in rows}) < len(rows):
+        raise ValueError("two Theorem 1 evaluations at the same step (rows of two runs mixed?)")
     col = {k: np.array([r[k] for r in rows], dtype=np.float64) for k in ("R_dot", "R_gau", "E_pred_gau", "E_pred_dot")}
-    if not all(np.all(np.isfinite(v)) for v in col.values()):
+    if not all(np.all(np.isfinite(v)) for v in col.values()) or not all(
+            math.isfinite(float(r[k])) for r in rows for k in ("C", "corrected_residual")):
         raise ValueError("Theorem 1 terms must be finite (a diverged run cannot be read)")
     gau_fell = np.diff(col["R_gau"]) < 0
     dot_rose = np.diff(col["R_dot"]) > 0
@@ -913,6 +924,8 @@ def theorem1_along_training(recipe: str = "mse", data="synth", preset="default",
     train **at the same time** in one-thread worker processes
     (:func:`poselab.experiments.parallel.train_in_background`, where cores and memory allow), so
     the tracked run costs the chapter no wall time of its own."""
+    if isinstance(n_crops, bool) or not isinstance(n_crops, (int, np.integer)) or n_crops < 1:
+        raise ValueError(f"n_crops must be an int >= 1, got {n_crops!r}")
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
     if set_name not in sets:

@@ -9,10 +9,19 @@ digest; nothing here can change a fit.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from poselab.chapters.rcnet.analysis import _n_gt, _oks_thresholds, _scores_oks, average_precision_eq3, fp_above_tp
 
 __all__ = ["ap_gain_decomposition", "decomposition_sentence"]
+
+
+def _host(x):
+    """A torch tensor (any float dtype: bfloat16 / float16 as a GPU returns scores) as a float64
+    numpy array; anything else unchanged."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return x
 
 
 def _ranked(scores: np.ndarray) -> np.ndarray:
@@ -53,6 +62,7 @@ def ap_gain_decomposition(before, after, oks, n_gt: int, threshold: float = 0.5)
         >>> round(d["from_tp_order"], 4) == round(d["gain"], 4) and d["from_fp_placement"] == 0.0
         True
     """
+    before, after, oks = (_host(x) for x in (before, after, oks))
     b, q = _scores_oks(before, oks)
     a, _ = _scores_oks(after, oks)
     n = _n_gt(n_gt)

@@ -26,8 +26,9 @@ import torch
 from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
 
 __all__ = ["lemma5_quantities", "lemma5_check", "lemma5_on_scores", "lemma5_scores_sentence", "lemma5_rows", "theorem3_case",
-           "theorem3_outside_case", "theorem3_check", "theorem3_rows", "theorem3_sentence",
-           "cor6_gradient_descent", "cor6_rows", "cor6_sentence"]
+           "theorem3_outside_case", "theorem3_check", "theorem3_search_rows", "theorem3_rows", "theorem3_sentence",
+           "cor6_gradient_descent", "cor6_rows", "cor6_sentence",
+           "theorem3_agreement_sentence"]
 
 
 def _arrow(pair, digits: int = 4) -> str:
@@ -47,9 +48,17 @@ def _torch_dtype(dtype) -> torch.dtype:
     return torch.float64 if _np_dtype(dtype) is np.float64 else torch.float32
 
 
+def _float64(x) -> np.ndarray:
+    """``x`` as a float64 array; torch tensors of any float dtype (bfloat16 and float16 as a GPU
+    hands them back) are detached and moved to the CPU first."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
 def _pair_arrays(pred, target, dtype) -> tuple[np.ndarray, np.ndarray]:
     dt = _np_dtype(dtype)
-    mu, star = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    mu, star = _float64(pred), _float64(target)
     if mu.ndim != 1 or mu.shape != star.shape:
         raise ValueError(f"pred and target must be 1-D of the same length, got shapes {mu.shape} and {star.shape}")
     if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(star))):
@@ -142,7 +151,13 @@ def lemma5_on_scores(scores, oks) -> dict:
     paper's pairs, §3.3), or every detection when fewer than two distinct matched OKS exist.
     Adds ``"pairs"`` (which set was used) to :func:`lemma5_quantities`' result; with no two
     distinct OKS at all (a model that matched nobody) the numbers are NaN and ``"holds"`` None."""
-    s, q = np.asarray(scores, dtype=np.float64), np.asarray(oks, dtype=np.float64)
+    s, q = _float64(scores), _float64(oks)
+    if s.ndim != 1 or s.shape != q.shape:
+        raise ValueError(f"scores and oks must be 1-D of the same length (one per detection), got shapes "
+                         f"{s.shape} and {q.shape}")
+    if not (np.isfinite(s).all() and np.isfinite(q).all()):
+        raise ValueError("scores and oks must be finite (NaN or Inf found): a NaN OKS would silently "
+                         "count as unmatched")
     matched = q > 0
     if matched.sum() > 1 and np.ptp(q[matched]) > 0:
         return {**lemma5_quantities(s[matched], q[matched]), "pairs": "matched"}
@@ -171,7 +186,11 @@ def lemma5_rows(checks: dict) -> list[dict]:
     rows = []
     for label, r in checks.items():
         many = "cases" in r
-        rows.append({"case": label, "holds": "n/a" if r["holds"] is None else bool(r["holds"]),
+        if r["holds"] is None:  # lemma5_on_scores without two distinct OKS: nothing was evaluated
+            rows.append({"case": label, "holds": "not evaluated", "min slack (accuracy - bound)": None,
+                         "cases": 0, "cases with bound > 0": 0, "tightest": f"not evaluated: {r.get('pairs', '')}"})
+            continue
+        rows.append({"case": label, "holds": bool(r["holds"]),
                      "min slack (accuracy - bound)": r["min_slack"] if many else r["slack"],
                      "cases": r["cases"] if many else 1,
                      "cases with bound > 0": r["non_vacuous"] if many else int(r["bound"] > 0),
@@ -219,11 +238,11 @@ def theorem3_case(target, before, after, *, b_prime: float = 2.0, c: float = 1.0
     ``failed_steps`` the proof's sign claims that fail. ``pair_term(delta, order, c)`` replaces g.
     """
     pair_term = rank_pair_term if pair_term is None else pair_term
-    if not (b_prime > 0 and c > 0):
-        raise ValueError(f"b_prime and c must be > 0, got {b_prime}, {c}")
+    if not (math.isfinite(b_prime) and math.isfinite(c) and b_prime > 0 and c > 0):
+        raise ValueError(f"b_prime and c must be finite numbers > 0, got {b_prime}, {c}")
     mu0, star = _pair_arrays(before, target, dtype)
     mu1, _ = _pair_arrays(after, target, dtype)
-    if np.ptp(star) == 0:
+    if star.size < 2 or np.ptp(star) == 0:
         raise ValueError("Theorem 3 needs at least two distinct target values")
     p0, p1 = (_loss_parts(m, star, b_prime, c, pair_term) for m in (mu0, mu1))
     d0, order, valid = _pair_tables(mu0, star)
@@ -287,7 +306,7 @@ def theorem3_check(n_items: int = 8, trials: int = 2000, *, step: float = 0.1, s
     proof step among the contradictions), ``"explained_by_eq61_or_eq65"`` (contradictions where
     the proof's D_A3 ≥ 0 or D_A4 = 0 fails — the steps that need N_A → ∞), ``"example"`` (the first contradiction's case)}``.
     """
-    if int(n_items) < 3 or int(trials) < 1 or not step > 0 or not lr > 0:
+    if int(n_items) < 3 or int(trials) < 1 or not 0 < step < math.inf or not 0 < lr < math.inf:
         raise ValueError(f"need n_items >= 3, trials >= 1, step > 0, lr > 0; got {n_items}, {trials}, {step}, {lr}")
     if kind not in ("random", "gradient"):
         raise ValueError(f"kind must be 'random' or 'gradient', got {kind!r}")
@@ -337,10 +356,25 @@ def theorem3_rows(cases: dict) -> list[dict]:
                      "pair term": _arrow(c["pair_term"]), "accuracy": _arrow(c["accuracy"]),
                      "E[delta^2]": _arrow(c["mean_sq_delta"]), "Var[delta*]": c["var_delta_star"],
                      **{k: c[k] for k in ("D_A1", "D_A2", "D_A3", "D_A4")},
-                     "violated": "; ".join(c["violated"]) or "none",
-                     "proof steps that fail": "; ".join(c["failed_steps"]) or "none",
+                     "violated": "; ".join(c["violated"]) or "no hypothesis",
+                     "proof steps that fail": "; ".join(c["failed_steps"]) or "no step",
                      "contradicts": c["contradicts"]})
     return rows
+
+
+def _counts(counts: dict) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in counts.items()) or "no step"  # "none" renders as a missing value
+
+
+def theorem3_search_rows(searches: dict) -> list[dict]:
+    """Table rows of :func:`theorem3_check` results (``{label: search}``), the per-hypothesis and
+    per-proof-step counts written out as text (not Python dicts)."""
+    return [{"search": label, "holds": s["holds"], "trials": s["trials"], "steps that lowered the loss": s["loss_down"],
+             "... and the accuracy": s["accuracy_down"], "... meeting every checkable hypothesis": s["contradictions"],
+             "of these, Eq. 61 or Eq. 65 fails": s["explained_by_eq61_or_eq65"],
+             "violated hypotheses (accuracy-down steps)": _counts(s["violations"]),
+             "failing proof steps (contradictions)": _counts(s["failed_steps"]), "dtype": s["dtype"]}
+            for label, s in searches.items()]
 
 
 def theorem3_sentence(case: dict, search: dict) -> str:
@@ -394,6 +428,9 @@ def cor6_gradient_descent(*, lr: float = 0.05, steps: int = 300, n_images: int =
     tdt = _torch_dtype(dtype)
     if not (math.isfinite(lr) and lr > 0) or int(steps) < 2 or int(window) < 1 or int(window) >= int(steps):
         raise ValueError(f"need lr > 0, steps >= 2 and 1 <= window < steps; got {lr}, {steps}, {window}")
+    if int(n_images) < 1 or int(poses) < 2 or int(features) < 1:
+        raise ValueError(f"need n_images >= 1, poses >= 2 (a pair to rank) and features >= 1; got "
+                         f"{n_images}, {poses}, {features}")
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn(int(n_images), int(poses), int(features), generator=gen, dtype=torch.float64)
     w = torch.randn(int(features), generator=gen, dtype=torch.float64)
@@ -446,16 +483,33 @@ def cor6_rows(results: dict) -> list[dict]:
 def cor6_sentence(results: dict) -> str:
     """One sentence on the gradient-descent runs, printed by the run: where Corollary 6's chain
     (loss falls every step ⇒ accuracy rises every step ⇒ converges) breaks, if it does."""
+    if not results:
+        raise ValueError("cor6_sentence needs at least one cor6_gradient_descent result")
     parts = []
     for label, r in results.items():
         parts.append(f"{label}: loss {_arrow(r['loss'], 3)}, accuracy {_arrow(r['accuracy'], 3)}, "
                      f"loss rose at {r['loss_rises']} of {r['steps']} steps, accuracy fell at "
                      f"{r['accuracy_drops_when_loss_fell']} steps where the loss fell")
     broken = [label for label, r in results.items() if not r["chain_holds"]]
+    which = ("every run" if len(broken) == len(results) else  # labels hold commas: quote them
+             ", ".join(f"'{label}'" for label in broken))
     tail = ("the chain holds on every run" if not broken else
-            "the chain breaks on " + ", ".join(broken) + " (a loss rise breaks Lemma 7; an accuracy drop "
+            "the chain breaks on " + which + " (a loss rise breaks Lemma 7; an accuracy drop "
             "under a falling loss breaks the Theorem 3 step)")
     return "; ".join(parts) + "; " + tail + "."
+
+
+def theorem3_agreement_sentence(agreement: dict, where: str = "the training poses") -> str:
+    """One sentence on :func:`poselab.chapters.rcnet.analysis.theorem3_agreement` (Theorem 3 read
+    off a fit's epochs), printed by the run instead of its raw dict."""
+    n = int(agreement["loss_down_epochs"])
+    head = f"Theorem 3 on {where}: the rank loss fell in {n} epoch{'s' if n != 1 else ''}"
+    if n:
+        share = float(agreement["accuracy_up_given_loss_down"])
+        head += (f", and the ranking accuracy rose or stayed in {share:.0%} of them"
+                 + (" (as the theorem says)" if share == 1.0 else " (the theorem says every one)"))
+    return (head + f"; over the fit the loss changed by {agreement['loss_change']:+.4f} and the accuracy by "
+            f"{agreement['accuracy_change']:+.4f}.")
 
 
 def RCNetForCor6(features: int) -> torch.nn.Module:  # noqa: N802 (a factory named for the module it builds)

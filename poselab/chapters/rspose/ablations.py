@@ -6,7 +6,7 @@ paper's remark that Instance-Sort hurts SimCC-ResNet-50 (Table 6), and Table 7's
 None of these recipes is trained by the chapter's default run (it is over its budget already):
 the replication (``poselab replicate 02``) trains ``simcc_rs_is`` and ``spatial_rs_dot``
 beside the chapter's recipes (``mse_dot`` is recorded by chapter 04's, and read from there); the chapter trains them live only when asked
-(``train_extra``), and the Table 7 grid only when asked (``grid_preset``). Otherwise the chapter
+(``train_extra``), and the Table 7 grid only when asked (``train_grid``). Otherwise the chapter
 reads whatever the run cache already holds (:func:`cached_table`, never trains) and says what is
 missing. The verdicts are pure functions of a comparison table, so the live run and the recorded
 replication are judged by the same rule (:func:`poselab.experiments.recorded_verdict`).
@@ -14,6 +14,7 @@ replication are judged by the same rule (:func:`poselab.experiments.recorded_ver
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -44,6 +45,8 @@ STANDARD_RECIPES = ("mse",)
 def paired_by_seed(table, a: str, b: str) -> bool:
     """True when both recipes' runs come in the same seed order, one run per seed: the i-th
     values of the two sides are then one seed's pair (same initialisation and data stream)."""
+    if table is None:
+        return False
     seeds = [[r.seed for r in table.results if r.recipe == x] for x in (a, b)]
     return bool(seeds[0]) and seeds[0] == seeds[1] and len(set(seeds[0])) == len(seeds[0])
 
@@ -57,6 +60,13 @@ def judged_comparison(table, ours: str, theirs: str, *, min_effect: float,
     no ``blind``) by reaching ``floor``, another by beating ``blind`` by 10 % — and each has
     converged (validation AP gained < 5 % over the last fifth). Else "inconclusive", naming the
     side."""
+    if not (isinstance(floor, numbers.Real) and math.isfinite(floor) and floor >= 0):
+        raise ValueError(f"floor must be a finite AP >= 0, got {floor!r}")
+    if blind is not None and not (isinstance(blind, numbers.Real) and math.isfinite(blind) and blind >= 0):
+        raise ValueError(f"blind must be None or the image-blind guess's finite AP >= 0, got {blind!r}")
+    missing = [r for r in (ours, theirs) if r not in table.recipes]
+    if missing:  # a recorded replication without them says so in words (not the runner's KeyError repr)
+        raise ValueError(f"no {' or '.join(missing)} runs in the table (it holds {', '.join(table.recipes) or 'none'})")
     v = compare_recipes(table, ours, theirs, metric="AP", min_effect=min_effect, paper_effect=paper_effect,
                         paired=paired_by_seed(table, ours, theirs), floor=None, converge_tolerance=None,
                         set_name=set_name)
@@ -219,6 +229,8 @@ def extra_judges(*, floor: float = 0.3, blind: float | None = None, min_effect: 
 def extra_value(table, claim_id: str, set_name: str = "generated val") -> dict:
     """The value recorded for one of :data:`EXTRA_CLAIMS`: each compared recipe's per-seed AP
     (``"not trained"`` where the table has none) and, for the Table 1 claims, :func:`dot_gaps`."""
+    if claim_id not in EXTRA_CLAIMS:
+        raise ValueError(f"claim_id must be one of {sorted(EXTRA_CLAIMS)}, got {claim_id!r}")
     have = set(table.recipes) if table is not None else set()
     out = {r: table.values(r, "AP", set_name) if r in have else "not trained" for r in EXTRA_CLAIMS[claim_id]["recipes"]}
     if claim_id.startswith("rspose.table1."):

@@ -188,15 +188,16 @@ def table7_sentence(grid: Sequence[Mapping]) -> Sentence:
     paper_span = f"the paper's {min(paper):.3f}–{max(paper):.3f}" if paper else "no paper values"
     if not trained:
         return Sentence(f"The grid shows none of our {len(grid)} cells (none trained or cached: set "
-                        f"`grid_preset` to train them) beside {paper_span}.")
+                        f"`train_grid=True` to train them) beside {paper_span}.")
     best = max(trained, key=lambda r: r["AP"])
     span = f"AP {min(r['AP'] for r in trained):.3f}–{max(r['AP'] for r in trained):.3f}"
     seeds = sorted({r["seeds"] for r in trained})
     missing = _grid_missing(grid)
     tail = f"; not trained: {', '.join(missing)}" if missing else ""
+    where = (f"best at δ {best['sort_delta']:g} / λ₁ {best['sort_weight']:g}" if len(trained) > 1 else
+             f"at δ {best['sort_delta']:g} / λ₁ {best['sort_weight']:g}, nothing to compare it with")
     return Sentence(f"The grid shows {len(trained)} of {len(grid)} cells trained ({'/'.join(map(str, seeds))} "
-                    f"seed(s) each): {span}, best at δ {best['sort_delta']:g} / λ₁ {best['sort_weight']:g}, "
-                    f"beside {paper_span}{tail}.")
+                    f"seed(s) each): {span}, {where}, beside {paper_span}{tail}.")
 
 
 def extra_claims_sentence(verdicts: Mapping[str, object], recorded: Mapping[str, Mapping]) -> Sentence:
