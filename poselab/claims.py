@@ -593,11 +593,12 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
         gains.append(float("nan") if g is None else g)
     summary = {"metric": metric, "gains": gains, "tolerance": float(tolerance), "fraction": float(fraction),
                "relative": bool(relative), "steps": last_steps}
-    at = f" at {max(last_steps)} steps" if last_steps else ""
+    at = f" at {max(last_steps)} steps" if last_steps and max(last_steps) > 0 else ""
     if not gains or not all(math.isfinite(g) or g == float("inf") for g in gains) or any(
             math.isnan(g) for g in gains):
-        return Readiness(name, "converged", False, f"{name}: convergence cannot be told{at} (no "
-                         f"validation before the last {fraction:.0%} of training)", summary)
+        why = (f"no validation before the last {fraction:.0%} of training" if any(last_steps)
+               else "the run kept no validation curve")
+        return Readiness(name, "converged", False, f"{name}: convergence cannot be told{at} ({why})", summary)
     mean = float(np.mean(gains))
     summary["mean_gain"] = mean
     # one decimal: a 5.2 % gain against a 5 % tolerance must not read "+5% > 5%"

@@ -139,3 +139,12 @@ def test_rcnet_gain_verdict_needs_one_value_per_distinct_seed():
 def test_recorded_arena_verdicts_refuse_a_string_of_recipes(tmp_path):
     with pytest.raises(TypeError, match="list of recipe names"):
         A.recorded_arena_verdicts("mse", root=tmp_path)
+
+
+def test_a_recorded_reason_shows_a_key_errors_message_without_quotes(tmp_path):
+    def judge(table):
+        raise KeyError("no recipe 'emd' in this table; recipes: ['mse']")
+    _write(tmp_path, "04_hdm", [_record("mse", 0, 0.7)])
+    out = rep.recorded_verdict("04_hdm", judge, root=tmp_path)
+    assert out["recorded"] is False
+    assert "(no recipe 'emd' in this table" in out["reason"] and '"no recipe' not in out["reason"]

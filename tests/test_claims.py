@@ -385,3 +385,10 @@ def test_convergence_reason_shows_a_gain_just_above_the_tolerance():
     self-contradictory "+5% > 5%" that whole percents printed."""
     r = claims.has_converged("x", [([250, 500, 625], [0.5, 0.948, 1.0])], tolerance=0.05, relative=True)
     assert "not converged" in r.reason and "+5.2%" in r.reason and "tolerance 5.0%" in r.reason
+
+
+def test_convergence_reason_of_a_run_without_validations_names_that_not_zero_steps():
+    r = claims.has_converged("emd", [([], [])], tolerance=0.05, relative=True)
+    assert not r.ok and "kept no validation curve" in r.reason and "0 steps" not in r.reason
+    r = claims.has_converged("emd", [([625], [0.1])], tolerance=0.05, relative=True)
+    assert not r.ok and "at 625 steps" in r.reason and "before the last 20%" in r.reason

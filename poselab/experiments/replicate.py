@@ -246,8 +246,10 @@ def _judged(judge, evidence, recs: list[dict[str, Any]], preset: str, how: str) 
     try:
         v = judge(evidence)
     except (KeyError, ValueError) as exc:
+        # a KeyError's str() is the repr of its message (quoted): show the message itself
+        text = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
         return {"recorded": False, "verdict": "—", "preset": preset,
-                "reason": f"the recorded runs cannot answer yet ({str(exc).strip(chr(39))[:160]}; {how})"}
+                "reason": f"the recorded runs cannot answer yet ({text[:160]}; {how})"}
     digest = source_digest()
     return {"recorded": True, "verdict": v.verdict, "reason": v.reason, "preset": preset,
             "seeds": sorted({int(r["seed"]) for r in recs}), "runs": len(recs),

@@ -973,6 +973,11 @@ def _track_file(run, n_crops: int, evaluations: int, set_name: str) -> Path:
     return cache_root() / "_tracks" / "theorem1" / f"{run.key[:32]}-{int(n_crops)}-{int(evaluations)}-{slug}.json"
 
 
+def _count(n, noun: str) -> str:
+    """``"1 interval"``, ``"3 intervals"``."""
+    return f"{int(n)} {noun}" + ("" if int(n) == 1 else "s")
+
+
 def theorem1_training_sentence(tracked: dict) -> Sentence:
     """One sentence on :func:`theorem1_along_training`: how often R_Gau fell and R_dot rose with
     it, both risks and the validation AP from the first to the last evaluation, and the largest
@@ -984,9 +989,9 @@ def theorem1_training_sentence(tracked: dict) -> Sentence:
     seen = ("so lowering the risk MSE training minimises did not lower the risk to the dot there"
             if s["consequence_seen"] else "so in this run R_dot never rose while R_Gau fell")
     return Sentence(f"Along the {tracked['recipe']} run (seed {tracked['seed']}, {tracked['preset']} preset, "
-            f"{tracked['n_crops']} validation crops, {s['intervals']} intervals between "
+            f"{tracked['n_crops']} validation crops, {_count(s['intervals'], 'interval')} between "
             f"{len(s['steps'])} evaluations), "
-            f"R_Gau fell in {s['gau_fell']} intervals and R_dot rose in {s['dot_rose_while_gau_fell']} of them, "
+            f"R_Gau fell in {_count(s['gau_fell'], 'interval')} and R_dot rose in {s['dot_rose_while_gau_fell']} of them, "
             f"{seen}: from step {s['steps'][0]} to {s['steps'][-1]} R_Gau went {a['R_gau']:.3g} → {b['R_gau']:.3g} "
             f"while R_dot went {a['R_dot']:.3g} → {b['R_dot']:.3g} and 2E⟨H_pred, H_Gau⟩ "
             f"{2 * a['E_pred_gau']:.3g} → "
