@@ -139,3 +139,16 @@ def test_records_are_compact_and_old_ones_are_compacted(tmp_path):
     before = old.stat().st_size
     assert rep.compact_records(tmp_path) == [old]
     assert old.stat().st_size < before / 10 and rep.compact_records(tmp_path) == []
+
+
+def test_recipes_option_trains_only_the_named_recipes(cache, capsys):
+    out = cache / "replications"
+    assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out),
+                     "--recipes", "nope"]) == 2
+    assert "not in 04_hdm's replication" in capsys.readouterr().err
+    written = rep.replicate("04", preset="fast", seeds=[0], root=out, worktree=False, recipes=["emd"])
+    assert [p.name for p in written] == ["emd__fast__seed0.json"]
+    # chapter 03's derived fits build on mse: naming another recipe computes none of them
+    assert rep._chosen("03", ["mse"]) == {"mse"}
+    with pytest.raises(ValueError, match="choose from"):
+        rep._chosen("03", [])

@@ -8,7 +8,7 @@
     poselab recipes
     poselab arena [--recipes R ...] [--seeds N ...] [--data D] [--preset P] [--device D] [--out DIR]
     poselab results [--recipe NAME];  poselab results verify FILE [--seeds N ...] [--tol T]
-    poselab replicate CHAPTER [--preset P] [--seeds N ...] [--jobs N] [--device D] [--plan]
+    poselab replicate CHAPTER [--preset P] [--seeds N ...] [--jobs N] [--device D] [--recipes R ...] [--plan]
     poselab data synth [--root DIR] [--split train|val]
     poselab data fetch --out DIR [--split val2017|train2017] [--max-images N] [--from-dir DIR]
     poselab data generate --out DIR --n-images N [--seed N] [--split NAME] [--workers N]

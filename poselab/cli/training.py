@@ -198,7 +198,8 @@ def _replicate(args) -> int:
             return OK
         written = rep.replicate(args.chapter, preset=args.preset, seeds=args.seeds, jobs=args.jobs,
                                 device=args.device, data=args.data, root=args.out,
-                                worktree=not args.in_place, shard=(k, n), stage=args.stage)
+                                worktree=not args.in_place, shard=(k, n), stage=args.stage,
+                                recipes=args.recipes)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
     if (k, n) == (0, 1):
@@ -270,6 +271,8 @@ def _add_replicate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synth", help="'synth' or a COCO folder (default synth)")
     p.add_argument("--out", default=None,
                    help="records root (default results/replications of this checkout)")
+    p.add_argument("--recipes", nargs="+", metavar="NAME", default=None,
+                   help="train only these of the chapter's recipes (e.g. the headline pair first)")
     p.add_argument("--plan", action="store_true",
                    help="list the runs, which are recorded, and the expected CPU time; train nothing")
     p.add_argument("--in-place", action="store_true",

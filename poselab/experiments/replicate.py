@@ -529,10 +529,24 @@ def _worktree(commit: str) -> Path:
     return target
 
 
+def _chosen(chapter: str, names: Iterable[str] | None) -> set[str] | None:
+    """``names`` checked against the chapter's replication recipes (None: all of them)."""
+    if names is None:
+        return None
+    names = [names] if isinstance(names, str) else list(names)
+    known = [r.name for r in chapter_recipes(chapter, "full")]
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise ValueError(f"recipes {bad or names} are not in {replication_folder(chapter).name}'s replication; "
+                         f"choose from {', '.join(known)}")
+    return set(names)
+
+
 def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
               jobs: int | None = None, device: str = "auto", data: str = "synth",
               root: str | os.PathLike | None = None, worktree: bool = True,
-              shard: tuple[int, int] = (0, 1), stage: str = "all") -> list[Path]:
+              shard: tuple[int, int] = (0, 1), stage: str = "all",
+              recipes: Iterable[str] | None = None) -> list[Path]:
     """Train and record every run of the chapter's replication not recorded yet; returns the
     record files written now.
 
@@ -545,6 +559,8 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     RCNet's fits on each recorded ``mse`` model) are computed and recorded the same way, one per
     step and seed, skipping those recorded (:func:`derive`). ``stage``: ``"all"``, ``"base"``
     (runs only) or ``"derived"`` (derived records only; base runs come from the run cache).
+    ``recipes``: train only these of the chapter's recipes (the headline pair first, say);
+    derived records are computed only when their base recipe is among them.
     """
     if stage not in ("all", "base", "derived"):
         raise ValueError(f"stage must be 'all', 'base' or 'derived', got {stage!r}")
@@ -558,14 +574,15 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     if not 0 <= k < n:
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
     folder = replication_folder(chapter, root).resolve()
-    recipes = chapter_recipes(chapter, p)
+    chosen = _chosen(chapter, recipes)
+    recipes = [r for r in chapter_recipes(chapter, p) if chosen is None or r.name in chosen]
     # seed by seed, so an interrupted replication holds complete pairs of the compared recipes
     lent = {(r["recipe"], int(r["seed"])) for r in borrowed_runs(chapter, preset=p.name, root=folder.parent,
                                                                   data=str(data))}
     todo = [(r, s) for s in seeds for r in recipes
             if not record_file(folder, r.name, p.name, s).is_file() and (r.name, s) not in lent] \
         if stage != "derived" else []
-    steps = chapter_derived(chapter) if stage != "base" else ()
+    steps = [st for st in chapter_derived(chapter) if chosen is None or st.recipe in chosen] if stage != "base" else ()
     derived_todo = _derived_todo(folder, steps, p.name, seeds)
     if shard == (0, 1):
         print(f"replication of {folder.name} at preset {p.name!r}: {len(recipes)} recipe(s) x "
@@ -581,7 +598,8 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     head = _git("rev-parse", "HEAD")
     base = [sys.executable, "-m", "poselab", "replicate", str(chapter), "--preset", p.name,
             "--seeds", *map(str, seeds), "--device", device, "--data", data, "--out", str(folder.parent),
-            "--in-place"] + (["--stage", stage] if stage != "all" else [])
+            "--in-place"] + (["--stage", stage] if stage != "all" else []) \
+        + (["--recipes", *sorted(chosen)] if chosen is not None else [])
     before = set(folder.glob("*.json")) if folder.is_dir() else set()
     if worktree and head:
         if _git("status", "--porcelain", "--", "poselab"):
