@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
+from poselab.models import RCNet
 
 __all__ = ["lemma5_quantities", "lemma5_check", "lemma5_on_scores", "lemma5_scores_sentence", "lemma5_rows", "theorem3_case",
            "theorem3_outside_case", "theorem3_check", "theorem3_search_rows", "theorem3_rows", "theorem3_sentence",
@@ -514,5 +515,4 @@ def theorem3_agreement_sentence(agreement: dict, where: str = "the training pose
 
 def RCNetForCor6(features: int) -> torch.nn.Module:  # noqa: N802 (a factory named for the module it builds)
     """The RCNet of Eq. 10–11 at a small feed-forward width (32), dropout 0: Corollary 6's network."""
-    from poselab.models import RCNet
     return RCNet(features, feedforward=32, dropout=0.0)
