@@ -42,6 +42,7 @@ from poselab.skeleton import OKS_SIGMAS
 from poselab.viz.sentence import number
 
 __all__ = [
+    "PAPER_TABLE2_AP", "PAPER_TABLE6_AP", "regularizer_verdict", "beta_verdict",
     "symmetric_blob", "eq37_softargmax", "bias_curve", "bias_checks", "toward_centre", "bias_vs_spread",
     "compensation_breakdown",
     "expected_epe", "radial_weights", "random_epe_configurations", "epe_gap_vs_spread",
@@ -1410,6 +1411,31 @@ def bcir_vs_ipr_verdict(table, floor: float = 0.3):
         "AP": compare_recipes(table, "bcir", "ipr", metric="AP", min_effect=effect / 2, paper_effect=effect,
                               floor=floor),
         "EPE_crop": compare_recipes(table, "bcir", "ipr", metric="EPE_crop", min_effect=0.1, floor=floor)})
+
+
+#: BCIR Table 2: IPR 67.1 -> 69.2 AP with the Laplacian regulariser (Eq. 15)
+PAPER_TABLE2_AP = {"ipr": 0.671, "ipr_reg": 0.692}
+#: BCIR Table 6: β = 1 / 10 / 20 give 70.7 / 71.2 / 70.3 AP
+PAPER_TABLE6_AP = {"bcir_beta1": 0.707, "bcir": 0.712, "bcir_beta20": 0.703}
+
+
+def regularizer_verdict(table, floor: float = 0.3):
+    """``bcir.regularizer.helps``: IPR + the regulariser beats IPR by the paper's +2.1 AP (minimum
+    half of it), both recipes learnt and converged."""
+    effect = PAPER_TABLE2_AP["ipr_reg"] - PAPER_TABLE2_AP["ipr"]
+    return compare_recipes(table, "ipr_reg", "ipr", metric="AP", min_effect=effect / 2, paper_effect=effect,
+                           floor=floor)
+
+
+def beta_verdict(table, floor: float = 0.3):
+    """``bcir.beta.ablation``: β = 10 beats β = 1 (+0.5 AP in the paper) and β = 20 (+0.9), each
+    with a minimum of half the paper's gap; either comparison clearly the other way breaks the
+    claim (:func:`poselab.claims.chain_verdict`: not "inconclusive")."""
+    return claims.chain_verdict({
+        f"vs {other}": compare_recipes(table, "bcir", other, metric="AP",
+                                       min_effect=(PAPER_TABLE6_AP["bcir"] - PAPER_TABLE6_AP[other]) / 2,
+                                       paper_effect=PAPER_TABLE6_AP["bcir"] - PAPER_TABLE6_AP[other], floor=floor)
+        for other in ("bcir_beta1", "bcir_beta20")}, order="β 10 > β 1 and β 10 > β 20")
 
 
 def bcir_vs_detection_verdict(table, floor: float = 0.3):

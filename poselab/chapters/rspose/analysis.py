@@ -49,6 +49,7 @@ from poselab.train.callbacks import Callback
 from poselab.train.evaluate import instance_scores, predict_crops
 
 __all__ = [
+    "PAPER_SPEARMAN", "PAPER_SIMCC_AP", "spearman_verdict", "simcc_verdict",
     "PAPER_TABLE1", "heatmap_imbalance", "simcc_imbalance", "imbalance_table", "gradient_split",
     "loss_gradient", "model_gradient_split", "GradientBalanceProbe", "reference_rank_sort_loop",
     "updates_on_one_heatmap", "theorem1_check", "theorem1_counterexample", "keypoint_quality",
@@ -685,6 +686,29 @@ def blind_ap(ann_json) -> float:
                 "keypoints": np.concatenate([g, np.ones((len(g), 1))], 1).reshape(-1).tolist()}
                for a, g in zip(people, guess)]
     return float(coco_keypoint_eval(gt, results)["AP"])
+
+
+#: RSPose Table 5 (ViT-H): Spearman(confidence, OKS) 49.9 with MSE -> 66.5 with S-RS + IS
+PAPER_SPEARMAN = {"mse": 0.499, "spatial_rs_is": 0.665}
+#: RSPose Tables 2/6 (SimCC-ResNet-50): KL 72.1 -> Spatial RS 73.6 AP
+PAPER_SIMCC_AP = {"simcc_kl": 0.721, "simcc_rs": 0.736}
+
+
+def spearman_verdict(table, *, min_effect: float = 0.02, floor: float = 0.3):
+    """``rspose.training.spearman``: S-RS + IS raises Spearman(confidence, OKS) over MSE (the
+    paper's +0.166; ``min_effect`` in Spearman units, at most half of it), MSE at the AP floor and
+    both recipes learnt and converged — one rule for the live run and the recorded replication."""
+    effect = PAPER_SPEARMAN["spatial_rs_is"] - PAPER_SPEARMAN["mse"]
+    return compare_recipes(table, "spatial_rs_is", "mse", metric="spearman", min_effect=min(min_effect, effect / 2),
+                           paper_effect=effect, baseline="mse", floor=floor)
+
+
+def simcc_verdict(table, *, floor: float = 0.3):
+    """``rspose.simcc.kl_vs_rs``: Spatial RS beats KL on SimCC outputs by the paper's +1.5 AP
+    (minimum half of it), both recipes learnt and converged."""
+    effect = PAPER_SIMCC_AP["simcc_rs"] - PAPER_SIMCC_AP["simcc_kl"]
+    return compare_recipes(table, "simcc_rs", "simcc_kl", metric="AP", min_effect=effect / 2, paper_effect=effect,
+                           floor=floor)
 
 
 def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "generated val",

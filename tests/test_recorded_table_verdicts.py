@@ -1,0 +1,57 @@
+"""The table verdicts chapters 02 and 06 apply to their live run and to the recorded replication:
+each comes out both ways on constructed per-seed values, with a minimum of half the paper's effect
+(never larger than the paper's own effect)."""
+from fake_tables import FakeTable
+from poselab.chapters.bcir import analysis as B
+from poselab.chapters.rspose import analysis as RS
+
+
+def _table(aps):
+    return FakeTable(aps, preset="full", curve=lambda r, ap: [(2500, ap * 0.6), (4000, ap * 0.998), (5000, ap)])
+
+
+def test_simcc_verdict_both_ways_against_half_the_papers_effect():
+    up = RS.simcc_verdict(_table({"simcc_kl": [0.50, 0.51, 0.50, 0.52, 0.51],
+                                  "simcc_rs": [0.53, 0.54, 0.53, 0.55, 0.54]}))
+    assert up.verdict == "reproduced"
+    down = RS.simcc_verdict(_table({"simcc_kl": [0.53, 0.54, 0.53, 0.55, 0.54],
+                                    "simcc_rs": [0.50, 0.51, 0.50, 0.52, 0.51]}))
+    assert down.verdict == "not reproduced"
+    # +0.005 AP: below the minimum (half of the paper's +0.015), ruled out by a tight interval
+    small = RS.simcc_verdict(_table({"simcc_kl": [0.500, 0.501, 0.500, 0.501, 0.500],
+                                     "simcc_rs": [0.505, 0.506, 0.505, 0.506, 0.505]}))
+    assert small.verdict != "reproduced"
+    weak = RS.simcc_verdict(_table({"simcc_kl": [0.05, 0.06, 0.05], "simcc_rs": [0.53, 0.54, 0.53]}))
+    assert weak.verdict == "inconclusive"                         # KL has not learnt: never "reproduced"
+
+
+def test_regularizer_and_beta_verdicts_both_ways():
+    base = [0.50, 0.51, 0.50, 0.52, 0.51]
+    better = [v + 0.03 for v in base]
+    assert B.regularizer_verdict(_table({"ipr": base, "ipr_reg": better})).verdict == "reproduced"
+    assert B.regularizer_verdict(_table({"ipr": better, "ipr_reg": base})).verdict == "not reproduced"
+    beta = B.beta_verdict(_table({"bcir": better, "bcir_beta1": base, "bcir_beta20": base}))
+    assert beta.verdict == "reproduced"
+    broken = B.beta_verdict(_table({"bcir": better, "bcir_beta1": base, "bcir_beta20": [v + 0.05 for v in base]}))
+    assert broken.verdict == "not reproduced"                      # β = 20 wins: one comparison breaks it
+    # the minimum effects are half the paper's gaps (Table 6: +0.5 and +0.9 AP), never above them
+    mins = [link["min_effect"] for link in beta.summary["links"].values()]
+    assert len(mins) == 2 and all(m <= 0.0046 for m in mins)
+
+
+def _with_spearman(aps, rho):
+    table = _table(aps)
+    for run in table.results:
+        run.metrics["generated val"]["spearman"] = rho[run.recipe][run.seed]
+    return table
+
+
+def test_spearman_verdict_both_ways_and_its_minimum_never_above_half_the_paper():
+    aps = {"mse": [0.70, 0.71, 0.70], "spatial_rs_is": [0.69, 0.70, 0.69]}
+    up = RS.spearman_verdict(_with_spearman(aps, {"mse": [0.50, 0.51, 0.50], "spatial_rs_is": [0.65, 0.66, 0.64]}))
+    assert up.verdict == "reproduced"
+    down = RS.spearman_verdict(_with_spearman(aps, {"mse": [0.65, 0.66, 0.64], "spatial_rs_is": [0.50, 0.51, 0.50]}))
+    assert down.verdict == "not reproduced"
+    big = RS.spearman_verdict(_with_spearman(aps, {"mse": [0.50, 0.51, 0.50], "spatial_rs_is": [0.65, 0.66, 0.64]}),
+                              min_effect=0.5)
+    assert big.summary["min_effect"] <= 0.083 + 1e-12     # capped at half the paper's +0.166
