@@ -193,6 +193,14 @@ def test_compare_first_seed_live_trains_the_others_in_workers_with_the_same_numb
 
     monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
     short = get_preset("fast").replace(name="live-first", max_steps=3, val_every=None)
+    # where memory (or POSELAB_JOBS) allows one job only — Binder's 2 GB — no worker starts
+    monkeypatch.setenv("POSELAB_JOBS", "1")
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "alone"))
+    alone = Steps()
+    compare_first_seed_live("mse", [0, 1], preset=short, device="cpu", callbacks=[alone], progress=False)
+    assert alone.n == 6                                                  # both seeds trained here
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("POSELAB_JOBS", "2")                              # a default: live plots still work
     steps = Steps()
     table = compare_first_seed_live("mse", [0, 1], preset=short, device="cpu", callbacks=[steps], progress=False)
     assert [r.seed for r in table.results] == [0, 1] and steps.n == 3  # callbacks saw the first seed only

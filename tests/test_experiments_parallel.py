@@ -221,3 +221,12 @@ def test_train_in_background_declines_what_the_caller_must_train_itself(monkeypa
     # a recipe whose parts a worker cannot import (defined in a notebook) trains in the caller
     monkeypatch.setattr(parallel, "part_modules", lambda recipe: None)
     assert parallel.train_in_background([(mse, 1)], data="synth", preset=TINY, jobs=1) is None
+
+
+def test_poselab_jobs_from_the_environment_yields_to_live_callbacks(monkeypatch):
+    default = ex.get_preset("default")
+    monkeypatch.setenv("POSELAB_JOBS", "3")
+    assert parallel.resolve_jobs(None, 6, default, CPU) == 3
+    assert parallel.resolve_jobs(None, 6, default, CPU, callbacks=[object()]) == 1   # was a ValueError
+    with pytest.raises(ValueError, match="callbacks"):                             # an explicit demand still is
+        parallel.resolve_jobs(3, 6, default, CPU, callbacks=[object()])

@@ -117,6 +117,8 @@ def resolve_jobs(jobs: int | str | None, n_runs: int, preset: Preset, device: to
     """
     if jobs is None or jobs == "auto":
         jobs = _env_number("POSELAB_JOBS", int, "an integer >= 1")
+        if jobs is not None and callbacks:
+            return 1  # a default from the environment, not a demand: live plots need this process
         if jobs is None:
             if device.type != "cpu" or callbacks or n_runs < 2:
                 return 1

@@ -235,8 +235,9 @@ def compare_first_seed_live(recipe: str, seeds, data="synth", preset="default", 
     preset = get_preset(preset)
     rec = get_recipe(recipe)
     others = [s for s in seeds[1:] if not cache or cached_result(rec, data, preset, s, device) is None]
+    # jobs chosen by cores *and memory* (on a 2 GB Binder: none, the seeds then train one by one)
     background = (train_in_background([(rec, s) for s in others], data=data, preset=preset, device=str(device),
-                                      cache=cache, jobs=len(others))
+                                      cache=cache)
                   if callbacks and others and resolve_device(device).type == "cpu" else None)
     if background is None:
         return compare([rec], seeds=seeds, data=data, preset=preset, device=device, cache=cache,
