@@ -85,7 +85,7 @@ def best_recipe_verdict(table, recipes: Sequence[str] | None = None, *,
         short = [f"{r} ({n})" for r, n in have.items() if n < min_seeds]
         if short:
             raise ValueError(f"{len(short)} of {len(wanted)} arena recipes have fewer than {min_seeds} "
-                             f"seeds recorded: {', '.join(short[:8])}{' ...' if len(short) > 8 else ''}")
+                             f"seeds recorded: {', '.join(short[:4])}{', ...' if len(short) > 4 else ''}")
     ranking = ranked_recipes(table, recipes)
     if not ranking:
         raise ValueError("no arena recipe in the table")
