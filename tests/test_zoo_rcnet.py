@@ -66,7 +66,7 @@ def fast_run():
     return run_recipe("mse", preset="fast", seed=0, device="cpu")
 
 
-def test_fit_rcnet_end_to_end_on_a_fast_run(fast_run):
+def test_fit_rcnet_end_to_end_on_a_fast_run(fast_run, tmp_path, monkeypatch):
     det = rcnet_zoo.detector_predictions(fast_run, rcnet_zoo.TRAIN_SET)
     n = det["kind"].size
     assert det["coords"].shape == (n, 17, 2) and det["matched_oks"].shape == (n,)
@@ -84,6 +84,9 @@ def test_fit_rcnet_end_to_end_on_a_fast_run(fast_run):
     assert 0.065e6 < res.n_parameters < 0.075e6
     rows = rcnet_zoo.summary_rows([res])
     assert {r["metric"] for r in rows} >= {"AP", "AR", "ranking_accuracy"}
+    # the fits' own cache starts empty here: an entry left by an earlier run at another thread
+    # count would make the thread-count check below pass or fail by the machine's history
+    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
     again = rcnet_zoo.fit_rcnet(fast_run, epochs=2, track_every=0, eval_sets=["generated val"])
     cached = rcnet_zoo.fit_rcnet(fast_run, epochs=2, track_every=0, eval_sets=["generated val"])
     assert cached.cached

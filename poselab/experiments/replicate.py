@@ -660,7 +660,7 @@ def recorded_verdict(chapter: str, judge, *, preset: str = "full",
     A judge that fails on the records (e.g. a recipe not recorded yet) is reported the same way.
     """
     stem = replication_folder(chapter, root).name
-    table = recorded_table(chapter, preset=preset, root=root)
+    recs = _chapter_runs(chapter, preset, root)  # read once: the table and the provenance
+    table = _runs_table(recs)
     how = f"poselab replicate {stem} --preset {preset}"
-    recs = _chapter_runs(chapter, preset, root) if table is not None else []
     return _judged(judge, table, recs, preset, how)
