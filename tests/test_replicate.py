@@ -152,3 +152,26 @@ def test_recipes_option_trains_only_the_named_recipes(cache, capsys):
     assert rep._chosen("03", ["mse"]) == {"mse"}
     with pytest.raises(ValueError, match="choose from"):
         rep._chosen("03", [])
+
+
+def test_workers_share_out_the_parents_snapshot(monkeypatch):
+    """Worker k of n takes every n-th item of the snapshot the parent took, whatever its siblings
+    have recorded by the time it starts (the CI failure: worker 1 started after worker 0 had
+    recorded seed 0's derived record, found one item missing, and took its [1::2] share: none)."""
+    from types import SimpleNamespace as NS
+    a, b = NS(name="blind_mse"), NS(name="mse")
+    snapshot = [(a, 0), (a, 1), (a, 2)]
+    monkeypatch.setenv(rep._PLAN_ENV, json.dumps([[x.name, s] for x, s in snapshot]))
+    # seed 0 is recorded by worker 0 before worker 1 looks: worker 1 still takes seed 1 (its share)
+    assert rep._my_share([], [(a, 1), (a, 2)], 1, 2) == ([], [(a, 1)])
+    assert rep._my_share([], [(a, 1), (a, 2)], 0, 2) == ([], [(a, 2)])
+    # base runs: the same rule, matched by name and seed
+    monkeypatch.setenv(rep._PLAN_ENV, json.dumps([["mse", 0], ["mse", 1]]))
+    assert rep._my_share([(b, 1)], [], 1, 2) == ([(b, 1)], [])
+    assert rep._my_share([(b, 1)], [], 0, 2) == ([], [])
+    # without a snapshot (a worker started by hand), the items missing now are shared
+    monkeypatch.delenv(rep._PLAN_ENV)
+    assert rep._my_share([(b, 0), (b, 1)], [], 1, 2) == ([(b, 1)], [])
+    monkeypatch.setenv(rep._PLAN_ENV, "not json")
+    with pytest.raises(ValueError, match="POSELAB_REPLICATE_PLAN"):
+        rep._my_share([(b, 0)], [], 0, 2)

@@ -187,8 +187,13 @@ def derive(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 
     seeds = [int(s) for s in seeds]
     folder = replication_folder(chapter, root).resolve()
     todo = _derived_todo(folder, chapter_derived(chapter), p.name, seeds)[shard[0]::shard[1]]
-    started = started or provenance()
     command = "poselab replicate " + shlex.join([str(chapter), "--preset", p.name, "--seeds", *map(str, seeds)])
+    return _derive(folder, todo, p, device=device, data=data, started=started or provenance(), command=command)
+
+
+def _derive(folder: Path, todo, p, *, device: str, data: str, started: dict[str, Any],
+            command: str) -> list[Path]:
+    """Compute and record the derived records ``todo`` ((step, seed) pairs) in ``folder``."""
     written = []
     for step, seed in todo:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -592,7 +597,7 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
             print(f"derived records ({', '.join(s.name for s in steps)}) x {len(seeds)} seed(s): "
                   f"{len(steps) * len(seeds) - len(derived_todo)} recorded, {len(derived_todo)} to compute",
                   flush=True)
-    todo, derived_todo = todo[k::n], derived_todo[k::n]
+    todo, derived_todo = _my_share(todo, derived_todo, k, n)
     if not todo and not derived_todo:
         return []
     head = _git("rev-parse", "HEAD")
@@ -620,6 +625,9 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
                 env = dict(os.environ)
                 if on_cpu or part == "derived":
                     env["OMP_NUM_THREADS"] = "1"  # side by side on a CPU (derived steps compute there): one thread each
+                # the workers share out this snapshot of the work, not what each finds missing when it
+                # starts (a sibling may have recorded some by then, and a fresh count would shift the shares)
+                env[_PLAN_ENV] = json.dumps([[x.name, s] for x, s in (todo if part == "base" else derived_todo)])
                 procs = [subprocess.Popen(base + ["--shard", f"{i}/{width}", "--stage", part], env=env)
                          for i in range(width)]
                 rc = max(proc.wait() for proc in procs)
@@ -636,9 +644,28 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
         print(f"recorded {written[-1]}", flush=True)
     if derived_todo:
         # every base run of the seeds is recorded (or cached) by now; derived records follow
-        written += derive(chapter, preset=p.name, seeds=seeds, device=device, data=data, root=root,
-                          shard=(k, n), started=started)
+        written += _derive(folder, derived_todo, p, device=device, data=data, started=started,
+                           command=command)
     return written
+
+
+_PLAN_ENV = "POSELAB_REPLICATE_PLAN"
+
+
+def _my_share(todo: list, derived_todo: list, k: int, n: int) -> tuple[list, list]:
+    """Worker ``k`` of ``n``'s share of the work: every n-th item from the k-th of the snapshot the
+    parent process took (``POSELAB_REPLICATE_PLAN``; without it, of ``todo`` as found now), kept
+    only while still missing. Sharing out a fixed snapshot means a worker that starts after a
+    sibling has recorded something neither skips nor repeats an item."""
+    plan = os.environ.get(_PLAN_ENV)
+    if n == 1 or not plan:
+        return todo[k::n], derived_todo[k::n]
+    try:
+        mine = {(str(name), int(seed)) for name, seed in json.loads(plan)[k::n]}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{_PLAN_ENV} is not a list of [name, seed] pairs ({exc})") from None
+    return ([(r, s) for r, s in todo if (r.name, s) in mine],
+            [(st, s) for st, s in derived_todo if (st.name, s) in mine])
 
 
 def _finish(folder: Path, before: set, rc: int, where: str) -> list[Path]:
