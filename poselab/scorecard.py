@@ -23,7 +23,7 @@ from .viz.sentence import Sentence
 
 __all__ = ["PAPERS", "paper_of", "load_ledger", "scorecard", "summary", "to_markdown",
            "write_scorecard", "ScorecardView", "verdict_figure", "LedgerSource", "ledger_source",
-           "recorded_ledger_dir", "summary_sentence", "misses", "misses_sentence"]
+           "recorded_ledger_dir", "summary_sentence", "misses", "misses_sentence", "with_current_recorded"]
 
 class _Papers(Mapping):
     """Claim-id prefix → the chapter's label, read from the chapter registry on every access (so a
@@ -118,6 +118,26 @@ def ledger_source(folder: str | os.PathLike | None = None, recorded: str = "defa
                         f"from the recorded `{recorded}`-preset run of every chapter "
                         f"(`results/ledgers/{recorded}`{'; ' + when if when else ''}) — not this "
                         "session's runs; pass `ledger_dir=` a `poselab run --out` folder for yours", manifest)
+
+
+def with_current_recorded(records: Iterable[Mapping[str, Any]], verdicts: Mapping[str, Mapping] | None = None,
+                          *, preset: str = "full") -> list[dict[str, Any]]:
+    """The claim records with each empirical claim's recorded verdict judged now on the committed
+    replication records (:func:`poselab.chapters.recorded.recorded_verdicts`, or ``verdicts``
+    given), so a ledger made before a replication landed shows it. Copies; a claim with no
+    recorded rule keeps the ledger's own. Each replaced verdict carries ``"judged": "now"``."""
+    if isinstance(records, (str, bytes, os.PathLike, Mapping)):
+        raise ValueError("records must be a list of claim records (load a file with load_ledger), "
+                         f"got {type(records).__name__}")
+    records = [dict(r) for r in records]
+    if verdicts is None:
+        from .chapters.recorded import recorded_verdicts
+        verdicts = recorded_verdicts(preset=preset)
+    for r in records:
+        new = verdicts.get(str(r.get("id")))
+        if r.get("kind") == "empirical" and isinstance(new, Mapping):
+            r["recorded"] = {**new, "judged": "now"}
+    return records
 
 
 def _read_ledger_file(path: Path) -> list[dict[str, Any]]:
