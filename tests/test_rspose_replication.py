@@ -167,3 +167,13 @@ def test_minmax_verdict_refuses_bad_input():
         A.minmax_verdict("0.5", [0.5], seeds=[0])
     with pytest.raises(ValueError, match="score_persons"):
         A.minmax_scaling_aps(object(), "train.json", "val.json", score_persons=0)
+
+
+def test_the_gradient_claim_says_why_it_has_no_recorded_verdict():
+    from poselab import claims
+    from poselab.experiments.replicate import recorded_verdict
+    entry = R.gradient_share_recorded()
+    # the shape a recorded verdict has, so the ledger and the scorecard show the reason
+    assert set(recorded_verdict("02_rspose", lambda t: None, root="/nonexistent")) <= set(entry) | {"seeds"}
+    assert entry["recorded"] is False and "along training" in entry["reason"]
+    assert claims.recorded_text(entry).startswith("— (not judged on the recorded replication")
