@@ -1,6 +1,13 @@
 """Chapter 02: RSPose, ranking losses (recipes, analysis, figures, widgets)."""
 from poselab.chapters.registry import Chapter, register, replicating
 
+
+def _derived_steps():
+    # deferred: the replication module needs torch and imports the engine; called on first use
+    from poselab.chapters.rspose.replication import derived_steps
+    return derived_steps()
+
+
 CHAPTER = register(Chapter(
     number=2, name="rspose", stem="02_rspose",
     title="RSPose — ranking losses",
@@ -11,6 +18,8 @@ CHAPTER = register(Chapter(
     # are read from chapter 04's records (`poselab replicate 04` trains mse_dot), not trained twice.
     replication_recipes=replicating(("mse", "spatial_rank", "spatial_rs", "spatial_rs_is", "simcc_kl", "simcc_rs",
                                      "simcc_rs_is", "spatial_rs_dot")),
+    # measured on the trained models, per seed (App. C's min-max scaling on spatial_rs_is)
+    replication_derived=_derived_steps,
     expected_claims={"rspose.cost.step_time", "rspose.gradients.mse_negatives_dominate", "rspose.gradients.rank_balanced",
                      "rspose.imbalance.dot_2d_ratio", "rspose.imbalance.gaussian_2d_ratio",
                      "rspose.imbalance.simcc_dot_ratio_x", "rspose.imbalance.simcc_dot_ratio_y",

@@ -10,7 +10,8 @@
 - App. B, Theorem 1: the covariance identity (:func:`theorem1_check`) and a counter-case when
   keypoints are not independent (:func:`theorem1_counterexample`).
 - App. C: per-keypoint min-max confidence scaling and its effect on AP (:func:`minmax_fit`,
-  :func:`minmax_apply`, :func:`ap_with_keypoint_scores`).
+  :func:`minmax_apply`, :func:`ap_with_keypoint_scores`; one run's two APs :func:`minmax_scaling_aps`
+  and the paired rule :func:`minmax_verdict`, shared by the live cell and the recorded replication).
 - Eq. 5–6, flat tops: Spatial Rank cannot see where inside the window a map peaks
   (:func:`rank_blind_inside_window`), and what trained maps look like (:func:`model_heatmaps`,
   :func:`plateau_statistics`, :func:`example_maps`, :func:`plateau_sentence`).
@@ -37,7 +38,7 @@ import torch
 from poselab import claims
 from poselab.codecs import HeatmapCodec, encode_dot, encode_gaussian
 from poselab.data import TopDownDataset
-from poselab.experiments import get_recipe
+from poselab.experiments import GENERATED_VAL, get_recipe
 from poselab.experiments.registry import LOSSES
 from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, validation_curves
 from poselab.losses import heatmap_mse_loss, rspose_loss
@@ -59,7 +60,8 @@ __all__ = [
     "plateau_sentence", "peak_pixels", "share_over_training", "gradient_share_sentence", "PEAK", "THEOREM1_FORMS",
     "theorem1_identity", "example_maps", "single_map_updates", "blind_ap", "TABLE_E8",
     "recipe_loss_settings", "table_e8_rows", "PAPER_STEP_SECONDS", "PAPER_STEP_RATIO", "STEP_BENCHMARK",
-    "run_step_seconds", "step_cost_verdict", "step_cost",
+    "run_step_seconds", "step_cost_verdict", "step_cost", "MINMAX_RECIPE", "MINMAX_MARGIN", "minmax_scaling_aps",
+    "minmax_verdict",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -606,6 +608,77 @@ def equivalence_verdict(ours, theirs, *, margin: float, metric: str = "AP", pres
         return claims.Verdict("not reproduced", f"{metric} changes by at least {margin:g}: "
                               f"{side.reason}", summary, up.evidence)
     return claims.Verdict("inconclusive", f"{up.reason}; {down.reason}", summary, up.evidence)
+
+
+#: App. C's claim is judged on this recipe (Spatial RS + Instance-Sort: the model whose confidences
+#: the paper rescales), live and on the recorded replication.
+MINMAX_RECIPE = "spatial_rs_is"
+#: |AP(min-max) − AP(raw)| below this counts as "unchanged" (the chapter's ``minmax_margin``).
+MINMAX_MARGIN = 0.005
+
+
+def minmax_scaling_aps(run, train_json, ann_json, *, score_persons: int = 256, set_name: str = GENERATED_VAL,
+                       device="cpu") -> dict:
+    """RSPose App. C on one trained run: COCO AP of its predictions on ``ann_json`` (the run's
+    cached predictions of ``set_name``) with raw keypoint confidences and with confidences
+    min-max scaled per keypoint by the minima and maxima the model gives on ``score_persons``
+    training crops of ``train_json`` (:func:`train_score_range`, :func:`minmax_apply`); same
+    coordinates, MMPose's instance score. Returns ``{"raw": AP, "min-max": AP}``: the per-run
+    value the chapter's live cell and the replication's derived step share."""
+    if isinstance(score_persons, bool) or not isinstance(score_persons, int) or score_persons < 1:
+        raise ValueError(f"score_persons must be an int >= 1 (training crops for the min-max statistics), "
+                         f"got {score_persons!r}")
+    pred = run.predictions(set_name)
+    lo, hi = train_score_range(run, train_json, score_persons, device)
+    raw = ap_with_keypoint_scores(pred, ann_json, pred["scores"])["AP"]
+    scaled = ap_with_keypoint_scores(pred, ann_json, minmax_apply(pred["scores"], lo, hi))["AP"]
+    return {"raw": float(raw), "min-max": float(scaled)}
+
+
+def _ap_values(values, name: str) -> list[float]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of AP values (one per seed), got {type(values).__name__}")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
+                or not (math.isfinite(float(v)) and 0.0 <= float(v) <= 1.0):
+            raise ValueError(f"{name}[{i}] must be an AP in [0, 1], got {v!r}")
+        out.append(float(v))
+    return out
+
+
+def minmax_verdict(raw, scaled, *, seeds, margin: float = MINMAX_MARGIN, preset=None, data: str = "synth",
+                   input_size=(0, 0), heatmap_size=(0, 0), recipe: str = MINMAX_RECIPE) -> claims.Verdict:
+    """``rspose.scaling.minmax_keeps_ap`` (App. C: min-max scaling leaves AP unchanged, 79.9 →
+    79.9): :func:`equivalence_verdict` of the per-seed APs with min-max scaled and with raw
+    confidences, **paired** (the i-th values are one model scored two ways), within ``margin``.
+    "reproduced" when the paired interval of the change lies inside ±margin, "not reproduced"
+    when it is wholly beyond one side, else "inconclusive" (also under the ``fast`` preset or with
+    fewer than 3 seeds). One rule for the live run and the recorded replication
+    (:func:`poselab.chapters.rspose.replication.minmax_from_records`).
+
+    ``raw``, ``scaled``: AP per seed in ``seeds``' order; bad values raise ValueError naming them.
+
+    Example:
+        >>> minmax_verdict([0.543, 0.513, 0.560], [0.542, 0.5128, 0.5591], seeds=[0, 1, 2]).verdict
+        'reproduced'
+        >>> minmax_verdict([0.543, 0.513, 0.560], [0.553, 0.522, 0.571], seeds=[0, 1, 2]).verdict
+        'not reproduced'
+    """
+    raw, scaled = _ap_values(raw, "raw"), _ap_values(scaled, "scaled")
+    seeds = [int(s) for s in seeds]
+    if not (len(raw) == len(scaled) == len(seeds)) or not seeds:
+        raise ValueError(f"raw, scaled and seeds must be non-empty and of one length (one per seed), got "
+                         f"{len(raw)}, {len(scaled)} and {len(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct (values are paired by seed), got {seeds}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a finite AP difference > 0, got {margin!r}")
+    ev = claims.evidence(preset=preset if preset is not None else "unknown", seeds=seeds, input_size=input_size,
+                         heatmap_size=heatmap_size, data=data,
+                         per_seed={f"{recipe} AP raw": raw, f"{recipe} AP min-max": scaled})
+    return equivalence_verdict(scaled, raw, margin=float(margin), preset=getattr(preset, "name", preset),
+                               evidence=ev, paired=True)  # the same model scored two ways
 
 
 def init_gradient_shares(ann_json, input_size=(256, 192), seeds=(0, 1, 2), sigma: float = 2.0,
