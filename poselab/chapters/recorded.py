@@ -23,7 +23,7 @@ __all__ = ["CHAPTER_DEFAULTS", "CHAPTERS", "recorded_verdicts"]
 #: the parameters each chapter's notebook passes to its recorded rules (its defaults)
 CHAPTER_DEFAULTS: dict[str, dict[str, Any]] = {
     "02_rspose": {"ap_floor": 0.3, "min_effect_ap": 0.01, "min_effect_spearman": 0.02, "step_margin": 1.3,
-                  "epochs": 3, "n_val": 150},
+                  "minmax_margin": 0.005, "epochs": 3, "n_val": 150},
     "05_sar": {"ap_floor": 0.05, "min_effect_ap": 0.02},
 }
 
@@ -34,7 +34,7 @@ def _engine(preset: str) -> dict[str, dict]:
 
 
 def _rspose(preset: str) -> dict[str, dict]:
-    from poselab.chapters.rspose import ablations, analysis
+    from poselab.chapters.rspose import ablations, analysis, replication
     from poselab.experiments import GENERATED_VAL, chapter_preset, recorded_verdict, resolve_run_data
     d = CHAPTER_DEFAULTS["02_rspose"]
     floor = d["ap_floor"]
@@ -51,7 +51,9 @@ def _rspose(preset: str) -> dict[str, dict]:
             "02_rspose", lambda t: analysis.simcc_verdict(t, floor=floor), preset=preset),
         "rspose.cost.step_time": recorded_verdict(
             "02_rspose", lambda t: analysis.step_cost(t, "spatial_rs_is", "mse", margin=d["step_margin"]),
-            preset=preset)}
+            preset=preset),
+        "rspose.scaling.minmax_keeps_ap": replication.recorded_minmax_verdict(margin=d["minmax_margin"], preset=preset),
+        "rspose.gradients.mse_negatives_dominate": replication.gradient_share_recorded(preset=preset)}
     judges = ablations.extra_judges(floor=floor, blind=blind, min_effect=d["min_effect_ap"])
     out.update(ablations.extra_recorded(judges, preset=preset))
     return out
