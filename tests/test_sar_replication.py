@@ -68,6 +68,7 @@ def test_fast_replication_records_the_derived_steps_resumes_and_refuses_a_corrup
     mp = recs[MP_SAR]["values"]
     assert mp["kind"] == "sar" and recs[MP_HM]["values"]["kind"] == "heatmap"
     assert mp["budget"] == M.BUDGETS["fast"] and len(mp["evaluation"]["recall"]) == len(M.THRESHOLDS)
+    assert len(mp["loss_by_fifth"]) == 5 and all(np.isfinite(mp["loss_by_fifth"]))
     # judged: a fast run is a smoke test, never a finding, but it is judged
     got = R.recorded_verdicts(preset="fast", root=out)
     for claim in ("sar.out_of_crop.error", "sar.multi_person.recall"):
