@@ -24,7 +24,7 @@ __all__ = ["CHAPTER_DEFAULTS", "CHAPTERS", "recorded_verdicts"]
 CHAPTER_DEFAULTS: dict[str, dict[str, Any]] = {
     "02_rspose": {"ap_floor": 0.3, "min_effect_ap": 0.01, "min_effect_spearman": 0.02, "step_margin": 1.3,
                   "minmax_margin": 0.005, "epochs": 3, "n_val": 150},
-    "05_sar": {"ap_floor": 0.05, "min_effect_ap": 0.02},
+    "05_sar": {"ap_floor": 0.05, "min_effect_ap": 0.02, "ooc_min_px": 1.0, "multi_precision": 0.5},
 }
 
 
@@ -72,9 +72,10 @@ def _hdm(preset: str) -> dict[str, dict]:
 
 
 def _sar(preset: str) -> dict[str, dict]:
-    from poselab.chapters.sar import analysis
+    from poselab.chapters.sar import replication
     d = CHAPTER_DEFAULTS["05_sar"]
-    return dict(analysis.recorded_verdicts(floor=d["ap_floor"], min_effect=d["min_effect_ap"], preset=preset))
+    return dict(replication.recorded_verdicts(floor=d["ap_floor"], min_effect=d["min_effect_ap"],
+                                              min_px=d["ooc_min_px"], precision=d["multi_precision"], preset=preset))
 
 
 def _bcir(preset: str) -> dict[str, dict]:

@@ -49,7 +49,7 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_pooled",
+           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs"]
 
 RECORD_KIND = "poselab-replication-run"
@@ -240,6 +240,27 @@ def recorded_derived_verdict(chapter: str, name: str, judge, *, preset: str = "f
     except ValueError as exc:
         return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
     return _judged(judge, recs if recs else None, recs, preset, how)
+
+
+def recorded_derived_group_verdict(chapter: str, names: Iterable[str], judge, *, preset: str = "full",
+                                   root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`recorded_derived_verdict` for a claim that reads several derived steps (one per
+    compared recipe, e.g. chapter 05's out-of-crop errors of SAR and of the heatmap):
+    ``judge({name: records by seed}) -> Verdict`` (a step with no record yet maps to ``[]``;
+    the judge pairs the steps by seed and raises KeyError/ValueError when they cannot answer
+    yet). Same return shape; "no recorded replication yet" when none of the steps has a record;
+    a record that is not one names its file."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"names must be the derived steps' names, got {names!r}")
+    stem = replication_folder(chapter, root).name
+    how = f"poselab replicate {stem} --preset {preset}"
+    try:
+        groups = {n: recorded_derived(chapter, n, preset=preset, root=root) for n in names}
+    except ValueError as exc:
+        return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
+    recs = [r for n in names for r in groups[n]]
+    return _judged(judge, groups if recs else None, recs, preset, how)
 
 
 def _judged(judge, evidence, recs: list[dict[str, Any]], preset: str, how: str) -> dict[str, Any]:

@@ -8,12 +8,19 @@ def _replication(preset):
     return replication_recipes()
 
 
+def _derived_steps():
+    """The derived records of the claims computed on the models (out-of-crop, multi-person)."""
+    from .replication import derived_steps  # deferred: the analysis needs torch and imports the engine
+    return derived_steps()
+
+
 CHAPTER = register(Chapter(
     number=5, name="sar", stem="05_sar",
     title="SAR — spatial-aware regression",
     paper="sar-spatial-aware-regression.md", tag="SAR",
     recipes=("sar_regression", "mse", "sar_simcc", "sar_aux"),
     replication_recipes=_replication,
+    replication_derived=_derived_steps,
     expected_claims={"sar.degenerate_to_regression", "sar.fg_fc_variant", "sar.heatmap_offset",
                      "sar.input_size.table", "sar.loss.matches_formula",
                      "sar.multi_person.recall", "sar.normalization.shift_invariance",

@@ -607,12 +607,13 @@ def aux_ablation_verdict(table, with_aux: str = "sar_aux", without: str = "sar",
 
 
 def recorded_verdicts(floor: float | None = 0.05, min_share: float = 0.5, min_effect: float = 0.02,
-                      preset: str = "full") -> dict:
+                      preset: str = "full", root=None) -> dict:
     """The chapter's empirical training claims judged by the same functions on the recorded
     replication (``poselab replicate 05``; :func:`poselab.experiments.replicate.recorded_verdict`):
     ``{claim id: {recorded, verdict, reason, preset, seeds, ...}}`` — "no recorded replication
     yet" (with the command) where there is none. The replication trains one input size, the
-    preset's; its coarse stride is :data:`poselab.chapters.sar.recipes.REPLICATION_STRIDE`."""
+    preset's; its coarse stride is :data:`poselab.chapters.sar.recipes.REPLICATION_STRIDE`. The
+    claims computed on the models: :func:`poselab.chapters.sar.replication.recorded_verdicts`."""
     p = get_preset(preset)
     h = sar_recipes.HEADLINE_SAR
     judges = {
@@ -624,11 +625,14 @@ def recorded_verdicts(floor: float | None = 0.05, min_share: float = 0.5, min_ef
         "sar.heatmap_offset": lambda t: heatmap_offset_verdict(t, h, floor=floor, min_share=min_share),
         "sar.training.auxiliary_heatmap": lambda t: aux_ablation_verdict(t, *sar_recipes.AUX_HEATMAP, floor=floor,
                                                                          min_effect=min_effect)}
-    return {claim: recorded_verdict("05_sar", judge, preset=preset) for claim, judge in judges.items()}
+    return {claim: recorded_verdict("05_sar", judge, preset=preset, root=root) for claim, judge in judges.items()}
 
 
-def verdict_sentence(what: str, verdict) -> str:
-    """One sentence for a section's close, from the run: ``"<what>: <verdict> — <reason>."``."""
+def verdict_sentence(what: str, verdict, recorded=None) -> str:
+    """One sentence for a section's close, from the run: ``"<what>: <verdict> — <reason>."``; with
+    ``recorded`` (a recorded verdict, :func:`poselab.experiments.replicate.recorded_verdict`'s
+    shape) the recorded replication's verdict follows it."""
     v = getattr(verdict, "verdict", None) or verdict.get("verdict")
     reason = getattr(verdict, "reason", None) or verdict.get("reason", "")
-    return f"{what}: **{v}** — {str(reason).rstrip('.')}."
+    tail = f" On the recorded replication: {claims.recorded_text(recorded).rstrip('.')}." if recorded is not None else ""
+    return f"{what}: **{v}** — {str(reason).rstrip('.')}.{tail}"

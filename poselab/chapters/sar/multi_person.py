@@ -13,12 +13,20 @@ joint type. Two tiny models on the same backbone, data, optimiser and steps (tra
 
 Recall and precision count one-to-one matches within ``match_px`` input px
 (:func:`poselab.chapters.sar.analysis.match_detections`), over all joint types and images.
+
+One rule, live and recorded: the chapter's cell and the recorded replication (``poselab replicate
+05``: :mod:`poselab.chapters.sar.replication`'s derived steps call :func:`bottom_up_record` once per
+kind and seed) train and score each seed with :func:`train_and_evaluate` and judge the per-seed
+evaluations with :func:`detection_verdict` (:func:`detection_from_records` rebuilds them from the
+records). The bottom-up models are not recipes of the run cache (whole images, no crops): a
+derived step trains them itself, with its base run's seed, at the budget :data:`BUDGETS` gives the
+replication's preset.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -40,9 +48,19 @@ from poselab.train import fit
 __all__ = ["multi_person_data", "FullImageDataset", "bottom_up_loss", "train_bottom_up",
            "detect", "detection_scores", "evaluate_detections", "threshold_sweep", "at_threshold", "KINDS",
            "best_f1", "recall_at_precision", "threshold_free", "detection_verdict", "best_threshold",
-           "image_detections"]
+           "image_detections", "THRESHOLDS", "MATCH_PX", "BUDGETS", "budget_for", "train_and_evaluate",
+           "detection_evidence", "bottom_up_record", "multi_person_record", "detection_from_records"]
 
 KINDS = ("sar", "heatmap")
+#: the thresholds the chapter sweeps: γ on SAR's c_t, τ on the heatmap's values
+THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.05, 0.95, 19), 2))
+#: a detection within this many input px of a labelled joint matches it
+MATCH_PX = 4.0
+#: the bottom-up toy's budget per preset: generated whole images for training / evaluation and
+#: optimiser steps per model ("fast" and "default" are the chapter's own fast and default runs)
+BUDGETS = {"fast": {"train_images": 40, "val_images": 12, "steps": 15},
+           "default": {"train_images": 400, "val_images": 80, "steps": 300},
+           "full": {"train_images": 1600, "val_images": 200, "steps": 2000}}
 CONTROLS = {"image_size": (64, 80), "persons_per_image": (2, 4), "scale_range": (0.45, 0.85),
             "occlusion_prob": 0.1, "truncation_prob": 0.1}
 
@@ -269,11 +287,15 @@ def threshold_free(evaluations: dict, precision: float = 0.5) -> dict:
 
 
 def detection_verdict(evaluations: dict, precision: float = 0.5, min_effect: float = 0.02,
-                      preset: str | None = None, evidence=None, ours: str = "sar", theirs: str = "heatmap"):
+                      preset: str | None = None, evidence=None, ours: str = "sar", theirs: str = "heatmap",
+                      floor: float | None = 0.1):
     """SAR §4.3 / Fig. 3 judged without a chosen threshold: ``ours`` beats ``theirs`` in best F1
     **and** in recall at matched precision (:func:`threshold_free`), each by ``min_effect``,
     per seed (unpaired: separate models), combined unanimously
-    (:func:`poselab.claims.combine_verdicts`)."""
+    (:func:`poselab.claims.combine_verdicts`). Both detectors must have learnt: each one's mean
+    best F1 reaches ``floor`` (None: no floor), else "inconclusive" naming it — two detectors that
+    find nothing never make a "not reproduced". The chapter's live run and the recorded
+    replication (:func:`detection_from_records`) use this one rule."""
     tf = threshold_free({k: evaluations[k] for k in (ours, theirs)}, precision)
     parts = {}
     for label, key in (("best F1", "best F1"), (f"recall at precision {precision:g}", f"recall at precision {precision:g}")):
@@ -281,7 +303,137 @@ def detection_verdict(evaluations: dict, precision: float = 0.5, min_effect: flo
                                             min_effect=min_effect, metric=f"{label} ({ours} vs {theirs})",
                                             preset=preset, evidence=evidence)
     v = claims.combine_verdicts(parts)
+    if floor is not None:
+        v = claims.require_ready(v, [claims.has_learnt(k, tf[f"{k} best F1"], floor=float(floor), metric="best F1")
+                                     for k in (ours, theirs)])
     return v.replace(summary={**v.summary, "per_seed": tf})
+
+
+def budget_for(preset) -> dict:
+    """The bottom-up budget (:data:`BUDGETS`) of a preset (a name or a Preset)."""
+    name = str(getattr(preset, "name", preset))
+    if name not in BUDGETS:
+        raise ValueError(f"no multi-person budget for preset {name!r}; one of {sorted(BUDGETS)}")
+    return dict(BUDGETS[name])
+
+
+def train_and_evaluate(kind: str, train: FullImageDataset, val: FullImageDataset, steps: int, seed: int,
+                       thresholds: Sequence[float] = THRESHOLDS, match_px: float = MATCH_PX,
+                       device="auto") -> dict:
+    """One seed of the comparison, live and recorded alike: :func:`train_bottom_up` on ``train``,
+    then :func:`evaluate_detections` on ``val``. Returns ``{"model", "evaluation", "history"}``."""
+    model, hist = train_bottom_up(kind, train, steps, seed=seed, device=device)
+    return {"model": model, "history": hist,
+            "evaluation": evaluate_detections(model, kind, val, thresholds, match_px)}
+
+
+def detection_evidence(evaluations: dict, seeds: Sequence[int], preset: str, input_size, heatmap_size,
+                       steps: int, thresholds: Sequence[float], match_px: float, precision: float,
+                       **extra) -> dict:
+    """The provenance of ``sar.multi_person.recall`` (:func:`poselab.claims.evidence`): the
+    threshold-free per-seed values (:func:`threshold_free`) and the toy's set-up."""
+    return claims.evidence(preset=preset, seeds=list(seeds), per_seed=threshold_free(evaluations, precision),
+                           input_size=input_size, heatmap_size=heatmap_size,
+                           data="generated whole images, 2-4 persons", steps=int(steps),
+                           thresholds=[float(t) for t in thresholds], match_px=float(match_px),
+                           precision=float(precision), **extra)
+
+
+def bottom_up_record(kind: str, seed: int, preset, device="cpu") -> dict:
+    """The derived record of one kind and seed for ``poselab replicate 05``: the bottom-up toy at
+    :func:`budget_for` ``(preset)`` trained and scored by :func:`train_and_evaluate` (on the CPU
+    by default: one thread, reproducible) over :data:`THRESHOLDS` with :data:`MATCH_PX`; with the
+    mean training loss of each fifth of the steps (``loss_by_fifth``: how far from converged)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    budget = budget_for(preset)
+    train = FullImageDataset(multi_person_data("train", budget["train_images"]))
+    val = FullImageDataset(multi_person_data("val", budget["val_images"]))
+    out = train_and_evaluate(kind, train, val, budget["steps"], int(seed), THRESHOLDS, MATCH_PX, device)
+    ev, losses = out["evaluation"], np.asarray(out["history"].losses, dtype=np.float64)
+    return {"kind": kind, "seed": int(seed), "budget": budget, "thresholds": list(THRESHOLDS),
+            "match_px": MATCH_PX, "input_size": list(train.input_size), "heatmap_size": list(train.heatmap_size),
+            "evaluation": {k: np.asarray(ev[k], dtype=np.float64).tolist()
+                           for k in ("thresholds", "tp", "fp", "fn", "recall", "precision")},
+            "loss_by_fifth": [float(part.mean()) for part in np.array_split(losses, 5) if part.size],
+            "note": "trained here from scratch with the base run's seed; the base run itself is not read"}
+
+
+def multi_person_record(kind: str):
+    """``compute(run, preset)`` of the derived step of ``kind``: :func:`bottom_up_record` with the
+    base run's seed (the base run itself is not read: the bottom-up models are not recipes)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def compute(run, preset):
+        return bottom_up_record(kind, int(run.seed), preset)
+    compute.__name__ = compute.__qualname__ = f"multi_person_{kind}_record"
+    return compute
+
+
+_RECORD_KEYS = {"kind", "seed", "budget", "thresholds", "match_px", "input_size", "heatmap_size", "evaluation"}
+
+
+def detection_from_records(records: Mapping[str, Sequence[dict]], precision: float = 0.5, min_effect: float = 0.02,
+                           floor: float | None = 0.1, ours: str = "sar", theirs: str = "heatmap"):
+    """:func:`detection_verdict` on the recorded replication: ``records`` ``{kind: [derived records
+    of :func:`bottom_up_record`, by seed]}``, judged at the seeds recorded for both kinds (those
+    recorded for one only are named in the reason). KeyError when a kind has no record yet;
+    ValueError when no seed has both, a record is not one of :func:`bottom_up_record` (naming the
+    kind and seed), or the records differ in preset, budget, thresholds or matching radius."""
+    by_seed: dict[str, dict[int, dict]] = {}
+    for kind in (ours, theirs):
+        recs = records.get(kind) or []
+        if not recs:
+            raise KeyError(f"no recorded multi-person evaluation of {kind!r} yet")
+        by_seed[kind] = {}
+        for r in recs:
+            ok = isinstance(r, Mapping) and {"seed", "preset", "values"} <= set(r) and isinstance(r["values"], Mapping)
+            vals = r["values"] if ok else {}
+            ev = vals.get("evaluation")
+            if not (ok and _RECORD_KEYS <= set(vals) and isinstance(ev, Mapping)
+                    and {"thresholds", "recall", "precision"} <= set(ev)):
+                seed = r.get("seed", "?") if isinstance(r, Mapping) else "?"
+                raise ValueError(f"the {kind} record of seed {seed} is not a multi-person record (needs seed, preset "
+                                 f"and values with {sorted(_RECORD_KEYS)}: multi_person.bottom_up_record)")
+            if vals["kind"] != kind or int(vals["seed"]) != int(r["seed"]):
+                raise ValueError(f"the {kind} record of seed {r['seed']} holds {vals['kind']} seed {vals['seed']}")
+            by_seed[kind][int(r["seed"])] = r
+    seeds = sorted(set(by_seed[ours]) & set(by_seed[theirs]))
+    if not seeds:
+        raise ValueError(f"no seed recorded for both {ours} (seeds {sorted(by_seed[ours])}) and {theirs} "
+                         f"(seeds {sorted(by_seed[theirs])})")
+    paired = [by_seed[k][s] for k in (ours, theirs) for s in seeds]
+    first = paired[0]
+    for what in ("preset", "budget", "thresholds", "match_px", "input_size"):
+        get = (lambda r: r["preset"]) if what == "preset" else (lambda r, w=what: r["values"][w])
+        odd = sorted(f"{r['values']['kind']} seed {r['seed']}" for r in paired if get(r) != get(first))
+        if odd:
+            raise ValueError(f"{', '.join(odd)} differ from {first['values']['kind']} seed {first['seed']} in "
+                             f"{what}: not one experiment")
+    evaluations = {}
+    for kind in (ours, theirs):
+        evaluations[kind] = []
+        for s in seeds:
+            ev = by_seed[kind][s]["values"]["evaluation"]
+            arrays = {k: np.asarray([np.nan if x is None else x for x in ev[k]], dtype=np.float64)
+                      for k in ("thresholds", "recall", "precision") if k in ev}
+            if len({a.shape for a in arrays.values()}) != 1 or arrays["recall"].size == 0:
+                raise ValueError(f"the {kind} record of seed {s} holds thresholds, recall and precision of "
+                                 "different lengths")
+            evaluations[kind].append(arrays)
+    vals = first["values"]
+    preset = str(first["preset"])
+    evidence = detection_evidence(evaluations, seeds, preset, vals["input_size"], vals["heatmap_size"],
+                                  vals["budget"]["steps"], vals["thresholds"], vals["match_px"], precision,
+                                  budget=dict(vals["budget"]))
+    v = detection_verdict(evaluations, precision, min_effect, preset=preset, evidence=evidence, ours=ours,
+                          theirs=theirs, floor=floor)
+    alone = sorted((set(by_seed[ours]) | set(by_seed[theirs])) - set(seeds))
+    if alone:
+        v = v.replace(reason=f"{v.reason} (seeds {alone} recorded for one kind only are left out)",
+                      summary={**v.summary, "seeds_one_side_only": alone})
+    return v
 
 
 def best_threshold(evaluation: dict) -> float:

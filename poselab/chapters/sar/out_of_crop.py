@@ -13,7 +13,7 @@ no number). Two halves:
   unbounded offset) can return any point. The check feeds each decoder the outputs that encode a
   point outside the crop and, for the heatmap, also adversarial maps (peaks on every border pixel,
   random maps) and measures the distance of its decodes beyond the crop box.
-* **empirical** (:func:`cut_crops`, :func:`out_of_crop_errors`, :func:`out_of_crop_verdict`): on
+* **empirical** (:func:`cut_crops`, :func:`run_out_of_crop_errors`, :func:`out_of_crop_judge`): on
   generated val people (whose rendered truth is known for every joint, also outside the image)
   crop windows are shifted by ``shift`` × the window side up / down / left / right, so the crop
   cuts the person; the unshifted window is kept too. Per trained model: the mean error (input px)
@@ -21,11 +21,18 @@ no number). Two halves:
   joints that it actually puts outside. Note: our training crops give joints outside the crop
   weight 0 (``TopDownDataset.visible``), so no recipe is ever trained to place one there — what
   they do outside is extrapolation.
+
+One rule, live and recorded: the chapter's cell and the recorded replication (``poselab replicate
+05``: the derived steps of :mod:`poselab.chapters.sar.replication` call :func:`out_of_crop_record`
+on each seed's cached model) compute each model's errors with :func:`run_out_of_crop_errors` on the
+same cut crops and judge them with :func:`out_of_crop_judge` (:func:`out_of_crop_from_records`
+rebuilds its inputs from the records, paired by seed).
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,15 +45,19 @@ from poselab.data import TopDownDataset
 from poselab.data.transforms import affine_matrix, apply_affine, bbox_to_center_scale, warp_image
 from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from poselab.experiments import resolve_run_data
-from poselab.experiments.presets import Preset
+from poselab.experiments.presets import Preset, get_preset
 from poselab.viz.sentence import Sentence, number
 
-__all__ = ["CUTS", "crop_box", "distance_outside", "decoder_reach", "heatmap_adversarial_maps", "cut_crops", "chapter_decoders", "reach_holds", "run_crops",
+__all__ = ["CUTS", "DEFAULT_PERSONS", "DEFAULT_SHIFT", "crop_box", "distance_outside", "decoder_reach", "heatmap_adversarial_maps", "cut_crops", "chapter_decoders", "reach_holds", "run_crops",
            "predict_crops", "out_of_crop_errors", "errors_table", "out_of_crop_verdict", "reach_sentence",
-           "table_errors", "reach_rows", "errors_sentence"]
+           "table_errors", "reach_rows", "errors_sentence", "run_out_of_crop_errors", "crops_fingerprint",
+           "out_of_crop_judge", "out_of_crop_record", "out_of_crop_from_records"]
 
 #: Window shifts: (dx, dy) in units of the window side. "up" moves the window up: the feet leave it.
 CUTS = {"none": (0.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
+#: the chapter's cut crops: its first 60 generated val people, windows shifted by 0.3 of their side
+DEFAULT_PERSONS = 60
+DEFAULT_SHIFT = 0.3
 
 
 def _size(input_size) -> tuple[int, int]:
@@ -188,7 +199,7 @@ def reach_holds(reach: dict) -> bool:
 # Cut crops of generated val people
 
 
-def cut_crops(ann_json, input_size, n_persons: int = 60, shift: float = 0.3,
+def cut_crops(ann_json, input_size, n_persons: int = DEFAULT_PERSONS, shift: float = DEFAULT_SHIFT,
               cuts: Sequence[str] = tuple(CUTS)) -> dict:
     """Evaluation crops that cut people: each of the first ``n_persons`` people of ``ann_json``
     (order of :class:`poselab.data.TopDownDataset`) with its window shifted by ``shift`` × the
@@ -233,7 +244,8 @@ def cut_crops(ann_json, input_size, n_persons: int = 60, shift: float = 0.3,
             "cut": names, "input_size": (h, w)}
 
 
-def run_crops(result, n_persons: int = 60, shift: float = 0.3, set_name: str = "generated val") -> dict:
+def run_crops(result, n_persons: int = DEFAULT_PERSONS, shift: float = DEFAULT_SHIFT,
+              set_name: str = "generated val") -> dict:
     """:func:`cut_crops` of a trained run's own evaluation set at its input size."""
     preset = Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in result.config["preset"].items()})
     _, sets = resolve_run_data(result.data, preset)
@@ -276,6 +288,120 @@ def out_of_crop_errors(pred, crops: dict) -> dict:
             "n_inside": int(in_mask.sum()), "n_outside": int(out_mask.sum()),
             "share_placed_outside": mean(placed.astype(np.float64), out_mask),
             "outside_beyond_px": mean(distance_outside(t, crops["input_size"]), out_mask)}
+
+
+def run_out_of_crop_errors(run, crops: dict) -> dict:
+    """:func:`out_of_crop_errors` of one trained run (its model and codec, on the CPU) on
+    :func:`cut_crops`' crops: the per-run values of ``sar.out_of_crop.error``, live
+    (:func:`table_errors`) and recorded (:func:`out_of_crop_record`) alike."""
+    return out_of_crop_errors(predict_crops(run.model(), run.codec(), crops), crops)
+
+
+def crops_fingerprint(crops: dict) -> str:
+    """A short sha256 of the crops' truth (rounded to 1e-6 px), known/inside masks, cut names and
+    input size: two records scored on the same crops carry the same fingerprint."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(np.round(np.asarray(crops["truth"], dtype=np.float64), 6)).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(crops["known"], dtype=bool)).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(crops["inside"], dtype=bool)).tobytes())
+    h.update(("|".join(map(str, crops["cut"])) + f"|{tuple(crops['input_size'])}").encode())
+    return h.hexdigest()[:16]
+
+
+def out_of_crop_record(run, preset=None, n_persons: int = DEFAULT_PERSONS, shift: float = DEFAULT_SHIFT,
+                       set_name: str = "generated val") -> dict:
+    """The derived record of one seed's trained ``run`` for ``poselab replicate 05``
+    (``compute(run, preset)`` of a :class:`poselab.experiments.replicate.DerivedStep`): its errors
+    on the cut crops of its own evaluation set (:func:`run_crops`, :func:`run_out_of_crop_errors`),
+    its AP there (for the floor) and which crops they were (:func:`crops_fingerprint`: the judge
+    pairs only records scored on the same crops). ``preset`` is unused: the run knows its own."""
+    crops = run_crops(run, n_persons, shift, set_name)
+    metrics = (run.metrics or {}).get(set_name) or {}
+    if "AP" not in metrics:
+        raise KeyError(f"run {run.recipe} seed {run.seed} has no AP on {set_name!r}")
+    return {"recipe": str(run.recipe), "seed": int(run.seed), "set": set_name, "AP": float(metrics["AP"]),
+            "errors": run_out_of_crop_errors(run, crops),
+            "crops": {"n_persons": int(n_persons), "shift": float(shift), "n_crops": len(crops["cut"]),
+                      "input_size": [int(v) for v in crops["input_size"]], "fingerprint": crops_fingerprint(crops)}}
+
+
+def out_of_crop_judge(errors: dict, aps: Mapping[str, Sequence[float]], ours: str, theirs: str, preset=None,
+                      data="synth", seeds=None, floor: float | None = 0.05, min_effect: float = 1.0,
+                      min_joints: int = 30) -> claims.Verdict:
+    """The rule of ``sar.out_of_crop.error``, live and recorded: :func:`out_of_crop_verdict` on
+    ``errors`` (``{recipe: [out_of_crop_errors per seed]}``, paired by seed), standing only when
+    ``ours`` and ``theirs`` have both learnt: their mean AP (``aps``: ``{recipe: [AP per seed]}``)
+    reaches ``floor`` (:func:`poselab.claims.has_learnt`; None: no floor). A side that has not
+    learnt makes the verdict "inconclusive", naming it — never "not reproduced"."""
+    for name in (ours, theirs):
+        if name not in aps:
+            raise KeyError(f"no AP of {name!r} for the floor; have {sorted(aps)}")
+    learnt = [claims.has_learnt(r, aps[r], floor=floor) for r in (ours, theirs)] if floor is not None else []
+    v = out_of_crop_verdict(errors, ours, theirs, preset, data, seeds, min_effect=min_effect,
+                            min_joints=min_joints, learnt=learnt)
+    return v.replace(summary={**v.summary, "AP": {r: [float(x) for x in aps[r]] for r in (ours, theirs)}})
+
+
+def _nan(x):
+    return float("nan") if x is None else float(x)
+
+
+_RECORD_KEYS = {"recipe", "seed", "AP", "errors", "crops"}
+_ERROR_KEYS = {"epe_inside", "epe_outside", "n_inside", "n_outside", "share_placed_outside", "outside_beyond_px"}
+
+
+def out_of_crop_from_records(records: Mapping[str, Sequence[dict]], ours: str, theirs: str,
+                             floor: float | None = 0.05, min_effect: float = 1.0,
+                             min_joints: int = 30) -> claims.Verdict:
+    """:func:`out_of_crop_judge` on the recorded replication: ``records`` ``{recipe: [derived
+    records of :func:`out_of_crop_record`, by seed]}``. The two recipes are paired by seed (the
+    seeds recorded for both; those recorded for one side only are named in the reason). KeyError
+    when a recipe has no record yet, ValueError when no seed has both, or a record is not one of
+    :func:`out_of_crop_record` (naming the recipe and seed), or the paired records were scored on
+    other crops or presets (:func:`poselab.experiments.replicate.recorded_derived_group_verdict`
+    reports both as "cannot answer yet")."""
+    by_seed: dict[str, dict[int, dict]] = {}
+    for name in (ours, theirs):
+        recs = records.get(name) or []
+        if not recs:
+            raise KeyError(f"no recorded out-of-crop errors of {name!r} yet")
+        by_seed[name] = {}
+        for r in recs:
+            ok = isinstance(r, Mapping) and {"seed", "preset", "values"} <= set(r) and isinstance(r["values"], Mapping)
+            vals = r["values"] if ok else {}
+            if not (ok and _RECORD_KEYS <= set(vals) and isinstance(vals["errors"], Mapping)
+                    and _ERROR_KEYS <= set(vals["errors"]) and isinstance(vals["crops"], Mapping)
+                    and "fingerprint" in vals["crops"]):
+                seed = r.get("seed", "?") if isinstance(r, Mapping) else "?"
+                raise ValueError(f"the {name} record of seed {seed} is not an out-of-crop record (needs seed, preset "
+                                 f"and values with {sorted(_RECORD_KEYS)}: out_of_crop.out_of_crop_record)")
+            if vals["recipe"] != name or int(vals["seed"]) != int(r["seed"]):
+                raise ValueError(f"the {name} record of seed {r['seed']} holds {vals['recipe']} seed {vals['seed']}")
+            by_seed[name][int(r["seed"])] = r
+    seeds = sorted(set(by_seed[ours]) & set(by_seed[theirs]))
+    if not seeds:
+        raise ValueError(f"no seed recorded for both {ours} (seeds {sorted(by_seed[ours])}) and {theirs} "
+                         f"(seeds {sorted(by_seed[theirs])})")
+    paired = [by_seed[n][s] for n in (ours, theirs) for s in seeds]
+    presets = sorted({str(r["preset"]) for r in paired})
+    if len(presets) > 1:
+        raise ValueError(f"the paired records come from several presets {presets}")
+    crops = {(n, s): by_seed[n][s]["values"]["crops"]["fingerprint"] for n in (ours, theirs) for s in seeds}
+    if len(set(crops.values())) > 1:
+        first = crops[(ours, seeds[0])]
+        odd = sorted(f"{n} seed {s}" for (n, s), f in crops.items() if f != first)
+        raise ValueError(f"{', '.join(odd)} were scored on other crops than {ours} seed {seeds[0]}: not paired")
+    errors = {n: [{k: _nan(by_seed[n][s]["values"]["errors"][k]) for k in _ERROR_KEYS} for s in seeds]
+              for n in (ours, theirs)}
+    aps = {n: [_nan(by_seed[n][s]["values"]["AP"]) for s in seeds] for n in (ours, theirs)}
+    data = str((paired[0].get("base") or {}).get("data", "synth"))
+    v = out_of_crop_judge(errors, aps, ours, theirs, get_preset(presets[0]), data, seeds, floor=floor,
+                          min_effect=min_effect, min_joints=min_joints)
+    alone = sorted((set(by_seed[ours]) | set(by_seed[theirs])) - set(seeds))
+    if alone:
+        v = v.replace(reason=f"{v.reason} (seeds {alone} recorded for one side only are left out)",
+                      summary={**v.summary, "seeds_one_side_only": alone})
+    return v
 
 
 def errors_table(errors: dict) -> list[dict]:
@@ -335,14 +461,7 @@ def table_errors(table, recipes: Sequence[str], crops: dict, set_name: str = "ge
     """``{recipe: [out_of_crop_errors per seed]}`` for the trained runs of a
     :class:`poselab.experiments.ComparisonTable` on the same :func:`cut_crops` (paired by crop)."""
     seeds = sorted({r.seed for r in table.results})
-    out = {}
-    for name in recipes:
-        per = []
-        for seed in seeds:
-            res = table.result(name, seed)
-            per.append(out_of_crop_errors(predict_crops(res.model(), res.codec(), crops), crops))
-        out[name] = per
-    return out
+    return {name: [run_out_of_crop_errors(table.result(name, seed), crops) for seed in seeds] for name in recipes}
 
 
 def reach_rows(reach: dict) -> list[dict]:
@@ -361,9 +480,10 @@ def reach_sentence(reach: dict) -> Sentence:
                     f"{', '.join(yes) or 'none'}; confined to it: {', '.join(no) or 'none'}.")
 
 
-def errors_sentence(errors: dict, verdict, ours: str, theirs: str) -> Sentence:
-    """The section's closing sentence: the outside/inside errors of ``ours`` and ``theirs`` and the
-    verdict of :func:`out_of_crop_verdict`."""
+def errors_sentence(errors: dict, verdict, ours: str, theirs: str, recorded: Mapping | None = None) -> Sentence:
+    """The section's closing sentence: the outside/inside errors of ``ours`` and ``theirs``, the
+    verdict of :func:`out_of_crop_judge` and, with ``recorded`` (the recorded replication's
+    verdict, :func:`poselab.chapters.sar.replication.recorded_verdicts`), that one beside it."""
     def m(name, key):
         return number(float(np.mean([e[key] for e in errors[name]])))
     v = getattr(verdict, "verdict", None) or verdict["verdict"]
@@ -372,4 +492,5 @@ def errors_sentence(errors: dict, verdict, ours: str, theirs: str) -> Sentence:
                     f"{ours} {m(ours, 'epe_outside')} px outside ({m(ours, 'epe_inside')} inside, "
                     f"{m(ours, 'share_placed_outside')} of its points for outside joints placed outside), "
                     f"{theirs} {m(theirs, 'epe_outside')} px ({m(theirs, 'epe_inside')}); "
-                    f"{ours} locates outside joints better: **{v}** — {reason}.")
+                    f"{ours} locates outside joints better: **{v}** — {reason}."
+                    + (f" On the recorded replication: {claims.recorded_text(recorded).rstrip('.')}." if recorded is not None else ""))
