@@ -101,7 +101,7 @@ def fit_toy(targets, grid: Sequence[int] = (8, 8), reach: float = 0.5, steps: in
     steps = whole_number(steps, "steps", 1)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    T, N = h * w, tg.shape[0]
+    T = h * w
     centres = sar_cell_centres((h, w), dtype=torch.float64).reshape(T, 2)
     u = torch.zeros(T, 2, dtype=torch.float64, requires_grad=True)
     s = torch.full((T,), math.log(prior / (1 - prior)), dtype=torch.float64, requires_grad=True)

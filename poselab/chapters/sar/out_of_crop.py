@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
