@@ -49,7 +49,8 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_pooled",
+           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_derived_group_verdict",
+           "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs"]
 
 RECORD_KIND = "poselab-replication-run"
@@ -240,6 +241,27 @@ def recorded_derived_verdict(chapter: str, name: str, judge, *, preset: str = "f
     except ValueError as exc:
         return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
     return _judged(judge, recs if recs else None, recs, preset, how)
+
+
+def recorded_derived_group_verdict(chapter: str, names: Iterable[str], judge, *, preset: str = "full",
+                                   root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`recorded_derived_verdict` for a claim that reads several derived steps (one per
+    compared recipe: chapter 06's heatmap study of ``mse`` and of ``ipr``): ``judge({name: records
+    by seed})``, each step's records possibly empty (the judge pairs them by seed and says what is
+    missing, as KeyError / ValueError: "cannot answer yet"). Same return shape, provenance over all
+    the records; "no recorded replication yet" when no step has a record; a corrupt record is
+    reported by name."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct derived step names, got {names!r}")
+    stem = replication_folder(chapter, root).name
+    how = f"poselab replicate {stem} --preset {preset}"
+    try:
+        groups = {name: recorded_derived(chapter, name, preset=preset, root=root) for name in names}
+    except ValueError as exc:
+        return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
+    recs = [r for name in names for r in groups[name]]
+    return _judged(judge, groups if recs else None, recs, preset, how)
 
 
 def _judged(judge, evidence, recs: list[dict[str, Any]], preset: str, how: str) -> dict[str, Any]:
