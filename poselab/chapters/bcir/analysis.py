@@ -1451,7 +1451,7 @@ def _study_evidence(seeds, sides, per_seed: dict) -> dict:
 
 
 def localization_verdict(values, floor: float = 0.3, min_effect: float = 0.05):
-    """``bcir.localization.ipr_more_localized`` (§7.5, Table 6): IPR's maps hold more of their mass
+    """``bcir.localization.ipr_more_localized`` (BCIR §7.5, Table 6): IPR's maps hold more of their mass
     near the joint than detection's — A(s=2) on easy/medium persons, 0.65 against 0.49 in the paper
     (+0.16; the claim's minimum ``min_effect``).
 
@@ -1473,7 +1473,7 @@ def localization_verdict(values, floor: float = 0.3, min_effect: float = 0.05):
 
 
 def hard_cases_verdict(values, floor: float = 0.3, min_effect: float = 0.1, min_joints: int = 30):
-    """``bcir.hard_cases.regression_better`` (Table 1 / Table 7): on hard cases — here occluded
+    """``bcir.hard_cases.regression_better`` (BCIR Table 1, Table 7): on hard cases — here occluded
     joints (COCO v = 1), Table 7's split, as generated persons are rarely hard by §7.2.1's rule —
     integral regression (IPR) has a lower end-point error than detection, by at least
     ``min_effect`` crop px (the paper's EPE is in 256×192 input px: no paper effect in our unit).
