@@ -94,22 +94,23 @@ def test_recorded_spearman_compares_the_ranking_recipe_the_live_arena_races(tmp_
 
 
 def test_a_chapter_borrows_runs_another_chapter_recorded_and_does_not_train_them(tmp_path):
-    """Same recipe, preset, seed and data -> one run: chapter 06 reads chapter 04's `mse` records
-    instead of training them again; chapter 03, whose derived step needs the `mse` model in the
-    run cache, borrows nothing; a record of other data is never borrowed."""
+    """Same recipe, preset, seed and data -> one run: chapter 02 reads chapter 04's `mse` records
+    instead of training them again; chapters 03 and 06, whose derived steps need the `mse` model in
+    the run cache, borrow nothing; a record of other data is never borrowed."""
     _write(tmp_path, "04_hdm", [_record("mse", s, 0.74) for s in range(3)])
     coco = _record("mse", 3, 0.10)
     coco["data"] = "data/coco"
     _write(tmp_path, "05_sar", [coco])
-    lent = rep.borrowed_runs("06", root=tmp_path)
+    lent = rep.borrowed_runs("02", root=tmp_path)
     assert [(r["recipe"], r["seed"], r["chapter"]) for r in lent] == [("mse", s, "04_hdm") for s in range(3)]
     assert rep.borrowed_runs("03", root=tmp_path) == []
-    rows = {(r["recipe"], r["seed"]): r["recorded"] for r in rep.plan("06", seeds=[0, 3], root=tmp_path)}
-    assert rows[("mse", 0)] is True and rows[("mse", 3)] is False and rows[("bcir", 0)] is False
-    table = rep.recorded_table("06", root=tmp_path)
+    assert rep.borrowed_runs("06", root=tmp_path) == []
+    rows = {(r["recipe"], r["seed"]): r["recorded"] for r in rep.plan("02", seeds=[0, 3], root=tmp_path)}
+    assert rows[("mse", 0)] is True and rows[("mse", 3)] is False and rows[("spatial_rank", 0)] is False
+    table = rep.recorded_table("02", root=tmp_path)
     assert table.recipes == ["mse"] and len(table.values("mse", "AP")) == 3
-    _write(tmp_path, "06_bcir", [_record("mse", 0, 0.70)])   # the chapter's own record wins
-    assert [r["seed"] for r in rep.borrowed_runs("06", root=tmp_path)] == [1, 2]
+    _write(tmp_path, "02_rspose", [_record("mse", 0, 0.70)])   # the chapter's own record wins
+    assert [r["seed"] for r in rep.borrowed_runs("02", root=tmp_path)] == [1, 2]
 
 
 # ----------------------------------------------------------------------------- hostile inputs (QA)

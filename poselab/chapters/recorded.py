@@ -79,7 +79,7 @@ def _sar(preset: str) -> dict[str, dict]:
 
 
 def _bcir(preset: str) -> dict[str, dict]:
-    from poselab.chapters.bcir import analysis as bcir
+    from poselab.chapters.bcir import analysis as bcir, replication
     from poselab.experiments import recorded_verdict
     rules = {"bcir.training.ipr_slower_than_detection": bcir.ipr_slower_verdict,
              "bcir.training.bcir_vs_ipr": bcir.bcir_vs_ipr_verdict,
@@ -87,7 +87,9 @@ def _bcir(preset: str) -> dict[str, dict]:
              "bcir.beta.ablation": bcir.beta_verdict,
              "bcir.training.bcir_vs_detection": bcir.bcir_vs_detection_verdict,
              "bcir.shrinkage.detection_sigma_two_best": bcir.detection_sigma_verdict}
-    return {cid: recorded_verdict("06_bcir", rule, preset=preset) for cid, rule in rules.items()}
+    out = {cid: recorded_verdict("06_bcir", rule, preset=preset) for cid, rule in rules.items()}
+    out.update(replication.recorded_verdicts(preset=preset))   # the heatmap study's claims (derived records)
+    return out
 
 
 def _capstone(preset: str) -> dict[str, dict]:

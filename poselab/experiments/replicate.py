@@ -251,8 +251,8 @@ def recorded_derived_group_verdict(chapter: str, names: Iterable[str], judge, *,
     yet). Same return shape; "no recorded replication yet" when none of the steps has a record;
     a record that is not one names its file."""
     names = [names] if isinstance(names, str) else list(names)
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"names must be the derived steps' names, got {names!r}")
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct derived step names, got {names!r}")
     stem = replication_folder(chapter, root).name
     how = f"poselab replicate {stem} --preset {preset}"
     try:

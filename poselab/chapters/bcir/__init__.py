@@ -8,12 +8,19 @@ def _replication_names():
     return ("mse", *CHAPTER_RECIPES, *SIGMA_RECIPES)
 
 
+def _derived_steps():
+    # deferred: the heatmap study needs torch, and its module imports the engine; called on first use
+    from poselab.chapters.bcir.replication import derived_steps
+    return derived_steps()
+
+
 CHAPTER = register(Chapter(
     number=6, name="bcir", stem="06_bcir",
     title="BCIR — bias-compensated integral regression",
     paper="bcir-bias-compensated-integral-regression.md", tag="BCIR",
     recipes=("ipr", "ipr_reg", "ipr_prior", "ipr_debias", "bcir", "bcir_beta1", "bcir_beta20"),
     replication_recipes=replicating(_replication_names),
+    replication_derived=_derived_steps,
     expected_claims={"bcir.beta.ablation", "bcir.bias.eq37_max_error", "bcir.bias.toward_centre",
                      "bcir.compensation.max_error_px", "bcir.epe.argmax_not_better",
                      "bcir.gradient.eq23_matches_autograd", "bcir.gradient.gt_pixel_nonpositive",

@@ -37,6 +37,7 @@ from poselab.codecs.integral import (compensate_softargmax_bias, compensated_sof
 from poselab.data import TopDownDataset
 from poselab.experiments.presets import get_preset
 from poselab.experiments.registry import MODELS, Geometry, get_recipe
+from poselab.experiments.runner import GENERATED_VAL
 from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, table_evidence, validation_curves
 from poselab.skeleton import OKS_SIGMAS
 from poselab.viz.sentence import number
@@ -60,6 +61,8 @@ __all__ = [
     "epochs_to_fraction", "fraction_bracket", "ipr_slower_verdict", "PAPER_SPEED_RATIO", "bcir_vs_ipr_verdict",
     "bcir_vs_detection_verdict", "PAPER_AP",
     "detection_sigma_verdict", "sigma_sweep_points", "sigma_sweep_sentence",
+    "PAPER_A2_EASY_MEDIUM", "STUDY_RECIPES", "STUDY_FIELDS", "study_values", "localization_verdict",
+    "hard_cases_verdict",
 ]
 
 SPLITS = ("easy", "medium", "hard")
@@ -1330,6 +1333,165 @@ def occluded_joint_errors(study: dict) -> dict:
     return {"occluded": float(e[occ].mean()) if occ.any() else float("nan"),
             "visible": float(e[vis].mean()) if vis.any() else float("nan"),
             "n_occluded": int(occ.sum()), "n_visible": int(vis.sum())}
+
+
+# ============================================================================ the heatmap-study claims
+#: BCIR Table 6: A(s=2) on easy/medium persons, SBL detection 0.49 against IPR 0.65 (+0.16)
+PAPER_A2_EASY_MEDIUM = {"mse": 0.49, "ipr": 0.65}
+#: the two recipes the heatmap-study claims compare (detection, integral regression)
+STUDY_RECIPES = ("mse", "ipr")
+#: what :func:`study_values` returns for each run, and what the claims' judges read
+STUDY_FIELDS = ("recipe", "seed", "preset", "data", "set", "persons", "input_size", "heatmap_size",
+                "A2_easy_medium", "n_easy_medium", "occluded_error", "visible_error", "n_occluded",
+                "n_visible", "AP", "curve")
+
+
+def study_values(run, study: dict, *, set_name: str | None = None) -> dict:
+    """The values of one trained run that ``bcir.localization.ipr_more_localized`` and
+    ``bcir.hard_cases.regression_better`` read, from the run and its :func:`localization_study`
+    (on the run's evaluation set ``set_name``, default its first). The chapter's live cells and
+    the recorded replication's derived records (:mod:`poselab.chapters.bcir.replication`) both
+    reduce a study with this function, so both are judged on the same numbers.
+
+    Returns a JSON-able dict (:data:`STUDY_FIELDS`): recipe, seed, preset, data, set, persons;
+    ``A2_easy_medium`` (mean A(s=2) over the labelled joints of easy and medium persons; NaN
+    without such joints) and ``n_easy_medium``; ``occluded_error`` / ``visible_error`` (mean crop-px
+    error of COCO v = 1 / v = 2 joints, :func:`occluded_joint_errors`) and their counts; the run's
+    final ``AP`` on the set (the floor) and its validation ``curve`` ``{"steps", "values"}`` of AP
+    during training (convergence).
+    """
+    if not isinstance(study, dict) or not {"A", "s", "label", "v", "error", "n_persons"} <= set(study):
+        raise ValueError("study must be a localization_study result (A, s, label, v, error, n_persons)")
+    metrics = dict(getattr(run, "metrics", None) or {})
+    if set_name is None:
+        set_name = GENERATED_VAL if GENERATED_VAL in metrics else next(iter(metrics), None)
+    if set_name not in metrics or "AP" not in metrics[set_name]:
+        raise ValueError(f"run {getattr(run, 'recipe', '?')} seed {getattr(run, 'seed', '?')} has no AP on "
+                         f"{set_name!r} (its sets: {sorted(metrics)})")
+    s_values = [int(x) for x in np.asarray(study["s"]).tolist()]
+    if 2 not in s_values:
+        raise ValueError(f"the study must measure A(s) at s = 2, it has s = {s_values}")
+    A2 = np.asarray(study["A"], dtype=np.float64)[:, s_values.index(2)]
+    em = np.isin(np.asarray(study["label"]), ["easy", "medium"]) & np.isfinite(A2)
+    errors = occluded_joint_errors(study)
+    rows = [row for row in (getattr(run, "history", None) or {}).get("val", []) if row.get("AP") is not None]
+    geometry = run.geometry()
+    return {"recipe": str(run.recipe), "seed": int(run.seed), "preset": str(run.preset),
+            "data": str(run.data), "set": str(set_name), "persons": int(study["n_persons"]),
+            "input_size": [int(v) for v in geometry.input_size],
+            "heatmap_size": [int(v) for v in geometry.heatmap_size],
+            "A2_easy_medium": float(A2[em].mean()) if em.any() else float("nan"), "n_easy_medium": int(em.sum()),
+            "occluded_error": errors["occluded"], "visible_error": errors["visible"],
+            "n_occluded": errors["n_occluded"], "n_visible": errors["n_visible"],
+            "AP": float(metrics[set_name]["AP"]),
+            "curve": {"steps": [float(row["step"]) for row in rows], "values": [float(row["AP"]) for row in rows]}}
+
+
+def _real(x) -> float:
+    """A recorded number (JSON null read back as NaN)."""
+    return float("nan") if x is None else float(x)
+
+
+def _study_sides(values, recipes=STUDY_RECIPES) -> tuple[list[int], dict, str]:
+    """Both recipes' :func:`study_values` rows on their common seeds (seed order), checked; plus a
+    note naming the seeds only one side has (left out of the comparison)."""
+    if not isinstance(values, dict):
+        raise TypeError(f"values must be {{recipe: [study_values row per seed]}}, got {type(values).__name__}")
+    by_seed = {}
+    for name in recipes:
+        rows = values.get(name)
+        if not rows:
+            raise KeyError(f"no heatmap study of {name!r} (one run per seed is needed; have "
+                           f"{sorted(k for k, v in values.items() if v) or 'none'})")
+        seen = {}
+        for row in rows:
+            missing = [k for k in STUDY_FIELDS if not isinstance(row, dict) or k not in row]
+            if missing:
+                raise ValueError(f"a heatmap-study row of {name!r} lacks {missing} (rows come from "
+                                 "analysis.study_values)")
+            if row["recipe"] != name:
+                raise ValueError(f"a row of recipe {row['recipe']!r} (seed {row['seed']}) was given as {name!r}")
+            seed = int(row["seed"])
+            if seed in seen:
+                raise ValueError(f"{name} seed {seed} comes twice: a repeated seed is not another replicate")
+            seen[seed] = row
+        by_seed[name] = seen
+    seeds = sorted(set.intersection(*(set(v) for v in by_seed.values())))
+    if not seeds:
+        raise ValueError("no seed has a heatmap study of both " + " and ".join(
+            f"{n} (seeds {sorted(by_seed[n])})" for n in recipes))
+    sides = {n: [by_seed[n][s] for s in seeds] for n in recipes}
+    rows = [row for n in recipes for row in sides[n]]
+    for key in ("preset", "data", "set", "persons", "input_size", "heatmap_size"):
+        kinds = sorted({str(row[key]) for row in rows})
+        if len(kinds) > 1:
+            raise ValueError(f"the studies differ in {key} ({', '.join(kinds)}): not one experiment")
+    alone = {n: sorted(set(by_seed[n]) - set(seeds)) for n in recipes}
+    note = "; ".join(f"{n} seed(s) {', '.join(map(str, s))} left out (no study of the other recipe)"
+                     for n, s in alone.items() if s)
+    return seeds, sides, note
+
+
+def _study_ready(verdict, sides: dict, floor: float, note: str):
+    """Both sides learnt (final AP ≥ ``floor``) and converged (the relative gain of
+    :func:`poselab.experiments.compare_recipes`), as :func:`poselab.claims.require_ready` rules."""
+    checks = [claims.has_learnt(n, [_real(r["AP"]) for r in rows], floor=floor) for n, rows in sides.items()]
+    checks += [claims.has_converged(n, [(r["curve"]["steps"], [_real(x) for x in r["curve"]["values"]])
+                                        for r in rows], tolerance=DEFAULT_CONVERGE_TOLERANCE, relative=True)
+               for n, rows in sides.items()]
+    v = claims.require_ready(verdict, checks)
+    return v.replace(reason=f"{v.reason}; {note}") if note else v
+
+
+def _study_evidence(seeds, sides, per_seed: dict) -> dict:
+    first = next(iter(sides.values()))[0]
+    return claims.evidence(preset=first["preset"], seeds=seeds, per_seed=per_seed, input_size=first["input_size"],
+                           heatmap_size=first["heatmap_size"],
+                           data=f"{first['data']} ({first['set']}, {first['persons']} persons)")
+
+
+def localization_verdict(values, floor: float = 0.3, min_effect: float = 0.05):
+    """``bcir.localization.ipr_more_localized`` (BCIR §7.5, Table 6): IPR's maps hold more of their mass
+    near the joint than detection's — A(s=2) on easy/medium persons, 0.65 against 0.49 in the paper
+    (+0.16; the claim's minimum ``min_effect``).
+
+    ``values``: ``{recipe: [study_values row per seed]}`` holding ``mse`` and ``ipr`` (other
+    recipes are ignored); the seeds both have are compared (:func:`poselab.claims.compare_seeds`,
+    unpaired), and both recipes must have learnt (AP ≥ ``floor``) and converged, else
+    "inconclusive" naming the side. The chapter's live run and the recorded replication
+    (:mod:`poselab.chapters.bcir.replication`) are judged by this one function. A recipe without
+    rows raises KeyError, rows that cannot be compared ValueError (the recorded verdict reads
+    both as "cannot answer yet")."""
+    seeds, sides, note = _study_sides(values)
+    ours, theirs = ([_real(r["A2_easy_medium"]) for r in sides[n]] for n in ("ipr", "mse"))
+    metric = "A(s=2) easy/medium"
+    v = claims.compare_seeds(ours, theirs, lower_is_better=False, min_effect=min_effect, metric=metric,
+                             paper_effect=PAPER_A2_EASY_MEDIUM["ipr"] - PAPER_A2_EASY_MEDIUM["mse"],
+                             preset=sides["mse"][0]["preset"],
+                             evidence=_study_evidence(seeds, sides, {f"ipr {metric}": ours, f"mse {metric}": theirs}))
+    return _study_ready(v, sides, floor, note)
+
+
+def hard_cases_verdict(values, floor: float = 0.3, min_effect: float = 0.1, min_joints: int = 30):
+    """``bcir.hard_cases.regression_better`` (BCIR Table 1, Table 7): on hard cases — here occluded
+    joints (COCO v = 1), Table 7's split, as generated persons are rarely hard by §7.2.1's rule —
+    integral regression (IPR) has a lower end-point error than detection, by at least
+    ``min_effect`` crop px (the paper's EPE is in 256×192 input px: no paper effect in our unit).
+
+    ``values`` as :func:`localization_verdict` (same seeds, floor and convergence rules). Fewer than
+    ``min_joints`` occluded joints in any studied run: not testable ("inconclusive")."""
+    seeds, sides, note = _study_sides(values)
+    ours, theirs = ([_real(r["occluded_error"]) for r in sides[n]] for n in ("ipr", "mse"))
+    metric = "EPE on occluded joints (crop px)"
+    ev = _study_evidence(seeds, sides, {f"ipr {metric}": ours, f"mse {metric}": theirs})
+    fewest = min(int(r["n_occluded"]) for rows in sides.values() for r in rows)
+    if fewest >= int(min_joints):
+        v = claims.compare_seeds(ours, theirs, lower_is_better=True, min_effect=min_effect, metric=metric,
+                                 preset=sides["mse"][0]["preset"], evidence=ev)
+    else:
+        v = claims.not_testable(f"{fewest} occluded joints in the studied persons of a run (< {min_joints})",
+                                evidence=ev)
+    return _study_ready(v, sides, floor, note)
 
 
 def learning_curve(history, metric: str = "AP") -> tuple[np.ndarray, np.ndarray]:
