@@ -104,6 +104,7 @@ def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):
     assert {r["commit"] for r in recs} == {head.stdout.strip()} and not any(r["dirty"] for r in recs)
     assert all(r["threads"] == 1 for r in recs)
     assert (tree / "poselab").is_dir()
+    assert len(list((cache / "cache").glob("mse/*/result.json"))) == 2
     if made_here:  # leave no worktree per test run behind (one a replication uses is kept)
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
 
@@ -175,3 +176,21 @@ def test_workers_share_out_the_parents_snapshot(monkeypatch):
     monkeypatch.setenv(rep._PLAN_ENV, "not json")
     with pytest.raises(ValueError, match="POSELAB_REPLICATE_PLAN"):
         rep._my_share([(b, 0)], [], 0, 2)
+
+
+def test_the_worktree_trains_into_this_checkouts_run_cache(monkeypatch, tmp_path):
+    """With no POSELAB_CACHE_DIR set, the worktree's process is given this checkout's run cache
+    (keys hold the training code's digest, so sharing is safe): a later commit's worktree and the
+    derived steps find the models instead of training them again in an empty cache of their own."""
+    monkeypatch.delenv("POSELAB_CACHE_DIR", raising=False)
+    monkeypatch.setattr(rep, "_git", lambda *a: "0" * 40 if a[0] == "rev-parse" else "")
+    monkeypatch.setattr(rep, "_worktree", lambda commit: tmp_path / "tree")
+    seen = {}
+
+    def fake_run(cmd, cwd=None, env=None, **kw):
+        seen.update(cmd=cmd, env=env)
+        return subprocess.CompletedProcess(cmd, 0)
+    monkeypatch.setattr(rep.subprocess, "run", fake_run)
+    rep.replicate("04", preset="fast", seeds=[0], root=tmp_path / "rec")
+    assert seen["env"]["POSELAB_CACHE_DIR"] == str(rep.cache_root().resolve())
+    assert seen["env"]["PYTHONPATH"].startswith(str(tmp_path / "tree"))

@@ -39,7 +39,7 @@ import torch
 
 from poselab.data import synth
 
-from .cache import list_entries, source_digest
+from .cache import cache_root, list_entries, source_digest
 from .records import _git, provenance
 from .presets import Preset, get_preset
 from .registry import Recipe
@@ -632,7 +632,11 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
             print(f"note: uncommitted changes in poselab/ are not part of the replication; it trains "
                   f"commit {head[:10]}", flush=True)
         tree = _worktree(head)
-        env = {**os.environ, "PYTHONPATH": str(tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        # the worktree trains into this checkout's run cache (the key holds the training code's
+        # digest, so a run of other code is never reused): a later commit with the same training
+        # code, or a derived step, finds the models instead of training them again
+        env = {**os.environ, "PYTHONPATH": str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "POSELAB_CACHE_DIR": str(cache_root().resolve())}
         rc = subprocess.run(base + (["--jobs", str(jobs)] if jobs else []), cwd=tree, env=env).returncode
         return _finish(folder, before, rc, str(tree))
     jobs = min(int(jobs or 1), max(len(todo), len(derived_todo)))
