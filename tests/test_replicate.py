@@ -74,6 +74,13 @@ def test_cli_plan_and_errors(cache, capsys):
     assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out), "--plan"]) == 0
     text = capsys.readouterr().out
     assert "to train: 3 run(s)" in text and "mse" in text
+    # --recipes narrows the plan as it narrows the training
+    assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out), "--plan",
+                     "--recipes", "emd"]) == 0
+    text = capsys.readouterr().out
+    assert "to train: 1 run(s)" in text and "emd" in text and "mse" not in text
+    assert cli.main(["replicate", "04", "--preset", "fast", "--out", str(out), "--plan", "--recipes", "nope"]) == 2
+    assert "not in 04_hdm's replication" in capsys.readouterr().err
     assert cli.main(["replicate", "00", "--preset", "fast", "--out", str(out)]) == 2
     assert "no empirical training claims" in capsys.readouterr().err
     assert cli.main(["replicate", "04", "--preset", "nope", "--out", str(out)]) == 2

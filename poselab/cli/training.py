@@ -184,7 +184,7 @@ def _replicate(args) -> int:
     try:
         get_preset(args.preset)
         if args.plan:
-            rows = rep.plan(args.chapter, preset=args.preset, seeds=args.seeds, root=args.out)
+            rows = rep.plan(args.chapter, preset=args.preset, seeds=args.seeds, root=args.out, recipes=args.recipes)
             total = sum(r["expected_seconds"] or 0 for r in rows if not r["recorded"])
             unknown = sum(1 for r in rows if not r["recorded"] and r["expected_seconds"] is None)
             print(f"{'recipe':24s} {'seed':>4s} {'recorded':>8s} {'steps':>7s} {'s/step':>7s} {'CPU h':>6s}")

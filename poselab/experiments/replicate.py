@@ -488,12 +488,14 @@ def recorded_pooled_verdict(judge, *, preset: str = "full", root: str | os.PathL
 
 
 def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
-         root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+         root: str | os.PathLike | None = None, recipes: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per run the replication needs: recipe, seed, recorded (bool: by this chapter or
     another, :func:`borrowed_runs`), steps, and the CPU seconds it is expected to cost (seconds per
     step of a recorded or cached run of the same recipe and preset × steps; None when nothing
-    measured it)."""
+    measured it). ``recipes``: only these recipes and the derived steps built on them (as
+    :func:`replicate`'s ``recipes``)."""
     p = get_preset(preset)
+    chosen = _chosen(chapter, recipes)
     folder = replication_folder(chapter, root)
     lent = {(r["recipe"], int(r["seed"])) for r in borrowed_runs(chapter, preset=p.name, root=root)}
     measured = {r["recipe"]: r.get("seconds_per_step") for r in recorded_runs(chapter, root=root)
@@ -511,6 +513,8 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
             measured[e["recipe"]] = e["seconds_per_step"]
     rows = []
     for recipe in chapter_recipes(chapter, p):
+        if chosen is not None and recipe.name not in chosen:
+            continue
         for seed in seeds:
             steps = _steps(p)
             sps = measured.get(recipe.name)
@@ -520,6 +524,8 @@ def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2,
                          "steps": steps, "seconds_per_step": sps,
                          "expected_seconds": None if (sps is None or steps is None) else sps * steps})
     for step in chapter_derived(chapter):  # derived records: CPU seconds of those recorded at this preset
+        if chosen is not None and step.recipe not in chosen:
+            continue
         done = [_read_derived(path, name=step.name, preset=p.name)
                 for path in sorted(folder.glob(f"{step.name}__{p.name}__seed*.json"))]
         cpu = [float(r["cpu_seconds"]) for r in done if r.get("cpu_seconds")]
