@@ -49,7 +49,7 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_pooled",
+           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs"]
 
 RECORD_KIND = "poselab-replication-run"
@@ -240,6 +240,26 @@ def recorded_derived_verdict(chapter: str, name: str, judge, *, preset: str = "f
     except ValueError as exc:
         return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
     return _judged(judge, recs if recs else None, recs, preset, how)
+
+
+def recorded_derived_group_verdict(chapter: str, names, judge, *, preset: str = "full",
+                                   root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`recorded_derived_verdict` for a claim that reads several derived steps (one per
+    compared recipe, say): ``judge({name: records by seed})`` with the rule the chapter applies to
+    its live run. Same return shape, provenance over every record read; "no recorded
+    replication yet" (with the command) when none of the steps has a record; a step without
+    records while another has some is the judge's to refuse ("cannot answer yet")."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"names must be derived step names, got {names!r}")
+    stem = replication_folder(chapter, root).name
+    how = f"poselab replicate {stem} --preset {preset}"
+    try:
+        recs = {n: recorded_derived(chapter, n, preset=preset, root=root) for n in names}
+    except ValueError as exc:
+        return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
+    every = [r for rs in recs.values() for r in rs]
+    return _judged(judge, recs if every else None, every, preset, how)
 
 
 def _judged(judge, evidence, recs: list[dict[str, Any]], preset: str, how: str) -> dict[str, Any]:
