@@ -75,7 +75,7 @@ from poselab.train import Callback, Evaluator, codec_for_model, fit
 from poselab.viz.sentence import Sentence
 
 __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for", "emd_visibility",
-           "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps",
+           "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps", "iter_predicted_heatmaps",
            "level_gradient_probe", "heatmap_statistics", "COMPACTNESS_METRICS",
            "build_heatmap_model", "train_heatmap_model", "make_evaluator", "evaluate_heatmap_model",
            "subset_annotations", "summarize", "example_heatmaps_sentence", "clipping_rows",
@@ -83,7 +83,7 @@ __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for
            "gaussian_beats_dot_live", "gaussian_beats_dot_sentence", "sigma_tuning_verdict",
            "CONSISTENCY_MEASURE", "CONSISTENCY_MIN_EFFECT", "training_consistency", "consistency_of_runs",
            "consistency_verdict", "recorded_consistency", "consistency_curves", "consistency_sentence",
-           "THEOREM1_TERMS", "theorem1_probe", "Theorem1Tracker", "theorem1_training_summary",
+           "THEOREM1_TERMS", "first_crops", "theorem1_probe", "Theorem1Tracker", "theorem1_training_summary",
            "theorem1_along_training", "theorem1_training_sentence", "clipping_sentence",
            "recorded_runs_table", "COMPACTNESS_RECIPES", "compactness_record", "compactness_rows",
            "compactness_table", "compactness_of_runs", "compactness_judge", "compactness_verdict"]
@@ -163,22 +163,32 @@ def dead_fraction(heatmaps) -> float:
     return float((~(h > 0).any(axis=1)).mean())
 
 
-def predict_heatmaps(model, dataset, batch_size: int = 64, device="cpu") -> dict[str, np.ndarray]:
-    """Raw heatmaps ``(N, K, H, W)`` of every crop of ``dataset`` (eval mode, no grad) with the
-    GT ``keypoints`` (input px) and ``visible`` ``(N, K)``."""
+def iter_predicted_heatmaps(model, dataset, batch_size: int = 64, device="cpu"):
+    """:func:`predict_heatmaps` one batch at a time: yields ``{"heatmaps", "keypoints", "visible"}``
+    numpy arrays of ``batch_size`` crops (the last batch shorter), in the dataset's order, so a
+    caller that reduces each batch never holds every map of the set at once (eval mode, no grad;
+    the model's mode is restored)."""
     was = model.training
     model.eval()
-    out = {"heatmaps": [], "keypoints": [], "visible": []}
     try:
         with torch.no_grad():
             for start in range(0, len(dataset), int(batch_size)):
                 batch = default_collate([dataset[i] for i in
                                          range(start, min(len(dataset), start + int(batch_size)))])
-                out["heatmaps"].append(model(batch["image"].to(device)).float().cpu().numpy())
-                out["keypoints"].append(batch["keypoints"].numpy())
-                out["visible"].append(batch["visible"].numpy())
+                yield {"heatmaps": model(batch["image"].to(device)).float().cpu().numpy(),
+                       "keypoints": batch["keypoints"].numpy(), "visible": batch["visible"].numpy()}
     finally:
         model.train(was)
+
+
+def predict_heatmaps(model, dataset, batch_size: int = 64, device="cpu") -> dict[str, np.ndarray]:
+    """Raw heatmaps ``(N, K, H, W)`` of every crop of ``dataset`` (eval mode, no grad) with the
+    GT ``keypoints`` (input px) and ``visible`` ``(N, K)``. (A whole evaluation set's maps at
+    64×48 are ~100 MB in float32: :func:`iter_predicted_heatmaps` gives them batch by batch.)"""
+    out = {"heatmaps": [], "keypoints": [], "visible": []}
+    for part in iter_predicted_heatmaps(model, dataset, batch_size, device):
+        for k, v in part.items():
+            out[k].append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -278,8 +288,25 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     return metrics
 
 
+def _batch_statistics(pred: dict, input_size, radius: float) -> dict[str, np.ndarray]:
+    """Per-map measures of one batch of :func:`iter_predicted_heatmaps` (1-D arrays; ``alive``:
+    whether each used map has a positive pixel)."""
+    hm_size = pred["heatmaps"].shape[-2:]
+    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), tuple(input_size), hm_size)
+    vis = emd_visibility(kp, torch.as_tensor(pred["visible"]), hm_size).numpy()
+    used = pred["heatmaps"][vis > 0]
+    pc = peak_compactness(used, radius=radius)
+    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis, radius=radius)
+    sharpened = heatmap_compactness(np.maximum(pred["heatmaps"], 0.0) ** SHARPENING, kp.numpy(), vis, radius=radius)
+    return {"mass_near_gt": gt["mass_near_gt"], "rms_radius_to_gt": gt["rms_radius_to_gt"],
+            "mass_near_peak": pc["mass_near_peak"], "spread": pc["spread"],
+            "pixels_above_truth": pixels_above_truth(pred["heatmaps"], kp.numpy(), vis),
+            "mass_near_gt_sharpened": sharpened["mass_near_gt"],
+            "alive": (used.reshape(len(used), -1) > 0).any(axis=1)}
+
+
 def heatmap_statistics(model, dataset, input_size=(64, 48), device="cpu",
-                       radius: float = 1.5) -> dict[str, float]:
+                       radius: float = 1.5, batch_size: int = 64) -> dict[str, float]:
     """Compactness of a model's heatmaps on ``dataset``'s crops (HDM Fig. 3, measured).
 
     Over joints labelled and inside the heatmap: ``pixels_above_truth``
@@ -290,24 +317,29 @@ def heatmap_statistics(model, dataset, input_size=(64, 48), device="cpu",
     ``mass_near_peak`` and ``spread`` (around the map's own argmax / mean; no ground truth), means
     over maps with positive mass (NaN if none), and ``dead_fraction`` (maps with no positive
     pixel). ``dataset``: crops with ``image``, ``keypoints`` (input px) and ``visible``.
+
+    Each measure is per map, so the maps are measured ``batch_size`` crops at a time
+    (:func:`iter_predicted_heatmaps`) and only the per-map values are kept: the float64 work
+    arrays of a whole evaluation set (503 crops × 17 joints × 64×48 at the default preset, ~210
+    MB each) are never built. The values equal those of the whole set measured at once.
     """
-    pred = predict_heatmaps(model, dataset, device=device)
-    hm_size = pred["heatmaps"].shape[-2:]
-    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), tuple(input_size), hm_size)
-    vis = emd_visibility(kp, torch.as_tensor(pred["visible"]), hm_size).numpy()
-    used = pred["heatmaps"][vis > 0]
-    pc = peak_compactness(used, radius=radius)
-    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis, radius=radius)
-    sharpened = heatmap_compactness(np.maximum(pred["heatmaps"], 0.0) ** SHARPENING, kp.numpy(), vis, radius=radius)
-    above = pixels_above_truth(pred["heatmaps"], kp.numpy(), vis)
+    parts: dict[str, list[np.ndarray]] = {}
+    for pred in iter_predicted_heatmaps(model, dataset, batch_size=batch_size, device=device):
+        for k, v in _batch_statistics(pred, input_size, radius).items():
+            parts.setdefault(k, []).append(v)
+    if not parts:
+        raise ValueError("dataset holds no crops: there are no heatmaps to measure")
+    per = {k: np.concatenate(v) for k, v in parts.items()}
 
     def mean(a):
         return float(a.mean()) if a.size else float("nan")
 
-    return {"mass_near_gt": mean(gt["mass_near_gt"]), "rms_radius_to_gt": mean(gt["rms_radius_to_gt"]),
-            "mass_near_peak": mean(pc["mass_near_peak"]), "spread": mean(pc["spread"]),
-            "dead_fraction": dead_fraction(used), "pixels_above_truth": mean(above),
-            "mass_near_gt_sharpened": mean(sharpened["mass_near_gt"])}
+    alive = per.pop("alive", np.zeros(0, bool))
+    dead = float((~alive).mean()) if alive.size else float("nan")
+    return {"mass_near_gt": mean(per["mass_near_gt"]), "rms_radius_to_gt": mean(per["rms_radius_to_gt"]),
+            "mass_near_peak": mean(per["mass_near_peak"]), "spread": mean(per["spread"]),
+            "dead_fraction": dead, "pixels_above_truth": mean(per["pixels_above_truth"]),
+            "mass_near_gt_sharpened": mean(per["mass_near_gt_sharpened"])}
 
 
 COMPACTNESS_METRICS = ("pixels_above_truth", "mass_near_gt", "mass_near_gt_sharpened", "rms_radius_to_gt",
@@ -1063,6 +1095,16 @@ def theorem1_training_summary(rows) -> dict:
             "max_abs_corrected_residual": float(max(abs(r["corrected_residual"]) for r in rows))}
 
 
+def first_crops(ann_json, input_size, n_crops: int) -> list[dict]:
+    """The first ``n_crops`` evaluation crops of ``ann_json`` (the crops of
+    :func:`make_evaluator`'s dataset, in its order), decoding only their images: not the whole
+    set preloaded (~100 MB at the default preset, which :func:`theorem1_along_training` would hold
+    while its run trains in this process)."""
+    dataset = Evaluator(ann_json, None, head="heatmap", input_size=tuple(input_size), device="cpu",
+                        return_predictions=False, max_persons=int(n_crops)).dataset(tuple(input_size))
+    return [dataset[i] for i in range(min(int(n_crops), len(dataset)))]
+
+
 def theorem1_along_training(recipe: str = "mse", data="synth", preset="default", seed: int = 0,
                             device="cpu", n_crops: int = 64, evaluations: int = 12,
                             set_name: str = "generated val", alongside=()) -> dict:
@@ -1096,8 +1138,7 @@ def theorem1_along_training(recipe: str = "mse", data="synth", preset="default",
             return json.loads(track.read_text())
         except (OSError, ValueError):
             pass  # an unreadable track is made again
-    dataset = make_evaluator(sets[set_name], None, p.input_size, "cpu").dataset(p.input_size)
-    crops = [dataset[i] for i in range(min(int(n_crops), len(dataset)))]
+    crops = first_crops(sets[set_name], p.input_size, n_crops)
     batch = default_collate(crops)
     sigma = float(dict(get_recipe(recipe).codec_params).get("sigma", 2.0))
     probe = theorem1_probe(batch["image"], batch["keypoints"], batch["visible"], p.input_size, p.heatmap_size, sigma)
