@@ -163,3 +163,18 @@ def test_lab_start_counts_a_server_that_never_answers_as_a_failure(monkeypatch, 
     monkeypatch.setattr(lab_start.shutil, "which", lambda *a, **k: "jupyter")
     assert lab_start.main(["--quick", "--timeout", "1.5"]) == 1
     assert "no answer within 2 s" in capsys.readouterr().out
+
+
+def test_hdm_memory_quick_equal_and_fails_when_the_values_differ(monkeypatch, capsys):
+    """benchmarks/hdm_memory.py: the batch-by-batch heatmap statistics equal the whole-set ones
+    (--quick), and a perturbed value makes it exit non-zero (the counter-case)."""
+    out = _run_quick("hdm_memory")
+    assert "values identical (==, NaN = NaN): yes" in out and "| emd | whole set (before) |" in out
+    from poselab.chapters.hdm import training as hdm_training
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import hdm_memory  # benchmarks/hdm_memory.py
+    real = hdm_training.heatmap_statistics
+    monkeypatch.setattr(hdm_training, "heatmap_statistics",
+                        lambda *a, **k: {**real(*a, **k), "spread": real(*a, **k)["spread"] + 1e-12})
+    assert hdm_memory.main(["--quick", "--reps", "1"]) == 1
+    assert "values identical (==, NaN = NaN): NO" in capsys.readouterr().out

@@ -810,3 +810,77 @@ def test_consistency_sentence_on_a_flat_curve_says_so_instead_of_nan():
     table = _CurveTable({"mse": [[0.0] * 10, _zigzag(1)], "emd": [_monotone(0), _monotone(1)]})
     sentence = T.consistency_sentence(table, T.consistency_verdict(table), "constructed")
     assert "nan" not in sentence and "— (flat or unvalidated)" in sentence   # an AP stuck at 0 printed 'nan'
+
+
+# ----------------------------------------------------------------------------- memory-bounded statistics
+class _DeadJoints(torch.nn.Module):
+    """A model whose maps of ``joints`` are pushed below 0 (dead), the others left as they are."""
+
+    def __init__(self, base, joints=(0, 1, 2)):
+        super().__init__()
+        self.base, self.joints = base, list(joints)
+
+    def forward(self, x):
+        out = self.base(x).clone()
+        out[:, self.joints] = out[:, self.joints] - 1e3
+        return out
+
+
+def _whole_set_statistics(model, dataset, input_size, radius=1.5):
+    """Reference: every map of the set predicted first, then each measure over all maps at once
+    (what heatmap_statistics did before it measured batch by batch)."""
+    from poselab.chapters.hdm.analysis import pixels_above_truth
+    from poselab.codecs.heatmap import input_to_heatmap
+    pred = T.predict_heatmaps(model, dataset)
+    size = pred["heatmaps"].shape[-2:]
+    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), tuple(input_size), size)
+    vis = T.emd_visibility(kp, torch.as_tensor(pred["visible"]), size).numpy()
+    used = pred["heatmaps"][vis > 0]
+    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis, radius=radius)
+    sharp = heatmap_compactness(np.maximum(pred["heatmaps"], 0.0) ** T.SHARPENING, kp.numpy(), vis, radius=radius)
+    pc = T.peak_compactness(used, radius=radius)
+    return {"mass_near_gt": gt["mass_near_gt"].mean(), "rms_radius_to_gt": gt["rms_radius_to_gt"].mean(),
+            "mass_near_peak": pc["mass_near_peak"].mean(), "spread": pc["spread"].mean(),
+            "dead_fraction": T.dead_fraction(used),
+            "pixels_above_truth": pixels_above_truth(pred["heatmaps"], kp.numpy(), vis).mean(),
+            "mass_near_gt_sharpened": sharp["mass_near_gt"].mean()}
+
+
+@pytest.mark.parametrize("recipe", ["mse", "emd"])
+def test_heatmap_statistics_batch_by_batch_equal_the_whole_set_at_once(recipe):
+    """Issue 31: the compactness cell held float64 copies of a whole evaluation set (~1 GB at the
+    default preset); measured batch by batch the numbers must not move, bit for bit — at the
+    default preset's 64×48 maps, channels-last models as the runner trains them, a short last
+    batch, and dead maps (whose share enters the result)."""
+    from poselab.experiments import MODELS, Geometry, get_preset, get_recipe, resolve_run_data
+    p = get_preset("default")
+    _, sets = resolve_run_data("synth", p)
+    full = T.make_evaluator(sets["generated val"], None, p.input_size).dataset(p.input_size)
+    crops = [full[i] for i in range(37)]
+    base = MODELS[get_recipe(recipe).model](get_recipe(recipe), Geometry(p.input_size, p.heatmap_size), 0)
+    model = _DeadJoints(base.to(memory_format=torch.channels_last))
+    want = _whole_set_statistics(model, crops, p.input_size)
+    got = T.heatmap_statistics(model, crops, p.input_size, batch_size=8)
+    assert got == {k: float(v) for k, v in want.items()}
+    assert got["dead_fraction"] > 0.1 and T.predict_heatmaps(model, crops[:1])["heatmaps"].shape[-2:] == (64, 48)
+    # the batch size of the prediction (64, as before) is the default
+    assert T.heatmap_statistics(model, crops, p.input_size) == got
+    with pytest.raises(ValueError, match="no crops"):
+        T.heatmap_statistics(model, [], p.input_size)
+
+
+def test_first_crops_are_the_preloaded_sets_first_crops():
+    """theorem1_along_training reads its probe crops without preloading the whole set (issue 31);
+    they must be the crops it read before, array for array."""
+    from poselab.experiments import get_preset, resolve_run_data
+    p = get_preset("fast")
+    _, sets = resolve_run_data("synth", p)
+    whole = T.make_evaluator(sets["generated val"], None, p.input_size).dataset(p.input_size)
+    got = T.first_crops(sets["generated val"], p.input_size, 9)
+    assert len(got) == 9
+    for i, crop in enumerate(got):
+        ref = whole[i]
+        assert set(crop) == set(ref)
+        for k in ("image", "keypoints", "visible"):
+            assert np.array_equal(np.asarray(crop[k]), np.asarray(ref[k])), k
+    assert len(T.first_crops(sets["generated val"], p.input_size, 10 ** 6)) == len(whole)

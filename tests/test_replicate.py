@@ -40,8 +40,10 @@ def test_records_each_run_resumes_and_reads_back(cache):
     out = cache / "replications"
     written = rep.replicate("04", preset="fast", seeds=[0, 1], root=out, worktree=False)
     names = sorted(p.name for p in written)
-    assert names == ["emd__fast__seed0.json", "emd__fast__seed1.json", "mse__fast__seed0.json",
-                     "mse__fast__seed1.json", "mse_dot__fast__seed0.json", "mse_dot__fast__seed1.json"]
+    derived = ["compactness_emd__fast__seed0.json", "compactness_emd__fast__seed1.json",
+               "compactness_mse__fast__seed0.json", "compactness_mse__fast__seed1.json"]  # chapter 04's derived steps
+    assert names == derived + ["emd__fast__seed0.json", "emd__fast__seed1.json", "mse__fast__seed0.json",
+                               "mse__fast__seed1.json", "mse_dot__fast__seed0.json", "mse_dot__fast__seed1.json"]
     rec = json.loads((out / "04_hdm" / "mse__fast__seed1.json").read_text())
     for key in ("recipe", "seed", "preset", "commit", "metrics", "validation_curve", "source_digest",
                 "threads", "device", "wall_seconds", "cpu_seconds", "machine"):
@@ -60,12 +62,17 @@ def test_records_each_run_resumes_and_reads_back(cache):
     v = compare_recipes(table, "emd", "mse", metric="EPE_crop", min_effect=0.1)
     assert v.verdict == "inconclusive" and v.reason.startswith("fast run")
     assert rep.recorded_table("04", preset="full", root=out) is None
-    rows = rep.plan("04", preset="fast", seeds=[0, 1, 2], root=out)
+    all_rows = rep.plan("04", preset="fast", seeds=[0, 1, 2], root=out)
+    rows = [r for r in all_rows if not r.get("derived")]
     assert [(r["recipe"], r["seed"], r["recorded"]) for r in rows] == [
         ("mse", 0, True), ("mse", 1, True), ("mse", 2, False), ("emd", 0, True), ("emd", 1, True),
         ("emd", 2, False), ("mse_dot", 0, True), ("mse_dot", 1, True), ("mse_dot", 2, False)]
+    assert [(r["recipe"], r["seed"], r["recorded"]) for r in all_rows if r.get("derived")] == [
+        ("compactness_emd", 0, True), ("compactness_emd", 1, True), ("compactness_emd", 2, False),
+        ("compactness_mse", 0, True), ("compactness_mse", 1, True), ("compactness_mse", 2, False)]
     assert [p.name for p in rep.replicate("04", preset="fast", seeds=[3], root=out, worktree=False)] == [
-        "mse__fast__seed3.json", "emd__fast__seed3.json", "mse_dot__fast__seed3.json"]  # seed by seed: complete sets first
+        "mse__fast__seed3.json", "emd__fast__seed3.json", "mse_dot__fast__seed3.json",  # seed by seed: complete sets first
+        "compactness_emd__fast__seed3.json", "compactness_mse__fast__seed3.json"]       # then the derived records
     assert all(r["steps"] == 40 for r in rows)
 
 
@@ -73,12 +80,13 @@ def test_cli_plan_and_errors(cache, capsys):
     out = cache / "replications"
     assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out), "--plan"]) == 0
     text = capsys.readouterr().out
-    assert "to train: 3 run(s)" in text and "mse" in text
-    # --recipes narrows the plan as it narrows the training
+    # 3 base runs and chapter 04's 2 derived records (compactness_emd, compactness_mse) of seed 0
+    assert "to train: 5 run(s)" in text and "mse" in text and "compactness_mse" in text
+    # --recipes narrows the plan as it narrows the training: emd and the derived record built on it
     assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out), "--plan",
                      "--recipes", "emd"]) == 0
     text = capsys.readouterr().out
-    assert "to train: 1 run(s)" in text and "emd" in text and "mse" not in text
+    assert "to train: 2 run(s)" in text and "compactness_emd" in text and "mse" not in text
     assert cli.main(["replicate", "04", "--preset", "fast", "--out", str(out), "--plan", "--recipes", "nope"]) == 2
     assert "not in 04_hdm's replication" in capsys.readouterr().err
     assert cli.main(["replicate", "00", "--preset", "fast", "--out", str(out)]) == 2
@@ -155,7 +163,8 @@ def test_recipes_option_trains_only_the_named_recipes(cache, capsys):
                      "--recipes", "nope"]) == 2
     assert "not in 04_hdm's replication" in capsys.readouterr().err
     written = rep.replicate("04", preset="fast", seeds=[0], root=out, worktree=False, recipes=["emd"])
-    assert [p.name for p in written] == ["emd__fast__seed0.json"]
+    # chapter 04's derived step on emd comes with it; the one on mse does not
+    assert [p.name for p in written] == ["emd__fast__seed0.json", "compactness_emd__fast__seed0.json"]
     # chapter 03's derived fits build on mse: naming another recipe computes none of them
     assert rep._chosen("03", ["mse"]) == {"mse"}
     with pytest.raises(ValueError, match="choose from"):

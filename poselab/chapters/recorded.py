@@ -65,8 +65,9 @@ def _rcnet(preset: str) -> dict[str, dict]:
 
 
 def _hdm(preset: str) -> dict[str, dict]:
-    from poselab.chapters.hdm import training
-    return {"hdm.training.emd_vs_mse": training.recorded_emd_vs_mse(preset=preset),
+    from poselab.chapters.hdm import replication, training
+    return {"hdm.training.compactness": replication.recorded_compactness(preset=preset),
+            "hdm.training.emd_vs_mse": training.recorded_emd_vs_mse(preset=preset),
             "hdm.training.consistent_improvement": training.recorded_consistency(preset=preset),
             "hdm.training.gaussian_beats_dot": training.recorded_gaussian_beats_dot(preset=preset)}
 

@@ -1,7 +1,15 @@
 """Chapter 04: HDM, heatmap distribution matching (recipes, analysis, minimiser, training,
-figures, widgets). Its codec, head and loss live in the core: poselab.codecs.hdm,
-poselab.models.heads.MaxAnchor, poselab.losses.emd_keypoints."""
+figures, widgets, and the derived records of its replication: ``replication``). Its codec, head
+and loss live in the core: poselab.codecs.hdm, poselab.models.heads.MaxAnchor,
+poselab.losses.emd_keypoints."""
 from poselab.chapters.registry import Chapter, register, replicating
+
+
+def _derived_steps():
+    # deferred: the measurements need torch, and that module imports the engine; called on first use
+    from poselab.chapters.hdm.replication import derived_steps
+    return derived_steps()
+
 
 CHAPTER = register(Chapter(
     number=4, name="hdm", stem="04_hdm",
@@ -9,6 +17,7 @@ CHAPTER = register(Chapter(
     paper="hdm-heatmap-distribution-matching.md", tag="HDM",
     recipes=("mse", "emd", "mse_dot"),
     replication_recipes=replicating(("mse", "emd", "mse_dot")),
+    replication_derived=_derived_steps,
     expected_claims={"hdm.ablation.iterations_1000_vs_500", "hdm.ablation.subpixel_beats_naive",
                      "hdm.counterexample.lower_mse_wrong_peak", "hdm.demanders.mass_sum_error",
                      "hdm.demanders.reconstruction_max_error_px", "hdm.emd.matches_reference",

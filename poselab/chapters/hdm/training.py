@@ -45,6 +45,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ from poselab.codecs import HeatmapCodec
 from poselab.codecs.hdm import FourPixelCodec
 from poselab.codecs.heatmap import input_to_heatmap
 from poselab.data.coco import default_image_root
-from poselab.experiments import compare_recipes, get_preset, resolve_run_data, run_recipe, table_evidence
+from poselab.experiments import Preset, compare_recipes, get_preset, resolve_run_data, run_recipe, table_evidence
 from poselab.experiments.cache import cache_root
 from poselab.experiments.parallel import train_in_background
 from poselab.experiments.registry import get_recipe
@@ -74,7 +75,7 @@ from poselab.train import Callback, Evaluator, codec_for_model, fit
 from poselab.viz.sentence import Sentence
 
 __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for", "emd_visibility",
-           "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps",
+           "make_loss_fn", "peak_compactness", "dead_fraction", "predict_heatmaps", "iter_predicted_heatmaps",
            "level_gradient_probe", "heatmap_statistics", "COMPACTNESS_METRICS",
            "build_heatmap_model", "train_heatmap_model", "make_evaluator", "evaluate_heatmap_model",
            "subset_annotations", "summarize", "example_heatmaps_sentence", "clipping_rows",
@@ -82,9 +83,10 @@ __all__ = ["LOSSES", "EMD_MAX_ANCHOR", "MaxAnchor", "FourPixelCodec", "codec_for
            "gaussian_beats_dot_live", "gaussian_beats_dot_sentence", "sigma_tuning_verdict",
            "CONSISTENCY_MEASURE", "CONSISTENCY_MIN_EFFECT", "training_consistency", "consistency_of_runs",
            "consistency_verdict", "recorded_consistency", "consistency_curves", "consistency_sentence",
-           "THEOREM1_TERMS", "theorem1_probe", "Theorem1Tracker", "theorem1_training_summary",
+           "THEOREM1_TERMS", "first_crops", "theorem1_probe", "Theorem1Tracker", "theorem1_training_summary",
            "theorem1_along_training", "theorem1_training_sentence", "clipping_sentence",
-           "recorded_runs_table"]
+           "recorded_runs_table", "COMPACTNESS_RECIPES", "compactness_record", "compactness_rows",
+           "compactness_table", "compactness_of_runs", "compactness_judge", "compactness_verdict"]
 
 LOSSES = ("mse", "emd")
 
@@ -161,22 +163,32 @@ def dead_fraction(heatmaps) -> float:
     return float((~(h > 0).any(axis=1)).mean())
 
 
-def predict_heatmaps(model, dataset, batch_size: int = 64, device="cpu") -> dict[str, np.ndarray]:
-    """Raw heatmaps ``(N, K, H, W)`` of every crop of ``dataset`` (eval mode, no grad) with the
-    GT ``keypoints`` (input px) and ``visible`` ``(N, K)``."""
+def iter_predicted_heatmaps(model, dataset, batch_size: int = 64, device="cpu"):
+    """:func:`predict_heatmaps` one batch at a time: yields ``{"heatmaps", "keypoints", "visible"}``
+    numpy arrays of ``batch_size`` crops (the last batch shorter), in the dataset's order, so a
+    caller that reduces each batch never holds every map of the set at once (eval mode, no grad;
+    the model's mode is restored)."""
     was = model.training
     model.eval()
-    out = {"heatmaps": [], "keypoints": [], "visible": []}
     try:
         with torch.no_grad():
             for start in range(0, len(dataset), int(batch_size)):
                 batch = default_collate([dataset[i] for i in
                                          range(start, min(len(dataset), start + int(batch_size)))])
-                out["heatmaps"].append(model(batch["image"].to(device)).float().cpu().numpy())
-                out["keypoints"].append(batch["keypoints"].numpy())
-                out["visible"].append(batch["visible"].numpy())
+                yield {"heatmaps": model(batch["image"].to(device)).float().cpu().numpy(),
+                       "keypoints": batch["keypoints"].numpy(), "visible": batch["visible"].numpy()}
     finally:
         model.train(was)
+
+
+def predict_heatmaps(model, dataset, batch_size: int = 64, device="cpu") -> dict[str, np.ndarray]:
+    """Raw heatmaps ``(N, K, H, W)`` of every crop of ``dataset`` (eval mode, no grad) with the
+    GT ``keypoints`` (input px) and ``visible`` ``(N, K)``. (A whole evaluation set's maps at
+    64×48 are ~100 MB in float32: :func:`iter_predicted_heatmaps` gives them batch by batch.)"""
+    out = {"heatmaps": [], "keypoints": [], "visible": []}
+    for part in iter_predicted_heatmaps(model, dataset, batch_size, device):
+        for k, v in part.items():
+            out[k].append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -276,8 +288,25 @@ def evaluate_heatmap_model(model, loss: str, evaluator, input_size=(64, 48), sig
     return metrics
 
 
+def _batch_statistics(pred: dict, input_size, radius: float) -> dict[str, np.ndarray]:
+    """Per-map measures of one batch of :func:`iter_predicted_heatmaps` (1-D arrays; ``alive``:
+    whether each used map has a positive pixel)."""
+    hm_size = pred["heatmaps"].shape[-2:]
+    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), tuple(input_size), hm_size)
+    vis = emd_visibility(kp, torch.as_tensor(pred["visible"]), hm_size).numpy()
+    used = pred["heatmaps"][vis > 0]
+    pc = peak_compactness(used, radius=radius)
+    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis, radius=radius)
+    sharpened = heatmap_compactness(np.maximum(pred["heatmaps"], 0.0) ** SHARPENING, kp.numpy(), vis, radius=radius)
+    return {"mass_near_gt": gt["mass_near_gt"], "rms_radius_to_gt": gt["rms_radius_to_gt"],
+            "mass_near_peak": pc["mass_near_peak"], "spread": pc["spread"],
+            "pixels_above_truth": pixels_above_truth(pred["heatmaps"], kp.numpy(), vis),
+            "mass_near_gt_sharpened": sharpened["mass_near_gt"],
+            "alive": (used.reshape(len(used), -1) > 0).any(axis=1)}
+
+
 def heatmap_statistics(model, dataset, input_size=(64, 48), device="cpu",
-                       radius: float = 1.5) -> dict[str, float]:
+                       radius: float = 1.5, batch_size: int = 64) -> dict[str, float]:
     """Compactness of a model's heatmaps on ``dataset``'s crops (HDM Fig. 3, measured).
 
     Over joints labelled and inside the heatmap: ``pixels_above_truth``
@@ -288,24 +317,29 @@ def heatmap_statistics(model, dataset, input_size=(64, 48), device="cpu",
     ``mass_near_peak`` and ``spread`` (around the map's own argmax / mean; no ground truth), means
     over maps with positive mass (NaN if none), and ``dead_fraction`` (maps with no positive
     pixel). ``dataset``: crops with ``image``, ``keypoints`` (input px) and ``visible``.
+
+    Each measure is per map, so the maps are measured ``batch_size`` crops at a time
+    (:func:`iter_predicted_heatmaps`) and only the per-map values are kept: the float64 work
+    arrays of a whole evaluation set (503 crops × 17 joints × 64×48 at the default preset, ~210
+    MB each) are never built. The values equal those of the whole set measured at once.
     """
-    pred = predict_heatmaps(model, dataset, device=device)
-    hm_size = pred["heatmaps"].shape[-2:]
-    kp = input_to_heatmap(torch.as_tensor(pred["keypoints"]), tuple(input_size), hm_size)
-    vis = emd_visibility(kp, torch.as_tensor(pred["visible"]), hm_size).numpy()
-    used = pred["heatmaps"][vis > 0]
-    pc = peak_compactness(used, radius=radius)
-    gt = heatmap_compactness(pred["heatmaps"], kp.numpy(), vis, radius=radius)
-    sharpened = heatmap_compactness(np.maximum(pred["heatmaps"], 0.0) ** SHARPENING, kp.numpy(), vis, radius=radius)
-    above = pixels_above_truth(pred["heatmaps"], kp.numpy(), vis)
+    parts: dict[str, list[np.ndarray]] = {}
+    for pred in iter_predicted_heatmaps(model, dataset, batch_size=batch_size, device=device):
+        for k, v in _batch_statistics(pred, input_size, radius).items():
+            parts.setdefault(k, []).append(v)
+    if not parts:
+        raise ValueError("dataset holds no crops: there are no heatmaps to measure")
+    per = {k: np.concatenate(v) for k, v in parts.items()}
 
     def mean(a):
         return float(a.mean()) if a.size else float("nan")
 
-    return {"mass_near_gt": mean(gt["mass_near_gt"]), "rms_radius_to_gt": mean(gt["rms_radius_to_gt"]),
-            "mass_near_peak": mean(pc["mass_near_peak"]), "spread": mean(pc["spread"]),
-            "dead_fraction": dead_fraction(used), "pixels_above_truth": mean(above),
-            "mass_near_gt_sharpened": mean(sharpened["mass_near_gt"])}
+    alive = per.pop("alive", np.zeros(0, bool))
+    dead = float((~alive).mean()) if alive.size else float("nan")
+    return {"mass_near_gt": mean(per["mass_near_gt"]), "rms_radius_to_gt": mean(per["rms_radius_to_gt"]),
+            "mass_near_peak": mean(per["mass_near_peak"]), "spread": mean(per["spread"]),
+            "dead_fraction": dead, "pixels_above_truth": mean(per["pixels_above_truth"]),
+            "mass_near_gt_sharpened": mean(per["mass_near_gt_sharpened"])}
 
 
 COMPACTNESS_METRICS = ("pixels_above_truth", "mass_near_gt", "mass_near_gt_sharpened", "rms_radius_to_gt",
@@ -366,26 +400,95 @@ def summarize(values) -> str:
     return f"{a.mean():.3f} ± {std:.3f} (n={a.size})"
 
 
-def compactness_of_runs(table, data="synth", preset="default", set_name: str = "generated val",
-                        device="cpu") -> dict[str, dict[str, list[float]]]:
-    """:func:`heatmap_statistics` of every run in a :func:`poselab.experiments.compare` table.
+#: the recipes ``hdm.training.compactness`` compares (ours, theirs): one per-run record each
+COMPACTNESS_RECIPES = ("emd", "mse")
+#: what :func:`compactness_judge` reads of a per-run record (:func:`compactness_record`)
+COMPACTNESS_RECORD_KEYS = ("recipe", "seed", "preset", "data", "set", "input_size", "heatmap_size", "AP",
+                           "validation", "stats")
 
-    Each run's trained model (``RunResult.model()``) predicts the heatmaps of ``set_name``'s crops
-    (built once for ``preset``'s input size). Returns ``{recipe: {metric: [value per seed]}}`` in
-    the table's seed order, metrics :data:`COMPACTNESS_METRICS`.
-    """
+
+def _run_preset(run):
+    """The preset a run was trained with (its own config: also for unnamed presets)."""
+    return Preset(**run.config["preset"])
+
+
+def _evaluation_crops(run, set_name: str | None, device="cpu"):
+    """``(set name, crops)`` of the run's data at its preset's input size (the first evaluation
+    set when ``set_name`` is None)."""
+    p = _run_preset(run)
+    data = run.data if isinstance(run.data, str) else "synth"
+    _, sets = resolve_run_data(data, p)
+    name = next(iter(sets)) if set_name is None else set_name
+    if name not in sets:
+        raise ValueError(f"set_name must be one of {sorted(sets)}, got {name!r}")
+    return name, make_evaluator(sets[name], None, p.input_size, device).dataset(p.input_size)
+
+
+def compactness_record(run, preset=None, *, dataset=None, set_name: str | None = None,
+                       device="cpu") -> dict[str, Any]:
+    """The per-run measurement behind ``hdm.training.compactness``, for the live run and for the
+    recorded replication alike (chapter 04's derived steps ``compactness_<recipe>`` store it).
+
+    ``run``: a trained :class:`~poselab.experiments.RunResult`; its model predicts the heatmaps of
+    ``set_name``'s crops (default: its data's first evaluation set, at its own preset's input
+    size; ``dataset``: those crops, when the caller built them once for several runs) and
+    :func:`heatmap_statistics` measures them. ``preset``: the preset the caller asked for (the
+    replication's ``compute(run, preset)``); a run trained under another preset raises
+    ValueError. Returns JSON-able values: ``recipe, seed, preset, data, set, input_size,
+    heatmap_size``, the run's ``AP`` on that set, its ``validation`` curve ``[[step, AP], ...]``
+    (for the convergence check) and ``stats`` (:data:`COMPACTNESS_METRICS`)."""
+    p = _run_preset(run)
+    if preset is not None and getattr(preset, "name", preset) != p.name:
+        raise ValueError(f"run {run.recipe} seed {run.seed} was trained under preset {p.name!r}, "
+                         f"not {getattr(preset, 'name', preset)!r}")
+    if dataset is None:
+        set_name, dataset = _evaluation_crops(run, set_name, device)
+    elif set_name is None:
+        raise ValueError("give set_name with the dataset it names")
+    if set_name not in run.metrics:
+        raise ValueError(f"run {run.recipe} seed {run.seed} was not evaluated on {set_name!r} "
+                         f"(its sets: {sorted(run.metrics)})")
+    stats = heatmap_statistics(run.model(device), dataset, p.input_size, device)
+    curve = validation_curves(SimpleNamespace(results=[run]), run.recipe, "AP")[0]
+    geometry = run.config["geometry"]
+    return {"recipe": run.recipe, "seed": int(run.seed), "preset": p.name,
+            "data": run.data if isinstance(run.data, str) else "synth", "set": set_name,
+            "input_size": [int(v) for v in geometry["input_size"]],
+            "heatmap_size": [int(v) for v in geometry["heatmap_size"]],
+            "AP": float(run.metrics[set_name]["AP"]), "validation": [list(x) for x in zip(*curve)],
+            "stats": {m: float(stats[m]) for m in COMPACTNESS_METRICS}}
+
+
+def compactness_rows(table, data="synth", preset="default", set_name: str | None = None,
+                     device="cpu") -> dict[str, list[dict[str, Any]]]:
+    """:func:`compactness_record` of every run in a :func:`poselab.experiments.compare` table
+    (the evaluation crops built once): ``{recipe: [record per seed]}`` in the table's order.
+    ``set_name`` None: the data's first evaluation set (``"generated val"`` for ``synth``)."""
     p = get_preset(preset)
     _, sets = resolve_run_data(data, p)
-    if set_name not in sets:
-        raise ValueError(f"set_name must be one of {sorted(sets)}, got {set_name!r}")
-    dataset = make_evaluator(sets[set_name], None, p.input_size, device).dataset(p.input_size)
-    out: dict[str, dict[str, list[float]]] = {}
+    name = next(iter(sets)) if set_name is None else set_name
+    if name not in sets:
+        raise ValueError(f"set_name must be one of {sorted(sets)}, got {name!r}")
+    dataset = make_evaluator(sets[name], None, p.input_size, device).dataset(p.input_size)
+    out: dict[str, list[dict[str, Any]]] = {}
     for run in table.results:
-        stats = heatmap_statistics(run.model(device), dataset, p.input_size, device)
-        per = out.setdefault(run.recipe, {m: [] for m in COMPACTNESS_METRICS})
-        for m in COMPACTNESS_METRICS:
-            per[m].append(stats[m])
+        out.setdefault(run.recipe, []).append(
+            compactness_record(run, p, dataset=dataset, set_name=name, device=device))
     return out
+
+
+def compactness_table(rows: dict) -> dict[str, dict[str, list[float]]]:
+    """``{recipe: {metric: [value per seed]}}`` (:data:`COMPACTNESS_METRICS`) of
+    :func:`compactness_rows`, for the chapter's table."""
+    return {r: {m: [float(x["stats"][m]) for x in per] for m in COMPACTNESS_METRICS} for r, per in rows.items()}
+
+
+def compactness_of_runs(table, data="synth", preset="default", set_name: str = "generated val",
+                        device="cpu") -> dict[str, dict[str, list[float]]]:
+    """:func:`heatmap_statistics` of every run in a :func:`poselab.experiments.compare` table:
+    ``{recipe: {metric: [value per seed]}}`` in the table's seed order, metrics
+    :data:`COMPACTNESS_METRICS` (:func:`compactness_table` of :func:`compactness_rows`)."""
+    return compactness_table(compactness_rows(table, data=data, preset=preset, set_name=set_name, device=device))
 
 
 #: the paper's effect of EMD over MSE in our metrics' units: HDM Table 1, Simple Baseline
@@ -524,26 +627,114 @@ def _gains(table, recipe: str) -> str:
             f"tolerance {100 * DEFAULT_CONVERGE_TOLERANCE:g} %)")
 
 
-def compactness_verdict(table, compactness: dict, set_name: str = "generated val",
-                        floor: float | None = None, max_dead: float = 0.5):
-    """``hdm.training.compactness``: the EMD model's heatmaps rank fewer pixels above the ground
-    truth (``pixels_above_truth``, :func:`compactness_of_runs`) than MSE's, by
-    ``MIN_EFFECTS["pixels_above_truth"]`` (1 pixel), over seeds (lower is better).
+def _compactness_by_seed(rows) -> dict[str, dict[int, dict]]:
+    """``{recipe: {seed: record}}`` of :func:`compactness_judge`'s input, checked."""
+    if not isinstance(rows, dict):
+        raise TypeError(f"rows must be a dict {{recipe: [per-run record]}}, got {type(rows).__name__}")
+    missing = [r for r in COMPACTNESS_RECIPES if not rows.get(r)]
+    if missing:
+        raise ValueError(f"the compactness claim compares {' and '.join(COMPACTNESS_RECIPES)}: no {', '.join(missing)} "
+                         f"run recorded (have: {sorted(r for r in rows if rows[r]) or 'none'})")
+    out: dict[str, dict[int, dict]] = {}
+    for recipe in COMPACTNESS_RECIPES:
+        for i, rec in enumerate(rows[recipe]):
+            lacks = [k for k in COMPACTNESS_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+            lacks += [f"stats.{m}" for m in ("pixels_above_truth", "dead_fraction")
+                      if not lacks and not (isinstance(rec["stats"], dict) and m in rec["stats"])]
+            if lacks:
+                raise ValueError(f"{recipe} record {i} is not a compactness record: it lacks {', '.join(lacks)} "
+                                 "(make it with compactness_record)")
+            if rec["recipe"] != recipe:
+                raise ValueError(f"a record of {rec['recipe']!r} (seed {rec['seed']}) is filed as {recipe}'s")
+            seed = int(rec["seed"])
+            if seed in out.setdefault(recipe, {}):
+                raise ValueError(f"{recipe} has two records of seed {seed}: a repeated seed is not another replicate")
+            out[recipe][seed] = rec
+    first = next(iter(out["mse"].values()))
+    odd = sorted({f"{r} seed {s}" for r, per in out.items() for s, rec in per.items()
+                  if any(rec[k] != first[k] for k in ("preset", "data", "set", "input_size", "heatmap_size"))})
+    if odd:
+        raise ValueError(f"{', '.join(odd)} measured under another preset, data, set or geometry than mse seed "
+                         f"{first['seed']} ({first['preset']}, {first['data']}, {first['set']}, {first['heatmap_size']} maps)")
+    return out
+
+
+def compactness_judge(rows, floor: float | None = None, max_dead: float = 0.5,
+                      converge_tolerance: float = DEFAULT_CONVERGE_TOLERANCE) -> claims.Verdict:
+    """``hdm.training.compactness``, live and recorded: the EMD model's heatmaps rank fewer pixels
+    above the ground truth (``pixels_above_truth``) than MSE's, by ``MIN_EFFECTS["pixels_above_truth"]``
+    (1 pixel), paired by seed (same seed: same initialisation, data stream and evaluation crops).
+
+    ``rows``: ``{"emd": [record], "mse": [record]}`` of :func:`compactness_record` (the live run's
+    :func:`compactness_rows`, or the replication's derived records,
+    :func:`poselab.chapters.hdm.replication.recorded_compactness`); seeds that only one side has
+    are left out (named in the summary). The rule (:func:`poselab.claims.compare_seeds`; a fast
+    preset or fewer than 3 paired seeds: "inconclusive"), then "inconclusive" when more than
+    ``max_dead`` of the EMD maps are dead (:func:`poselab.claims.guard_dead_maps`), MSE's AP is below
+    ``floor`` (:func:`poselab.claims.apply_floor`), EMD has not learnt (its AP below the floor) or
+    either side has not converged (validation AP still rising by more than ``converge_tolerance``
+    of its final value over the last fifth of training): the compactness of a model still
+    learning is not the trained model's.
 
     Not ``mass_near_gt``: that share is decided by the target's shape — a perfect MSE model scores
     0.245, a four-pixel map 1.5 px off the truth 0.443, and raising the MSE maps to the 8th power
     (same keypoints) raises it past EMD's (``mass_near_gt_sharpened`` shows it); a monotone
-    sharpening cannot change ``pixels_above_truth``. "Inconclusive" when more than ``max_dead``
-    of the EMD maps are dead (:func:`poselab.claims.guard_dead_maps`) or MSE's AP is below the
-    floor."""
+    sharpening cannot change ``pixels_above_truth``.
+
+    Records that cannot be judged together (missing a field, a recipe filed under another's
+    name, a repeated seed, another preset / data / set / geometry, no seed on both sides) raise
+    ValueError saying which."""
     floor = DEFAULT_AP_FLOOR if floor is None else floor
     metric = "pixels_above_truth"
-    ev = table_evidence(table, ["emd", "mse"], "AP", set_name)
-    ev["per_seed"].update({f"{r} {metric}": compactness[r][metric] for r in ("emd", "mse")})
-    v = claims.compare_seeds(compactness["emd"][metric], compactness["mse"][metric],
-                             lower_is_better=True, min_effect=MIN_EFFECTS[metric], metric=metric, evidence=ev)
-    v = claims.guard_dead_maps(v, float(np.nanmean(compactness["emd"]["dead_fraction"])), max_dead=max_dead)
-    return claims.apply_floor(v, table.values("mse", "AP", set_name), floor, name="mse AP")
+    by = _compactness_by_seed(rows)
+    seeds = sorted(set(by["emd"]) & set(by["mse"]))
+    if not seeds:
+        raise ValueError(f"no seed has both an emd and an mse record (emd: {sorted(by['emd'])}, "
+                         f"mse: {sorted(by['mse'])}): the claim pairs them by seed")
+    unpaired = sorted(set(by["emd"]) ^ set(by["mse"]))
+    side = {r: [by[r][s] for s in seeds] for r in COMPACTNESS_RECIPES}
+    values = {r: [float("nan") if x["stats"][metric] is None else float(x["stats"][metric]) for x in side[r]]
+              for r in COMPACTNESS_RECIPES}
+    ap = {r: [float("nan") if x["AP"] is None else float(x["AP"]) for x in side[r]] for r in COMPACTNESS_RECIPES}
+    first = side["mse"][0]
+    ev = claims.evidence(preset=first["preset"], seeds=seeds,
+                         per_seed={**{f"{r} AP": ap[r] for r in COMPACTNESS_RECIPES},
+                                   **{f"{r} {metric}": values[r] for r in COMPACTNESS_RECIPES}},
+                         input_size=first["input_size"], heatmap_size=first["heatmap_size"],
+                         data=f"{first['data']} ({first['set']})", unpaired_seeds=unpaired)
+    v = claims.compare_seeds(values["emd"], values["mse"], lower_is_better=True, min_effect=MIN_EFFECTS[metric],
+                             metric=metric, evidence=ev, paired=True)
+    dead = [np.nan if x["stats"]["dead_fraction"] is None else float(x["stats"]["dead_fraction"]) for x in side["emd"]]
+    v = claims.guard_dead_maps(v, float(np.nanmean(dead)) if np.isfinite(dead).any() else float("nan"),
+                               max_dead=max_dead)
+    v = claims.apply_floor(v, ap["mse"], floor, name="mse AP")
+    checks = [claims.has_learnt("emd", ap["emd"], floor=floor)]
+    checks += [claims.has_converged(r, [([float(p[0]) for p in x["validation"]], [float(p[1]) for p in x["validation"]])
+                                        for x in side[r]], tolerance=converge_tolerance, relative=True)
+               for r in COMPACTNESS_RECIPES]
+    v = claims.require_ready(v, checks)
+    return v.replace(summary={**v.summary, "unpaired_seeds": unpaired}) if unpaired else v
+
+
+def compactness_verdict(table, compactness: dict, set_name: str = "generated val",
+                        floor: float | None = None, max_dead: float = 0.5):
+    """:func:`compactness_judge` on a :func:`poselab.experiments.compare` ``table`` (AP and
+    validation curves per run) and its :func:`compactness_of_runs` values (per recipe and metric,
+    in the table's seed order)."""
+    rows: dict[str, list[dict]] = {}
+    first = table.results[0]
+    for recipe in COMPACTNESS_RECIPES:
+        runs = [r for r in table.results if r.recipe == recipe]
+        per = compactness.get(recipe, {})
+        for i, run in enumerate(runs):
+            curve = validation_curves(SimpleNamespace(results=[run]), recipe, "AP")[0]
+            rows.setdefault(recipe, []).append({
+                "recipe": recipe, "seed": int(run.seed), "preset": str(getattr(run.preset, "name", run.preset)),
+                "data": str(first.data), "set": set_name, "input_size": first.config["geometry"]["input_size"],
+                "heatmap_size": first.config["geometry"]["heatmap_size"],
+                "AP": run.metrics[set_name]["AP"], "validation": [list(x) for x in zip(*curve)],
+                "stats": {m: v[i] for m, v in per.items()}})
+    return compactness_judge(rows, floor=floor, max_dead=max_dead)
 
 
 def example_heatmaps(table, data="synth", preset="default", joint: int = 9, index: int = 0,
@@ -904,6 +1095,16 @@ def theorem1_training_summary(rows) -> dict:
             "max_abs_corrected_residual": float(max(abs(r["corrected_residual"]) for r in rows))}
 
 
+def first_crops(ann_json, input_size, n_crops: int) -> list[dict]:
+    """The first ``n_crops`` evaluation crops of ``ann_json`` (the crops of
+    :func:`make_evaluator`'s dataset, in its order), decoding only their images: not the whole
+    set preloaded (~100 MB at the default preset, which :func:`theorem1_along_training` would hold
+    while its run trains in this process)."""
+    dataset = Evaluator(ann_json, None, head="heatmap", input_size=tuple(input_size), device="cpu",
+                        return_predictions=False, max_persons=int(n_crops)).dataset(tuple(input_size))
+    return [dataset[i] for i in range(min(int(n_crops), len(dataset)))]
+
+
 def theorem1_along_training(recipe: str = "mse", data="synth", preset="default", seed: int = 0,
                             device="cpu", n_crops: int = 64, evaluations: int = 12,
                             set_name: str = "generated val", alongside=()) -> dict:
@@ -937,8 +1138,7 @@ def theorem1_along_training(recipe: str = "mse", data="synth", preset="default",
             return json.loads(track.read_text())
         except (OSError, ValueError):
             pass  # an unreadable track is made again
-    dataset = make_evaluator(sets[set_name], None, p.input_size, "cpu").dataset(p.input_size)
-    crops = [dataset[i] for i in range(min(int(n_crops), len(dataset)))]
+    crops = first_crops(sets[set_name], p.input_size, n_crops)
     batch = default_collate(crops)
     sigma = float(dict(get_recipe(recipe).codec_params).get("sigma", 2.0))
     probe = theorem1_probe(batch["image"], batch["keypoints"], batch["visible"], p.input_size, p.heatmap_size, sigma)
