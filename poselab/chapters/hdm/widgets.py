@@ -3,7 +3,6 @@ EMD and localisation error side by side (HDM Fig. 1, RSPose P1)."""
 from __future__ import annotations
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 
 from poselab.chapters.hdm.analysis import blob_map, gaussian_map, heatmap_metrics
