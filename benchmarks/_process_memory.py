@@ -117,7 +117,8 @@ def tree_memory(root: int) -> dict:
 class TreePeak:
     """The largest tree-wide sums seen (bytes) and how they were sampled."""
     rss: int = 0
-    pss: int | None = 0
+    pss: int | None = None   # the largest over the samples whose PSS could be read
+    pss_missed: int = 0      # samples whose PSS could not be read (reported beside the peak)
     processes: int = 0       # most processes alive in one sample
     samples: int = 0
     interval_s: float = 0.0
@@ -134,8 +135,10 @@ class TreePeak:
     def add(self, t: float, sample: dict) -> None:
         self.samples += 1
         self.rss = max(self.rss, sample["rss"])
-        if self.pss is not None:
-            self.pss = None if sample["pss"] is None else max(self.pss, sample["pss"])
+        if sample["pss"] is None:
+            self.pss_missed += 1  # e.g. a process leaving while read: counted and shown, never hidden
+        else:
+            self.pss = max(self.pss or 0, sample["pss"])
         self.processes = max(self.processes, sample["processes"])
         self.trace.append((round(t, 3), sample["rss"], sample["pss"]))
 

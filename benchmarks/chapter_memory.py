@@ -73,7 +73,8 @@ def main(argv=None) -> None:
                 failed.append((name, tail))
             judged = peak.pss if peak.pss is not None else peak.rss
             verdict = "within" if judged <= BUDGET_BYTES else "OVER"
-            pss = "—" if peak.pss_mib is None else f"{peak.pss_mib:.0f}"
+            pss = "—" if peak.pss_mib is None else f"{peak.pss_mib:.0f}" + (
+                f" ({peak.pss_missed} of {peak.samples} samples unreadable)" if peak.pss_missed else "")
             print(f"| {name} | {mode} | {'ok' if code == 0 else 'FAILED'} | {pss} | {peak.rss_mib:.0f} | "
                   f"{peak.processes} | {peak.samples} | {wall:.0f} | {BUDGET_MIB:.0f} | {verdict} |", flush=True)
     for name, tail in failed:

@@ -92,7 +92,12 @@ def test_peak_is_the_largest_sum_at_one_instant_not_a_sum_of_peaks():
     peak.add(0.1, {"rss": 150 * memory.MIB, "pss": 60 * memory.MIB, "processes": 1})
     assert peak.rss_mib == 150 and peak.pss_mib == 90 and peak.processes == 2
     peak.add(0.2, {"rss": 10, "pss": None, "processes": 1})
-    assert peak.pss is None  # an unreadable PSS makes the peak unknown, never a silent undercount
+    # one unreadable sample (a process leaving while read) no longer voids the whole run's peak:
+    # the peak is over the readable samples, and the unreadable ones are counted for the report
+    assert peak.pss_mib == 90 and peak.pss_missed == 1 and peak.samples == 3
+    unread = memory.TreePeak()
+    unread.add(0.0, {"rss": 10, "pss": None, "processes": 1})
+    assert unread.pss is None and unread.pss_missed == 1  # never read at all: unknown, not 0
 
 
 def test_run_sampled_reports_the_exit_code_and_an_ended_root():
