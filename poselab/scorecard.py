@@ -131,7 +131,7 @@ def with_current_recorded(records: Iterable[Mapping[str, Any]], verdicts: Mappin
                          f"got {type(records).__name__}")
     records = [dict(r) for r in records]
     if verdicts is None:
-        from .chapters.recorded import recorded_verdicts
+        from .chapters.recorded import recorded_verdicts  # deferred: every chapter's modules (torch), only here
         verdicts = recorded_verdicts(preset=preset)
     for r in records:
         new = verdicts.get(str(r.get("id")))

@@ -18,6 +18,17 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from poselab.chapters.bcir import analysis as bcir_analysis, replication as bcir_replication
+from poselab.chapters.capstone import arena as capstone_arena
+from poselab.chapters.engine import analysis as engine_analysis
+from poselab.chapters.hdm import replication as hdm_replication, training as hdm_training
+from poselab.chapters.rcnet import replication as rcnet_replication
+from poselab.chapters.registry import get_chapter
+from poselab.chapters.rspose import ablations as rspose_ablations, analysis as rspose_analysis
+from poselab.chapters.rspose import replication as rspose_replication
+from poselab.chapters.sar import replication as sar_replication
+from poselab.experiments import GENERATED_VAL, RECIPES, chapter_preset, recorded_verdict, resolve_run_data
+
 __all__ = ["CHAPTER_DEFAULTS", "CHAPTERS", "recorded_verdicts"]
 
 #: the parameters each chapter's notebook passes to its recorded rules (its defaults)
@@ -29,74 +40,64 @@ CHAPTER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _engine(preset: str) -> dict[str, dict]:
-    from poselab.chapters.engine import analysis as engine
-    return {"engine.training.loss_decreases": engine.recorded_blind_verdict(preset=preset)}
+    return {"engine.training.loss_decreases": engine_analysis.recorded_blind_verdict(preset=preset)}
 
 
 def _rspose(preset: str) -> dict[str, dict]:
-    from poselab.chapters.rspose import ablations, analysis, replication
-    from poselab.experiments import GENERATED_VAL, chapter_preset, recorded_verdict, resolve_run_data
     d = CHAPTER_DEFAULTS["02_rspose"]
     floor = d["ap_floor"]
     # the image-blind guess on the evaluation set of the chapter's default run, as its notebook uses
     _, eval_sets = resolve_run_data("synth", chapter_preset("default", epochs=d["epochs"], n_val=d["n_val"]))
-    blind = analysis.blind_ap(eval_sets[GENERATED_VAL])
+    blind = rspose_analysis.blind_ap(eval_sets[GENERATED_VAL])
     out = {
         "rspose.training.ablation": recorded_verdict(
-            "02_rspose", lambda t: analysis.ablation_chain_verdict(t, floor=floor, blind=blind), preset=preset),
+            "02_rspose", lambda t: rspose_analysis.ablation_chain_verdict(t, floor=floor, blind=blind), preset=preset),
         "rspose.training.spearman": recorded_verdict(
-            "02_rspose", lambda t: analysis.spearman_verdict(t, min_effect=d["min_effect_spearman"], floor=floor),
+            "02_rspose", lambda t: rspose_analysis.spearman_verdict(t, min_effect=d["min_effect_spearman"], floor=floor),
             preset=preset),
         "rspose.simcc.kl_vs_rs": recorded_verdict(
-            "02_rspose", lambda t: analysis.simcc_verdict(t, floor=floor), preset=preset),
+            "02_rspose", lambda t: rspose_analysis.simcc_verdict(t, floor=floor), preset=preset),
         "rspose.cost.step_time": recorded_verdict(
-            "02_rspose", lambda t: analysis.step_cost(t, "spatial_rs_is", "mse", margin=d["step_margin"]),
+            "02_rspose", lambda t: rspose_analysis.step_cost(t, "spatial_rs_is", "mse", margin=d["step_margin"]),
             preset=preset),
-        "rspose.scaling.minmax_keeps_ap": replication.recorded_minmax_verdict(margin=d["minmax_margin"], preset=preset),
-        "rspose.gradients.mse_negatives_dominate": replication.gradient_share_recorded(preset=preset)}
-    judges = ablations.extra_judges(floor=floor, blind=blind, min_effect=d["min_effect_ap"])
-    out.update(ablations.extra_recorded(judges, preset=preset))
+        "rspose.scaling.minmax_keeps_ap": rspose_replication.recorded_minmax_verdict(margin=d["minmax_margin"], preset=preset),
+        "rspose.gradients.mse_negatives_dominate": rspose_replication.gradient_share_recorded(preset=preset)}
+    judges = rspose_ablations.extra_judges(floor=floor, blind=blind, min_effect=d["min_effect_ap"])
+    out.update(rspose_ablations.extra_recorded(judges, preset=preset))
     return out
 
 
 def _rcnet(preset: str) -> dict[str, dict]:
-    from poselab.chapters.rcnet import replication
-    return dict(replication.recorded_verdicts(preset=preset))
+    return dict(rcnet_replication.recorded_verdicts(preset=preset))
 
 
 def _hdm(preset: str) -> dict[str, dict]:
-    from poselab.chapters.hdm import replication, training
-    return {"hdm.training.compactness": replication.recorded_compactness(preset=preset),
-            "hdm.training.emd_vs_mse": training.recorded_emd_vs_mse(preset=preset),
-            "hdm.training.consistent_improvement": training.recorded_consistency(preset=preset),
-            "hdm.training.gaussian_beats_dot": training.recorded_gaussian_beats_dot(preset=preset)}
+    return {"hdm.training.compactness": hdm_replication.recorded_compactness(preset=preset),
+            "hdm.training.emd_vs_mse": hdm_training.recorded_emd_vs_mse(preset=preset),
+            "hdm.training.consistent_improvement": hdm_training.recorded_consistency(preset=preset),
+            "hdm.training.gaussian_beats_dot": hdm_training.recorded_gaussian_beats_dot(preset=preset)}
 
 
 def _sar(preset: str) -> dict[str, dict]:
-    from poselab.chapters.sar import replication
     d = CHAPTER_DEFAULTS["05_sar"]
-    return dict(replication.recorded_verdicts(floor=d["ap_floor"], min_effect=d["min_effect_ap"],
-                                              min_px=d["ooc_min_px"], precision=d["multi_precision"], preset=preset))
+    return dict(sar_replication.recorded_verdicts(floor=d["ap_floor"], min_effect=d["min_effect_ap"],
+                                                  min_px=d["ooc_min_px"], precision=d["multi_precision"], preset=preset))
 
 
 def _bcir(preset: str) -> dict[str, dict]:
-    from poselab.chapters.bcir import analysis as bcir, replication
-    from poselab.experiments import recorded_verdict
-    rules = {"bcir.training.ipr_slower_than_detection": bcir.ipr_slower_verdict,
-             "bcir.training.bcir_vs_ipr": bcir.bcir_vs_ipr_verdict,
-             "bcir.regularizer.helps": bcir.regularizer_verdict,
-             "bcir.beta.ablation": bcir.beta_verdict,
-             "bcir.training.bcir_vs_detection": bcir.bcir_vs_detection_verdict,
-             "bcir.shrinkage.detection_sigma_two_best": bcir.detection_sigma_verdict}
+    rules = {"bcir.training.ipr_slower_than_detection": bcir_analysis.ipr_slower_verdict,
+             "bcir.training.bcir_vs_ipr": bcir_analysis.bcir_vs_ipr_verdict,
+             "bcir.regularizer.helps": bcir_analysis.regularizer_verdict,
+             "bcir.beta.ablation": bcir_analysis.beta_verdict,
+             "bcir.training.bcir_vs_detection": bcir_analysis.bcir_vs_detection_verdict,
+             "bcir.shrinkage.detection_sigma_two_best": bcir_analysis.detection_sigma_verdict}
     out = {cid: recorded_verdict("06_bcir", rule, preset=preset) for cid, rule in rules.items()}
-    out.update(replication.recorded_verdicts(preset=preset))   # the heatmap study's claims (derived records)
+    out.update(bcir_replication.recorded_verdicts(preset=preset))   # the heatmap study's claims (derived records)
     return out
 
 
 def _capstone(preset: str) -> dict[str, dict]:
-    from poselab.chapters.capstone import arena
-    from poselab.experiments import RECIPES
-    return dict(arena.recorded_arena_verdicts(list(RECIPES), preset=preset))
+    return dict(capstone_arena.recorded_arena_verdicts(list(RECIPES), preset=preset))
 
 
 #: chapter file stem → the function giving its recorded verdicts (``fn(preset)``)
@@ -119,7 +120,6 @@ def recorded_verdicts(chapters: Iterable[str] | None = None, *, preset: str = "f
         raise ValueError(f"no recorded verdicts for chapter(s) {unknown}; choose from {', '.join(CHAPTERS)}")
     if not isinstance(preset, str) or not preset:
         raise ValueError(f"preset must be a preset name such as 'full', got {preset!r}")
-    from poselab.chapters.registry import get_chapter
     out: dict[str, dict] = {}
     for name in names:
         try:
