@@ -241,13 +241,6 @@ def test_chapter_06_registers_one_heatmap_study_per_compared_recipe():
     assert R.study_persons("fast") == 60 and R.study_persons("full") == 400
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
-
-
 def test_heatmap_studies_recorded_on_fast_runs_equal_the_live_reduction(cache, monkeypatch):
     out = cache / "replications"
     written = rep.replicate("06", preset="fast", seeds=[0], worktree=False, root=out, recipes=["mse", "ipr"])

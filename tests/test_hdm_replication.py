@@ -6,7 +6,6 @@ them paired by seed. Counter-cases: each way the verdict can come out, records t
 judged together, and corrupt records."""
 import json
 
-import numpy as np
 import pytest
 
 from poselab import claims
@@ -171,13 +170,6 @@ def test_recorded_compactness_names_a_corrupt_or_misfiled_record(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the step on a fast run
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
-
-
 def test_chapter_04_registers_one_step_per_compared_recipe():
     steps = rep.chapter_derived("04")
     assert sorted((s.name, s.recipe) for s in steps) == [("compactness_emd", "emd"), ("compactness_mse", "mse")]

@@ -16,13 +16,6 @@ from poselab.experiments import replicate as rep
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
-
-
 def test_chapter_recipes_follow_the_chapters():
     assert [r.name for r in rep.chapter_recipes("04")] == ["mse", "emd", "mse_dot"]
     assert [r.name for r in rep.chapter_recipes("hdm")] == ["mse", "emd", "mse_dot"]

@@ -12,13 +12,6 @@ from poselab.chapters.rcnet import replication as R
 from poselab.experiments import replicate as rep
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
-
-
 def test_chapter_03_registers_its_derived_step_through_the_registry():
     steps = rep.chapter_derived("03")
     assert [(s.name, s.recipe) for s in steps] == [("rcnet_fit", "mse")]

@@ -11,13 +11,6 @@ from poselab.chapters.rspose import replication as R
 from poselab.experiments import replicate as rep
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
-
-
 def test_chapter_02_registers_the_minmax_step():
     steps = rep.chapter_derived("02")
     assert [(s.name, s.recipe) for s in steps] == [("minmax_spatial_rs_is", "spatial_rs_is")]

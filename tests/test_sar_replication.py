@@ -31,13 +31,6 @@ def test_chapter_05_registers_one_step_per_compared_recipe():
 
 # ----------------------------------------------------------------------------- a fast replication, for real
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
-
-
 def test_fast_replication_records_the_derived_steps_resumes_and_refuses_a_corrupt_record(cache, monkeypatch):
     out = cache / "replications"
     written = rep.replicate("05", preset="fast", seeds=[0], root=out, worktree=False, recipes=[HEADLINE_SAR, "mse"])
