@@ -5,6 +5,7 @@ out reproduced / not reproduced / inconclusive; records that cannot be paired sa
 import json
 
 import pytest
+import torch
 
 from poselab.chapters.rspose import analysis as A
 from poselab.chapters.rspose import replication as R
@@ -26,7 +27,7 @@ def test_minmax_record_on_a_fast_run_is_the_live_value_and_is_judged(cache, monk
     assert [p.name for p in written] == ["spatial_rs_is__fast__seed0.json", "minmax_spatial_rs_is__fast__seed0.json"]
     path = out / "02_rspose" / "minmax_spatial_rs_is__fast__seed0.json"
     rec = json.loads(path.read_text())
-    assert rec["kind"] == rep.DERIVED_KIND and rec["base"]["recipe"] == "spatial_rs_is" and rec["threads"] == 1
+    assert rec["kind"] == rep.DERIVED_KIND and rec["base"]["recipe"] == "spatial_rs_is" and rec["threads"] == torch.get_num_threads()
     v = rec["values"]
     assert v["recipe"] == "spatial_rs_is" and v["seed"] == 0 and v["score_persons"] == 64
     assert v["set"] == GENERATED_VAL and v["data"] == "synth" and 0 <= v["raw"] <= 1 and 0 <= v["min-max"] <= 1
