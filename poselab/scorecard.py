@@ -123,16 +123,22 @@ def ledger_source(folder: str | os.PathLike | None = None, recorded: str = "defa
 def with_current_recorded(records: Iterable[Mapping[str, Any]], verdicts: Mapping[str, Mapping] | None = None,
                           *, preset: str = "full") -> list[dict[str, Any]]:
     """The claim records with each empirical claim's recorded verdict judged now on the committed
-    replication records (:func:`poselab.chapters.recorded.recorded_verdicts`, or ``verdicts``
-    given), so a ledger made before a replication landed shows it. Copies; a claim with no
+    replication records (:func:`poselab.chapters.recorded.recorded_verdicts` of the chapters whose
+    empirical claims the records hold, or ``verdicts`` given), so a ledger made before a replication
+    landed shows it. Copies; a claim with no
     recorded rule keeps the ledger's own. Each replaced verdict carries ``"judged": "now"``."""
     if isinstance(records, (str, bytes, os.PathLike, Mapping)):
         raise ValueError("records must be a list of claim records (load a file with load_ledger), "
                          f"got {type(records).__name__}")
     records = [dict(r) for r in records]
     if verdicts is None:
-        from .chapters.recorded import recorded_verdicts  # deferred: every chapter's modules (torch), only here
-        verdicts = recorded_verdicts(preset=preset)
+        from .chapters.recorded import CHAPTERS, recorded_verdicts  # deferred: every chapter's modules (torch), only here
+        from .chapters.registry import get_chapter  # deferred: with the line above
+        ids = {str(r.get("id")) for r in records if r.get("kind") == "empirical"}
+        # judge only the chapters with an empirical claim in these records (a chapter's rules train nothing
+        # but read its records and evaluation data, so one absent from the ledger is not judged for nothing)
+        wanted = [name for name in CHAPTERS if ids & get_chapter(name).expected_claims]
+        verdicts = recorded_verdicts(wanted, preset=preset) if wanted else {}
     for r in records:
         new = verdicts.get(str(r.get("id")))
         if r.get("kind") == "empirical" and isinstance(new, Mapping):

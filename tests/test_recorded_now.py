@@ -108,3 +108,23 @@ def test_bad_arguments_are_named():
         rec.recorded_verdicts(["99_nothing"])
     with pytest.raises(ValueError, match="preset"):
         rec.recorded_verdicts(["01_train_in_a_minute"], preset="")
+
+
+def test_the_overlay_judges_only_the_chapters_the_records_hold(monkeypatch):
+    judged = []
+
+    def spy(name):
+        def rule(preset):
+            judged.append(name)
+            return {cid: {"recorded": True, "verdict": "inconclusive", "reason": name, "preset": preset}
+                    for cid in get_chapter(name).expected_claims}
+        return rule
+    for name in list(rec.CHAPTERS):
+        monkeypatch.setitem(rec.CHAPTERS, name, spy(name))
+    ledger = [{"id": "hdm.training.emd_vs_mse", "kind": "empirical", "verdict": "inconclusive"},
+              {"id": "engine.codecs.roundtrip_max_error_px", "kind": "math", "verdict": "holds"}]
+    out = scorecard.with_current_recorded(ledger)
+    assert judged == ["04_hdm"]                      # 01's math claim is no reason to judge chapter 01
+    assert out[0]["recorded"]["reason"] == "04_hdm" and "recorded" not in out[1]
+    judged.clear()
+    assert scorecard.with_current_recorded([]) == [] and judged == []
