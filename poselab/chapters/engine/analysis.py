@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +45,8 @@ from poselab.train import Evaluator, predict_crops, resolve_device
 
 __all__ = ["ROUNDTRIP_BOUNDS_MEASURED", "codec_roundtrip_report", "known_coordinate_check",
            "simcc_known_coordinate_check", "training_losses_in_processes", "compare_first_seed_live",
-           "OracleHeatmaps", "oracle_heatmaps", "mean_heatmap_baseline", "blind_baseline_for_runs", "blind_verdict",
+           "OracleHeatmaps", "oracle_heatmaps", "mean_heatmap_baseline", "mean_heatmap_baseline_chunks",
+           "blind_baseline_for_runs", "blind_verdict",
            "BLIND_DERIVED", "blind_record", "blind_from_records", "recorded_blind_verdict", "derived_steps"]
 
 # What the code achieves (n = 2000 random keypoints, seeds 0-2, float32, torch 2.13 CPU, measured
@@ -305,58 +306,105 @@ def mean_heatmap_baseline(targets: torch.Tensor, weights: torch.Tensor,
     ``targets (N, K, H, W)``, ``weights (N, K)``: the mean per joint is taken over labelled crops
     (weight > 0). Its loss is :func:`heatmap_mse_loss` (the training loss, MMPose normalisation)
     against ``targets`` — or against ``evaluate_on = (targets2, weights2)``. A model whose loss is
-    not below this learnt nothing from images beyond where joints usually are.
+    not below this learnt nothing from images beyond where joints usually are. The sets may also
+    come chunk by chunk: :func:`mean_heatmap_baseline_chunks`.
 
     Returns ``{"loss": float, "zero_loss": float}`` (``zero_loss``: predicting all zeros).
     """
-    t = torch.as_tensor(targets, dtype=torch.float64)
-    w = torch.as_tensor(weights, dtype=torch.float64)
+    t = torch.as_tensor(targets)
+    w = torch.as_tensor(weights)
     if t.ndim != 4 or w.shape != t.shape[:2]:
         raise ValueError(f"targets must be (N, K, H, W) and weights (N, K), got {tuple(t.shape)} "
                          f"and {tuple(w.shape)}")
-    lab = (w > 0).to(t.dtype)
-    mean = (t * lab[..., None, None]).sum(0) / lab.sum(0).clamp_min(1)[..., None, None]
-    t2, w2 = (t, w) if evaluate_on is None else (torch.as_tensor(evaluate_on[0], dtype=torch.float64),
-                                                 torch.as_tensor(evaluate_on[1], dtype=torch.float64))
-    pred = mean.expand_as(t2)
-    loss = float(heatmap_mse_loss(pred, t2, w2))
-    zero = float(heatmap_mse_loss(torch.zeros_like(t2), t2, w2))
+    other = None if evaluate_on is None else (lambda: [tuple(evaluate_on)])
+    return mean_heatmap_baseline_chunks(lambda: [(t, w)], other)
+
+
+def mean_heatmap_baseline_chunks(train: Callable[[], Iterable], evaluate_on: Callable[[], Iterable] | None = None
+                                 ) -> dict[str, float]:
+    """:func:`mean_heatmap_baseline` over sets given chunk by chunk, so no whole set of maps is
+    ever held: ``train()`` (and ``evaluate_on()``) return a fresh iterable of ``(targets (n, K, H,
+    W), weights (n, K))`` chunks. ``train()`` is read twice (the per-joint mean, then its loss);
+    every sum runs in float64. Equal to the whole-set computation up to float64 summation order."""
+    total = count = None
+    for t, w in train():
+        t, w = _checked_chunk(t, w, None if total is None else tuple(total.shape))
+        lab = (w > 0).to(torch.float64)
+        part = torch.einsum("nk,nkhw->khw", lab, t)
+        total, count = (part, lab.sum(0)) if total is None else (total + part, count + lab.sum(0))
+    if total is None:
+        raise ValueError("the training set holds no crop: the blind mean needs at least one")
+    mean = total / count.clamp_min(1)[:, None, None]
+    loss = zero = 0.0
+    n = 0
+    for t, w in (train if evaluate_on is None else evaluate_on)():
+        t, w = _checked_chunk(t, w, tuple(mean.shape))
+        loss += float(heatmap_mse_loss(mean.expand_as(t), t, w, reduction="sum"))
+        zero += float(heatmap_mse_loss(torch.zeros_like(t), t, w, reduction="sum"))
+        n += t.numel()
+    if n == 0:
+        raise ValueError("the evaluated set holds no crop")
+    loss, zero = loss / n, zero / n
     if not (math.isfinite(loss) and math.isfinite(zero)):
         raise ValueError("targets give a non-finite loss")
     return {"loss": loss, "zero_loss": zero}
 
 
-def _eval_crops(ann, size, codec):
+def _checked_chunk(t, w, maps: tuple | None):
+    t = torch.as_tensor(t, dtype=torch.float64)
+    w = torch.as_tensor(w, dtype=torch.float64)
+    if t.ndim != 4 or w.shape != t.shape[:2] or (maps is not None and tuple(t.shape[1:]) != maps):
+        raise ValueError(f"targets must be (N, K, H, W) and weights (N, K) with one map shape"
+                         f"{'' if maps is None else f' (K, H, W) = {maps}'}, got {tuple(t.shape)} and {tuple(w.shape)}")
+    return t, w
+
+
+#: crops per chunk when the blind baseline reads a set (a 64×48-map chunk of 64 crops: 13 MB in float32)
+BLIND_CHUNK = 64
+
+
+def _crop_chunks(ann, size, codec, chunk: int = BLIND_CHUNK, images: bool = False):
+    """A function returning a fresh iterator over ``ann``'s un-augmented crops, ``chunk`` at a time:
+    ``(targets, weights)`` or, with ``images``, ``(images, targets, weights)``."""
     ds = TopDownDataset(ann, input_size=size, train=False, target_fn=codec)
-    items = [ds[i] for i in range(len(ds))]
-    return (torch.stack([torch.as_tensor(it["image"]) for it in items]),
-            torch.stack([torch.as_tensor(it["target"]) for it in items]),
-            torch.stack([torch.as_tensor(it["weights"]) for it in items]))
+
+    def chunks():
+        for start in range(0, len(ds), chunk):
+            items = [ds[i] for i in range(start, min(start + chunk, len(ds)))]
+            out = (torch.stack([torch.as_tensor(it["target"]) for it in items]),
+                   torch.stack([torch.as_tensor(it["weights"]) for it in items]))
+            yield ((torch.stack([torch.as_tensor(it["image"]) for it in items]),) + out) if images else out
+    return chunks
 
 
 def _blind_setup(run, data):
-    """The run's preset, the blind predictor's losses and the first evaluation set's crops."""
+    """The run's preset, the blind predictor's losses and the first evaluation set's crops (read
+    chunk by chunk: the default preset's training maps alone are ~0.4 GB in float32)."""
     preset = Preset(**run.config["preset"])  # the run's own budget (also for unnamed presets)
     codec = run.codec()
     train_json, sets = resolve_run_data(data, preset)
-    _, t_train, w_train = _eval_crops(train_json, preset.input_size, codec)
+    train = _crop_chunks(train_json, preset.input_size, codec)
     set_name, ann = next(iter(sets.items()))
-    images, t_val, w_val = _eval_crops(ann, preset.input_size, codec)
-    blind = {"train crops": mean_heatmap_baseline(t_train, w_train)["loss"],
-             "evaluation crops": mean_heatmap_baseline(t_train, w_train, evaluate_on=(t_val, w_val))["loss"]}
-    return preset, set_name, blind, (images, t_val, w_val)
+    crops = list(_crop_chunks(ann, preset.input_size, codec, images=True)())
+    blind = {"train crops": mean_heatmap_baseline_chunks(train)["loss"],
+             "evaluation crops": mean_heatmap_baseline_chunks(train, lambda: [c[1:] for c in crops])["loss"]}
+    return preset, set_name, blind, crops
 
 
 def _blind_row(run, crops, device, last):
-    images, t_val, w_val = crops
+    """One run's row: its first and final training losses and its model's loss on the evaluation
+    ``crops`` (chunks of ``(images, targets, weights)``), summed chunk by chunk in float64."""
     model = run.model(device).eval()
+    total, n = 0.0, 0
     with torch.no_grad():
-        pred = torch.cat([model(images[i:i + 64].to(device)).float().cpu() for i in range(0, len(images), 64)])
+        for images, t_val, w_val in crops:
+            pred = model(images.to(device)).float().cpu()
+            total += float(heatmap_mse_loss(pred.double(), t_val.double(), w_val.double(), reduction="sum"))
+            n += t_val.numel()
     hist = run.training_history()
     return {"seed": run.seed, "first training loss": float(hist.losses[0]),
             "final training loss": float(hist.final_loss(min(last, hist.steps))),
-            "model loss on evaluation crops": float(heatmap_mse_loss(pred.double(), t_val.double(),
-                                                                     w_val.double()))}
+            "model loss on evaluation crops": total / max(n, 1)}
 
 
 def blind_verdict(rows, blind: dict, preset, data: str, set_name: str,
