@@ -121,16 +121,16 @@ def test_judges_refuse_rows_they_cannot_compare():
     rows = _rows(IPR_A2, MSE_A2, IPR_OCC, MSE_OCC)
     with pytest.raises(KeyError, match="no heatmap study of 'mse'"):
         B.localization_verdict({"ipr": rows["ipr"]})
-    with pytest.raises(ValueError, match="no seed has a heatmap study of both"):
+    with pytest.raises(ValueError, match="no seed recorded for both mse"):
         B.localization_verdict(_rows(IPR_A2, MSE_A2, IPR_OCC, MSE_OCC) | {"mse": [_row("mse", 7, 0.5, 6.0)]})
-    with pytest.raises(ValueError, match="comes twice"):
+    with pytest.raises(ValueError, match="ipr has two heatmap-study rows of seed 0: a repeated seed"):
         B.localization_verdict(rows | {"ipr": rows["ipr"] + rows["ipr"][:1]})
     with pytest.raises(ValueError, match="lacks"):
         B.hard_cases_verdict(rows | {"ipr": [{k: v for k, v in r.items() if k != "occluded_error"} for r in rows["ipr"]]})
-    with pytest.raises(ValueError, match="was given as 'ipr'"):
+    with pytest.raises(ValueError, match="holds mse's, given as 'ipr'"):
         B.localization_verdict(rows | {"ipr": rows["mse"]})
     mixed = _rows(IPR_A2, MSE_A2, IPR_OCC, MSE_OCC, mse_kw={"persons": 60})
-    with pytest.raises(ValueError, match="differ in persons"):
+    with pytest.raises(ValueError, match="ipr seed 0, ipr seed 1, ipr seed 2 differ from mse seed 0 in persons"):
         B.localization_verdict(mixed)
     with pytest.raises(TypeError):
         B.localization_verdict([rows])

@@ -94,11 +94,13 @@ def test_judge_ignores_the_sharpness_of_the_target():
 @pytest.mark.parametrize("spoil, match", [
     (lambda r: r["emd"][0].pop("validation"), "lacks validation"),
     (lambda r: r["emd"][0]["stats"].pop("pixels_above_truth"), "stats.pixels_above_truth"),
-    (lambda r: r["emd"][1].update(recipe="mse"), "filed as emd"),
+    (lambda r: r["emd"][1].update(recipe="mse"), "emd record of seed 1 holds mse's, given as 'emd'"),
     (lambda r: r["mse"][2].update(seed=0), "two records of seed 0"),
-    (lambda r: r["emd"][1].update(heatmap_size=[32, 24]), "emd seed 1 measured under another"),
+    (lambda r: r["emd"][1].update(heatmap_size=[32, 24]), "emd seed 1 differs from emd seed 0 in heatmap_size"),
+    # a seed of one side only is left out of the pairs, yet still refused when from another preset
+    (lambda r: r["mse"].append(_row("mse", 7, 6.0, preset="default")), "mse seed 7 differs from emd seed 0 in preset"),
     (lambda r: r.pop("emd"), "no emd run"),
-    (lambda r: [x.update(seed=x["seed"] + 10) for x in r["emd"]], "no seed has both"),
+    (lambda r: [x.update(seed=x["seed"] + 10) for x in r["emd"]], "no seed recorded for both emd"),
 ])
 def test_judge_refuses_records_that_cannot_be_judged_together(spoil, match):
     rows = _rows(EMD_COMPACT[:3], MSE_SPREAD[:3])

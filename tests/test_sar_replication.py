@@ -169,7 +169,8 @@ def test_out_of_crop_records_from_other_crops_or_corrupt_are_refused(tmp_path):
         _write(folder, OOC_SAR, seed, _ooc_values(HEADLINE_SAR, seed, 6.0, 0.5))
         _write(folder, OOC_MSE, seed, _ooc_values("mse", seed, 9.0, 0.5, fingerprint="abc" if seed else "zzz"))
     got = R.recorded_out_of_crop(root=tmp_path)
-    assert got["recorded"] is False and "mse seed 0 were scored on other crops" in got["reason"]
+    assert got["recorded"] is False
+    assert f"mse seed 0 differs from {HEADLINE_SAR} seed 0 in the crops they were scored on" in got["reason"], got
     recs = {HEADLINE_SAR: rep.recorded_derived("05", OOC_SAR, root=tmp_path),
             "mse": rep.recorded_derived("05", OOC_MSE, root=tmp_path)}
     broken = {**recs, "mse": [{**r, "values": {k: v for k, v in r["values"].items() if k != "errors"}}
@@ -182,6 +183,20 @@ def test_out_of_crop_records_from_other_crops_or_corrupt_are_refused(tmp_path):
     (folder / f"{OOC_MSE}__full__seed1.json").write_text("not json")
     shown = R.recorded_out_of_crop(root=tmp_path)
     assert shown["recorded"] is False and f"{OOC_MSE}__full__seed1.json" in shown["reason"]
+
+
+
+def test_out_of_crop_records_refuse_a_repeated_seed(tmp_path):
+    """A recipe holding a seed twice is refused: the later record used to replace the earlier one
+    silently (here a worse seed 1 would have hidden the better one)."""
+    _ooc_records(tmp_path, [6.0, 6.3, 5.8], [9.1, 9.4, 9.0])
+    recs = {HEADLINE_SAR: rep.recorded_derived("05", OOC_SAR, root=tmp_path),
+            "mse": rep.recorded_derived("05", OOC_MSE, root=tmp_path)}
+    assert ooc.out_of_crop_from_records(recs, HEADLINE_SAR, "mse").verdict == "reproduced"
+    again = recs[HEADLINE_SAR][1]
+    twice = {**recs, HEADLINE_SAR: [*recs[HEADLINE_SAR], {**again, "values": {**again["values"], "AP": 0.0}}]}
+    with pytest.raises(ValueError, match=f"{HEADLINE_SAR} has two records of seed 1: a repeated seed is not another"):
+        ooc.out_of_crop_from_records(twice, HEADLINE_SAR, "mse")
 
 
 # ----------------------------------------------------------------------------- constructed records: multi-person
@@ -246,6 +261,17 @@ def test_multi_person_records_of_another_budget_or_corrupt_are_refused(tmp_path)
                      for r in recs["sar"]]}
     with pytest.raises(ValueError, match="different lengths"):
         M.detection_from_records(short)
+
+
+
+def test_multi_person_records_refuse_a_repeated_seed(tmp_path):
+    """A kind holding a seed twice is refused, not the later record kept in the earlier's place."""
+    assert _mp_records(tmp_path, [0.1] * 3, [0.0] * 3)["verdict"] == "reproduced"
+    recs = {"sar": rep.recorded_derived("05", MP_SAR, root=tmp_path),
+            "heatmap": rep.recorded_derived("05", MP_HM, root=tmp_path)}
+    twice = {**recs, "heatmap": [*recs["heatmap"], recs["heatmap"][0]]}
+    with pytest.raises(ValueError, match="heatmap has two records of seed 0: a repeated seed is not another"):
+        M.detection_from_records(twice)
 
 
 def test_group_verdict_needs_names():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import numbers
 import os
 import platform
 import re
@@ -30,6 +31,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -50,7 +52,8 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
            "derive", "recorded_derived", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
-           "recorded_pooled_verdict", "borrowed_runs"]
+           "recorded_pooled_verdict", "borrowed_runs",
+           "SeedPairs", "pair_by_seed"]
 
 RECORD_KIND = "poselab-replication-run"
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -722,3 +725,137 @@ def recorded_verdict(chapter: str, judge, *, preset: str = "full",
     table = _runs_table(recs)
     how = f"poselab replicate {stem} --preset {preset}"
     return _judged(judge, table, recs, preset, how)
+
+
+# ----------------------------------------------------------------------------- pairing records by seed
+
+@dataclass(frozen=True)
+class SeedPairs:
+    """What :func:`pair_by_seed` found.
+
+    Attributes:
+        seeds: the seeds every side recorded, ascending: the pairs a judge compares.
+        sides: ``{side: [its record of each seed in seeds]}`` (seed order, sides in the order asked).
+        alone: ``{side: [the seeds it recorded that another side lacks]}`` (ascending; ``[]`` when none):
+            left out of the pairs, for the judge to name.
+    """
+    seeds: list[int]
+    sides: dict[str, list]
+    alone: dict[str, list[int]]
+
+    @property
+    def unpaired(self) -> list[int]:
+        """Every seed left out of the pairs (recorded for some side but not all), ascending."""
+        return sorted({s for seeds in self.alone.values() for s in seeds})
+
+
+def _record_seed(record) -> Any:
+    return record["seed"]
+
+
+def _seed_or_unknown(seed_of, record):
+    """The seed a message names: ``seed_of(record)``, or "?" for a record too broken to say."""
+    try:
+        return seed_of(record)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return "?"
+
+
+def _whole_seed(side: str, what: str, seed_of, record) -> int:
+    """``seed_of(record)`` as an int; no seed, or True, 2.5, NaN, "3", None, raise ValueError naming the side."""
+    try:
+        raw = seed_of(record)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ValueError(f"a {side} {what} has no seed: it cannot be paired by seed") from None
+    if isinstance(raw, numbers.Real) and not isinstance(raw, bool) and float(raw).is_integer():  # not NaN, inf
+        return int(raw)
+    raise ValueError(f"a {side} {what} has seed {raw!r}, not a whole number: it cannot be paired by seed")
+
+
+def _getter(entry) -> tuple[str, Callable[[Any], Any]]:
+    if isinstance(entry, str):
+        return entry, lambda record: record[entry]
+    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str) and callable(entry[1]):
+        return entry
+    raise TypeError(f"same must hold keys or (label, getter) pairs, got {entry!r}")
+
+
+def _shown(value, width: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def pair_by_seed(records: Mapping[str, Sequence[Any]], sides: Sequence[str], *,
+                 check: Callable[[Any], str | None] | None = None, side_of: Callable[[Any], Any] | None = None,
+                 seed_of: Callable[[Any], Any] = _record_seed, same: Sequence = (), what: str = "record",
+                 same_among_all: bool = False) -> SeedPairs:
+    """Pair the per-seed records of several ``sides`` (recipes, kinds) by seed, refusing what
+    cannot be paired: the check every recorded replication reader makes before it judges.
+
+    ``records``: ``{side: [record per seed, any order]}`` (other keys are ignored). In order, each
+    failure raising the error it names:
+
+    - ``records`` not a mapping: TypeError; a side with no record: KeyError naming it (a reader
+      with its own wording checks this first);
+    - ``check(record)`` returns a phrase saying what is wrong with one record (``None``: fine):
+      ValueError "the <side> <what> of seed <seed> <phrase>" (seed "?" when unreadable);
+    - a seed that is not a whole number (``seed_of``, default ``record["seed"]``): ValueError;
+    - ``side_of(record)`` names another side than the one it is filed under: ValueError
+      "the <side> <what> of seed <seed> holds <other>'s, given as '<side>'";
+    - one side holds a seed twice: ValueError "... a repeated seed is not another replicate";
+    - no seed recorded for every side: ValueError naming each side's seeds;
+    - a paired record differs from the first side's record of the first common seed in one of
+      ``same`` (keys, or ``(label, getter)`` pairs for values nested deeper; compared with ``!=``,
+      so plain JSON values): ValueError naming the odd sides and seeds, the key and both values
+      ("not one experiment"). ``same_among_all``: hold the unpaired records to it too.
+
+    ``what`` is the records' noun in messages (plural: + "s"). ``check`` should make sure of what
+    ``side_of``, ``seed_of`` and ``same`` read. Returns :class:`SeedPairs`: the common seeds, each
+    side's records of them in seed order, and the seeds recorded for some sides only.
+
+    Example:
+        >>> pairs = pair_by_seed({"a": [{"seed": 1}, {"seed": 0}], "b": [{"seed": 0}, {"seed": 2}]}, ["a", "b"])
+        >>> pairs.seeds, pairs.alone, pairs.unpaired
+        ([0], {'a': [1], 'b': [2]}, [1, 2])
+    """
+    if not isinstance(records, Mapping):
+        raise TypeError(f"records must be {{side: [record per seed]}}, got {type(records).__name__}")
+    sides = [sides] if isinstance(sides, str) else list(sides)
+    if not sides or not all(isinstance(n, str) for n in sides) or len(set(sides)) != len(sides):
+        raise ValueError(f"sides must be distinct names, got {sides!r}")
+    same = [_getter(entry) for entry in same]
+    by_seed: dict[str, dict[int, Any]] = {}
+    for side in sides:
+        recs = records.get(side)
+        if not recs:
+            raise KeyError(f"no {what} of {side!r} (have {sorted(k for k, v in records.items() if v) or 'none'})")
+        if isinstance(recs, (str, bytes, Mapping)) or not isinstance(recs, Sequence):
+            raise TypeError(f"the {what}s of {side!r} must be a list, got {type(recs).__name__}")
+        by_seed[side] = {}
+        for record in recs:
+            problem = check(record) if check is not None else None
+            if problem:
+                raise ValueError(f"the {side} {what} of seed {_seed_or_unknown(seed_of, record)} {problem}")
+            seed = _whole_seed(side, what, seed_of, record)
+            if side_of is not None and side_of(record) != side:
+                raise ValueError(f"the {side} {what} of seed {seed} holds {side_of(record)}'s, given as {side!r}")
+            if seed in by_seed[side]:
+                raise ValueError(f"{side} has two {what}s of seed {seed}: a repeated seed is not another replicate")
+            by_seed[side][seed] = record
+    seeds = sorted(set.intersection(*(set(per) for per in by_seed.values())))
+    if not seeds:
+        each = [f"{n} (seeds {sorted(by_seed[n])})" for n in sides]
+        raise ValueError(f"no seed recorded for {'both' if len(sides) == 2 else 'all of'} "
+                         f"{', '.join(each[:-1])} and {each[-1]}")
+    first, ref = sides[0], by_seed[sides[0]][seeds[0]]
+    pool = [(n, s, r) for n in sides for s, r in sorted(by_seed[n].items()) if same_among_all or s in seeds]
+    for label, get in same:
+        want = get(ref)
+        odd = [(n, s, get(r)) for n, s, r in pool if get(r) != want]
+        if odd:
+            names = ", ".join(f"{n} seed {s}" for n, s, _ in odd)
+            got = ", ".join(sorted({_shown(v) for *_, v in odd}))
+            raise ValueError(f"{names} differ{'s' if len(odd) == 1 else ''} from {first} seed {seeds[0]} in {label} "
+                             f"({got} against {_shown(want)}): not one experiment")
+    return SeedPairs(seeds=seeds, sides={n: [by_seed[n][s] for s in seeds] for n in sides},
+                     alone={n: sorted(set(by_seed[n]) - set(seeds)) for n in sides})

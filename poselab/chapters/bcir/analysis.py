@@ -37,6 +37,7 @@ from poselab.codecs.integral import (compensate_softargmax_bias, compensated_sof
 from poselab.data import TopDownDataset
 from poselab.experiments.presets import get_preset
 from poselab.experiments.registry import MODELS, Geometry, get_recipe
+from poselab.experiments.replicate import pair_by_seed
 from poselab.experiments.runner import GENERATED_VAL
 from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, table_evidence, validation_curves
 from poselab.skeleton import OKS_SIGMAS
@@ -1392,44 +1393,28 @@ def _real(x) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _study_row_problem(row) -> str | None:
+    """What a :func:`study_values` row lacks (None: nothing)."""
+    missing = [k for k in STUDY_FIELDS if not isinstance(row, dict) or k not in row]
+    return f"lacks {missing} (rows come from analysis.study_values)" if missing else None
+
+
 def _study_sides(values, recipes=STUDY_RECIPES) -> tuple[list[int], dict, str]:
-    """Both recipes' :func:`study_values` rows on their common seeds (seed order), checked; plus a
-    note naming the seeds only one side has (left out of the comparison)."""
+    """Both recipes' :func:`study_values` rows on their common seeds (seed order), checked
+    (:func:`poselab.experiments.replicate.pair_by_seed`); plus a note naming the seeds only one
+    side has (left out of the comparison)."""
     if not isinstance(values, dict):
         raise TypeError(f"values must be {{recipe: [study_values row per seed]}}, got {type(values).__name__}")
-    by_seed = {}
     for name in recipes:
-        rows = values.get(name)
-        if not rows:
+        if not values.get(name):
             raise KeyError(f"no heatmap study of {name!r} (one run per seed is needed; have "
                            f"{sorted(k for k, v in values.items() if v) or 'none'})")
-        seen = {}
-        for row in rows:
-            missing = [k for k in STUDY_FIELDS if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise ValueError(f"a heatmap-study row of {name!r} lacks {missing} (rows come from "
-                                 "analysis.study_values)")
-            if row["recipe"] != name:
-                raise ValueError(f"a row of recipe {row['recipe']!r} (seed {row['seed']}) was given as {name!r}")
-            seed = int(row["seed"])
-            if seed in seen:
-                raise ValueError(f"{name} seed {seed} comes twice: a repeated seed is not another replicate")
-            seen[seed] = row
-        by_seed[name] = seen
-    seeds = sorted(set.intersection(*(set(v) for v in by_seed.values())))
-    if not seeds:
-        raise ValueError("no seed has a heatmap study of both " + " and ".join(
-            f"{n} (seeds {sorted(by_seed[n])})" for n in recipes))
-    sides = {n: [by_seed[n][s] for s in seeds] for n in recipes}
-    rows = [row for n in recipes for row in sides[n]]
-    for key in ("preset", "data", "set", "persons", "input_size", "heatmap_size"):
-        kinds = sorted({str(row[key]) for row in rows})
-        if len(kinds) > 1:
-            raise ValueError(f"the studies differ in {key} ({', '.join(kinds)}): not one experiment")
-    alone = {n: sorted(set(by_seed[n]) - set(seeds)) for n in recipes}
+    pairs = pair_by_seed(values, recipes, check=_study_row_problem, side_of=lambda row: row["recipe"],
+                         same=("preset", "data", "set", "persons", "input_size", "heatmap_size"),
+                         what="heatmap-study row")
     note = "; ".join(f"{n} seed(s) {', '.join(map(str, s))} left out (no study of the other recipe)"
-                     for n, s in alone.items() if s)
-    return seeds, sides, note
+                     for n, s in pairs.alone.items() if s)
+    return pairs.seeds, pairs.sides, note
 
 
 def _study_ready(verdict, sides: dict, floor: float, note: str):

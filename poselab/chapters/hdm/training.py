@@ -65,7 +65,7 @@ from poselab.experiments.cache import cache_root
 from poselab.experiments.parallel import train_in_background
 from poselab.experiments.registry import get_recipe
 from poselab.experiments.runner import cached_result
-from poselab.experiments.replicate import recorded_runs, recorded_table, recorded_verdict
+from poselab.experiments.replicate import SeedPairs, pair_by_seed, recorded_runs, recorded_table, recorded_verdict
 from poselab.experiments.verdicts import DEFAULT_AP_FLOOR, DEFAULT_CONVERGE_TOLERANCE, validation_curves
 from poselab.losses import emd_loss, heatmap_mse_loss
 from poselab.losses.emd_keypoints import emd_batch_loss, emd_visibility
@@ -627,36 +627,28 @@ def _gains(table, recipe: str) -> str:
             f"tolerance {100 * DEFAULT_CONVERGE_TOLERANCE:g} %)")
 
 
-def _compactness_by_seed(rows) -> dict[str, dict[int, dict]]:
-    """``{recipe: {seed: record}}`` of :func:`compactness_judge`'s input, checked."""
+def _compactness_problem(rec) -> str | None:
+    """What makes ``rec`` no :func:`compactness_record` (None: it is one)."""
+    lacks = [k for k in COMPACTNESS_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+    lacks += [f"stats.{m}" for m in ("pixels_above_truth", "dead_fraction")
+              if not lacks and not (isinstance(rec["stats"], dict) and m in rec["stats"])]
+    if lacks:
+        return f"is not a compactness record: it lacks {', '.join(lacks)} (make it with compactness_record)"
+    return None
+
+
+def _compactness_pairs(rows) -> SeedPairs:
+    """:func:`compactness_judge`'s input paired by seed, checked
+    (:func:`poselab.experiments.replicate.pair_by_seed`; every record, paired or not, must come from
+    one preset, data, set and geometry)."""
     if not isinstance(rows, dict):
         raise TypeError(f"rows must be a dict {{recipe: [per-run record]}}, got {type(rows).__name__}")
     missing = [r for r in COMPACTNESS_RECIPES if not rows.get(r)]
     if missing:
         raise ValueError(f"the compactness claim compares {' and '.join(COMPACTNESS_RECIPES)}: no {', '.join(missing)} "
                          f"run recorded (have: {sorted(r for r in rows if rows[r]) or 'none'})")
-    out: dict[str, dict[int, dict]] = {}
-    for recipe in COMPACTNESS_RECIPES:
-        for i, rec in enumerate(rows[recipe]):
-            lacks = [k for k in COMPACTNESS_RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
-            lacks += [f"stats.{m}" for m in ("pixels_above_truth", "dead_fraction")
-                      if not lacks and not (isinstance(rec["stats"], dict) and m in rec["stats"])]
-            if lacks:
-                raise ValueError(f"{recipe} record {i} is not a compactness record: it lacks {', '.join(lacks)} "
-                                 "(make it with compactness_record)")
-            if rec["recipe"] != recipe:
-                raise ValueError(f"a record of {rec['recipe']!r} (seed {rec['seed']}) is filed as {recipe}'s")
-            seed = int(rec["seed"])
-            if seed in out.setdefault(recipe, {}):
-                raise ValueError(f"{recipe} has two records of seed {seed}: a repeated seed is not another replicate")
-            out[recipe][seed] = rec
-    first = next(iter(out["mse"].values()))
-    odd = sorted({f"{r} seed {s}" for r, per in out.items() for s, rec in per.items()
-                  if any(rec[k] != first[k] for k in ("preset", "data", "set", "input_size", "heatmap_size"))})
-    if odd:
-        raise ValueError(f"{', '.join(odd)} measured under another preset, data, set or geometry than mse seed "
-                         f"{first['seed']} ({first['preset']}, {first['data']}, {first['set']}, {first['heatmap_size']} maps)")
-    return out
+    return pair_by_seed(rows, COMPACTNESS_RECIPES, check=_compactness_problem, side_of=lambda rec: rec["recipe"],
+                        same=("preset", "data", "set", "input_size", "heatmap_size"), same_among_all=True)
 
 
 def compactness_judge(rows, floor: float | None = None, max_dead: float = 0.5,
@@ -686,13 +678,8 @@ def compactness_judge(rows, floor: float | None = None, max_dead: float = 0.5,
     ValueError saying which."""
     floor = DEFAULT_AP_FLOOR if floor is None else floor
     metric = "pixels_above_truth"
-    by = _compactness_by_seed(rows)
-    seeds = sorted(set(by["emd"]) & set(by["mse"]))
-    if not seeds:
-        raise ValueError(f"no seed has both an emd and an mse record (emd: {sorted(by['emd'])}, "
-                         f"mse: {sorted(by['mse'])}): the claim pairs them by seed")
-    unpaired = sorted(set(by["emd"]) ^ set(by["mse"]))
-    side = {r: [by[r][s] for s in seeds] for r in COMPACTNESS_RECIPES}
+    pairs = _compactness_pairs(rows)
+    seeds, unpaired, side = pairs.seeds, pairs.unpaired, pairs.sides
     values = {r: [float("nan") if x["stats"][metric] is None else float(x["stats"][metric]) for x in side[r]]
               for r in COMPACTNESS_RECIPES}
     ap = {r: [float("nan") if x["AP"] is None else float(x["AP"]) for x in side[r]] for r in COMPACTNESS_RECIPES}

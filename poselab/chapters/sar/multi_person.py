@@ -40,6 +40,7 @@ from poselab.codecs.sar import sar_flatten_outputs, sar_top_m
 from poselab.data import synth
 from poselab.data.coco import load_persons, read_image
 from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD, denormalize_image
+from poselab.experiments.replicate import pair_by_seed
 from poselab.losses.heatmap import heatmap_mse_loss
 from poselab.losses.sar import sar_multi_target_loss
 from poselab.models import build_model
@@ -374,48 +375,44 @@ def multi_person_record(kind: str):
 _RECORD_KEYS = {"kind", "seed", "budget", "thresholds", "match_px", "input_size", "heatmap_size", "evaluation"}
 
 
+def _record_problem(r) -> str | None:
+    """What makes ``r`` no derived record of :func:`bottom_up_record` (None: it is one)."""
+    ok = isinstance(r, Mapping) and {"seed", "preset", "values"} <= set(r) and isinstance(r["values"], Mapping)
+    vals = r["values"] if ok else {}
+    ev = vals.get("evaluation")
+    if not (ok and _RECORD_KEYS <= set(vals) and isinstance(ev, Mapping)
+            and {"thresholds", "recall", "precision"} <= set(ev)):
+        return (f"is not a multi-person record (needs seed, preset and values with {sorted(_RECORD_KEYS)}: "
+                "multi_person.bottom_up_record)")
+    if vals["seed"] != r["seed"]:
+        return f"holds {vals['kind']} seed {vals['seed']}"
+    return None
+
+
+def _value(key: str):
+    return key, lambda r: r["values"][key]
+
+
 def detection_from_records(records: Mapping[str, Sequence[dict]], precision: float = 0.5, min_effect: float = 0.02,
                            floor: float | None = 0.1, ours: str = "sar", theirs: str = "heatmap"):
     """:func:`detection_verdict` on the recorded replication: ``records`` ``{kind: [derived records
     of :func:`bottom_up_record`, by seed]}``, judged at the seeds recorded for both kinds (those
     recorded for one only are named in the reason). KeyError when a kind has no record yet;
     ValueError when no seed has both, a record is not one of :func:`bottom_up_record` (naming the
-    kind and seed), or the records differ in preset, budget, thresholds or matching radius."""
-    by_seed: dict[str, dict[int, dict]] = {}
+    kind and seed), a kind holds a seed twice, or the paired records differ in preset, budget,
+    thresholds, matching radius or input size (:func:`poselab.experiments.replicate.pair_by_seed`)."""
     for kind in (ours, theirs):
-        recs = records.get(kind) or []
-        if not recs:
+        if not records.get(kind):
             raise KeyError(f"no recorded multi-person evaluation of {kind!r} yet")
-        by_seed[kind] = {}
-        for r in recs:
-            ok = isinstance(r, Mapping) and {"seed", "preset", "values"} <= set(r) and isinstance(r["values"], Mapping)
-            vals = r["values"] if ok else {}
-            ev = vals.get("evaluation")
-            if not (ok and _RECORD_KEYS <= set(vals) and isinstance(ev, Mapping)
-                    and {"thresholds", "recall", "precision"} <= set(ev)):
-                seed = r.get("seed", "?") if isinstance(r, Mapping) else "?"
-                raise ValueError(f"the {kind} record of seed {seed} is not a multi-person record (needs seed, preset "
-                                 f"and values with {sorted(_RECORD_KEYS)}: multi_person.bottom_up_record)")
-            if vals["kind"] != kind or int(vals["seed"]) != int(r["seed"]):
-                raise ValueError(f"the {kind} record of seed {r['seed']} holds {vals['kind']} seed {vals['seed']}")
-            by_seed[kind][int(r["seed"])] = r
-    seeds = sorted(set(by_seed[ours]) & set(by_seed[theirs]))
-    if not seeds:
-        raise ValueError(f"no seed recorded for both {ours} (seeds {sorted(by_seed[ours])}) and {theirs} "
-                         f"(seeds {sorted(by_seed[theirs])})")
-    paired = [by_seed[k][s] for k in (ours, theirs) for s in seeds]
-    first = paired[0]
-    for what in ("preset", "budget", "thresholds", "match_px", "input_size"):
-        get = (lambda r: r["preset"]) if what == "preset" else (lambda r, w=what: r["values"][w])
-        odd = sorted(f"{r['values']['kind']} seed {r['seed']}" for r in paired if get(r) != get(first))
-        if odd:
-            raise ValueError(f"{', '.join(odd)} differ from {first['values']['kind']} seed {first['seed']} in "
-                             f"{what}: not one experiment")
+    pairs = pair_by_seed(records, (ours, theirs), check=_record_problem, side_of=lambda r: r["values"]["kind"],
+                         same=[("preset", lambda r: r["preset"]),
+                               *map(_value, ("budget", "thresholds", "match_px", "input_size"))])
+    seeds, first = pairs.seeds, pairs.sides[ours][0]
     evaluations = {}
     for kind in (ours, theirs):
         evaluations[kind] = []
-        for s in seeds:
-            ev = by_seed[kind][s]["values"]["evaluation"]
+        for s, r in zip(seeds, pairs.sides[kind]):
+            ev = r["values"]["evaluation"]
             arrays = {k: np.asarray([np.nan if x is None else x for x in ev[k]], dtype=np.float64)
                       for k in ("thresholds", "recall", "precision") if k in ev}
             if len({a.shape for a in arrays.values()}) != 1 or arrays["recall"].size == 0:
@@ -429,7 +426,7 @@ def detection_from_records(records: Mapping[str, Sequence[dict]], precision: flo
                                   budget=dict(vals["budget"]))
     v = detection_verdict(evaluations, precision, min_effect, preset=preset, evidence=evidence, ours=ours,
                           theirs=theirs, floor=floor)
-    alone = sorted((set(by_seed[ours]) | set(by_seed[theirs])) - set(seeds))
+    alone = pairs.unpaired
     if alone:
         v = v.replace(reason=f"{v.reason} (seeds {alone} recorded for one kind only are left out)",
                       summary={**v.summary, "seeds_one_side_only": alone})

@@ -46,6 +46,7 @@ from poselab.data.transforms import affine_matrix, apply_affine, bbox_to_center_
 from poselab.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from poselab.experiments import resolve_run_data
 from poselab.experiments.presets import Preset, get_preset
+from poselab.experiments.replicate import pair_by_seed
 from poselab.viz.sentence import Sentence, number
 
 __all__ = ["CUTS", "DEFAULT_PERSONS", "DEFAULT_SHIFT", "crop_box", "distance_outside", "decoder_reach", "heatmap_adversarial_maps", "cut_crops", "chapter_decoders", "reach_holds", "run_crops",
@@ -350,54 +351,46 @@ _RECORD_KEYS = {"recipe", "seed", "AP", "errors", "crops"}
 _ERROR_KEYS = {"epe_inside", "epe_outside", "n_inside", "n_outside", "share_placed_outside", "outside_beyond_px"}
 
 
+def _record_problem(r) -> str | None:
+    """What makes ``r`` no derived record of :func:`out_of_crop_record` (None: it is one)."""
+    ok = isinstance(r, Mapping) and {"seed", "preset", "values"} <= set(r) and isinstance(r["values"], Mapping)
+    vals = r["values"] if ok else {}
+    if not (ok and _RECORD_KEYS <= set(vals) and isinstance(vals["errors"], Mapping)
+            and _ERROR_KEYS <= set(vals["errors"]) and isinstance(vals["crops"], Mapping)
+            and "fingerprint" in vals["crops"]):
+        return (f"is not an out-of-crop record (needs seed, preset and values with {sorted(_RECORD_KEYS)}: "
+                "out_of_crop.out_of_crop_record)")
+    if vals["seed"] != r["seed"]:
+        return f"holds {vals['recipe']} seed {vals['seed']}"
+    return None
+
+
 def out_of_crop_from_records(records: Mapping[str, Sequence[dict]], ours: str, theirs: str,
                              floor: float | None = 0.05, min_effect: float = 1.0,
                              min_joints: int = 30) -> claims.Verdict:
     """:func:`out_of_crop_judge` on the recorded replication: ``records`` ``{recipe: [derived
     records of :func:`out_of_crop_record`, by seed]}``. The two recipes are paired by seed (the
     seeds recorded for both; those recorded for one side only are named in the reason). KeyError
-    when a recipe has no record yet, ValueError when no seed has both, or a record is not one of
-    :func:`out_of_crop_record` (naming the recipe and seed), or the paired records were scored on
-    other crops or presets (:func:`poselab.experiments.replicate.recorded_derived_group_verdict`
-    reports both as "cannot answer yet")."""
-    by_seed: dict[str, dict[int, dict]] = {}
+    when a recipe has no record yet, ValueError when no seed has both, a record is not one of
+    :func:`out_of_crop_record` (naming the recipe and seed), a recipe holds a seed twice, or the
+    paired records were scored on other crops or presets
+    (:func:`poselab.experiments.replicate.pair_by_seed`;
+    :func:`poselab.experiments.replicate.recorded_derived_group_verdict` reports both as "cannot
+    answer yet")."""
     for name in (ours, theirs):
-        recs = records.get(name) or []
-        if not recs:
+        if not records.get(name):
             raise KeyError(f"no recorded out-of-crop errors of {name!r} yet")
-        by_seed[name] = {}
-        for r in recs:
-            ok = isinstance(r, Mapping) and {"seed", "preset", "values"} <= set(r) and isinstance(r["values"], Mapping)
-            vals = r["values"] if ok else {}
-            if not (ok and _RECORD_KEYS <= set(vals) and isinstance(vals["errors"], Mapping)
-                    and _ERROR_KEYS <= set(vals["errors"]) and isinstance(vals["crops"], Mapping)
-                    and "fingerprint" in vals["crops"]):
-                seed = r.get("seed", "?") if isinstance(r, Mapping) else "?"
-                raise ValueError(f"the {name} record of seed {seed} is not an out-of-crop record (needs seed, preset "
-                                 f"and values with {sorted(_RECORD_KEYS)}: out_of_crop.out_of_crop_record)")
-            if vals["recipe"] != name or int(vals["seed"]) != int(r["seed"]):
-                raise ValueError(f"the {name} record of seed {r['seed']} holds {vals['recipe']} seed {vals['seed']}")
-            by_seed[name][int(r["seed"])] = r
-    seeds = sorted(set(by_seed[ours]) & set(by_seed[theirs]))
-    if not seeds:
-        raise ValueError(f"no seed recorded for both {ours} (seeds {sorted(by_seed[ours])}) and {theirs} "
-                         f"(seeds {sorted(by_seed[theirs])})")
-    paired = [by_seed[n][s] for n in (ours, theirs) for s in seeds]
-    presets = sorted({str(r["preset"]) for r in paired})
-    if len(presets) > 1:
-        raise ValueError(f"the paired records come from several presets {presets}")
-    crops = {(n, s): by_seed[n][s]["values"]["crops"]["fingerprint"] for n in (ours, theirs) for s in seeds}
-    if len(set(crops.values())) > 1:
-        first = crops[(ours, seeds[0])]
-        odd = sorted(f"{n} seed {s}" for (n, s), f in crops.items() if f != first)
-        raise ValueError(f"{', '.join(odd)} were scored on other crops than {ours} seed {seeds[0]}: not paired")
-    errors = {n: [{k: _nan(by_seed[n][s]["values"]["errors"][k]) for k in _ERROR_KEYS} for s in seeds]
-              for n in (ours, theirs)}
-    aps = {n: [_nan(by_seed[n][s]["values"]["AP"]) for s in seeds] for n in (ours, theirs)}
-    data = str((paired[0].get("base") or {}).get("data", "synth"))
-    v = out_of_crop_judge(errors, aps, ours, theirs, get_preset(presets[0]), data, seeds, floor=floor,
+    pairs = pair_by_seed(records, (ours, theirs), check=_record_problem, side_of=lambda r: r["values"]["recipe"],
+                         same=[("preset", lambda r: str(r["preset"])),
+                               ("the crops they were scored on", lambda r: r["values"]["crops"]["fingerprint"])])
+    seeds, sides = pairs.seeds, pairs.sides
+    errors = {n: [{k: _nan(r["values"]["errors"][k]) for k in _ERROR_KEYS} for r in sides[n]] for n in sides}
+    aps = {n: [_nan(r["values"]["AP"]) for r in sides[n]] for n in sides}
+    first = sides[ours][0]
+    data = str((first.get("base") or {}).get("data", "synth"))
+    v = out_of_crop_judge(errors, aps, ours, theirs, get_preset(str(first["preset"])), data, seeds, floor=floor,
                           min_effect=min_effect, min_joints=min_joints)
-    alone = sorted((set(by_seed[ours]) | set(by_seed[theirs])) - set(seeds))
+    alone = pairs.unpaired
     if alone:
         v = v.replace(reason=f"{v.reason} (seeds {alone} recorded for one side only are left out)",
                       summary={**v.summary, "seeds_one_side_only": alone})
