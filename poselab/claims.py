@@ -37,7 +37,6 @@ chapter that fails half-way still leaves the claims it reached. ``poselab run`` 
 from __future__ import annotations
 
 import functools
-import html
 import itertools
 import json
 import math
@@ -50,6 +49,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .viz.html import fitted_table, plain_text
+from .viz.kernel import release_memory_after_each_cell
 
 __all__ = ["KINDS", "VERDICTS", "EVIDENCE_KEYS", "FAST_PRESETS", "ClaimError", "Verdict", "start",
            "record", "records", "t_critical", "compare_seeds", "compare_runs", "apply_floor",
@@ -711,11 +711,14 @@ def start(chapter: str, out_dir: str | os.PathLike | None = None) -> None:
     """Begin the ledger of one chapter; earlier in-memory records are dropped.
 
     ``out_dir=None`` keeps records in memory only (a student's interactive run), unless the
-    environment variable ``POSELAB_OUT_DIR`` names a folder.
+    environment variable ``POSELAB_OUT_DIR`` names a folder. In a notebook kernel it also makes
+    the kernel give freed memory back to the system after every cell
+    (:func:`poselab.viz.kernel.release_memory_after_each_cell`: Binder's 2 GB).
     """
     if out_dir is None or str(out_dir) == "":
         out_dir = os.environ.get("POSELAB_OUT_DIR") or None
     _state.update(chapter=str(chapter), out_dir=Path(out_dir) if out_dir else None, records=[])
+    release_memory_after_each_cell()
 
 
 def _jsonable(value: Any) -> Any:
