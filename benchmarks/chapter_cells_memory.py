@@ -7,6 +7,8 @@ of training per recipe); this one finds *which cell* holds the peak in a few min
 analyses run at the sizes a student's run uses (the same evaluation set, 64×48 maps), only the
 trainings are short (their memory does not grow with the step count beyond a few steps; the
 histories they keep are small). Use an empty ``POSELAB_CACHE_DIR`` to train as on a first open.
+After each cell the freed heap is given back (:func:`poselab.viz.kernel.release_memory`), as a
+chapter's IPython kernel does after every cell (the hook :func:`poselab.claims.start` registers).
 Peaks are sampled (every 2 ms in the kernel, 50 ms over the tree): lower bounds.
 
     POSELAB_CACHE_DIR=$(mktemp -d) OMP_NUM_THREADS=1 python benchmarks/chapter_cells_memory.py 04 [--steps 12]
@@ -66,6 +68,7 @@ def main(argv=None) -> int:
         return 0
     path = next(p for p in labs if p.stem == args.chapter or p.stem.startswith(args.chapter.zfill(2) + "_"))
     from poselab.experiments import presets
+    from poselab.viz.kernel import release_memory
     presets.PRESETS["default"] = presets.PRESETS["default"].replace(max_steps=int(args.steps))
     nb = json.loads(path.read_text())
     print(f"{path.stem}: code cells at the default preset's geometry, trainings cut to {args.steps} steps; "
@@ -85,6 +88,7 @@ def main(argv=None) -> int:
         start, peak, c0 = _rss_mib(), _Peak(), time.process_time()
         with TreeSampler(os.getpid(), 0.05) as tree, contextlib.redirect_stdout(io.StringIO()):
             exec(compile(src, f"{path.stem} cell {i}", "exec"), namespace)
+        release_memory()            # the kernel's post_run_cell hook
         kernel = peak.stop()
         tree_peak = max(tree_peak, tree.peak.pss_mib or 0.0)
         first = src.strip().splitlines()[0][:60].replace("|", "/")
