@@ -178,3 +178,28 @@ def test_hdm_memory_quick_equal_and_fails_when_the_values_differ(monkeypatch, ca
                         lambda *a, **k: {**real(*a, **k), "spread": real(*a, **k)["spread"] + 1e-12})
     assert hdm_memory.main(["--quick", "--reps", "1"]) == 1
     assert "values identical (==, NaN = NaN): NO" in capsys.readouterr().out
+
+
+def test_sar_regression_budget_quick_prints_the_probe_table(tmp_path):
+    """benchmarks/sar_regression_budget.py --quick: two probes of two steps, their table rows
+    (issue 27 item 4); its cache is a folder of its own, never the lab's run cache."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    script = str(ROOT / "benchmarks" / "sar_regression_budget.py")
+    proc = subprocess.run([sys.executable, script, "--quick", "--cache-dir", str(tmp_path / "c")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| probe | setting | lr | steps | val AP | EPE (crop px) | mean-pose EPE |" in proc.stdout
+    assert "| reg | recipe as registered" in proc.stdout and "| fg_enc | " in proc.stdout
+    assert (tmp_path / "c" / "bench_reg").is_dir()
+    refused = subprocess.run([sys.executable, script, "--quick", "--cache-dir", str(ROOT / "runs" / "cache")],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode != 0 and "must not be the lab's run cache" in refused.stderr
+
+
+def test_sar_regression_budget_learnt_step_needs_ten_percent_below_the_mean_pose(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import sar_regression_budget as b  # benchmarks/sar_regression_budget.py
+    curve = [(100, 13.0, 0.0), (200, 12.0, 0.01), (300, 11.6, 0.02), (400, 10.0, 0.05)]
+    assert b.first_learnt_step(curve, 13.0) == 300          # 11.6 <= 0.9 x 13.0 = 11.7
+    assert b.first_learnt_step(curve[:2], 13.0) is None     # 12.0 > 11.7: still the mean-pose level
+    assert b.first_learnt_step(curve, 10.0) is None         # counter-case: a blind guess as good as the model
