@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from poselab.chapters.sar.analysis import mean_pose_epe
+from poselab.claims import has_learnt
 from poselab.chapters.sar.recipes import grid_geometry
 from poselab.experiments import get_recipe, run_recipe
 from poselab.experiments.presets import get_preset
@@ -122,7 +123,8 @@ def first_learnt_step(curve, blind: float, margin: float = 0.1):
     """The first validation step whose EPE is at least ``margin`` below the mean-pose EPE
     ``blind`` (:func:`poselab.claims.has_learnt`'s rule for an error), or None.
     ``curve``: ``[(step, EPE, AP), ...]``."""
-    return next((int(s) for s, e, *_ in curve if e <= (1.0 - margin) * blind), None)
+    return next((int(s) for s, e, *_ in curve
+                 if has_learnt("probe", [e], blind=blind, metric="EPE", lower_is_better=True, margin=margin).ok), None)
 
 
 def run_probe(name: str, recipe, what: str, preset, blind: float) -> dict:

@@ -311,13 +311,8 @@ def mean_heatmap_baseline(targets: torch.Tensor, weights: torch.Tensor,
 
     Returns ``{"loss": float, "zero_loss": float}`` (``zero_loss``: predicting all zeros).
     """
-    t = torch.as_tensor(targets)
-    w = torch.as_tensor(weights)
-    if t.ndim != 4 or w.shape != t.shape[:2]:
-        raise ValueError(f"targets must be (N, K, H, W) and weights (N, K), got {tuple(t.shape)} "
-                         f"and {tuple(w.shape)}")
     other = None if evaluate_on is None else (lambda: [tuple(evaluate_on)])
-    return mean_heatmap_baseline_chunks(lambda: [(t, w)], other)
+    return mean_heatmap_baseline_chunks(lambda: [(targets, weights)], other)
 
 
 def mean_heatmap_baseline_chunks(train: Callable[[], Iterable], evaluate_on: Callable[[], Iterable] | None = None
@@ -326,6 +321,12 @@ def mean_heatmap_baseline_chunks(train: Callable[[], Iterable], evaluate_on: Cal
     ever held: ``train()`` (and ``evaluate_on()``) return a fresh iterable of ``(targets (n, K, H,
     W), weights (n, K))`` chunks. ``train()`` is read twice (the per-joint mean, then its loss);
     every sum runs in float64. Equal to the whole-set computation up to float64 summation order."""
+    mean = _blind_mean(train)
+    return _blind_loss(mean, train if evaluate_on is None else evaluate_on)
+
+
+def _blind_mean(train: Callable[[], Iterable]) -> torch.Tensor:
+    """Each joint's mean target map ``(K, H, W)`` float64 over the labelled crops of ``train()``."""
     total = count = None
     for t, w in train():
         t, w = _checked_chunk(t, w, None if total is None else tuple(total.shape))
@@ -334,10 +335,14 @@ def mean_heatmap_baseline_chunks(train: Callable[[], Iterable], evaluate_on: Cal
         total, count = (part, lab.sum(0)) if total is None else (total + part, count + lab.sum(0))
     if total is None:
         raise ValueError("the training set holds no crop: the blind mean needs at least one")
-    mean = total / count.clamp_min(1)[:, None, None]
+    return total / count.clamp_min(1)[:, None, None]
+
+
+def _blind_loss(mean: torch.Tensor, chunks: Callable[[], Iterable]) -> dict[str, float]:
+    """``{"loss", "zero_loss"}`` of the maps ``mean`` and of zeros against every chunk of ``chunks()``."""
     loss = zero = 0.0
     n = 0
-    for t, w in (train if evaluate_on is None else evaluate_on)():
+    for t, w in chunks():
         t, w = _checked_chunk(t, w, tuple(mean.shape))
         loss += float(heatmap_mse_loss(mean.expand_as(t), t, w, reduction="sum"))
         zero += float(heatmap_mse_loss(torch.zeros_like(t), t, w, reduction="sum"))
@@ -366,7 +371,7 @@ BLIND_CHUNK = 64
 def _crop_chunks(ann, size, codec, chunk: int = BLIND_CHUNK, images: bool = False):
     """A function returning a fresh iterator over ``ann``'s un-augmented crops, ``chunk`` at a time:
     ``(targets, weights)`` or, with ``images``, ``(images, targets, weights)``."""
-    ds = TopDownDataset(ann, input_size=size, train=False, target_fn=codec)
+    ds = TopDownDataset(ann, input_size=size, train=False, target_fn=codec, cache_images=False)  # one pass each
 
     def chunks():
         for start in range(0, len(ds), chunk):
@@ -386,8 +391,9 @@ def _blind_setup(run, data):
     train = _crop_chunks(train_json, preset.input_size, codec)
     set_name, ann = next(iter(sets.items()))
     crops = list(_crop_chunks(ann, preset.input_size, codec, images=True)())
-    blind = {"train crops": mean_heatmap_baseline_chunks(train)["loss"],
-             "evaluation crops": mean_heatmap_baseline_chunks(train, lambda: [c[1:] for c in crops])["loss"]}
+    mean = _blind_mean(train)  # once: the training set is read twice, not four times
+    blind = {"train crops": _blind_loss(mean, train)["loss"],
+             "evaluation crops": _blind_loss(mean, lambda: [c[1:] for c in crops])["loss"]}
     return preset, set_name, blind, crops
 
 
