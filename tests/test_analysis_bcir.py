@@ -285,10 +285,13 @@ def test_bcir_headline_verdicts_use_the_papers_effects_and_both_floors():
 
     def curve(r, ap):
         return [(250, ap * 0.5), (500, ap * 0.99), (625, ap)]
-    good = {"mse": [0.545, 0.547, 0.543], "ipr": [0.50, 0.502, 0.498], "bcir": [0.56, 0.562, 0.558]}
+    # (seed noise differs between recipes: BCIR vs IPR is paired by seed, and equal noise would
+    # make the three paired differences one number, which no test decides on three seeds)
+    good = {"mse": [0.545, 0.547, 0.543], "ipr": [0.50, 0.503, 0.499], "bcir": [0.56, 0.562, 0.558]}
     t = FakeTable(good, curve=curve)
     for run in t.results:  # EPE for the IPR comparison: BCIR lower
-        run.metrics["generated val"]["EPE_crop"] = {"mse": 5.0, "ipr": 6.0, "bcir": 5.5}[run.recipe] + 0.01 * run.seed
+        run.metrics["generated val"]["EPE_crop"] = ({"mse": 5.0, "ipr": 6.0, "bcir": 5.5}[run.recipe]
+                                                    + {"mse": 0.01, "ipr": 0.02, "bcir": 0.01}[run.recipe] * run.seed)
     assert B.bcir_vs_detection_verdict(t).verdict == "reproduced"
     assert B.bcir_vs_ipr_verdict(t).verdict == "reproduced"
     # the measured default run: BCIR 0.279 vs detection 0.545 — BCIR has not learnt: no finding
@@ -391,8 +394,13 @@ def test_detection_sigma_verdict_is_a_chain_that_can_break():
     def curve(r, ap):
         return [(250, ap * 0.5), (500, ap * 0.99), (625, ap)]
 
+    # seed noise differs between the σs: the links are paired by seed, and equal noise would make
+    # each link's paired differences one number (a tie no test decides on three seeds)
+    noise = {0.5: (0.001, -0.001, 0.002), 1.0: (0.002, -0.002, 0.0), 2.0: (0.0, 0.002, -0.002),
+             3.0: (-0.001, 0.0, 0.002)}
+
     def table(ap):
-        return FakeTable({name: [ap[s] + d for d in (0.0, 0.002, -0.002)]
+        return FakeTable({name: [ap[s] + d for d in noise[s]]
                           for s, name in {0.5: "mse_sigma0_5", 1.0: "mse_sigma1", 2.0: "mse", 3.0: "mse_sigma3"}.items()},
                          curve=curve)
     assert B.detection_sigma_verdict(table({0.5: 0.40, 1.0: 0.50, 2.0: 0.55, 3.0: 0.52})).verdict == "reproduced"

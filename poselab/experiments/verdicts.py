@@ -16,7 +16,7 @@ from typing import Sequence
 from .. import claims
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "table_evidence", "validation_curves", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR",
+__all__ = ["compare_recipes", "paired_table", "table_evidence", "validation_curves", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR",
            "DEFAULT_CONVERGE_TOLERANCE"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
@@ -38,6 +38,33 @@ def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
                            per_seed={f"{r} {metric}": table.values(r, metric, set_name) for r in recipes},
                            input_size=geometry["input_size"], heatmap_size=geometry["heatmap_size"],
                            data=f"{first.data} ({set_name})")
+
+
+def paired_table(table: ComparisonTable, ours: str, theirs: str) -> tuple[ComparisonTable | None, dict]:
+    """The runs of ``ours`` and ``theirs`` for the seeds **both** trained, ordered by seed, so the
+    i-th values of both sides are one seed's pair (same seed: the same initialisation where the
+    model is the same, the same data stream and augmentations, the same evaluation crops).
+
+    Returns ``(table, note)``: ``table`` is None when no seed was trained by both; ``note`` holds
+    ``paired_seeds`` and ``unpaired`` (recipe -> the seeds only it has, left out of the test).
+    A recipe with two runs of one seed cannot be paired: ``ValueError`` names it."""
+    seeds = {}
+    for name in (ours, theirs):
+        mine = [r.seed for r in table.results if r.recipe == name]
+        repeated = sorted({s for s in mine if mine.count(s) > 1})
+        if repeated:
+            raise ValueError(f"cannot pair {ours!r} with {theirs!r} by seed: {name!r} has more than one run "
+                             f"of seed(s) {repeated}")
+        seeds[name] = set(mine)
+    common = sorted(seeds[ours] & seeds[theirs])
+    note = {"paired_seeds": common,
+            "unpaired": {name: sorted(seeds[name] - set(common)) for name in (ours, theirs)
+                         if seeds[name] - set(common)}}
+    if not common:
+        return None, note
+    keep = [r for name in (ours, theirs) for r in sorted(table.results, key=lambda r: r.seed)
+            if r.recipe == name and r.seed in common]
+    return ComparisonTable(keep), note
 
 
 def _steps(run) -> int:
@@ -67,7 +94,9 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     """Verdict for "``ours`` beats ``theirs`` on ``metric``", the paper's effect beside ours.
 
     The rule is :func:`poselab.claims.compare_seeds` (with ``paper_effect``: the power check;
-    ``paired``: same seeds' runs paired). Then both sides must be able to carry a verdict
+    ``paired``: each seed's runs of both recipes paired, over the seeds both trained —
+    :func:`paired_table`; the seeds only one side has are left out and named in the evidence,
+    and the floor and convergence checks read the same paired runs). Then both sides must be able to carry a verdict
     (:func:`poselab.claims.require_ready`): the baseline's ``floor_metric`` reaches ``floor``
     (:func:`~poselab.claims.apply_floor`), **each** compared recipe has learnt (its own
     ``floor_metric`` ≥ ``floor``) and converged (its validation ``floor_metric`` gained less
@@ -84,10 +113,23 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
         baseline: whose ``floor_metric`` must reach ``floor`` (default ``theirs``).
         floor: the floor (default :data:`DEFAULT_AP_FLOOR`); None skips the floor rules.
         paper_effect: the paper's ours − theirs in ``metric``'s unit (signed).
+        paired: pair the runs by seed (for recipes of the same model trained from the same
+            seeds: only the loss or the target differs).
         converge_tolerance: relative gain over the last fifth allowed (None skips the check).
     """
     lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
+    if paired:
+        for name in (ours, theirs):          # a recipe, metric or set the table lacks: its KeyError
+            table.values(name, metric, set_name)
+        sub, note = paired_table(table, ours, theirs)
+        if sub is None:
+            seeds = "; ".join(f"{k} seeds {v}" for k, v in note["unpaired"].items())
+            return claims.Verdict("inconclusive", f"paired by seed, but no seed was trained by both {ours} "
+                                  f"and {theirs} ({seeds})", {"paired": True, **note}, {})
+        table = sub
     ev = table_evidence(table, [ours, theirs], metric, set_name)
+    if paired:
+        ev.update(note)
     ev["steps"] = {r: sorted({_steps(x) for x in table.results if x.recipe == r}) for r in (ours, theirs)}
     v = claims.compare_seeds(table.values(ours, metric, set_name), table.values(theirs, metric, set_name),
                              lower_is_better=lower, min_effect=min_effect, metric=metric,

@@ -1552,12 +1552,15 @@ PAPER_AP = {"mse": 0.705, "ipr": 0.682, "bcir": 0.712}
 
 def bcir_vs_ipr_verdict(table, floor: float = 0.3):
     """``bcir.training.bcir_vs_ipr``: BCIR beats IPR on AP (the paper's +3.0 AP, minimum half of
-    it) and on EPE (by 0.1 crop px), both recipes learnt and converged, combined unanimously."""
+    it) and on EPE (by 0.1 crop px), both recipes learnt and converged, combined unanimously.
+    Paired by seed: both are the same integral model, trained from the same seeds (same
+    initialisation and data stream); only the loss differs."""
     effect = PAPER_AP["bcir"] - PAPER_AP["ipr"]
     return claims.combine_verdicts({
         "AP": compare_recipes(table, "bcir", "ipr", metric="AP", min_effect=effect / 2, paper_effect=effect,
-                              floor=floor),
-        "EPE_crop": compare_recipes(table, "bcir", "ipr", metric="EPE_crop", min_effect=0.1, floor=floor)})
+                              floor=floor, paired=True),
+        "EPE_crop": compare_recipes(table, "bcir", "ipr", metric="EPE_crop", min_effect=0.1, floor=floor,
+                                    paired=True)})
 
 
 #: BCIR Table 2: IPR 67.1 -> 69.2 AP with the Laplacian regulariser (Eq. 15)
@@ -1568,20 +1571,23 @@ PAPER_TABLE6_AP = {"bcir_beta1": 0.707, "bcir": 0.712, "bcir_beta20": 0.703}
 
 def regularizer_verdict(table, floor: float = 0.3):
     """``bcir.regularizer.helps``: IPR + the regulariser beats IPR by the paper's +2.1 AP (minimum
-    half of it), both recipes learnt and converged."""
+    half of it), both recipes learnt and converged; paired by seed over the seeds both trained
+    (the same integral model and data stream, one loss term more)."""
     effect = PAPER_TABLE2_AP["ipr_reg"] - PAPER_TABLE2_AP["ipr"]
     return compare_recipes(table, "ipr_reg", "ipr", metric="AP", min_effect=effect / 2, paper_effect=effect,
-                           floor=floor)
+                           floor=floor, paired=True)
 
 
 def beta_verdict(table, floor: float = 0.3):
     """``bcir.beta.ablation``: β = 10 beats β = 1 (+0.5 AP in the paper) and β = 20 (+0.9), each
     with a minimum of half the paper's gap; either comparison clearly the other way breaks the
-    claim (:func:`poselab.claims.chain_verdict`: not "inconclusive")."""
+    claim (:func:`poselab.claims.chain_verdict`: not "inconclusive"). Each link is paired by
+    seed (one integral model; only β differs)."""
     return claims.chain_verdict({
         f"vs {other}": compare_recipes(table, "bcir", other, metric="AP",
                                        min_effect=(PAPER_TABLE6_AP["bcir"] - PAPER_TABLE6_AP[other]) / 2,
-                                       paper_effect=PAPER_TABLE6_AP["bcir"] - PAPER_TABLE6_AP[other], floor=floor)
+                                       paper_effect=PAPER_TABLE6_AP["bcir"] - PAPER_TABLE6_AP[other], floor=floor,
+                                       paired=True)
         for other in ("bcir_beta1", "bcir_beta20")}, order="β 10 > β 1 and β 10 > β 20")
 
 
@@ -1719,14 +1725,16 @@ def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):
     whose recipe is not in ``table`` (not trained, or not recorded yet) is a link that is not
     testable, so the chain is "inconclusive" naming it — unless a present link already breaks it.
     The σ = 2 recipe itself must be in the table. The paper prints no numbers for Fig. 5(d), so
-    each link takes a minimum effect of 0.01 AP and no paper effect."""
+    each link takes a minimum effect of 0.01 AP and no paper effect; each is paired by seed (one
+    heatmap model; only the target's σ differs)."""
     sweep = dict(SIGMA_SWEEP if sweep is None else sweep)
     best = sweep.pop(2.0)
     if best not in table.recipes:
         raise ValueError(f"the σ = 2 recipe {best!r} is not in the table; the σ sweep needs it")
     if not sweep:
         raise ValueError("the σ sweep has no σ besides 2")
-    links = {f"σ = 2 > σ = {s:g}": (compare_recipes(table, best, name, metric="AP", min_effect=0.01, floor=floor)
+    links = {f"σ = 2 > σ = {s:g}": (compare_recipes(table, best, name, metric="AP", min_effect=0.01, floor=floor,
+                                                    paired=True)
                                     if name in table.recipes else
                                     claims.not_testable(f"no run of {name} (σ = {s:g}) in the table"))
              for s, name in sorted(sweep.items())}

@@ -55,7 +55,8 @@ def judged_comparison(table, ours: str, theirs: str, *, min_effect: float,
                       paper_effect: float | None = None, floor: float = 0.3,
                       blind: float | None = None, set_name: str = "generated val") -> claims.Verdict:
     """"``ours`` beats ``theirs`` on AP" by :func:`poselab.experiments.compare_recipes` (paired
-    by seed when :func:`paired_by_seed`; ``paper_effect`` in AP units for the power check), then
+    by seed over the seeds both trained: the compared recipes are one model, only the loss or the
+    target differs; ``paper_effect`` in AP units for the power check), then
     both sides must be ready: each has learnt — a :data:`STANDARD_RECIPES` recipe (or any, with
     no ``blind``) by reaching ``floor``, another by beating ``blind`` by 10 % — and each has
     converged (validation AP gained < 5 % over the last fifth). Else "inconclusive", naming the
@@ -68,7 +69,7 @@ def judged_comparison(table, ours: str, theirs: str, *, min_effect: float,
     if missing:  # a recorded replication without them says so in words (not the runner's KeyError repr)
         raise ValueError(f"no {' or '.join(missing)} runs in the table (it holds {', '.join(table.recipes) or 'none'})")
     v = compare_recipes(table, ours, theirs, metric="AP", min_effect=min_effect, paper_effect=paper_effect,
-                        paired=paired_by_seed(table, ours, theirs), floor=None, converge_tolerance=None,
+                        paired=True, floor=None, converge_tolerance=None,
                         set_name=set_name)
     checks = []
     for r in (ours, theirs):

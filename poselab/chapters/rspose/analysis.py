@@ -770,25 +770,28 @@ PAPER_SIMCC_AP = {"simcc_kl": 0.721, "simcc_rs": 0.736}
 def spearman_verdict(table, *, min_effect: float = 0.02, floor: float = 0.3):
     """``rspose.training.spearman``: S-RS + IS raises Spearman(confidence, OKS) over MSE (the
     paper's +0.166; ``min_effect`` in Spearman units, at most half of it), MSE at the AP floor and
-    both recipes learnt and converged — one rule for the live run and the recorded replication."""
+    both recipes learnt and converged — one rule for the live run and the recorded replication;
+    paired by seed (one heatmap model trained from the same seeds; only the loss differs)."""
     effect = PAPER_SPEARMAN["spatial_rs_is"] - PAPER_SPEARMAN["mse"]
     return compare_recipes(table, "spatial_rs_is", "mse", metric="spearman", min_effect=min(min_effect, effect / 2),
-                           paper_effect=effect, baseline="mse", floor=floor)
+                           paper_effect=effect, baseline="mse", floor=floor, paired=True)
 
 
 def simcc_verdict(table, *, floor: float = 0.3):
     """``rspose.simcc.kl_vs_rs``: Spatial RS beats KL on SimCC outputs by the paper's +1.5 AP
-    (minimum half of it), both recipes learnt and converged."""
+    (minimum half of it), both recipes learnt and converged; paired by seed (one SimCC model;
+    only the loss differs)."""
     effect = PAPER_SIMCC_AP["simcc_rs"] - PAPER_SIMCC_AP["simcc_kl"]
     return compare_recipes(table, "simcc_rs", "simcc_kl", metric="AP", min_effect=effect / 2, paper_effect=effect,
-                           floor=floor)
+                           floor=floor, paired=True)
 
 
 def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "generated val",
                            blind: float | None = None):
     """``rspose.training.ablation``: MSE < S-Rank < S-RS < S-RS+IS, every link judged on its own
     (:func:`poselab.experiments.compare_recipes` with the paper's effect of that link and a minimum
-    of half of it; both recipes learnt and converged) and combined by
+    of half of it; both recipes learnt and converged; paired by seed: one heatmap model trained
+    from the same seeds, only the loss differs) and combined by
     :func:`poselab.claims.chain_verdict` — a broken link is "not reproduced" naming it.
 
     ``blind``: the AP of the image-blind guess (:func:`blind_ap`). Given, a ranking recipe has
@@ -801,10 +804,10 @@ def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "genera
         if blind is None:
             links[f"{a} > {b}"] = compare_recipes(table, a, b, metric="AP", min_effect=effect / 2,
                                                   paper_effect=effect, baseline="mse", floor=floor,
-                                                  set_name=set_name)
+                                                  set_name=set_name, paired=True)
             continue
         v = compare_recipes(table, a, b, metric="AP", min_effect=effect / 2, paper_effect=effect,
-                            floor=None, converge_tolerance=None, set_name=set_name)
+                            floor=None, converge_tolerance=None, set_name=set_name, paired=True)
         v = claims.apply_floor(v, table.values("mse", "AP", set_name), floor, name="mse AP")
         checks = [claims.has_learnt(r, table.values(r, "AP", set_name), blind=blind, metric="AP")
                   for r in (a, b) if r != "mse"]

@@ -1,0 +1,83 @@
+"""compare_recipes(paired=True): runs paired by seed over the seeds both recipes trained, and the
+chapter-06 rules that compare one model trained from the same seeds (IPR + regulariser vs IPR,
+BCIR vs IPR, the β ablation, the σ sweep) paired."""
+from __future__ import annotations
+
+import pytest
+
+from fake_tables import FakeTable
+from poselab.chapters.bcir import analysis as B
+from poselab.experiments.verdicts import compare_recipes, paired_table
+
+
+def _curve(recipe, ap):
+    return [(step, ap * frac) for step, frac in ((100, 0.6), (300, 0.9), (400, 0.99), (500, 1.0))]
+
+
+# a shared seed effect (seed 1 easy, seed 2 hard) far larger than the recipes' gap of 0.02
+SEED_EFFECT = (0.0, 0.08, -0.08, 0.05, -0.05)
+
+
+def _shared(base, gap, seeds=5, jitter=(0.001, -0.002, 0.0015, -0.0005, 0.001)):
+    return ([base + e for e in SEED_EFFECT[:seeds]],
+            [base + gap + e + j for e, j in zip(SEED_EFFECT[:seeds], jitter)])
+
+
+def test_pairing_by_seed_decides_what_welch_cannot():
+    ipr, reg = _shared(0.50, 0.02)
+    t = FakeTable({"ipr_reg": reg, "ipr": ipr}, curve=_curve)
+    unpaired = compare_recipes(t, "ipr_reg", "ipr", metric="AP", min_effect=0.0105, paper_effect=0.021)
+    paired = compare_recipes(t, "ipr_reg", "ipr", metric="AP", min_effect=0.0105, paper_effect=0.021, paired=True)
+    assert unpaired.verdict == "inconclusive"          # the seed effect swamps a 0.02 gap
+    assert paired.verdict == "reproduced", paired.reason
+    assert B.regularizer_verdict(t).verdict == "reproduced"
+    # the same gap the other way is "not reproduced" paired
+    flipped = FakeTable({"ipr_reg": ipr, "ipr": reg}, curve=_curve)
+    assert B.regularizer_verdict(flipped).verdict == "not reproduced"
+
+
+def test_unequal_seeds_pair_over_the_common_ones_and_name_the_rest():
+    ipr, reg = _shared(0.50, 0.02)
+    t = FakeTable({"ipr_reg": reg[:3], "ipr": ipr}, curve=_curve)   # ipr_reg seeds 0-2, ipr 0-4
+    sub, note = paired_table(t, "ipr_reg", "ipr")
+    assert note == {"paired_seeds": [0, 1, 2], "unpaired": {"ipr": [3, 4]}}
+    assert [(r.recipe, r.seed) for r in sub.results] == [("ipr_reg", 0), ("ipr_reg", 1), ("ipr_reg", 2),
+                                                          ("ipr", 0), ("ipr", 1), ("ipr", 2)]
+    v = B.regularizer_verdict(t)
+    assert v.evidence["paired_seeds"] == [0, 1, 2] and v.evidence["unpaired"] == {"ipr": [3, 4]}
+    assert v.summary["paired"] is True
+
+
+def test_seed_order_is_aligned_not_taken_from_the_table_order():
+    ipr, reg = _shared(0.50, 0.02)
+    t = FakeTable({"ipr_reg": reg, "ipr": ipr}, curve=_curve)
+    t.results = [r for r in t.results if r.recipe == "ipr_reg"][::-1] + [r for r in t.results if r.recipe == "ipr"]
+    # reversed seeds on one side: pairing by position would pair seed 4 with seed 0
+    assert B.regularizer_verdict(t).verdict == "reproduced"
+
+
+def test_no_common_seed_and_repeated_seeds():
+    t = FakeTable({"ipr_reg": [0.5, 0.5, 0.5], "ipr": [0.5, 0.5, 0.5]}, curve=_curve)
+    for r in t.results:
+        if r.recipe == "ipr":
+            r.seed += 10
+    v = B.regularizer_verdict(t)
+    assert v.verdict == "inconclusive" and "no seed was trained by both" in v.reason
+    t2 = FakeTable({"ipr_reg": [0.5, 0.52, 0.51], "ipr": [0.5, 0.5, 0.5]}, curve=_curve)
+    t2.results[1].seed = 0
+    with pytest.raises(ValueError, match="more than one run"):
+        B.regularizer_verdict(t2)
+
+
+def test_beta_and_bcir_vs_ipr_links_are_paired():
+    ipr, bcir = _shared(0.50, 0.04)
+    t = FakeTable({"bcir": bcir, "ipr": ipr}, curve=_curve)
+    for r in t.results:
+        r.metrics["generated val"]["EPE_crop"] = 6.0 - 10 * (r.metrics["generated val"]["AP"] - 0.5)
+    v = B.bcir_vs_ipr_verdict(t)
+    assert v.verdict == "reproduced", v.reason
+    beta1, _ = _shared(0.50, 0.0)
+    beta20 = [b - 0.012 + j for b, j in zip(bcir, (0.001, 0.0, -0.001, 0.002, -0.002))]
+    tb = FakeTable({"bcir": bcir, "bcir_beta1": [b - 0.04 + 0.001 * i for i, b in enumerate(bcir)],
+                    "bcir_beta20": beta20}, curve=_curve)
+    assert B.beta_verdict(tb).verdict == "reproduced", B.beta_verdict(tb).reason
