@@ -58,6 +58,17 @@ def test_kernelspec(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids)
+def test_every_cell_has_a_unique_id(path):
+    """nbformat 4.5 cells carry an ``id`` (1-64 of [A-Za-z0-9_-]); a cell without one makes
+    papermill and JupyterLab warn today and is an error in later nbformat versions."""
+    cells = json.loads(path.read_text())["cells"]
+    bad = [i for i, c in enumerate(cells) if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(c.get("id", "")))]
+    assert not bad, f"{path.name}: cells {bad} have no valid id"
+    found = [c["id"] for c in cells]
+    assert len(set(found)) == len(found), f"{path.name}: repeated cell ids {sorted({i for i in found if found.count(i) > 1})}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids)
 def test_no_outputs_committed(path):
     dirty = [i for i, c, _ in _code_cells(path) if c.get("outputs") or c.get("execution_count")]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; run `python3 tasks.py strip`"
