@@ -2,7 +2,9 @@
 """Set up poselab in a project-local virtual environment and open the lab or run the tests.
 
     python3 tasks.py lab      set up (if needed), make the default data, open JupyterLab on labs/
-    python3 tasks.py test     set up (if needed), run unit tests + every chapter (fast mode)
+    python3 tasks.py test     set up (if needed), run unit tests + every chapter (fast mode), the
+                              notebooks and the unit tests side by side (one thread each);
+                              python3 tasks.py test ARGS... runs one pytest with ARGS
     python3 tasks.py setup    only set up .venv
     python3 tasks.py strip    remove outputs from labs/*.ipynb (before committing)
 
@@ -67,6 +69,46 @@ def strip() -> None:
         nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+#: the README test command's two halves, run side by side (``-m`` expressions that split the
+#: suite in two: every test runs in exactly one): the notebooks (chapters through papermill, the
+#: assignments' autograder, JupyterLab in Chromium) and everything else
+TEST_GROUPS = (("notebooks", "chapters or browser or notebooks"),
+               ("unit tests", "not (chapters or browser or notebooks)"))
+
+
+def test_side_by_side() -> int:
+    """Both halves of :data:`TEST_GROUPS` at once, one torch thread each (OMP_NUM_THREADS=1 unless
+    set): on two cores two one-thread processes finish sooner than one suite after the other
+    with two threads. The unit tests print as they run; the notebooks' output follows when they
+    end. Returns 0 when both passed."""
+    import shlex
+    import tempfile
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.monotonic()
+    with tempfile.TemporaryFile("w+") as buffered:
+        cmds = [[str(PY), "-m", "pytest", "-q", "tests", "-m", expr] for _, expr in TEST_GROUPS]
+        for cmd in cmds:
+            print("+", shlex.join(cmd), flush=True)
+        notebooks = subprocess.Popen(cmds[0], cwd=ROOT, env=env, stdout=buffered, stderr=subprocess.STDOUT)
+        try:
+            unit = subprocess.run(cmds[1], cwd=ROOT, env=env).returncode
+            unit_s = time.monotonic() - start
+            nb = notebooks.wait()
+        finally:
+            if notebooks.poll() is None:
+                notebooks.kill()
+        nb_s = time.monotonic() - start
+        buffered.seek(0)
+        print(f"\n----- {TEST_GROUPS[0][0]} (-m \"{TEST_GROUPS[0][1]}\") -----", flush=True)
+        sys.stdout.write(buffered.read())
+    print(f"\n{TEST_GROUPS[1][0]}: exit {unit} in {unit_s:.0f} s; {TEST_GROUPS[0][0]}: exit {nb} in {nb_s:.0f} s",
+          flush=True)
+    # pytest exits 5 when a half selects no test: that half has nothing to run, not a failure
+    return 0 if all(code in (0, 5) for code in (unit, nb)) else 1
+
+
 def main(argv: list[str]) -> int:
     task = argv[1] if len(argv) > 1 else "help"
     if task == "setup":
@@ -77,7 +119,10 @@ def main(argv: list[str]) -> int:
         sh(BIN / "poselab", "lab", *argv[2:])
     elif task == "test":
         setup()
-        sh(PY, "-m", "pytest", "-q", "tests", *argv[2:], cwd=ROOT)
+        if argv[2:]:  # a selection or options of one's own: one pytest process, as given
+            sh(PY, "-m", "pytest", "-q", "tests", *argv[2:], cwd=ROOT)
+        else:
+            return test_side_by_side()
     elif task == "strip":
         strip()
     else:
