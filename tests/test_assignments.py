@@ -10,8 +10,6 @@ import pytest
 
 from poselab import assignments
 
-pytestmark = pytest.mark.notebooks   # with the chapters in the README command's notebook half
-
 SOURCES = assignments.list_assignments()
 pytest.importorskip("otter", reason="otter-grader comes with the test extras (pip install -e .[test])")
 

@@ -1,16 +1,15 @@
-"""``python3 tasks.py test`` runs the suite as two pytest processes side by side: their ``-m``
-expressions must split it, every test in exactly one half, whatever markers it carries."""
+"""``python3 tasks.py test`` runs the suite as two pytest processes side by side: the notebook
+test files in one, every other test file in the other — each test in exactly one half."""
 from __future__ import annotations
 
 import importlib.util
-import itertools
+import re
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
-from _pytest.mark.expression import Expression
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,33 +21,38 @@ def _tasks():
     return module
 
 
-def _markers() -> list[str]:
-    import tomllib
-    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    return [m.split(":")[0].strip() for m in conf["markers"]]
+def test_the_notebook_half_names_real_test_files():
+    files = _tasks().NOTEBOOK_TESTS
+    assert len(set(files)) == len(files)
+    for name in files:
+        assert (ROOT / name).is_file() and re.fullmatch(r"tests/test_\w+\.py", name), name
 
 
-def test_the_two_halves_split_the_suite_for_every_set_of_markers():
-    groups = _tasks().TEST_GROUPS
-    assert len(groups) == 2
-    names = _markers()
-    assert {"chapters", "browser", "notebooks"} <= set(names)
-    exprs = [Expression.compile(expr) for _, expr in groups]
-    for k in range(len(names) + 1):
-        for marks in itertools.combinations(names, k):
-            hits = [e.evaluate(lambda name, **kw: name in marks) for e in exprs]
-            assert sum(hits) == 1, f"markers {marks}: in {sum(hits)} halves"
+def test_every_notebook_marked_test_file_is_in_the_notebook_half():
+    """A test that executes notebooks carries the ``chapters`` or ``browser`` mark; its file
+    belongs with the notebooks (else the halves drift apart in time, though each test still runs
+    once)."""
+    files = set(_tasks().NOTEBOOK_TESTS)
+    marked = {f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name
+              and re.search(r"mark\.(chapters|browser)\b|from test_browser import", p.read_text())}
+    assert marked and marked <= files, sorted(marked - files)
 
 
-def test_the_notebook_tests_are_in_the_notebook_half():
-    exprs = dict(_tasks().TEST_GROUPS)
-    notebook = Expression.compile(exprs["notebooks"])
-    for marks in (("chapters",), ("browser",), ("notebooks",), ("browser", "slow")):
-        assert notebook.evaluate(lambda name, **kw: name in marks)
-    assert not notebook.evaluate(lambda name, **kw: name in ("slow",))
+def test_the_two_commands_split_the_suite(monkeypatch):
+    tasks = _tasks()
+    seen = []
+    fake = types.SimpleNamespace(STDOUT=subprocess.STDOUT,
+                                 Popen=lambda cmd, **kw: seen.append(cmd) or types.SimpleNamespace(
+                                     wait=lambda: 0, poll=lambda: 0),
+                                 run=lambda cmd, **kw: seen.append(cmd) or types.SimpleNamespace(returncode=0))
+    monkeypatch.setattr(tasks, "subprocess", fake)
+    assert tasks.test_side_by_side() == 0
+    notebooks, unit = seen
+    assert notebooks[-len(tasks.NOTEBOOK_TESTS):] == list(tasks.NOTEBOOK_TESTS)
+    assert "tests" in unit and {f"--ignore={f}" for f in tasks.NOTEBOOK_TESTS} <= set(unit)
 
 
-@pytest.mark.parametrize("codes, want", [((0, 0), 0), ((0, 5), 0), ((1, 0), 1), ((0, 2), 1)])
+@pytest.mark.parametrize("codes, want", [((0, 0), 0), ((1, 0), 1), ((0, 2), 1), ((5, 0), 1)])
 def test_exit_code_is_zero_only_when_both_halves_pass(monkeypatch, tmp_path, capfd, codes, want):
     tasks = _tasks()
     scripts = []
