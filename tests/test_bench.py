@@ -181,7 +181,7 @@ def test_hdm_memory_quick_equal_and_fails_when_the_values_differ(monkeypatch, ca
 
 
 def test_sar_regression_budget_quick_prints_the_probe_table(tmp_path):
-    """benchmarks/sar_regression_budget.py --quick: two probes of two steps, their table rows
+    """benchmarks/sar_regression_budget.py --quick: three probes of two steps, their table rows
     (issue 27 item 4); its cache is a folder of its own, never the lab's run cache."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     script = str(ROOT / "benchmarks" / "sar_regression_budget.py")
@@ -189,7 +189,8 @@ def test_sar_regression_budget_quick_prints_the_probe_table(tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| probe | setting | lr | steps | val AP | EPE (crop px) | mean-pose EPE |" in proc.stdout
-    assert "| reg | recipe as registered" in proc.stdout and "| fg_enc | " in proc.stdout
+    assert "| reg | recipe as registered" in proc.stdout and "| fg | " in proc.stdout
+    assert "| fg_dec | 64x48 cells from the decoded f^g" in proc.stdout     # the placement before
     assert (tmp_path / "c" / "bench_reg").is_dir()
     refused = subprocess.run([sys.executable, script, "--quick", "--cache-dir", str(ROOT / "runs" / "cache")],
                              capture_output=True, text=True, env=env, timeout=600)

@@ -6,7 +6,7 @@ import torch
 from poselab.experiments import CODECS, LOSSES, MODELS, RECIPES, Geometry
 from poselab.chapters.sar import recipes as Z
 from poselab.losses import sar_loss
-from poselab.models.regression_head import GlobalRegressionHead, GridFCSARHead, PooledHead
+from poselab.models.regression_head import EncoderFeatures, GlobalRegressionHead, GridFCSARHead, PooledHead
 
 GEOM = Geometry((64, 48), (16, 12))
 
@@ -20,7 +20,7 @@ def test_recipes_registered():
 
 @pytest.mark.parametrize("name,shapes", [
     ("sar", {"selector": (2, 17, 16, 12), "offsets": (2, 17, 2, 16, 12)}),
-    ("sar_fg_fc", {"selector": (2, 17, 16, 12), "offsets": (2, 17, 2, 16, 12)}),
+    ("sar_fg_fc", {"selector": (2, 17, 4, 3), "offsets": (2, 17, 2, 4, 3)}),   # the encoder's 64x48/16 grid
     ("sar_regression", {"coords": (2, 17, 2)}),
 ])
 def test_models_outputs_and_loss_backward(name, shapes):
@@ -38,6 +38,44 @@ def test_models_outputs_and_loss_backward(name, shapes):
     loss.backward()
     coords, scores = codec.decode(out) if name == "sar_regression" else codec.decode(out["selector"], out["offsets"])
     assert coords.shape == (2, 17, 2) and scores.shape == (2, 17)
+
+
+@pytest.mark.parametrize("name", ["sar_regression", "sar_fg_fc"])
+def test_regression_baselines_pool_the_encoder_not_the_decoder(name):
+    """Table 1: Regression and f^g + FC have no deconvolutions; the lab's pool the tiny
+    backbone's stride-16 encoder output, so no decoder layer is in the model (pooled from the
+    decoded stride-2 map they stayed at the image-blind mean pose)."""
+    r = RECIPES[name]
+    model = MODELS[r.model](r, Geometry((128, 96), (64, 48)), 0)
+    keys = list(model.state_dict())
+    assert not [k for k in keys if any(part in k for part in ("lat", "fuse", "reduce"))], keys
+    assert isinstance(model.backbone, EncoderFeatures) and model.backbone.out_channels == 96
+    feats = model.backbone(torch.randn(1, 3, 128, 96))
+    assert feats.shape == (1, 96, 8, 6)
+    full = MODELS["sar_global_regression"](r, Geometry((128, 96), (64, 48)), 0) if name == "sar_regression" else model
+    assert torch.equal(full.backbone.encoder[0][0].weight, model.backbone.encoder[0][0].weight)   # seeded alike
+
+
+def test_encoder_features_of_every_backbone_and_a_refusal():
+    from poselab.models.backbones import ResNet18Backbone, TinyBackbone
+    from poselab.models.imagenet_resnet import ImageNetResNet18Backbone
+    x = torch.randn(1, 3, 64, 48)
+    for backbone, channels in ((TinyBackbone(stride=2), 96), (ResNet18Backbone(), 256),
+                               (ImageNetResNet18Backbone(weights=None), 256)):
+        enc = EncoderFeatures(backbone)
+        assert enc.out_channels == channels and enc(x).shape == (1, channels, 4, 3)
+        # the backbone's own layers (same objects: its seeded weights), never copies
+        own = {id(p) for p in backbone.parameters()}
+        assert all(id(p) in own for p in enc.parameters())
+        assert sum(p.numel() for p in enc.parameters()) < sum(p.numel() for p in backbone.parameters())
+    with pytest.raises(ValueError, match="no encoder known"):
+        EncoderFeatures(torch.nn.Conv2d(3, 8, 3))
+
+
+def test_fg_fc_refuses_a_grid_that_is_not_the_encoders():
+    r = RECIPES["sar_fg_fc"].replace(codec_params={"base": "sar", "stride": 8})
+    with pytest.raises(ValueError, match="encoder"):
+        MODELS[r.model](r, GEOM, 0)
 
 
 def test_regression_starts_at_map_centre_and_codec_roundtrip():
@@ -128,7 +166,8 @@ def test_every_sar_model_follows_a_stride_2_preset(recipe):
     # stride-2 default the stride-16 grid came out 2x too coarse and the loss refused it
     r = Z.at_stride(*recipe) if isinstance(recipe, tuple) else RECIPES[recipe]
     model = MODELS[r.model](r, GEOM_S2, 0)
-    assert model.backbone.stride == 2
+    # the regression baselines pool the encoder (stride 16 whatever the preset); the rest follow it
+    assert model.backbone.stride == (16 if isinstance(model.backbone, EncoderFeatures) else 2)
     out = model(torch.randn(2, 3, 64, 48))
     codec = CODECS[r.codec](GEOM_S2, **dict(r.codec_params))
     kp = torch.rand(2, 17, 2) * torch.tensor([47.0, 63.0])

@@ -8,8 +8,11 @@
   1×1 convolutions (:class:`poselab.models.heads.SARHead`).
 - :class:`PooledHead` — average-pools the stride-4 feature map by an integer factor before a
   head, for output strides 8, 16, … (SAR Fig. 4).
+- :class:`EncoderFeatures` — a backbone's encoder alone (to stride 16, no decoder): where the
+  paper's regression baselines pool ``f^g`` (Table 1: Regression and f^g + FC have no
+  deconvolutions; they pool the backbone's last stage).
 
-All take a feature map ``(B, C, h, w)`` (stride 4 of the input).
+The heads take a feature map ``(B, C, h, w)``.
 """
 from __future__ import annotations
 
@@ -19,7 +22,11 @@ from torch import nn
 from .._numbers import whole_number
 from .heads import SARHead
 
-__all__ = ["GlobalRegressionHead", "GridFCSARHead", "PooledHead"]
+__all__ = ["GlobalRegressionHead", "GridFCSARHead", "PooledHead", "EncoderFeatures", "ENCODER_STRIDE"]
+
+#: the output stride of :class:`EncoderFeatures` (input px per cell): an 8×6 grid at 128×96 input,
+#: the grid the paper's stride-32 ResNet stage gives at 256×192
+ENCODER_STRIDE = 16
 
 
 class GlobalRegressionHead(nn.Module):
@@ -82,3 +89,39 @@ class PooledHead(nn.Module):
 
     def forward(self, features: torch.Tensor):
         return self.head(self.pool(features))
+
+
+class EncoderFeatures(nn.Module):
+    """The encoder of a pose backbone, to :data:`ENCODER_STRIDE` (16), without its decoder or
+    deconvolutions: ``(B, 3, H, W)`` → ``(B, out_channels, H/16, W/16)``.
+
+    The module takes over the backbone's own encoder layers (its weights and their seeded
+    initialisation), not copies: ``TinyBackbone`` stem → ``down16`` (``widths[3]`` channels);
+    ``ResNet18Backbone`` and ``ImageNetResNet18Backbone`` stem → the third stage (256 channels;
+    the fourth, stride-32 stage is left out so every backbone gives the same grid). Any other
+    backbone is refused with a ``ValueError`` naming it.
+    """
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        from .backbones import ResNet18Backbone, TinyBackbone
+        from .imagenet_resnet import ImageNetResNet18Backbone
+        if isinstance(backbone, TinyBackbone):
+            parts = [backbone.stem, backbone.down4, backbone.down8, backbone.down16]
+            channels = backbone.down16[-1].bn2.num_features
+        elif isinstance(backbone, ResNet18Backbone):
+            parts = [backbone.stem, *list(backbone.layers)[:3]]
+            channels = 256
+        elif isinstance(backbone, ImageNetResNet18Backbone):
+            parts = [backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
+                     backbone.layer1, backbone.layer2, backbone.layer3]
+            channels = 256
+        else:
+            raise ValueError(f"EncoderFeatures: no encoder known for a {type(backbone).__name__} backbone "
+                             "(known: TinyBackbone, ResNet18Backbone, ImageNetResNet18Backbone)")
+        self.encoder = nn.Sequential(*parts)
+        self.out_channels = int(channels)
+        self.stride = ENCODER_STRIDE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
