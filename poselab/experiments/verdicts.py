@@ -16,8 +16,8 @@ from typing import Sequence
 from .. import claims
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "paired_table", "table_evidence", "validation_curves", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR",
-           "DEFAULT_CONVERGE_TOLERANCE"]
+__all__ = ["compare_recipes", "paired_table", "table_evidence", "validation_curves", "LOWER_IS_BETTER",
+           "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
 #: the baseline AP on generated val below which no loss comparison is a finding
@@ -96,10 +96,10 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     The rule is :func:`poselab.claims.compare_seeds` (with ``paper_effect``: the power check;
     ``paired``: each seed's runs of both recipes paired, over the seeds both trained —
     :func:`paired_table`; the seeds only one side has are left out and named in the evidence,
-    and the floor and convergence checks read the same paired runs). Then both sides must be able to carry a verdict
-    (:func:`poselab.claims.require_ready`): the baseline's ``floor_metric`` reaches ``floor``
-    (:func:`~poselab.claims.apply_floor`), **each** compared recipe has learnt (its own
-    ``floor_metric`` ≥ ``floor``) and converged (its validation ``floor_metric`` gained less
+    and the floor and convergence checks read the same paired runs). Then both sides must be
+    able to carry a verdict (:func:`poselab.claims.require_ready`): the baseline's
+    ``floor_metric`` reaches ``floor`` (:func:`~poselab.claims.apply_floor`), **each** compared
+    recipe has learnt (its own ``floor_metric`` ≥ ``floor``) and converged (its validation ``floor_metric`` gained less
     than ``converge_tolerance`` of its final value over the last fifth of training) — else
     "inconclusive", naming the side ("emd not converged at 625 steps ...").
 
