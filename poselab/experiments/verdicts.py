@@ -118,6 +118,7 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
         converge_tolerance: relative gain over the last fifth allowed (None skips the check).
     """
     lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
+    whole = table                            # a baseline outside the pair is floored on all its runs
     if paired:
         for name in (ours, theirs):          # a recipe, metric or set the table lacks: its KeyError
             table.values(name, metric, set_name)
@@ -138,8 +139,8 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     checks = []
     if floor is not None:
         base = baseline or theirs
-        v = claims.apply_floor(v, table.values(base, floor_metric, set_name), floor,
-                               name=f"{base} {floor_metric}")
+        v = claims.apply_floor(v, (table if base in (ours, theirs) else whole).values(base, floor_metric, set_name),
+                               floor, name=f"{base} {floor_metric}")
         checks += [claims.has_learnt(r, table.values(r, floor_metric, set_name), floor=floor,
                                      metric=floor_metric) for r in (ours, theirs) if r != base]
     if converge_tolerance is not None:
