@@ -27,9 +27,11 @@ Coordinates: ``(x, y)``, pixel centres at integers (DEVELOPERS.md).
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,9 @@ import torch
 from poselab import claims
 from poselab.codecs import HeatmapCodec, encode_dot, encode_gaussian
 from poselab.data import TopDownDataset
-from poselab.experiments import GENERATED_VAL, get_recipe
+from poselab.experiments import GENERATED_VAL, get_recipe, run_recipe
+from poselab.experiments.cache import cache_root
+from poselab.experiments.runner import cached_result
 from poselab.experiments.registry import LOSSES
 from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, validation_curves
 from poselab.losses import heatmap_mse_loss, rspose_loss
@@ -46,6 +50,7 @@ from poselab.losses.ranking import (instance_keypoint_similarity, instance_sort_
                                     spatial_rank_sort_loss, spatial_sort_loss)
 from poselab.metrics import coco_keypoint_eval, keypoint_similarity, spearman
 from poselab.models import DEFAULT_HEATMAP_STRIDE, build_model
+from poselab.paths import writable_folder
 from poselab.train.callbacks import Callback
 from poselab.train.evaluate import instance_scores, predict_crops
 
@@ -61,7 +66,7 @@ __all__ = [
     "theorem1_identity", "example_maps", "single_map_updates", "blind_ap", "TABLE_E8",
     "recipe_loss_settings", "table_e8_rows", "PAPER_STEP_SECONDS", "PAPER_STEP_RATIO", "STEP_BENCHMARK",
     "run_step_seconds", "step_cost_verdict", "step_cost", "MINMAX_RECIPE", "MINMAX_MARGIN", "minmax_scaling_aps",
-    "minmax_verdict",
+    "minmax_verdict", "probed_run",
 ]
 
 # RSPose Table 1: |N|/|P|
@@ -301,6 +306,56 @@ class GradientBalanceProbe(Callback):
     def on_step_end(self, state) -> None:
         if state.step % self.every == 0:
             self._probe(state)
+
+
+def _probe_path(run, probe: GradientBalanceProbe) -> Path:
+    """Where the records of ``probe`` watching ``run`` are kept: beside the run cache (never in a
+    cache entry's folder, whose files are checksummed), keyed by the run's cache key and the
+    probe's batch (bytes) and settings."""
+    h = hashlib.sha256()
+    for t in (probe.images, probe.labels, probe.visible):
+        a = torch.as_tensor(t).detach().cpu().contiguous()
+        h.update(f"{a.dtype}{tuple(a.shape)}".encode())
+        h.update(a.numpy().tobytes())
+    h.update(json.dumps([probe.every, list(probe.losses), probe.peak]).encode())
+    return cache_root() / "_tracks" / "gradient_balance" / f"{run.key[:32]}-{h.hexdigest()[:16]}.json"
+
+
+def probed_run(recipe, probe: GradientBalanceProbe, *, data="synth", preset="default", seed: int = 0,
+               device="auto"):
+    """:func:`poselab.experiments.run_recipe` with ``probe`` watching the training, sharing the
+    run cache with the plain run.
+
+    The probe only reads the model (evaluation mode, no gradient to the weights, no random
+    numbers), so the run trains exactly as it does without it (tested: the same losses and
+    weights) and is cached as the plain run, which the chapter's comparison then reuses. The
+    probe's records are kept beside the cache (:func:`_probe_path`). A cached run whose records
+    are kept trains nothing (a re-opened chapter); a cached run without them trains once more,
+    with the probe, at the cached run's thread count; a run not cached trains with the probe and
+    is cached. Returns the :class:`~poselab.experiments.runner.RunResult`; ``probe.records``
+    are filled either way."""
+    hit = cached_result(recipe, data=data, preset=preset, seed=seed, device=device)
+    if hit is not None:
+        path = _probe_path(hit, probe)
+        try:
+            records = json.loads(path.read_text())
+        except (OSError, ValueError):
+            records = None
+        if isinstance(records, list) and records and all(isinstance(r, dict) and "step" in r for r in records):
+            probe.records = records
+            return hit
+        probe.records = []
+        res = run_recipe(recipe, data=data, preset=preset, seed=seed, device=device, callbacks=[probe],
+                         cache=False, threads=hit.threads)
+    else:
+        probe.records = []
+        res = run_recipe(recipe, data=data, preset=preset, seed=seed, device=device, callbacks=[probe])
+    path = _probe_path(res, probe)
+    writable_folder(path.parent, "the gradient-balance records beside the run cache")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(probe.records))
+    os.replace(tmp, path)
+    return res
 
 
 # ----------------------------------------------------------------------------- the updates
