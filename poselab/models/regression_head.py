@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from .._numbers import whole_number
+from .backbones import ResNet18Backbone, TinyBackbone
 from .heads import SARHead
+from .imagenet_resnet import ImageNetResNet18Backbone
 
 __all__ = ["GlobalRegressionHead", "GridFCSARHead", "PooledHead", "EncoderFeatures", "ENCODER_STRIDE"]
 
@@ -104,8 +106,6 @@ class EncoderFeatures(nn.Module):
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
-        from .backbones import ResNet18Backbone, TinyBackbone
-        from .imagenet_resnet import ImageNetResNet18Backbone
         if isinstance(backbone, TinyBackbone):
             parts = [backbone.stem, backbone.down4, backbone.down8, backbone.down16]
             channels = backbone.down16[-1].bn2.num_features
