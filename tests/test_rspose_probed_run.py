@@ -66,9 +66,10 @@ def test_a_cached_run_without_records_trains_once_more_with_the_probe(probe_setu
     res = A.probed_run("mse", probe, preset=TINY, seed=2, device="cpu")
     assert probe.records and not res.cached
     assert res.history["losses"] == plain.history["losses"]          # the same run, at its thread count
-    unreadable = A._probe_path(res, probe)
-    unreadable.write_text("not json")                                  # damaged records: trained again
-    third = _probe(probe_setup)
-    A.probed_run("mse", third, preset=TINY, seed=2, device="cpu")
-    assert third.records == probe.records
+    kept = A._probe_path(res, probe)
+    for damaged in ("not json", '[{"step": 0}]'):       # unreadable, or records without the loss: trained again
+        kept.write_text(damaged)
+        third = _probe(probe_setup)
+        A.probed_run("mse", third, preset=TINY, seed=2, device="cpu")
+        assert third.records == probe.records
     assert np.isfinite([r["mse"]["neg_share"] for r in third.records]).all()

@@ -341,7 +341,8 @@ def probed_run(recipe, probe: GradientBalanceProbe, *, data="synth", preset="def
             records = json.loads(path.read_text())
         except (OSError, ValueError):
             records = None
-        if isinstance(records, list) and records and all(isinstance(r, dict) and "step" in r for r in records):
+        if isinstance(records, list) and records and all(
+                isinstance(r, dict) and "step" in r and all(name in r for name in probe.losses) for r in records):
             probe.records = records
             return hit
         probe.records = []
