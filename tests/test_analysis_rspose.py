@@ -464,6 +464,18 @@ def test_ablation_chain_with_a_blind_baseline_decides_the_flat_top_link(tmp_path
     assert A.ablation_chain_verdict(_chain_table(ok), blind=0.003).verdict == "reproduced"
     rising = A.ablation_chain_verdict(_chain_table(ok, rising=("spatial_rank",)), blind=0.003)
     assert rising.verdict == "inconclusive" and "spatial_rank not converged" in rising.reason
+    # readiness is read on the seeds each link compares: spatial_rank's seed 3, a run still
+    # climbing steeply that no other recipe has, is left out of its links as the test leaves it out
+    from fake_tables import FakeTable
+    climbing = lambda r, ap: ([(2500, ap * 0.1), (4000, ap * 0.2), (5000, ap)] if ap == 0.2031 else
+                              [(2500, ap * 0.6), (4000, ap * 0.998), (5000, ap)])
+    extra = {**ok, "spatial_rank": ok["spatial_rank"] + [0.2031]}
+    v = A.ablation_chain_verdict(FakeTable(extra, preset="full", curve=climbing), blind=0.003)
+    assert v.verdict == "reproduced", v.reason
+    paired = {r: vals + [vals[0] + 0.0003] for r, vals in ok.items()}
+    paired["spatial_rank"] = extra["spatial_rank"]          # seed 3 now paired: its climb counts
+    v = A.ablation_chain_verdict(FakeTable(paired, preset="full", curve=climbing), blind=0.003)
+    assert "spatial_rank not converged" in v.summary["links"]["spatial_rs > spatial_rank"]["reason"], v.reason
 
 
 def test_blind_ap_is_low_and_a_perfect_guess_is_not(tmp_path):

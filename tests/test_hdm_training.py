@@ -526,18 +526,25 @@ def test_gaussian_beats_dot_verdict_counter_cases():
     assert T.gaussian_beats_dot_verdict(_Table({"mse": _GAUSS, "mse_dot": close})).verdict != "reproduced"
 
 
-def test_gaussian_beats_dot_pairs_only_same_seeds():
-    """Seed-to-seed spread shared by both recipes cancels when paired (reproduced); with other
-    seeds on one side the values are not paired, and the same spread leaves it inconclusive."""
+def test_gaussian_beats_dot_pairs_over_the_common_seeds():
+    """Seed-to-seed spread shared by both recipes cancels when paired (reproduced); a seed only
+    one side trained is left out of the pairs (named as unpaired), not allowed to break them;
+    with no seed in common there is nothing to pair: inconclusive, saying so."""
     dot = {"AP": [a - d for a, d in zip((0.45, 0.60, 0.38), (0.020, 0.022, 0.019))],
            "EPE_crop": [e + d for e, d in zip((5.5, 4.0, 6.5), (0.30, 0.32, 0.29))]}
     gauss = {"AP": [0.45, 0.60, 0.38], "EPE_crop": [5.5, 4.0, 6.5]}
     table = _Table({"mse": gauss, "mse_dot": dot})
     assert T.gaussian_beats_dot_verdict(table).verdict == "reproduced"
+    extra = _Table({"mse": gauss, "mse_dot": dot})
+    extra.results.append(_Run("mse", 3, {"generated val": {"AP": 0.30, "EPE_crop": 7.5}}, "default", False))
+    v = T.gaussian_beats_dot_verdict(extra)       # mse seed 3 alone: unpaired, left out
+    assert v.verdict == "reproduced", v.reason
+    assert v.summary["AP"]["paired"] and v.summary["AP"]["seeds"] == 3
+    assert v.evidence["paired_seeds"] == [0, 1, 2] and v.evidence["unpaired"] == {"mse": [3]}
     for i, run in enumerate(r for r in table.results if r.recipe == "mse_dot"):
         run.seed = 10 + i
     v = T.gaussian_beats_dot_verdict(table)
-    assert v.summary["AP"]["paired"] is False and v.verdict == "inconclusive", v.reason
+    assert v.verdict == "inconclusive" and "no seed was trained by both" in v.reason, v.reason
 
 
 def test_recorded_gaussian_beats_dot_applies_convergence_to_the_dot_side(tmp_path):

@@ -298,3 +298,16 @@ def test_extra_claims_recorded_without_their_recipes_say_so_in_words():
     table = _table({"mse": [0.70, 0.72, 0.71], "spatial_rank": [0.5, 0.52, 0.51]})
     with pytest.raises(ValueError, match=r"no simcc_rs or simcc_rs_is runs in the table \(it holds mse, spatial_rank\)"):
         judges["rspose.simcc.instance_sort_effect"](table)   # was the runner's KeyError with a Python list
+
+
+def test_judged_comparison_reads_readiness_on_the_paired_seeds_only():
+    """The test compares the seeds both recipes trained; the learnt/converged checks read the same
+    seeds. mse_dot's seed 3 (no mse seed 3) is a dead run: over all four runs its mean AP (0.31)
+    is under the floor 0.35, over the three paired seeds (0.41) it is not."""
+    table = _table({"mse": [0.7013, 0.7421, 0.6937], "mse_dot": [0.4031, 0.4187, 0.4122, 0.0]})
+    v = X.dot_mse_verdict(table, floor=0.35)
+    assert v.verdict == "reproduced", v.reason
+    assert v.evidence["paired_seeds"] == [0, 1, 2] and v.evidence["unpaired"] == {"mse_dot": [3]}
+    dead = _table({"mse": [0.7013, 0.7421, 0.6937, 0.7102], "mse_dot": [0.4031, 0.4187, 0.4122, 0.0]})
+    v = X.dot_mse_verdict(dead, floor=0.35)                  # seed 3 paired: its dead run counts
+    assert v.verdict == "inconclusive" and "mse_dot" in v.reason, v.reason

@@ -66,7 +66,7 @@ from poselab.experiments.parallel import train_in_background
 from poselab.experiments.registry import get_recipe
 from poselab.experiments.runner import cached_result
 from poselab.experiments.replicate import SeedPairs, pair_by_seed, recorded_runs, recorded_table, recorded_verdict
-from poselab.experiments.verdicts import DEFAULT_AP_FLOOR, DEFAULT_CONVERGE_TOLERANCE, validation_curves
+from poselab.experiments.verdicts import DEFAULT_AP_FLOOR, DEFAULT_CONVERGE_TOLERANCE, paired_table, validation_curves
 from poselab.losses import emd_loss, heatmap_mse_loss
 from poselab.losses.emd_keypoints import emd_batch_loss, emd_visibility
 from poselab.models import DEFAULT_HEATMAP_STRIDE, build_model
@@ -534,25 +534,17 @@ def _combine_metrics(per: dict) -> claims.Verdict:
 DOT_RECIPES = ("mse", "mse_dot")
 
 
-def _paired_by_seed(table, a: str, b: str) -> bool:
-    """True when both recipes' runs come in the same seed order (one run per seed), so the
-    i-th values of both sides are one seed's pair."""
-    seeds = [[r.seed for r in table.results if r.recipe == x] for x in (a, b)]
-    return seeds[0] == seeds[1] and len(set(seeds[0])) == len(seeds[0])
-
-
 def gaussian_beats_dot_verdict(table, set_name: str = "generated val", floor: float | None = None):
     """``hdm.training.gaussian_beats_dot``: MSE to the Gaussian (``mse``) beats MSE to the dot
     (``mse_dot``) on AP **and** EPE (crop px), each by its :data:`MIN_EFFECTS`, paired by seed
-    when both recipes have the same seeds (same initialisation and data stream), by
+    over the seeds both trained (same initialisation and data stream), by
     :func:`poselab.experiments.compare_recipes` — floor and convergence on **both** sides: a dot
     model that has not learnt (mean AP < floor) or is still improving makes the verdict
     "inconclusive", not "reproduced" — combined unanimously. No ``paper_effect``
     (the paper states none, see :data:`DOT_RECIPES`)."""
     floor = DEFAULT_AP_FLOOR if floor is None else floor
-    paired = _paired_by_seed(table, *DOT_RECIPES)
     per = {m: compare_recipes(table, "mse", "mse_dot", metric=m, min_effect=MIN_EFFECTS[m], set_name=set_name,
-                              floor=floor, paired=paired) for m in ("AP", "EPE_crop")}
+                              floor=floor, paired=True) for m in ("AP", "EPE_crop")}
     return _combine_metrics(per)
 
 
@@ -604,8 +596,10 @@ def gaussian_beats_dot_sentence(live: claims.Verdict, recorded: dict, root=None,
     if not recorded.get("recorded") or table is None:
         return parts[0] + f"; recorded: {recorded.get('reason', 'none')}."
     ap = {r: table.values(r, "AP") for r in DOT_RECIPES}
-    alone = claims.compare_seeds(ap["mse"], ap["mse_dot"], lower_is_better=False, min_effect=MIN_EFFECTS["AP"],
-                                 metric="AP", paired=_paired_by_seed(table, *DOT_RECIPES))
+    pairs, _ = paired_table(table, *DOT_RECIPES)
+    both = {r: pairs.values(r, "AP") for r in DOT_RECIPES} if pairs is not None else ap
+    alone = claims.compare_seeds(both["mse"], both["mse_dot"], lower_is_better=False, min_effect=MIN_EFFECTS["AP"],
+                                 metric="AP", paired=pairs is not None)
     lo, hi = alone.summary.get("interval", (float("nan"), float("nan")))
     seeds = ", ".join(map(str, recorded["seeds"]))
     return (parts[0] + f"; recorded ({preset} preset, seeds {seeds}) {recorded['verdict']}: mse_dot reached AP "
@@ -909,7 +903,7 @@ def consistency_verdict(table, set_name: str = "generated val", floor: float | N
     """``hdm.training.consistent_improvement``: EMD's validation AP moves backwards less than
     MSE's (``drop_share`` of :func:`training_consistency`, lower is better) by at least
     :data:`CONSISTENCY_MIN_EFFECT`, over seeds (:func:`poselab.claims.compare_seeds`, paired by
-    seed when both recipes have the same seeds; no ``paper_effect``: the paper gives none).
+    seed over the seeds both trained; no ``paper_effect``: the paper gives none).
 
     Then the rule of the other training claims: MSE's AP reaches the floor, EMD has learnt, and
     **both** have converged — a curve still climbing steeply never falls, so an unconverged side
@@ -919,9 +913,15 @@ def consistency_verdict(table, set_name: str = "generated val", floor: float | N
     per = consistency_of_runs(table)
     ev = table_evidence(table, ["emd", "mse"], "AP", set_name)
     ev["per_seed"].update({f"{r} {CONSISTENCY_MEASURE}": per[r][CONSISTENCY_MEASURE] for r in ("emd", "mse")})
-    v = claims.compare_seeds(per["emd"][CONSISTENCY_MEASURE], per["mse"][CONSISTENCY_MEASURE], lower_is_better=True,
+    pairs, note = paired_table(table, "emd", "mse")
+    if pairs is not None:                        # the seeds both trained, one pair per seed
+        ev.update(note)
+        both = consistency_of_runs(pairs)
+    else:
+        both = per
+    v = claims.compare_seeds(both["emd"][CONSISTENCY_MEASURE], both["mse"][CONSISTENCY_MEASURE], lower_is_better=True,
                              min_effect=CONSISTENCY_MIN_EFFECT, metric=CONSISTENCY_MEASURE,
-                             preset=table.results[0].preset, evidence=ev, paired=_paired_by_seed(table, "emd", "mse"))
+                             preset=table.results[0].preset, evidence=ev, paired=pairs is not None)
     few = min(min(per[r]["validations"]) for r in ("emd", "mse"))
     if few < CONSISTENCY_MIN_VALIDATIONS:
         return claims.not_testable(f"a run validated {few} times; a consistency needs at least "

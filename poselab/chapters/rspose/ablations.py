@@ -22,7 +22,7 @@ import numpy as np
 from poselab import claims
 from poselab.experiments import ComparisonTable, compare_recipes, recorded_verdict
 from poselab.experiments.runner import cached_result
-from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, table_evidence, validation_curves
+from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, paired_table, table_evidence, validation_curves
 
 __all__ = ["PAPER_TABLE1_MSE", "PAPER_SIMCC_INSTANCE_SORT", "PAPER_TABLE7", "STANDARD_RECIPES",
            "paired_by_seed", "judged_comparison", "simcc_instance_sort_verdict", "dot_mse_verdict",
@@ -71,14 +71,16 @@ def judged_comparison(table, ours: str, theirs: str, *, min_effect: float,
     v = compare_recipes(table, ours, theirs, metric="AP", min_effect=min_effect, paper_effect=paper_effect,
                         paired=True, floor=None, converge_tolerance=None,
                         set_name=set_name)
+    pairs, _ = paired_table(table, ours, theirs)
+    judged = table if pairs is None else pairs   # readiness read on the seeds the test compared
     checks = []
     for r in (ours, theirs):
-        values = table.values(r, "AP", set_name)
+        values = judged.values(r, "AP", set_name)
         if blind is None or r in STANDARD_RECIPES:
             checks.append(claims.has_learnt(r, values, floor=floor, metric="AP"))
         else:
             checks.append(claims.has_learnt(r, values, blind=blind, metric="AP"))
-    checks += [claims.has_converged(r, validation_curves(table, r, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
+    checks += [claims.has_converged(r, validation_curves(judged, r, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
                                     relative=True, metric="AP") for r in (ours, theirs)]
     return claims.require_ready(v, checks)
 
@@ -122,13 +124,16 @@ def dot_ranking_verdict(table, *, min_effect: float = 0.01, floor: float = 0.3, 
 
 def dot_gaps(table, set_name: str = "generated val") -> dict:
     """Per-seed AP gaps Gaussian − dot under MSE (``mse − mse_dot``) and under ranking
-    (``spatial_rs − spatial_rs_dot``), for the pairs the table holds (paired by seed; a framing
-    whose recipes are missing or unpaired is left out)."""
+    (``spatial_rs − spatial_rs_dot``), over the seeds both recipes trained, in seed order (a
+    framing whose recipes are missing or share no seed is left out)."""
     out = {}
     for framing, (gauss, dot) in (("mse", ("mse", "mse_dot")), ("ranking", ("spatial_rs", "spatial_rs_dot"))):
-        if table is None or gauss not in table.recipes or dot not in table.recipes or not paired_by_seed(table, gauss, dot):
+        if table is None or gauss not in table.recipes or dot not in table.recipes:
             continue
-        out[framing] = [float(a - b) for a, b in zip(table.values(gauss, "AP", set_name), table.values(dot, "AP", set_name))]
+        pairs, _ = paired_table(table, gauss, dot)
+        if pairs is None:
+            continue
+        out[framing] = [float(a - b) for a, b in zip(pairs.values(gauss, "AP", set_name), pairs.values(dot, "AP", set_name))]
     return out
 
 

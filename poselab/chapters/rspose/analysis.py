@@ -44,7 +44,7 @@ from poselab.experiments import GENERATED_VAL, get_recipe, run_recipe
 from poselab.experiments.cache import cache_root
 from poselab.experiments.runner import cached_result
 from poselab.experiments.registry import LOSSES
-from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, validation_curves
+from poselab.experiments.verdicts import DEFAULT_CONVERGE_TOLERANCE, compare_recipes, paired_table, validation_curves
 from poselab.losses import heatmap_mse_loss, rspose_loss
 from poselab.losses.ranking import (instance_keypoint_similarity, instance_sort_loss, spatial_rank_loss,
                                     spatial_rank_sort_loss, spatial_sort_loss)
@@ -865,9 +865,11 @@ def ablation_chain_verdict(table, *, floor: float = 0.3, set_name: str = "genera
         v = compare_recipes(table, a, b, metric="AP", min_effect=effect / 2, paper_effect=effect,
                             floor=None, converge_tolerance=None, set_name=set_name, paired=True)
         v = claims.apply_floor(v, table.values("mse", "AP", set_name), floor, name="mse AP")
-        checks = [claims.has_learnt(r, table.values(r, "AP", set_name), blind=blind, metric="AP")
+        pairs, _ = paired_table(table, a, b)
+        judged = table if pairs is None else pairs   # readiness read on the seeds the link compared
+        checks = [claims.has_learnt(r, judged.values(r, "AP", set_name), blind=blind, metric="AP")
                   for r in (a, b) if r != "mse"]
-        checks += [claims.has_converged(r, validation_curves(table, r, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
+        checks += [claims.has_converged(r, validation_curves(judged, r, "AP"), tolerance=DEFAULT_CONVERGE_TOLERANCE,
                                         relative=True, metric="AP") for r in (a, b)]
         links[f"{a} > {b}"] = claims.require_ready(v, checks)
     return claims.chain_verdict(links, order="mse < spatial_rank < spatial_rs < spatial_rs_is")
