@@ -76,13 +76,17 @@ NOTEBOOK_TESTS = ("tests/test_chapters.py", "tests/test_browser.py", "tests/test
                   "tests/test_assignments.py")
 
 
+#: each half names its slowest tests (pytest's ``--durations``) at the end of its output
+SLOWEST = 12
+
+
 def test_side_by_side() -> int:
     """The suite as two pytest processes at once, one torch thread each (OMP_NUM_THREADS=1 unless
     set): the files of :data:`NOTEBOOK_TESTS`, and ``tests`` without them — every test in
     exactly one. On two cores two one-thread processes finish sooner than one suite after the
     other with two threads, and each collects (imports, rewrites) only its own files. The unit
-    tests print as they run; the notebooks' output follows when they end. Returns 0 when both
-    passed."""
+    tests print as they run; the notebooks' output follows when they end; each half ends with its
+    :data:`SLOWEST` slowest tests. Returns 0 when both passed."""
     import shlex
     import tempfile
     import time
@@ -90,8 +94,9 @@ def test_side_by_side() -> int:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as buffered:
-        cmds = [[str(PY), "-m", "pytest", "-q", *NOTEBOOK_TESTS],
-                [str(PY), "-m", "pytest", "-q", "tests", *(f"--ignore={path}" for path in NOTEBOOK_TESTS)]]
+        cmds = [[str(PY), "-m", "pytest", "-q", f"--durations={SLOWEST}", *NOTEBOOK_TESTS],
+                [str(PY), "-m", "pytest", "-q", f"--durations={SLOWEST}", "tests",
+                 *(f"--ignore={path}" for path in NOTEBOOK_TESTS)]]
         for cmd in cmds:
             print("+", shlex.join(cmd), flush=True)
         notebooks = subprocess.Popen(cmds[0], cwd=ROOT, env=env, stdout=buffered, stderr=subprocess.STDOUT)

@@ -50,6 +50,7 @@ def test_the_two_commands_split_the_suite(monkeypatch):
     notebooks, unit = seen
     assert notebooks[-len(tasks.NOTEBOOK_TESTS):] == list(tasks.NOTEBOOK_TESTS)
     assert "tests" in unit and {f"--ignore={f}" for f in tasks.NOTEBOOK_TESTS} <= set(unit)
+    assert f"--durations={tasks.SLOWEST}" in notebooks and f"--durations={tasks.SLOWEST}" in unit
 
 
 @pytest.mark.parametrize("codes, want", [((0, 0), 0), ((1, 0), 1), ((0, 2), 1), ((5, 0), 1)])
