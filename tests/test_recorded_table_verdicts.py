@@ -42,6 +42,24 @@ def test_regularizer_and_beta_verdicts_both_ways():
     assert len(mins) == 2 and all(m <= 0.0046 for m in mins)
 
 
+def test_components_verdict_both_ways_and_link_by_link():
+    """Table 6: the prior alone (+2.2 AP) and the compensation alone (+2.8) each beat IPR. Both
+    ahead: reproduced; one clearly behind: not reproduced, naming that link; a component that has
+    not learnt: inconclusive, never reproduced."""
+    base = [0.50, 0.51, 0.50, 0.52, 0.51]
+    up = [v + 0.03 + j for v, j in zip(base, (0.001, -0.002, 0.0, 0.002, -0.001))]
+    down = [v - 0.03 + j for v, j in zip(base, (0.002, 0.0, -0.001, 0.001, -0.002))]
+    both = B.components_verdict(_table({"ipr": base, "ipr_prior": up, "ipr_debias": up}))
+    assert both.verdict == "reproduced", both.reason
+    assert set(both.summary["links"]) == {"ipr_prior > ipr", "ipr_debias > ipr"}
+    mins = {k: link["min_effect"] for k, link in both.summary["links"].items()}
+    assert mins == {"ipr_prior > ipr": 0.011, "ipr_debias > ipr": 0.014}      # half the paper's gaps
+    broken = B.components_verdict(_table({"ipr": base, "ipr_prior": up, "ipr_debias": down}))
+    assert broken.verdict == "not reproduced" and "ipr_debias > ipr" in broken.reason, broken.reason
+    dead = B.components_verdict(_table({"ipr": base, "ipr_prior": up, "ipr_debias": [0.01, 0.02, 0.01, 0.02, 0.01]}))
+    assert dead.verdict == "inconclusive" and "ipr_debias" in dead.reason, dead.reason
+
+
 def _with_spearman(aps, rho):
     table = _table(aps)
     for run in table.results:

@@ -89,6 +89,7 @@ def _bcir(preset: str) -> dict[str, dict]:
              "bcir.training.bcir_vs_ipr": bcir_analysis.bcir_vs_ipr_verdict,
              "bcir.regularizer.helps": bcir_analysis.regularizer_verdict,
              "bcir.beta.ablation": bcir_analysis.beta_verdict,
+             "bcir.components.each_helps": bcir_analysis.components_verdict,
              "bcir.training.bcir_vs_detection": bcir_analysis.bcir_vs_detection_verdict,
              "bcir.shrinkage.detection_sigma_two_best": bcir_analysis.detection_sigma_verdict}
     out = {cid: recorded_verdict("06_bcir", rule, preset=preset) for cid, rule in rules.items()}

@@ -21,7 +21,7 @@ CHAPTER = register(Chapter(
     recipes=("ipr", "ipr_reg", "ipr_prior", "ipr_debias", "bcir", "bcir_beta1", "bcir_beta20"),
     replication_recipes=replicating(_replication_names),
     replication_derived=_derived_steps,
-    expected_claims={"bcir.beta.ablation", "bcir.bias.eq37_max_error", "bcir.bias.toward_centre",
+    expected_claims={"bcir.beta.ablation", "bcir.components.each_helps", "bcir.bias.eq37_max_error", "bcir.bias.toward_centre",
                      "bcir.compensation.max_error_px", "bcir.epe.argmax_not_better",
                      "bcir.gradient.eq23_matches_autograd", "bcir.gradient.gt_pixel_nonpositive",
                      "bcir.gradient_cases.bias_drives_collapse", "bcir.gradient_cases.l1_collapses_either_way",

@@ -45,6 +45,7 @@ from poselab.viz.sentence import number
 
 __all__ = [
     "PAPER_TABLE2_AP", "PAPER_TABLE6_AP", "regularizer_verdict", "beta_verdict",
+    "PAPER_TABLE6_COMPONENTS_AP", "components_verdict",
     "symmetric_blob", "eq37_softargmax", "bias_curve", "bias_checks", "toward_centre", "bias_vs_spread",
     "compensation_breakdown",
     "expected_epe", "radial_weights", "random_epe_configurations", "epe_gap_vs_spread",
@@ -1589,6 +1590,26 @@ def beta_verdict(table, floor: float = 0.3):
                                        paper_effect=PAPER_TABLE6_AP["bcir"] - PAPER_TABLE6_AP[other], floor=floor,
                                        paired=True)
         for other in ("bcir_beta1", "bcir_beta20")}, order="β 10 > β 1 and β 10 > β 20")
+
+
+#: BCIR Table 6 (SBL-R50, COCO val): IPR 68.2 AP; + L_de alone (the prior, ``ipr_prior``) 70.4;
+#: + de-bias alone (the compensation, ``ipr_debias``) 71.0
+PAPER_TABLE6_COMPONENTS_AP = {"ipr": 0.682, "ipr_prior": 0.704, "ipr_debias": 0.710}
+
+
+def components_verdict(table, floor: float = 0.3):
+    """``bcir.components.each_helps``: each of BCIR's two components alone beats IPR (Table 6:
+    the prior L_de +2.2 AP, the bias compensation +2.8), each link with a minimum of half the
+    paper's gap, both sides learnt and converged, paired by seed (one integral model; one loss
+    term or the decoded point differs); a link clearly the other way breaks the claim
+    (:func:`poselab.claims.chain_verdict`)."""
+    base = PAPER_TABLE6_COMPONENTS_AP["ipr"]
+    links = {}
+    for name in ("ipr_prior", "ipr_debias"):
+        gap = round(PAPER_TABLE6_COMPONENTS_AP[name] - base, 6)
+        links[f"{name} > ipr"] = compare_recipes(table, name, "ipr", metric="AP", min_effect=gap / 2,
+                                                 paper_effect=gap, floor=floor, paired=True)
+    return claims.chain_verdict(links, order="ipr_prior > ipr and ipr_debias > ipr")
 
 
 def bcir_vs_detection_verdict(table, floor: float = 0.3):
