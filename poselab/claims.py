@@ -548,20 +548,32 @@ def has_learnt(name: str, values: Iterable[float], *, floor: float | None = None
     return Readiness(name, "learnt", True, f"{name} has learnt ({metric} {mean:.3g})", summary)
 
 
-def _gain_over_tail(steps: Sequence[float], values: Sequence[float], fraction: float) -> float | None:
+def _gain_over_tail(steps: Sequence[float], values: Sequence[float], fraction: float,
+                    changed_at: float | None = None) -> tuple[float | None, float | None]:
+    """``(gain, window start)``: the metric's gain over the last ``fraction`` of training, or
+    (None, None) when no validation came early enough. With ``changed_at`` (the step at which the
+    objective last changed) inside that window and at least two validations after it, the window
+    starts at the first of them and the gain is scaled to the last ``fraction``'s length (the
+    rate under the final objective); with fewer, the whole last ``fraction`` is read as without
+    a change (the jump then counts as gain: never more lenient than the plain rule)."""
     s, v = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
     order = np.argsort(s)
     s, v = s[order], v[order]
     if s.size < 2 or not np.all(np.isfinite(v)) or s[-1] <= s[0]:
-        return None
+        return None, None
     start = s[-1] - fraction * s[-1]
+    after = np.flatnonzero(s > changed_at) if changed_at is not None and start < changed_at < s[-1] else []
+    if len(after) >= 2:
+        first = after[0]
+        return float((v[-1] - v[first]) * (s[-1] - start) / (s[-1] - s[first])), float(s[first])
     if start < s[0]:
-        return None  # no validation early enough to see the last part of training
-    return float(v[-1] - np.interp(start, s, v))
+        return None, None  # no validation early enough to see the last part of training
+    return float(v[-1] - np.interp(start, s, v)), None
 
 
 def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: float = 0.2,
-                  metric: str = "AP", lower_is_better: bool = False, relative: bool = False) -> Readiness:
+                  metric: str = "AP", lower_is_better: bool = False, relative: bool = False,
+                  changed_at: Sequence[float | None] | None = None) -> Readiness:
     """Has ``name`` converged? Over the last ``fraction`` of training (by step), its validation
     ``metric`` improved by less than ``tolerance`` (mean over seeds; linear interpolation between
     validations) — in the metric's unit, or with ``relative=True`` as a share of the final value
@@ -569,21 +581,37 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
     each ``(steps, values)`` or a ``{"steps", "values"}`` mapping. A curve with no validation
     before the last ``fraction`` cannot tell: not converged.
 
+    ``changed_at``: per curve, the step at which the run's objective last changed (a loss term
+    switched off on a schedule, e.g. BCIR's prior at T_o), or None. A change inside the last
+    ``fraction`` makes the jump it causes no sign of slow learning: with at least two validations
+    after the change, the gain is read from the first of them to the end and scaled to the last
+    ``fraction`` (the rate under the final objective); with fewer, as without a change.
+
     Example:
         >>> has_converged("emd", [([250, 500, 625], [0.03, 0.118, 0.136])], tolerance=0.01).reason
         'emd not converged at 625 steps (AP +0.018 over the last 20% of training > tolerance 0.01)'
         >>> has_converged("emd", [([250, 500, 625], [0.03, 0.118, 0.136])], tolerance=0.05,
         ...               relative=True).reason
         'emd not converged at 625 steps (AP +13.2% over the last 20% of training > tolerance 5.0%)'
+        >>> curve = ([3000, 4000, 4500, 5000], [0.46, 0.52, 0.63, 0.631])   # a term off at step 4284
+        >>> has_converged("prior", [curve], tolerance=0.05, relative=True, changed_at=[4284]).ok
+        True
+        >>> has_converged("prior", [curve], tolerance=0.05, relative=True).ok     # the jump counted
+        False
     """
     if not (isinstance(tolerance, numbers.Real) and math.isfinite(tolerance) and tolerance > 0):
         raise ClaimError(f"tolerance must be a finite number > 0, got {tolerance!r}")
     if not (0 < fraction < 1):
         raise ClaimError(f"fraction must be in (0, 1), got {fraction!r}")
-    gains, last_steps = [], []
-    for curve in curves:
+    curves = list(curves)
+    changes = [None] * len(curves) if changed_at is None else list(changed_at)
+    if len(changes) != len(curves):
+        raise ClaimError(f"changed_at needs one step (or None) per curve: {len(changes)} for {len(curves)} curves")
+    gains, last_steps, windows = [], [], []
+    for curve, change in zip(curves, changes):
         steps, values = (curve["steps"], curve["values"]) if isinstance(curve, Mapping) else curve
-        g = _gain_over_tail(steps, values, fraction)
+        g, window = _gain_over_tail(steps, values, fraction, None if change is None else float(change))
+        windows.append(window)
         last_steps.append(int(max(steps)) if len(steps) else 0)
         if g is not None and lower_is_better:
             g = -g
@@ -593,6 +621,9 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
         gains.append(float("nan") if g is None else g)
     summary = {"metric": metric, "gains": gains, "tolerance": float(tolerance), "fraction": float(fraction),
                "relative": bool(relative), "steps": last_steps}
+    moved = sorted({round(c) for c, w in zip(changes, windows) if w is not None})
+    if moved:
+        summary["objective_changed_at"] = moved
     at = f" at {max(last_steps)} steps" if last_steps and max(last_steps) > 0 else ""
     if not gains or not all(math.isfinite(g) or g == float("inf") for g in gains) or any(
             math.isnan(g) for g in gains):
@@ -604,11 +635,13 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
     # one decimal: a 5.2 % gain against a 5 % tolerance must not read "+5% > 5%"
     shown = f"{mean:+.1%}" if relative else f"{mean:+.3g}"
     tol = f"{tolerance:.1%}" if relative else f"{tolerance:g}"
+    how = (f", from the first validation after the objective changed at step "
+           f"{' / '.join(map(str, moved))}, scaled to that length" if moved else "")
     if mean > tolerance:
         return Readiness(name, "converged", False, f"{name} not converged{at} ({metric} {shown} over "
-                         f"the last {fraction:.0%} of training > tolerance {tol})", summary)
+                         f"the last {fraction:.0%} of training{how} > tolerance {tol})", summary)
     return Readiness(name, "converged", True, f"{name} converged{at} ({metric} {shown} over the last "
-                     f"{fraction:.0%})", summary)
+                     f"{fraction:.0%}{how})", summary)
 
 
 def require_ready(verdict: Verdict, checks: Iterable[Readiness]) -> Verdict:

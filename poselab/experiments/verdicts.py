@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from .. import claims
+from .presets import get_preset
+from .registry import adapt_to_preset, get_recipe
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "paired_table", "table_evidence", "validation_curves", "LOWER_IS_BETTER",
-           "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE"]
+__all__ = ["compare_recipes", "paired_table", "table_evidence", "validation_curves", "objective_changes",
+           "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE", "OBJECTIVE_SWITCHES"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
 #: the baseline AP on generated val below which no loss comparison is a finding
@@ -73,6 +75,35 @@ def _steps(run) -> int:
     return len(history.get("step_times") or []) or int(history.get("steps") or 0)
 
 
+#: loss parameters that switch a term of the objective off during training, as ``(epoch at which
+#: it switches off, the term's weight)``: BCIR's Gaussian prior λ(t)·L_de (off at T_o)
+OBJECTIVE_SWITCHES = (("t_off_epochs", "prior_weight"),)
+
+
+def objective_change_step(run) -> float | None:
+    """The training step at which ``run``'s objective last changed — a term of
+    :data:`OBJECTIVE_SWITCHES` with a non-zero weight switching off at its epoch, under the
+    recipe as adapted to the run's preset — or None: no such term, a recipe or preset this
+    process does not know, or a preset capped by ``max_steps`` (its epochs do not give the step)."""
+    try:
+        preset = get_preset(run.preset)
+        params = adapt_to_preset(get_recipe(run.recipe), preset).loss_params
+    except (KeyError, ValueError, TypeError):
+        return None
+    epochs = [float(params[at]) for at, weight in OBJECTIVE_SWITCHES
+              if params.get(weight) and params.get(at) is not None]
+    steps = _steps(run)
+    if not epochs or not steps or preset.max_steps is not None:
+        return None
+    return max(epochs) * steps / preset.epochs
+
+
+def objective_changes(table: ComparisonTable, recipe: str) -> list[float | None]:
+    """Per-seed :func:`objective_change_step` of ``recipe``'s runs, in the order of
+    :func:`validation_curves` (``changed_at`` of :func:`poselab.claims.has_converged`)."""
+    return [objective_change_step(r) for r in table.results if r.recipe == recipe]
+
+
 def validation_curves(table: ComparisonTable, recipe: str, metric: str = "AP") -> list[tuple[list, list]]:
     """Per-seed ``(steps, values)`` of ``metric`` from each run's validations during training."""
     curves = []
@@ -100,8 +131,9 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     able to carry a verdict (:func:`poselab.claims.require_ready`): the baseline's
     ``floor_metric`` reaches ``floor`` (:func:`~poselab.claims.apply_floor`), **each** compared
     recipe has learnt (its own ``floor_metric`` ≥ ``floor``) and converged (its validation ``floor_metric`` gained less
-    than ``converge_tolerance`` of its final value over the last fifth of training) — else
-    "inconclusive", naming the side ("emd not converged at 625 steps ...").
+    than ``converge_tolerance`` of its final value over the last fifth of training; for a recipe
+    whose objective changes inside that fifth, read after the change: :func:`objective_changes`)
+    — else "inconclusive", naming the side ("emd not converged at 625 steps ...").
 
     Args:
         table: a :func:`compare` result holding both recipes.
@@ -145,6 +177,7 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
                                      metric=floor_metric) for r in (ours, theirs) if r != base]
     if converge_tolerance is not None:
         checks += [claims.has_converged(r, validation_curves(table, r, floor_metric),
-                                        tolerance=converge_tolerance, relative=True, metric=floor_metric)
+                                        tolerance=converge_tolerance, relative=True, metric=floor_metric,
+                                        changed_at=objective_changes(table, r))
                    for r in (ours, theirs)]
     return claims.require_ready(v, checks)
