@@ -81,3 +81,41 @@ def test_beta_and_bcir_vs_ipr_links_are_paired():
     tb = FakeTable({"bcir": bcir, "bcir_beta1": [b - 0.04 + 0.001 * i for i, b in enumerate(bcir)],
                     "bcir_beta20": beta20}, curve=_curve)
     assert B.beta_verdict(tb).verdict == "reproduced", B.beta_verdict(tb).reason
+
+
+def test_a_seed_whose_two_runs_differ_in_forward_precision_is_no_pair():
+    """`autocast="auto"` gives bfloat16 on a CPU with native bfloat16 and float32 elsewhere, so a
+    replication continued on another machine can hold one seed's two runs in different
+    precisions: such a pair differs in more than the recipe. It is left out and named."""
+    ipr, reg = _shared(0.50, 0.02)
+    t = FakeTable({"ipr_reg": reg, "ipr": ipr}, curve=_curve)
+    for r in t.results:
+        r.config = {**r.config, "autocast": "bfloat16"}
+    for r in t.results:
+        if r.recipe == "ipr_reg" and r.seed in (3, 4):
+            r.config = {**r.config, "autocast": None}          # trained later, on a float32 machine
+    sub, note = paired_table(t, "ipr_reg", "ipr")
+    assert note == {"paired_seeds": [0, 1, 2], "unpaired": {},
+                    "precision_mismatch": {3: {"ipr_reg": "float32", "ipr": "bfloat16"},
+                                           4: {"ipr_reg": "float32", "ipr": "bfloat16"}}}
+    assert sorted({r.seed for r in sub.results}) == [0, 1, 2]
+    v = B.regularizer_verdict(t)
+    assert v.evidence["precision_mismatch"] and v.summary["seeds"] == 3
+    for r in t.results:
+        if r.recipe == "ipr_reg":
+            r.config = {**r.config, "autocast": None}
+    none = B.regularizer_verdict(t)
+    assert none.verdict == "inconclusive" and "different forward precisions" in none.reason, none.reason
+
+
+def test_the_plan_names_the_records_precisions_and_this_machines():
+    """Chapter 06's records hold ipr_prior seed 0 trained with a bfloat16 forward and seed 1 in
+    float32 (another machine): the plan says so, whatever this machine trains in."""
+    from types import SimpleNamespace
+
+    from poselab.cli.training import _precision_line
+    from poselab.experiments import replicate as rep
+    held = rep.recorded_precisions("06", recipes=["ipr_prior"])
+    assert ("ipr_prior", 0) in held["bfloat16"] and ("ipr_prior", 1) in held["float32"]
+    line = _precision_line(SimpleNamespace(preset="full", device="cpu", chapter="06", out=None, recipes=["ipr_prior"]))
+    assert "recorded runs by forward precision: bfloat16 1, float32 1" in line and "train new seeds" in line, line

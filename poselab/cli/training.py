@@ -195,6 +195,7 @@ def _replicate(args) -> int:
                       f"{r['steps'] or '?':>7} {sps:>7s} {hours:>6s}")
             print(f"to train: {sum(not r['recorded'] for r in rows)} run(s), about {total / 3600:.1f} "
                   f"single-thread CPU hours" + (f" plus {unknown} run(s) never timed" if unknown else ""))
+            print(_precision_line(args))
             return OK
         written = rep.replicate(args.chapter, preset=args.preset, seeds=args.seeds, jobs=args.jobs,
                                 device=args.device, data=args.data, root=args.out,
@@ -205,6 +206,22 @@ def _replicate(args) -> int:
     if (k, n) == (0, 1):
         print(f"{len(written)} run(s) recorded now")
     return OK
+
+
+def _precision_line(args) -> str:
+    """Which forward precision this machine trains the preset in, against the records': runs
+    pair by seed only within one precision."""
+    from poselab.experiments import replicate as rep  # deferred: torch
+    from poselab.experiments.presets import get_preset, resolve_autocast  # deferred: torch
+    from poselab.train import resolve_device  # deferred: torch
+    here = resolve_autocast(get_preset(args.preset).autocast, resolve_device(args.device)) or "float32"
+    held = rep.recorded_precisions(args.chapter, preset=args.preset, root=args.out, recipes=args.recipes)
+    counts = ", ".join(f"{p} {len(runs)}" for p, runs in held.items()) or "none"
+    line = f"this machine trains preset {args.preset!r} in {here}; recorded runs by forward precision: {counts}"
+    if any(p != here for p in held):
+        line += (" -- a seed's two runs pair only in one precision, so here train new seeds of every "
+                 "compared recipe rather than the missing seeds of some")
+    return line
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -490,6 +490,22 @@ def recorded_pooled_verdict(judge, *, preset: str = "full", root: str | os.PathL
                    f"poselab replicate <chapter> --preset {preset}, for the chapters that own the recipes")
 
 
+def recorded_precisions(chapter: str, *, preset: str = "full", root: str | os.PathLike | None = None,
+                        recipes: Iterable[str] | None = None) -> dict[str, list[tuple[str, int]]]:
+    """The forward precision each recorded run of ``chapter`` trained in (its own records and the
+    ones it borrows; only ``recipes`` when given): ``{precision: [(recipe, seed), ...]}``, as
+    :func:`poselab.experiments.verdicts.forward_precision` reads it (``"float32"`` without
+    autocast). Seeds pair only within one precision (:func:`~poselab.experiments.verdicts.paired_table`)."""
+    keep = None if recipes is None else set(recipes)
+    out: dict[str, list[tuple[str, int]]] = {}
+    for rec in _chapter_runs(chapter, preset, root):
+        if keep is not None and rec.get("recipe") not in keep:
+            continue
+        config = (rec.get("run") or {}).get("config") or {}
+        out.setdefault(config.get("autocast") or "float32", []).append((rec["recipe"], int(rec["seed"])))
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
 def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
          root: str | os.PathLike | None = None, recipes: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per run the replication needs: recipe, seed, recorded (bool: by this chapter or

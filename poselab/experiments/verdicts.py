@@ -18,7 +18,7 @@ from .presets import get_preset
 from .registry import adapt_to_preset, get_recipe
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "paired_table", "table_evidence", "validation_curves", "objective_changes",
+__all__ = ["compare_recipes", "paired_table", "forward_precision", "table_evidence", "validation_curves", "objective_changes",
            "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE", "OBJECTIVE_SWITCHES"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
@@ -42,26 +42,45 @@ def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
                            data=f"{first.data} ({set_name})")
 
 
-def paired_table(table: ComparisonTable, ours: str, theirs: str) -> tuple[ComparisonTable | None, dict]:
-    """The runs of ``ours`` and ``theirs`` for the seeds **both** trained, ordered by seed, so the
-    i-th values of both sides are one seed's pair (same seed: the same initialisation where the
-    model is the same, the same data stream and augmentations, the same evaluation crops).
+def forward_precision(run) -> str:
+    """The forward precision ``run`` trained in: its resolved autocast (``"bfloat16"``,
+    ``"float16"``) or ``"float32"``. A preset's ``autocast="auto"`` resolves per machine
+    (bfloat16 only where the CPU or GPU computes it natively), so records of one recipe made on
+    different machines can differ in it."""
+    config = getattr(run, "config", None) or {}
+    return config.get("autocast") or "float32"
 
-    Returns ``(table, note)``: ``table`` is None when no seed was trained by both; ``note`` holds
-    ``paired_seeds`` and ``unpaired`` (recipe -> the seeds only it has, left out of the test).
-    A recipe with two runs of one seed cannot be paired: ``ValueError`` names it."""
-    seeds = {}
+
+def paired_table(table: ComparisonTable, ours: str, theirs: str) -> tuple[ComparisonTable | None, dict]:
+    """The runs of ``ours`` and ``theirs`` for the seeds **both** trained in the same forward
+    precision, ordered by seed, so the i-th values of both sides are one seed's pair (same seed:
+    the same initialisation where the model is the same, the same data stream and augmentations,
+    the same evaluation crops; same precision: the pair differs only in the recipe).
+
+    Returns ``(table, note)``: ``table`` is None when no seed pairs; ``note`` holds
+    ``paired_seeds``, ``unpaired`` (recipe -> the seeds only it has, left out of the test) and,
+    when some seed's two runs trained in different forward precisions
+    (:func:`forward_precision`), ``precision_mismatch`` (seed -> each side's precision), left out
+    too. A recipe with two runs of one seed cannot be paired: ``ValueError`` names it."""
+    seeds, precision = {}, {}
     for name in (ours, theirs):
-        mine = [r.seed for r in table.results if r.recipe == name]
+        runs = [r for r in table.results if r.recipe == name]
+        mine = [r.seed for r in runs]
         repeated = sorted({s for s in mine if mine.count(s) > 1})
         if repeated:
             raise ValueError(f"cannot pair {ours!r} with {theirs!r} by seed: {name!r} has more than one run "
                              f"of seed(s) {repeated}")
         seeds[name] = set(mine)
-    common = sorted(seeds[ours] & seeds[theirs])
+        precision[name] = {r.seed: forward_precision(r) for r in runs}
+    both = sorted(seeds[ours] & seeds[theirs])
+    mismatch = {s: {name: precision[name][s] for name in (ours, theirs)} for s in both
+                if precision[ours][s] != precision[theirs][s]}
+    common = [s for s in both if s not in mismatch]
     note = {"paired_seeds": common,
-            "unpaired": {name: sorted(seeds[name] - set(common)) for name in (ours, theirs)
-                         if seeds[name] - set(common)}}
+            "unpaired": {name: sorted(seeds[name] - set(both)) for name in (ours, theirs)
+                         if seeds[name] - set(both)}}
+    if mismatch:
+        note["precision_mismatch"] = mismatch
     if not common:
         return None, note
     keep = [r for name in (ours, theirs) for r in sorted(table.results, key=lambda r: r.seed)
@@ -125,8 +144,9 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
     """Verdict for "``ours`` beats ``theirs`` on ``metric``", the paper's effect beside ours.
 
     The rule is :func:`poselab.claims.compare_seeds` (with ``paper_effect``: the power check;
-    ``paired``: each seed's runs of both recipes paired, over the seeds both trained —
-    :func:`paired_table`; the seeds only one side has are left out and named in the evidence,
+    ``paired``: each seed's runs of both recipes paired, over the seeds both trained in one
+    forward precision — :func:`paired_table`; the seeds only one side has, and those whose two
+    runs differ in precision, are left out and named in the evidence,
     and the floor and convergence checks read the same paired runs). Then both sides must be
     able to carry a verdict (:func:`poselab.claims.require_ready`): the baseline's
     ``floor_metric`` reaches ``floor`` (:func:`~poselab.claims.apply_floor`), **each** compared
@@ -157,8 +177,11 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
         sub, note = paired_table(table, ours, theirs)
         if sub is None:
             seeds = "; ".join(f"{k} seeds {v}" for k, v in note["unpaired"].items())
+            if note.get("precision_mismatch"):
+                seeds = "; ".join(filter(None, [seeds, "seeds " + ", ".join(map(str, note["precision_mismatch"]))
+                                                + " trained in different forward precisions"]))
             return claims.Verdict("inconclusive", f"paired by seed, but no seed was trained by both {ours} "
-                                  f"and {theirs} ({seeds})", {"paired": True, **note}, {})
+                                  f"and {theirs} in one forward precision ({seeds})", {"paired": True, **note}, {})
         table = sub
     ev = table_evidence(table, [ours, theirs], metric, set_name)
     if paired:
