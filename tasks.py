@@ -89,6 +89,7 @@ def test_side_by_side() -> int:
     :data:`SLOWEST` slowest tests. Returns 0 when both passed."""
     import shlex
     import tempfile
+    import threading
     import time
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -100,14 +101,18 @@ def test_side_by_side() -> int:
         for cmd in cmds:
             print("+", shlex.join(cmd), flush=True)
         notebooks = subprocess.Popen(cmds[0], cwd=ROOT, env=env, stdout=buffered, stderr=subprocess.STDOUT)
+        ended = {}       # the notebook half's exit code and time, taken when it ends, not after the unit half
+        waiter = threading.Thread(target=lambda: ended.update(code=notebooks.wait(), at=time.monotonic() - start),
+                                  daemon=True)
+        waiter.start()
         try:
             unit = subprocess.run(cmds[1], cwd=ROOT, env=env).returncode
             unit_s = time.monotonic() - start
-            nb = notebooks.wait()
+            waiter.join()
         finally:
             if notebooks.poll() is None:
                 notebooks.kill()
-        nb_s = time.monotonic() - start
+        nb, nb_s = ended["code"], ended["at"]
         buffered.seek(0)
         print("\n----- the notebook tests -----", flush=True)
         sys.stdout.write(buffered.read())

@@ -70,3 +70,21 @@ def test_exit_code_is_zero_only_when_both_halves_pass(monkeypatch, tmp_path, cap
     assert tasks.test_side_by_side() == want
     out = capfd.readouterr().out
     assert "half 0" in out and "half 1" in out          # the buffered half is printed too
+
+
+def test_each_half_reports_its_own_time(monkeypatch, tmp_path, capfd):
+    """The notebook half ends first here (at once; the unit half sleeps 3 s): its time is taken
+    when it ends, not when the unit half has ended too."""
+    tasks = _tasks()
+    quick, slow = tmp_path / "quick.py", tmp_path / "slow.py"
+    quick.write_text("print('notebooks')\n")
+    slow.write_text("import time; time.sleep(3); print('units')\n")
+    fake = types.SimpleNamespace(
+        STDOUT=subprocess.STDOUT,
+        Popen=lambda cmd, **kw: subprocess.Popen([sys.executable, str(quick)], **kw),
+        run=lambda cmd, **kw: subprocess.run([sys.executable, str(slow)], **kw))
+    monkeypatch.setattr(tasks, "subprocess", fake)
+    assert tasks.test_side_by_side() == 0
+    line = capfd.readouterr().out.strip().splitlines()[-1]
+    unit_s, nb_s = (float(x) for x in re.findall(r"in (\d+) s", line))
+    assert unit_s >= 3 and nb_s < unit_s, line
