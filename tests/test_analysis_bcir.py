@@ -28,9 +28,24 @@ def test_symmetric_blob_mass_and_support():
 def test_eq37_and_compensation_exact_on_symmetric_blobs():
     c = B.bias_checks(150, SIZE, seed=1)
     assert c["eq37_max_error"] <= 1e-9
-    assert c["compensation_max_error"] <= 1e-9
+    assert c["compensation_within_rounding"] and c["compensation_worst_over_bound"] < 0.2
+    assert c["compensation_max_error"] <= 1e-8 and c["compensation_max_gain"] > 100
     assert c["toward_centre"].all()
     assert c["max_raw_error"] > 5     # the bias is real and large somewhere
+
+
+def test_the_compensation_bound_rejects_an_error_beyond_rounding(monkeypatch):
+    """The counter-case: a compensated point 1e-6 px off (far below a pixel, far above float64
+    rounding times the gain) is outside the bound."""
+    real = B.compensate_softargmax_bias
+
+    def off(*args, **kwargs):
+        comp, valid = real(*args, **kwargs)
+        return comp + 1e-6, valid
+
+    monkeypatch.setattr(B, "compensate_softargmax_bias", off)
+    c = B.bias_checks(60, SIZE, seed=1)
+    assert not c["compensation_within_rounding"] and c["compensation_worst_over_bound"] > 1
 
 
 def test_eq37_by_loop_reference():

@@ -158,13 +158,23 @@ def bias_checks(n_cases: int = 200, size: Sequence[int] = (64, 48), seed: int = 
     """The math claims of §5.1–5.2 over random symmetric blobs (half-pixel centres, support
     inside the map, σ in [0.5, 5], β in [0.5, 20], peak in [0.05, 2]).
 
-    Returns ``{"eq37_max_error", "compensation_max_error", "toward_centre" (bool per case),
-    "max_raw_error", "cases"}``. "Toward the centre": on each axis the soft-argmax lies between
-    the true location and the map centre.
+    Returns ``{"eq37_max_error", "compensation_max_error", "compensation_max_gain",
+    "compensation_worst_over_bound", "compensation_within_rounding", "toward_centre" (bool per
+    case), "max_raw_error", "cases"}``. "Toward the centre": on each axis the soft-argmax lies
+    between the true location and the map centre.
+
+    The compensation divides by 1 − n/C, so it amplifies the float64 rounding of the
+    soft-argmax (a sum of n = H·W terms) by its gain C/(C − n): up to ~10⁵ for a faint, narrow
+    blob at small β. Each case's bound is n·ε·max(H, W)·gain (ε: float64's machine epsilon; the
+    worst case of an n-term sum of coordinates up to max(H, W)); "within rounding" holds when
+    every case's error is inside its bound. The summation order, and so the last bits, differ
+    between CPUs (vector widths): a fixed tolerance such as 1e-9 px failed on an AVX2 machine
+    (1.6e-9) where an AVX-512 one gave 1.2e-10. A wrong formula misses by far more (a swapped
+    centre: pixels).
     """
     rng = np.random.default_rng(seed)
     H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
-    rows = []
+    rows, log_cs = [], []
     for _ in range(whole_number(n_cases, "n_cases", 0)):
         sigma = float(rng.uniform(0.5, 5.0))
         r = math.ceil(3 * sigma)
@@ -176,11 +186,17 @@ def bias_checks(n_cases: int = 200, size: Sequence[int] = (64, 48), seed: int = 
         m = symmetric_blob(size, (cx, cy), sigma, peak=peak)
         raw, comp, _, log_c = _decode(m, beta)
         rows.append((cx, cy, sigma, beta, peak, *raw, *comp, *eq37_softargmax((cx, cy), log_c, size)))
+        log_cs.append(float(log_c))
     a = np.array(rows)
     true, raw, comp, eq37 = a[:, 0:2], a[:, 5:7], a[:, 7:9], a[:, 9:11]
     toward = toward_centre(raw, true, size)
+    gain = 1.0 / -np.expm1(math.log(H * W) - np.array(log_cs))            # C / (C − n) per case
+    bound = H * W * np.finfo(np.float64).eps * max(H, W) * gain
+    over = np.abs(comp - true).max(axis=1) / bound
     return {"eq37_max_error": float(np.abs(raw - eq37).max()),
             "compensation_max_error": float(np.abs(comp - true).max()),
+            "compensation_max_gain": float(gain.max()), "compensation_worst_over_bound": float(over.max()),
+            "compensation_within_rounding": bool(np.all(over <= 1.0)),
             "max_raw_error": float(np.abs(raw - true).max()),
             "toward_centre": toward, "cases": a}
 
