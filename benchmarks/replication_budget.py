@@ -39,6 +39,20 @@ def pooled_cost() -> dict[str, float]:
     return {k: statistics.median(v) for k, v in per_recipe.items()}
 
 
+def cost_by_precision() -> dict[str, dict[str, float]]:
+    """recipe → {forward precision → median CPU seconds per step} over the one-thread ``full``
+    records: a machine with native bfloat16 trains the presets' ``autocast="auto"`` in bfloat16,
+    another in float32 (about twice the CPU time a step), so the pooled median mixes the two."""
+    per: dict[str, dict[str, list[float]]] = {}
+    for stem in CHAPTERS:
+        for rec in rep.recorded_runs(stem, preset="full"):
+            cpu, steps = rec.get("cpu_seconds"), rec.get("steps")
+            if cpu and steps and rec.get("threads") in (1, None):
+                precision = ((rec.get("run") or {}).get("config") or {}).get("autocast") or "float32"
+                per.setdefault(rec["recipe"], {}).setdefault(precision, []).append(float(cpu) / float(steps))
+    return {r: {p: statistics.median(v) for p, v in d.items()} for r, d in per.items()}
+
+
 def budget(seeds=(0, 1, 2, 3, 4)) -> list[dict]:
     cost = pooled_cost()
     rows = []
@@ -58,11 +72,15 @@ def budget(seeds=(0, 1, 2, 3, 4)) -> list[dict]:
 
 
 def per_recipe_table(cost: dict[str, float], steps: int) -> list[str]:
-    lines = ["| recipe | CPU s / step (median of records) | CPU min / run | runs / hour on 2 cores |",
-             "|---|---|---|---|"]
+    split = cost_by_precision()
+    lines = ["| recipe | CPU s / step (median of records) | CPU min / run | runs / hour on 2 cores "
+             "| s / step, bfloat16 records | s / step, float32 records |",
+             "|---|---|---|---|---|---|"]
     for name, sps in sorted(cost.items(), key=lambda kv: kv[1]):
         run_s = sps * steps
-        lines.append(f"| {name} | {sps:.3f} | {run_s / 60:.1f} | {CORES * 3600 / run_s:.1f} |")
+        by = split.get(name, {})
+        cells = " | ".join(f"{by[p]:.3f}" if p in by else "—" for p in ("bfloat16", "float32"))
+        lines.append(f"| {name} | {sps:.3f} | {run_s / 60:.1f} | {CORES * 3600 / run_s:.1f} | {cells} |")
     return lines
 
 
