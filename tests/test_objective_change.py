@@ -68,3 +68,15 @@ def test_compare_recipes_reads_the_prior_recipe_after_its_switch():
                      curve=lambda r, ap: ([(s, ap * v / 0.631) for s, v in JUMP] if r == "ipr_prior" else
                                           [(3000, ap * 0.95), (4000, ap * 0.99), (5000, ap)]))
     assert B.components_verdict(flat).summary["links"]["ipr_prior > ipr"]["verdict"] == "reproduced"
+
+
+def test_the_step_comes_from_the_runs_own_config_first():
+    """A recorded run keeps the loss parameters and preset it trained with: a T_o of its own (here
+    20 of 40 epochs) wins over the registered recipe's."""
+    table = FakeTable({"ipr_prior": [0.63]}, preset="full", curve=lambda r, ap: [(2500, ap * 0.6), (5000, ap)])
+    run = table.results[0]
+    run.config = {**run.config, "recipe": {"loss_params": {"prior_weight": 1.0, "t_off_epochs": 20}},
+                  "preset": {"epochs": 40, "max_steps": None}}
+    assert objective_change_step(run) == 2500.0
+    run.config["recipe"]["loss_params"]["prior_weight"] = 0.0          # the term never trained
+    assert objective_change_step(run) is None

@@ -18,8 +18,8 @@ from .presets import get_preset
 from .registry import adapt_to_preset, get_recipe
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "paired_table", "forward_precision", "table_evidence", "validation_curves", "objective_changes",
-           "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE", "OBJECTIVE_SWITCHES"]
+__all__ = ["compare_recipes", "paired_table", "forward_precision", "table_evidence", "validation_curves",
+           "objective_changes", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE", "OBJECTIVE_SWITCHES"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
 #: the baseline AP on generated val below which no loss comparison is a finding
@@ -101,20 +101,27 @@ OBJECTIVE_SWITCHES = (("t_off_epochs", "prior_weight"),)
 
 def objective_change_step(run) -> float | None:
     """The training step at which ``run``'s objective last changed — a term of
-    :data:`OBJECTIVE_SWITCHES` with a non-zero weight switching off at its epoch, under the
-    recipe as adapted to the run's preset — or None: no such term, a recipe or preset this
-    process does not know, or a preset capped by ``max_steps`` (its epochs do not give the step)."""
+    :data:`OBJECTIVE_SWITCHES` with a non-zero weight switching off at its epoch — or None: no
+    such term, a recipe or preset that cannot be read, or a preset capped by ``max_steps`` (its
+    epochs do not give the step). The loss parameters and preset are the ones the run recorded
+    in its config; without them, the registered recipe as adapted to the run's preset."""
+    config = getattr(run, "config", None) or {}
+    params = (config.get("recipe") or {}).get("loss_params")
+    preset = config.get("preset") or {}
     try:
-        preset = get_preset(run.preset)
-        params = adapt_to_preset(get_recipe(run.recipe), preset).loss_params
+        if params is None or not preset:
+            known = get_preset(run.preset)
+            params = adapt_to_preset(get_recipe(run.recipe), known).loss_params if params is None else params
+            preset = preset or {"epochs": known.epochs, "max_steps": known.max_steps}
+        epochs = [float(params[at]) for at, weight in OBJECTIVE_SWITCHES
+                  if params.get(weight) and params.get(at) is not None]
+        total = float(preset["epochs"])
     except (KeyError, ValueError, TypeError):
         return None
-    epochs = [float(params[at]) for at, weight in OBJECTIVE_SWITCHES
-              if params.get(weight) and params.get(at) is not None]
     steps = _steps(run)
-    if not epochs or not steps or preset.max_steps is not None:
+    if not epochs or not steps or preset.get("max_steps") is not None or total <= 0:
         return None
-    return max(epochs) * steps / preset.epochs
+    return max(epochs) * steps / total
 
 
 def objective_changes(table: ComparisonTable, recipe: str) -> list[float | None]:
