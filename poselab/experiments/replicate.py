@@ -46,6 +46,7 @@ from .records import _git, provenance
 from .presets import Preset, get_preset
 from .registry import Recipe
 from .runner import ComparisonTable, RunResult, _jsonable, compare
+from .verdicts import config_precision
 
 __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipes", "register_chapter_recipes",
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
@@ -493,16 +494,15 @@ def recorded_pooled_verdict(judge, *, preset: str = "full", root: str | os.PathL
 def recorded_precisions(chapter: str, *, preset: str = "full", root: str | os.PathLike | None = None,
                         recipes: Iterable[str] | None = None) -> dict[str, list[tuple[str, int]]]:
     """The forward precision each recorded run of ``chapter`` trained in (its own records and the
-    ones it borrows; only ``recipes`` when given): ``{precision: [(recipe, seed), ...]}``, as
-    :func:`poselab.experiments.verdicts.forward_precision` reads it (``"float32"`` without
-    autocast). Seeds pair only within one precision (:func:`~poselab.experiments.verdicts.paired_table`)."""
+    ones it borrows; only ``recipes`` when given): ``{precision: [(recipe, seed), ...]}``, by
+    :func:`poselab.experiments.verdicts.config_precision`. Seeds pair only within one precision (:func:`~poselab.experiments.verdicts.paired_table`)."""
     keep = None if recipes is None else set(recipes)
     out: dict[str, list[tuple[str, int]]] = {}
     for rec in _chapter_runs(chapter, preset, root):
         if keep is not None and rec.get("recipe") not in keep:
             continue
-        config = (rec.get("run") or {}).get("config") or {}
-        out.setdefault(config.get("autocast") or "float32", []).append((rec["recipe"], int(rec["seed"])))
+        precision = config_precision((rec.get("run") or {}).get("config"))
+        out.setdefault(precision, []).append((rec["recipe"], int(rec["seed"])))
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 

@@ -18,7 +18,7 @@ from .presets import get_preset
 from .registry import adapt_to_preset, get_recipe
 from .runner import GENERATED_VAL, ComparisonTable
 
-__all__ = ["compare_recipes", "paired_table", "forward_precision", "table_evidence", "validation_curves",
+__all__ = ["compare_recipes", "paired_table", "forward_precision", "config_precision", "table_evidence", "validation_curves",
            "objective_changes", "LOWER_IS_BETTER", "DEFAULT_AP_FLOOR", "DEFAULT_CONVERGE_TOLERANCE", "OBJECTIVE_SWITCHES"]
 
 LOWER_IS_BETTER = {"EPE", "EPE_crop", "seconds_per_step", "train_seconds", "peak_memory_mb"}
@@ -42,13 +42,17 @@ def table_evidence(table: ComparisonTable, recipes: Sequence[str], metric: str,
                            data=f"{first.data} ({set_name})")
 
 
+def config_precision(config) -> str:
+    """The forward precision a run's ``config`` (its record's ``run.config``) trained in: the
+    resolved autocast (``"bfloat16"``, ``"float16"``) or ``"float32"``. A preset's
+    ``autocast="auto"`` resolves per machine (bfloat16 only where the CPU or GPU computes it
+    natively), so records of one recipe made on different machines can differ in it."""
+    return (config or {}).get("autocast") or "float32"
+
+
 def forward_precision(run) -> str:
-    """The forward precision ``run`` trained in: its resolved autocast (``"bfloat16"``,
-    ``"float16"``) or ``"float32"``. A preset's ``autocast="auto"`` resolves per machine
-    (bfloat16 only where the CPU or GPU computes it natively), so records of one recipe made on
-    different machines can differ in it."""
-    config = getattr(run, "config", None) or {}
-    return config.get("autocast") or "float32"
+    """:func:`config_precision` of a run (a :class:`~poselab.experiments.RunResult`)."""
+    return config_precision(getattr(run, "config", None))
 
 
 def paired_table(table: ComparisonTable, ours: str, theirs: str) -> tuple[ComparisonTable | None, dict]:
