@@ -43,6 +43,9 @@ def test_fast_replication_records_the_derived_steps_resumes_and_refuses_a_corrup
         assert rec["kind"] == rep.DERIVED_KIND and rec["seed"] == 0 and rec["preset"] == "fast"
         for key in ("commit", "source_digest", "threads", "wall_seconds", "cpu_seconds", "command"):
             assert key in rec
+        run = json.loads((folder / f"{rec['base']['recipe']}__fast__seed0.json").read_text())["run"]
+        assert rec["base"]["forward_precision"] == (run["config"].get("autocast") or "float32")  # pairs by it
+        assert rep.derived_precision(rec, folder) == rec["base"]["forward_precision"]
     # out of crop: both models scored on the same cut crops of their own val set, at the fast geometry
     a, b = recs[OOC_SAR]["values"], recs[OOC_MSE]["values"]
     assert a["recipe"] == HEADLINE_SAR and b["recipe"] == "mse" and recs[OOC_MSE]["base"]["recipe"] == "mse"

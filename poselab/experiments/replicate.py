@@ -46,13 +46,13 @@ from .records import _git, provenance
 from .presets import Preset, get_preset
 from .registry import Recipe
 from .runner import ComparisonTable, RunResult, _jsonable, compare
-from .verdicts import config_precision
+from .verdicts import config_precision, forward_precision
 
 __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipes", "register_chapter_recipes",
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
+           "derive", "recorded_derived", "derived_precision", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs",
            "SeedPairs", "pair_by_seed"]
 
@@ -207,7 +207,7 @@ def _derive(folder: Path, todo, p, *, device: str, data: str, started: dict[str,
             raise TypeError(f"derived step {step.name} returned {type(values).__name__}, not a dict")
         rec = {"kind": DERIVED_KIND, "name": step.name, "chapter": folder.name, "seed": seed, "preset": p.name,
                "base": {"recipe": base.recipe, "key": base.key, "seed": base.seed, "data": base.data,
-                        "metrics": base.metrics},
+                        "metrics": base.metrics, "forward_precision": forward_precision(base)},
                "commit": started.get("commit"), "dirty": started.get("dirty"),
                "source_digest": source_digest(), "threads": int(torch.get_num_threads()),
                "device": "cpu", "base_device": str(device), "machine": f"{platform.platform()}; {os.cpu_count()} CPUs",
@@ -263,8 +263,53 @@ def recorded_derived_group_verdict(chapter: str, names: Iterable[str], judge, *,
         groups = {n: recorded_derived(chapter, n, preset=preset, root=root) for n in names}
     except ValueError as exc:
         return {"recorded": False, "verdict": "—", "preset": preset, "reason": f"{exc}"[:240]}
+    groups, mismatch = _one_precision_per_seed(groups, replication_folder(chapter, root))
     recs = [r for n in names for r in groups[n]]
-    return _judged(judge, groups if recs else None, recs, preset, how)
+    out = _judged(judge, groups if recs or mismatch else None, recs, preset, how)
+    if mismatch:
+        left = "; ".join(f"seed {s}: " + ", ".join(f"{n} {p}" for n, p in by.items()) for s, by in mismatch.items())
+        out["precision_mismatch"] = mismatch
+        out["reason"] = (f"{out['reason']} (left out, trained in different forward precisions: {left})")
+    return out
+
+
+def derived_precision(record: Mapping[str, Any], folder: str | os.PathLike | None = None) -> str | None:
+    """The forward precision the base run of a derived record trained in: the record's own
+    ``base.forward_precision`` (recorded since session 13), else, for an older record, the
+    precision of the run record in ``folder`` whose run key is the base's key; None when
+    neither says (an unknown precision never excludes a record from a pair)."""
+    base = record.get("base") if isinstance(record, Mapping) else None
+    if not isinstance(base, Mapping):
+        return None
+    if isinstance(base.get("forward_precision"), str):
+        return base["forward_precision"]
+    if (folder is None or not isinstance(base.get("recipe"), str) or not isinstance(base.get("seed"), int)
+            or not isinstance(record.get("preset"), str)):
+        return None
+    try:
+        run = json.loads(record_file(Path(folder), base["recipe"], record["preset"], base["seed"]).read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(run, Mapping) and run.get("key") == base.get("key"):
+        return config_precision(run.get("config"))
+    return None
+
+
+def _one_precision_per_seed(groups: dict[str, list], folder: Path) -> tuple[dict[str, list], dict[int, dict]]:
+    """``groups`` without the seeds whose records (one per step) come from base runs of different
+    forward precisions (:func:`derived_precision`), and those seeds: ``{seed: {step: precision}}``.
+    A seed's records pair only within one precision, as :func:`poselab.experiments.paired_table`
+    pairs live runs."""
+    by_seed: dict[int, dict[str, str]] = {}
+    for name, recs in groups.items():
+        for rec in recs:
+            precision = derived_precision(rec, folder)
+            if precision is not None:
+                by_seed.setdefault(int(rec["seed"]), {})[name] = precision
+    mismatch = {s: by for s, by in sorted(by_seed.items()) if len(set(by.values())) > 1}
+    if not mismatch:
+        return groups, {}
+    return {n: [r for r in recs if int(r["seed"]) not in mismatch] for n, recs in groups.items()}, mismatch
 
 
 def _judged(judge, evidence, recs: list[dict[str, Any]], preset: str, how: str) -> dict[str, Any]:
