@@ -507,7 +507,8 @@ def test_simcc_kl_recipe_loss_refuses_bad_beta_when_built():
 
 
 @pytest.mark.parametrize("text", ['[1, 2]', '{"recipe": 5, "seed": "x", "metrics": []}',
-                                  '{"metrics": {"val": 3}, "train_seconds": "slow", "created": 7}'])
+                                  '{"metrics": {"val": 3}, "train_seconds": "slow", "created": 7}',
+                                  '{"config": "x"}', '{"config": {"autocast": 5}}'])
 def test_poselab_results_lists_a_malformed_cache_entry_without_a_traceback(text, tmp_path, monkeypatch, capsys):
     from poselab.cli import main
     entry = tmp_path / "cache" / "mse" / "abc"

@@ -179,7 +179,9 @@ def test_cli_train_writes_result_json_and_lists_runs(tmp_path, capsys):
     assert ex.GENERATED_VAL in data["metrics"] and "AP" in data["metrics"][ex.GENERATED_VAL]
     capsys.readouterr()
     assert main(["results"]) == 0
-    assert "mse" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "mse" in listed and "forward" in listed.splitlines()[0]
+    assert (data["config"].get("autocast") or "float32") in listed  # the precision its seeds pair in
     assert main(["recipes"]) == 0
     assert "emd" in capsys.readouterr().out
 

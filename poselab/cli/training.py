@@ -121,6 +121,7 @@ def _results(args) -> int:
     from poselab.experiments.cache import cache_root, list_entries  # deferred: torch
     from poselab.experiments.records import (load_record, record_status,  # deferred: torch
                                              verify_record)
+    from poselab.experiments.verdicts import config_precision  # deferred: torch
     if args.action == "verify":
         if not args.file:
             raise CliError("results verify needs a record file, e.g. poselab results verify results/mse_full.json")
@@ -141,8 +142,10 @@ def _results(args) -> int:
     if not entries:
         print(f"no cached runs under {cache_root()}")
         return OK
-    print(f"{'recipe':16s} {'preset':8s} {'seed':>4s} {'AP':>7s} {'train s':>8s} {'created':26s} path")
+    print(f"{'recipe':16s} {'preset':8s} {'seed':>4s} {'AP':>7s} {'train s':>8s} {'forward':9s} {'created':26s} path")
     for e in entries:
+        config = e.get("config")  # the forward precision: a run's seeds pair only within one
+        forward = str(config_precision(config)) if isinstance(config, dict) or config is None else "?"
         metrics = e.get("metrics")
         first = next(iter(metrics.values()), {}) if isinstance(metrics, dict) else {}
         ap = first.get("AP") if isinstance(first, dict) else None
@@ -151,7 +154,7 @@ def _results(args) -> int:
               f"{seed if isinstance(seed, int) else '?':>4} "
               f"{format(ap, '7.3f') if isinstance(ap, (int, float)) else '—':>7} "
               f"{format(secs, '8.1f') if isinstance(secs, (int, float)) else '—':>8} "
-              f"{str(e.get('created', '')):26s} {e['path']}")
+              f"{forward:9s} {str(e.get('created', '')):26s} {e['path']}")
     return OK
 
 
