@@ -604,9 +604,15 @@ def has_converged(name: str, curves: Iterable, *, tolerance: float, fraction: fl
     if not (0 < fraction < 1):
         raise ClaimError(f"fraction must be in (0, 1), got {fraction!r}")
     curves = list(curves)
+    if changed_at is not None and (isinstance(changed_at, (str, bytes, Mapping)) or not isinstance(changed_at, Iterable)):
+        raise ClaimError(f"changed_at must be a list with one step (or None) per curve, got {changed_at!r:.60}")
     changes = [None] * len(curves) if changed_at is None else list(changed_at)
     if len(changes) != len(curves):
         raise ClaimError(f"changed_at needs one step (or None) per curve: {len(changes)} for {len(curves)} curves")
+    bad = [c for c in changes if c is not None and (isinstance(c, bool) or not isinstance(c, numbers.Real)
+                                                      or not math.isfinite(c) or c < 0)]
+    if bad:
+        raise ClaimError(f"changed_at holds steps >= 0 (or None), got {bad[0]!r:.60}")
     gains, last_steps, windows = [], [], []
     for curve, change in zip(curves, changes):
         steps, values = (curve["steps"], curve["values"]) if isinstance(curve, Mapping) else curve

@@ -1,6 +1,8 @@
 """Convergence read after a scheduled change of the objective (BCIR's prior switched off at T_o):
 the jump the change causes is no sign of slow learning, a steady climb after it still is, and
 with too few validations after the change the plain rule applies."""
+from types import SimpleNamespace
+
 import pytest
 
 import poselab.experiments  # noqa: F401  (registers the chapters' recipes)
@@ -80,3 +82,20 @@ def test_the_step_comes_from_the_runs_own_config_first():
     assert objective_change_step(run) == 2500.0
     run.config["recipe"]["loss_params"]["prior_weight"] = 0.0          # the term never trained
     assert objective_change_step(run) is None
+
+
+@pytest.mark.parametrize("bad", [4, "4", [float("nan")], [-1.0], ["4"], [True], [float("inf")], [[1]]])
+def test_changed_at_refuses_what_is_not_a_step_per_curve(bad):
+    curve = ([3000, 4000, 4500, 5000], [0.46, 0.52, 0.63, 0.631])
+    with pytest.raises(claims.ClaimError, match="changed_at"):
+        claims.has_converged("prior", [curve], tolerance=0.05, relative=True, changed_at=bad)
+
+
+@pytest.mark.parametrize("run", [5, SimpleNamespace(config="x", recipe="ipr_prior", preset="full"),
+                                 SimpleNamespace(config={"recipe": {"loss_params": [1]}, "preset": {"epochs": 5}},
+                                                 recipe="ipr_prior", preset="full"),
+                                 SimpleNamespace(config={}, recipe="ipr_prior", preset="full", history=[1])])
+def test_objective_change_step_of_an_unreadable_run_is_none_not_a_traceback(run):
+    assert objective_change_step(run) is None
+    ok = SimpleNamespace(config={}, recipe="ipr_prior", preset="full", history={"steps": 5000})
+    assert objective_change_step(ok) == pytest.approx(4250.0)  # the same reader does find a readable one

@@ -108,14 +108,30 @@ def test_a_seed_whose_two_runs_differ_in_forward_precision_is_no_pair():
     assert none.verdict == "inconclusive" and "different forward precisions" in none.reason, none.reason
 
 
-def test_the_plan_names_the_records_precisions_and_this_machines():
+def test_the_plan_names_the_records_precisions_and_this_machines(tmp_path):
     """Chapter 06's records hold ipr_prior seed 0 trained with a bfloat16 forward and seed 1 in
-    float32 (another machine): the plan says so, whatever this machine trains in."""
+    float32 (another machine): the plan says so, whatever this machine trains in. (A copy of
+    those two records: the checkout's folder grows as the replication goes on.)"""
+    import shutil
     from types import SimpleNamespace
 
     from poselab.cli.training import _precision_line
     from poselab.experiments import replicate as rep
-    held = rep.recorded_precisions("06", recipes=["ipr_prior"])
-    assert ("ipr_prior", 0) in held["bfloat16"] and ("ipr_prior", 1) in held["float32"]
-    line = _precision_line(SimpleNamespace(preset="full", device="cpu", chapter="06", out=None, recipes=["ipr_prior"]))
+    folder = tmp_path / "06_bcir"
+    folder.mkdir()
+    for seed in (0, 1):
+        name = rep.record_file(folder, "ipr_prior", "full", seed).name
+        shutil.copy(rep.replication_folder("06") / name, folder / name)
+    held = rep.recorded_precisions("06", recipes=["ipr_prior"], root=tmp_path)
+    assert held == {"bfloat16": [("ipr_prior", 0)], "float32": [("ipr_prior", 1)]}
+    line = _precision_line(SimpleNamespace(preset="full", device="cpu", chapter="06", out=tmp_path,
+                                           recipes=["ipr_prior"]))
     assert "recorded runs by forward precision: bfloat16 1, float32 1" in line and "train new seeds" in line, line
+
+
+@pytest.mark.parametrize("config, want", [({"autocast": "bfloat16"}, "bfloat16"), ({"autocast": None}, "float32"),
+                                          ({}, "float32"), (None, "float32"), ("bfloat16", "float32"),
+                                          ({"autocast": 3}, "float32"), ({"autocast": "float16"}, "float16")])
+def test_config_precision_reads_a_records_autocast_and_nothing_else(config, want):
+    from poselab.experiments.verdicts import config_precision
+    assert config_precision(config) == want

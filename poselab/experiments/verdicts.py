@@ -47,7 +47,8 @@ def config_precision(config) -> str:
     resolved autocast (``"bfloat16"``, ``"float16"``) or ``"float32"``. A preset's
     ``autocast="auto"`` resolves per machine (bfloat16 only where the CPU or GPU computes it
     natively), so records of one recipe made on different machines can differ in it."""
-    return (config or {}).get("autocast") or "float32"
+    found = config.get("autocast") if isinstance(config, dict) else None
+    return found if isinstance(found, str) and found else "float32"
 
 
 def forward_precision(run) -> str:
@@ -109,20 +110,23 @@ def objective_change_step(run) -> float | None:
     such term, a recipe or preset that cannot be read, or a preset capped by ``max_steps`` (its
     epochs do not give the step). The loss parameters and preset are the ones the run recorded
     in its config; without them, the registered recipe as adapted to the run's preset."""
-    config = getattr(run, "config", None) or {}
-    params = (config.get("recipe") or {}).get("loss_params")
+    config = getattr(run, "config", None)
+    config = config if isinstance(config, dict) else {}
+    recipe = config.get("recipe")
+    params = recipe.get("loss_params") if isinstance(recipe, dict) else None
     preset = config.get("preset") or {}
     try:
         if params is None or not preset:
-            known = get_preset(run.preset)
-            params = adapt_to_preset(get_recipe(run.recipe), known).loss_params if params is None else params
+            known = get_preset(getattr(run, "preset", None))
+            params = adapt_to_preset(get_recipe(getattr(run, "recipe", None)), known).loss_params \
+                if params is None else params
             preset = preset or {"epochs": known.epochs, "max_steps": known.max_steps}
         epochs = [float(params[at]) for at, weight in OBJECTIVE_SWITCHES
                   if params.get(weight) and params.get(at) is not None]
         total = float(preset["epochs"])
-    except (KeyError, ValueError, TypeError):
+        steps = _steps(run)
+    except (KeyError, ValueError, TypeError, AttributeError):  # a config that cannot be read: no change known
         return None
-    steps = _steps(run)
     if not epochs or not steps or preset.get("max_steps") is not None or total <= 0:
         return None
     return max(epochs) * steps / total
