@@ -135,3 +135,31 @@ def test_the_plan_names_the_records_precisions_and_this_machines(tmp_path):
 def test_config_precision_reads_a_records_autocast_and_nothing_else(config, want):
     from poselab.experiments.verdicts import config_precision
     assert config_precision(config) == want
+
+
+def test_records_by_seed_lays_out_each_runs_value_and_precision(tmp_path):
+    """The table a student reads before training more seeds: one row per recipe, one column per
+    seed, each cell the run's AP and forward precision (copies of chapter 06's records)."""
+    import json
+    import shutil
+
+    from poselab.experiments import replicate as rep
+    folder = tmp_path / "06_bcir"
+    folder.mkdir()
+    for recipe, seed in (("ipr", 0), ("ipr_prior", 0), ("ipr_prior", 1)):
+        name = rep.record_file(folder, recipe, "full", seed).name
+        shutil.copy(rep.replication_folder("06") / name, folder / name)
+    rows = rep.records_by_seed("06", root=tmp_path, recipes=["ipr", "ipr_prior", "mse_sigma1"])
+    assert list(rows) == ["ipr", "ipr_prior", "mse_sigma1"]
+    assert rows["ipr"] == {"seed 0": "0.477 bf16", "seed 1": ""}
+    assert rows["ipr_prior"] == {"seed 0": "0.631 bf16", "seed 1": "0.631 fp32"}
+    assert rows["mse_sigma1"] == {"seed 0": "", "seed 1": ""}
+    path = rep.record_file(folder, "ipr", "full", 0)
+    rec = json.loads(path.read_text())
+    del rec["metrics"]["generated val"]["AP"]
+    path.write_text(json.dumps(rec))
+    assert rep.records_by_seed("06", root=tmp_path, recipes="ipr")["ipr"]["seed 0"] == "— bf16"
+    every = rep.records_by_seed("06", root=tmp_path)  # default rows: the chapter's replication recipes
+    assert {"mse", "ipr", "bcir", "bcir_beta20"} <= set(every) and every["bcir"] == {"seed 0": "", "seed 1": ""}
+    with pytest.raises(TypeError, match="metric"):
+        rep.records_by_seed("06", root=tmp_path, metric=None)

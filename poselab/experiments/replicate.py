@@ -52,7 +52,7 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "derived_precision", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
+           "derive", "recorded_derived", "derived_precision", "records_by_seed", "PRECISION_LABELS", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs",
            "SeedPairs", "pair_by_seed"]
 
@@ -549,6 +549,46 @@ def recorded_precisions(chapter: str, *, preset: str = "full", root: str | os.Pa
         precision = config_precision((rec.get("run") or {}).get("config"))
         out.setdefault(precision, []).append((rec["recipe"], int(rec["seed"])))
     return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+#: short labels of the forward precisions in :func:`records_by_seed`
+PRECISION_LABELS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def records_by_seed(chapter: str, *, preset: str = "full", root: str | os.PathLike | None = None,
+                    recipes: Iterable[str] | None = None, metric: str = "AP",
+                    set_name: str = "generated val") -> dict[str, dict[str, str]]:
+    """The chapter's recorded runs laid out for pairing: ``{recipe: {"seed N": "0.631 bf16"}}``,
+    each cell the run's final ``metric`` on ``set_name`` and the forward precision it trained in
+    (:data:`PRECISION_LABELS`; ``—`` for a value the record lacks). Two recipes' cells of one seed
+    pair only when their precisions match (:func:`poselab.experiments.verdicts.paired_table`),
+    so this is the table to read before training more seeds. ``recipes``: these rows, in this
+    order (a recipe with no record gets an empty row); default: the chapter's replication recipes
+    (:func:`chapter_recipes`, recorded or not), then any other recipe it has records of.
+
+    Example:
+        >>> rows = records_by_seed("06", recipes=["ipr_prior"])
+        >>> rows["ipr_prior"]["seed 0"].endswith("bf16")
+        True
+    """
+    if not isinstance(metric, str) or not isinstance(set_name, str):
+        raise TypeError(f"metric and set_name must be names, got {metric!r} and {set_name!r}")
+    recs = _chapter_runs(chapter, preset, root)
+    if recipes is None:
+        order = [r.name for r in chapter_recipes(chapter, preset)]
+        order += sorted({r["recipe"] for r in recs} - set(order))
+    else:
+        order = [recipes] if isinstance(recipes, str) else list(recipes)
+    seeds = sorted({int(r["seed"]) for r in recs if r["recipe"] in order})
+    rows: dict[str, dict[str, str]] = {name: {} for name in order}
+    for rec in recs:
+        if rec["recipe"] not in rows:
+            continue
+        value = ((rec.get("metrics") or {}).get(set_name) or {}).get(metric)
+        precision = config_precision((rec.get("run") or {}).get("config"))
+        shown = f"{value:.3f}" if isinstance(value, numbers.Real) and not isinstance(value, bool) else "—"
+        rows[rec["recipe"]][f"seed {int(rec['seed'])}"] = f"{shown} {PRECISION_LABELS.get(precision, precision)}"
+    return {name: {f"seed {s}": cells.get(f"seed {s}", "") for s in seeds} for name, cells in rows.items()}
 
 
 def plan(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
