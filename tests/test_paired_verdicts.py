@@ -4,6 +4,7 @@ BCIR vs IPR, the β ablation, the σ sweep) paired."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from fake_tables import FakeTable
 from poselab.chapters.bcir import analysis as B
@@ -127,6 +128,12 @@ def test_the_plan_names_the_records_precisions_and_this_machines(tmp_path):
     line = _precision_line(SimpleNamespace(preset="full", device="cpu", chapter="06", out=tmp_path,
                                            recipes=["ipr_prior"]))
     assert "recorded runs by forward precision: bfloat16 1, float32 1" in line and "train new seeds" in line, line
+    from poselab.experiments.presets import get_preset, resolve_autocast
+    here = resolve_autocast(get_preset("full").autocast, torch.device("cpu")) or "float32"
+    # where to go on: the seeds this machine's precision already has, or past every recorded one
+    assert line.endswith("seeds with float32 runs only: 1 (fill them in for the other recipes), new seeds from 2"
+                         if here == "float32" else
+                         "seeds with bfloat16 runs only: 0 (fill them in for the other recipes), new seeds from 2"), line
 
 
 @pytest.mark.parametrize("config, want", [({"autocast": "bfloat16"}, "bfloat16"), ({"autocast": None}, "float32"),

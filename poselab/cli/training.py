@@ -224,6 +224,12 @@ def _precision_line(args) -> str:
     if any(p != here for p in held):
         line += (" -- a seed's two runs pair only in one precision, so here train new seeds of every "
                  "compared recipe rather than the missing seeds of some")
+        # a seed with runs in another precision can never pair here: only seeds all in this one fill in
+        others = {seed for p, runs in held.items() if p != here for _, seed in runs}
+        mine = sorted({seed for _, seed in held.get(here, [])} - others)
+        fresh = max(others | set(mine)) + 1
+        line += (f"; seeds with {here} runs only: {', '.join(map(str, mine))} (fill them in for the other "
+                 f"recipes), new seeds from {fresh}" if mine else f"; new seeds from {fresh}")
     return line
 
 
