@@ -170,3 +170,6 @@ def test_records_by_seed_lays_out_each_runs_value_and_precision(tmp_path):
     assert {"mse", "ipr", "bcir", "bcir_beta20"} <= set(every) and every["bcir"] == {"seed 0": "", "seed 1": ""}
     with pytest.raises(TypeError, match="metric"):
         rep.records_by_seed("06", root=tmp_path, metric=None)
+    for bad in (5, [None], [""]):
+        with pytest.raises(TypeError, match="recipe names"):
+            rep.records_by_seed("06", root=tmp_path, recipes=bad)

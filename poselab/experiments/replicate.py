@@ -578,7 +578,9 @@ def records_by_seed(chapter: str, *, preset: str = "full", root: str | os.PathLi
         order = [r.name for r in chapter_recipes(chapter, preset)]
         order += sorted({r["recipe"] for r in recs} - set(order))
     else:
-        order = [recipes] if isinstance(recipes, str) else list(recipes)
+        order = [recipes] if isinstance(recipes, str) else list(recipes) if isinstance(recipes, Iterable) else [recipes]
+        if not all(isinstance(name, str) and name for name in order):
+            raise TypeError(f"recipes must be recipe names, got {recipes!r:.80}")
     seeds = sorted({int(r["seed"]) for r in recs if r["recipe"] in order})
     rows: dict[str, dict[str, str]] = {name: {} for name in order}
     for rec in recs:
