@@ -52,7 +52,8 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "derived_precision", "records_by_seed", "PRECISION_LABELS", "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
+           "derive", "recorded_derived", "derived_precision", "records_by_seed", "PRECISION_LABELS",
+           "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs",
            "SeedPairs", "pair_by_seed"]
 
@@ -275,7 +276,7 @@ def recorded_derived_group_verdict(chapter: str, names: Iterable[str], judge, *,
 
 def derived_precision(record: Mapping[str, Any], folder: str | os.PathLike | None = None) -> str | None:
     """The forward precision the base run of a derived record trained in: the record's own
-    ``base.forward_precision`` (recorded since session 13), else, for an older record, the
+    ``base.forward_precision`` (every record :func:`derive` writes keeps it), else, for an older record, the
     precision of the run record in ``folder`` whose run key is the base's key; None when
     neither says (an unknown precision never excludes a record from a pair)."""
     base = record.get("base") if isinstance(record, Mapping) else None
