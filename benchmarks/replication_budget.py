@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 from poselab.experiments import replicate as rep
-from poselab.experiments.verdicts import config_precision
 
 CHAPTERS = ("01_train_in_a_minute", "02_rspose", "03_rcnet", "04_hdm", "05_sar", "06_bcir")
 CORES = 2
@@ -49,7 +48,7 @@ def cost_by_precision() -> dict[str, dict[str, float]]:
         for rec in rep.recorded_runs(stem, preset="full"):
             cpu, steps = rec.get("cpu_seconds"), rec.get("steps")
             if cpu and steps and rec.get("threads") in (1, None):
-                precision = config_precision((rec.get("run") or {}).get("config"))
+                precision = rep.record_precision(rec)
                 per.setdefault(rec["recipe"], {}).setdefault(precision, []).append(float(cpu) / float(steps))
     return {r: {p: statistics.median(v) for p, v in d.items()} for r, d in per.items()}
 

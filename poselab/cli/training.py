@@ -145,7 +145,7 @@ def _results(args) -> int:
     print(f"{'recipe':16s} {'preset':8s} {'seed':>4s} {'AP':>7s} {'train s':>8s} {'forward':9s} {'created':26s} path")
     for e in entries:
         config = e.get("config")  # the forward precision: a run's seeds pair only within one
-        forward = str(config_precision(config)) if isinstance(config, dict) or config is None else "?"
+        forward = config_precision(config) if isinstance(config, dict) or config is None else "?"
         metrics = e.get("metrics")
         first = next(iter(metrics.values()), {}) if isinstance(metrics, dict) else {}
         ap = first.get("AP") if isinstance(first, dict) else None

@@ -52,7 +52,7 @@ __all__ = ["RECORD_KIND", "recorded_verdict", "compact_records", "chapter_recipe
            "unregister_chapter_recipes", "replication_folder", "record_file", "recorded_runs",
            "recorded_table", "replicate", "plan", "REPLICATIONS_DIR", "DERIVED_KIND",
            "DerivedStep", "register_chapter_derived", "unregister_chapter_derived", "chapter_derived",
-           "derive", "recorded_derived", "derived_precision", "records_by_seed", "PRECISION_LABELS",
+           "derive", "recorded_derived", "derived_precision", "record_precision", "records_by_seed", "PRECISION_LABELS",
            "recorded_derived_verdict", "recorded_derived_group_verdict", "recorded_pooled",
            "recorded_pooled_verdict", "borrowed_runs",
            "SeedPairs", "pair_by_seed"]
@@ -254,7 +254,9 @@ def recorded_derived_group_verdict(chapter: str, names: Iterable[str], judge, *,
     ``judge({name: records by seed}) -> Verdict`` (a step with no record yet maps to ``[]``;
     the judge pairs the steps by seed and raises KeyError/ValueError when they cannot answer
     yet). Same return shape; "no recorded replication yet" when none of the steps has a record;
-    a record that is not one names its file."""
+    a record that is not one names its file. A seed whose records come from base runs of
+    different forward precisions (:func:`derived_precision`) is left out before judging and named
+    in the reason and under ``"precision_mismatch"``."""
     names = [names] if isinstance(names, str) else list(names)
     if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise ValueError(f"names must be distinct derived step names, got {names!r}")
@@ -288,12 +290,18 @@ def derived_precision(record: Mapping[str, Any], folder: str | os.PathLike | Non
             or not isinstance(record.get("preset"), str)):
         return None
     try:
-        run = json.loads(record_file(Path(folder), base["recipe"], record["preset"], base["seed"]).read_text())["run"]
+        found = json.loads(record_file(Path(folder), base["recipe"], record["preset"], base["seed"]).read_text())
+        same = found["run"]["key"] == base.get("key")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if isinstance(run, Mapping) and run.get("key") == base.get("key"):
-        return config_precision(run.get("config"))
-    return None
+    return record_precision(found) if same else None
+
+
+def record_precision(record: Mapping[str, Any]) -> str:
+    """The forward precision a run record trained in: :func:`~poselab.experiments.verdicts.config_precision`
+    of its ``run.config`` (float32 when the record does not say)."""
+    run = record.get("run") if isinstance(record, Mapping) else None
+    return config_precision(run.get("config") if isinstance(run, Mapping) else None)
 
 
 def _one_precision_per_seed(groups: dict[str, list], folder: Path) -> tuple[dict[str, list], dict[int, dict]]:
@@ -547,8 +555,7 @@ def recorded_precisions(chapter: str, *, preset: str = "full", root: str | os.Pa
     for rec in _chapter_runs(chapter, preset, root):
         if keep is not None and rec.get("recipe") not in keep:
             continue
-        precision = config_precision((rec.get("run") or {}).get("config"))
-        out.setdefault(precision, []).append((rec["recipe"], int(rec["seed"])))
+        out.setdefault(record_precision(rec), []).append((rec["recipe"], int(rec["seed"])))
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
@@ -579,7 +586,7 @@ def records_by_seed(chapter: str, *, preset: str = "full", root: str | os.PathLi
         order = [r.name for r in chapter_recipes(chapter, preset)]
         order += sorted({r["recipe"] for r in recs} - set(order))
     else:
-        order = [recipes] if isinstance(recipes, str) else list(recipes) if isinstance(recipes, Iterable) else [recipes]
+        order = [recipes] if isinstance(recipes, str) or not isinstance(recipes, Iterable) else list(recipes)
         if not all(isinstance(name, str) and name for name in order):
             raise TypeError(f"recipes must be recipe names, got {recipes!r:.80}")
     seeds = sorted({int(r["seed"]) for r in recs if r["recipe"] in order})
@@ -588,7 +595,7 @@ def records_by_seed(chapter: str, *, preset: str = "full", root: str | os.PathLi
         if rec["recipe"] not in rows:
             continue
         value = ((rec.get("metrics") or {}).get(set_name) or {}).get(metric)
-        precision = config_precision((rec.get("run") or {}).get("config"))
+        precision = record_precision(rec)
         shown = f"{value:.3f}" if isinstance(value, numbers.Real) and not isinstance(value, bool) else "—"
         rows[rec["recipe"]][f"seed {int(rec['seed'])}"] = f"{shown} {PRECISION_LABELS.get(precision, precision)}"
     return {name: {f"seed {s}": cells.get(f"seed {s}", "") for s in seeds} for name, cells in rows.items()}
