@@ -115,9 +115,19 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
               else prediction.to(_work_dtype(prediction.dtype)))
     per_kp = (coords - target.to(coords.dtype)).abs().sum(-1)
     if use_prior:
-        per_kp = per_kp + lam * (heatmaps.to(coords.dtype)
-                                 - prior_heatmaps.to(coords.dtype)).square().sum((-2, -1))
+        per_kp = per_kp + lam * _prior_term(heatmaps, prior_heatmaps.to(coords.dtype), "integral_l1_loss")
     return reduce_per_keypoint(per_kp * w.to(coords.dtype), reduction, B * K)
+
+
+def _prior_term(heatmaps: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Σ_p (ĥ_p − target_p)² per map, ``(B, K)``, in ``target``'s dtype; a square that overflows
+    it (|ĥ| ≳ 1.8e19 in float32) raises ValueError instead of returning inf."""
+    prior = (heatmaps.to(target.dtype) - target).square().sum((-2, -1))
+    if not bool(torch.isfinite(prior.detach()).all()):
+        raise ValueError(f"{loss}: the prior term overflows {prior.dtype}: |heatmap| reaches "
+                         f"{float(heatmaps.detach().abs().max()):.3g} (a diverged network: lower the "
+                         "learning rate; or compute in float64)")
+    return prior
 
 
 def _check_prior_weight(prior_weight) -> float:
@@ -262,7 +272,7 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
     if lam > 0:
         target, _ = encode_gaussian(kp.detach(), w.detach() > 0, (H, W), float(sigma), unbiased=True,
                                     dtype=coords.dtype)
-        prior = (heatmaps.to(coords.dtype) - target).square().sum((-2, -1)) * w
+        prior = _prior_term(heatmaps, target.to(coords.dtype), "bcir_loss") * w
     else:
         prior = torch.zeros_like(l1)
     total = l1 + lam * prior

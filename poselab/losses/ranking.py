@@ -629,7 +629,7 @@ def _check_persons(keypoints, visible, areas, B: int, K: int, like: torch.Tensor
     check_tensor(areas, "areas", ndim=1)
     if areas.shape[0] != B:
         raise ValueError(f"areas must have shape (B,) = ({B},), got {tuple(areas.shape)}")
-    if B and bool((areas.detach()[vis.detach().amax(1) > 0] <= 0).any()):
+    if B and K and bool((areas.detach()[vis.detach().amax(1) > 0] <= 0).any()):
         raise ValueError(f"areas must be > 0 ({area_unit}) for every person with a visible joint")
     return vis
 
