@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .assignments import AssignmentError, _src, assignments_dir
+from .assignments import AssignmentError, _src, assignments_dir, list_assignments
 from .assignments import _cells as read_cells
 
 __all__ = ["GradingError", "AssignmentTest", "assignment_tests", "submission_code", "grade_submission",
@@ -291,15 +291,19 @@ def grade_submission(submission: str | os.PathLike, assignment: str | os.PathLik
     """
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout <= 3600):
         raise GradingError(f"timeout must be a number of seconds in (0, 3600], got {timeout!r}")
+    submission = Path(submission)
+    if not submission.is_file() or submission.suffix != ".ipynb":
+        raise GradingError(f"submission {submission} must be an existing .ipynb notebook")
     source = Path(assignment)
     if not source.suffix == ".ipynb":
         source = assignments_dir() / f"{assignment}.ipynb"
     if not source.is_file():
-        raise GradingError(f"no assignment source at {source}; poselab list-assignments shows the names "
-                           f"in {assignments_dir()}")
-    submission = Path(submission)
-    if not submission.is_file() or submission.suffix != ".ipynb":
-        raise GradingError(f"submission {submission} must be an existing .ipynb notebook")
+        try:
+            names = ", ".join(p.stem for p in list_assignments()) or "none"
+        except AssignmentError:
+            names = "none (no assignments folder)"
+        raise GradingError(f"no assignment source at {source}; the assignments in {assignments_dir()}: "
+                           f"{names} (pass --assignment NAME when the submission's file name differs)")
     tests = assignment_tests(source)
     code = submission_code(submission)
     scratch = Path(tempfile.mkdtemp(prefix="poselab-grade-"))

@@ -135,8 +135,14 @@ def subpixel_demanders(kp):
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
-    with pytest.raises(grading.GradingError, match="no assignment source"):
+    with pytest.raises(grading.GradingError, match="no assignment source") as err:
         grading.grade_submission(_notebook(tmp_path, SOLUTION), "nope")
+    # the message names the assignments there are (it used to point at a command that does not exist)
+    assert "hdm_demanders" in str(err.value) and "list-assignments" not in str(err.value)
+    # a path that is not a notebook is refused as the submission, before its stem is taken for
+    # an assignment name
+    with pytest.raises(grading.GradingError, match="submission .* must be an existing .ipynb"):
+        grading.grade_submission(Path("/etc/hostname"), "hdm_demanders")
     with pytest.raises(grading.GradingError, match="ipynb"):
         grading.grade_submission(tmp_path / "missing.ipynb", "hdm_demanders")
     (tmp_path / "bad.ipynb").write_text("{not json")

@@ -87,6 +87,21 @@ def test_cli_plan_and_errors(cache, capsys):
     assert cli.main(["replicate", "04", "--preset", "nope", "--out", str(out)]) == 2
     assert cli.main(["replicate", "04", "--preset", "fast", "--jobs", "0", "--out", str(out)]) == 2
     assert cli.main(["replicate", "99", "--out", str(out)]) == 2
+    # an unusable device or data folder is refused before the plan prints or a worktree starts
+    # (it used to print the plan and then fail; and a real run failed only inside its workers)
+    capsys.readouterr()
+    assert cli.main(["replicate", "04", "--preset", "fast", "--out", str(out), "--plan", "--device", "tpu"]) == 2
+    captured = capsys.readouterr()
+    assert "to train" not in captured.out and "got 'tpu'" in captured.err   # the message keeps its closing quote
+    missing = cache / "no_such_coco"
+    for plan in (["--plan"], []):
+        assert cli.main(["replicate", "04", "--preset", "fast", "--seeds", "0", "--out", str(out),
+                         "--data", str(missing), *plan]) == 2
+        captured = capsys.readouterr()
+        assert "no COCO annotations" in captured.err and "to train" not in captured.out
+    with pytest.raises(ValueError, match="device must be"):
+        rep.replicate("04", preset="fast", seeds=[9], root=out, worktree=False, device="tpu")
+    assert not (out / "04_hdm" / "mse__fast__seed9.json").exists()
 
 
 def test_trains_a_clean_worktree_of_head_and_side_by_side(cache):

@@ -186,6 +186,7 @@ def _replicate(args) -> int:
     k, n = args.shard
     try:
         get_preset(args.preset)
+        rep.check_run_target(args.device, args.data)
         if args.plan:
             rows = rep.plan(args.chapter, preset=args.preset, seeds=args.seeds, root=args.out, recipes=args.recipes)
             total = sum(r["expected_seconds"] or 0 for r in rows if not r["recorded"])
@@ -204,8 +205,9 @@ def _replicate(args) -> int:
                                 device=args.device, data=args.data, root=args.out,
                                 worktree=not args.in_place, shard=(k, n), stage=args.stage,
                                 recipes=args.recipes)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CliError(str(exc).strip("'\"")) from None
+    except (KeyError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        # a KeyError's str() is the repr of its message (quoted): show the message itself
+        raise CliError(exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)) from None
     if (k, n) == (0, 1):
         print(f"{len(written)} run(s) recorded now")
     return OK

@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from poselab.data import synth
+from poselab.data import resolve_dataset, synth
+from poselab.train import resolve_device
 
 from .cache import cache_root, list_entries, source_digest
 from .records import _git, provenance
@@ -688,6 +689,18 @@ def _chosen(chapter: str, names: Iterable[str] | None) -> set[str] | None:
     return set(names)
 
 
+def check_run_target(device: str = "auto", data: str = "synth") -> None:
+    """Refuse an unusable ``device`` (ValueError / RuntimeError: an unknown name, CUDA asked for
+    on a machine without it) or ``data`` (``"synth"``, or a COCO folder / json with train and val
+    splits: :class:`poselab.data.errors.DatasetNotFound`) before any training starts."""
+    resolve_device(device)
+    if not (isinstance(data, str) and data == "synth"):
+        if not isinstance(data, (str, os.PathLike)) or str(data) == "":
+            raise ValueError(f"data must be 'synth' or a COCO folder / json path, got {data!r}")
+        for split in ("train", "val"):
+            resolve_dataset(data, split)
+
+
 def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 1, 2, 3, 4),
               jobs: int | None = None, device: str = "auto", data: str = "synth",
               root: str | os.PathLike | None = None, worktree: bool = True,
@@ -719,6 +732,7 @@ def replicate(chapter: str, *, preset: str = "full", seeds: Iterable[int] = (0, 
     k, n = (int(v) for v in shard)
     if not 0 <= k < n:
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
+    check_run_target(device, data)  # before a worktree or a worker starts
     folder = replication_folder(chapter, root).resolve()
     chosen = _chosen(chapter, recipes)
     recipes = [r for r in chapter_recipes(chapter, p) if chosen is None or r.name in chosen]
