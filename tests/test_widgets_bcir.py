@@ -1,6 +1,8 @@
 """BCIR figures and widgets build, respond to their controls within 1 s, and show what the
 analysis functions computed."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,39 @@ def test_density_shrinkage_explorer_moves_with_every_control():
     before = w.label.value
     w.controls["compensated"].value = True
     assert w.label.value != before
+
+
+def test_toy_drawn_heatmap_sums_sigma_two_blobs_and_refuses_points_off_the_map():
+    h = B.toy_drawn_heatmap([(10, 12), (30.5, 40)], (64, 48))
+    expected = (B.symmetric_blob((64, 48), (10, 12), 2.0, peak=1.0, radius=6.0)
+                + B.symmetric_blob((64, 48), (30.5, 40), 2.0, peak=1.0, radius=6.0))
+    assert h.shape == (64, 48) and np.array_equal(h, expected) and h[12, 10] == 1.0
+    assert not B.toy_drawn_heatmap([], (64, 48)).any()           # no point: the flat map
+    for bad in ([(48, 3)], [(-0.5, 3)], [(3, 64)], [(float("nan"), 3)], [(1, 2, 3)], [(1, 2), (3,)], ["ab"], 5):
+        with pytest.raises(ValueError, match="points must be"):
+            B.toy_drawn_heatmap(bad, (64, 48))
+
+
+def test_gradient_case_explorer_draws_a_start_of_ones_own_by_clicking_the_map():
+    w = WB.gradient_case_explorer((32, 24), gt=(16.0, 22.0), steps=40, every=10)
+    w.frame.value = 2
+    # a click on the regression map, as plotly's FigureWidget delivers it to the trace's handler
+    points = types.SimpleNamespace(xs=[5.2], ys=[6.7], point_inds=[[7, 5]], trace_index=0)
+    w.figure.data[0]._click_callbacks[0](w.figure.data[0], points, None)
+    assert w.controls["case"].value == "drawn" and w.drawn == [(5.0, 7.0)]
+    assert w.frame.value == 0 and "drawn start: 1 blob(s) at (5, 7)" in w.label.value
+    assert np.array_equal(np.asarray(w.figure.data[0].z), B.toy_drawn_heatmap([(5.0, 7.0)], (32, 24)))
+    w.add_point(20, 10)
+    start = B.toy_drawn_heatmap([(5.0, 7.0), (20.0, 10.0)], (32, 24))
+    run = B.integral_toy_run(start, (16.0, 22.0), loss="l1", compensated=False, beta=10.0, gamma=0.2 / 10.0,
+                             steps=40, every=10)
+    assert w.frame.value == 0
+    assert np.array_equal(np.asarray(w.figure.data[0].z), run["frames"][0])   # the run starts from the drawing
+    w.frame.value = 3
+    assert np.array_equal(np.asarray(w.figure.data[0].z), run["frames"][3])
+    assert "2 blob(s)" in w.label.value and f"{run['errors'][3]:.2f} px" in w.label.value
+    w.clear()
+    assert w.drawn == [] and "the flat map" in w.label.value and w.frame.value == 0
+    assert not np.asarray(w.figure.data[0].z).any()
+    w.controls["case"].value = 4                                   # the paper's cases are still there
+    assert "drawn start" not in w.label.value

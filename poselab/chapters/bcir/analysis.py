@@ -52,7 +52,7 @@ __all__ = [
     "bhattacharyya_distance", "sigma_star", "sigma_star_closed_form", "sigma_star_eq14_as_printed",
     "shrinkage_curves",
     "ipr_gradient_factors", "ipr_gradient_autograd", "detection_gradient", "gt_pixel_gradient_eq25",
-    "gradient_checks", "toy_initial_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
+    "gradient_checks", "toy_initial_heatmap", "toy_drawn_heatmap", "toy_dynamics", "fig6_dynamics", "TOY_CASES",
     "mass_spread", "integral_toy_run", "toy_shrinkage", "SHRINKAGE_SIGMAS",
     "COLLAPSE_SHARE", "KEEP_SHARE", "NEAR_CASE", "spread_label", "collapse_study", "collapse_checks",
     "compensation_conditioning", "conditioning_summary", "model_heatmaps", "initial_model",
@@ -528,6 +528,24 @@ def toy_initial_heatmap(case: int, size: Sequence[int] = (64, 48), gt=(34.0, 46.
     if case == 4:
         return symmetric_blob(size, gt, 2.0, peak=1.0, radius=12)
     raise ValueError(f"case must be 1, 2, 3 or 4 (BCIR §6.2), got {case!r}")
+
+
+def toy_drawn_heatmap(points, size: Sequence[int] = (64, 48), sigma: float = 2.0) -> np.ndarray:
+    """A start of one's own for the §6.2 toy: the sum of σ blobs (peak 1 each, support 3σ) at
+    ``points`` — ``(x, y)`` heatmap px inside the map, in the order drawn; no point gives the
+    flat map (all 0: the soft-argmax starts at the centre). ``(H, W)`` float64."""
+    H, W = whole_number(size[0], "size[0]", 1), whole_number(size[1], "size[1]", 1)
+    try:
+        pts = np.asarray(list(points), dtype=np.float64).reshape(len(points), -1) if len(points) else np.zeros((0, 2))
+    except (TypeError, ValueError):
+        pts = np.zeros((0, 3))  # ragged or not numbers: refused below
+    if pts.shape[1:] != (2,) or not np.isfinite(pts).all() or ((pts < 0) | (pts > np.array([W - 1, H - 1]))).any():
+        raise ValueError(f"points must be (x, y) pairs inside the {W}×{H} map (0 <= x <= {W - 1}, "
+                         f"0 <= y <= {H - 1}), got {points!r}"[:300])
+    h = np.zeros((H, W))
+    for x, y in pts:
+        h += symmetric_blob((H, W), (x, y), sigma, peak=1.0, radius=3 * sigma)
+    return h
 
 
 def toy_dynamics(h0, gt, method: str = "regression", beta: float = 10.0, gamma: float | None = None,

@@ -13,7 +13,8 @@ from plotly.subplots import make_subplots
 
 from poselab.chapters.bcir.analysis import (TOY_CASES, bhattacharyya_distance, bias_curve, integral_toy_run,
                                             mass_spread, sigma_star, sigma_star_eq14_as_printed,
-                                            symmetric_blob, toy_dynamics, toy_initial_heatmap, toy_shrinkage)
+                                            symmetric_blob, toy_drawn_heatmap, toy_dynamics, toy_initial_heatmap,
+                                            toy_shrinkage)
 from poselab.chapters.bcir.figures import MARKERS, bias_figure
 
 __all__ = ["bias_explorer", "toy_player", "gradient_case_explorer", "density_shrinkage_explorer"]
@@ -142,10 +143,17 @@ def gradient_case_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 200, eve
     the bias compensation (Eq. 38); integral regression (:func:`poselab.chapters.bcir.analysis.integral_toy_run`)
     beside detection (:func:`poselab.chapters.bcir.analysis.toy_dynamics`), a step slider and play. A
     change of setting recomputes both runs (cached per setting); the step slider only swaps
-    frames. The readout prints the error and how many pixels hold 90 % of the softmax mass."""
+    frames. The readout prints the error and how many pixels hold 90 % of the softmax mass.
+
+    A start of one's own: click the regression map (or call ``box.add_point(x, y)``) to add a
+    σ = 2 blob there (:func:`poselab.chapters.bcir.analysis.toy_drawn_heatmap`); the start
+    switches to "drawn" and both runs start again from the drawn map; "clear" empties it."""
     n = steps // every + 1
     fig = _regression_and_detection_figure(np.zeros(tuple(size)), gt, "integral regression", 780)
-    case = W.Dropdown(options=[(f"case {c}", c) for c in TOY_CASES], value=2, description="start")
+    case = W.Dropdown(options=[(f"case {c}", c) for c in TOY_CASES] + [("drawn (click the map)", "drawn")],
+                      value=2, description="start")
+    clear = W.Button(description="clear the drawn map", layout=W.Layout(width="170px"))
+    drawn: list = []
     loss = W.ToggleButtons(options=[("L1", "l1"), ("L2", "l2")], value="l1", description="loss")
     compensated = W.Checkbox(value=False, description="compensated (Eq. 38)")
     beta = W.SelectionSlider(options=[1.0, 2.0, 5.0, 10.0, 20.0], value=10.0, description="β")
@@ -157,9 +165,10 @@ def gradient_case_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 200, eve
     runs: dict = {}
 
     def current():
-        key = (case.value, loss.value, compensated.value, beta.value, gamma.value)
+        key = (case.value, loss.value, compensated.value, beta.value, gamma.value,
+               tuple(drawn) if case.value == "drawn" else ())
         if key not in runs:
-            h0 = toy_initial_heatmap(case.value, size, gt)
+            h0 = toy_drawn_heatmap(drawn, size) if case.value == "drawn" else toy_initial_heatmap(case.value, size, gt)
             default = 0.2 / beta.value if loss.value == "l1" else 0.02 / beta.value
             reg = integral_toy_run(h0, gt, loss=loss.value, compensated=compensated.value, beta=beta.value,
                                    gamma=gamma.value * default, steps=steps, every=every)
@@ -176,15 +185,51 @@ def gradient_case_explorer(size=(64, 48), gt=(34.0, 46.0), steps: int = 200, eve
                 fig.data[3 * c + 1].x = d["predictions"][: f + 1, 0]
                 fig.data[3 * c + 1].y = d["predictions"][: f + 1, 1]
         det_spread = int(mass_spread(np.exp(beta.value * (det["frames"][f] - det["frames"][f].max()))))
-        label.value = (f"step {int(reg['steps'][f])}: regression error {reg['errors'][f]:.2f} px, "
+        start = ""
+        if case.value == "drawn":
+            start = (f"drawn start: {len(drawn)} blob(s) at " + ", ".join(f"({x:g}, {y:g})" for x, y in drawn)
+                     if drawn else "drawn start: the flat map (click the regression map to add a blob)") + "<br>"
+        label.value = (start + f"step {int(reg['steps'][f])}: regression error {reg['errors'][f]:.2f} px, "
                        f"90 % of its softmax mass on {int(reg['spread'][f])} px; detection error "
                        f"{det['errors'][f]:.2f} px ({det_spread} px at the same β)")
 
+    def add_point(x: float, y: float) -> None:
+        """A σ = 2 blob at pixel (x, y) of the drawn start (switching to it); the runs restart."""
+        point = (float(round(x)), float(round(y)))
+        toy_drawn_heatmap([point], size)  # refuses a point off the map before it is kept
+        drawn.append(point)
+        restart()
+
+    def on_clear(_=None) -> None:
+        drawn.clear()
+        if case.value == "drawn":
+            restart()
+
+    def restart() -> None:
+        """Show step 0 of the drawn start (the case and step controls are observed: each change redraws)."""
+        switched = case.value != "drawn"
+        if switched:
+            case.value = "drawn"
+        if frame.value != 0:
+            frame.value = 0
+        elif not switched:
+            draw()
+
+    def on_click(_trace, points, _state) -> None:
+        if points.xs:
+            add_point(points.xs[0], points.ys[0])
+
     for control in (case, loss, compensated, beta, gamma, frame):
         control.observe(draw, "value")
+    clear.on_click(on_clear)
+    fig.data[0].on_click(on_click)
+    for trace in fig.data[1:3]:  # the path and the truth over the map would catch the clicks
+        trace.hoverinfo = "skip"
     draw()
-    box = W.VBox([W.HBox([case, loss, compensated]), W.HBox([beta, gamma]), W.HBox([play, frame]), label, fig])
+    box = W.VBox([W.HBox([case, loss, compensated]), W.HBox([beta, gamma, clear]), W.HBox([play, frame]),
+                  label, fig])
     box.draw, box.frame, box.figure, box.label = draw, frame, fig, label
+    box.add_point, box.clear, box.drawn = add_point, on_clear, drawn
     box.controls = dict(case=case, loss=loss, compensated=compensated, beta=beta, gamma=gamma)
     return box
 
