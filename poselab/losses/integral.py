@@ -224,7 +224,8 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
 
     float16 / bfloat16 heatmaps are computed in float32 and the loss is float32 (as under
     autocast: rounding the coordinates or the prior's pixel sum to half precision would cost
-    up to 0.25 px and 3 % of the prior term).
+    up to 0.25 px and 3 % of the prior term). A prior term that overflows its dtype (|ĥ| ≳ 1.8e19
+    in float32: a diverged network) raises ValueError instead of returning inf.
 
     Example:
         >>> hm = torch.zeros(1, 1, 9, 11, requires_grad=True)
