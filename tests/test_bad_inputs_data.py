@@ -60,6 +60,10 @@ def _jpeg(path, size=(40, 50), colour=(120, 60, 30)):
     ([_ann(1)], [_img(file_name=7)], "file_name"),
     ([_ann(1, bbox=[0, 0, 1e30, 1e30])], None, "far outside"),
     ([_ann(1, bbox=[1e9, 5, 20, 30])], None, "far outside"),
+    # COCO's v is 0, 1 or 2: a 7, a −1 or a 0.5 used to load (a 7 counted as visible)
+    ([_ann(1, keypoints=[10, 10, 7] * 17)], None, "visibility flags [7.0]"),
+    ([_ann(1, keypoints=[10, 10, 2] * 16 + [10, 10, -1])], None, "visibility flags [-1.0]"),
+    ([_ann(1, keypoints=[10, 10, 0.5] * 17)], None, "visibility flags [0.5]"),
 ])
 def test_bad_json_fields_name_the_file_and_the_field(tmp_path, anns, images, words):
     path = _write(tmp_path, anns, images)

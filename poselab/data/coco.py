@@ -183,7 +183,9 @@ def _check_file_name(name, ann_json, index: int) -> None:
                            "is not a valid COCO keypoint file")
 
 
-def _as_keypoints(values, ann_json, ann_id, name) -> np.ndarray:
+def _as_keypoints(values, ann_json, ann_id, name, coco_flags: bool = True) -> np.ndarray:
+    """``(17, 3)`` of an annotation's keypoint list; ``coco_flags``: the third column must be
+    COCO's v (0, 1, 2) — not checked for our ``keypoints_true`` extension field."""
     try:
         kp = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -193,7 +195,13 @@ def _as_keypoints(values, ann_json, ann_id, name) -> np.ndarray:
                            f"{NUM_KEYPOINTS * 3} numbers (17 × x, y, v), got shape {kp.shape}")
     if not np.all(np.isfinite(kp)):
         raise DatasetError(f"{ann_json}: annotation {ann_id} '{name}' has non-finite values")
-    return kp.reshape(NUM_KEYPOINTS, 3)
+    kp = kp.reshape(NUM_KEYPOINTS, 3)
+    flags = kp[:, 2]
+    if coco_flags and not np.isin(flags, (0.0, 1.0, 2.0)).all():
+        bad = sorted({float(f) for f in flags if f not in (0.0, 1.0, 2.0)})
+        raise DatasetError(f"{ann_json}: annotation {ann_id} '{name}' has visibility flags {bad[:5]}; COCO's "
+                           "v is 0 (not labelled), 1 (labelled, not visible) or 2 (visible)")
+    return kp
 
 
 def load_persons(ann_json: str | Path, image_root: str | Path | None = None,
@@ -263,7 +271,7 @@ def load_persons(ann_json: str | Path, image_root: str | Path | None = None,
             image_size=(height, width),
             bbox=bbox, keypoints=kp, area=area,
             keypoints_true=None if kp_true is None else _as_keypoints(
-                kp_true, ann_json, ann_id, "keypoints_true")))
+                kp_true, ann_json, ann_id, "keypoints_true", coco_flags=False)))
     return persons
 
 
