@@ -172,3 +172,17 @@ def test_rank_metrics_on_degenerate_input():
     assert ranking_accuracy([1, 1, 1], [1, 2, 3]) == 0.5  # ties count half
     with pytest.raises(ValueError, match="different quality"):
         ranking_accuracy([1, 2], [3, 3])
+
+
+def test_oks_shape_mismatches_name_the_arguments():
+    """Was numpy's broadcasting error from deep inside the similarity (session 14 probe)."""
+    from poselab.metrics import oks
+    pred, gt, vis, area = np.zeros((3, 17, 2)), np.ones((3, 17, 2)), np.full((3, 17), 2.0), np.full(3, 900.0)
+    with pytest.raises(ValueError, match=r"pred_xy \(3, 5, 2\), gt_xy \(3, 17, 2\) and area \(3,\) do not broadcast"):
+        oks(pred[:, :5], gt, vis, area)
+    with pytest.raises(ValueError, match=r"area \(4,\) do not broadcast"):
+        oks(pred, gt, vis, np.full(4, 900.0))
+    with pytest.raises(ValueError, match=r"gt_vis \(3, 5\) does not broadcast"):
+        oks(pred, gt, vis[:, :5], area)
+    assert oks(pred, gt, vis, area).shape == (3,)                   # the right shapes still work
+    assert oks(pred, gt[0], vis[0], 900.0).shape == (3,)             # and broadcasting ones

@@ -59,7 +59,12 @@ def keypoint_similarity(pred_xy, gt_xy, area, sigmas=None) -> np.ndarray:
     check_xy(gt, "gt_xy")
     a = as_float64(area, "area")
     _check_area(a)
-    k = np.broadcast_shapes(pred.shape, gt.shape)[-2]
+    try:
+        k = np.broadcast_shapes(pred.shape, gt.shape)[-2]
+        np.broadcast_shapes(pred.shape[:-1], a.shape + (1,))
+    except ValueError:
+        raise ValueError(f"pred_xy {pred.shape}, gt_xy {gt.shape} and area {a.shape} do not broadcast: "
+                         "pass (..., K, 2), (..., K, 2) and (...) with the same K and leading axes") from None
     kappa_sq = (_sigmas(sigmas, k) * 2) ** 2
     with np.errstate(over="ignore"):  # a distance of ~1e155 px: d² = inf, similarity exp(−inf) = 0
         d_sq = ((pred - gt) ** 2).sum(axis=-1)  # (..., K)
@@ -80,7 +85,10 @@ def oks(pred_xy, gt_xy, gt_vis, area, sigmas=None) -> np.ndarray:
     """
     ks = keypoint_similarity(pred_xy, gt_xy, area, sigmas)
     vis = as_float64(gt_vis, "gt_vis") > 0
-    vis = np.broadcast_to(vis, ks.shape)
+    try:
+        vis = np.broadcast_to(vis, ks.shape)
+    except ValueError:
+        raise ValueError(f"gt_vis {vis.shape} does not broadcast to the keypoints' (..., K) = {ks.shape}") from None
     count = vis.sum(axis=-1)
     total = np.where(vis, ks, 0.0).sum(axis=-1)
     return np.where(count > 0, total / np.maximum(count, 1), 0.0)
