@@ -482,12 +482,17 @@ def test_compare_and_arena_take_one_recipe_name_and_one_int_seed(tmp_path, monke
 @pytest.mark.parametrize("kw, field", [
     (dict(seeds=[-1]), "seeds"), (dict(seeds=[2 ** 70]), "seeds"), (dict(seeds=[True]), "seeds"),
     (dict(jobs=0), "jobs"), (dict(jobs=float("nan")), "jobs"), (dict(callbacks=3), "callbacks"),
-    (dict(seeds=None), "seeds")])
+    (dict(seeds=None), "seeds"),
+    # a seed or recipe given twice: one run counted as two seeds (session 14's probe: the table
+    # held mse seed 0 twice and every verdict read two values)
+    (dict(seeds=[0, 1, 0]), r"seeds \[0\] are given more than once"),
+    (dict(recipes=["mse", "mse"]), r"recipes \['mse'\] are given more than once")])
 def test_compare_refuses_bad_arguments_before_any_work(kw, field, tmp_path, monkeypatch):
     from poselab import experiments as ex
     monkeypatch.setenv("POSELAB_CACHE_DIR", str(tmp_path / "cache"))
+    kw = {"recipes": ["mse"], "seeds": [0], **kw}
     with pytest.raises(ValueError, match=field):
-        ex.compare(["mse"], **{"seeds": [0], **kw}, preset="fast", device="cpu")
+        ex.compare(kw.pop("recipes"), **kw, preset="fast", device="cpu")
     assert not (tmp_path / "cache").exists()  # nothing trained
 
 

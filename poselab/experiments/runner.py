@@ -600,6 +600,14 @@ def compare(recipes: Iterable[Recipe | str], seeds: Iterable[int] = (0, 1, 2),
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
             raise ValueError(f"seeds must be ints in [0, 2**63), got {seed!r}")
+    # one run counted twice would pass for two seeds in every verdict read off the table
+    repeated = sorted({int(s) for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds {repeated} are given more than once; each seed is one run")
+    names = [r.name for r in recipes]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"recipes {repeated} are given more than once; the table keeps one row per recipe name")
     if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
         raise ValueError(f"callbacks must be a list of poselab.train callbacks, got {callbacks!r}")
     callbacks = list(callbacks)
