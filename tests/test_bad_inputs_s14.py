@@ -58,3 +58,19 @@ def test_instance_sort_with_no_joints_is_zero_not_an_index_error():
     # and the area check still applies where there are joints
     with pytest.raises(ValueError, match="areas must be > 0"):
         InstanceSortLoss()(torch.zeros(B, 17, H, W), torch.zeros(B, 17, 2), torch.ones(B, 17), torch.zeros(B))
+
+
+def test_comparison_table_refuses_a_run_given_twice():
+    """A run repeated in a table passed for a second seed in every verdict read off it."""
+    from poselab.experiments.runner import ComparisonTable, RunResult
+
+    def run(recipe: str, seed: int, ap: float) -> RunResult:
+        return RunResult(recipe=recipe, preset="full", seed=seed, data="synth",
+                         metrics={"generated val": {"AP": ap}}, history={}, seconds_per_step=0.1,
+                         train_seconds=1.0, peak_memory_mb=1.0, weights_path="", data_stream_sha256="",
+                         key="k", device="cpu", created="", cached=True)
+
+    table = ComparisonTable([run("mse", 0, 0.7), run("mse", 1, 0.72), run("ipr", 0, 0.4)])
+    assert table.values("mse", "AP") == [0.7, 0.72]
+    with pytest.raises(ValueError, match="given more than once: mse seed 0"):
+        ComparisonTable([run("mse", 0, 0.7), run("mse", 0, 0.7), run("ipr", 0, 0.4)])

@@ -274,7 +274,7 @@ def test_compare_recipes_verdicts_carry_evidence_and_respect_the_floor(first_run
     assert v.evidence["preset"] == "tiny-test" and v.evidence["seeds"] == [0]
     assert v.evidence["input_size"] == [64, 48] and "mse EPE_crop" in v.evidence["per_seed"]
     # three seeds of clearly different fake values: the floor decides
-    fake = ex.ComparisonTable([res, res, res])
+    fake = ex.ComparisonTable([res])
     fake.values = lambda recipe, metric, set_name=ex.GENERATED_VAL: (
         [0.1, 0.11, 0.12] if metric == "AP" else [1.0, 1.1, 1.2] if recipe == "a" else [3.0, 3.1, 3.2])
     fake.results = [res]

@@ -480,6 +480,12 @@ class ComparisonTable:
 
     def __init__(self, results: list[RunResult]):
         self.results = list(results)
+        # one run per (recipe, seed): a repeated run would pass for another seed in every verdict
+        keys = [(r.recipe, r.seed) for r in self.results]
+        repeated = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        if repeated:
+            raise ValueError(f"a comparison table holds one run per recipe and seed; given more than once: "
+                             + ", ".join(f"{name} seed {seed}" for name, seed in repeated[:6]))
 
     @property
     def recipes(self) -> list[str]:
