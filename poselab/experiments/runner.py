@@ -484,7 +484,7 @@ class ComparisonTable:
         keys = [(r.recipe, r.seed) for r in self.results]
         repeated = sorted({k for k in keys if keys.count(k) > 1}, key=str)
         if repeated:
-            raise ValueError(f"a comparison table holds one run per recipe and seed; given more than once: "
+            raise ValueError("a comparison table holds one run per recipe and seed; given more than once: "
                              + ", ".join(f"{name} seed {seed}" for name, seed in repeated[:6]))
 
     @property
