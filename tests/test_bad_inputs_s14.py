@@ -46,6 +46,21 @@ def test_integral_l1_prior_overflow_raises_instead_of_inf():
     assert bool(torch.isfinite(integral_l1_loss(maps, _keypoints(), torch.ones(B, K))))
 
 
+def test_bcir_refuses_a_negative_visibility_like_every_other_loss():
+    # was: a negative v silently counted as "not visible" (heatmap_mse_loss, the ranking losses
+    # and SAR refuse a negative weight); 0, 1 and 2 still count as before
+    vis = torch.ones(B, K)
+    vis[1, 2] = -1.0
+    for call in (lambda v: bcir_loss(_maps(1.0), _keypoints(), v),
+                 lambda v: BCIRLoss()(_maps(1.0), _keypoints(), v)):
+        with pytest.raises(ValueError, match="visible must be >= 0"):
+            call(vis)
+        with pytest.raises(ValueError, match="visible must be >= 0"):
+            call(vis.long())
+        coco = torch.tensor([[0, 1, 2], [2, 2, 0]])
+        assert torch.equal(call(coco), call((coco > 0).float()))
+
+
 def test_instance_sort_with_no_joints_is_zero_not_an_index_error():
     # was: IndexError "amax(): Expected reduction dim 1 to have non-zero size" from the area check
     maps = torch.zeros(B, 0, H, W, requires_grad=True)

@@ -212,7 +212,7 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
             allowed only for joints that are not visible.
         visible: ``(B, K)`` COCO visibility or 0/1 weights: a joint counts, with weight 1, where
             ``visible > 0`` and its keypoint is finite (COCO v = 1 and v = 2 count alike; the
-            value is not a weight); None = all.
+            value is not a weight); None = all. Negative values are refused, as by every other loss.
         beta: softmax scale β > 0 (paper default 10).
         prior_weight: λ(t) >= 0.
         sigma: σ of the Gaussian prior, heatmap px (paper: 2).
@@ -252,6 +252,8 @@ def bcir_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor, visible: torch.Te
                              f"{getattr(visible, 'shape', type(visible).__name__)}")
         if visible.is_floating_point() and visible.numel() and not bool(torch.isfinite(visible).all()):
             raise ValueError("visible contains NaN or Inf; pass COCO v (0, 1, 2) or 0/1 weights")
+        if visible.numel() and bool((visible < 0).any()):
+            raise ValueError("visible must be >= 0: pass COCO v (0, 1, 2) or 0/1 weights (0 = ignore the joint)")
         vis = (visible > 0).to(heatmaps.dtype)
     kp = keypoints.to(heatmaps.dtype)
     finite = torch.isfinite(kp).all(-1)
