@@ -35,7 +35,10 @@ def _fill_in(student_nb, source_nb, out):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    return assignments.build(tmp_path_factory.mktemp("assign"))
+    """otter runs the first assignment's solution against its tests while building (the default
+    build path); every other solution is graded against all its tests, hidden ones included, by
+    test_a_filled_in_submission_gets_full_marks, so otter's second run of them is skipped."""
+    return assignments.build(tmp_path_factory.mktemp("assign"), run_tests=[SOURCES[0].stem])
 
 
 def test_there_is_an_assignment_per_paper_chapter():
@@ -92,3 +95,23 @@ def test_a_hidden_test_leaked_into_metadata_is_detected(tmp_path, built):
     leaky.write_text(json.dumps(nb))
     with pytest.raises(assignments.AssignmentError, match="hidden tests"):
         assignments.check_student_version(src, leaky)
+
+
+def test_run_tests_chooses_which_solutions_otter_runs(tmp_path, monkeypatch):
+    """``run_tests`` reaches ``otter assign`` as ``--no-run-tests`` for the assignments it leaves
+    out (a name string is one name, not its letters); an unknown name is refused before anything
+    is built."""
+    calls = []
+
+    def fake_otter(*args, **kwargs):
+        calls.append(args)
+        raise assignments.AssignmentError("stop after the first call")
+    monkeypatch.setattr(assignments, "_otter", fake_otter)
+    first = SOURCES[0].stem
+    for run_tests, skipped in ((True, False), (False, True), (first, False), ([SOURCES[1].stem], True)):
+        with pytest.raises(assignments.AssignmentError, match="stop after"):
+            assignments.build(tmp_path / str(len(calls)), names=[first], run_tests=run_tests)
+        assert ("--no-run-tests" in calls[-1]) is skipped, run_tests
+    with pytest.raises(assignments.AssignmentError, match="unknown assignment"):
+        assignments.build(tmp_path / "x", run_tests=["nope"])
+    assert len(calls) == 4

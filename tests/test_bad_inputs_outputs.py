@@ -140,12 +140,23 @@ def test_pairwise_losses_refuse_a_table_of_gigabytes_before_allocating(name, mon
     assert torch.isfinite(fn(torch.rand(200), torch.rand(200), **({"chunk": 200} if kwargs else {})))
 
 
-def test_a_chunked_laplacian_evaluation_and_slates_stay_allowed():
+def test_a_chunked_laplacian_evaluation_and_slates_stay_allowed(monkeypatch):
+    """The memory rule at a tenth of the size (a limit of 8 MiB instead of 2 GiB, 3000 poses
+    instead of 30 000): the whole table is refused, a chunked evaluation is allowed and gives the
+    whole table's value; per-image slates are allowed where one slate of every pose is not."""
     import torch
     from poselab.losses import laplacian_rank_loss, neural_ndcg_loss
-    assert torch.isfinite(laplacian_rank_loss(torch.rand(30_000), torch.rand(30_000), chunk=512))
-    groups = torch.arange(30_000) // 10  # 3000 images of 10 poses: (3000, 10, 10) slates
-    assert torch.isfinite(neural_ndcg_loss(torch.rand(30_000), torch.rand(30_000), groups))
+    pred, target = torch.rand(3000, dtype=torch.float64), torch.rand(3000, dtype=torch.float64)
+    whole = laplacian_rank_loss(pred, target, chunk=3000)        # 275 MiB of pair tables
+    monkeypatch.setenv("POSELAB_MAX_PAIR_MB", "8")
+    with pytest.raises(ValueError, match="limit 8 MiB"):
+        laplacian_rank_loss(pred, target, chunk=3000)
+    chunked = laplacian_rank_loss(pred, target, chunk=64)         # 6 MiB at once
+    assert torch.isfinite(chunked) and abs(float(chunked) - float(whole)) <= 1e-12 * abs(float(whole))
+    groups = torch.arange(3000) // 10  # 300 images of 10 poses: (300, 10, 10) slates
+    assert torch.isfinite(neural_ndcg_loss(pred.float(), target.float(), groups))
+    with pytest.raises(ValueError, match="limit 8 MiB"):
+        neural_ndcg_loss(pred.float(), target.float())
 
 
 def test_spatial_sort_refuses_a_map_whose_positive_pairs_take_gigabytes():
