@@ -164,14 +164,15 @@ def test_study_on_generated_people_with_label_noise(tmp_path):
 
 # --------------------------------------------------------------------------- Fig. 5(d) from records
 def _write_records(root, aps):
-    """Records made from the committed ``mse`` record: recipe, seed and AP changed (the whole
+    """Records made from the committed ``mse`` record: recipe, seed and AP changed (``aps``: recipe
+    -> a list of seed 0, 1, ... or a dict seed -> AP; the whole
     validation curve scaled with the AP, so each run converged as that run did)."""
     base = json.loads(RECORD.read_text())
     folder = root / "06_bcir"
     folder.mkdir(parents=True, exist_ok=True)
     final = base["run"]["metrics"]["generated val"]["AP"]
     for recipe, values in aps.items():
-        for seed, ap in enumerate(values):
+        for seed, ap in (values.items() if isinstance(values, dict) else enumerate(values)):
             rec = copy.deepcopy(base)
             rec["recipe"] = rec["run"]["recipe"] = recipe
             rec["seed"] = rec["run"]["seed"] = seed
@@ -236,3 +237,19 @@ def test_predicted_sigma_rejects_nan_and_non_scalar_label():
         with pytest.raises(ValueError, match="label_sigma"):
             B.predicted_sigma(label, 0.0, 0.0)
     assert B.predicted_sigma(np.float32(2.0), 0.0, 0.0)["sigma_star"] == 2.0
+
+
+def test_the_recorded_figure_takes_the_seeds_the_sweep_has_runs_of(tmp_path):
+    """The records: detection (σ = 2) on seeds 0-7 (0-4 in another forward precision), the sweep's
+    other σs on seed 5 only. The figure's cells are seeds 5, 6, 7 (the sweep's seed and the next
+    two a verdict needs); σ = 2's seeds 0-4 are another comparison and are not drawn."""
+    _write_records(tmp_path, {"mse": [0.70 + 0.001 * i for i in range(8)], "mse_sigma0_5": {5: 0.63},
+                              "mse_sigma3": {5: 0.69}})
+    pts = B.sigma_sweep_points(recorded_table("06_bcir", root=tmp_path))
+    assert pts["seeds"] == [5, 6, 7]
+    assert sorted(pts["values"][2.0]) == [5, 6, 7] and sorted(pts["values"][0.5]) == [5]
+    assert sorted(pts["missing"]) == [(0.5, "mse_sigma0_5", 6), (0.5, "mse_sigma0_5", 7),
+                                      (1.0, "mse_sigma1", 5), (1.0, "mse_sigma1", 6), (1.0, "mse_sigma1", 7),
+                                      (3.0, "mse_sigma3", 6), (3.0, "mse_sigma3", 7)]
+    # explicit seeds are taken as given (the live run passes its own)
+    assert B.sigma_sweep_points(recorded_table("06_bcir", root=tmp_path), seeds=[0, 1])["seeds"] == [0, 1]

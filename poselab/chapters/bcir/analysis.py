@@ -1796,16 +1796,29 @@ def detection_sigma_verdict(table, sweep=None, floor: float = 0.3):
     return claims.chain_verdict(links, order="AP: σ = 2 above every other σ")
 
 
-def sigma_sweep_points(table, sweep=None, seeds: Sequence[int] = (0, 1, 2), metric: str = "AP",
+def sigma_sweep_points(table, sweep=None, seeds: Sequence[int] | None = None, metric: str = "AP",
                        set_name: str = "generated val") -> dict:
     """Fig. 5(d)'s cells from a comparison table (live or :func:`~poselab.experiments.replicate.recorded_table`;
     None for no records): ``{"sigma" [σ...], "recipe" [...], "values" {σ: {seed: metric}}, "missing"
-    [(σ, recipe, seed)]}`` — every (σ, seed) cell of ``seeds`` without a run is listed in
-    ``missing``; runs of other seeds are kept."""
+    [(σ, recipe, seed)], "seeds" [...]}`` — the runs of ``seeds`` only, and every (σ, seed) cell of
+    ``seeds`` without a run listed in ``missing``.
+
+    ``seeds=None``: the seeds the sweep itself has runs of (a σ ≠ 2 recipe; a recorded σ = 2 run
+    of another seed is a different comparison — in the records, another forward precision), extended
+    by the next seeds to the three a verdict needs; 0, 1, 2 when no σ ≠ 2 run exists."""
     sweep = dict(sorted((SIGMA_SWEEP if sweep is None else sweep).items()))
+    runs = [] if table is None else list(table.results)
+    if seeds is None:
+        own = sorted({int(run.seed) for run in runs
+                      if run.recipe in sweep.values() and run.recipe != sweep.get(2.0)})
+        seeds = own or [0, 1, 2]
+        while len(seeds) < 3:
+            seeds.append(seeds[-1] + 1)
     seeds = [whole_number(s, "seed", 0) for s in seeds]
     values: dict = {s: {} for s in sweep}
-    for run in (table.results if table is not None else []):
+    for run in runs:
+        if int(run.seed) not in seeds:
+            continue
         for s, name in sweep.items():
             if run.recipe == name:
                 v = run.metrics.get(set_name, {}).get(metric)
