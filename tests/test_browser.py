@@ -121,6 +121,20 @@ _ERRORS = """() => [...document.querySelectorAll(
                  .map(e => e.textContent.slice(0, 300))"""
 
 
+def _run_all(page, name: str) -> None:
+    """Run every cell and return when the kernel is idle again and the outputs had 2 s to render.
+    The run counts as started once a prompt shows [*] or the kernel is busy (polled for up to
+    10 s: a loaded machine can take a while to queue the cells)."""
+    t0 = time.time()
+    page.evaluate(_START_ALL)
+    while not page.evaluate(_BUSY) and time.time() - t0 < 10:
+        time.sleep(0.1)
+    while page.evaluate(_BUSY):
+        assert time.time() - t0 < RUN_TIMEOUT_S, f"{name} still running after {RUN_TIMEOUT_S} s"
+        time.sleep(0.25)
+    time.sleep(2)  # let the last outputs and widgets render
+
+
 def _open(lab, page, name: str):
     # a fresh workspace per chapter: no tab or kernel of an earlier chapter comes back
     page.goto(f"{lab['base']}/lab/workspaces/w-{Path(name).stem}/tree/{name}?reset&token={lab['token']}")
@@ -163,13 +177,7 @@ def test_chapter_runs_and_renders_in_the_browser(lab, chapter):
     page = lab["browser"].new_page(viewport={"width": 1280, "height": 800})
     try:
         _open(lab, page, chapter)
-        t0 = time.time()
-        page.evaluate(_START_ALL)
-        time.sleep(2)
-        while page.evaluate(_BUSY):
-            assert time.time() - t0 < RUN_TIMEOUT_S, f"{chapter} still running after {RUN_TIMEOUT_S} s"
-            time.sleep(1)
-        time.sleep(2)  # let the last outputs and widgets render
+        _run_all(page, chapter)
         problems = []
         errors = page.evaluate(_ERRORS)
         if errors:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_browser import _BUSY, _START_ALL, RUN_TIMEOUT_S, _open, lab, pytestmark  # noqa: F401
+from test_browser import _open, _run_all, lab, pytestmark  # noqa: F401
 
 _READOUTS = "() => [...document.querySelectorAll('.widget-html')].map(e => e.innerHTML).join('|')"
 
@@ -50,13 +50,7 @@ def test_bcir_named_analyses_respond_in_the_browser(lab):  # noqa: F811
     page = lab["browser"].new_page(viewport={"width": 1280, "height": 800})
     try:
         _open(lab, page, "06_bcir.ipynb")
-        t0 = time.time()
-        page.evaluate(_START_ALL)
-        time.sleep(2)
-        while page.evaluate(_BUSY):
-            assert time.time() - t0 < RUN_TIMEOUT_S, f"06_bcir still running after {RUN_TIMEOUT_S} s"
-            time.sleep(1)
-        time.sleep(2)
+        _run_all(page, "06_bcir")
         # σ_true of the shrinkage explorer (section 4); the step of the gradient-case explorer
         # (section 5, the second "step" slider in the page)
         moved = {"shrinkage σ_true": _press(page, "σ_true", 0, "Home"),
