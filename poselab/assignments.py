@@ -147,13 +147,13 @@ def build(out: str | os.PathLike = "build/assignments", names: list[str] | None 
     if isinstance(run_tests, str):
         run_tests = [run_tests]
     if not isinstance(run_tests, bool):
-        given = run_tests
         try:
-            run_tests = set(run_tests)
-        except TypeError:
-            run_tests = {None}
-        if not all(isinstance(n, str) for n in run_tests):
-            raise AssignmentError(f"run_tests must be True, False or assignment names, got {given!r}")
+            chosen = set(run_tests)
+        except TypeError:          # not iterable, or unhashable names
+            chosen = {None}
+        if not all(isinstance(n, str) for n in chosen):
+            raise AssignmentError(f"run_tests must be True, False or assignment names, got {run_tests!r}")
+        run_tests = chosen
         unknown_runs = run_tests - {p.stem for p in list_assignments()}
         if unknown_runs:
             raise AssignmentError(f"run_tests names unknown assignment(s) {sorted(unknown_runs)}")

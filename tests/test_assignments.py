@@ -114,7 +114,7 @@ def test_run_tests_chooses_which_solutions_otter_runs(tmp_path, monkeypatch):
         assert ("--no-run-tests" in calls[-1]) is skipped, run_tests
     with pytest.raises(assignments.AssignmentError, match="unknown assignment"):
         assignments.build(tmp_path / "x", run_tests=["nope"])
-    for bad in (3, [3], None):
+    for bad in (3, [3], None, [[SOURCES[0].stem]]):
         with pytest.raises(assignments.AssignmentError, match="run_tests must be"):
             assignments.build(tmp_path / "x", run_tests=bad)
     assert len(calls) == 4
