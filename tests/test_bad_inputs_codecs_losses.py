@@ -172,3 +172,16 @@ def test_absurd_heatmap_size_refused_before_allocating(encode):
             encode_dot(torch.zeros(17, 2), None, size)
         else:
             encode(torch.zeros(17, 2), None, size)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64])
+def test_four_pixel_codec_decodes_non_float_maps_as_their_float_values(dtype):
+    # decode_four_pixel read bool / integer maps, but the codec's own score step (a ReLU) raised
+    # torch's "Boolean inputs not supported" from inside
+    from poselab.codecs import FourPixelCodec
+    codec = FourPixelCodec((256, 192), (64, 48))
+    maps = torch.rand(2, 3, 64, 48) > 0.7
+    coords, scores = codec.decode(maps.to(dtype))
+    ref_coords, ref_scores = codec.decode(maps.float())
+    assert torch.equal(coords, ref_coords) and torch.equal(scores, ref_scores)
+    assert torch.isfinite(scores).all() and float(scores.max()) > 0

@@ -179,3 +179,19 @@ def test_autocast_trains_and_rejects_bad_dtype():
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
     with pytest.raises(ValueError, match="autocast"):
         build_model("heatmap", (64, 48), autocast="int8")
+
+
+def test_forward_refuses_integer_and_non_finite_images_with_a_clear_error():
+    # were: torch's "expected scalar type Byte but found Float" from inside a convolution, and
+    # NaN maps returned silently
+    model = build_model(head="heatmap", input_size=(64, 48), backbone="tiny", seed=0).eval()
+    with pytest.raises(TypeError, match="float tensor, normalised with the ImageNet mean"):
+        model(torch.zeros(2, 3, 64, 48, dtype=torch.uint8))
+    for bad in (float("nan"), float("inf")):
+        images = torch.randn(2, 3, 64, 48)
+        images[1, 2, 30, 20] = bad
+        with pytest.raises(ValueError, match="images contain NaN or Inf"):
+            model(images)
+    # finite images whose float16 sum overflows are still accepted (the element-wise fallback)
+    big = torch.full((1, 3, 64, 48), 6e4, dtype=torch.float16)
+    assert model.half()(big).shape == (1, 17, 16, 12)

@@ -164,6 +164,8 @@ class FourPixelCodec(HeatmapCodec):
         h = torch.as_tensor(heatmaps)
         if h.ndim < 3:
             raise ValueError(f"heatmaps must have shape (..., K, H, W), got {tuple(h.shape)}")
+        if not h.is_floating_point():  # bool / integer maps score like decode_four_pixel reads them
+            h = h.to(torch.get_default_dtype())
         self.check_map_size(h, "heatmap")
         coords, square = decode_four_pixel(h, return_scores=True)
         total = torch.relu(h).sum(dim=(-2, -1))

@@ -53,6 +53,13 @@ class PoseModel(nn.Module):
     def forward(self, images: torch.Tensor):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be a float tensor, normalised with the ImageNet mean and std "
+                            f"as poselab's loaders make them (poselab.data.dataset.IMAGENET_MEAN / "
+                            f"IMAGENET_STD), got {images.dtype}")
+        if images.numel() and not bool(torch.isfinite(images.detach().sum())) \
+                and not bool(torch.isfinite(images).all()):  # one pass when finite; NaN in, NaN maps out
+            raise ValueError("images contain NaN or Inf: the output maps would hold NaN")
         if tuple(images.shape[-2:]) != self.input_size and self.head_type == "simcc":
             raise ValueError(f"the SimCC head was built for input_size={self.input_size} "
                              f"but got images of size {tuple(images.shape[-2:])}; rebuild the "
