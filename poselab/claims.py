@@ -118,12 +118,25 @@ def t_critical(df: float, alpha: float = 0.05) -> float:
 
 def _as_values(values, name: str) -> np.ndarray:
     try:
-        a = np.asarray(list(values), dtype=np.float64).ravel()
+        raw = np.asarray(list(values))
+        a = raw.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ClaimError(f"{name} must be a list of per-seed numbers: {exc}") from None
+    if raw.ndim != 1 or raw.dtype == bool:
+        # a nested list was flattened into "seeds", and True / False counted as 1 / 0
+        raise ClaimError(f"{name} must be a flat list of per-seed numbers (one per seed), got "
+                         f"{'booleans' if raw.dtype == bool else f'an array of shape {raw.shape}'}")
     if a.size == 0:
         raise ClaimError(f"{name} needs at least one per-seed value")
     return a
+
+
+def _flag(value, name: str) -> bool:
+    """``value`` as a bool, refusing anything else (the string "no" is truthy: it would flip a
+    comparison's direction silently)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ClaimError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _std(a: np.ndarray) -> float:
@@ -265,6 +278,8 @@ def compare_seeds(ours: Iterable[float], theirs: Iterable[float], *, lower_is_be
         ('inconclusive', True)
     """
     a, b = _as_values(ours, "ours"), _as_values(theirs, "theirs")
+    lower_is_better, paired, discrete = (_flag(lower_is_better, "lower_is_better"),
+                                         _flag(paired, "paired"), _flag(discrete, "discrete"))
     if not (isinstance(min_effect, numbers.Real) and math.isfinite(min_effect) and min_effect > 0):
         raise ClaimError(f"min_effect must be a finite number > 0 (the smallest advantage the claim "
                          f"is about, in the metric's unit), got {min_effect!r}")
@@ -290,6 +305,9 @@ def compare_seeds(ours: Iterable[float], theirs: Iterable[float], *, lower_is_be
     adv = sign * (a.mean() - b.mean())
     summary.update(ours_mean=float(a.mean()), ours_std=_std(a), theirs_mean=float(b.mean()),
                    theirs_std=_std(b), advantage=float(adv))
+    if not (math.isfinite(adv) and math.isfinite(_std(a)) and math.isfinite(_std(b))):
+        return Verdict("inconclusive", f"{name} values so large that their mean or spread overflows "
+                       "float64: not per-seed metric values", summary, ev)
     tiny = 1e-12 * max(float(np.abs(a).max()), float(np.abs(b).max()), 1e-300)  # round-off spread
     if paired:
         d = sign * (a - b)
@@ -391,6 +409,9 @@ def apply_floor(verdict: Verdict, baseline: Iterable[float], floor: float, *, na
         'baseline too weak at this preset: mse AP 0.0253 < floor 0.3'
     """
     vals = _as_values(baseline, "baseline")
+    higher_is_better = _flag(higher_is_better, "higher_is_better")
+    if isinstance(floor, bool) or not (isinstance(floor, numbers.Real) and math.isfinite(floor)):
+        raise ClaimError(f"floor must be a finite number (the baseline's least acceptable value), got {floor!r}")
     mean = float(vals.mean()) if np.all(np.isfinite(vals)) else float("nan")
     ok = math.isfinite(mean) and (mean >= floor if higher_is_better else mean <= floor)
     summary = {**verdict.summary, "baseline": {"name": name, "per_seed": vals.tolist(), "mean": mean,
@@ -730,6 +751,8 @@ def simulate_false_verdicts(n_seeds: int = 3, trials: int = 20000, *, effect: fl
     "reproduced" rate; with ``effect=paper_effect`` the "not reproduced" share is the false
     "not reproduced" rate.
     """
+    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
+        raise ClaimError(f"trials must be a whole number >= 1, got {trials!r}")
     rng = np.random.default_rng(seed)
     counts = dict.fromkeys(VERDICTS, 0)
     for _ in range(int(trials)):

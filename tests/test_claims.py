@@ -392,3 +392,43 @@ def test_convergence_reason_of_a_run_without_validations_names_that_not_zero_ste
     assert not r.ok and "kept no validation curve" in r.reason and "0 steps" not in r.reason
     r = claims.has_converged("emd", [([625], [0.1])], tolerance=0.05, relative=True)
     assert not r.ok and "at 625 steps" in r.reason and "before the last 20%" in r.reason
+
+
+# ------------------------------------------------------------- hostile inputs to the verdict rule
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lower_is_better": "no"}, "lower_is_better must be True or False"),
+    ({"lower_is_better": False, "paired": "yes"}, "paired must be True or False"),
+    ({"lower_is_better": False, "discrete": 1}, "discrete must be True or False"),
+])
+def test_compare_seeds_refuses_a_flag_that_is_not_a_bool(kwargs, match):
+    # the string "no" is truthy: it turned an AP comparison into a lower-is-better one, and a
+    # clear win came out "not reproduced ... significantly the other way"
+    with pytest.raises(claims.ClaimError, match=match):
+        claims.compare_seeds([0.5, 0.6, 0.55], [0.4, 0.45, 0.42], min_effect=0.01, **kwargs)
+
+
+@pytest.mark.parametrize("ours, match", [([[0.5, 0.6, 0.55]], r"shape \(1, 3\)"),
+                                         ([True, False, True], "booleans")])
+def test_compare_seeds_refuses_nested_and_boolean_values(ours, match):
+    # a nested list was flattened into seeds; booleans counted as AP 1 and 0
+    with pytest.raises(claims.ClaimError, match=match):
+        claims.compare_seeds(ours, [0.4, 0.45, 0.42], lower_is_better=False, min_effect=0.01)
+
+
+def test_values_whose_mean_overflows_are_inconclusive_with_the_reason():
+    v = claims.compare_seeds([1e308, 1e308, -1e308], [0.4, 0.45, 0.42], lower_is_better=False,
+                             min_effect=0.01)
+    assert v.verdict == "inconclusive" and "overflows float64" in v.reason
+
+
+def test_apply_floor_and_simulation_refuse_bad_settings():
+    v = claims.compare_seeds([0.5, 0.6, 0.55], [0.4, 0.45, 0.42], lower_is_better=False, min_effect=0.01)
+    for floor in (float("nan"), float("inf"), "0.3", True):
+        with pytest.raises(claims.ClaimError, match="floor must be a finite number"):
+            claims.apply_floor(v, [0.4, 0.45], floor)
+    with pytest.raises(claims.ClaimError, match="higher_is_better must be True or False"):
+        claims.apply_floor(v, [0.4, 0.45], 0.3, higher_is_better="yes")
+    with pytest.raises(claims.ClaimError, match="trials must be a whole number"):
+        claims.simulate_false_verdicts(trials=0)
+    assert claims.apply_floor(v, [0.4, 0.45], 0.3).verdict == "reproduced"

@@ -184,7 +184,7 @@ def compare_recipes(table: ComparisonTable, ours: str, theirs: str, *, metric: s
             seeds: only the loss or the target differs).
         converge_tolerance: relative gain over the last fifth allowed (None skips the check).
     """
-    lower = metric in LOWER_IS_BETTER if lower_is_better is None else bool(lower_is_better)
+    lower = metric in LOWER_IS_BETTER if lower_is_better is None else lower_is_better  # a bool: compare_seeds checks it
     whole = table                            # a baseline outside the pair is floored on all its runs
     if paired:
         for name in (ours, theirs):          # a recipe, metric or set the table lacks: its KeyError

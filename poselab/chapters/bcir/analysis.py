@@ -70,6 +70,26 @@ __all__ = [
 SPLITS = ("easy", "medium", "hard")
 
 
+def _shown(x, a: np.ndarray) -> str:
+    return repr(x) if a.size <= 4 else f"an array of shape {a.shape}"
+
+
+def _positive(x, name: str, unit: str = " (px)") -> np.ndarray:
+    """``x`` (a number or an array) as float64, refusing an empty, non-finite or ≤ 0 value."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"{name} must be finite and > 0{unit}, got {_shown(x, a)}")
+    return a
+
+
+def _finite(x, name: str, allow_empty: bool = False) -> np.ndarray:
+    """``x`` (a number or an array) as float64, refusing a non-finite (or, unless allowed, empty) value."""
+    a = np.asarray(x, dtype=np.float64)
+    if (a.size == 0 and not allow_empty) or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite numbers, got {_shown(x, a)}")
+    return a
+
+
 # ============================================================================ heatmap models
 def symmetric_blob(size: Sequence[int], center, sigma: float = 2.0, peak: float | None = None,
                    mass: float | None = None, radius: float | None = None,
@@ -97,6 +117,7 @@ def symmetric_blob(size: Sequence[int], center, sigma: float = 2.0, peak: float 
         raise ValueError(f"sigma must be a positive finite number (px), got {sigma!r}")
     if peak is not None and mass is not None:
         raise ValueError("give peak or mass, not both")
+    _finite(center, "center")
     r = float(math.ceil(3 * sigma)) if radius is None else float(radius)
     c = np.asarray(center, dtype=np.float64)
     xs, ys = np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64)
@@ -353,16 +374,20 @@ def bhattacharyya_distance(sigma_hat, sigma_true, offset):
 
         D_B = ¼ ln(¼ (σ_t²/σ̂² + σ̂²/σ_t² + 2)) + ¼ (μ − μ_true)² / (σ_t² + σ̂²)
     """
-    a = np.asarray(sigma_true, dtype=np.float64) ** 2
-    b = np.asarray(sigma_hat, dtype=np.float64) ** 2
-    d2 = np.asarray(offset, dtype=np.float64) ** 2
+    a = _positive(sigma_true, "sigma_true") ** 2
+    b = _positive(sigma_hat, "sigma_hat") ** 2
+    d2 = _finite(offset, "offset") ** 2
     return 0.25 * np.log(0.25 * (a / b + b / a + 2)) + 0.25 * d2 / (a + b)
 
 
 def sigma_star(sigma_true: float, offset: float, lo: float = 1e-3, hi: float | None = None,
                tol: float = 1e-12) -> float:
     """Eq. 13: ``argmin_σ̂ D_B`` by golden-section search on ``log σ̂`` (D_B is unimodal in σ̂)."""
+    sigma_true = float(_positive(sigma_true, "sigma_true"))
+    offset = float(_finite(offset, "offset"))
     hi = hi if hi is not None else 10.0 * (abs(offset) + sigma_true) + 1.0
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"the search interval must be 0 < lo < hi, got {(lo, hi)}")
     a, b = math.log(lo), math.log(hi)
     g = (math.sqrt(5) - 1) / 2
     f = lambda t: float(bhattacharyya_distance(math.exp(t), sigma_true, offset))  # noqa: E731
@@ -384,8 +409,8 @@ def sigma_star_closed_form(sigma_true, offset):
     """Stationary point of Eq. 12 in closed form (our derivation): with a = σ_t², b = σ̂², d = Δ²,
     ``dD_B/db = 0 ⇔ b² − d·b − a² = 0``, so ``σ*² = (Δ² + √(Δ⁴ + 4σ_t⁴)) / 2`` — ≥ σ_t², with
     equality only for Δ = 0."""
-    a = np.asarray(sigma_true, dtype=np.float64) ** 2
-    d = np.asarray(offset, dtype=np.float64) ** 2
+    a = _positive(sigma_true, "sigma_true") ** 2
+    d = _finite(offset, "offset") ** 2
     return np.sqrt((d + np.sqrt(d ** 2 + 4 * a ** 2)) / 2)
 
 
@@ -394,8 +419,8 @@ def sigma_star_eq14_as_printed(sigma_true, offset):
 
     Eq. 28 (App. A) drops the ¼ of Eq. 12's first term, and Eq. 14 inherits it; the printed
     root is smaller than the true optimum of Eq. 12 for Δ ≠ 0 (both exceed σ_true)."""
-    a = np.asarray(sigma_true, dtype=np.float64) ** 2
-    d = np.asarray(offset, dtype=np.float64) ** 2 / 4
+    a = _positive(sigma_true, "sigma_true") ** 2
+    d = _finite(offset, "offset") ** 2 / 4
     return np.sqrt((d + np.sqrt(d ** 2 + 4 * a ** 2)) / 2)
 
 
@@ -403,8 +428,8 @@ def shrinkage_curves(sigma_true: float = 2.0, offsets=(0.0, 1.0, 2.0, 4.0),
                      sigmas=None) -> dict:
     """D_B against σ̂ for several offsets, with the numerical σ*, the closed form and Eq. 14's
     printed root per offset."""
-    s = np.geomspace(0.2, 12.0, 300) if sigmas is None else np.asarray(sigmas, dtype=np.float64)
-    offs = np.asarray(offsets, dtype=np.float64)
+    s = np.geomspace(0.2, 12.0, 300) if sigmas is None else _positive(sigmas, "sigmas")
+    offs = _finite(offsets, "offsets").reshape(-1)
     return {"sigma": s, "offsets": offs,
             "distance": np.stack([bhattacharyya_distance(s, sigma_true, o) for o in offs]),
             "sigma_star": np.array([sigma_star(sigma_true, float(o)) for o in offs]),
@@ -565,8 +590,9 @@ def toy_dynamics(h0, gt, method: str = "regression", beta: float = 10.0, gamma: 
         raise ValueError(f"method must be 'regression' or 'detection', got {method!r}")
     h = np.array(h0, dtype=np.float64)
     H, W = h.shape
-    g = np.asarray(gt, dtype=np.float64)
-    gamma = (0.01 if method == "detection" else 0.2 / beta) if gamma is None else float(gamma)
+    g = _finite(gt, "gt")
+    beta = float(_positive(beta, "beta", ""))
+    gamma = (0.01 if method == "detection" else 0.2 / beta) if gamma is None else float(_positive(gamma, "gamma", ""))
     target = symmetric_blob((H, W), g, sigma, peak=1.0, radius=max(H, W))
     frames, preds, at = [], [], []
 
@@ -609,8 +635,10 @@ def mass_spread(probabilities, share: float = 0.9) -> np.ndarray:
     """How many pixels hold ``share`` of each map's mass (the fewest, largest first):
     ``(..., H, W)`` probabilities → ``(...)`` counts. A σ = 2 blob holds 90 % on about 60 pixels;
     a collapsed map on a handful; a flat 64×48 map on 2765."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    flat = -np.sort(-p.reshape(*p.shape[:-2], -1), axis=-1)
+    p = _finite(probabilities, "probabilities", allow_empty=True)
+    if isinstance(share, bool) or not (isinstance(share, numbers.Real) and 0 < share <= 1):
+        raise ValueError(f"share must be a number in (0, 1] (a share of each map's mass), got {share!r}")
+    flat = -np.sort(-p.reshape(*p.shape[:-2], p.shape[-2] * p.shape[-1]), axis=-1)  # (0, H, W) too
     cum = np.cumsum(flat, axis=-1) / np.maximum(flat.sum(-1, keepdims=True), 1e-300)
     return (cum < share).sum(-1) + 1
 
@@ -928,7 +956,7 @@ def activation_sum(probabilities, gt, s: int) -> np.ndarray:
     g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
     if p.ndim != 3 or p.shape[0] != g.shape[0]:
         raise ValueError(f"probabilities must be (N, H, W) with N = len(gt) = {g.shape[0]}, got {p.shape}")
-    return (p * _window_mask(g, int(s), *p.shape[1:])).sum((1, 2))
+    return (p * _window_mask(g, whole_number(s, "s", 0), *p.shape[1:])).sum((1, 2))
 
 
 def activation_sum_curve(probabilities, gt, s_values) -> np.ndarray:
@@ -953,7 +981,7 @@ def best_fit_sigma(probabilities, gt, s: int = 4, sigmas=(0.5, 1, 1.5, 2, 2.5, 3
     obs = np.divide(obs, tot, out=np.zeros_like(obs), where=tot > 0)
     ys, xs = np.mgrid[0:H, 0:W]
     d2 = (xs[None] - g[:, 0, None, None]) ** 2 + (ys[None] - g[:, 1, None, None]) ** 2
-    sig = np.asarray(sigmas, dtype=np.float64)
+    sig = _positive(sigmas, "sigmas").reshape(-1)
     chi = np.zeros((N, sig.size))
     for k, sg in enumerate(sig):
         t = np.exp(-d2 / (2 * sg ** 2)) * mask
@@ -1254,6 +1282,9 @@ def difficulty_levels(n_joints, occlusion, box_size) -> np.ndarray:
     j = np.asarray(n_joints, dtype=np.float64)
     o = np.asarray(occlusion, dtype=np.float64)
     b = np.asarray(box_size, dtype=np.float64)
+    if not j.shape == o.shape == b.shape:
+        raise ValueError(f"n_joints, occlusion and box_size must have one value each per person, got "
+                         f"shapes {j.shape}, {o.shape} and {b.shape}")
     lj = np.where(j >= 11, 0, np.where(j >= 6, 1, 2))
     lo = np.where(o < 0.10, 0, np.where(o <= 0.50, 1, 2))
     lb = np.where(b > 128, 0, np.where(b >= 64, 1, 2))
@@ -1278,6 +1309,8 @@ def split_means(values, labels) -> dict:
     """``{split: {"mean", "std", "n"}}`` for easy / medium / hard; an empty split gets NaN and n 0."""
     v = np.asarray(values, dtype=np.float64)
     lab = np.asarray(labels)
+    if v.shape != lab.shape:
+        raise ValueError(f"values and labels must have one entry each per item, got shapes {v.shape} and {lab.shape}")
     out = {}
     for name in SPLITS:
         sel = v[(lab == name) & np.isfinite(v)]

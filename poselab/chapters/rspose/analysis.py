@@ -118,6 +118,12 @@ def simcc_imbalance(input_size=(256, 192), split_ratio: float = 2.0, sigma: floa
     if target not in ("dot", "gaussian"):
         raise ValueError(f"target must be 'dot' or 'gaussian', got {target!r}")
     H, W = int(input_size[0]), int(input_size[1])
+    for value, name in ((split_ratio, "split_ratio"), (sigma, "sigma")):
+        if isinstance(value, bool) or not (isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+                                           and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if H < 1 or W < 1 or round(min(H, W) * split_ratio) < 2:
+        raise ValueError(f"input_size {input_size} at split_ratio {split_ratio} leaves fewer than 2 bins per axis")
     out = {}
     for axis, size in (("x", W), ("y", H)):
         bins = int(round(size * split_ratio))
@@ -180,6 +186,8 @@ def gradient_split(grad, positives) -> dict:
     p = torch.as_tensor(positives).to(torch.bool)
     if p.shape != g.shape:
         raise ValueError(f"positives must have the gradient's shape {tuple(g.shape)}, got {tuple(p.shape)}")
+    if not bool(torch.isfinite(g).all()):
+        raise ValueError("grad contains NaN or Inf: a diverged loss has no positive / negative split")
     pos_abs, neg_abs = float(g[p].abs().sum()), float(g[~p].abs().sum())
     pos_sum, neg_sum = float(g[p].sum()), float(g[~p].sum())
     total = pos_abs + neg_abs
@@ -254,6 +262,8 @@ def share_over_training(records, key: str = "mse", skip_initial: bool = True) ->
     """Mean negatives' share of Σ|g| over the probes of one run (:class:`GradientBalanceProbe`
     records; ``key`` e.g. ``"mse"`` or ``"mse (peak pixel)"``), the initial probe (step 0) left out
     by default: Fig. 3 is about training, not the untrained head."""
+    if any(not isinstance(r, dict) or "step" not in r or key not in r for r in records):
+        raise ValueError(f"records must be GradientBalanceProbe records, each with 'step' and {key!r}")
     vals = [r[key]["neg_share"] for r in records if not (skip_initial and r["step"] == 0)]
     if not vals:
         raise ValueError(f"no probe of {key!r} after step 0: probe more often or train longer")
@@ -429,6 +439,8 @@ def updates_on_one_heatmap(size=(32, 24), sigma: float = 2.0, shift=(2.0, 1.0),
     g = torch.Generator().manual_seed(seed)
     kp = torch.tensor([[[W / 2.0 - 0.3, H / 2.0 + 0.2]]], dtype=torch.float64).repeat(persons, 1, 1)
     labels, vis = encode_gaussian(kp, None, size, sigma=sigma, dtype=torch.float64)
+    if not (len(shift) == 2 and all(math.isfinite(float(v)) for v in shift)):
+        raise ValueError(f"shift must be two finite numbers (dx, dy) px, got {shift!r}")
     off = torch.tensor(shift, dtype=torch.float64) * torch.arange(persons, dtype=torch.float64)[:, None, None]
     blob, _ = encode_gaussian(kp + off, None, size, sigma=sigma, unbiased=True, dtype=torch.float64)
     peak = 1.0 - 0.1 * torch.arange(persons, dtype=torch.float64)
@@ -469,6 +481,8 @@ def single_map_updates(size=(32, 24), sigma: float = 2.0, offset=(0.0, 0.0), sha
     if not (np.isfinite(sharpness) and sharpness > 0):
         raise ValueError(f"sharpness must be a finite number > 0, got {sharpness!r}")
     dx, dy = (float(v) for v in offset)
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        raise ValueError(f"offset must be two finite numbers (dx, dy) px, got {offset!r}")
     kp = torch.tensor([[[(W - 1) / 2.0, (H - 1) / 2.0]]], dtype=torch.float64)
     labels, vis = encode_gaussian(kp, None, (H, W), sigma=sigma, dtype=torch.float64)
     if float(vis.sum()) == 0:
@@ -589,6 +603,8 @@ def minmax_apply(keypoint_scores, lo, hi, clip: bool = True) -> np.ndarray:
     s = np.asarray(keypoint_scores, dtype=np.float64)
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     span = hi - lo
+    if np.any(span < 0) or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError("lo and hi must be finite with lo <= hi per keypoint (minmax_fit's output)")
     out = np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), 0.5)
     return np.clip(out, 0.0, 1.0) if clip else out
 
@@ -991,7 +1007,11 @@ def plateau_statistics(heatmaps, labels, visible=None, delta: float = 0.4, blur_
                          f"{tuple(h.shape)} and {tuple(y.shape)}")
     if not bool(torch.isfinite(h).all()):
         raise ValueError("heatmaps must be finite")
+    if not (isinstance(delta, (int, float)) and not isinstance(delta, bool) and math.isfinite(delta) and delta > 0):
+        raise ValueError(f"delta must be a finite number > 0 (Spatial Rank's δ, score units), got {delta!r}")
     B, K, H, W = h.shape
+    if h.numel() == 0:
+        raise ValueError(f"no map to measure: heatmaps have shape {tuple(h.shape)}")
     vis = torch.ones(B, K, dtype=torch.bool) if visible is None else torch.as_tensor(visible).reshape(B, K) > 0
     flat, lab = h.reshape(B * K, -1), y.reshape(B * K, -1)
     win = lab > 0

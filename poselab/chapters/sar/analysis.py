@@ -132,11 +132,23 @@ def fit_toy(targets, grid: Sequence[int] = (8, 8), reach: float = 0.5, steps: in
             "targets": tg.numpy(), "normalization": normalization}
 
 
+def _check_positive(value, name: str, allow_zero: bool = False) -> float:
+    """``value`` as a float, refusing a bool, a non-number, NaN/inf and values ≤ 0 (< 0 when
+    ``allow_zero``)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
 def reach_floor(target, grid: Sequence[int] = (8, 8), reach: float = 0.5, lam: float = 16.0) -> float:
     """Closed form: the SAR loss infimum with a *uniform* selector (w_t = 1/T) and cells of limited
     reach: every cell moves as close as it can, ``r_t = exp(−λ Σ_axis max(0, |Δ| − reach)/size)``,
     and ``L = −log(mean_t r_t)``. Positive unless every cell can reach the target."""
     tg = _as_targets(target)[0].numpy()
+    _check_positive(lam, "lam")
+    _check_positive(reach, "reach", allow_zero=True)
     h, w = grid
     c = sar_cell_centres((h, w), dtype=torch.float64).reshape(-1, 2).numpy()
     gap = np.maximum(0.0, np.abs(c - tg) - reach) / np.array([w, h], dtype=np.float64)
@@ -236,7 +248,8 @@ def degenerate_check(n: int = 512, map_size: Sequence[int] = (1, 1), lam: float 
     random joints (float64; the 1×1 "map" covers a W×H = 48×64 px region).
     """
     g = torch.Generator().manual_seed(int(seed))
-    h, w = (int(map_size[0]), int(map_size[1]))
+    n = whole_number(n, "n", 1)
+    h, w = (whole_number(map_size[0], "map_size h", 1), whole_number(map_size[1], "map_size w", 1))
     W, H = 48.0, 64.0
     T = h * w
     coords = (torch.rand(n, 1, T, 2, generator=g, dtype=torch.float64) * torch.tensor([W, H])
@@ -274,6 +287,7 @@ def quantization_floor(strides: Sequence[int] = (1, 2, 4, 8, 16), input_size: Se
     kp = torch.as_tensor(rng.uniform([0, 0], [W - 1, H - 1], size=(n, 1, 2)), dtype=torch.float32)
     rows = {"heatmap_epe": [], "heatmap_max": [], "sar_epe": [], "sar_max": []}
     for s in strides:
+        s = whole_number(s, "stride", 1)
         if H % s or W % s:
             raise ValueError(f"stride {s} does not divide input_size {(H, W)}")
         hm = (H // s, W // s)
@@ -307,6 +321,9 @@ def match_detections(detections, truths, radius: float) -> dict:
     """
     det = np.asarray(detections, dtype=np.float64).reshape(-1, 2)
     gt = np.asarray(truths, dtype=np.float64).reshape(-1, 2)
+    radius = _check_positive(radius, "radius")
+    if not (np.isfinite(det).all() and np.isfinite(gt).all()):
+        raise ValueError("detections and truths must be finite (x, y) points")
     free = np.ones(len(gt), dtype=bool)
     tp = 0
     for p in det:
@@ -330,6 +347,7 @@ def direct_formula_check(n_joints: int = 64, grid: Sequence[int] = (16, 12), see
     Returns ``{"float64_abs_error", "float32_rel_error", "value"}``.
     """
     rng = np.random.default_rng(int(seed))
+    n_joints = whole_number(n_joints, "n_joints", 1)
     h, w = (whole_number(grid[0], "grid h", 1), whole_number(grid[1], "grid w", 1))
     T = h * w
     coords = rng.uniform(-3, [w + 3, h + 3], size=(1, n_joints, T, 2))
