@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._numbers import whole_number
-from ._checks import check_pair_memory, finite_number
+from ._checks import check_pair_memory, check_tensor, finite_number
 
 __all__ = [
     "laplacian_rank_loss", "rank_pair_term", "rank_pair_term_eq9", "ranknet_loss",
@@ -209,6 +209,29 @@ def rank_pair_term(delta: torch.Tensor, order: torch.Tensor, c: float = 1.0,
         >>> rank_pair_term(torch.tensor([0.5, -0.5]), torch.tensor([1.0, 1.0])).tolist()
         [0.25, 1.0]
     """
+    delta, order = _check_pair_inputs(delta, order)
+    c = _check_positive(c, "c")
+    margin = None if margin is None else _check_positive(margin, "margin", allow_zero=True)
+    return _pair_term(delta, order, c, margin, continuous)
+
+
+def _check_pair_inputs(delta, order) -> tuple[torch.Tensor, torch.Tensor]:
+    """``delta`` a finite floating tensor, ``order`` a finite tensor (of signs) broadcastable to it."""
+    delta = check_tensor(delta, "delta")
+    if not isinstance(order, torch.Tensor):
+        raise ValueError(f"order must be a torch.Tensor of signs (+1, 0, -1), got {type(order).__name__}")
+    if order.numel() and not bool(torch.isfinite(order.to(torch.float64)).all()):
+        raise ValueError("order contains NaN or Inf: it holds the signs sign(s*_i - s*_j)")
+    try:
+        torch.broadcast_shapes(order.shape, delta.shape)
+    except RuntimeError:
+        raise ValueError(f"order {tuple(order.shape)} does not broadcast to delta {tuple(delta.shape)}") from None
+    return delta, order
+
+
+def _pair_term(delta: torch.Tensor, order: torch.Tensor, c: float, margin: float | None,
+               continuous: bool = True) -> torch.Tensor:
+    """:func:`rank_pair_term` without the input checks (the loss checks its inputs once)."""
     m = c / 2.0 if margin is None else float(margin)
     order = order.to(delta.dtype)
     u = order * delta
@@ -233,6 +256,8 @@ def rank_pair_term_eq9(delta: torch.Tensor, order: torch.Tensor, c: float = 1.0)
         >>> rank_pair_term_eq9(torch.tensor([0.5, -0.5]), torch.tensor([1.0, 1.0])).tolist()
         [0.25, 1.0]
     """
+    delta, order = _check_pair_inputs(delta, order)
+    c = _check_positive(c, "c")
     order = order.to(delta.dtype)
     nonneg = delta >= 0
     case1 = 0.5 * (delta - c) ** 2 + 0.5 * delta ** 2
@@ -291,7 +316,7 @@ def laplacian_rank_loss(pred: torch.Tensor, target: torch.Tensor, b_prime: float
         rows = slice(start, min(n, start + int(chunk)))
         order = _order(target, groups, rows).to(pred.dtype)
         delta = pred[rows, None] - pred[None, :]
-        total = total + rank_pair_term(delta, order, c, margin).sum()
+        total = total + _pair_term(delta, order, c, margin).sum()
         count += int(order.abs().sum().item())
     pair = total / count if count else total
     return (2.0 / b_prime) * l1 + pair

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from poselab import claims
+from poselab._numbers import whole_number
 from poselab.codecs.hdm import decode_four_pixel, subpixel_demanders
 from poselab.codecs.heatmap import decode_argmax
 from poselab.losses.transport import emd_loss, hdm_transport
@@ -29,6 +30,22 @@ __all__ = [
 ]
 
 
+# ----------------------------------------------------------------------------- checks
+def _positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _finite_points(points, name: str) -> np.ndarray:
+    a = np.asarray(points, dtype=np.float64)
+    if a.ndim == 0 or a.shape[-1] != 2 or not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite (x, y) points, shape (..., 2), got shape {a.shape}"
+                         + ("" if a.ndim == 0 or np.isfinite(a).all() else " with NaN/Inf"))
+    return a
+
+
 # ----------------------------------------------------------------------------- heatmaps
 def gaussian_map(center, size, sigma, peak=1.0):
     """Unnormalised Gaussian ``peak·exp(-‖p − c‖²/2σ²)`` on an (H, W) grid, float64 numpy.
@@ -36,7 +53,8 @@ def gaussian_map(center, size, sigma, peak=1.0):
     ``center (..., 2)`` as (x, y) → ``(..., H, W)``.
     """
     H, W = size
-    c = np.asarray(center, dtype=np.float64)
+    c = _finite_points(center, "center")
+    sigma = _positive_number(sigma, "sigma")
     xs = np.arange(W, dtype=np.float64)
     ys = np.arange(H, dtype=np.float64)
     gx = np.exp(-(xs - c[..., 0, None]) ** 2 / (2 * sigma ** 2))
@@ -97,7 +115,7 @@ def heatmap_metrics(pred, target_gaussian, keypoint, reg=1.0):
     Returns a dict: ``mse``, ``emd``, ``err_argmax`` (px), ``err_four_pixel`` (px).
     """
     pred = np.asarray(pred, dtype=np.float64)
-    kp = np.asarray(keypoint, dtype=np.float64)
+    kp = _finite_points(keypoint, "keypoint")
     four = decode_four_pixel(torch.as_tensor(pred)).numpy()
     return {"mse": float(np.mean((pred - target_gaussian) ** 2)),
             "emd": float(_emd(pred, kp, reg=reg)),
@@ -165,6 +183,7 @@ def theorem1_check(n=64, size=(16, 12), sigma=2.0, subpixel=False, seed=0, joint
     """
     rng = np.random.default_rng(seed)
     H, W = size
+    n, joints = whole_number(n, "n", 1), whole_number(joints, "joints", 1)
     kp = rng.uniform([0, 0], [W - 1, H - 1], size=(n, joints, 2))
     if not subpixel:
         kp = np.round(kp)
@@ -240,8 +259,11 @@ def reference_sinkhorn_cost(heatmap, keypoint, reg=1.0, tol=1e-12, max_iter=1000
     """
     h = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
     H, W = h.shape
+    reg = _positive_number(reg, "reg")
+    if not np.isfinite(h).all():
+        raise ValueError("heatmap contains NaN or Inf")
     a = h.ravel() / h.sum() if h.sum() > 0 else np.full(H * W, 1.0 / (H * W))
-    x, y = (float(v) for v in keypoint)
+    x, y = (float(v) for v in _finite_points(keypoint, "keypoint").reshape(2))
     corners = np.array([[math.floor(x) + dx, math.floor(y) + dy] for dx, dy in
                         ((0, 0), (1, 0), (0, 1), (1, 1))], dtype=np.float64)
     b = (1 - np.abs(x - corners[:, 0])) * (1 - np.abs(y - corners[:, 1]))
@@ -291,8 +313,11 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
                           "not on Binder); backend='numpy' or 'auto' works without it") from None
     h = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
     H, W = h.shape
+    reg = _positive_number(reg, "reg")
+    if not np.isfinite(h).all():
+        raise ValueError("heatmap contains NaN or Inf")
     a = h.ravel() / h.sum() if h.sum() > 0 else np.full(H * W, 1.0 / (H * W))
-    x, y = (float(v) for v in keypoint)
+    x, y = (float(v) for v in _finite_points(keypoint, "keypoint").reshape(2))
     x0, y0 = math.floor(x), math.floor(y)
     corners = np.array([[x0, y0], [x0 + 1, y0], [x0, y0 + 1], [x0 + 1, y0 + 1]], dtype=np.float64)
     b = (1 - np.abs(x - corners[:, 0])) * (1 - np.abs(y - corners[:, 1]))
@@ -310,6 +335,10 @@ def peaked_maps(n: int, size=(16, 12), seed: int = 0, sigma_range=(0.6, 2.0)) ->
     (within 3 px; the first two at the map's corners). Float64 ``(n, H, W)``, ``(n, 2)``."""
     rng = np.random.default_rng(seed)
     H, W = size
+    n = whole_number(n, "n", 1)
+    lo, hi = (_positive_number(v, "sigma_range") for v in sigma_range)
+    if lo > hi:
+        raise ValueError(f"sigma_range must be (lo, hi) with 0 < lo <= hi, got {tuple(sigma_range)}")
     centres = rng.uniform([0, 0], [W - 1, H - 1], size=(n, 2))
     sig = rng.uniform(*sigma_range, size=n)
     maps = np.stack([gaussian_map(c, size, s_) for c, s_ in zip(centres, sig)])
@@ -352,7 +381,7 @@ def fit_free_heatmaps(keypoints, size=(16, 12), demanders="subpixel", steps=150,
     EPE of four-pixel decoding (N,), EPE of argmax decoding (N,), final losses (N,)).
     """
     g = torch.Generator().manual_seed(seed)
-    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32)).reshape(-1, 1, 2)
+    kp = torch.as_tensor(_finite_points(keypoints, "keypoints").astype(np.float32)).reshape(-1, 1, 2)
     n = kp.shape[0]
     H, W = size
     maps = (0.1 * torch.rand(n, 1, H, W, generator=g)).requires_grad_(True)
@@ -454,6 +483,7 @@ def decoding_study(n=2000, size=(16, 12), seed=0):
     (what EMD training aims at). Returns {family: {"argmax": mean, "four_pixel": mean}}."""
     rng = np.random.default_rng(seed)
     H, W = size
+    n = whole_number(n, "n", 1)
     kp = rng.uniform([1, 1], [W - 2, H - 2], size=(n, 2))
     families = {"gaussian σ=2": gaussian_map(kp, size, 2.0), "gaussian σ=1": gaussian_map(kp, size, 1.0)}
     pos, m = subpixel_demanders(torch.as_tensor(kp))
@@ -482,8 +512,12 @@ def heatmap_compactness(heatmaps, keypoints, visible=None, radius: float = 1.5):
     map's own peak, which needs no ground truth, is
     :func:`poselab.chapters.hdm.training.peak_compactness`.)
     """
-    h = np.maximum(np.asarray(heatmaps, dtype=np.float64), 0.0)
+    h = np.asarray(heatmaps, dtype=np.float64)
+    if not np.isfinite(h).all():
+        raise ValueError("heatmaps contain NaN or Inf (a diverged model): no compactness to measure")
+    h = np.maximum(h, 0.0)
     kp = np.asarray(keypoints, dtype=np.float64)
+    radius = _positive_number(radius, "radius")
     H, W = h.shape[-2:]
     h = h.reshape(-1, H, W)
     kp = kp.reshape(-1, 2)
@@ -560,7 +594,7 @@ def demander_reconstruction(n: int = 10000, seed: int = 0, demanders=subpixel_de
     within 1e-12 **and** no negative mass) are the chapter's two claims. ``demanders`` can be
     replaced (the tests pass wrong ones)."""
     rng = np.random.default_rng(seed)
-    kps = torch.as_tensor(rng.uniform(-0.4, 60.4, size=(int(n), 2)))
+    kps = torch.as_tensor(rng.uniform(-0.4, 60.4, size=(whole_number(n, "n", 1), 2)))
     pos, mass = demanders(kps)
     rec = float(((mass[..., None] * pos).sum(-2) - kps).abs().max())
     out = {"reconstruction": rec, "mass_sum": float((mass.sum(-1) - 1).abs().max()),

@@ -19,6 +19,7 @@ from itertools import permutations
 import numpy as np
 import torch
 
+from poselab._numbers import whole_number
 from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
 from poselab.metrics import coco_keypoint_eval, oks_matrix, ranking_accuracy
 from poselab.skeleton import NUM_KEYPOINTS, PERSON_CATEGORY
@@ -45,11 +46,34 @@ def _vec(x, name: str) -> np.ndarray:
     return a
 
 
+def _oks(oks) -> np.ndarray:
+    q = _vec(oks, "oks")
+    if np.any((q < 0) | (q > 1)):
+        raise ValueError(f"oks must lie in [0, 1] (0 for a false positive), got values from {q.min():g} to {q.max():g}")
+    return q
+
+
 def _scores_oks(scores, oks) -> tuple[np.ndarray, np.ndarray]:
-    s, q = _vec(scores, "scores"), _vec(oks, "oks")
+    s, q = _vec(scores, "scores"), _oks(oks)
     if s.shape != q.shape:
         raise ValueError(f"scores and oks must have the same length, got {s.size} and {q.size}")
     return s, q
+
+
+def _at_most_n_gt(q: np.ndarray, n: int, thresholds: np.ndarray) -> None:
+    """One-to-one matching gives at most ``n`` true positives at any threshold: more means the
+    OKS were not taken from a matching (or ``n_gt`` is wrong), and AP / AR would exceed 1."""
+    most = int((q > thresholds.min()).sum())
+    if most > n:
+        raise ValueError(f"{most} detections have OKS > {thresholds.min():g} but n_gt = {n}: each "
+                         "ground-truth person matches at most one detection (0 OKS for the others)")
+
+
+def _positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def _n_gt(n_gt) -> int:
@@ -85,12 +109,14 @@ def average_precision_eq3(scores, oks, n_gt: int, thresholds=OKS_THRESHOLDS) -> 
     """
     s, q = _scores_oks(scores, oks)
     n = _n_gt(n_gt)
+    ts = _oks_thresholds(thresholds)
+    _at_most_n_gt(q, n, ts)
     if s.size == 0:
         return 0.0
     q = q[np.argsort(-s, kind="mergesort")]
     rank = np.arange(1, q.size + 1)
     aps = []
-    for t in _oks_thresholds(thresholds):
+    for t in ts:
         tp = (q > t).astype(np.float64)
         aps.append(float((tp * np.cumsum(tp) / rank).sum() / n))
     return float(np.mean(aps))
@@ -103,9 +129,11 @@ def average_recall_eq4(oks, n_gt: int, thresholds=OKS_THRESHOLDS) -> float:
         >>> average_recall_eq4([0.99, 0.0, 0.6], n_gt=2)
         0.6
     """
-    q = _vec(oks, "oks")
+    q = _oks(oks)
     n = _n_gt(n_gt)
-    return float(np.mean([(q > t).sum() / n for t in _oks_thresholds(thresholds)]))
+    ts = _oks_thresholds(thresholds)
+    _at_most_n_gt(q, n, ts)
+    return float(np.mean([(q > t).sum() / n for t in ts]))
 
 
 def precision_recall_curve(scores, oks, n_gt: int, threshold: float = 0.5) -> dict[str, np.ndarray]:
@@ -224,6 +252,9 @@ def random_ranking_accuracy(n_pairs: int = 200_000, seed: int = 0, correlation: 
     """
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
+    if isinstance(correlation, bool) or not (isinstance(correlation, (int, float, np.integer, np.floating))
+                                             and 0 <= correlation <= 1):
+        raise ValueError(f"correlation must be a number in [0, 1] (the weight of quality in the score), got {correlation!r}")
     rng = np.random.default_rng(seed)
     q = rng.random((2, int(n_pairs)))
     s = correlation * q + (1.0 - correlation) * rng.random((2, int(n_pairs)))
@@ -303,6 +334,9 @@ def expected_optimal_margin(c: float = 1.0, prior: str = "uniform", nodes: int =
 def optimal_margin_of_g(c: float = 1.0, margin: float | None = None, grid: int = 200_001) -> float:
     """argmin over δ ∈ [0, c] of g for a correctly ordered pair (Eq. 9 case 1; with ``margin``,
     the Eq. 38 form with that m) on a fine grid — c/2 for the paper's loss."""
+    c = _positive_number(c, "c")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"grid must be a whole number >= 2, got {grid!r}")
     d = torch.linspace(0.0, c, int(grid), dtype=torch.float64)
     g = rank_pair_term(d, torch.ones_like(d), c, margin)
     return float(d[int(torch.argmin(g))])
@@ -347,6 +381,7 @@ def theorem1_monte_carlo(n: int = 1_000_000, b: float = 1.0, b_prime: float = 2.
     for name, v in (("b", b), ("b_prime", b_prime), ("c", c)):
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be > 0, got {v}")
+    n = whole_number(n, "n", 1)
     rng = np.random.default_rng(seed)
     star = rng.random((2, int(n)))
     keep = star[0] != star[1]
@@ -423,6 +458,8 @@ def ause_oks(scores, oks, steps: int = 100) -> float:
     s, q = _scores_oks(scores, oks)
     if s.size < 2:
         raise ValueError("ause_oks needs at least 2 detections")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
     err = 1.0 - q
     by_score = err[np.argsort(-s, kind="mergesort")]  # most confident first
     oracle = np.sort(err)
@@ -580,6 +617,7 @@ def theorem1_pair_bound_gap(delta, order, *, b: float = 1.0, c: float = 1.0, pai
     ``pair_term(delta, order, c)`` replaces g (default: the loss's ``rank_pair_term``).
     """
     pair_term = rank_pair_term if pair_term is None else pair_term
+    b, c = _positive_number(b, "b"), _positive_number(c, "c")
     d = np.asarray(delta, dtype=np.float64)
     o = np.asarray(order, dtype=np.float64)
     hi = np.where(o > 0, c, 0.0)
@@ -607,6 +645,7 @@ def theorem1_in_range(n: int = 1_000_000, *, b: float = 1.0, b_prime: float = 2.
     for name, v in (("b", b), ("b_prime", b_prime), ("c", c)):
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be > 0, got {v}")
+    n = whole_number(n, "n", 1)
     rng = np.random.default_rng(seed)
     star = rng.random((2, int(n))) * c
     keep = star[0] != star[1]
@@ -700,6 +739,8 @@ def pair_term_point(delta: float, order: float = 1.0, c: float = 1.0, margin: fl
     """
     if order not in (1, -1, 1.0, -1.0):
         raise ValueError(f"order must be +1 (s*_i > s*_j) or -1 (s*_i < s*_j), got {order!r}")
+    if isinstance(delta, bool) or not (isinstance(delta, (int, float, np.integer, np.floating)) and math.isfinite(delta)):
+        raise ValueError(f"delta must be a finite number (μ_i − μ_j), got {delta!r}")
     d = torch.tensor([float(delta)], dtype=torch.float64, requires_grad=True)
     g = rank_pair_term(d, torch.tensor([float(order)], dtype=torch.float64), float(c), margin)
     g.sum().backward()
