@@ -486,3 +486,23 @@ def test_record_never_overwrites_a_file_that_is_not_a_record(tmp_path, capsys):
     assert cli.main(["train", "mse", "--preset", "fast", "--record", str(notes)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert json.loads(notes.read_text()) == {"images": [], "annotations": []}
+
+
+def test_summary_names_the_seeds_a_nan_value_leaves_out():
+    """A seed whose metric is NaN (or missing) was averaged away: "seeds 3" above a mean of 2."""
+    from poselab.experiments.runner import ComparisonTable, RunResult
+
+    def run(recipe: str, seed: int, ap: float) -> RunResult:
+        return RunResult(recipe=recipe, preset="full", seed=seed, data="synth",
+                         metrics={"generated val": {"AP": ap, **dict.fromkeys(others, 0.5)}}, history={},
+                         seconds_per_step=0.1, train_seconds=1.0, peak_memory_mb=1.0, weights_path="",
+                         data_stream_sha256="", key="k", device="cpu", created="", cached=True)
+
+    others = ("AP50", "AP75", "AR", "EPE_crop", "PCK@0.2", "spearman", "ranking_accuracy")
+    table = ComparisonTable([run("mse", 0, 0.70), run("mse", 1, 0.72), run("mse", 2, float("nan")),
+                             run("ipr", 0, 0.40), run("ipr", 1, 0.42), run("ipr", 2, 0.44)])
+    rows = {r["recipe"]: r for r in table.summary(metrics=("AP",))}
+    assert rows["mse"]["AP"][2] == 2 and rows["mse"]["AP"][0] == pytest.approx(0.71)
+    assert len(rows["ipr"]["AP"]) == 2                      # every seed finite: (mean, std) as before
+    assert "0.710 ± 0.014 (2 seeds finite)" in table.to_markdown()
+    assert "(2 seeds finite)" in table._repr_html_() and "0.420 ± 0.020 |" in table.to_markdown()

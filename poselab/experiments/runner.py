@@ -469,7 +469,8 @@ def _jsonable(value: Any) -> Any:
 class ComparisonTable:
     """Results of :func:`compare`: one row per (recipe, seed, evaluation set).
 
-    ``values(recipe, metric, set)`` → per-seed list; ``summary(set)`` → rows of mean ± std;
+    ``values(recipe, metric, set)`` → per-seed list; ``summary(set)`` → rows of ``(mean, std)``
+    over the finite values, with a third item, the number of them, when a seed's value is NaN;
     ``to_markdown()``; in a notebook it renders as an HTML table; ``figure(metric)`` plots the
     per-seed points with mean ± std.
     """
@@ -528,19 +529,25 @@ class ComparisonTable:
             row: dict[str, Any] = {"recipe": recipe, "seeds": len(self.values(recipe, "AP", set_name))}
             for m in metrics:
                 v = np.asarray(self.values(recipe, m, set_name), dtype=np.float64)
+                n_all = v.size
                 v = v[np.isfinite(v)]
+                # (mean, std, seeds with a finite value): a cell over fewer seeds than the row says so
                 row[m] = (float(v.mean()) if v.size else float("nan"),
-                          float(v.std(ddof=1)) if v.size > 1 else 0.0)
+                          float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size))
+                if v.size == n_all:
+                    row[m] = row[m][:2]
             rows.append(row)
         return rows
 
     @staticmethod
     def _cell(value) -> str:
         if isinstance(value, tuple):
-            mean, std = value
+            mean, std = value[:2]
             if not math.isfinite(mean):
                 return "—"
-            return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+            text = f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+            # the seeds whose value is NaN / missing are named, not averaged away silently
+            return text + (f" ({value[2]} seeds finite)" if len(value) > 2 else "")
         return str(value)
 
     def to_markdown(self) -> str:

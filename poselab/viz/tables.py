@@ -21,15 +21,20 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
     Example:
         >>> mean_std([5.0, 5.2, 5.4])
         '5.2 ± 0.2'
+        >>> mean_std([5.0, 5.2, float("nan")])
+        '5.1 ± 0.141 (1 of 3 not finite)'
     """
-    vals = [float(v) for v in values if math.isfinite(float(v))]
+    given = [float(v) for v in values]
+    vals = [v for v in given if math.isfinite(v)]
     if not vals:
         return "—"
+    # a diverged seed (NaN / inf) is named, not silently left out of the mean
+    dropped = f" ({len(given) - len(vals)} of {len(given)} not finite)" if len(vals) < len(given) else ""
     mean = sum(vals) / len(vals)
     if len(vals) == 1:
-        return f"{mean:.{digits}g}"
+        return f"{mean:.{digits}g}{dropped}"
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-    return f"{mean:.{digits}g} ± {std:.{digits}g}"
+    return f"{mean:.{digits}g} ± {std:.{digits}g}{dropped}"
 
 
 def _cell(value: Any, digits: int) -> Any:
