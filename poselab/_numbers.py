@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["whole_number"]
+__all__ = ["whole_number", "positive_number"]
 
 
 def whole_number(value, name: str, minimum: int = 0, maximum: int | None = None) -> int:
@@ -38,3 +38,22 @@ def whole_number(value, name: str, minimum: int = 0, maximum: int | None = None)
     if not ok or int(value) < minimum or (maximum is not None and int(value) > maximum):
         raise ValueError(f"{name} must be a whole number {bound}, got {value!r}{hint}")
     return int(value)
+
+
+def positive_number(value, name: str, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is a finite real number > 0 (>= 0 with ``allow_zero``); a bool,
+    a string, NaN, inf or a value out of range raise ValueError naming ``name``.
+
+    Example:
+        >>> positive_number(2, "sigma")
+        2.0
+        >>> positive_number(float("nan"), "sigma")
+        Traceback (most recent call last):
+        ...
+        ValueError: sigma must be a finite number > 0, got nan
+    """
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+          and (float(value) >= 0 if allow_zero else float(value) > 0))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)

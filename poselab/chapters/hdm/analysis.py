@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from poselab import claims
-from poselab._numbers import whole_number
+from poselab._numbers import positive_number, whole_number
 from poselab.codecs.hdm import decode_four_pixel, subpixel_demanders
 from poselab.codecs.heatmap import decode_argmax
 from poselab.losses.transport import emd_loss, hdm_transport
@@ -31,13 +31,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- checks
-def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def _finite_points(points, name: str) -> np.ndarray:
     a = np.asarray(points, dtype=np.float64)
     if a.ndim == 0 or a.shape[-1] != 2 or not np.isfinite(a).all():
@@ -54,7 +47,7 @@ def gaussian_map(center, size, sigma, peak=1.0):
     """
     H, W = size
     c = _finite_points(center, "center")
-    sigma = _positive_number(sigma, "sigma")
+    sigma = positive_number(sigma, "sigma")
     xs = np.arange(W, dtype=np.float64)
     ys = np.arange(H, dtype=np.float64)
     gx = np.exp(-(xs - c[..., 0, None]) ** 2 / (2 * sigma ** 2))
@@ -259,7 +252,7 @@ def reference_sinkhorn_cost(heatmap, keypoint, reg=1.0, tol=1e-12, max_iter=1000
     """
     h = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
     H, W = h.shape
-    reg = _positive_number(reg, "reg")
+    reg = positive_number(reg, "reg")
     if not np.isfinite(h).all():
         raise ValueError("heatmap contains NaN or Inf")
     a = h.ravel() / h.sum() if h.sum() > 0 else np.full(H * W, 1.0 / (H * W))
@@ -313,7 +306,7 @@ def reference_emd_cost(heatmap, keypoint, reg: float = 1.0, backend: str = "auto
                           "not on Binder); backend='numpy' or 'auto' works without it") from None
     h = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
     H, W = h.shape
-    reg = _positive_number(reg, "reg")
+    reg = positive_number(reg, "reg")
     if not np.isfinite(h).all():
         raise ValueError("heatmap contains NaN or Inf")
     a = h.ravel() / h.sum() if h.sum() > 0 else np.full(H * W, 1.0 / (H * W))
@@ -336,7 +329,7 @@ def peaked_maps(n: int, size=(16, 12), seed: int = 0, sigma_range=(0.6, 2.0)) ->
     rng = np.random.default_rng(seed)
     H, W = size
     n = whole_number(n, "n", 1)
-    lo, hi = (_positive_number(v, "sigma_range") for v in sigma_range)
+    lo, hi = (positive_number(v, "sigma_range") for v in sigma_range)
     if lo > hi:
         raise ValueError(f"sigma_range must be (lo, hi) with 0 < lo <= hi, got {tuple(sigma_range)}")
     centres = rng.uniform([0, 0], [W - 1, H - 1], size=(n, 2))
@@ -517,7 +510,7 @@ def heatmap_compactness(heatmaps, keypoints, visible=None, radius: float = 1.5):
         raise ValueError("heatmaps contain NaN or Inf (a diverged model): no compactness to measure")
     h = np.maximum(h, 0.0)
     kp = np.asarray(keypoints, dtype=np.float64)
-    radius = _positive_number(radius, "radius")
+    radius = positive_number(radius, "radius")
     H, W = h.shape[-2:]
     h = h.reshape(-1, H, W)
     kp = kp.reshape(-1, 2)

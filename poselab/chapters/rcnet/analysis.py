@@ -19,7 +19,7 @@ from itertools import permutations
 import numpy as np
 import torch
 
-from poselab._numbers import whole_number
+from poselab._numbers import positive_number, whole_number
 from poselab.losses.confidence_ranking import laplacian_rank_loss, rank_pair_term
 from poselab.metrics import coco_keypoint_eval, oks_matrix, ranking_accuracy
 from poselab.skeleton import NUM_KEYPOINTS, PERSON_CATEGORY
@@ -67,13 +67,6 @@ def _at_most_n_gt(q: np.ndarray, n: int, thresholds: np.ndarray) -> None:
     if most > n:
         raise ValueError(f"{most} detections have OKS > {thresholds.min():g} but n_gt = {n}: each "
                          "ground-truth person matches at most one detection (0 OKS for the others)")
-
-
-def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def _n_gt(n_gt) -> int:
@@ -334,7 +327,7 @@ def expected_optimal_margin(c: float = 1.0, prior: str = "uniform", nodes: int =
 def optimal_margin_of_g(c: float = 1.0, margin: float | None = None, grid: int = 200_001) -> float:
     """argmin over δ ∈ [0, c] of g for a correctly ordered pair (Eq. 9 case 1; with ``margin``,
     the Eq. 38 form with that m) on a fine grid — c/2 for the paper's loss."""
-    c = _positive_number(c, "c")
+    c = positive_number(c, "c")
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
         raise ValueError(f"grid must be a whole number >= 2, got {grid!r}")
     d = torch.linspace(0.0, c, int(grid), dtype=torch.float64)
@@ -617,7 +610,7 @@ def theorem1_pair_bound_gap(delta, order, *, b: float = 1.0, c: float = 1.0, pai
     ``pair_term(delta, order, c)`` replaces g (default: the loss's ``rank_pair_term``).
     """
     pair_term = rank_pair_term if pair_term is None else pair_term
-    b, c = _positive_number(b, "b"), _positive_number(c, "c")
+    b, c = positive_number(b, "b"), positive_number(c, "c")
     d = np.asarray(delta, dtype=np.float64)
     o = np.asarray(order, dtype=np.float64)
     hi = np.where(o > 0, c, 0.0)

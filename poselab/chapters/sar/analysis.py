@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from poselab import claims
-from poselab._numbers import whole_number
+from poselab._numbers import positive_number, whole_number
 from poselab.chapters.sar import recipes as sar_recipes
 from poselab.codecs.heatmap import HeatmapCodec, heatmap_to_input
 from poselab.codecs.sar import SARCodec, decode_sar, sar_cell_centres
@@ -132,23 +132,13 @@ def fit_toy(targets, grid: Sequence[int] = (8, 8), reach: float = 0.5, steps: in
             "targets": tg.numpy(), "normalization": normalization}
 
 
-def _check_positive(value, name: str, allow_zero: bool = False) -> float:
-    """``value`` as a float, refusing a bool, a non-number, NaN/inf and values ≤ 0 (< 0 when
-    ``allow_zero``)."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
-    if not ok:
-        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
-
-
 def reach_floor(target, grid: Sequence[int] = (8, 8), reach: float = 0.5, lam: float = 16.0) -> float:
     """Closed form: the SAR loss infimum with a *uniform* selector (w_t = 1/T) and cells of limited
     reach: every cell moves as close as it can, ``r_t = exp(−λ Σ_axis max(0, |Δ| − reach)/size)``,
     and ``L = −log(mean_t r_t)``. Positive unless every cell can reach the target."""
     tg = _as_targets(target)[0].numpy()
-    _check_positive(lam, "lam")
-    _check_positive(reach, "reach", allow_zero=True)
+    positive_number(lam, "lam")
+    positive_number(reach, "reach", allow_zero=True)
     h, w = grid
     c = sar_cell_centres((h, w), dtype=torch.float64).reshape(-1, 2).numpy()
     gap = np.maximum(0.0, np.abs(c - tg) - reach) / np.array([w, h], dtype=np.float64)
@@ -321,7 +311,7 @@ def match_detections(detections, truths, radius: float) -> dict:
     """
     det = np.asarray(detections, dtype=np.float64).reshape(-1, 2)
     gt = np.asarray(truths, dtype=np.float64).reshape(-1, 2)
-    radius = _check_positive(radius, "radius")
+    radius = positive_number(radius, "radius")
     if not (np.isfinite(det).all() and np.isfinite(gt).all()):
         raise ValueError("detections and truths must be finite (x, y) points")
     free = np.ones(len(gt), dtype=bool)
