@@ -506,3 +506,18 @@ def test_summary_names_the_seeds_a_nan_value_leaves_out():
     assert len(rows["ipr"]["AP"]) == 2                      # every seed finite: (mean, std) as before
     assert "0.710 ± 0.014 (2 seeds finite)" in table.to_markdown()
     assert "(2 seeds finite)" in table._repr_html_() and "0.420 ± 0.020 |" in table.to_markdown()
+
+
+def test_tables_render_when_no_run_reports_a_default_metric():
+    """``to_markdown()`` / the HTML table raised KeyError for a table whose runs lack one of the
+    default columns (a custom evaluation without AP50 or spearman); the column is now empty."""
+    from poselab.experiments.runner import ComparisonTable, RunResult
+
+    runs = [RunResult(recipe="mse", preset="full", seed=s, data="synth", metrics={"generated val": {"AP": 0.7 + s / 100}},
+                      history={}, seconds_per_step=0.1, train_seconds=1.0, peak_memory_mb=1.0, weights_path="",
+                      data_stream_sha256="", key="k", device="cpu", created="", cached=True) for s in range(2)]
+    table = ComparisonTable(runs)
+    assert "| mse | 2 | 0.705 ± 0.007 | — |" in table.to_markdown()
+    assert "0.705 ± 0.007" in table._repr_html_()
+    with pytest.raises(KeyError, match="no metric 'AP50'"):      # asking for the values still says so
+        table.values("mse", "AP50")

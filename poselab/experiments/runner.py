@@ -525,9 +525,14 @@ class ComparisonTable:
                 metrics: Sequence[str] = ("AP", "AP50", "AP75", "AR", "EPE_crop", "PCK@0.2",
                                           "spearman", "ranking_accuracy", "seconds_per_step")) -> list[dict]:
         rows = []
+        known = {k for r in self.results for ms in r.metrics.values() for k in ms}
+        known |= {"train_seconds", "seconds_per_step", "peak_memory_mb"}
         for recipe in self.recipes:
-            row: dict[str, Any] = {"recipe": recipe, "seeds": len(self.values(recipe, "AP", set_name))}
+            row: dict[str, Any] = {"recipe": recipe, "seeds": sum(r.recipe == recipe for r in self.results)}
             for m in metrics:
+                if m not in known:  # a metric no run reports (a custom evaluation): an empty cell, "—"
+                    row[m] = (float("nan"), 0.0)
+                    continue
                 v = np.asarray(self.values(recipe, m, set_name), dtype=np.float64)
                 n_all = v.size
                 v = v[np.isfinite(v)]
