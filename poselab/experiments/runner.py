@@ -534,13 +534,11 @@ class ComparisonTable:
                     row[m] = (float("nan"), 0.0)
                     continue
                 v = np.asarray(self.values(recipe, m, set_name), dtype=np.float64)
-                n_all = v.size
-                v = v[np.isfinite(v)]
-                # (mean, std, seeds with a finite value): a cell over fewer seeds than the row says so
-                row[m] = (float(v.mean()) if v.size else float("nan"),
-                          float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size))
-                if v.size == n_all:
-                    row[m] = row[m][:2]
+                finite = v[np.isfinite(v)]
+                row[m] = (float(finite.mean()) if finite.size else float("nan"),
+                          float(finite.std(ddof=1)) if finite.size > 1 else 0.0)
+                if finite.size < v.size:  # a cell over fewer seeds than the row says so
+                    row[m] += (int(finite.size),)
             rows.append(row)
         return rows
 

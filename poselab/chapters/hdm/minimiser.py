@@ -116,11 +116,11 @@ def loss_minimiser(fractions, reg: float = PAPER_REG, window: int = 12, demander
         closure()  # the gradient at the final point
         with torch.no_grad():
             maps = suppliers()
-            loss = emd_loss(maps, keypoints, visible, reg=reg, tol=1e-12, demanders=demanders, reduction="none")[:, 0]
+            final = hdm_transport(maps, keypoints, visible, reg=reg, tol=1e-12, demanders=demanders,
+                                  solver="newton")   # emd_loss's cost, bit for bit, and its marginal error
+            loss = final["cost"][:, 0]
             exact = emd_loss(_demander_map(kp, size, "subpixel") + floor, keypoints, visible, reg=reg, tol=1e-12,
                              demanders=demanders, reduction="none")[:, 0]
-            final = hdm_transport(maps, keypoints, visible, reg=reg, tol=1e-12, demanders=demanders,
-                                  solver="newton")
             decoded = decode_four_pixel(maps[:, 0]).numpy()
     k = kp.numpy()
     nearest = np.floor(k + 0.5)

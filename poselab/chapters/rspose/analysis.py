@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from poselab import claims
+from poselab._numbers import positive_number
 from poselab.codecs import HeatmapCodec, encode_dot, encode_gaussian
 from poselab.data import TopDownDataset
 from poselab.experiments import GENERATED_VAL, get_recipe, run_recipe
@@ -118,10 +119,7 @@ def simcc_imbalance(input_size=(256, 192), split_ratio: float = 2.0, sigma: floa
     if target not in ("dot", "gaussian"):
         raise ValueError(f"target must be 'dot' or 'gaussian', got {target!r}")
     H, W = int(input_size[0]), int(input_size[1])
-    for value, name in ((split_ratio, "split_ratio"), (sigma, "sigma")):
-        if isinstance(value, bool) or not (isinstance(value, (int, float, np.floating)) and math.isfinite(value)
-                                           and value > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    split_ratio, sigma = positive_number(split_ratio, "split_ratio"), positive_number(sigma, "sigma")
     if H < 1 or W < 1 or round(min(H, W) * split_ratio) < 2:
         raise ValueError(f"input_size {input_size} at split_ratio {split_ratio} leaves fewer than 2 bins per axis")
     out = {}
@@ -1007,8 +1005,7 @@ def plateau_statistics(heatmaps, labels, visible=None, delta: float = 0.4, blur_
                          f"{tuple(h.shape)} and {tuple(y.shape)}")
     if not bool(torch.isfinite(h).all()):
         raise ValueError("heatmaps must be finite")
-    if not (isinstance(delta, (int, float)) and not isinstance(delta, bool) and math.isfinite(delta) and delta > 0):
-        raise ValueError(f"delta must be a finite number > 0 (Spatial Rank's δ, score units), got {delta!r}")
+    delta = positive_number(delta, "delta")
     B, K, H, W = h.shape
     if h.numel() == 0:
         raise ValueError(f"no map to measure: heatmaps have shape {tuple(h.shape)}")
