@@ -168,6 +168,37 @@ def test_bcir_invisible_joints_may_be_nan():
         bcir_loss(torch.randn(1, 2, 16, 12), kp, torch.tensor([[2.0, 1.0]]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_integral_l1_unlabelled_joints_may_be_nan_as_in_bcir_loss(dtype):
+    """A NaN/Inf target of a weight-0 joint counts exactly as any finite value there (same loss,
+    same gradient; heatmaps with the prior term, and coordinates); on a joint of weight > 0, or
+    with no weights given, it is refused by name."""
+    g = torch.Generator().manual_seed(3)
+    hm = torch.randn(2, 3, 16, 12, generator=g).to(dtype)
+    prior = torch.rand(2, 3, 16, 12, generator=g).to(dtype)
+    kp = (torch.rand(2, 3, 2, generator=g) * 10).to(dtype)
+    w = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    holes = kp.clone()
+    holes[0, 1] = float("nan")
+    holes[1, 0, 1] = float("inf")
+    for pred, extra in ((hm, dict(prior_heatmaps=prior, prior_weight=0.5)), (kp.flip(-1), {})):
+        for reduction in ("mean", "none"):
+            out = []
+            for t in (kp, holes):
+                p = pred.clone().requires_grad_()
+                loss = integral_l1_loss(p, t, w, reduction=reduction, **extra)
+                assert bool(torch.isfinite(loss).all())
+                loss.sum().backward()
+                out.append((loss.detach(), p.grad))
+            assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    with pytest.raises(ValueError, match="weights > 0; mark it weights = 0"):
+        integral_l1_loss(hm, holes, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="without weights no joint is marked unlabelled"):
+        integral_l1_loss(hm, holes)
+    with pytest.raises(ValueError, match="target must have shape"):
+        integral_l1_loss(hm, holes[:, :2], w[:, :2])
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(beta=0.0), "beta"), (dict(beta=-1.0), "beta"), (dict(beta=float("nan")), "beta"),
     (dict(prior_weight=-1.0), "prior_weight"), (dict(prior_weight=float("inf")), "prior_weight"),

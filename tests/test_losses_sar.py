@@ -194,6 +194,45 @@ def test_clear_errors():
         sar_loss(coords, logits, target, visible, 16.0, ms, eps=-1)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nan_target_of_an_unlabelled_joint_is_ignored_and_of_a_labelled_one_refused(dtype):
+    """An unlabelled joint given NaN (as bcir_loss accepts) counts exactly as one given any finite
+    value with weight 0: same loss, same gradients, finite; NaN on a joint with weight > 0, or
+    with no weights to say which joints are unlabelled, is refused by name."""
+    coords, logits, target, visible, ms = random_case(12, dtype=dtype)
+    visible = visible.clone()
+    visible[0, 1] = 0.0
+    visible[1, 2] = 0.0
+    with_nan, with_inf = target.clone(), target.clone()
+    with_nan[0, 1] = float("nan")
+    with_inf[1, 2, 0] = float("inf")
+    with_inf[0, 1] = float("nan")
+    for reduction in ("mean", "sum", "none"):
+        grads = []
+        for t in (target, with_nan, with_inf):
+            c, s = coords.clone().requires_grad_(), logits.clone().requires_grad_()
+            loss = sar_loss(c, s, t, visible, 16.0, ms, reduction=reduction)
+            assert bool(torch.isfinite(loss).all())
+            loss.sum().backward()
+            grads.append((loss.detach(), c.grad, s.grad))
+        for other in grads[1:]:
+            for a, b in zip(grads[0], other):
+                assert torch.equal(a, b)
+    bad = target.clone()
+    bad[0, 0, 1] = float("nan")  # joint (0, 0) is labelled
+    assert visible[0, 0] > 0
+    with pytest.raises(ValueError, match="visible > 0; mark it visible = 0"):
+        sar_loss(coords, logits, bad, visible, 16.0, ms)
+    with pytest.raises(ValueError, match="without visible no joint is marked unlabelled"):
+        sar_loss(coords, logits, with_nan, None, 16.0, ms)
+    with pytest.raises(ValueError, match="target must have shape"):
+        sar_loss(coords, logits, with_nan[:, :2], visible, 16.0, ms)
+    with pytest.raises(ValueError, match="visible contains NaN"):
+        sar_loss(coords, logits, with_nan, visible * float("nan"), 16.0, ms)
+    multi = sar_multi_target_loss(coords, logits, with_nan[:, :, None], visible[:, :, None], 16.0, ms)
+    assert torch.equal(multi, sar_loss(coords, logits, target, visible, 16.0, ms))
+
+
 def test_multi_target_matches_loop_and_single_target():
     g = torch.Generator().manual_seed(11)
     B, K, T, N = 2, 2, 6, 3

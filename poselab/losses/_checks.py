@@ -22,7 +22,7 @@ import os
 
 import torch
 
-__all__ = ["MAX_PAIR_MB", "check_pair_memory", "finite_number", "REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
+__all__ = ["MAX_PAIR_MB", "mask_unlabelled_targets", "has_nonfinite", "check_pair_memory", "finite_number", "REDUCTIONS", "all_finite", "check_tensor", "check_weights", "check_same_shape", "check_reduction",
            "empty_loss", "reduce_per_keypoint"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -61,6 +61,27 @@ def check_tensor(t, name: str, ndim: int | None = None, last: int | None = None)
         raise ValueError(f"{name} contains NaN or Inf; check the network output / the target "
                          "encoding (invisible joints must get finite targets and weight 0)")
     return t
+
+
+def mask_unlabelled_targets(target: torch.Tensor, weights: torch.Tensor | None, name: str) -> torch.Tensor:
+    """Coordinate targets ``(B, K, 2)`` with their non-finite keypoints set to 0 where the checked
+    ``(B, K)`` ``weights`` (called ``name``) are 0, as :func:`poselab.losses.bcir_loss` reads a NaN
+    keypoint: an unlabelled joint, weight 0 anyway. A non-finite keypoint of a joint with weight
+    > 0, or with no weights to say, is refused. Call it only when ``target`` is not finite, so
+    finite input keeps its bits."""
+    if weights is None:
+        raise ValueError(f"target contains NaN or Inf, and without {name} no joint is marked "
+                         f"unlabelled; pass {name} with 0 for those joints (or give them finite values)")
+    bad = ~torch.isfinite(target).all(-1)
+    if bool((bad & (weights != 0)).any()):
+        raise ValueError(f"target contains NaN or Inf for a joint with {name} > 0; mark it {name} = 0")
+    return torch.where(bad[..., None], torch.zeros_like(target), target)
+
+
+def has_nonfinite(t) -> bool:
+    """Whether ``t`` is a non-empty floating tensor holding a NaN or Inf (anything else: False,
+    left to :func:`check_tensor` to judge)."""
+    return isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 0 and not all_finite(t)
 
 
 def check_weights(weights, shape: tuple[int, int], like: torch.Tensor) -> torch.Tensor:

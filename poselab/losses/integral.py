@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..codecs.heatmap import encode_gaussian
 from ..codecs.integral import _check_beta, _soft_argmax_unchecked, _work_dtype, check_max_gain, soft_argmax
 from ._checks import (check_reduction, check_same_shape, check_tensor, check_weights, empty_loss,
-                      reduce_per_keypoint)
+                      has_nonfinite, mask_unlabelled_targets, reduce_per_keypoint)
 
 __all__ = ["integral_l1_loss", "soft_argmax_2d", "step_schedule", "IntegralL1Loss",
            "laplacian_shrinkage_regularizer", "bcir_loss", "BCIRLoss"]
@@ -66,8 +66,8 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
 
     Args:
         prediction: heatmap logits ``(B, K, H, W)`` or already-decoded coordinates ``(B, K, 2)``.
-        target: ground-truth coordinates ``(B, K, 2)`` in heatmap pixels (finite; give invisible
-            joints any finite value and weight 0).
+        target: ground-truth coordinates ``(B, K, 2)`` in heatmap pixels; NaN/Inf only for a
+            joint of weight 0 (it is ignored, as by :func:`bcir_loss`).
         weights: ``(B, K)`` keypoint weights; None = all ones.
         beta: softmax scale β > 0 of Eq. 3 (default: BCIR's 10, as the integral codec's; ignored
             for coordinates).
@@ -86,7 +86,8 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     """
     check_reduction(reduction)
     check_tensor(prediction, "prediction")
-    check_tensor(target, "target", ndim=3, last=2)
+    target_nonfinite = has_nonfinite(target)  # allowed for unlabelled joints: masked below
+    check_tensor(torch.nan_to_num(target) if target_nonfinite else target, "target", ndim=3, last=2)
     if prediction.dim() == 4:
         heatmaps = prediction
     elif prediction.dim() == 3 and prediction.shape[-1] == 2:
@@ -100,6 +101,8 @@ def integral_l1_loss(prediction: torch.Tensor, target: torch.Tensor, weights: to
     if tuple(target.shape[:2]) != (B, K):
         raise ValueError(f"target must have shape (B, K, 2) = {(B, K, 2)}, got {tuple(target.shape)}")
     w = check_weights(weights, (B, K), prediction)
+    if target_nonfinite:
+        target = mask_unlabelled_targets(target, None if weights is None else w, "weights")
     beta = _check_beta(beta, allow_zero=False)
     lam = _check_prior_weight(prior_weight)
     use_prior = prior_heatmaps is not None and lam > 0

@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ._checks import has_nonfinite, mask_unlabelled_targets
 from .heatmap import check_reduction, check_tensor, empty_loss
 
 __all__ = ["sar_loss", "sar_multi_target_loss", "sar_log_weights", "sar_quality", "SARLoss",
@@ -111,7 +112,8 @@ def sar_loss(coords: torch.Tensor, selector_logits: torch.Tensor, target: torch.
         coords: ``(B, K, T, 2)`` every cell's regressed point ``K_t = p_t + offset_t`` (Eq. 5) in
             heatmap px (:func:`poselab.codecs.sar_flatten_outputs` builds it from a SAR head).
         selector_logits: ``(B, K, T)`` selector logits ``s_t`` (Eq. 6).
-        target: ``(B, K, 2)`` ground-truth keypoints in heatmap px (may lie outside the map).
+        target: ``(B, K, 2)`` ground-truth keypoints in heatmap px (may lie outside the map);
+            NaN/Inf only for a joint whose ``visible`` is 0 (it is ignored, as by ``bcir_loss``).
         visible: ``(B, K)`` joint weights (0 = ignore; COCO v > 0 → 1); None = all ones.
         lam: λ of Eq. 8 (paper: 16, on normalised coordinates).
         map_size: ``(W, H)`` of the output grid in heatmap px — **width first**, as the issue's
@@ -135,7 +137,9 @@ def sar_loss(coords: torch.Tensor, selector_logits: torch.Tensor, target: torch.
     check_reduction(reduction)
     check_tensor(coords, "coords", ndim=4, last=2)
     check_tensor(selector_logits, "selector_logits", ndim=3)
-    check_tensor(target, "target", ndim=3, last=2)
+    target_nonfinite = has_nonfinite(target)
+    # NaN/Inf is allowed for unlabelled joints (masked below, once visible is read)
+    check_tensor(torch.nan_to_num(target) if target_nonfinite else target, "target", ndim=3, last=2)
     B, K, T = coords.shape[:3]
     if tuple(selector_logits.shape) != (B, K, T):
         raise ValueError(f"selector_logits must have shape (B, K, T) = {(B, K, T)} to match coords "
@@ -154,6 +158,8 @@ def sar_loss(coords: torch.Tensor, selector_logits: torch.Tensor, target: torch.
             raise ValueError(f"visible must have shape (B, K) = {(B, K)}, got {tuple(v.shape)}")
         if v.numel() and bool((v < 0).any()):
             raise ValueError("visible must be >= 0 (0 = ignore the joint, 1 = labelled)")
+    if target_nonfinite:
+        target = mask_unlabelled_targets(target, None if visible is None else v, "visible")
     eps = float(eps)
     if not (eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
@@ -250,7 +256,8 @@ def sar_multi_target_loss(coords: torch.Tensor, selector_logits: torch.Tensor, t
 
     Args:
         coords ``(B, K, T, 2)``, selector_logits ``(B, K, T)`` as in :func:`sar_loss`;
-        targets ``(B, K, N, 2)`` heatmap px; visible ``(B, K, N)`` (0 for padding slots).
+        targets ``(B, K, N, 2)`` heatmap px (NaN allowed in a slot whose visible is 0);
+        visible ``(B, K, N)`` (0 for padding slots).
     Returns a scalar, or ``(B, K, N)`` for ``reduction="none"``.
 
     Example:
@@ -261,7 +268,9 @@ def sar_multi_target_loss(coords: torch.Tensor, selector_logits: torch.Tensor, t
         0.6931
     """
     check_tensor(coords, "coords", ndim=4, last=2)
-    check_tensor(targets, "targets", ndim=4, last=2)
+    # NaN/Inf targets of unlabelled slots are allowed: sar_loss masks (or refuses) them
+    check_tensor(torch.nan_to_num(targets) if isinstance(targets, torch.Tensor) else targets, "targets",
+                 ndim=4, last=2)
     B, K, T = coords.shape[:3]
     if tuple(targets.shape[:2]) != (B, K):
         raise ValueError(f"targets must have shape (B, K, N, 2) with (B, K) = {(B, K)}, "
