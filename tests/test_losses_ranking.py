@@ -160,6 +160,40 @@ def test_instance_sort_matches_naive_loop():
     assert np.abs(ref_g).max() > 1e-4
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_instance_sort_unlabelled_keypoints_may_be_nan(dtype):
+    """Instance-Sort reads a NaN/Inf keypoint of a joint with visible 0 as an unlabelled joint (as
+    bcir_loss and sar_loss do): same loss and gradient as any finite value there, for the 2-D
+    loss, the combined rspose_loss and the SimCC form; refused by name with visible > 0 or None."""
+    g = torch.Generator().manual_seed(6)
+    B, K, H, W = 6, 17, 64, 48
+    hm = torch.randn(B, K, H, W, generator=g, dtype=dtype)
+    kp = (torch.rand(B, K, 2, generator=g, dtype=torch.float64) * torch.tensor([W - 1.0, H - 1.0])).to(dtype)
+    vis = (torch.rand(B, K, generator=g) > 0.3).to(dtype)
+    areas = (torch.rand(B, generator=g, dtype=torch.float64) * 600 + 100).to(dtype)
+    holes = kp.clone()
+    holes[vis == 0] = float("nan")
+    holes[tuple((vis == 0).nonzero()[0].tolist()) + (0,)] = float("inf")
+    assert int((vis == 0).sum()) > 3
+    labels = encode_gaussian(kp, None, (H, W), sigma=2.0, dtype=dtype)[0]
+    sx, sy = hm.amax(2), hm.amax(3)  # a (B, K, W) and (B, K, H) pair: 1-D outputs, split ratio 1
+    cases = [
+        (lambda t, x: instance_sort_loss(x, t, vis, areas), hm),
+        (lambda t, x: rspose_loss(x, labels, vis, keypoints=t, areas=areas), hm),
+        (lambda t, x: ranking.simcc_instance_sort_loss(x, sy, t, vis, areas, split_ratio=1.0), sx),
+    ]
+    for fn, inp in cases:
+        (l0, g0), (l1, g1) = (_grad(lambda x: fn(t, x), inp) for t in (kp, holes))
+        assert torch.isfinite(l1) and torch.equal(l0, l1) and torch.equal(g0, g1)
+        assert float(g0.abs().max()) > 0
+    bad = holes.clone()
+    bad[tuple(vis.nonzero()[0].tolist())] = float("nan")
+    with pytest.raises(ValueError, match="keypoints contains NaN or Inf for a joint with visible > 0"):
+        instance_sort_loss(hm, bad, vis, areas)
+    with pytest.raises(ValueError, match="keypoints contains NaN or Inf, and without visible"):
+        instance_sort_loss(hm, holes, None, areas)
+
+
 def test_chunking_gives_the_same_result(monkeypatch):
     scores, labels, vis, _ = gaussian_problem(B=3, K=4, seed=2)
     full = _grad(spatial_rank_sort_loss, scores, labels, vis)

@@ -63,18 +63,19 @@ def check_tensor(t, name: str, ndim: int | None = None, last: int | None = None)
     return t
 
 
-def mask_unlabelled_targets(target: torch.Tensor, weights: torch.Tensor | None, name: str) -> torch.Tensor:
+def mask_unlabelled_targets(target: torch.Tensor, weights: torch.Tensor | None, name: str,
+                            what: str = "target") -> torch.Tensor:
     """Coordinate targets ``(B, K, 2)`` with their non-finite keypoints set to 0 where the checked
-    ``(B, K)`` ``weights`` (called ``name``) are 0, as :func:`poselab.losses.bcir_loss` reads a NaN
-    keypoint: an unlabelled joint, weight 0 anyway. A non-finite keypoint of a joint with weight
-    > 0, or with no weights to say, is refused. Call it only when ``target`` is not finite, so
-    finite input keeps its bits."""
+    ``(B, K)`` ``weights`` (called ``name``; ``what`` names ``target``) are 0, as
+    :func:`poselab.losses.bcir_loss` reads a NaN keypoint: an unlabelled joint, weight 0 anyway.
+    A non-finite keypoint of a joint with weight > 0, or with no weights to say, is refused. Call
+    it only when ``target`` is not finite, so finite input keeps its bits."""
     if weights is None:
-        raise ValueError(f"target contains NaN or Inf, and without {name} no joint is marked "
+        raise ValueError(f"{what} contains NaN or Inf, and without {name} no joint is marked "
                          f"unlabelled; pass {name} with 0 for those joints (or give them finite values)")
     bad = ~torch.isfinite(target).all(-1)
     if bool((bad & (weights != 0)).any()):
-        raise ValueError(f"target contains NaN or Inf for a joint with {name} > 0; mark it {name} = 0")
+        raise ValueError(f"{what} contains NaN or Inf for a joint with {name} > 0; mark it {name} = 0")
     return torch.where(bad[..., None], torch.zeros_like(target), target)
 
 

@@ -56,7 +56,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_pair_memory, check_reduction, check_tensor, check_weights, finite_number
+from ._checks import (check_pair_memory, check_reduction, check_tensor, check_weights, finite_number,
+                      has_nonfinite, mask_unlabelled_targets)
 from ..skeleton import OKS_SIGMAS
 
 __all__ = ["spatial_rank_loss", "spatial_sort_loss", "spatial_rank_sort_loss",
@@ -594,7 +595,8 @@ def instance_sort_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor,
 
     Args:
         heatmaps: ``(B, K, H, W)`` predictions.
-        keypoints: ``(B, K, 2)`` ground truth ``(x, y)`` in heatmap px.
+        keypoints: ``(B, K, 2)`` ground truth ``(x, y)`` in heatmap px (NaN allowed where
+            ``visible`` is 0).
         visible: ``(B, K)`` (None = all).
         areas: ``(B,)`` person areas in heatmap px² (the COCO ``area`` / stride²).
         delta: δ of the smoothed step (Table E.8: 3.0 for ViTPose-B).
@@ -620,18 +622,22 @@ def instance_sort_loss(heatmaps: torch.Tensor, keypoints: torch.Tensor,
 def _check_persons(keypoints, visible, areas, B: int, K: int, like: torch.Tensor, area_unit: str):
     """The per-person inputs of Instance-Sort: ``keypoints (B, K, 2)``, ``visible (B, K)`` (None =
     all) and ``areas (B,)`` > 0 for every person with a visible joint. Returns the visibility in
-    ``like``'s dtype."""
-    check_tensor(keypoints, "keypoints", ndim=3, last=2)
+    ``like``'s dtype and the keypoints, a NaN/Inf keypoint of a joint with ``visible`` 0 set to 0
+    (it is no positive, so its KS is never read; one with ``visible`` > 0 is refused)."""
+    nonfinite = has_nonfinite(keypoints)
+    check_tensor(torch.nan_to_num(keypoints) if nonfinite else keypoints, "keypoints", ndim=3, last=2)
     if tuple(keypoints.shape[:2]) != (B, K):
         raise ValueError(f"keypoints must have shape (B, K, 2) = ({B}, {K}, 2), got "
                          f"{tuple(keypoints.shape)}")
     vis = check_weights(visible, (B, K), like)
+    if nonfinite:
+        keypoints = mask_unlabelled_targets(keypoints, None if visible is None else vis, "visible", "keypoints")
     check_tensor(areas, "areas", ndim=1)
     if areas.shape[0] != B:
         raise ValueError(f"areas must have shape (B,) = ({B},), got {tuple(areas.shape)}")
     if B and K and bool((areas.detach()[vis.detach().amax(1) > 0] <= 0).any()):
         raise ValueError(f"areas must be > 0 ({area_unit}) for every person with a visible joint")
-    return vis
+    return vis, keypoints
 
 
 def _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction):
@@ -641,7 +647,7 @@ def _instance_sort(heatmaps, keypoints, visible, areas, delta, sigmas, reduction
     if heatmaps.dim() != 4:
         raise ValueError(f"heatmaps must have 4 dims, got shape {tuple(heatmaps.shape)}")
     B, K = heatmaps.shape[:2]
-    vis = _check_persons(keypoints, visible, areas, B, K, heatmaps, "heatmap px²")
+    vis, keypoints = _check_persons(keypoints, visible, areas, B, K, heatmaps, "heatmap px²")
     if B == 0 or K == 0 or heatmaps.shape[2] * heatmaps.shape[3] == 0:
         zero = heatmaps.sum() * 0.0
         return zero.expand(K) if reduction == "none" else zero
@@ -705,7 +711,7 @@ def simcc_instance_sort_loss(simcc_x: torch.Tensor, simcc_y: torch.Tensor, keypo
     if B * K and (simcc_x.shape[2] == 0 or simcc_y.shape[2] == 0):
         raise ValueError(f"simcc_x {tuple(simcc_x.shape)} and simcc_y {tuple(simcc_y.shape)} need at "
                          f"least one bin per axis")
-    vis = _check_persons(keypoints, visible, areas, B, K, simcc_x, "input px²")
+    vis, keypoints = _check_persons(keypoints, visible, areas, B, K, simcc_x, "input px²")
     if B == 0 or K == 0:
         zero = simcc_x.sum() * 0.0 + simcc_y.sum() * 0.0
         return zero.expand(K) if reduction == "none" else zero
