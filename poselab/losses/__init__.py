@@ -3,6 +3,11 @@
 Baselines: :func:`heatmap_mse_loss` (detection MSE), :func:`simcc_kl_loss` (SimCC KL),
 HDM's :func:`emd_loss` / :class:`EmdLoss` (entropic EMD to the dot, Eqs. 2-5),
 :func:`integral_l1_loss` (integral regression L1 + BCIR prior term, with :func:`step_schedule`).
+
+Unlabelled joints: a loss whose target is keypoint coordinates (``integral_l1_loss``,
+``bcir_loss``, ``sar_loss``, the Instance-Sort losses, ``emd_loss``) accepts NaN there for a joint
+whose weight / visibility is 0, and ignores it; a NaN keypoint of a labelled joint is refused
+(``emd_loss`` skips it, as documented). Heatmap and SimCC label targets must be finite everywhere.
 """
 from .heatmap import HeatmapMSELoss, heatmap_mse_loss
 from .integral import IntegralL1Loss, integral_l1_loss, soft_argmax_2d, step_schedule

@@ -1,7 +1,8 @@
 """Input checks shared by every loss in :mod:`poselab.losses` (private).
 
 Every loss follows ``(prediction, target, weights, **hyper) -> tensor`` with ``reduction=``; it
-raises ``ValueError`` naming the argument on NaN/Inf, wrong rank or shape; returns a zero that
+raises ``ValueError`` naming the argument on NaN/Inf (coordinate targets excepted for joints of
+weight 0: :func:`mask_unlabelled_targets`), wrong rank or shape; returns a zero that
 still carries a graph on an empty batch; and returns exactly 0 (finite, with grad) when every
 weight is 0. These helpers implement those rules once.
 
