@@ -696,13 +696,13 @@ def chain_verdict(links: Mapping[str, Verdict], *, order: str = "") -> Verdict:
     """An ordering claim (A ≤ B ≤ C ...) from one verdict per link, each kept in the summary.
 
     "reproduced" when every link is; "not reproduced" when any link is (naming it: a broken
-    chain is not "inconclusive"); else "inconclusive", saying which links hold and which are
-    undecided.
+    chain is not "inconclusive"), still naming the links that hold and those left undecided;
+    else "inconclusive", saying which links hold and which are undecided.
 
     Example:
-        >>> r, n = Verdict("reproduced", "x"), Verdict("not reproduced", "y")
-        >>> chain_verdict({"mse < rank": r, "rank < rs": n}).reason
-        'broken at rank < rs: y (holds: mse < rank)'
+        >>> r, n, i = Verdict("reproduced", "x"), Verdict("not reproduced", "y"), Verdict("inconclusive", "z")
+        >>> chain_verdict({"mse < rank": r, "rank < rs": n, "rs < is": i}).reason
+        'broken at rank < rs: y (holds: mse < rank) (undecided: rs < is: z)'
     """
     if not links:
         raise ClaimError("chain_verdict needs at least one link")
@@ -714,8 +714,10 @@ def chain_verdict(links: Mapping[str, Verdict], *, order: str = "") -> Verdict:
     open_ = [k for k, v in links.items() if v.verdict == "inconclusive"]
     held = f" (holds: {', '.join(holds)})" if holds else ""
     if broken:
+        undecided = (" (undecided: " + "; ".join(f"{k}: {links[k].reason}" for k in open_) + ")"
+                     if open_ else "")
         return Verdict("not reproduced", "broken at " + "; ".join(f"{k}: {links[k].reason}" for k in broken)
-                       + held, summary, ev)
+                       + held + undecided, summary, ev)
     if not open_:
         return Verdict("reproduced", f"every link holds: {', '.join(holds)}", summary, ev)
     return Verdict("inconclusive", "undecided: " + "; ".join(f"{k}: {links[k].reason}" for k in open_)

@@ -219,6 +219,9 @@ def test_a_broken_chain_is_not_reproduced_naming_the_link():
                                  order="MSE < S-Rank < S-RS < S-RS+IS")
     assert chain.verdict == "not reproduced" and "broken at S-RS > S-Rank" in chain.reason
     assert "holds: S-Rank > MSE" in chain.reason
+    # the link left undecided is named too, with its reason: a student must not read it as held
+    assert f"(undecided: S-RS+IS > S-RS: {i.reason})" in chain.reason
+    assert "undecided" not in claims.chain_verdict({"a": r, "b": n}).reason
     assert set(chain.summary["links"]) == {"S-Rank > MSE", "S-RS > S-Rank", "S-RS+IS > S-RS"}
     assert claims.chain_verdict({"a": r, "b": i}).verdict == "inconclusive"
     assert claims.chain_verdict({"a": r, "b": r}).verdict == "reproduced"
