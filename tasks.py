@@ -2,8 +2,9 @@
 """Set up poselab in a project-local virtual environment and open the lab or run the tests.
 
     python3 tasks.py lab      set up (if needed), make the default data, open JupyterLab on labs/
-    python3 tasks.py test     set up (if needed), run unit tests + every chapter (fast mode), the
-                              notebooks and the unit tests side by side (one thread each);
+    python3 tasks.py test     set up (if needed), run unit tests + every chapter (fast mode): the
+                              chapters in one process, the other tests in pytest-xdist workers
+                              beside it (one thread each);
                               python3 tasks.py test ARGS... runs one pytest with ARGS
     python3 tasks.py setup    only set up .venv
     python3 tasks.py strip    remove outputs from labs/*.ipynb (before committing)
@@ -69,44 +70,73 @@ def strip() -> None:
         nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-#: the test files that execute notebooks (the chapters through papermill, JupyterLab in
-#: Chromium, the assignments' autograder): the README test command runs them in one pytest
-#: process and every other test file in a second one beside it
-NOTEBOOK_TESTS = ("tests/test_chapters.py", "tests/test_browser.py", "tests/test_browser_bcir.py",
-                  "tests/test_assignments.py")
-
+#: the test files that execute the chapters, in this order, in one pytest process: papermill runs
+#: every chapter (the capstone last: it reads the others' ledgers), then JupyterLab in Chromium
+#: runs them again, re-using the runs papermill trained into the shared run cache
+NOTEBOOK_TESTS = ("tests/test_chapters.py", "tests/test_browser.py", "tests/test_browser_bcir.py")
 
 #: each half names its slowest tests (pytest's ``--durations``) at the end of its output
 SLOWEST = 12
 
+#: the niceness of the other half's processes: the chapters' chain waits on kernels and a browser
+#: and cannot be split, so it gets a core whenever it needs one and the other tests fill the rest
+OTHERS_NICENESS = 5
+
+
+def has_xdist() -> bool:
+    return subprocess.run([str(PY), "-c", "import xdist"], capture_output=True).returncode == 0
+
+
+def other_workers() -> int:
+    """pytest-xdist workers for the test files outside :data:`NOTEBOOK_TESTS`: one fewer than the
+    CPUs (the chapters' chain holds one), at least 2 and at most 4, or ``$POSELAB_TEST_WORKERS``;
+    0 (one plain process) where pytest-xdist is not installed or the variable says 0."""
+    wanted = os.environ.get("POSELAB_TEST_WORKERS")
+    if wanted is not None:
+        if not wanted.isdigit():
+            sys.exit(f"POSELAB_TEST_WORKERS must be a whole number >= 0, got {wanted!r}")
+        n = int(wanted)
+    else:
+        n = max(2, min(4, (os.cpu_count() or 2) - 1))
+    return n if n and has_xdist() else 0
+
+
+def _nicer() -> None:  # runs in the child before it starts (POSIX only)
+    os.nice(OTHERS_NICENESS)
+
 
 def test_side_by_side() -> int:
-    """The suite as two pytest processes at once, one torch thread each (OMP_NUM_THREADS=1 unless
-    set): the files of :data:`NOTEBOOK_TESTS`, and ``tests`` without them — every test in
-    exactly one. On two cores two one-thread processes finish sooner than one suite after the
-    other with two threads, and each collects (imports, rewrites) only its own files. The unit
-    tests print as they run; the notebooks' output follows when they end; each half ends with its
-    :data:`SLOWEST` slowest tests. Returns 0 when both passed."""
+    """The suite as two pytest runs at once, one torch thread a process (OMP_NUM_THREADS=1 unless
+    set): the chapters' chain (:data:`NOTEBOOK_TESTS`) in one process, and ``tests`` without them,
+    spread over :func:`other_workers` pytest-xdist workers at a lower priority (a whole file to a
+    worker, handed out as workers free up, so a module's fixtures are built once) — every test in
+    exactly one half. Each
+    half collects (imports, rewrites) only its own files. The other tests print as they run; the
+    chain's output follows when it ends; each half ends with its :data:`SLOWEST` slowest tests.
+    Returns 0 when both passed."""
     import shlex
     import tempfile
     import threading
     import time
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    workers = other_workers()
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as buffered:
         cmds = [[str(PY), "-m", "pytest", "-q", f"--durations={SLOWEST}", *NOTEBOOK_TESTS],
                 [str(PY), "-m", "pytest", "-q", f"--durations={SLOWEST}", "tests",
-                 *(f"--ignore={path}" for path in NOTEBOOK_TESTS)]]
+                 *(f"--ignore={path}" for path in NOTEBOOK_TESTS),
+                 *(["-n", str(workers), "--dist", "loadfile"] if workers else [])]]
         for cmd in cmds:
             print("+", shlex.join(cmd), flush=True)
         notebooks = subprocess.Popen(cmds[0], cwd=ROOT, env=env, stdout=buffered, stderr=subprocess.STDOUT)
-        ended = {}       # the notebook half's exit code and time, taken when it ends, not after the unit half
+        ended = {}       # the notebook half's exit code and time, taken when it ends, not after the other half
         waiter = threading.Thread(target=lambda: ended.update(code=notebooks.wait(), at=time.monotonic() - start),
                                   daemon=True)
         waiter.start()
         try:
-            unit = subprocess.run(cmds[1], cwd=ROOT, env=env).returncode
+            unit = subprocess.run(cmds[1], cwd=ROOT, env=env,
+                                  **({"preexec_fn": _nicer} if os.name == "posix" else {})).returncode
             unit_s = time.monotonic() - start
             waiter.join()
         finally:
@@ -116,7 +146,8 @@ def test_side_by_side() -> int:
         buffered.seek(0)
         print("\n----- the notebook tests -----", flush=True)
         sys.stdout.write(buffered.read())
-    print(f"\nunit tests: exit {unit} in {unit_s:.0f} s; notebook tests: exit {nb} in {nb_s:.0f} s", flush=True)
+    print(f"\nunit tests ({workers or 1} process{'es' if workers > 1 else ''}): exit {unit} in {unit_s:.0f} s; "
+          f"notebook tests: exit {nb} in {nb_s:.0f} s", flush=True)
     return 0 if unit == 0 and nb == 0 else 1
 
 
