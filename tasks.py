@@ -110,10 +110,9 @@ def test_side_by_side() -> int:
     set): the chapters' chain (:data:`NOTEBOOK_TESTS`) in one process, and ``tests`` without them,
     spread over :func:`other_workers` pytest-xdist workers at a lower priority (a whole file to a
     worker, handed out as workers free up, so a module's fixtures are built once) — every test in
-    exactly one half. Each
-    half collects (imports, rewrites) only its own files. The other tests print as they run; the
-    chain's output follows when it ends; each half ends with its :data:`SLOWEST` slowest tests.
-    Returns 0 when both passed."""
+    exactly one half. Each half collects (imports, rewrites) only its own files. The other tests
+    print as they run; the chain's output follows when it ends; each half ends with its
+    :data:`SLOWEST` slowest tests. Returns 0 when both passed."""
     import shlex
     import tempfile
     import threading
