@@ -37,8 +37,13 @@ def sh(*cmd: str | Path, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
+def venv_has(module: str) -> bool:
+    """Whether the venv's Python imports ``module``."""
+    return subprocess.run([str(PY), "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
 def has_torch() -> bool:
-    return subprocess.run([str(PY), "-c", "import torch"], capture_output=True).returncode == 0
+    return venv_has("torch")
 
 
 def setup() -> None:
@@ -70,9 +75,10 @@ def strip() -> None:
         nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-#: the test files that execute the chapters, in this order, in one pytest process: papermill runs
-#: every chapter (the capstone last: it reads the others' ledgers), then JupyterLab in Chromium
-#: runs them again, re-using the runs papermill trained into the shared run cache
+#: the test files that check the chapters, in one pytest process: each chapter runs once, in
+#: JupyterLab in Chromium where they are installed, else through papermill (the capstone last:
+#: it reads the others' ledgers), and every test of that chapter checks that one run
+#: (tests/chapter_runner.py)
 NOTEBOOK_TESTS = ("tests/test_chapters.py", "tests/test_browser.py", "tests/test_browser_bcir.py")
 
 #: each half names its slowest tests (pytest's ``--durations``) at the end of its output
@@ -84,7 +90,7 @@ OTHERS_NICENESS = 5
 
 
 def has_xdist() -> bool:
-    return subprocess.run([str(PY), "-c", "import xdist"], capture_output=True).returncode == 0
+    return venv_has("xdist")
 
 
 def other_workers() -> int:

@@ -1,18 +1,13 @@
-"""Every chapter executes through papermill in fast mode; its math claims hold and the claim ids
-the issues promise are in its ledger. The real COCO sample is used when it sits beside the
-checkout (../shared/coco_sample), as on every developer machine and in CI."""
+"""Every chapter executes in fast mode (once per session, shared with the browser tests: see
+tests/chapter_runner.py); its math claims hold and the claim ids the issues promise are in its
+ledger. The real COCO sample is used when it sits beside the checkout (../shared/coco_sample), as
+on every developer machine and in CI. Kernels import only what Binder installs."""
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
 from poselab import cli
 from poselab.chapters import chapters as registered_chapters, get_chapter
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "binder_env"))
-import closure  # noqa: E402  (tests/binder_env: run kernels with only what Binder installs)
 
 # claim ids that chapters promise (issue contracts), from each chapter's registration
 # (poselab/chapters/<name>/__init__.py: expected_claims); a notebook not registered still runs
@@ -20,11 +15,6 @@ EXPECTED_CLAIMS = {c.stem: set(c.expected_claims) for c in registered_chapters()
 CHAPTERS = [p.stem for p in cli.list_chapters()]
 # time budgets (60 s per chapter's fast run) are measured by benchmarks/chapters.py
 # (poselab bench --only chapters), never asserted here: a loaded machine must not fail the tests
-
-
-@pytest.fixture(scope="session")
-def shared_ledgers(tmp_path_factory):
-    return tmp_path_factory.mktemp("ledgers")
 
 
 def test_every_promised_chapter_exists():
@@ -41,29 +31,33 @@ def test_every_notebook_is_a_registered_chapter():
 
 @pytest.mark.chapters
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_runs_fast_with_math_claims_holding(chapter, tmp_path, shared_ledgers, monkeypatch):
-    # the kernel (and any worker it starts) can import only what binder/requirements.txt installs
-    binder = closure.binder_env(dict(os.environ))
-    for key in ("PYTHONPATH", "POSELAB_BLOCKED_MODULES"):
-        monkeypatch.setenv(key, binder[key])
-    # the capstone (runs_last: listed last) reads every earlier chapter's ledger from the shared folder
-    capstone = get_chapter(chapter).name == "capstone"
-    params = {"ledger_dir": str(shared_ledgers)} if capstone else None
-    code = cli.run([chapter], fast=True, out=tmp_path, parameters=params)
-    (shared_ledgers / "claims").mkdir(exist_ok=True)
-    for ledger in (tmp_path / "claims").glob("*.json"):
-        (shared_ledgers / "claims" / ledger.name).write_text(ledger.read_text())
-    timings = json.loads((tmp_path / "timings.json").read_text())
-    ledger = json.loads((tmp_path / "claims.json").read_text())
+def test_chapter_runs_fast_with_math_claims_holding(chapter, chapter_runs):
+    run = chapter_runs.get(chapter)
+    ledger = run.claims
     failed = [c["id"] for c in ledger if c["kind"] == "math" and not c["holds"]]
-    assert code == 0, f"{chapter} failed (see output above); math claims failing: {failed}"
+    assert run.failure is None, f"{chapter} ({run.via}): {run.failure}; math claims failing: {failed}"
     assert not failed
     missing = EXPECTED_CLAIMS.get(chapter, set()) - {c["id"] for c in ledger}
     assert not missing, f"{chapter} did not record {sorted(missing)}"
     assert all(c["chapter"] == chapter for c in ledger)
-    if capstone:  # the scorecard lists every claim of the chapters run before it
-        executed = (tmp_path / f"{chapter}.ipynb").read_text()
-        earlier = {c["id"] for f in (shared_ledgers / "claims").glob("*.json")
-                   for c in json.loads(f.read_text())}
-        assert earlier and not [i for i in earlier if i not in executed]
-    assert chapter in timings  # recorded; the 60 s budget is benchmarks/chapters.py's
+    if get_chapter(chapter).name == "capstone":  # the scorecard lists every earlier chapter's claim
+        earlier = {c["id"] for stem in CHAPTERS[:-1] for c in chapter_runs.get(stem).claims}
+        assert earlier and not [i for i in earlier if i not in run.text]
+
+
+@pytest.mark.chapters
+def test_poselab_run_executes_a_real_chapter(chapter_runs):
+    """`poselab run --fast` (papermill) on the cheapest real chapter, whichever way the others
+    ran: its parameters cell takes papermill's injection and its ledger reaches claims.json."""
+    run = chapter_runs.get("00_basics") if chapter_runs.mode == "papermill" else chapter_runs.papermill("00_basics")
+    assert run.via == "papermill" and run.failure is None, run.failure
+    assert EXPECTED_CLAIMS["00_basics"] <= {c["id"] for c in run.claims}
+    assert '"injected-parameters"' in run.text and json.loads(run.text)["cells"]
+
+
+@pytest.mark.chapters
+def test_chapter_kernels_import_only_what_binder_installs(chapter_runs):
+    """The kernels the chapters ran in (JupyterLab's or papermill's) miss what Binder does not
+    install (pytest: a test extra) and find what it does."""
+    assert chapter_runs.kernel_finds("json") and chapter_runs.kernel_finds("plotly")
+    assert not chapter_runs.kernel_finds("pytest")

@@ -117,3 +117,8 @@ def test_each_half_reports_its_own_time(monkeypatch, tmp_path, capfd):
     line = capfd.readouterr().out.strip().splitlines()[-1]
     unit_s, nb_s = (float(x) for x in re.findall(r"in (\d+) s", line))
     assert unit_s >= 3 and nb_s < unit_s, line
+
+
+def test_venv_has_asks_the_venvs_python():
+    tasks = _tasks()
+    assert tasks.venv_has("json") and not tasks.venv_has("no_such_module_poselab_xyz")
