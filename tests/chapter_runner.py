@@ -193,6 +193,7 @@ class ChapterRuns:
 
     def __init__(self, folder: Path, chapters: list[Path]):
         self.folder, self.chapters = Path(folder), {p.stem: p for p in chapters}
+        self.stems = list(self.chapters)            # the real chapters, the capstone last
         self.mode = mode()
         self.ledger = self.folder / "ledger"       # every chapter's claims/<stem>.json
         self.runs: dict[str, ChapterRun] = {}
@@ -201,14 +202,26 @@ class ChapterRuns:
 
     def get(self, stem: str) -> ChapterRun:
         if stem not in self.runs:
-            if stem == list(self.chapters)[-1]:  # the capstone reads every earlier chapter's ledger
-                for earlier in list(self.chapters)[:-1]:
+            if self.stems and stem == self.stems[-1]:  # the capstone reads every earlier chapter's ledger
+                for earlier in self.stems[:-1]:
                     self.get(earlier)
             run = self._browser if self.mode == "browser" else self.papermill
             t0 = time.time()
-            self.runs[stem] = run(stem)
+            try:
+                self.runs[stem] = run(stem)
+            except Exception as exc:  # kept, so that the chapter's other tests fail without a rerun
+                why = f"{type(exc).__name__}: {exc}"
+                self.runs[stem] = ChapterRun(stem, self.mode, why, [], "", [why])
             self.runs[stem].seconds = time.time() - t0
         return self.runs[stem]
+
+    def add(self, notebook: Path) -> str:
+        """Register a notebook that is not a chapter (browser mode: the tests' own broken
+        notebooks); returns its stem for :meth:`get`."""
+        if self.mode != "browser":
+            raise RuntimeError("only the browser runs notebooks outside labs/")
+        self.chapters[Path(notebook).stem] = Path(notebook)
+        return Path(notebook).stem
 
     def _ledger_of(self, stem: str) -> list:
         path = self.ledger / "claims" / f"{stem}.json"
@@ -239,10 +252,11 @@ class ChapterRuns:
                           json.loads((out / "claims.json").read_text()),
                           executed.read_text() if executed.exists() else "")
 
-    def kernel_finds(self, module: str) -> bool:
-        """Whether a chapter's kernel, started as this session starts them, finds ``module`` (a
-        blocked module must not be found; ``json`` must)."""
-        code = f"import importlib.util; print('FOUND' if importlib.util.find_spec({module!r}) else 'MISSING')"
+    def kernel_finds(self, *modules: str) -> dict:
+        """Which of ``modules`` a chapter's kernel, started as this session starts them, finds
+        (a blocked module must not be found; ``json`` must)."""
+        code = ("import importlib.util\n"
+                f"for m in {list(modules)!r}: print(m, 'FOUND' if importlib.util.find_spec(m) else 'MISSING')")
         if self.mode == "papermill":  # papermill's kernels take this process's environment
             out = subprocess.run([sys.executable, "-c", code], env=self._env, capture_output=True,
                                  text=True, timeout=120).stdout
@@ -253,27 +267,25 @@ class ChapterRuns:
                              "source": code, "id": "probe"}],
                   "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
                   "nbformat": 4, "nbformat_minor": 5}
-            name = f"probe_{module}.ipynb"
-            (self._lab["root"] / name).write_text(json.dumps(nb))
+            (self._lab["root"] / "probe.ipynb").write_text(json.dumps(nb))
             page = self._lab["browser"].new_page(viewport={"width": 1280, "height": 800})
             try:
-                self._open(page, name)
-                _run_all(page, name)
+                self._open(page, "probe.ipynb")
+                _run_all(page, "probe.ipynb")
                 out = page.evaluate("() => document.querySelector('.jp-Notebook .jp-OutputArea').textContent")
             finally:
                 page.close()
                 self._shut_kernels()
-        if "FOUND" not in out and "MISSING" not in out:
-            raise RuntimeError(f"the kernel probe for {module!r} printed {out!r}")
-        return "FOUND" in out
+        found = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+        if sorted(found) != sorted(modules):
+            raise RuntimeError(f"the kernel probe for {modules} printed {out!r}")
+        return {m: found[m] == "FOUND" for m in modules}
 
     # -- JupyterLab in Chromium ---------------------------------------------------------------
     def _start_lab(self) -> dict:
         from playwright.sync_api import sync_playwright  # deferred: only where the browser runs
-        labs = self.folder / "browser-labs"
+        labs = self.folder / "browser-labs"   # each notebook's fast copy is written on its first run
         labs.mkdir()
-        for chapter in self.chapters.values():
-            _fast_copy(chapter, labs, self.ledger)
         port, token = _free_port(), secrets.token_hex(16)
         # every cell in the DOM (no windowed rendering, so every output is checked); no news toasts
         settings = self.folder / "lab-settings"
@@ -337,7 +349,7 @@ class ChapterRuns:
     def _browser(self, stem: str) -> ChapterRun:
         if self._lab is None:
             self._lab = self._start_lab()
-        name = self.chapters[stem].name
+        name = _fast_copy(self.chapters[stem], self._lab["root"], self.ledger).name
         page = self._lab["browser"].new_page(viewport={"width": 1280, "height": 800})
         try:
             self._open(page, name)
@@ -354,13 +366,16 @@ class ChapterRuns:
             not_run = page.evaluate(_NOT_RUN)
             if _move_a_slider(page) is False:
                 problems.append("moving a slider changed nothing")
-            page.screenshot(path=str(self._lab["shots"] / f"{stem}.png"), full_page=False)
+            if stem in self.stems:
+                page.screenshot(path=str(self._lab["shots"] / f"{stem}.png"), full_page=False)
             interactions = INTERACTIONS[stem](page) if stem in INTERACTIONS and not not_run else {}
             text = page.evaluate(_TEXT)
         finally:
             page.close()
             self._shut_kernels()
-        failure = (f"{not_run} code cell(s) did not run (a cell raised: {errors[:1]})" if not_run else None)
+        raised = [e for e in errors if "Traceback (most recent call last)" in e]
+        failure = (f"{not_run} code cell(s) did not run" if not_run else None) if not raised else \
+            f"a cell raised: {raised[0]}" + (f"; {not_run} code cell(s) did not run" if not_run else "")
         return ChapterRun(stem, "browser", failure, self._ledger_of(stem), text, problems, interactions)
 
     def close(self) -> None:

@@ -59,5 +59,32 @@ def test_poselab_run_executes_a_real_chapter(chapter_runs):
 def test_chapter_kernels_import_only_what_binder_installs(chapter_runs):
     """The kernels the chapters ran in (JupyterLab's or papermill's) miss what Binder does not
     install (pytest: a test extra) and find what it does."""
-    assert chapter_runs.kernel_finds("json") and chapter_runs.kernel_finds("plotly")
-    assert not chapter_runs.kernel_finds("pytest")
+    assert chapter_runs.kernel_finds("json", "plotly", "pytest") == {"json": True, "plotly": True, "pytest": False}
+
+
+def _notebook(path, *cells):
+    """A notebook with a parameters cell and ``cells`` (sources) after it."""
+    sources = ["fast = False\nout_dir = ''", *cells]
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "outputs": [], "id": f"c{i}", "source": src,
+                     "metadata": {"tags": ["parameters"]} if i == 0 else {}} for i, src in enumerate(sources)],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    return path
+
+
+@pytest.mark.chapters
+def test_a_cell_that_raises_or_writes_to_stderr_is_caught(chapter_runs, tmp_path):
+    """The browser run's own failure checks, on notebooks that are not chapters: a cell that
+    raises (cells after it never run), a last cell that raises, a warning on stderr (no failure,
+    but a problem a student sees). papermill's are tests/test_cli.py's."""
+    if chapter_runs.mode != "browser":
+        pytest.skip("the chapters ran through papermill (its failures: tests/test_cli.py)")
+    middle = chapter_runs.get(chapter_runs.add(_notebook(tmp_path / "90_middle.ipynb", "1 / 0", "print('after')")))
+    assert "ZeroDivisionError" in middle.failure and "1 code cell(s) did not run" in middle.failure
+    last = chapter_runs.get(chapter_runs.add(_notebook(tmp_path / "91_last.ipynb", "print(1)", "raise KeyError('x')")))
+    assert "KeyError" in last.failure and "did not run" not in last.failure
+    warned = chapter_runs.get(chapter_runs.add(_notebook(tmp_path / "92_warn.ipynb",
+                                                         "import sys\nprint('careful', file=sys.stderr)")))
+    assert warned.failure is None and any("careful" in p for p in warned.problems)
+    assert "no plotly figure rendered" in warned.problems
