@@ -31,12 +31,12 @@ def test_the_notebook_half_names_real_test_files():
 
 
 def test_every_notebook_marked_test_file_is_in_the_notebook_half():
-    """A test that executes notebooks carries the ``chapters`` or ``browser`` mark; its file
-    belongs with the notebooks (else the halves drift apart in time, though each test still runs
-    once)."""
+    """A test that executes notebooks carries the ``chapters`` or ``browser`` mark or asks for the
+    ``chapter_runs`` fixture; its file belongs with the notebooks (else the halves drift apart in
+    time, and a chapter would run once in each)."""
     files = set(_tasks().NOTEBOOK_TESTS)
     marked = {f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name
-              and re.search(r"mark\.(chapters|browser)\b|from test_browser import", p.read_text())}
+              and re.search(r"mark\.(chapters|browser)\b|from test_browser import|\bchapter_runs\b", p.read_text())}
     assert marked and marked <= files, sorted(marked - files)
 
 
