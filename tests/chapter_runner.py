@@ -7,8 +7,8 @@ headless Chromium: "run all", then the browser checks, the screenshot and (chapt
 named analyses' slider and click checks on the same page; its claims ledger is the one the run
 wrote. Elsewhere it runs through papermill (``poselab run``). Either way the kernel imports only
 what Binder installs (``tests/binder_env``). ``POSELAB_CHAPTER_RUNS=papermill`` forces papermill
-(the browser tests then skip). The capstone is run last by the tests that list it last; it reads
-the ledgers the earlier chapters wrote into the shared folder.
+(the browser tests then skip). Asking for the capstone first runs every earlier chapter: it
+reads the ledgers they wrote into the shared folder.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def browser_missing() -> str | None:
 
 
 def mode() -> str:
-    """"browser" or "papermill" (see the module docstring)."""
+    """Which way the chapters run here: "browser" or "papermill" (see the module docstring)."""
     wanted = os.environ.get("POSELAB_CHAPTER_RUNS", "")
     if wanted not in ("", "browser", "papermill"):
         raise ValueError(f"POSELAB_CHAPTER_RUNS must be 'browser' or 'papermill', got {wanted!r}")
@@ -240,7 +240,10 @@ class ChapterRuns:
             code = cli.run([stem], fast=True, out=out, parameters=params)
         finally:
             for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         if self.mode == "papermill":  # the shared ledgers are the session's runs'
             (self.ledger / "claims").mkdir(parents=True, exist_ok=True)
             for ledger in (out / "claims").glob("*.json"):
