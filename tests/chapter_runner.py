@@ -120,6 +120,16 @@ def _run_all(page, name: str) -> None:
     time.sleep(2)  # let the last outputs and widgets render
 
 
+def _until(check, seconds: float) -> bool:
+    """Poll ``check()`` every 0.5 s for up to ``seconds``; True once it holds."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _move_a_slider(page) -> bool | None:
     """Press Home on the first slider handle; True if any figure/text output changed, None if
     the chapter has no slider."""
@@ -134,12 +144,7 @@ def _move_a_slider(page) -> bool | None:
     # to the slider's minimum (a few steps to the right may leave an ordering, and so the
     # figure, unchanged); noUiSlider's keyboard support takes Home / End
     page.keyboard.press("Home")
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if page.evaluate(snapshot) != before:
-            return True
-        time.sleep(0.5)
-    return False
+    return _until(lambda: page.evaluate(snapshot) != before, 15)
 
 
 def _press(page, description: str, nth: int, key: str) -> bool:
@@ -150,12 +155,7 @@ def _press(page, description: str, nth: int, key: str) -> bool:
     before = page.evaluate(_READOUTS)
     slider.locator(".noUi-handle").first.focus()
     page.keyboard.press(key)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if page.evaluate(_READOUTS) != before:
-            return True
-        time.sleep(0.5)
-    return False
+    return _until(lambda: page.evaluate(_READOUTS) != before, 30)
 
 
 def _click_regression_map(page) -> bool:
@@ -166,12 +166,7 @@ def _click_regression_map(page) -> bool:
     drag.scroll_into_view_if_needed()
     area = drag.bounding_box()
     page.mouse.click(area["x"] + 0.3 * area["width"], area["y"] + 0.3 * area["height"])
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if "drawn start: 1 blob" in page.evaluate(_READOUTS):
-            return True
-        time.sleep(0.5)
-    return False
+    return _until(lambda: "drawn start: 1 blob" in page.evaluate(_READOUTS), 30)
 
 
 def _bcir_named_analyses(page) -> dict:
