@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RUN_TIMEOUT_S = 300
@@ -229,16 +231,10 @@ class ChapterRuns:
         out = self.folder / "papermill" / stem
         capstone = chapters.get_chapter(stem).name == "capstone"
         params = {"ledger_dir": str(self.ledger)} if capstone else None
-        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "POSELAB_BLOCKED_MODULES")}
-        os.environ.update({k: self._env[k] for k in saved})
-        try:
+        with pytest.MonkeyPatch.context() as env:  # papermill's kernel takes this process's environment
+            for key in ("PYTHONPATH", "POSELAB_BLOCKED_MODULES"):
+                env.setenv(key, self._env[key])
             code = cli.run([stem], fast=True, out=out, parameters=params)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         if self.mode == "papermill":  # the shared ledgers are the session's runs'
             (self.ledger / "claims").mkdir(parents=True, exist_ok=True)
             for ledger in (out / "claims").glob("*.json"):
